@@ -1,0 +1,9 @@
+//! Sluice: an L4/L7 load-balancing appliance on DPDK.
+//!
+//! All foreign-function code lives in [`dpdk`]; everything else is safe Rust.
+#![deny(unsafe_code)]
+
+pub mod config;
+#[allow(unsafe_code)]
+pub mod dpdk;
+pub mod wire;
