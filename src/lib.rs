@@ -4,6 +4,9 @@
 #![deny(unsafe_code)]
 
 pub mod config;
+pub mod control;
 #[allow(unsafe_code)]
 pub mod dpdk;
+pub mod l4;
 pub mod wire;
+pub mod worker;

@@ -1,1 +1,292 @@
-//! Configuration.
+//! Configuration: one TOML file, read, checked and summarised here.
+//!
+//! `docs/CONFIG.md` is the operator's reference for every key; the examples
+//! in `dpdk-config/` are kept valid by `tests/config_check.rs`.
+//!
+//! # Reading
+//!
+//! [`load`] / [`from_str`] do three things, and a file that gets through
+//! all three is one Sluice can run (as far as can be known without the
+//! hardware):
+//!
+//! 1. serde reads the text into [`Config`]: every table denies unknown keys,
+//!    every value has its type (prefixes, MACs and addresses are parsed
+//!    here), every optional key has its documented default;
+//! 2. `validate.rs` checks ranges and relations: unique names and addresses,
+//!    next hops inside a connected subnet, workers distinct from the main
+//!    lcore, ...;
+//! 3. the first failure becomes a [`ConfigError`] that names the file, the
+//!    line and column of the offending value, and what was expected:
+//!    `sluice.toml:12:8: port "lan" referenced by route is not defined
+//!    (defined ports: wan)`.
+//!
+//! The typed structs keep plain values (no spans) so that the control plane
+//! and workers read them directly; positions for step 3 come from a second
+//! parse into a span index (`spans.rs`). Only the port names of `[[route]]` and
+//! `[[neighbor]]` are `toml::Spanned`, as the rest of Sluice expects.
+//!
+//! # Adding a section
+//!
+//! The L4/L7 issues add `[[cluster]]`, `[[service]]` and `[[listener]]`.
+//! Each is a struct in `sections.rs` (with `deny_unknown_fields`, a doc
+//! comment per field and defaults where they exist), a field of [`Config`]
+//! renamed to the singular table name like `ports`, a check in
+//! `validate.rs` run after the sections it refers to, a line in
+//! [`Config::summary`] and a row in `docs/CONFIG.md`.
+
+mod error;
+mod sections;
+mod spans;
+mod types;
+mod validate;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Deserialize;
+
+pub use error::ConfigError;
+pub use sections::{Admin, Dataplane, Eal, Log, LogLevel, Neighbor, Port, Route};
+pub use spans::Position;
+pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
+pub use validate::MAX_LCORE;
+
+use spans::SpanIndex;
+
+/// A whole config file, checked.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// `[eal]`: DPDK start-up.
+    #[serde(default)]
+    pub eal: Eal,
+    /// `[dataplane]`: workers, queues and timers.
+    #[serde(default)]
+    pub dataplane: Dataplane,
+    /// `[admin]`: the metrics endpoint.
+    #[serde(default)]
+    pub admin: Admin,
+    /// `[log]`: control-thread logging.
+    #[serde(default)]
+    pub log: Log,
+    /// `[[port]]`: the Ethernet ports, in file order; at least one.
+    #[serde(default, rename = "port")]
+    pub ports: Vec<Port>,
+    /// `[[route]]`: static routes, in file order.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<Route>,
+    /// `[[neighbor]]`: static ARP/NDP entries, in file order.
+    #[serde(default, rename = "neighbor")]
+    pub neighbors: Vec<Neighbor>,
+}
+
+/// The program name at the head of [`Config::eal_argv`].
+const PROGRAM: &str = "sluice";
+
+/// Read, parse and check the config file at `path`.
+///
+/// # Errors
+///
+/// [`ConfigError::Read`] if the file cannot be read, else
+/// [`ConfigError::Invalid`] for the first problem in it; both name the file
+/// as `path` displays.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        origin: origin.clone(),
+        source,
+    })?;
+    from_str(&text, &origin)
+}
+
+/// Parse and check config text; `origin` names it in errors (usually the
+/// file name).
+///
+/// # Errors
+///
+/// [`ConfigError::Invalid`] for the first problem in the text, at its line
+/// and column.
+pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
+    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(e, text, origin))?;
+    validate::validate(&cfg)
+        .map_err(|p| ConfigError::from_problem(p, Some((text, &SpanIndex::new(text))), origin))?;
+    Ok(cfg)
+}
+
+impl Config {
+    /// Replace a port's device with a vdev string (CLI `--port-device
+    /// NAME=DEVARGS`, used for pcap replay and benchmarks), and check the
+    /// config again.
+    ///
+    /// # Errors
+    ///
+    /// If no port has that name, or the config with the new device is
+    /// invalid (a malformed vdev, a device another port uses). The config
+    /// is then left as it was; the error names the option, not the file.
+    pub fn override_device(&mut self, port: &str, vdev: &str) -> Result<(), ConfigError> {
+        let origin = format!("--port-device {port}={vdev}");
+        let Some(i) = self.ports.iter().position(|p| p.name == port) else {
+            let defined: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+            return Err(ConfigError::Invalid {
+                origin,
+                position: None,
+                message: format!(
+                    "no port named {port:?} (defined ports: {})",
+                    defined.join(", ")
+                ),
+            });
+        };
+        let old = std::mem::replace(
+            &mut self.ports[i].device,
+            PortDevice::Vdev(vdev.to_string()),
+        );
+        if let Err(p) = validate::validate(self) {
+            self.ports[i].device = old;
+            return Err(ConfigError::from_problem(p, None, &origin));
+        }
+        Ok(())
+    }
+
+    /// The port named `name`, and its index (which is its position in
+    /// [`Config::ports`]).
+    pub fn port(&self, name: &str) -> Option<(usize, &Port)> {
+        self.ports.iter().enumerate().find(|(_, p)| p.name == name)
+    }
+
+    /// The lcores the EAL must enable: the main lcore and the workers,
+    /// ascending.
+    pub fn lcores(&self) -> Vec<u32> {
+        let mut lcores = vec![self.eal.main_lcore];
+        lcores.extend(&self.dataplane.workers);
+        lcores.sort_unstable();
+        lcores.dedup();
+        lcores
+    }
+
+    /// The full EAL argv: the program name; `-l`, `--main-lcore` and
+    /// `--file-prefix` derived from `eal.main_lcore`, `dataplane.workers`
+    /// and `eal.file_prefix`; each port's `-a PCI` or `--vdev SPEC` in port
+    /// order (DPDK then numbers the ports in that order); then `eal.args`.
+    pub fn eal_argv(&self) -> Vec<String> {
+        let lcores: Vec<String> = self.lcores().iter().map(u32::to_string).collect();
+        let mut argv = vec![
+            PROGRAM.to_string(),
+            "-l".to_string(),
+            lcores.join(","),
+            "--main-lcore".to_string(),
+            self.eal.main_lcore.to_string(),
+            "--file-prefix".to_string(),
+            self.eal.file_prefix.clone(),
+        ];
+        for p in &self.ports {
+            argv.extend(p.device.eal_args().map(str::to_string));
+        }
+        argv.extend(self.eal.args.iter().cloned());
+        argv
+    }
+
+    /// What would run, for `sluice check`: EAL argv, lcores, data-plane
+    /// sizing, admin and log, each port with device, addresses, MAC, VLAN
+    /// and gateways, routes and neighbors. Ends with a newline.
+    pub fn summary(&self) -> String {
+        let mut s = String::new();
+        // Writing to a String cannot fail.
+        let _ = self.write_summary(&mut s);
+        s
+    }
+
+    fn write_summary(&self, s: &mut String) -> std::fmt::Result {
+        let argv: Vec<String> = self.eal_argv().iter().map(|a| shell_quote(a)).collect();
+        writeln!(s, "eal: {}", argv.join(" "))?;
+        let dp = &self.dataplane;
+        let workers: Vec<String> = dp.workers.iter().map(u32::to_string).collect();
+        writeln!(
+            s,
+            "lcores: main {}, {} worker{} on {}",
+            self.eal.main_lcore,
+            dp.workers.len(),
+            if dp.workers.len() == 1 { "" } else { "s" },
+            workers.join(",")
+        )?;
+        writeln!(
+            s,
+            "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx drain {} us",
+            dp.burst, dp.mbufs, dp.mbuf_cache, dp.rx_desc, dp.tx_desc, dp.tx_drain_us
+        )?;
+        writeln!(
+            s,
+            "neighbors: learned entries live {} s, resolution retried every {} ms",
+            dp.neighbor_timeout_s, dp.neighbor_retry_ms
+        )?;
+        if self.admin.enabled {
+            writeln!(s, "admin: http://{}/", self.admin.listen)?;
+        } else {
+            writeln!(s, "admin: disabled")?;
+        }
+        writeln!(s, "log: {}", self.log.level)?;
+        for p in &self.ports {
+            writeln!(s, "port {}: {}", p.name, p.device)?;
+            let mac = p
+                .mac
+                .map_or_else(|| "the device's own".to_string(), |m| m.to_string());
+            let vlan = p
+                .vlan
+                .map_or_else(|| "untagged".to_string(), |v| format!("vlan {v}"));
+            writeln!(
+                s,
+                "  mac {mac}, mtu {}, {vlan}, rss {}",
+                p.mtu,
+                if p.rss { "on" } else { "off" }
+            )?;
+            for c in &p.addresses {
+                writeln!(s, "  address {c} (subnet {})", c.network())?;
+            }
+            if let Some(g) = p.gateway {
+                writeln!(s, "  default route 0.0.0.0/0 via {g}")?;
+            }
+            if let Some(g) = p.gateway6 {
+                writeln!(s, "  default route ::/0 via {g}")?;
+            }
+        }
+        for r in &self.routes {
+            writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port_name())?;
+        }
+        for n in &self.neighbors {
+            writeln!(
+                s,
+                "neighbor {} is {} on port {} (static)",
+                n.ip,
+                n.mac,
+                n.port_name()
+            )?;
+        }
+        let pci = self
+            .ports
+            .iter()
+            .any(|p| matches!(p.device, PortDevice::Pci(_)));
+        if !pci && !self.eal.args.iter().any(|a| a == "--no-pci") {
+            writeln!(
+                s,
+                "note: no port is a PCI device, but eal.args lacks --no-pci: the EAL will probe (and take) \
+                 every PCI device bound to a DPDK driver"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// `arg` as a POSIX shell word, quoted only when it needs to be.
+fn shell_quote(arg: &str) -> String {
+    let plain = !arg.is_empty()
+        && arg
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.,:=/@%+".contains(&b));
+    if plain {
+        arg.to_string()
+    } else {
+        format!("'{}'", arg.replace('\'', r"'\''"))
+    }
+}

@@ -166,3 +166,13 @@ pub fn version() -> String {
         .to_string_lossy()
         .into_owned()
 }
+
+/// The libdpdk version the bindings were generated from (no EAL needed).
+pub fn build_version() -> String {
+    format!(
+        "{}.{:02}.{}",
+        sys::RTE_VER_YEAR,
+        sys::RTE_VER_MONTH,
+        sys::RTE_VER_MINOR
+    )
+}

@@ -218,6 +218,8 @@ pub struct TxBuffer {
     queue: u16,
     cap: usize,
     len: usize,
+    /// Bytes of the packets buffered.
+    bytes: u64,
     pkts: [*mut sys::rte_mbuf; MAX_BURST],
 }
 
@@ -230,6 +232,8 @@ unsafe impl Send for TxBuffer {}
 pub struct Flushed {
     pub sent: u32,
     pub dropped: u32,
+    /// Bytes of the packets sent.
+    pub sent_bytes: u64,
 }
 
 impl TxBuffer {
@@ -239,6 +243,7 @@ impl TxBuffer {
             queue,
             cap: burst.clamp(1, MAX_BURST),
             len: 0,
+            bytes: 0,
             pkts: [std::ptr::null_mut(); MAX_BURST],
         }
     }
@@ -260,6 +265,7 @@ impl TxBuffer {
         if self.len == self.cap {
             f = self.flush();
         }
+        self.bytes += m.len() as u64;
         self.pkts[self.len] = m.into_raw();
         self.len += 1;
         f
@@ -275,20 +281,32 @@ impl TxBuffer {
         }
         // SAFETY: the first `len` entries are mbufs we own; tx_burst takes
         // ownership of the ones it reports sent.
-        let sent =
-            unsafe { sys::sluice_tx_burst(self.port, self.queue, self.pkts.as_mut_ptr(), self.len as u16) }
-                as usize;
+        let sent = unsafe {
+            sys::sluice_tx_burst(
+                self.port,
+                self.queue,
+                self.pkts.as_mut_ptr(),
+                self.len as u16,
+            )
+        } as usize;
         let dropped = self.len - sent;
+        let mut sent_bytes = self.bytes;
         if dropped > 0 {
+            for &p in &self.pkts[sent..self.len] {
+                // SAFETY: unsent mbufs are still ours; reading data_len is safe.
+                sent_bytes -= unsafe { sys::sluice_pktmbuf_data_len(p) } as u64;
+            }
             // SAFETY: entries sent..len are still ours and are freed once here.
             unsafe {
                 sys::sluice_pktmbuf_free_bulk(self.pkts.as_mut_ptr().add(sent), dropped as u32)
             };
         }
         self.len = 0;
+        self.bytes = 0;
         Flushed {
             sent: sent as u32,
             dropped: dropped as u32,
+            sent_bytes,
         }
     }
 }

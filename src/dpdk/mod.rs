@@ -23,5 +23,5 @@ mod eal;
 mod mbuf;
 pub mod port;
 
-pub use eal::{tsc_hz, rdtsc, version, Eal, EalError, LaunchError};
+pub use eal::{build_version, rdtsc, tsc_hz, version, Eal, EalError, LaunchError};
 pub use mbuf::{Flushed, Mbuf, Mempool, RxBurst, TxBuffer, MAX_BURST};

@@ -79,7 +79,11 @@ pub fn find(name: &str) -> Option<u16> {
 /// Configure, set up queues and start port `id`.
 pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
     if setup.pools.len() != setup.queues as usize {
-        return Err(format!("port {id}: {} pools for {} queues", setup.pools.len(), setup.queues));
+        return Err(format!(
+            "port {id}: {} pools for {} queues",
+            setup.pools.len(),
+            setup.queues
+        ));
     }
     // SAFETY: rte_eth_dev_info is a plain C struct; all-zero is a valid value
     // and dev_info_get fills it.
@@ -93,7 +97,9 @@ pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
         String::from("?")
     } else {
         // SAFETY: driver_name points at the driver's static name string.
-        unsafe { CStr::from_ptr(info.driver_name) }.to_string_lossy().into_owned()
+        unsafe { CStr::from_ptr(info.driver_name) }
+            .to_string_lossy()
+            .into_owned()
     };
     let max_queues = info.max_rx_queues.min(info.max_tx_queues);
     if setup.queues > max_queues {
@@ -113,7 +119,11 @@ pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
         let hf = (sys::SLUICE_RSS_IP | sys::SLUICE_RSS_TCP | sys::SLUICE_RSS_UDP)
             & info.flow_type_rss_offloads;
         conf.rx_adv_conf.rss_conf.rss_hf = hf;
-        let klen = if info.hash_key_size == 0 { 40 } else { info.hash_key_size };
+        let klen = if info.hash_key_size == 0 {
+            40
+        } else {
+            info.hash_key_size
+        };
         conf.rx_adv_conf.rss_conf.rss_key_len = klen.min(key.len() as u8);
         conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
     }
@@ -126,7 +136,10 @@ pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
     // is copied by the driver during configure).
     let ret = unsafe { sys::rte_eth_dev_configure(id, setup.queues, setup.queues, &conf) };
     if ret != 0 {
-        return Err(format!("port {id} ({driver}): configure: {}", errno_str(-ret)));
+        return Err(format!(
+            "port {id} ({driver}): configure: {}",
+            errno_str(-ret)
+        ));
     }
     let mut rx_desc = setup.rx_desc;
     let mut tx_desc = setup.tx_desc;
@@ -139,17 +152,30 @@ pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
         // SAFETY: the pool outlives the port (mempools are never freed); a
         // NULL rxconf means the driver defaults.
         let ret = unsafe {
-            sys::rte_eth_rx_queue_setup(id, q, rx_desc, socket, std::ptr::null(), setup.pools[q as usize].as_ptr())
+            sys::rte_eth_rx_queue_setup(
+                id,
+                q,
+                rx_desc,
+                socket,
+                std::ptr::null(),
+                setup.pools[q as usize].as_ptr(),
+            )
         };
         if ret != 0 {
-            return Err(format!("port {id} ({driver}): rx queue {q}: {}", errno_str(-ret)));
+            return Err(format!(
+                "port {id} ({driver}): rx queue {q}: {}",
+                errno_str(-ret)
+            ));
         }
         let mut txconf = info.default_txconf;
         txconf.offloads = tx_offloads;
         // SAFETY: txconf is a valid copy of the driver's default.
         let ret = unsafe { sys::rte_eth_tx_queue_setup(id, q, tx_desc, socket, &txconf) };
         if ret != 0 {
-            return Err(format!("port {id} ({driver}): tx queue {q}: {}", errno_str(-ret)));
+            return Err(format!(
+                "port {id} ({driver}): tx queue {q}: {}",
+                errno_str(-ret)
+            ));
         }
     }
     // SAFETY: valid port id; unsupported MTU changes return an error we note.

@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Write a benchmark traffic pcap with the standard library only.
+
+    python3 benches/gen_pcap.py icmp OUT.pcap [FLOWS]
+
+`icmp`: 60-byte frames (64 on the wire with FCS) carrying ICMP echo requests
+to 10.0.0.1 from FLOWS distinct sources in 198.18.0.0/15, as sent by the
+router 02:00:00:00:00:fe; Sluice answers each one, routing the reply out of
+its second port (see benches/pps.toml).
+"""
+import struct
+import sys
+
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(data) // 2), data))
+    while s >> 16:
+        s = (s & 0xFFFF) + (s >> 16)
+    return (~s) & 0xFFFF
+
+
+def ipv4(src, dst, proto, payload, ident):
+    hdr = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0, src, dst)
+    return hdr[:10] + struct.pack("!H", csum(hdr)) + hdr[12:] + payload
+
+
+def icmp_frames(flows):
+    us_mac = bytes.fromhex("020000000001")
+    gw_mac = bytes.fromhex("0200000000fe")
+    dst = bytes([10, 0, 0, 1])
+    for i in range(flows):
+        src = bytes([198, 18 + ((i >> 16) & 1), (i >> 8) & 0xFF, i & 0xFF])
+        body = struct.pack("!BBHHH", 8, 0, 0, 0x5151, i & 0xFFFF) + bytes(18)
+        body = body[:2] + struct.pack("!H", csum(body)) + body[4:]
+        yield us_mac + gw_mac + b"\x08\x00" + ipv4(src, dst, 1, body, i & 0xFFFF)
+
+
+def write(path, frames):
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+        n = 0
+        for fr in frames:
+            f.write(struct.pack("<IIII", 0, 0, len(fr), len(fr)))
+            f.write(fr)
+            n += 1
+    return n
+
+
+if __name__ == "__main__":
+    kind, out = sys.argv[1], sys.argv[2]
+    flows = int(sys.argv[3]) if len(sys.argv) > 3 else 1024
+    gens = {"icmp": icmp_frames}
+    n = write(out, gens[kind](flows))
+    print(f"{out}: {n} frames ({kind})")

@@ -1,0 +1,267 @@
+#!/usr/bin/env python3
+"""Build the pcap replay fixtures: for each case an input pcap, the output
+Sluice must produce (built here independently with scapy, not recorded from
+Sluice) and the counters it must report.
+
+    pip install scapy && python3 pcap-tests/gen.py
+
+The generated files are committed; CI does not need scapy.
+"""
+import json
+import os
+
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply,
+                       ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
+                       ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
+                       IPv6, IPv6ExtHdrFragment, IPOption_RR, Raw, wrpcap)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+US = "02:00:00:00:00:01"
+A = "02:00:00:00:00:02"
+C = "02:00:00:00:00:03"
+GW = "02:00:00:00:00:fe"
+US4, A4, C4, GW4 = "10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.254"
+US6, A6, GW6 = "fd00::1", "fd00::2", "fd00::fe"
+BCAST = "ff:ff:ff:ff:ff:ff"
+PAYLOAD = bytes(range(32))
+
+
+def sn_mcast(addr):
+    """Solicited-node multicast address and its MAC (RFC 4291 §2.7.1)."""
+    import ipaddress
+    low = int(ipaddress.IPv6Address(addr)) & 0xFFFFFF
+    ip = str(ipaddress.IPv6Address(int(ipaddress.IPv6Address("ff02::1:ff00:0")) | low))
+    mac = "33:33:ff:%02x:%02x:%02x" % (low >> 16, (low >> 8) & 0xFF, low & 0xFF)
+    return ip, mac
+
+
+def echo_req(src_mac, src, dst=US4, ident=0x1234, seq=1, l2=None, dst_mac=US, **ip):
+    e = Ether(src=src_mac, dst=dst_mac)
+    if l2 is not None:
+        e = e / l2
+    return e / IP(src=src, dst=dst, id=0x4242, flags="DF", ttl=61, **ip) / ICMP(type=8, id=ident, seq=seq) / PAYLOAD
+
+
+def echo_rep(dst_mac, dst, src=US4, ident=0x1234, seq=1, l2=None):
+    e = Ether(src=US, dst=dst_mac)
+    if l2 is not None:
+        e = e / l2
+    return e / IP(src=src, dst=dst, id=0x4242, flags="DF", ttl=64) / ICMP(type=0, id=ident, seq=seq) / PAYLOAD
+
+
+def arp_req(src_mac, psrc, pdst, l2=None):
+    e = Ether(src=src_mac, dst=BCAST)
+    if l2 is not None:
+        e = e / l2
+    return e / ARP(op=1, hwsrc=src_mac, psrc=psrc, hwdst="00:00:00:00:00:00", pdst=pdst)
+
+
+def arp_rep(dst_mac, pdst, psrc=US4, l2=None):
+    e = Ether(src=US, dst=dst_mac)
+    if l2 is not None:
+        e = e / l2
+    return e / ARP(op=2, hwsrc=US, psrc=psrc, hwdst=dst_mac, pdst=pdst)
+
+
+def ns(src_mac, src, target, dst=None, dst_mac=None, sll=True, hlim=255, opt=None):
+    sn, snmac = sn_mcast(target)
+    p = Ether(src=src_mac, dst=dst_mac or snmac) / IPv6(src=src, dst=dst or sn, hlim=hlim) / ICMPv6ND_NS(tgt=target)
+    if opt is not None:
+        p = p / opt
+    elif sll:
+        p = p / ICMPv6NDOptSrcLLAddr(lladdr=src_mac)
+    return p
+
+
+def na(dst_mac, dst, target=US6, solicited=True):
+    return (Ether(src=US, dst=dst_mac) / IPv6(src=target, dst=dst, hlim=255)
+            / ICMPv6ND_NA(tgt=target, R=0, S=1 if solicited else 0, O=1) / ICMPv6NDOptDstLLAddr(lladdr=US))
+
+
+def echo6_req(src_mac, src, dst=US6, dst_mac=US):
+    return Ether(src=src_mac, dst=dst_mac) / IPv6(src=src, dst=dst, hlim=60) / ICMPv6EchoRequest(id=0x77, seq=3, data=PAYLOAD)
+
+
+def echo6_rep(dst_mac, dst, src=US6):
+    return Ether(src=US, dst=dst_mac) / IPv6(src=src, dst=dst, hlim=64) / ICMPv6EchoReply(id=0x77, seq=3, data=PAYLOAD)
+
+
+def corrupt(pkt, offset, value):
+    b = bytearray(bytes(pkt))
+    b[offset] = value
+    return Ether(bytes(b))
+
+
+def case(name, config, steps, counters):
+    """steps: list of (input packet, [expected output packets])."""
+    d = os.path.join(HERE, name)
+    os.makedirs(d, exist_ok=True)
+    ins = [s[0] for s in steps]
+    outs = [o for s in steps for o in s[1]]
+    wrpcap(os.path.join(d, "in.pcap"), ins)
+    wrpcap(os.path.join(d, "expected.pcap"), outs)
+    counters = dict(counters)
+    counters["rx_packets"] = len(ins)
+    counters["tx_packets"] = len(outs)
+    with open(os.path.join(d, "expected.json"), "w") as f:
+        json.dump(counters, f, indent=2, sort_keys=True)
+        f.write("\n")
+    with open(os.path.join(d, "sluice.toml"), "w") as f:
+        f.write(config)
+    print(f"{name}: {len(ins)} in, {len(outs)} out")
+
+
+CONFIG = """# pcap replay case: the test replaces the port's device with
+# net_pcap0,rx_pcap=in.pcap,tx_pcap=<tmp>/out.pcap
+[eal]
+args = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
+
+[dataplane]
+workers = [1]
+mbufs = 2048
+mbuf_cache = 64
+rx_desc = 256
+tx_desc = 256
+
+[admin]
+enabled = false
+
+[[port]]
+name = "p0"
+vdev = "net_pcap0,rx_pcap=/dev/null"
+mac = "02:00:00:00:00:01"
+{vlan}addresses = ["10.0.0.1/24", "fd00::1/64"]
+gateway = "10.0.0.254"
+gateway6 = "fd00::fe"
+
+[[neighbor]]
+ip = "10.0.0.254"
+mac = "02:00:00:00:00:fe"
+port = "p0"
+
+[[neighbor]]
+ip = "fd00::fe"
+mac = "02:00:00:00:00:fe"
+port = "p0"
+"""
+
+
+def basic():
+    dad_src = "::"
+    all_nodes = "ff02::1"
+    steps = [
+        # ARP for us: answered, and the asker is learned (RFC 826 merge).
+        (arp_req(A, A4, US4), [arp_rep(A, A4)]),
+        # Echo from the learned neighbor.
+        (echo_req(A, A4), [echo_rep(A, A4)]),
+        # Echo from off-link, through the gateway (static neighbor).
+        (echo_req(GW, "198.51.100.7"), [echo_rep(GW, "198.51.100.7")]),
+        # Echo from an unknown on-link host: the reply cannot go out; Sluice
+        # asks for the host's MAC instead, once per retry interval.
+        (echo_req(C, C4), [Ether(src=US, dst=BCAST) / ARP(op=1, hwsrc=US, psrc=US4, hwdst="00:00:00:00:00:00", pdst=C4)]),
+        (echo_req(C, C4, seq=2), []),
+        # The host answers; the next echo is replied to.
+        (Ether(src=C, dst=US) / ARP(op=2, hwsrc=C, psrc=C4, hwdst=US, pdst=US4), []),
+        (echo_req(C, C4, seq=3), [echo_rep(C, C4, seq=3)]),
+        # ARP for someone else.
+        (arp_req(A, A4, "10.0.0.9"), []),
+        # IPv6 neighbor solicitation for us, with source link-layer option.
+        (ns(A, A6, US6), [na(A, A6)]),
+        (echo6_req(A, A6), [echo6_rep(A, A6)]),
+        # Duplicate address detection probe for our address: defend it
+        # (RFC 4862 §5.4.3) with an advertisement to all nodes.
+        (ns(A, dad_src, US6, sll=False), [na("33:33:00:00:00:01", all_nodes, solicited=False)]),
+        # Off-link IPv6 echo via the static gateway neighbor.
+        (echo6_req(GW, "2001:db8::5"), [echo6_rep(GW, "2001:db8::5")]),
+        # Nothing listens on TCP/UDP yet.
+        (Ether(src=A, dst=US) / IP(src=A4, dst=US4) / TCP(sport=40000, dport=80, flags="S"), []),
+        (Ether(src=A, dst=US) / IP(src=A4, dst=US4) / UDP(sport=40000, dport=53) / b"q", []),
+        # Not our IP, not our MAC.
+        (echo_req(A, A4, dst="10.0.0.77"), []),
+        (echo_req(A, A4, dst_mac="02:00:00:00:00:99"), []),
+    ]
+    counters = {
+        "arp_replies": 1, "echo_replies": 5, "ndp_adverts": 2, "neighbor_solicits": 1,
+        "neighbor_replies": 1, "drop_neighbor_miss": 2, "drop_arp_not_ours": 1,
+        "drop_no_service": 2, "drop_ip_not_ours": 1, "drop_l2_not_ours": 1,
+    }
+    case("basic", CONFIG.format(vlan=""), steps, counters)
+
+
+def malformed():
+    good = echo_req(A, A4)
+    gb = bytes(good)
+    ip_off = 14
+    steps = []
+    counters = {}
+
+    def drop(pkt, counter):
+        steps.append((pkt, []))
+        counters[counter] = counters.get(counter, 0) + 1
+
+    drop(Raw(gb[:10]), "drop_truncated")                       # shorter than Ethernet
+    drop(Ether(src=A, dst=US, type=0x1234) / Raw(b"x" * 46), "drop_ethertype")
+    drop(Ether(gb[:ip_off + 10]), "drop_ipv4_malformed")       # IPv4 header cut
+    drop(corrupt(good, ip_off, 0x65), "drop_ipv4_malformed")   # version 6 in IPv4
+    drop(corrupt(good, ip_off, 0x44), "drop_ipv4_malformed")   # IHL 4
+    b = bytearray(gb); b[ip_off + 2:ip_off + 4] = (200).to_bytes(2, "big")
+    drop(Ether(bytes(b)), "drop_ipv4_malformed")               # total length beyond frame
+    b = bytearray(gb); b[ip_off + 2:ip_off + 4] = (12).to_bytes(2, "big")
+    drop(Ether(bytes(b)), "drop_ipv4_malformed")               # total length below header
+    b = bytearray(gb); b[ip_off + 10] ^= 0xFF
+    drop(Ether(bytes(b)), "drop_ipv4_checksum")
+    drop(echo_req(A, A4, options=[IPOption_RR(routers=["1.2.3.4"])]), "drop_ipv4_options")
+    p = Ether(src=A, dst=US) / IP(src=A4, dst=US4, flags="MF", id=7) / ICMP(type=8) / PAYLOAD
+    drop(p, "drop_ipv4_fragment")
+    p = Ether(src=A, dst=US) / IP(src=A4, dst=US4, frag=4, id=7) / Raw(PAYLOAD)
+    drop(p, "drop_ipv4_fragment")
+    b = bytearray(gb); b[ip_off + 20 + 2] ^= 0x55
+    drop(Ether(bytes(b)), "drop_icmp_malformed")               # ICMP checksum
+    drop(Ether(src=A, dst=US) / IP(src=A4, dst=US4, proto=1) / Raw(b"\x08\x00\x00"), "drop_icmp_malformed")
+    drop(Ether(src=A, dst=US) / IP(src=A4, dst=US4) / ICMP(type=13), "drop_icmp_unhandled")
+    drop(echo_req(A, "255.255.255.255"), "drop_bad_source")
+    drop(echo_req(A, "224.0.0.5"), "drop_bad_source")
+    drop(echo_req(A, "127.0.0.1"), "drop_bad_source")
+    arp = bytes(arp_req(A, A4, US4))
+    drop(Ether(arp[:14 + 20]), "drop_arp_malformed")            # ARP cut
+    b = bytearray(arp); b[14 + 4] = 8                          # hlen 8
+    drop(Ether(bytes(b)), "drop_arp_malformed")
+    e6 = bytes(echo6_req(A, A6))
+    drop(Ether(e6[:14 + 30]), "drop_ipv6_malformed")
+    b = bytearray(e6); b[14 + 4:14 + 6] = (1000).to_bytes(2, "big")
+    drop(Ether(bytes(b)), "drop_ipv6_malformed")               # payload length beyond frame
+    p = Ether(src=A, dst=US) / IPv6(src=A6, dst=US6) / IPv6ExtHdrFragment(m=1) / ICMPv6EchoRequest()
+    drop(p, "drop_ipv6_ext_header")
+    b = bytearray(e6); b[14 + 40 + 2] ^= 0x55
+    drop(Ether(bytes(b)), "drop_icmp_malformed")               # ICMPv6 checksum
+    drop(ns(A, A6, US6, hlim=64), "drop_ndp_malformed")        # hop limit must be 255
+    zero_len_opt = Raw(b"\x01\x00" + b"\x00" * 6)
+    drop(ns(A, A6, US6, opt=zero_len_opt), "drop_ndp_malformed")
+    drop(ns(A, A6, "ff02::1", dst="ff02::1:ff00:1", dst_mac="33:33:ff:00:00:01"), "drop_ndp_malformed")
+    drop(echo_req(A, A4, l2=Dot1Q(vlan=5)), "drop_vlan_mismatch")
+    drop(Ether(src=A, dst=US) / Dot1Q(vlan=5) / Dot1Q(vlan=6) / IP(src=A4, dst=US4) / ICMP(), "drop_vlan_mismatch")
+    drop(Ether(dst=US, src=A, type=0x0800) / Raw(bytes((i * 37 + 11) & 0xFF for i in range(46))), "drop_ipv4_malformed")
+    drop(Ether(dst="01:80:c2:00:00:0e", src=A, type=0x88cc) / Raw(b"\x00" * 46), "drop_l2_not_ours")
+    # A good packet at the end proves Sluice is still answering.
+    steps.append((arp_req(A, A4, US4), [arp_rep(A, A4)]))
+    counters["arp_replies"] = 1
+    case("malformed", CONFIG.format(vlan=""), steps, counters)
+
+
+def vlan():
+    tag = lambda v: Dot1Q(vlan=v)
+    steps = [
+        (arp_req(A, A4, US4, l2=tag(100)), [arp_rep(A, A4, l2=tag(100))]),
+        (echo_req(A, A4, l2=tag(100)), [echo_rep(A, A4, l2=tag(100))]),
+        (echo_req(A, A4, l2=tag(200)), []),
+        (echo_req(A, A4), []),
+        (arp_req(A, A4, US4), []),
+    ]
+    counters = {"arp_replies": 1, "echo_replies": 1, "drop_vlan_mismatch": 3}
+    case("vlan", CONFIG.format(vlan="vlan = 100\n"), steps, counters)
+
+
+if __name__ == "__main__":
+    basic()
+    malformed()
+    vlan()

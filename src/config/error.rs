@@ -1,0 +1,125 @@
+//! The error of loading a config: `FILE:LINE:COL: what is wrong`.
+
+use std::fmt;
+use std::io;
+
+use super::spans::{Position, SpanIndex};
+use super::validate::{Locus, Problem};
+
+/// Why a config could not be loaded.
+///
+/// Displays as `FILE:LINE:COL: message` (the form editors and CI logs
+/// link), or `FILE: message` when no place in the file is to blame.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("{origin}: cannot read: {source}")]
+    Read {
+        /// The file name as given.
+        origin: String,
+        /// The I/O error.
+        source: io::Error,
+    },
+    /// The text is not a valid config.
+    #[error("{origin}{}: {message}", At(.position))]
+    Invalid {
+        /// The file name as given, or the command-line option at fault.
+        origin: String,
+        /// Where in the file, when known.
+        position: Option<Position>,
+        /// What is wrong and, where it helps, what is expected.
+        message: String,
+    },
+}
+
+/// `:LINE:COL`, or nothing.
+struct At<'a>(&'a Option<Position>);
+
+impl fmt::Display for At<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.0 {
+            Some(p) => write!(f, ":{}:{}", p.line, p.column),
+            None => Ok(()),
+        }
+    }
+}
+
+impl ConfigError {
+    /// Where in the file the error is, when known.
+    pub fn position(&self) -> Option<Position> {
+        match self {
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { position, .. } => *position,
+        }
+    }
+
+    /// The 1-based line of the error, when known.
+    pub fn line(&self) -> Option<usize> {
+        self.position().map(|p| p.line)
+    }
+
+    /// The message without file and position.
+    pub fn message(&self) -> String {
+        match self {
+            ConfigError::Read { source, .. } => format!("cannot read: {source}"),
+            ConfigError::Invalid { message, .. } => message.clone(),
+        }
+    }
+
+    /// A serde/toml error on `text`: its span gives the position, and the
+    /// index names the key it concerns.
+    pub(super) fn from_toml(e: toml::de::Error, text: &str, origin: &str) -> ConfigError {
+        // Syntax errors come in several lines ("invalid table header\nexpected
+        // `.`, `]`"); keep one line per error.
+        let mut message = e.message().trim_end().replace('\n', "; ");
+        // serde says "field"; a TOML file has keys.
+        for (from, to) in [
+            ("unknown field", "unknown key"),
+            ("missing field", "missing key"),
+        ] {
+            if let Some(rest) = message.strip_prefix(from) {
+                message = format!("{to}{rest}");
+            }
+        }
+        let span = e.span();
+        if let Some(context) = span
+            .as_ref()
+            .and_then(|s| SpanIndex::new(text).context(s.start))
+        {
+            message = format!("{message} {context}");
+        }
+        ConfigError::Invalid {
+            origin: origin.to_string(),
+            position: span.map(|s| Position::of(text, s.start)),
+            message,
+        }
+    }
+
+    /// A failed semantic check, placed with `index` when the file has one
+    /// (`None` for a config changed from the command line).
+    pub(super) fn from_problem(
+        p: Problem,
+        text: Option<(&str, &SpanIndex)>,
+        origin: &str,
+    ) -> ConfigError {
+        let locate = |locus: &Locus| -> Option<Position> {
+            let (text, index) = text?;
+            match locus {
+                Locus::Path(path) => index.locate(path).map(|s| Position::of(text, s.start)),
+                Locus::Span(span) => Some(Position::of(text, span.start)),
+                Locus::Start => Some(Position { line: 1, column: 1 }),
+            }
+        };
+        let mut message = p.message;
+        if let Some((locus, label)) = &p.see {
+            if let Some(pos) = locate(locus) {
+                message = format!("{message} ({label} at line {})", pos.line);
+            }
+        }
+        ConfigError::Invalid {
+            origin: origin.to_string(),
+            position: p.at.iter().find_map(locate),
+            message,
+        }
+    }
+}

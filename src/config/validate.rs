@@ -1,0 +1,626 @@
+//! Checks that serde cannot make: ranges, uniqueness, and relations between
+//! sections (a route's next hop must be reachable through its port).
+//!
+//! A check that fails returns a [`Problem`] naming where the offending value
+//! is written, by key path; the caller turns that into a line and column.
+//! Checks run in file order (sections, then each `[[port]]`, `[[route]]`,
+//! `[[neighbor]]` in turn) and the first failure is reported, so an operator
+//! fixes a file top to bottom.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::ops::Range;
+
+use super::sections::{Dataplane, Eal, Port};
+use super::spans::KeyPath;
+use super::types::{is_ipv6_link_local, Cidr, PortDevice};
+use super::Config;
+
+/// Highest lcore id + 1 (`RTE_MAX_LCORE` of a default DPDK build).
+pub const MAX_LCORE: u32 = 128;
+
+/// Where a problem is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Locus {
+    /// The value at this path, if the file spells it out.
+    Path(KeyPath),
+    /// A byte span of the text, from a `Spanned` value.
+    Span(Range<usize>),
+    /// The start of the file: for what is missing altogether.
+    Start,
+}
+
+/// A failed check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Problem {
+    /// Candidate places, best first; the first the file spells out is used.
+    /// A value left at its default is not in the file, so a check on it
+    /// names the other value involved as well.
+    pub at: Vec<Locus>,
+    /// What is wrong and what would be right.
+    pub message: String,
+    /// A related earlier place, such as the first of two duplicates, and
+    /// how to call it ("first defined").
+    pub see: Option<(Locus, &'static str)>,
+}
+
+impl Problem {
+    fn new(at: KeyPath, message: impl Into<String>) -> Problem {
+        Problem {
+            at: vec![Locus::Path(at)],
+            message: message.into(),
+            see: None,
+        }
+    }
+
+    fn or_at(mut self, at: KeyPath) -> Problem {
+        self.at.push(Locus::Path(at));
+        self
+    }
+
+    fn see(mut self, at: Locus, label: &'static str) -> Problem {
+        self.see = Some((at, label));
+        self
+    }
+}
+
+type Check = Result<(), Problem>;
+
+fn path(section: &str, key: &str) -> KeyPath {
+    KeyPath::root(section).key(key)
+}
+
+fn item(section: &str, index: usize) -> KeyPath {
+    KeyPath::root(section).index(index)
+}
+
+/// Check everything; the first problem in file order.
+pub fn validate(cfg: &Config) -> Check {
+    eal(&cfg.eal)?;
+    dataplane(&cfg.dataplane, &cfg.eal)?;
+    ports(cfg)?;
+    routes(cfg)?;
+    neighbors(cfg)
+}
+
+/// EAL options that Sluice derives from other keys, and those keys.
+const DERIVED_OPTIONS: &[(&str, &str)] = &[
+    ("-l", "`eal.main_lcore` and `dataplane.workers`"),
+    ("-c", "`eal.main_lcore` and `dataplane.workers`"),
+    ("--lcores", "`eal.main_lcore` and `dataplane.workers`"),
+    ("--main-lcore", "`eal.main_lcore`"),
+    ("--master-lcore", "`eal.main_lcore`"),
+    ("--file-prefix", "`eal.file_prefix`"),
+];
+
+fn is_option(arg: &str, opt: &str) -> bool {
+    if opt.starts_with("--") {
+        arg == opt
+            || arg
+                .strip_prefix(opt)
+                .is_some_and(|rest| rest.starts_with('='))
+    } else {
+        // Short options take their value attached or separate: `-l0-3`, `-l 0-3`.
+        arg.starts_with(opt) && !arg.starts_with("--")
+    }
+}
+
+fn eal(e: &Eal) -> Check {
+    for (i, arg) in e.args.iter().enumerate() {
+        if let Some((opt, keys)) = DERIVED_OPTIONS.iter().find(|(opt, _)| is_option(arg, opt)) {
+            return Err(Problem::new(
+                path("eal", "args").index(i),
+                format!("EAL option {opt} is derived from {keys}; remove {arg:?} from `eal.args`"),
+            ));
+        }
+    }
+    if e.main_lcore >= MAX_LCORE {
+        return Err(Problem::new(
+            path("eal", "main_lcore"),
+            format!(
+                "`eal.main_lcore` {} is out of range: lcore ids are 0..={}",
+                e.main_lcore,
+                MAX_LCORE - 1
+            ),
+        ));
+    }
+    let prefix_ok = !e.file_prefix.is_empty()
+        && e.file_prefix.len() <= 64
+        && e.file_prefix
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
+    if !prefix_ok {
+        return Err(Problem::new(
+            path("eal", "file_prefix"),
+            format!(
+                "`eal.file_prefix` {:?} must be 1..=64 characters of [A-Za-z0-9_.-]: it names files under /var/run/dpdk",
+                e.file_prefix
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn dataplane(d: &Dataplane, e: &Eal) -> Check {
+    let at = |key: &str| path("dataplane", key);
+    if d.workers.is_empty() {
+        return Err(Problem::new(
+            at("workers"),
+            "`dataplane.workers` is empty: at least one worker lcore is needed",
+        ));
+    }
+    for (j, &lcore) in d.workers.iter().enumerate() {
+        let here = at("workers").index(j);
+        if lcore >= MAX_LCORE {
+            return Err(Problem::new(
+                here,
+                format!(
+                    "worker lcore {lcore} is out of range: lcore ids are 0..={}",
+                    MAX_LCORE - 1
+                ),
+            ));
+        }
+        if lcore == e.main_lcore {
+            return Err(Problem::new(
+                here,
+                format!(
+                    "worker lcore {lcore} is the main lcore (`eal.main_lcore`); workers need lcores of their own"
+                ),
+            )
+            .or_at(path("eal", "main_lcore")));
+        }
+        if let Some(first) = d.workers[..j].iter().position(|&w| w == lcore) {
+            return Err(Problem::new(
+                here,
+                format!("worker lcore {lcore} is listed twice in `dataplane.workers`"),
+            )
+            .see(Locus::Path(at("workers").index(first)), "first listed"));
+        }
+    }
+    if !(1..=256).contains(&d.burst) {
+        return Err(Problem::new(
+            at("burst"),
+            format!("`dataplane.burst` {} is out of range 1..=256", d.burst),
+        ));
+    }
+    if d.mbufs < 1024 {
+        return Err(Problem::new(
+            at("mbufs"),
+            format!("`dataplane.mbufs` {} is below the minimum of 1024", d.mbufs),
+        ));
+    }
+    // rte_mempool_create: cache_size <= RTE_MEMPOOL_CACHE_MAX_SIZE and
+    // cache_size * 1.5 <= n.
+    let cache_max = 512.min(d.mbufs * 2 / 3);
+    if d.mbuf_cache > cache_max {
+        return Err(Problem::new(
+            at("mbuf_cache"),
+            format!(
+                "`dataplane.mbuf_cache` {} is too large: at most 512 and at most mbufs / 1.5 ({cache_max} for {} mbufs)",
+                d.mbuf_cache, d.mbufs
+            ),
+        )
+        .or_at(at("mbufs")));
+    }
+    for (key, n) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
+        if !(64..=16384).contains(&n) || !n.is_power_of_two() {
+            return Err(Problem::new(
+                at(key),
+                format!("`dataplane.{key}` {n} must be a power of two in 64..=16384"),
+            ));
+        }
+    }
+    if !(1..=100_000).contains(&d.tx_drain_us) {
+        return Err(Problem::new(
+            at("tx_drain_us"),
+            format!(
+                "`dataplane.tx_drain_us` {} is out of range 1..=100000",
+                d.tx_drain_us
+            ),
+        ));
+    }
+    if d.neighbor_timeout_s < 1 {
+        return Err(Problem::new(
+            at("neighbor_timeout_s"),
+            "`dataplane.neighbor_timeout_s` must be at least 1",
+        ));
+    }
+    if d.neighbor_retry_ms < 10 {
+        return Err(Problem::new(
+            at("neighbor_retry_ms"),
+            format!(
+                "`dataplane.neighbor_retry_ms` {} is below the minimum of 10",
+                d.neighbor_retry_ms
+            ),
+        ));
+    }
+    Ok(())
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=32).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+}
+
+/// Whether `ip` can be a host's address at all, whatever its subnet.
+fn unusable_address(ip: IpAddr) -> Option<&'static str> {
+    if ip.is_unspecified() {
+        Some("the unspecified address")
+    } else if ip.is_loopback() {
+        Some("a loopback address")
+    } else if ip.is_multicast() {
+        Some("a multicast address")
+    } else if ip == IpAddr::from([255, 255, 255, 255]) {
+        Some("the limited broadcast address")
+    } else {
+        None
+    }
+}
+
+fn ports(cfg: &Config) -> Check {
+    if cfg.ports.is_empty() {
+        return Err(Problem {
+            at: vec![Locus::Start],
+            message: "no [[port]] is defined: at least one port is required".to_string(),
+            see: None,
+        });
+    }
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut devices: HashMap<String, usize> = HashMap::new();
+    let mut addresses: HashMap<IpAddr, (usize, usize)> = HashMap::new();
+    let mut gateway4: Option<usize> = None;
+    let mut gateway6: Option<usize> = None;
+    let no_pci = cfg.eal.args.iter().position(|a| a == "--no-pci");
+    for (i, p) in cfg.ports.iter().enumerate() {
+        let at = |key: &str| item("port", i).key(key);
+        if !valid_name(&p.name) {
+            return Err(Problem::new(
+                at("name"),
+                format!(
+                    "port name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
+                    p.name
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(p.name.as_str()) {
+            return Err(
+                Problem::new(at("name"), format!("duplicate port name {:?}", p.name)).see(
+                    Locus::Path(item("port", first).key("name")),
+                    "first defined",
+                ),
+            );
+        }
+        names.insert(&p.name, i);
+
+        let device_key = match p.device {
+            PortDevice::Pci(_) => "pci",
+            PortDevice::Vdev(_) => "vdev",
+        };
+        p.device
+            .check()
+            .map_err(|m| Problem::new(at(device_key), m).or_at(item("port", i)))?;
+        // DPDK names devices by PCI address (any case) or vdev name; two
+        // ports cannot share one.
+        let key = p.device.eal_name().to_ascii_lowercase();
+        if let Some(&first) = devices.get(&key) {
+            return Err(Problem::new(
+                at(device_key),
+                format!(
+                    "port {:?} uses device {:?}, which port {:?} already uses",
+                    p.name,
+                    p.device.eal_name(),
+                    cfg.ports[first].name
+                ),
+            )
+            .or_at(item("port", i))
+            .see(Locus::Path(item("port", first)), "first used"));
+        }
+        devices.insert(key, i);
+        // --no-pci stops the EAL from probing any PCI device, allow-listed or not.
+        if let (PortDevice::Pci(_), Some(k)) = (&p.device, no_pci) {
+            return Err(Problem::new(
+                at("pci"),
+                format!(
+                    "port {:?} is a PCI device, but `eal.args` contains --no-pci, which stops the EAL from probing it",
+                    p.name
+                ),
+            )
+            .see(Locus::Path(path("eal", "args").index(k)), "--no-pci"));
+        }
+
+        if let Some(mac) = p.mac {
+            if !mac.is_unicast() || mac.is_zero() {
+                return Err(Problem::new(
+                    at("mac"),
+                    format!(
+                        "port {:?}: mac {mac} is not a unicast station address",
+                        p.name
+                    ),
+                ));
+            }
+        }
+        if !(68..=9000).contains(&p.mtu) {
+            return Err(Problem::new(
+                at("mtu"),
+                format!("port {:?}: mtu {} is out of range 68..=9000", p.name, p.mtu),
+            ));
+        }
+        if let Some(vlan) = p.vlan {
+            if !(1..=4094).contains(&vlan) {
+                return Err(Problem::new(
+                    at("vlan"),
+                    format!("port {:?}: vlan {vlan} is out of range 1..=4094 (0 and 4095 are reserved by 802.1Q)", p.name),
+                ));
+            }
+        }
+
+        if p.addresses.is_empty() {
+            return Err(Problem::new(
+                at("addresses"),
+                format!(
+                    "port {:?} has no addresses: give at least one, such as \"10.0.0.1/24\"",
+                    p.name
+                ),
+            ));
+        }
+        for (j, c) in p.addresses.iter().enumerate() {
+            address(p, c).map_err(|m| Problem::new(at("addresses").index(j), m))?;
+            if let Some(&(fi, fj)) = addresses.get(&c.addr()) {
+                let owner = if fi == i {
+                    "this port".to_string()
+                } else {
+                    format!("port {:?}", cfg.ports[fi].name)
+                };
+                return Err(Problem::new(
+                    at("addresses").index(j),
+                    format!(
+                        "duplicate address {}: already assigned to {owner}",
+                        c.addr()
+                    ),
+                )
+                .see(
+                    Locus::Path(item("port", fi).key("addresses").index(fj)),
+                    "first assigned",
+                ));
+            }
+            addresses.insert(c.addr(), (i, j));
+        }
+
+        if let Some(g) = p.gateway {
+            next_hop(p, IpAddr::V4(g), false)
+                .map_err(|m| Problem::new(at("gateway"), format!("gateway {g} {m}")))?;
+            if let Some(first) = gateway4 {
+                return Err(Problem::new(
+                    at("gateway"),
+                    format!(
+                        "port {:?} sets `gateway`, but port {:?} already does: there is one IPv4 default route",
+                        p.name, cfg.ports[first].name
+                    ),
+                )
+                .see(Locus::Path(item("port", first).key("gateway")), "first set"));
+            }
+            gateway4 = Some(i);
+        }
+        if let Some(g) = p.gateway6 {
+            next_hop(p, IpAddr::V6(g), true)
+                .map_err(|m| Problem::new(at("gateway6"), format!("gateway6 {g} {m}")))?;
+            if let Some(first) = gateway6 {
+                return Err(Problem::new(
+                    at("gateway6"),
+                    format!(
+                        "port {:?} sets `gateway6`, but port {:?} already does: there is one IPv6 default route",
+                        p.name, cfg.ports[first].name
+                    ),
+                )
+                .see(Locus::Path(item("port", first).key("gateway6")), "first set"));
+            }
+            gateway6 = Some(i);
+        }
+    }
+    Ok(())
+}
+
+/// Why `c` cannot be an address of port `p`, if it cannot.
+fn address(p: &Port, c: &Cidr) -> Result<(), String> {
+    if let Some(what) = unusable_address(c.addr()) {
+        return Err(format!("port {:?}: {} is {what}", p.name, c.addr()));
+    }
+    if c.is_reserved_host(c.addr()) {
+        let which = if c.addr() == c.network().addr() {
+            "network"
+        } else {
+            "broadcast"
+        };
+        return Err(format!(
+            "port {:?}: {c} is the {which} address of its subnet {}; give a host address",
+            p.name,
+            c.network()
+        ));
+    }
+    Ok(())
+}
+
+/// Why `ip` cannot be a next hop (gateway, route via, static neighbor)
+/// reached through port `p`, if it cannot. IPv6 next hops may be link-local
+/// (RFC 4861 section 8: routers advertise themselves by link-local address)
+/// when `link_local_ok`.
+fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
+    if let Some(what) = unusable_address(ip) {
+        return Err(format!("is {what}"));
+    }
+    if p.owns(ip) {
+        return Err(format!("is an address of port {:?} itself", p.name));
+    }
+    if link_local_ok && is_ipv6_link_local(ip) {
+        return Ok(());
+    }
+    let family_subnets: Vec<String> = p
+        .addresses
+        .iter()
+        .filter(|c| c.is_ipv4() == ip.is_ipv4())
+        .map(|c| c.network().to_string())
+        .collect();
+    match p.addresses.iter().find(|c| c.contains(ip)) {
+        Some(c) if c.is_reserved_host(ip) => Err(format!(
+            "is the network or broadcast address of subnet {} of port {:?}",
+            c.network(),
+            p.name
+        )),
+        Some(_) => Ok(()),
+        None if family_subnets.is_empty() => Err(format!(
+            "is not inside a subnet of port {:?}, which has no {} address{}",
+            p.name,
+            family(ip),
+            if ip.is_ipv6() {
+                " (and it is not link-local)"
+            } else {
+                ""
+            }
+        )),
+        None => Err(format!(
+            "is not inside a subnet of port {:?} ({}){}",
+            p.name,
+            family_subnets.join(", "),
+            if ip.is_ipv6() { " nor link-local" } else { "" }
+        )),
+    }
+}
+
+/// "wan, lan": the defined port names, for errors about an undefined one.
+fn defined_ports(cfg: &Config) -> String {
+    cfg.ports
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn find_port<'a>(
+    cfg: &'a Config,
+    name: &str,
+    what: &str,
+    span: Range<usize>,
+) -> Result<&'a Port, Problem> {
+    cfg.ports
+        .iter()
+        .find(|p| p.name == name)
+        .ok_or_else(|| Problem {
+            at: vec![Locus::Span(span)],
+            message: format!(
+                "port {name:?} referenced by {what} is not defined (defined ports: {})",
+                defined_ports(cfg)
+            ),
+            see: None,
+        })
+}
+
+fn routes(cfg: &Config) -> Check {
+    let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
+    for (i, r) in cfg.routes.iter().enumerate() {
+        let at = |key: &str| item("route", i).key(key);
+        if !r.prefix.is_network() {
+            return Err(Problem::new(
+                at("prefix"),
+                format!(
+                    "route prefix {} has host bits set; did you mean {}?",
+                    r.prefix,
+                    r.prefix.network()
+                ),
+            ));
+        }
+        if r.via.is_ipv4() != r.prefix.is_ipv4() {
+            return Err(Problem::new(
+                at("via"),
+                format!(
+                    "route to {}: next hop {} is {} but the prefix is {}",
+                    r.prefix,
+                    r.via,
+                    family(r.via),
+                    family(r.prefix.addr())
+                ),
+            ));
+        }
+        let port = find_port(cfg, r.port.get_ref(), "route", r.port.span())?;
+        next_hop(port, r.via, true).map_err(|m| {
+            Problem::new(
+                at("via"),
+                format!("route to {}: next hop {} {m}", r.prefix, r.via),
+            )
+        })?;
+        if let Some(&first) = prefixes.get(&r.prefix) {
+            return Err(
+                Problem::new(at("prefix"), format!("duplicate route to {}", r.prefix)).see(
+                    Locus::Path(item("route", first).key("prefix")),
+                    "first defined",
+                ),
+            );
+        }
+        prefixes.insert(r.prefix, i);
+        if r.prefix.prefix_len() == 0 {
+            let key = if r.prefix.is_ipv4() {
+                "gateway"
+            } else {
+                "gateway6"
+            };
+            let has_gateway = |p: &Port| {
+                if r.prefix.is_ipv4() {
+                    p.gateway.is_some()
+                } else {
+                    p.gateway6.is_some()
+                }
+            };
+            if let Some(g) = cfg.ports.iter().position(has_gateway) {
+                return Err(Problem::new(
+                    at("prefix"),
+                    format!(
+                        "route to {} duplicates the default route set by `{key}` of port {:?}; keep one",
+                        r.prefix, cfg.ports[g].name
+                    ),
+                )
+                .see(Locus::Path(item("port", g).key(key)), "gateway set"));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn family(ip: IpAddr) -> &'static str {
+    if ip.is_ipv4() {
+        "IPv4"
+    } else {
+        "IPv6"
+    }
+}
+
+fn neighbors(cfg: &Config) -> Check {
+    let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
+    for (i, n) in cfg.neighbors.iter().enumerate() {
+        let at = |key: &str| item("neighbor", i).key(key);
+        let port = find_port(cfg, n.port.get_ref(), "neighbor", n.port.span())?;
+        next_hop(port, n.ip, true)
+            .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
+        if !n.mac.is_unicast() || n.mac.is_zero() {
+            return Err(Problem::new(
+                at("mac"),
+                format!(
+                    "neighbor {}: mac {} is not a unicast station address",
+                    n.ip, n.mac
+                ),
+            ));
+        }
+        if let Some(&first) = seen.get(&(port.name.as_str(), n.ip)) {
+            return Err(Problem::new(
+                at("ip"),
+                format!("duplicate static neighbor {} on port {:?}", n.ip, port.name),
+            )
+            .see(
+                Locus::Path(item("neighbor", first).key("ip")),
+                "first defined",
+            ));
+        }
+        seen.insert((port.name.as_str(), n.ip), i);
+    }
+    Ok(())
+}

@@ -1,0 +1,177 @@
+//! Per-worker counters: single writer (the worker), many readers (admin,
+//! stats dump). Each counter is a relaxed atomic that the worker bumps with a
+//! plain load+store (no locked instruction: it is the only writer), so the
+//! hot path pays what a plain `u64` increment costs.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+macro_rules! counters {
+    ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
+        /// Every counter a worker keeps. Drop reasons start with `Drop`.
+        #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+        #[allow(non_camel_case_types)]
+        #[repr(usize)]
+        pub enum Counter { $( $(#[$doc])* $name ),* }
+
+        impl Counter {
+            pub const ALL: &'static [Counter] = &[ $(Counter::$name),* ];
+            pub const COUNT: usize = Counter::ALL.len();
+            /// The metric name (`rx_packets`, `drop_ipv4_checksum`, ...).
+            pub fn name(self) -> &'static str {
+                match self { $(Counter::$name => stringify!($name)),* }
+            }
+        }
+    };
+}
+
+counters! {
+    /// Packets received from the NIC.
+    rx_packets,
+    /// Bytes received from the NIC.
+    rx_bytes,
+    /// Packets the NIC accepted for transmission.
+    tx_packets,
+    /// Bytes the NIC accepted for transmission.
+    tx_bytes,
+    /// ARP requests for our addresses answered.
+    arp_replies,
+    /// ARP/NDP requests Sluice sent to resolve a next hop.
+    neighbor_solicits,
+    /// Neighbor entries learned or refreshed from ARP/NDP.
+    neighbor_learned,
+    /// ICMP/ICMPv6 echo requests answered.
+    echo_replies,
+    /// IPv6 neighbor solicitations for our addresses answered.
+    ndp_adverts,
+    /// ARP replies and neighbor advertisements received and used up.
+    neighbor_replies,
+    /// Frame shorter than its headers claim, or not parseable at all.
+    drop_truncated,
+    /// Multi-segment mbuf (Sluice does not enable scattered rx).
+    drop_multi_segment,
+    /// Frame addressed to another station's MAC.
+    drop_l2_not_ours,
+    /// 802.1Q tag absent, different from the port's VLAN, or stacked.
+    drop_vlan_mismatch,
+    /// Ethertype Sluice does not handle.
+    drop_ethertype,
+    /// ARP that is not Ethernet/IPv4, or malformed.
+    drop_arp_malformed,
+    /// ARP request for an address that is not ours.
+    drop_arp_not_ours,
+    /// IPv4 header invalid (version, IHL, total length).
+    drop_ipv4_malformed,
+    /// IPv4 header checksum wrong.
+    drop_ipv4_checksum,
+    /// IPv4 with options (never needed by the traffic Sluice serves).
+    drop_ipv4_options,
+    /// IPv4 fragment (Sluice does not reassemble).
+    drop_ipv4_fragment,
+    /// IPv4/IPv6 source is a multicast, broadcast, loopback or unspecified address.
+    drop_bad_source,
+    /// IPv6 header invalid.
+    drop_ipv6_malformed,
+    /// IPv6 extension header Sluice does not walk (fragment, routing, ...).
+    drop_ipv6_ext_header,
+    /// ICMP/ICMPv6 message invalid or checksum wrong.
+    drop_icmp_malformed,
+    /// ICMP/ICMPv6 type Sluice does not answer.
+    drop_icmp_unhandled,
+    /// Neighbor-discovery message invalid (RFC 4861 §7.1.1 checks).
+    drop_ndp_malformed,
+    /// IP packet for an address that is not ours.
+    drop_ip_not_ours,
+    /// TCP/UDP/other protocol for our address with no service on it.
+    drop_no_service,
+    /// No route to the destination of a reply.
+    drop_no_route,
+    /// Next hop not resolved yet (a solicitation is sent, rate limited).
+    drop_neighbor_miss,
+    /// No mbuf free to build a packet.
+    drop_no_mbuf,
+    /// The NIC's tx queue was full.
+    drop_tx_full,
+}
+
+/// One worker's counters, aligned so two workers never share a cache line.
+#[repr(align(128))]
+pub struct WorkerCounters {
+    values: [AtomicU64; Counter::COUNT],
+}
+
+impl Default for WorkerCounters {
+    fn default() -> Self {
+        WorkerCounters {
+            values: std::array::from_fn(|_| AtomicU64::new(0)),
+        }
+    }
+}
+
+impl WorkerCounters {
+    /// Add `n`. Only the owning worker may call this (single writer).
+    #[inline(always)]
+    pub fn add(&self, c: Counter, n: u64) {
+        let v = &self.values[c as usize];
+        v.store(v.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+    }
+
+    /// Overwrite a counter kept elsewhere (e.g. the neighbor table's own).
+    #[inline]
+    pub fn set(&self, c: Counter, v: u64) {
+        self.values[c as usize].store(v, Ordering::Relaxed);
+    }
+
+    #[inline(always)]
+    pub fn inc(&self, c: Counter) {
+        self.add(c, 1);
+    }
+
+    pub fn get(&self, c: Counter) -> u64 {
+        self.values[c as usize].load(Ordering::Relaxed)
+    }
+
+    pub fn snapshot(&self) -> [u64; Counter::COUNT] {
+        std::array::from_fn(|i| self.values[i].load(Ordering::Relaxed))
+    }
+}
+
+/// Sum of all workers' counters.
+pub fn total(workers: &[std::sync::Arc<WorkerCounters>]) -> [u64; Counter::COUNT] {
+    let mut t = [0u64; Counter::COUNT];
+    for w in workers {
+        for (acc, v) in t.iter_mut().zip(w.snapshot()) {
+            *acc += v;
+        }
+    }
+    t
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_unique_and_drop_prefixed() {
+        let mut names: Vec<_> = Counter::ALL.iter().map(|c| c.name()).collect();
+        names.sort();
+        names.dedup();
+        assert_eq!(names.len(), Counter::COUNT);
+        assert!(Counter::ALL
+            .iter()
+            .filter(|c| c.name().starts_with("drop_"))
+            .all(|c| *c as usize >= Counter::drop_truncated as usize));
+    }
+
+    #[test]
+    fn add_and_total() {
+        let a = std::sync::Arc::new(WorkerCounters::default());
+        let b = std::sync::Arc::new(WorkerCounters::default());
+        a.inc(Counter::rx_packets);
+        a.add(Counter::rx_packets, 2);
+        b.inc(Counter::rx_packets);
+        b.inc(Counter::drop_tx_full);
+        let t = total(&[a, b]);
+        assert_eq!(t[Counter::rx_packets as usize], 4);
+        assert_eq!(t[Counter::drop_tx_full as usize], 1);
+    }
+}

@@ -1,0 +1,287 @@
+//! Per-worker neighbor table (ARP for IPv4, NDP for IPv6).
+//!
+//! Each worker keeps its own table so that lookups on the hot path touch no
+//! shared memory. ARP and NDP replies arrive on whichever queue the NIC
+//! chooses (usually queue 0, since they carry no L4 ports for RSS), so a
+//! worker that learns an entry also posts it to every other worker's mailbox
+//! (a bounded lock-free queue drained between bursts).
+//!
+//! States: `Static` (from config, never expires), `Reachable` until
+//! `neighbor_timeout`, and `Incomplete` while a solicitation is outstanding;
+//! solicitations for one address are sent at most once per `retry` interval.
+//! The table is preallocated and bounded; when full, new addresses are not
+//! learned (counted by the caller) and existing entries keep working.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+/// An entry learned by one worker, for the others.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct NeighborUpdate {
+    pub port: u8,
+    pub ip: IpAddr,
+    pub mac: [u8; 6],
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    Static,
+    Reachable { expires: u64 },
+    Incomplete { retry_at: u64 },
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    mac: [u8; 6],
+    state: State,
+}
+
+/// Outcome of resolving a next hop.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Resolve {
+    Hit([u8; 6]),
+    /// Unknown: the caller should send a solicitation now.
+    MissSolicit,
+    /// Unknown and a solicitation went out recently.
+    Miss,
+}
+
+pub struct NeighborTable {
+    map: HashMap<(u8, IpAddr), Entry>,
+    capacity: usize,
+    timeout_ns: u64,
+    retry_ns: u64,
+    /// Entries learned since the last drain, to post to other workers.
+    outbox: Vec<NeighborUpdate>,
+    /// Entries learned or refreshed, ever.
+    learned: u64,
+}
+
+const OUTBOX: usize = 64;
+
+impl NeighborTable {
+    pub fn new(capacity: usize, timeout_ns: u64, retry_ns: u64) -> NeighborTable {
+        NeighborTable {
+            map: HashMap::with_capacity(capacity),
+            capacity,
+            timeout_ns,
+            retry_ns,
+            outbox: Vec::with_capacity(OUTBOX),
+            learned: 0,
+        }
+    }
+
+    pub fn add_static(&mut self, port: u8, ip: IpAddr, mac: [u8; 6]) {
+        self.map.insert(
+            (port, ip),
+            Entry {
+                mac,
+                state: State::Static,
+            },
+        );
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    /// Entries learned or refreshed since start.
+    pub fn learned(&self) -> u64 {
+        self.learned
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Resolve `ip` on `port` at time `now` (ns).
+    #[inline]
+    pub fn resolve(&mut self, port: u8, ip: IpAddr, now: u64) -> Resolve {
+        match self.map.get_mut(&(port, ip)) {
+            Some(e) => match e.state {
+                State::Static => Resolve::Hit(e.mac),
+                State::Reachable { expires } if now < expires => Resolve::Hit(e.mac),
+                State::Reachable { .. } => {
+                    // Expired: keep using nothing stale; re-solicit.
+                    e.state = State::Incomplete {
+                        retry_at: now + self.retry_ns,
+                    };
+                    Resolve::MissSolicit
+                }
+                State::Incomplete { retry_at } if now >= retry_at => {
+                    e.state = State::Incomplete {
+                        retry_at: now + self.retry_ns,
+                    };
+                    Resolve::MissSolicit
+                }
+                State::Incomplete { .. } => Resolve::Miss,
+            },
+            None => {
+                if self.map.len() < self.capacity {
+                    self.map.insert(
+                        (port, ip),
+                        Entry {
+                            mac: [0; 6],
+                            state: State::Incomplete {
+                                retry_at: now + self.retry_ns,
+                            },
+                        },
+                    );
+                }
+                Resolve::MissSolicit
+            }
+        }
+    }
+
+    /// Record that `ip` on `port` is at `mac`. With `create` false only an
+    /// existing entry is updated (RFC 826's merge rule; RFC 4861 §7.2.5 for
+    /// unsolicited advertisements). Static entries are never overwritten.
+    /// Returns true if the table changed or was refreshed.
+    pub fn learn(&mut self, port: u8, ip: IpAddr, mac: [u8; 6], now: u64, create: bool) -> bool {
+        let expires = now + self.timeout_ns;
+        let known = match self.map.get_mut(&(port, ip)) {
+            Some(e) if e.state == State::Static => return false,
+            Some(e) => {
+                e.mac = mac;
+                e.state = State::Reachable { expires };
+                true
+            }
+            None => false,
+        };
+        if !known {
+            if !create || self.map.len() >= self.capacity {
+                return false;
+            }
+            self.map.insert(
+                (port, ip),
+                Entry {
+                    mac,
+                    state: State::Reachable { expires },
+                },
+            );
+        }
+        self.learned += 1;
+        if self.outbox.len() < OUTBOX {
+            self.outbox.push(NeighborUpdate { port, ip, mac });
+        }
+        true
+    }
+
+    /// Apply an entry learned by another worker.
+    pub fn apply(&mut self, u: NeighborUpdate, now: u64) {
+        self.learn(u.port, u.ip, u.mac, now, true);
+        // Applying must not echo the update back to everyone.
+        self.outbox.retain(|o| *o != u);
+    }
+
+    /// Take the updates to post to other workers.
+    pub fn drain_outbox(&mut self) -> std::vec::Drain<'_, NeighborUpdate> {
+        self.outbox.drain(..)
+    }
+
+    /// Drop expired learned entries (called rarely, off the per-packet path).
+    pub fn sweep(&mut self, now: u64) {
+        let stale = 4 * self.retry_ns;
+        self.map.retain(|_, e| match e.state {
+            State::Static => true,
+            State::Reachable { expires } => now < expires,
+            State::Incomplete { retry_at } => now < retry_at + stale,
+        });
+    }
+
+    /// (port, ip, mac, "static"|"reachable"|"incomplete") for display.
+    pub fn entries(&self) -> Vec<(u8, IpAddr, [u8; 6], &'static str)> {
+        self.map
+            .iter()
+            .map(|((p, ip), e)| {
+                let s = match e.state {
+                    State::Static => "static",
+                    State::Reachable { .. } => "reachable",
+                    State::Incomplete { .. } => "incomplete",
+                };
+                (*p, *ip, e.mac, s)
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const S: u64 = 1_000_000_000;
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn miss_solicits_once_per_retry_interval() {
+        let mut t = NeighborTable::new(16, 300 * S, S);
+        assert_eq!(t.resolve(0, ip("10.0.0.2"), 0), Resolve::MissSolicit);
+        assert_eq!(t.resolve(0, ip("10.0.0.2"), S / 2), Resolve::Miss);
+        assert_eq!(t.resolve(0, ip("10.0.0.2"), S), Resolve::MissSolicit);
+    }
+
+    #[test]
+    fn learned_entry_hits_until_timeout() {
+        let mut t = NeighborTable::new(16, 10 * S, S);
+        let mac = [2, 0, 0, 0, 0, 2];
+        assert!(t.learn(0, ip("10.0.0.2"), mac, 0, true));
+        assert_eq!(t.resolve(0, ip("10.0.0.2"), 9 * S), Resolve::Hit(mac));
+        assert_eq!(
+            t.resolve(1, ip("10.0.0.2"), 9 * S),
+            Resolve::MissSolicit,
+            "per port"
+        );
+        assert_eq!(t.resolve(0, ip("10.0.0.2"), 10 * S), Resolve::MissSolicit);
+    }
+
+    #[test]
+    fn merge_rule_does_not_create_and_static_wins() {
+        let mut t = NeighborTable::new(16, 10 * S, S);
+        assert!(!t.learn(0, ip("10.0.0.3"), [1; 6], 0, false));
+        assert_eq!(t.len(), 0);
+        t.add_static(0, ip("10.0.0.4"), [4; 6]);
+        assert!(!t.learn(0, ip("10.0.0.4"), [9; 6], 0, true));
+        assert_eq!(
+            t.resolve(0, ip("10.0.0.4"), u64::MAX / 2),
+            Resolve::Hit([4; 6])
+        );
+        // An incomplete entry is updated by a reply even without `create`.
+        t.resolve(0, ip("10.0.0.5"), 0);
+        assert!(t.learn(0, ip("10.0.0.5"), [5; 6], 1, false));
+        assert_eq!(t.resolve(0, ip("10.0.0.5"), 2), Resolve::Hit([5; 6]));
+    }
+
+    #[test]
+    fn bounded_and_outbox_collects_updates() {
+        let mut t = NeighborTable::new(2, 10 * S, S);
+        t.learn(0, ip("10.0.0.1"), [1; 6], 0, true);
+        t.learn(0, ip("10.0.0.2"), [2; 6], 0, true);
+        assert!(!t.learn(0, ip("10.0.0.3"), [3; 6], 0, true));
+        assert_eq!(t.len(), 2);
+        assert_eq!(t.drain_outbox().count(), 2);
+        let u = NeighborUpdate {
+            port: 0,
+            ip: ip("10.0.0.1"),
+            mac: [7; 6],
+        };
+        t.apply(u, 0);
+        assert_eq!(
+            t.drain_outbox().count(),
+            0,
+            "applied updates are not re-posted"
+        );
+        assert_eq!(t.resolve(0, ip("10.0.0.1"), 1), Resolve::Hit([7; 6]));
+    }
+
+    #[test]
+    fn sweep_removes_expired() {
+        let mut t = NeighborTable::new(8, 10 * S, S);
+        t.learn(0, ip("10.0.0.1"), [1; 6], 0, true);
+        t.add_static(0, ip("10.0.0.9"), [9; 6]);
+        t.sweep(11 * S);
+        assert_eq!(t.len(), 1);
+    }
+}
