@@ -32,18 +32,23 @@ kill -INT $TP 2>/dev/null || true
 wait $TP 2>/dev/null || true
 # Steady-state rate: the median of port 1's per-second Tx-pps samples,
 # skipping the first two (start-up).
-TESTPMD_PPS=$(awk '/Port 1/ {p1=1} /Port 0/ {p1=0} p1 && /Tx-pps:/ {print $NF}' "$TMP/testpmd.log" \
+TESTPMD_PPS=$(awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" \
   | tail -n +3 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
 
 # --- sluice: echo replies routed p0 -> p1
 target/release/sluice run --config benches/pps.toml \
   --port-device "p0=$SRC" --port-device "p1=$SINK" \
-  --duration $((SECS + 2)) --stats-out "$TMP/sluice.json" >"$TMP/sluice.log" 2>&1 &
+  --duration $((SECS + 4)) --stats-out "$TMP/sluice.json" >"$TMP/sluice.log" 2>&1 &
 SL=$!
-sleep 2
-A=$(target/release/sluice stats --admin 127.0.0.1:9199 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["tx_packets"])')
+tx_packets() {
+  target/release/sluice stats --admin 127.0.0.1:9199 --json 2>/dev/null \
+    | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["tx_packets"])'
+}
+for _ in $(seq 50); do tx_packets >/dev/null 2>&1 && break; sleep 0.1; done
+sleep 1   # warm-up
+A=$(tx_packets)
 sleep "$SECS"
-B=$(target/release/sluice stats --admin 127.0.0.1:9199 --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["counters"]["tx_packets"])')
+B=$(tx_packets)
 wait $SL
 SLUICE_PPS=$(( (B - A) / SECS ))
 DROPS=$(python3 -c 'import json; c=json.load(open("'"$TMP/sluice.json"'"))["counters"]; print(sum(v for k,v in c.items() if k.startswith("drop_")))')

@@ -27,7 +27,11 @@ fn ethernet(data: &[u8]) {
     black_box((frame.dst_addr(), frame.src_addr(), frame.ethertype()));
     black_box(frame.dst_addr().is_multicast());
     black_box(frame.payload());
-    black_box(frame.vlan_tag().map(|tag| (tag.tci(), tag.pcp(), tag.dei(), tag.vid())));
+    black_box(
+        frame
+            .vlan_tag()
+            .map(|tag| (tag.tci(), tag.pcp(), tag.dei(), tag.vid())),
+    );
     if let Ok(tag) = VlanTag::new_checked(frame.payload()) {
         black_box((tag.tci().bits(), tag.ethertype(), tag.payload()));
     }
@@ -48,7 +52,11 @@ fn arp(data: &[u8]) {
         return;
     };
     black_box((packet.hardware_type(), packet.protocol_type()));
-    black_box((packet.hardware_len(), packet.protocol_len(), packet.operation()));
+    black_box((
+        packet.hardware_len(),
+        packet.protocol_len(),
+        packet.operation(),
+    ));
     black_box((packet.source_hardware_addr(), packet.source_protocol_addr()));
     black_box((packet.target_hardware_addr(), packet.target_protocol_addr()));
     ArpRepr::parse(&packet).expect("parse after check_len");
@@ -61,8 +69,17 @@ fn ipv4(data: &[u8], depth: u8) {
         return;
     };
     black_box((packet.version(), packet.ihl(), packet.header_len()));
-    black_box((packet.dscp(), packet.ecn(), packet.total_len(), packet.ident()));
-    black_box((packet.dont_frag(), packet.more_frags(), packet.frag_offset()));
+    black_box((
+        packet.dscp(),
+        packet.ecn(),
+        packet.total_len(),
+        packet.ident(),
+    ));
+    black_box((
+        packet.dont_frag(),
+        packet.more_frags(),
+        packet.frag_offset(),
+    ));
     black_box((packet.is_fragment(), packet.ttl(), packet.protocol()));
     black_box((packet.checksum(), packet.verify_checksum()));
     black_box((packet.options(), packet.payload()));
@@ -83,8 +100,16 @@ fn ipv6(data: &[u8], depth: u8) {
     let Ok(packet) = Ipv6Packet::new_checked(data) else {
         return;
     };
-    black_box((packet.version(), packet.traffic_class(), packet.flow_label()));
-    black_box((packet.payload_len(), packet.next_header(), packet.hop_limit()));
+    black_box((
+        packet.version(),
+        packet.traffic_class(),
+        packet.flow_label(),
+    ));
+    black_box((
+        packet.payload_len(),
+        packet.next_header(),
+        packet.hop_limit(),
+    ));
     black_box(packet.payload());
     let _ = black_box(Ipv6Repr::parse(&packet));
     let (src, dst) = (packet.src_addr(), packet.dst_addr());
@@ -124,7 +149,12 @@ fn udp(data: &[u8], l3: L3) {
         return;
     };
     black_box((packet.src_port(), packet.dst_port()));
-    black_box((packet.len(), packet.is_empty(), packet.checksum(), packet.payload()));
+    black_box((
+        packet.len(),
+        packet.is_empty(),
+        packet.checksum(),
+        packet.payload(),
+    ));
     match l3 {
         L3::V4(src, dst) => black_box(packet.verify_checksum_v4(&src, &dst)),
         L3::V6(src, dst) => black_box(packet.verify_checksum_v6(&src, &dst)),
@@ -136,7 +166,11 @@ fn icmpv4(data: &[u8], depth: u8) {
         return;
     };
     black_box((packet.msg_type(), packet.msg_code(), packet.checksum()));
-    black_box((packet.echo_ident(), packet.echo_seq_no(), packet.next_hop_mtu()));
+    black_box((
+        packet.echo_ident(),
+        packet.echo_seq_no(),
+        packet.next_hop_mtu(),
+    ));
     black_box((packet.verify_checksum(), packet.data()));
     let _ = black_box(Icmpv4Repr::parse(&packet));
     if let Some(quoted) = packet.embedded_datagram() {

@@ -8,20 +8,28 @@
 //!
 //! # Memory and the no-growth guarantee
 //!
-//! The table is a hashbrown [`HashTable`] of `(FlowKey, Entry)` allocated once
-//! with room for [`ConntrackConfig::max_entries`], plus a ring of one `u64` per
-//! entry for the expiry sweep. Nothing allocates afterwards:
-//! - [`Conntrack::insert`] refuses ([`InsertVerdict::TableFull`]) instead of
-//!   growing once `max_entries` flows are held.
-//! - hashbrown marks some removed slots as tombstones, which use up its spare
-//!   capacity; once that reaches zero its next insert rehashes, in place if at
-//!   most half of the table is in use, otherwise by *allocating a table twice
-//!   as large*. `insert` checks for that case and answers `TableFull` too
-//!   (counted apart in [`ConntrackCounters::table_full_tombstones`]); inserts
-//!   that land on a tombstone, removals that free slots, and the in-place
-//!   rehash once load falls to half (O(n), no allocation, counted in
-//!   [`ConntrackCounters::rehashes`]) bring the room back. A debug assertion
-//!   checks the allocation never changes.
+//! The table is a hashbrown [`HashTable`] of `(FlowKey, Entry)` (64 bytes
+//! each), allocated once, plus a ring of one `u64` per entry for the expiry
+//! sweep. Nothing allocates afterwards, and [`Conntrack::insert`] answers
+//! [`InsertVerdict::TableFull`] instead of growing once
+//! [`ConntrackConfig::max_entries`] flows are held.
+//!
+//! Checking the length is not enough to keep hashbrown from growing. Some
+//! removals leave a tombstone, which hashbrown counts against its spare room;
+//! when the spare room reaches zero the next insert rehashes *in place* if at
+//! most half of hashbrown's capacity is in use, and otherwise *allocates a
+//! table twice as large*. Under steady churn tombstones always accumulate to
+//! that point (measured: with hashbrown sized for exactly `max_entries`,
+//! churn at the limit left only about half of `max_entries` usable). So the
+//! table is allocated for `2 × max_entries` (`HEADROOM`): with at most half of
+//! its capacity in use, hashbrown's only way out is the in-place rehash, which
+//! does not allocate. It is O(buckets), a stall of tens of milliseconds for a
+//! million-flow table, and rare (measured: once in 24 M inserts for a table
+//! of 917 504 flows churning at its limit); [`ConntrackCounters::rehashes`]
+//! counts it. `insert` still refuses rather than let hashbrown reallocate
+//! should that ever be the alternative (counted in
+//! [`ConntrackCounters::table_full_tombstones`], expected to stay 0), and a
+//! debug assertion checks that the allocation never changes.
 //!
 //! [`bytes_per_entry`] and [`entries_for_bytes`] size the table for a memory
 //! budget.
@@ -151,7 +159,7 @@ pub struct Timeouts {
     pub closing: u64,
     /// RST seen. 10 s, IPVS CLOSE and nf_conntrack `tcp_timeout_close`.
     pub closed: u64,
-    /// Non-TCP. 120 s, nf_conntrack `udp_timeout_stream`.
+    /// Non-TCP. 120 s, nf_conntrack `udp_timeout_stream` (since Linux 5.0).
     pub udp: u64,
 }
 
@@ -515,7 +523,7 @@ impl Conntrack {
     /// answers [`InsertVerdict::TableFull`].
     pub fn insert(&mut self, key: FlowKey, mut entry: Entry, now: u64) -> InsertVerdict {
         entry.last_seen = now;
-        let hash = self.hasher.hash_one(&key);
+        let hash = self.hasher.hash_one(key);
         if let Some((_, old)) = self.table.find_mut(hash, |(k, _)| *k == key) {
             // The key keeps its ring slot; no room needed.
             if let Some(l) = &mut self.limiter {
@@ -665,12 +673,13 @@ const ELEMENT_BYTES: usize = size_of::<(FlowKey, Entry)>();
 /// so this errs high there.
 const GROUP_WIDTH: usize = 16;
 
-/// Approximate memory per tracked flow when the table is at hashbrown's 7/8
-/// load factor: (element + 1 control byte) · 8/7, plus the sweep-ring slot.
-/// Rounded up. Tables whose `max_entries` is not just below a power of two
-/// pay more per flow; [`entries_for_bytes`] accounts for that.
+/// Approximate memory per tracked flow, at best: (element + 1 control byte)
+/// at hashbrown's 7/8 load factor, times the 2× headroom, plus the
+/// sweep-ring slot; rounded up. hashbrown's bucket count is a power of two,
+/// so a table whose `max_entries` is not just below one pays up to twice
+/// this; [`entries_for_bytes`] accounts for that exactly.
 pub const fn bytes_per_entry() -> usize {
-    ((ELEMENT_BYTES + 1) * 8).div_ceil(7) + size_of::<u64>()
+    ((ELEMENT_BYTES + 1) * 8 * HEADROOM).div_ceil(7) + size_of::<u64>()
 }
 
 /// hashbrown's bucket count for a requested capacity (`capacity_to_buckets`
@@ -698,8 +707,8 @@ pub fn allocation_for_entries(max_entries: usize) -> usize {
 
 /// The largest `max_entries` whose table fits in `bytes` (for example, how
 /// many flows a core can track in 1 GiB). hashbrown sizes its buckets in
-/// powers of two, so this is the 7/8 capacity of the largest bucket count
-/// that fits.
+/// powers of two, so this is half the 7/8 capacity of the largest bucket
+/// count that fits.
 pub fn entries_for_bytes(bytes: usize) -> usize {
     let mut best = 0;
     let mut buckets = 16usize;
@@ -751,7 +760,7 @@ mod tests {
         assert_eq!(size_of::<FlowKey>(), 38);
         assert_eq!(size_of::<Entry>(), 24);
         assert_eq!(size_of::<(FlowKey, Entry)>(), 64);
-        assert_eq!(bytes_per_entry(), 83);
+        assert_eq!(bytes_per_entry(), 157);
     }
 
     #[test]
@@ -782,8 +791,9 @@ mod tests {
             assert!(allocation_for_entries(n + 1) > budget || n == 0);
         }
         // The number quoted in docs: flows per core in 1 GiB.
-        assert_eq!(entries_for_bytes(1 << 30), 7_340_032);
-        assert_eq!(allocation_for_entries(7_340_032), 603_979_792);
+        assert_eq!(entries_for_bytes(1 << 30), 3_670_016);
+        assert_eq!(allocation_for_entries(3_670_016), 574_619_664);
+        assert_eq!(entries_for_bytes(1_200_000_000), 7_340_032);
     }
 
     /// One step of a state-machine table: flags of the packet, its direction,
@@ -1212,8 +1222,8 @@ mod tests {
     /// found.
     #[test]
     fn no_growth_under_churn() {
-        // 1792 · 8/7 = 2048 buckets: max_entries equals hashbrown's capacity,
-        // the case where tombstones bite hardest. 1000 leaves slack.
+        // 2 · 1792 · 8/7 = 4096 buckets: max_entries is exactly half of
+        // hashbrown's capacity, the tightest case. 1000 leaves slack.
         for max in [1792usize, 1000] {
             let mut ct = Conntrack::new(&ConntrackConfig {
                 max_entries: max,
@@ -1252,7 +1262,8 @@ mod tests {
             assert_eq!(ct.capacity(), max);
             let c = ct.counters();
             assert!(c.inserted > 100_000, "{c:?}");
-            eprintln!("max_entries {max}: {c:?}");
+            assert!(c.table_full > 0, "the test must reach the limit: {c:?}");
+            assert_eq!(c.table_full_tombstones, 0, "{c:?}");
         }
     }
 }
