@@ -261,7 +261,206 @@ def vlan():
     case("vlan", CONFIG.format(vlan="vlan = 100\n"), steps, counters)
 
 
+L4_CONFIG = CONFIG.replace('[admin]', '''[conntrack]
+max_flows = {max_flows}
+
+[admin]''') + '''
+[[neighbor]]
+ip = "10.0.0.11"
+mac = "02:00:00:00:00:11"
+port = "p0"
+
+[[neighbor]]
+ip = "10.0.0.12"
+mac = "02:00:00:00:00:12"
+port = "p0"
+
+[[neighbor]]
+ip = "10.0.0.13"
+mac = "02:00:00:00:00:13"
+port = "p0"
+
+[[neighbor]]
+ip = "fd00::11"
+mac = "02:00:00:00:00:11"
+port = "p0"
+
+[[cluster]]
+name = "one"
+[[cluster.backend]]
+address = "10.0.0.11"
+
+[[cluster]]
+name = "two"
+[[cluster.backend]]
+address = "10.0.0.12"
+
+[[cluster]]
+name = "three"
+[[cluster.backend]]
+address = "10.0.0.13"
+
+[[cluster]]
+name = "six"
+[[cluster.backend]]
+address = "fd00::11"
+
+[[service]]
+name = "web-nat"
+vip = "10.0.0.100"
+port = 80
+mode = "nat"
+cluster = "one"
+ingress = "p0"
+
+[[service]]
+name = "dns-nat"
+vip = "10.0.0.100"
+port = 53
+protocol = "udp"
+mode = "nat"
+cluster = "two"
+ingress = "p0"
+
+[[service]]
+name = "web-ipip"
+vip = "10.0.0.101"
+port = 80
+mode = "ipip"
+cluster = "three"
+ingress = "p0"
+
+[[service]]
+name = "web-gre"
+vip = "10.0.0.102"
+port = 80
+mode = "gre"
+cluster = "three"
+ingress = "p0"
+
+[[service]]
+name = "web-l2"
+vip = "10.0.0.103"
+port = 80
+mode = "l2dsr"
+cluster = "two"
+ingress = "p0"
+
+[[service]]
+name = "web6-nat"
+vip = "fd00::100"
+port = 80
+mode = "nat"
+cluster = "six"
+ingress = "p0"
+'''
+
+B1, B2, B3 = "02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13"
+CL4 = "198.51.100.7"
+CL6 = "2001:db8::7"
+
+
+def tcp4(src, dst, sport, dport, flags, ttl=60, payload=b"", src_mac=GW, dst_mac=US, seq=1000, ack=0):
+    return (Ether(src=src_mac, dst=dst_mac) / IP(src=src, dst=dst, ttl=ttl, id=77, flags="DF")
+            / TCP(sport=sport, dport=dport, flags=flags, seq=seq, ack=ack, window=8192) / payload)
+
+
+def embedded(src, dst, sport, dport, ttl):
+    """The datagram an ICMP error carries (RFC 792): the failed packet's IP
+    header (its original total length) and the first 8 bytes of TCP."""
+    import struct
+    return bytes(IP(src=src, dst=dst, proto=6, ttl=ttl, id=77, flags="DF", len=1500)
+                 / Raw(struct.pack("!HHI", sport, dport, 1000)))
+
+
+def l4():
+    from scapy.all import GRE
+    syn = tcp4(CL4, "10.0.0.100", 40000, 80, "S")
+    steps = [
+        # NAT: the SYN opens a connection; SNAT to 10.0.0.1, first port of
+        # worker 0's slice (1024); TTL decremented.
+        (syn, [tcp4("10.0.0.1", "10.0.0.11", 1024, 80, "S", ttl=59, src_mac=US, dst_mac=B1)]),
+        # The backend's SYN-ACK comes back to the SNAT address/port and is
+        # translated back to the client, via the gateway.
+        (tcp4("10.0.0.11", "10.0.0.1", 80, 1024, "SA", ttl=64, src_mac=B1, seq=5000, ack=1001),
+         [tcp4("10.0.0.100", CL4, 80, 40000, "SA", ttl=63, src_mac=US, dst_mac=GW, seq=5000, ack=1001)]),
+        (tcp4(CL4, "10.0.0.100", 40000, 80, "A", seq=1001, ack=5001),
+         [tcp4("10.0.0.1", "10.0.0.11", 1024, 80, "A", ttl=59, src_mac=US, dst_mac=B1, seq=1001, ack=5001)]),
+        (tcp4(CL4, "10.0.0.100", 40000, 80, "PA", payload=b"GET / HTTP/1.0\r\n\r\n", seq=1001, ack=5001),
+         [tcp4("10.0.0.1", "10.0.0.11", 1024, 80, "PA", ttl=59, payload=b"GET / HTTP/1.0\r\n\r\n",
+               src_mac=US, dst_mac=B1, seq=1001, ack=5001)]),
+        # NAT never creates state from anything but a SYN: RST and ACK of
+        # unknown flows are dropped, as are replies to unknown SNAT ports.
+        (tcp4(CL4, "10.0.0.100", 40001, 80, "R"), []),
+        (tcp4(CL4, "10.0.0.100", 40002, 80, "A"), []),
+        (tcp4("10.0.0.11", "10.0.0.1", 80, 5555, "SA", src_mac=B1), []),
+        # UDP NAT: next SNAT port (1025); the reply goes back.
+        (Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.100", ttl=60, id=9) / UDP(sport=5353, dport=53) / b"query",
+         [Ether(src=US, dst=B2) / IP(src="10.0.0.1", dst="10.0.0.12", ttl=59, id=9) / UDP(sport=1025, dport=53) / b"query"]),
+        (Ether(src=B2, dst=US) / IP(src="10.0.0.12", dst="10.0.0.1", ttl=64, id=10) / UDP(sport=53, dport=1025) / b"answer",
+         [Ether(src=US, dst=GW) / IP(src="10.0.0.100", dst=CL4, ttl=63, id=10) / UDP(sport=53, dport=5353) / b"answer"]),
+        # IP-in-IP DSR: outer header from our address to the backend; the
+        # client's packet inside unchanged.
+        (tcp4(CL4, "10.0.0.101", 40010, 80, "S"),
+         [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, flags="DF", proto=4)
+          / tcp4(CL4, "10.0.0.101", 40010, 80, "S")[IP]]),
+        # A mid-flow segment of a flow this Sluice never saw (e.g. after a
+        # restart): forwarded without state to the backend Maglev picks.
+        (tcp4(CL4, "10.0.0.101", 40011, 80, "A"),
+         [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, flags="DF", proto=4)
+          / tcp4(CL4, "10.0.0.101", 40011, 80, "A")[IP]]),
+        # GRE DSR.
+        (tcp4(CL4, "10.0.0.102", 40020, 80, "S"),
+         [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, flags="DF", proto=47)
+          / GRE(proto=0x0800) / tcp4(CL4, "10.0.0.102", 40020, 80, "S")[IP]]),
+        # L2 DSR: only the MACs change.
+        (tcp4(CL4, "10.0.0.103", 40030, 80, "S"),
+         [tcp4(CL4, "10.0.0.103", 40030, 80, "S", src_mac=US, dst_mac=B2)]),
+        # IPv6 NAT.
+        (Ether(src=GW, dst=US) / IPv6(src=CL6, dst="fd00::100", hlim=60) / TCP(sport=40040, dport=80, flags="S", seq=7),
+         [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", hlim=59) / TCP(sport=1024, dport=80, flags="S", seq=7)]),
+        (Ether(src=B1, dst=US) / IPv6(src="fd00::11", dst="fd00::1", hlim=64) / TCP(sport=80, dport=1024, flags="SA", seq=9, ack=8),
+         [Ether(src=US, dst=GW) / IPv6(src="fd00::100", dst=CL6, hlim=63) / TCP(sport=80, dport=40040, flags="SA", seq=9, ack=8)]),
+        # A port with no service on the VIP.
+        (tcp4(CL4, "10.0.0.100", 40050, 8080, "S"), []),
+        # ARP for a VIP is answered.
+        (arp_req(GW, GW4, "10.0.0.100"), [arp_rep(GW, GW4, psrc="10.0.0.100")]),
+        # TCP header cut short.
+        (Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.100", proto=6) / Raw(b"\x00" * 10), []),
+        # ICMP fragmentation-needed from the backend's side about a NATed
+        # packet: translated back to the client (outer and embedded headers).
+        (Ether(src=B1, dst=US) / IP(src="10.0.0.11", dst="10.0.0.1", ttl=64, id=3) / ICMP(type=3, code=4, nexthopmtu=1400)
+         / Raw(embedded("10.0.0.1", "10.0.0.11", 1024, 80, ttl=59)),
+         [Ether(src=US, dst=GW) / IP(src="10.0.0.100", dst=CL4, ttl=63, id=3) / ICMP(type=3, code=4, nexthopmtu=1400)
+          / Raw(embedded(CL4, "10.0.0.100", 40000, 80, ttl=59))]),
+        # ICMP fragmentation-needed from the client's side to a DSR VIP about
+        # the backend's reply: encapsulated to the backend that owns the flow.
+        (icmp_to_dsr := Ether(src=GW, dst=US) / IP(src="203.0.113.1", dst="10.0.0.101", ttl=60, id=4)
+         / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(embedded("10.0.0.101", CL4, 80, 40010, ttl=64)),
+         [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, proto=4) / icmp_to_dsr[IP]]),
+    ]
+    counters = {
+        "l4_forwarded": 8, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
+        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 2,
+    }
+    case("l4", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)
+
+
+def table_full():
+    # 1024 is the smallest table; flows beyond it are still forwarded in
+    # DSR mode, by the consistent hash, without state.
+    n = 1030
+    steps = []
+    for i in range(n):
+        p = tcp4(CL4, "10.0.0.101", 20000 + i, 80, "S")
+        steps.append((p, [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, flags="DF", proto=4) / p[IP]]))
+    counters = {"l4_forwarded": 1024, "l4_table_full": n - 1024}
+    case("table_full", L4_CONFIG.format(vlan="", max_flows=1024), steps, counters)
+
+
 if __name__ == "__main__":
     basic()
     malformed()
     vlan()
+    l4()
+    table_full()

@@ -123,7 +123,10 @@ fn main() -> ExitCode {
                 }
             };
             init_log(&cli.log_level, Some(cfg.log.level.as_str()));
+            let reload_path = config.clone();
+            let reload_overrides = port_device.clone();
             let opts = RunOptions {
+                reload: Some(Box::new(move || load(&reload_path, &reload_overrides))),
                 exit_on_idle: exit_on_idle.map(Duration::from_millis),
                 duration: duration.map(Duration::from_secs_f64),
                 stats_out,

@@ -122,6 +122,109 @@ fn no_port() {
     );
 }
 
+/// A cluster of two backends on `wan` and a service on it, for the L4
+/// tests; `{PORT}` goes before it.
+const L4: &str = r#"
+[[cluster]]
+name = "web"
+maglev_table_size = 65537
+
+[[cluster.backend]]
+address = "10.0.0.11"
+
+[[cluster.backend]]
+address = "10.0.0.12"
+
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+cluster = "web"
+ingress = "wan"
+"#;
+
+/// 1-based line of the last occurrence of `needle` in `text`.
+fn last_line(text: &str, needle: &str) -> usize {
+    text[..text.rfind(needle).unwrap()].matches('\n').count() + 1
+}
+
+#[test]
+fn l4_service_passes() {
+    let dir = TempDir::new("l4-ok");
+    let path = dir.write("l4.toml", &format!("{PORT}{L4}"));
+    let out = check(&path, &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for want in [
+        "cluster web: maglev (table 65537, hash seed 0), 2 backends",
+        "  backend 10.0.0.11, weight 1",
+        "service web: 10.0.0.100:80/tcp -> nat -> cluster web",
+    ] {
+        assert!(stdout.contains(want), "stdout lacks {want:?}:\n{stdout}");
+    }
+}
+
+#[test]
+fn service_to_unknown_cluster() {
+    let dir = TempDir::new("unknown-cluster");
+    let text = format!("{PORT}{L4}").replace("cluster = \"web\"", "cluster = \"wbe\"");
+    rejected(
+        &dir,
+        "unknown-cluster.toml",
+        &text,
+        last_line(&text, "cluster = \"wbe\""),
+        &[
+            "cluster \"wbe\" referenced by service \"web\" is not defined",
+            "defined clusters: web",
+        ],
+    );
+}
+
+#[test]
+fn duplicate_service() {
+    let dir = TempDir::new("duplicate-service");
+    let text = format!(
+        "{PORT}{L4}\n[[service]]\nname = \"web\"\nvip = \"10.0.0.101\"\nport = 80\ncluster = \"web\"\ningress = \"wan\"\n"
+    );
+    rejected(
+        &dir,
+        "duplicate-service.toml",
+        &text,
+        last_line(&text, "name = \"web\""),
+        &["duplicate service name \"web\"", "first defined at line"],
+    );
+    let text = format!(
+        "{PORT}{L4}\n[[service]]\nname = \"web2\"\nvip = \"10.0.0.100\"\nport = 80\ncluster = \"web\"\ningress = \"wan\"\n"
+    );
+    rejected(
+        &dir,
+        "duplicate-address.toml",
+        &text,
+        last_line(&text, "port = 80"),
+        &["10.0.0.100:80/tcp is already served by service \"web\""],
+    );
+}
+
+#[test]
+fn maglev_table_size_not_prime() {
+    let dir = TempDir::new("not-prime");
+    let text = format!("{PORT}{L4}").replace("65537", "65536");
+    rejected(
+        &dir,
+        "not-prime.toml",
+        &text,
+        last_line(&text, "maglev_table_size"),
+        &[
+            "cluster \"web\": maglev_table_size 65536 is not prime",
+            "the next prime is 65537",
+        ],
+    );
+}
+
 #[test]
 fn unreadable_file() {
     let dir = TempDir::new("unreadable");

@@ -74,7 +74,17 @@ fn check_counters(case: &str, expected: &Path, stats: &Path) {
     let n = |k: &str| got[k].as_u64().unwrap();
     assert_eq!(
         n("rx_packets"),
-        drops + n("arp_replies") + n("echo_replies") + n("ndp_adverts") + n("neighbor_replies"),
+        drops
+            + n("arp_replies")
+            + n("echo_replies")
+            + n("ndp_adverts")
+            + n("neighbor_replies")
+            + n("l4_forwarded")
+            + n("l4_returned")
+            + n("l4_stateless")
+            + n("l4_table_full")
+            + n("l4_rate_limited")
+            + n("icmp_errors_forwarded"),
         "{case}: rx_packets == drops + answered + consumed"
     );
 }
@@ -92,4 +102,14 @@ fn malformed_inputs_are_dropped_and_counted() {
 #[test]
 fn vlan_tagged_port() {
     replay("vlan");
+}
+
+#[test]
+fn l4_nat_ipip_gre_l2dsr_udp_ipv6() {
+    replay("l4");
+}
+
+#[test]
+fn l4_table_full_falls_back_to_consistent_hash() {
+    replay("table_full");
 }

@@ -14,7 +14,8 @@
 //!    here), every optional key has its documented default;
 //! 2. `validate.rs` checks ranges and relations: unique names and addresses,
 //!    next hops inside a connected subnet, workers distinct from the main
-//!    lcore, ...;
+//!    lcore, services naming defined clusters and ports, prime Maglev table
+//!    sizes, ...;
 //! 3. the first failure becomes a [`ConfigError`] that names the file, the
 //!    line and column of the offending value, and what was expected:
 //!    `sluice.toml:12:8: port "lan" referenced by route is not defined
@@ -22,17 +23,26 @@
 //!
 //! The typed structs keep plain values (no spans) so that the control plane
 //! and workers read them directly; positions for step 3 come from a second
-//! parse into a span index (`spans.rs`). Only the port names of `[[route]]` and
-//! `[[neighbor]]` are `toml::Spanned`, as the rest of Sluice expects.
+//! parse into a span index (`spans.rs`). Only the references by name (the
+//! port of a `[[route]]` or `[[neighbor]]`, the cluster and ingress port of a
+//! `[[service]]`) are `toml::Spanned`, as the rest of Sluice expects.
+//!
+//! # Reloading
+//!
+//! On SIGHUP the control thread loads the file again and asks
+//! [`Config::check_reloadable`] whether the new config differs only in
+//! `[[cluster]]`, `[[service]]` and `[log]`, the parts that can change while
+//! workers run; anything else needs a restart.
 //!
 //! # Adding a section
 //!
-//! The L4/L7 issues add `[[cluster]]`, `[[service]]` and `[[listener]]`.
-//! Each is a struct in `sections.rs` (with `deny_unknown_fields`, a doc
-//! comment per field and defaults where they exist), a field of [`Config`]
-//! renamed to the singular table name like `ports`, a check in
-//! `validate.rs` run after the sections it refers to, a line in
-//! [`Config::summary`] and a row in `docs/CONFIG.md`.
+//! `[conntrack]`, `[[cluster]]` and `[[service]]` were added this way, and
+//! `[[listener]]` (L7) will be. Each is a struct in `sections.rs` (with
+//! `deny_unknown_fields`, a doc comment per field and defaults where they
+//! exist), a field of [`Config`] renamed to the singular table name like
+//! `ports`, a check in `validate.rs` run after the sections it refers to, a
+//! line in [`Config::summary`], a row in `docs/CONFIG.md`, and a decision in
+//! [`Config::check_reloadable`].
 
 mod error;
 mod sections;
@@ -44,15 +54,19 @@ mod validate;
 mod tests;
 
 use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
 use std::path::Path;
 
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use sections::{Admin, Dataplane, Eal, Log, LogLevel, Neighbor, Port, Route};
+pub use sections::{
+    Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor, Port,
+    Protocol, Route, Scheduler, Service,
+};
 pub use spans::Position;
 pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
-pub use validate::MAX_LCORE;
+pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 
 use spans::SpanIndex;
 
@@ -81,6 +95,16 @@ pub struct Config {
     /// `[[neighbor]]`: static ARP/NDP entries, in file order.
     #[serde(default, rename = "neighbor")]
     pub neighbors: Vec<Neighbor>,
+    /// `[conntrack]`: per-worker connection tracking of L4 services.
+    #[serde(default)]
+    pub conntrack: Conntrack,
+    /// `[[cluster]]`: backend sets, in file order.
+    #[serde(default, rename = "cluster")]
+    pub clusters: Vec<Cluster>,
+    /// `[[service]]`: the L4 services, in file order. None: Sluice only
+    /// routes and answers for its own addresses.
+    #[serde(default, rename = "service")]
+    pub services: Vec<Service>,
 }
 
 /// The program name at the head of [`Config::eal_argv`].
@@ -156,6 +180,66 @@ impl Config {
         self.ports.iter().enumerate().find(|(_, p)| p.name == name)
     }
 
+    /// The cluster named `name`, and its index (which is its position in
+    /// [`Config::clusters`]).
+    pub fn cluster(&self, name: &str) -> Option<(usize, &Cluster)> {
+        self.clusters
+            .iter()
+            .enumerate()
+            .find(|(_, c)| c.name == name)
+    }
+
+    /// Whether `new` may replace this running config on a reload (SIGHUP).
+    ///
+    /// A reload publishes new clusters and services to the workers between
+    /// bursts and may change the log level; everything else (EAL, workers,
+    /// queues, conntrack sizing and timeouts, admin, ports, routes and
+    /// neighbors) is set up once at start-up. Apply the same
+    /// `--port-device` overrides to `new` as to `self` before comparing.
+    ///
+    /// # Errors
+    ///
+    /// A message naming the first section, in file order, that differs and
+    /// needs a restart.
+    pub fn check_reloadable(&self, new: &Config) -> Result<(), String> {
+        let differs = |what: String| {
+            Err(format!(
+                "{what} differs from the running config and needs a restart: a reload applies only \
+                 [[cluster]], [[service]] and [log]"
+            ))
+        };
+        if self.eal != new.eal {
+            return differs("[eal]".to_string());
+        }
+        if self.dataplane != new.dataplane {
+            return differs("[dataplane]".to_string());
+        }
+        if self.admin != new.admin {
+            return differs("[admin]".to_string());
+        }
+        let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
+        if names(self) != names(new) {
+            return differs(format!(
+                "the list of [[port]]s ({} now, {} in the new config)",
+                names(self).join(", "),
+                names(new).join(", ")
+            ));
+        }
+        if let Some(p) = self.ports.iter().zip(&new.ports).find(|(a, b)| a != b) {
+            return differs(format!("[[port]] {:?}", p.0.name));
+        }
+        if self.routes != new.routes {
+            return differs("[[route]]".to_string());
+        }
+        if self.neighbors != new.neighbors {
+            return differs("[[neighbor]]".to_string());
+        }
+        if self.conntrack != new.conntrack {
+            return differs("[conntrack]".to_string());
+        }
+        Ok(())
+    }
+
     /// The lcores the EAL must enable: the main lcore and the workers,
     /// ascending.
     pub fn lcores(&self) -> Vec<u32> {
@@ -190,7 +274,9 @@ impl Config {
 
     /// What would run, for `sluice check`: EAL argv, lcores, data-plane
     /// sizing, admin and log, each port with device, addresses, MAC, VLAN
-    /// and gateways, routes and neighbors. Ends with a newline.
+    /// and gateways, routes and neighbors, conntrack sizing, each cluster
+    /// with its backends and weights, and each service as
+    /// `vip:port/protocol -> mode -> cluster`. Ends with a newline.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         // Writing to a String cannot fail.
@@ -263,6 +349,7 @@ impl Config {
                 n.port_name()
             )?;
         }
+        self.write_l4_summary(s)?;
         let pci = self
             .ports
             .iter()
@@ -275,6 +362,99 @@ impl Config {
             )?;
         }
         Ok(())
+    }
+
+    fn write_l4_summary(&self, s: &mut String) -> std::fmt::Result {
+        let ct = &self.conntrack;
+        let rate = if ct.new_flows_per_sec == 0 {
+            "new flows unlimited".to_string()
+        } else {
+            format!(
+                "at most {} new flows/s (burst {})",
+                ct.new_flows_per_sec, ct.new_flows_burst
+            )
+        };
+        writeln!(
+            s,
+            "conntrack: {} flows per worker, {rate}; idle timeouts syn {} s, established {} s, \
+             closing {} s, closed {} s, udp {} s; {} examined for expiry per loop",
+            ct.max_flows,
+            ct.syn_timeout_s,
+            ct.established_timeout_s,
+            ct.closing_timeout_s,
+            ct.closed_timeout_s,
+            ct.udp_timeout_s,
+            ct.expire_budget
+        )?;
+        for c in &self.clusters {
+            let how = match c.scheduler {
+                Scheduler::Maglev => format!(
+                    "maglev (table {}, hash seed {})",
+                    c.maglev_table_size, c.hash_seed
+                ),
+                Scheduler::SourceHash => format!("source-hash (hash seed {})", c.hash_seed),
+                other => other.to_string(),
+            };
+            let total: u32 = c.backends.iter().map(|b| b.weight).sum();
+            writeln!(
+                s,
+                "cluster {}: {how}, {} backend{}, total weight {total}",
+                c.name,
+                c.backends.len(),
+                if c.backends.len() == 1 { "" } else { "s" }
+            )?;
+            for b in &c.backends {
+                let to = match b.port {
+                    Some(port) => SocketAddr::new(b.address, port).to_string(),
+                    None => b.address.to_string(),
+                };
+                let label = if b.name == b.address.to_string() {
+                    String::new()
+                } else {
+                    format!(" ({})", b.name)
+                };
+                let drain = if b.weight == 0 { ", draining" } else { "" };
+                writeln!(s, "  backend {to}{label}, weight {}{drain}", b.weight)?;
+            }
+        }
+        if self.services.is_empty() {
+            writeln!(s, "services: none")?;
+        }
+        for v in &self.services {
+            let snat = match (v.mode, v.snat.as_slice()) {
+                (ForwardMode::Nat, []) => ", snat from the egress port's address".to_string(),
+                (ForwardMode::Nat, list) => {
+                    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
+                    format!(", snat {}", list.join(", "))
+                }
+                _ => String::new(),
+            };
+            writeln!(
+                s,
+                "service {}: {}/{} -> {} -> cluster {}, vip on port {}{snat}",
+                v.name,
+                vip_port(v.vip, v.port),
+                v.protocol,
+                v.mode,
+                v.cluster_name(),
+                v.ingress_name()
+            )?;
+        }
+        for c in &self.clusters {
+            if !self.services.iter().any(|v| v.cluster_name() == c.name) {
+                writeln!(s, "note: cluster {} is not used by any service", c.name)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// `10.0.0.1:80`, `[fd00::1]:80`, or with `*` for port 0 (every port).
+pub(crate) fn vip_port(vip: IpAddr, port: u16) -> String {
+    match (vip, port) {
+        (IpAddr::V4(a), 0) => format!("{a}:*"),
+        (IpAddr::V6(a), 0) => format!("[{a}]:*"),
+        _ => SocketAddr::new(vip, port).to_string(),
     }
 }
 

@@ -425,3 +425,346 @@ impl Neighbor {
         self.port.get_ref()
     }
 }
+
+/// `[conntrack]`: per-worker connection tracking of L4 services.
+///
+/// Each worker owns a table of its own (nothing is shared between cores),
+/// so every limit here is per worker: the appliance tracks up to
+/// `max_flows × workers` connections.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Conntrack {
+    /// Connections tracked per worker, 1024..=67108864 (2^26). The table is
+    /// allocated at start-up; when it is full, new connections are still
+    /// forwarded but not remembered.
+    pub max_flows: u32,
+    /// Per-worker cap on new connections per second (token bucket), to damp
+    /// SYN floods; 0 means no cap.
+    pub new_flows_per_sec: u32,
+    /// Depth of that token bucket: new connections accepted at once before
+    /// the rate applies, at least 1. Unused when `new_flows_per_sec` is 0.
+    pub new_flows_burst: u32,
+    /// Idle timeout, in seconds, of a TCP connection that has seen only a
+    /// SYN (handshake not finished); at least 1.
+    pub syn_timeout_s: u32,
+    /// Idle timeout, in seconds, of an established TCP connection; at
+    /// least 1. Clients idle for longer need TCP keepalives below it.
+    pub established_timeout_s: u32,
+    /// Idle timeout, in seconds, of a TCP connection after a FIN; at least 1.
+    pub closing_timeout_s: u32,
+    /// Idle timeout, in seconds, of a TCP connection after a RST; at least 1.
+    pub closed_timeout_s: u32,
+    /// Idle timeout, in seconds, of a UDP flow; at least 1.
+    pub udp_timeout_s: u32,
+    /// Connections examined for expiry in each pass of a worker's loop,
+    /// 1..=4096: bounds the time one pass spends sweeping.
+    pub expire_budget: u32,
+}
+
+impl Default for Conntrack {
+    fn default() -> Conntrack {
+        Conntrack {
+            max_flows: 1_048_576,
+            new_flows_per_sec: 0,
+            new_flows_burst: 1024,
+            syn_timeout_s: 30,
+            established_timeout_s: 3600,
+            closing_timeout_s: 120,
+            closed_timeout_s: 10,
+            udp_timeout_s: 120,
+            expire_budget: 64,
+        }
+    }
+}
+
+/// How a cluster picks the backend of a new connection.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Scheduler {
+    /// Maglev consistent hashing of the 5-tuple (Eisenbud et al., NSDI
+    /// 2016): every Sluice with the same backends and `hash_seed` picks the
+    /// same backend, and a change of backends moves few connections.
+    #[default]
+    Maglev,
+    /// Weighted round robin.
+    Wrr,
+    /// The backend with the fewest connections relative to its weight, as
+    /// this worker counts them.
+    LeastConn,
+    /// A hash of the client's address only: all connections of one client
+    /// go to one backend.
+    SourceHash,
+}
+
+impl Scheduler {
+    /// The spelling in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Scheduler::Maglev => "maglev",
+            Scheduler::Wrr => "wrr",
+            Scheduler::LeastConn => "least-conn",
+            Scheduler::SourceHash => "source-hash",
+        }
+    }
+}
+
+impl fmt::Display for Scheduler {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[cluster]]`: a set of backends that one or more services forward to.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Unique name, used by services, logs and metrics: 1..=32 characters
+    /// of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// How a new connection's backend is chosen.
+    #[serde(default)]
+    pub scheduler: Scheduler,
+    /// Slots of the Maglev lookup table: a prime, 7..=1048573, at least the
+    /// number of backends (the paper recommends 100 slots per backend).
+    /// Checked whatever the scheduler.
+    #[serde(default = "default_maglev_table_size")]
+    pub maglev_table_size: usize,
+    /// Key of the flow hash. Every Sluice behind the same ECMP group must
+    /// use the same value, so that any of them sends a flow to the same
+    /// backend. TOML integers are signed, so 0..=2^63-1 can be written.
+    #[serde(default)]
+    pub hash_seed: u64,
+    /// `[[cluster.backend]]`: the backends, in file order; at least one.
+    #[serde(default, rename = "backend")]
+    pub backends: Vec<Backend>,
+}
+
+fn default_maglev_table_size() -> usize {
+    65_537
+}
+
+/// `[[cluster.backend]]`: one backend server of a cluster.
+///
+/// Read through a private mirror of the table, in which `name` is optional;
+/// here it is defaulted to the address.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(from = "BackendTable")]
+pub struct Backend {
+    /// The backend's address, IPv4 or IPv6, unicast; unique within the
+    /// cluster. Its family must be that of the VIPs of the services that
+    /// use the cluster.
+    pub address: IpAddr,
+    /// In mode `nat`, the destination port connections are sent to instead
+    /// of the client's destination port; 1..=65535. Not allowed when a
+    /// service forwards to this cluster in a DSR mode, which cannot change
+    /// the port.
+    pub port: Option<u16>,
+    /// Share of new connections, 0..=65535, relative to the cluster's other
+    /// backends. 0 drains the backend: its existing connections continue,
+    /// new ones go elsewhere.
+    pub weight: u32,
+    /// Label in logs and metrics; unique within the cluster, 1..=64
+    /// characters of `[A-Za-z0-9_.:-]`. Defaults to the address as text.
+    pub name: String,
+}
+
+/// `[[cluster.backend]]` exactly as written; see [`Backend`] for the meaning
+/// of each key.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields, rename = "Backend")]
+struct BackendTable {
+    /// See [`Backend::address`].
+    #[serde(deserialize_with = "host_address")]
+    address: IpAddr,
+    /// See [`Backend::port`].
+    port: Option<u16>,
+    /// See [`Backend::weight`].
+    #[serde(default = "default_weight")]
+    weight: u32,
+    /// See [`Backend::name`]; `None` when left to its default.
+    name: Option<String>,
+}
+
+fn default_weight() -> u32 {
+    1
+}
+
+impl From<BackendTable> for Backend {
+    fn from(t: BackendTable) -> Backend {
+        Backend {
+            name: t.name.unwrap_or_else(|| t.address.to_string()),
+            address: t.address,
+            port: t.port,
+            weight: t.weight,
+        }
+    }
+}
+
+/// The transport protocol of a service.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    /// TCP, tracked through its handshake and teardown.
+    #[default]
+    Tcp,
+    /// UDP, tracked by idle time only.
+    Udp,
+}
+
+impl Protocol {
+    /// The IP protocol number (IANA "Assigned Internet Protocol Numbers"):
+    /// 6 for TCP, 17 for UDP.
+    pub fn number(self) -> u8 {
+        match self {
+            Protocol::Tcp => 6,
+            Protocol::Udp => 17,
+        }
+    }
+
+    /// The spelling in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+impl fmt::Display for Protocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How packets of a service reach its backends; `docs/CONFIG.md`
+/// ("Forwarding modes") describes each at the packet level.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardMode {
+    /// Full NAT: destination rewritten to the backend, source to a SNAT
+    /// address and port; replies come back through Sluice.
+    #[default]
+    Nat,
+    /// IP-in-IP encapsulation (RFC 2003, or IPv6-in-IPv6, RFC 2473) to the
+    /// backend; the backend replies to the client directly.
+    Ipip,
+    /// GRE encapsulation (RFC 2784) to the backend; the backend replies to
+    /// the client directly.
+    Gre,
+    /// Only the destination MAC is rewritten; the backend is on a link of
+    /// Sluice's and replies to the client directly.
+    #[serde(rename = "l2dsr")]
+    L2Dsr,
+}
+
+impl ForwardMode {
+    /// Direct server return: the backend receives the client's packet
+    /// unchanged inside (encapsulated or re-addressed at layer 2 only), with
+    /// the VIP as destination, and answers the client itself. Such a mode
+    /// cannot change addresses or ports.
+    pub fn is_dsr(self) -> bool {
+        !matches!(self, ForwardMode::Nat)
+    }
+
+    /// The spelling in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ForwardMode::Nat => "nat",
+            ForwardMode::Ipip => "ipip",
+            ForwardMode::Gre => "gre",
+            ForwardMode::L2Dsr => "l2dsr",
+        }
+    }
+}
+
+impl fmt::Display for ForwardMode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[service]]`: a virtual address, port and protocol that Sluice balances
+/// over a cluster.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Service {
+    /// Unique name, used by logs and metrics: 1..=32 characters of
+    /// `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// The virtual address clients connect to, IPv4 or IPv6; not an address
+    /// of a `[[port]]`.
+    #[serde(deserialize_with = "host_address")]
+    pub vip: IpAddr,
+    /// The destination port, or 0 for every port of `vip` and `protocol`.
+    /// No two services share a vip, port and protocol, and a port-0 service
+    /// is the only one on its vip and protocol.
+    pub port: u16,
+    /// The transport protocol.
+    #[serde(default)]
+    pub protocol: Protocol,
+    /// How packets are forwarded to the backends.
+    #[serde(default)]
+    pub mode: ForwardMode,
+    /// The `[[cluster]]` whose backends serve this service; its backends
+    /// have the vip's family. Spanned so that errors can point at it; read
+    /// it with [`Service::cluster_name`].
+    pub cluster: Spanned<String>,
+    /// The `[[port]]` on whose link Sluice answers ARP/NDP for the vip.
+    /// Spanned so that errors can point at it; read it with
+    /// [`Service::ingress_name`].
+    pub ingress: Spanned<String>,
+    /// Mode `nat` only: the source addresses Sluice uses towards backends,
+    /// each an address of a `[[port]]` (without prefix length) of the vip's
+    /// family. Empty: the address of the egress port in the backend's
+    /// family.
+    #[serde(default, deserialize_with = "host_addresses")]
+    pub snat: Vec<IpAddr>,
+}
+
+impl Service {
+    /// The name of the cluster this service forwards to.
+    pub fn cluster_name(&self) -> &str {
+        self.cluster.get_ref()
+    }
+
+    /// The name of the port on which the vip is announced.
+    pub fn ingress_name(&self) -> &str {
+        self.ingress.get_ref()
+    }
+}
+
+/// An address of one host, parsed with a hint when a prefix was given.
+struct HostAddress(IpAddr);
+
+impl FromStr for HostAddress {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HostAddress, String> {
+        match text.parse::<IpAddr>() {
+            Ok(ip) => Ok(HostAddress(ip)),
+            Err(_) if text.contains('/') => Err(format!(
+                "invalid IP address {text:?}: give a single address, without a prefix length"
+            )),
+            Err(_) => Err(format!(
+                "invalid IP address {text:?}: expected an IPv4 or IPv6 address such as \"10.0.0.1\" or \"fd00::1\""
+            )),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for HostAddress {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HostAddress, D::Error> {
+        d.deserialize_str(Parse::new("an IP address such as \"10.0.0.1\""))
+    }
+}
+
+/// `vip`, `address`: one IP address.
+fn host_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+    HostAddress::deserialize(d).map(|HostAddress(ip)| ip)
+}
+
+/// `snat`: IP addresses, each parsed inside its own element so that an
+/// error points at that element.
+fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+    Vec::<HostAddress>::deserialize(d).map(|v| v.into_iter().map(|HostAddress(ip)| ip).collect())
+}

@@ -377,8 +377,9 @@ fn unknown_key() {
             "(in `port[0]`)",
         ],
     );
-    rejects(&with("[cluster]\nname = \"web\"\n"), "cluster", &[
-        "unknown key `cluster`, expected one of `eal`, `dataplane`, `admin`, `log`, `port`, `route`, `neighbor`",
+    rejects(&with("[listener]\nname = \"web\"\n"), "listener", &[
+        "unknown key `listener`, expected one of `eal`, `dataplane`, `admin`, `log`, `port`, `route`, \
+         `neighbor`, `conntrack`, `cluster`, `service`",
     ]);
     rejects(
         &with("[[route]]\nprefix = \"0.0.0.0/0\"\nnext = \"10.0.0.254\"\nport = \"wan\"\n"),
@@ -1005,4 +1006,841 @@ fn examples_are_valid() {
         }
     }
     assert!(n >= 3, "expected the examples in {}", dir.display());
+}
+
+// [conntrack], [[cluster]] and [[service]].
+
+/// BASE plus a cluster of two backends on "lan" and a service on "wan".
+const L4: &str = r#"
+[[cluster]]
+name = "web"
+
+[[cluster.backend]]
+address = "10.1.0.11"
+
+[[cluster.backend]]
+address = "10.1.0.12"
+port = 8080
+weight = 2
+name = "b2"
+
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+cluster = "web"
+ingress = "wan"
+"#;
+
+/// BASE + L4 with its `old` text replaced by `new`.
+fn l4(old: &str, new: &str) -> String {
+    let text = format!("{BASE}{L4}");
+    assert!(text.contains(old), "{old:?} not in BASE + L4");
+    text.replacen(old, new, 1)
+}
+
+/// BASE + L4 followed by `extra`.
+fn l4_with(extra: &str) -> String {
+    format!("{BASE}{L4}\n{extra}")
+}
+
+/// 1-based line of the last occurrence of `needle`.
+fn last_line_of(text: &str, needle: &str) -> usize {
+    let at = text
+        .rfind(needle)
+        .unwrap_or_else(|| panic!("{needle:?} not in text"));
+    text[..at].matches('\n').count() + 1
+}
+
+/// Like [`rejects`], for an error on the line of the last `needle`.
+#[track_caller]
+fn rejects_last(text: &str, needle: &str, words: &[&str]) -> ConfigError {
+    let e = err(text);
+    let shown = e.to_string();
+    assert_eq!(
+        e.line(),
+        Some(last_line_of(text, needle)),
+        "wrong line in {shown:?}\n{text}"
+    );
+    for w in words {
+        assert!(shown.contains(w), "{shown:?} lacks {w:?}");
+    }
+    e
+}
+
+#[test]
+fn l4_defaults() {
+    let cfg = ok(BASE);
+    assert_eq!(
+        cfg.conntrack,
+        Conntrack {
+            max_flows: 1_048_576,
+            new_flows_per_sec: 0,
+            new_flows_burst: 1024,
+            syn_timeout_s: 30,
+            established_timeout_s: 3600,
+            closing_timeout_s: 120,
+            closed_timeout_s: 10,
+            udp_timeout_s: 120,
+            expire_budget: 64,
+        }
+    );
+    assert!(cfg.clusters.is_empty() && cfg.services.is_empty());
+    assert!(cfg.summary().contains("services: none"));
+
+    let cfg = ok(&l4("", ""));
+    let (i, c) = cfg.cluster("web").unwrap();
+    assert_eq!(i, 0);
+    assert!(cfg.cluster("api").is_none());
+    assert_eq!(c.scheduler, Scheduler::Maglev);
+    assert_eq!(c.maglev_table_size, 65_537);
+    assert_eq!(c.hash_seed, 0);
+    assert_eq!(
+        c.backends[0],
+        Backend {
+            address: "10.1.0.11".parse().unwrap(),
+            port: None,
+            weight: 1,
+            name: "10.1.0.11".into(),
+        }
+    );
+    assert_eq!(
+        (
+            c.backends[1].port,
+            c.backends[1].weight,
+            c.backends[1].name.as_str()
+        ),
+        (Some(8080), 2, "b2")
+    );
+    let v = &cfg.services[0];
+    assert_eq!(v.vip, "10.0.0.100".parse::<IpAddr>().unwrap());
+    assert_eq!(v.port, 80);
+    assert_eq!((v.protocol, v.mode), (Protocol::Tcp, ForwardMode::Nat));
+    assert_eq!((v.cluster_name(), v.ingress_name()), ("web", "wan"));
+    assert!(v.snat.is_empty());
+}
+
+#[test]
+fn l4_every_key() {
+    let cfg = ok(&with(
+        r#"
+[conntrack]
+max_flows = 4096
+new_flows_per_sec = 100000
+new_flows_burst = 5000
+syn_timeout_s = 5
+established_timeout_s = 900
+closing_timeout_s = 60
+closed_timeout_s = 1
+udp_timeout_s = 30
+expire_budget = 4096
+
+[[cluster]]
+name = "dns"
+scheduler = "source-hash"
+maglev_table_size = 7
+hash_seed = 9223372036854775807
+
+[[cluster.backend]]
+address = "10.1.0.53"
+port = 5353
+weight = 65535
+name = "ns-1.example"
+
+[[cluster.backend]]
+address = "10.2.0.53"
+weight = 0
+
+[[cluster]]
+name = "v6"
+scheduler = "least-conn"
+
+[[cluster.backend]]
+address = "fd00::11"
+
+[[cluster]]
+name = "rr"
+scheduler = "wrr"
+
+[[cluster.backend]]
+address = "10.1.0.80"
+
+[[service]]
+name = "dns"
+vip = "10.0.0.53"
+port = 53
+protocol = "udp"
+mode = "nat"
+cluster = "dns"
+ingress = "wan"
+snat = ["10.1.0.1", "10.0.0.1"]
+
+[[service]]
+name = "v6-all"
+vip = "fd00::100"
+port = 0
+protocol = "tcp"
+mode = "l2dsr"
+cluster = "v6"
+ingress = "wan"
+
+[[service]]
+name = "gre"
+vip = "10.0.0.101"
+port = 443
+mode = "gre"
+cluster = "rr"
+ingress = "lan"
+
+[[service]]
+name = "ipip"
+vip = "10.0.0.101"
+port = 80
+mode = "ipip"
+cluster = "rr"
+ingress = "lan"
+"#,
+    ));
+    assert_eq!(cfg.conntrack.max_flows, 4096);
+    assert_eq!(cfg.conntrack.new_flows_per_sec, 100_000);
+    assert_eq!(cfg.conntrack.udp_timeout_s, 30);
+    assert_eq!(cfg.conntrack.expire_budget, 4096);
+    let dns = &cfg.clusters[0];
+    assert_eq!(dns.scheduler, Scheduler::SourceHash);
+    assert_eq!(dns.maglev_table_size, 7);
+    assert_eq!(dns.hash_seed, i64::MAX as u64);
+    assert_eq!(dns.backends[0].name, "ns-1.example");
+    assert_eq!(dns.backends[1].weight, 0);
+    assert_eq!(cfg.clusters[1].scheduler, Scheduler::LeastConn);
+    assert_eq!(cfg.clusters[2].scheduler, Scheduler::Wrr);
+    let [dns, v6, gre, ipip] = &cfg.services[..] else {
+        panic!("four services")
+    };
+    assert_eq!((dns.protocol, dns.protocol.number()), (Protocol::Udp, 17));
+    assert_eq!(Protocol::Tcp.number(), 6);
+    assert_eq!(
+        dns.snat,
+        [
+            "10.1.0.1".parse::<IpAddr>().unwrap(),
+            "10.0.0.1".parse().unwrap()
+        ]
+    );
+    assert_eq!((v6.port, v6.mode), (0, ForwardMode::L2Dsr));
+    assert_eq!(gre.mode, ForwardMode::Gre);
+    assert_eq!(ipip.mode, ForwardMode::Ipip);
+    assert!(ipip.mode.is_dsr() && !dns.mode.is_dsr());
+    assert_eq!(ipip.cluster_name(), gre.cluster_name());
+    assert_eq!(ForwardMode::L2Dsr.to_string(), "l2dsr");
+    assert_eq!(Scheduler::LeastConn.to_string(), "least-conn");
+}
+
+#[test]
+fn l4_summary() {
+    let s = ok(&l4_with(
+        "[[service]]\nname = \"all\"\nvip = \"10.0.0.102\"\nport = 0\nmode = \"ipip\"\n\
+         cluster = \"dsr\"\ningress = \"wan\"\n\n[[cluster]]\nname = \"dsr\"\n\
+         [[cluster.backend]]\naddress = \"10.1.0.21\"\nweight = 0\n\n\
+         [[cluster]]\nname = \"spare\"\n[[cluster.backend]]\naddress = \"10.1.0.31\"\n",
+    ))
+    .summary();
+    for want in [
+        "conntrack: 1048576 flows per worker, new flows unlimited; idle timeouts syn 30 s, \
+         established 3600 s, closing 120 s, closed 10 s, udp 120 s; 64 examined for expiry per loop",
+        "cluster web: maglev (table 65537, hash seed 0), 2 backends, total weight 3",
+        "  backend 10.1.0.11, weight 1\n",
+        "  backend 10.1.0.12:8080 (b2), weight 2\n",
+        "  backend 10.1.0.21, weight 0, draining\n",
+        "service web: 10.0.0.100:80/tcp -> nat -> cluster web, vip on port wan, snat from the egress port's address",
+        "service all: 10.0.0.102:*/tcp -> ipip -> cluster dsr, vip on port wan\n",
+        "note: cluster spare is not used by any service",
+    ] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+    assert!(!s.contains("services: none"), "{s}");
+    assert!(!s.contains("note: cluster web"), "{s}");
+    let s = ok(&l4(
+        "ingress = \"wan\"",
+        "ingress = \"wan\"\nsnat = [\"10.1.0.1\"]",
+    )
+    .replace("vip = \"10.0.0.100\"", "vip = \"fd00::100\"")
+    .replace("\"10.1.0.1\"]\n", "\"fd00::1\"]\n")
+    .replace("10.1.0.11", "fd00::11")
+    .replace("10.1.0.12", "fd00::12")
+    .replace("[eal]", "[conntrack]\nnew_flows_per_sec = 5000\n\n[eal]"))
+    .summary();
+    for want in [
+        "at most 5000 new flows/s (burst 1024)",
+        "  backend [fd00::12]:8080 (b2), weight 2",
+        "service web: [fd00::100]:80/tcp -> nat -> cluster web, vip on port wan, snat fd00::1",
+    ] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+}
+
+#[test]
+fn conntrack_ranges() {
+    for (line, key, words) in [
+        (
+            "max_flows = 1023",
+            "max_flows",
+            "`conntrack.max_flows` 1023 is out of range 1024..=67108864",
+        ),
+        (
+            "max_flows = 67108865",
+            "max_flows",
+            "`conntrack.max_flows` 67108865 is out of range 1024..=67108864",
+        ),
+        (
+            "new_flows_burst = 0",
+            "new_flows_burst",
+            "`conntrack.new_flows_burst` must be at least 1",
+        ),
+        (
+            "syn_timeout_s = 0",
+            "syn_timeout_s",
+            "`conntrack.syn_timeout_s` must be at least 1",
+        ),
+        (
+            "established_timeout_s = 0",
+            "established_timeout_s",
+            "`conntrack.established_timeout_s` must be at least 1",
+        ),
+        (
+            "closing_timeout_s = 0",
+            "closing_timeout_s",
+            "`conntrack.closing_timeout_s` must be at least 1",
+        ),
+        (
+            "closed_timeout_s = 0",
+            "closed_timeout_s",
+            "`conntrack.closed_timeout_s` must be at least 1",
+        ),
+        (
+            "udp_timeout_s = 0",
+            "udp_timeout_s",
+            "`conntrack.udp_timeout_s` must be at least 1",
+        ),
+        (
+            "expire_budget = 0",
+            "expire_budget",
+            "`conntrack.expire_budget` 0 is out of range 1..=4096",
+        ),
+        (
+            "expire_budget = 4097",
+            "expire_budget",
+            "`conntrack.expire_budget` 4097 is out of range 1..=4096",
+        ),
+    ] {
+        let text = with(&format!("[conntrack]\n{line}\n"));
+        rejects_last(&text, &format!("{key} ="), &[words]);
+    }
+    rejects(
+        &with("[conntrack]\nmax_flows = -1\n"),
+        "-1",
+        &["expected u32", "`conntrack.max_flows`"],
+    );
+    rejects(
+        &with("[conntrack]\nsyn_timeout = 30\n"),
+        "syn_timeout",
+        &[
+            "unknown key `syn_timeout`",
+            "`syn_timeout_s`",
+            "(in `conntrack`)",
+        ],
+    );
+    ok(&with(
+        "[conntrack]\nmax_flows = 1024\nnew_flows_burst = 1\nexpire_budget = 1\n",
+    ));
+}
+
+#[test]
+fn cluster_names() {
+    rejects(
+        &l4(
+            "name = \"web\"\n\n[[cluster.backend]]",
+            "name = \"web site\"\n\n[[cluster.backend]]",
+        ),
+        "\"web site\"",
+        &["cluster name \"web site\" must be 1..=32 characters of [A-Za-z0-9_-]"],
+    );
+    let text =
+        l4_with("[[cluster]]\nname = \"web\"\n[[cluster.backend]]\naddress = \"10.1.0.13\"\n");
+    let e = rejects_last(&text, "name = \"web\"", &["duplicate cluster name \"web\""]);
+    assert!(
+        e.to_string().contains(&format!(
+            "(first defined at line {})",
+            line_of(&text, "name = \"web\"")
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn cluster_without_backend() {
+    let text = l4_with("[[cluster]]\nname = \"empty\"\n");
+    rejects_last(
+        &text,
+        "[[cluster]]",
+        &["cluster \"empty\" has no backend: add at least one [[cluster.backend]]"],
+    );
+}
+
+#[test]
+fn maglev_table_size() {
+    let size = |n: &str| {
+        l4(
+            "name = \"web\"\n",
+            &format!("name = \"web\"\nmaglev_table_size = {n}\n"),
+        )
+    };
+    rejects(
+        &size("65536"),
+        "maglev_table_size",
+        &[
+            "cluster \"web\": maglev_table_size 65536 is not prime",
+            "the next prime is 65537",
+        ],
+    );
+    rejects(
+        &size("1000"),
+        "maglev_table_size",
+        &["the next prime is 1009"],
+    );
+    rejects(
+        &size("6"),
+        "maglev_table_size",
+        &["maglev_table_size 6 is out of range 7..=1048573"],
+    );
+    rejects(
+        &size("1048583"),
+        "maglev_table_size",
+        &["out of range 7..=1048573"],
+    );
+    ok(&size("7"));
+    ok(&size("1048573"));
+    // Fewer slots than backends: Maglev cannot give each one a slot.
+    let text = size("7").replacen(
+        "name = \"b2\"\n",
+        &format!(
+            "name = \"b2\"\n{}",
+            (13..19)
+                .map(|k| format!("\n[[cluster.backend]]\naddress = \"10.1.0.{k}\"\n"))
+                .collect::<String>()
+        ),
+        1,
+    );
+    rejects(
+        &text,
+        "maglev_table_size",
+        &["maglev_table_size 7 is smaller than its 8 backends with a non-zero weight"],
+    );
+    // Other schedulers have no table to fill; drained backends take no slot.
+    ok(&text.replace(
+        "maglev_table_size = 7",
+        "maglev_table_size = 7\nscheduler = \"wrr\"",
+    ));
+    ok(&text.replace(
+        "address = \"10.1.0.18\"",
+        "address = \"10.1.0.18\"\nweight = 0",
+    ));
+}
+
+#[test]
+fn backends() {
+    rejects(
+        &l4("address = \"10.1.0.11\"", "address = \"10.1.0.0/24\""),
+        "\"10.1.0.0/24\"",
+        &["invalid IP address \"10.1.0.0/24\": give a single address, without a prefix length"],
+    );
+    rejects(
+        &l4("address = \"10.1.0.11\"", "address = \"web1\""),
+        "\"web1\"",
+        &[
+            "invalid IP address \"web1\"",
+            "`cluster[0].backend[0].address`",
+        ],
+    );
+    rejects(
+        &l4("address = \"10.1.0.11\"", "addr = \"10.1.0.11\""),
+        "addr =",
+        &[
+            "unknown key `addr`",
+            "`address`",
+            "(in `cluster[0].backend[0]`)",
+        ],
+    );
+    rejects(
+        &l4("address = \"10.1.0.11\"", "address = \"127.0.0.1\""),
+        "\"127.0.0.1\"",
+        &["backend 127.0.0.1 of cluster \"web\" is a loopback address"],
+    );
+    rejects(
+        &l4("address = \"10.1.0.11\"", "address = \"10.1.0.1\""),
+        "\"10.1.0.1\"",
+        &["backend 10.1.0.1 of cluster \"web\" is an address of port \"lan\""],
+    );
+    rejects(
+        &l4("port = 8080", "port = 0"),
+        "port = 0",
+        &["backend 10.1.0.12 of cluster \"web\": port 0 is out of range 1..=65535"],
+    );
+    rejects(
+        &l4("port = 8080", "port = 65536"),
+        "65536",
+        &["expected u16", "`cluster[0].backend[1].port`"],
+    );
+    rejects(
+        &l4("weight = 2", "weight = 65536"),
+        "weight = 65536",
+        &["weight 65536 is out of range 0..=65535"],
+    );
+    rejects(
+        &l4("name = \"b2\"", "name = \"b 2\""),
+        "\"b 2\"",
+        &["backend name \"b 2\" must be 1..=64 characters of [A-Za-z0-9_.:-]"],
+    );
+    rejects(
+        &l4("address = \"10.1.0.12\"", "address = \"10.1.0.11\""),
+        "address = \"10.1.0.11\"\nport",
+        &["duplicate backend 10.1.0.11 in cluster \"web\" (first defined at line"],
+    );
+    // A default name is the address: it clashes with a name written as it.
+    rejects(
+        &l4("name = \"b2\"", "name = \"10.1.0.11\""),
+        "name = \"10.1.0.11\"",
+        &["duplicate backend name \"10.1.0.11\" in cluster \"web\""],
+    );
+    let e = rejects_last(
+        &l4_with("[[cluster.backend]]\naddress = \"10.1.0.13\"\nname = \"b2\"\n"),
+        "name = \"b2\"",
+        &["duplicate backend name \"b2\""],
+    );
+    let text = l4_with("");
+    assert!(
+        e.to_string().contains(&format!(
+            "(first defined at line {})",
+            line_of(&text, "name = \"b2\"")
+        )),
+        "{e}"
+    );
+    rejects(
+        &l4("name = \"web\"\n", "name = \"web\"\nscheduler = \"round-robin\"\n"),
+        "\"round-robin\"",
+        &["unknown variant `round-robin`, expected one of `maglev`, `wrr`, `least-conn`, `source-hash`"],
+    );
+    rejects(
+        &l4("name = \"web\"\n", "name = \"web\"\nhash_seed = -1\n"),
+        "-1",
+        &["expected u64", "`cluster[0].hash_seed`"],
+    );
+}
+
+#[test]
+fn unreachable_backend() {
+    let no_default = l4("gateway = \"10.0.0.254\"\n", "");
+    let text = no_default.replace("10.1.0.12", "10.9.0.12");
+    rejects(
+        &text,
+        "\"10.9.0.12\"",
+        &["backend 10.9.0.12 of cluster \"web\" is unreachable: it is not inside a connected subnet \
+           (10.0.0.0/24, 10.1.0.0/24), no [[route]] covers it, and no port sets `gateway`"],
+    );
+    ok(&format!(
+        "{text}\n[[route]]\nprefix = \"10.9.0.0/16\"\nvia = \"10.1.0.254\"\nport = \"lan\"\n"
+    ));
+    ok(&l4("10.1.0.12", "10.9.0.12"));
+}
+
+#[test]
+fn service_to_missing_cluster() {
+    let text = l4("cluster = \"web\"", "cluster = \"wbe\"");
+    let e = rejects(
+        &text,
+        "\"wbe\"",
+        &["cluster \"wbe\" referenced by service \"web\" is not defined (defined clusters: web)"],
+    );
+    assert_eq!(e.position().unwrap().column, 11);
+    let text = with(
+        "[[service]]\nname = \"web\"\nvip = \"10.0.0.100\"\nport = 80\ncluster = \"web\"\ningress = \"wan\"\n",
+    );
+    rejects(
+        &text,
+        "cluster = \"web\"",
+        &["cluster \"web\" referenced by service \"web\" is not defined (no [[cluster]] is defined)"],
+    );
+}
+
+#[test]
+fn service_to_missing_port() {
+    rejects(
+        &l4("ingress = \"wan\"", "ingress = \"dmz\""),
+        "\"dmz\"",
+        &["port \"dmz\" referenced by service \"web\" is not defined (defined ports: wan, lan)"],
+    );
+}
+
+#[test]
+fn service_keys() {
+    rejects(
+        &l4("port = 80\n", ""),
+        "[[service]]",
+        &["missing key `port`", "(in `service[0]`)"],
+    );
+    rejects(
+        &l4("port = 80\n", "port = 80\nmode = \"dsr\"\n"),
+        "\"dsr\"",
+        &["unknown variant `dsr`, expected one of `nat`, `ipip`, `gre`, `l2dsr`"],
+    );
+    rejects(
+        &l4("port = 80\n", "port = 80\nprotocol = \"sctp\"\n"),
+        "\"sctp\"",
+        &["unknown variant `sctp`, expected `tcp` or `udp`"],
+    );
+    rejects(
+        &l4("vip = \"10.0.0.100\"", "vip = \"10.0.0.100/32\""),
+        "\"10.0.0.100/32\"",
+        &["without a prefix length", "`service[0].vip`"],
+    );
+    rejects(
+        &l4("name = \"web\"\nvip", "name = \"web.example\"\nvip"),
+        "\"web.example\"",
+        &["service name \"web.example\" must be 1..=32 characters of [A-Za-z0-9_-]"],
+    );
+    rejects(
+        &l4("vip = \"10.0.0.100\"", "vip = \"224.0.0.100\""),
+        "\"224.0.0.100\"",
+        &["service \"web\": vip 224.0.0.100 is a multicast address"],
+    );
+}
+
+#[test]
+fn duplicate_service() {
+    let second = |name: &str, vip: &str, port: u16, proto: &str| {
+        l4_with(&format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"{proto}\"\n\
+             cluster = \"web\"\ningress = \"wan\"\n"
+        ))
+    };
+    let text = second("web", "10.0.0.101", 80, "tcp");
+    let e = rejects_last(&text, "name = \"web\"", &["duplicate service name \"web\""]);
+    assert!(
+        e.to_string().contains(&format!(
+            "(first defined at line {})",
+            line_of(&text, "name = \"web\"\nvip")
+        )),
+        "{e}"
+    );
+    rejects_last(
+        &second("web2", "10.0.0.100", 80, "tcp"),
+        "port = 80",
+        &[
+            "service \"web2\": 10.0.0.100:80/tcp is already served by service \"web\"",
+            "first defined at line",
+        ],
+    );
+    // Port 0 takes every port: it overlaps any other service on its vip.
+    rejects_last(
+        &second("all", "10.0.0.100", 0, "tcp"),
+        "port = 0",
+        &["service \"all\" on 10.0.0.100:*/tcp overlaps service \"web\" on 10.0.0.100:80/tcp"],
+    );
+    let text = format!(
+        "{}\n[[service]]\nname = \"web3\"\nvip = \"10.0.0.101\"\nport = 443\ncluster = \"web\"\ningress = \"wan\"\n",
+        second("all", "10.0.0.101", 0, "tcp")
+    );
+    rejects_last(
+        &text,
+        "port = 443",
+        &["service \"web3\" on 10.0.0.101:443/tcp overlaps service \"all\" on 10.0.0.101:*/tcp"],
+    );
+    // Other protocol, other port or other vip: no clash. A cluster may serve
+    // several services.
+    ok(&second("dns", "10.0.0.100", 80, "udp"));
+    ok(&second("web2", "10.0.0.100", 443, "tcp"));
+    ok(&second("web2", "10.0.0.101", 80, "tcp"));
+    ok(&second("all", "10.0.0.101", 0, "udp"));
+}
+
+#[test]
+fn vip_is_port_address() {
+    let text = l4("vip = \"10.0.0.100\"", "vip = \"10.1.0.1\"");
+    let e = rejects(
+        &text,
+        "vip = \"10.1.0.1\"",
+        &["service \"web\": vip 10.1.0.1 is an address of port \"lan\""],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(port address at line {})",
+            line_of(&text, "\"10.1.0.1/24\"")
+        )),
+        "{e}"
+    );
+}
+
+#[test]
+fn vip_backend_family() {
+    let text = l4("vip = \"10.0.0.100\"", "vip = \"fd00::100\"");
+    let e = rejects(
+        &text,
+        "cluster = \"web\"",
+        &["service \"web\" has IPv6 vip fd00::100, but cluster \"web\" has IPv4 backend 10.1.0.11: \
+           in every mode the backends must have the vip's family"],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(backend at line {})",
+            line_of(&text, "\"10.1.0.11\"")
+        )),
+        "{e}"
+    );
+    ok(&text
+        .replace("10.1.0.11", "fd00::11")
+        .replace("10.1.0.12", "fd00::12"));
+}
+
+#[test]
+fn snat() {
+    let snat = |list: &str| {
+        l4(
+            "ingress = \"wan\"",
+            &format!("ingress = \"wan\"\nsnat = [{list}]"),
+        )
+    };
+    ok(&snat("\"10.1.0.1\""));
+    ok(&snat("\"10.1.0.1\", \"10.0.0.1\""));
+    rejects(
+        &snat("\"10.1.0.1\"").replace("port = 80\n", "port = 80\nmode = \"ipip\"\n"),
+        "snat =",
+        &["service \"web\": `snat` applies to mode \"nat\" only; mode ipip keeps the client's address"],
+    );
+    rejects(
+        &snat("\"10.1.0.1\", \"10.1.0.2\""),
+        "snat =",
+        &[
+            "service \"web\": snat address 10.1.0.2 is not an address of any [[port]] \
+           (IPv4 port addresses: 10.0.0.1, 10.1.0.1)",
+        ],
+    );
+    rejects(
+        &snat("\n  \"fd00::1\",\n"),
+        "\"fd00::1\",",
+        &["snat address fd00::1 is IPv6, but the vip and its backends are IPv4"],
+    );
+    rejects(
+        &snat("\"10.1.0.1\", \"10.1.0.1\""),
+        "snat =",
+        &["snat address 10.1.0.1 is listed twice"],
+    );
+    rejects_last(
+        &snat("\"10.1.0.1/24\""),
+        "\"10.1.0.1/24\"",
+        &["without a prefix length", "`service[0].snat[0]`"],
+    );
+}
+
+#[test]
+fn dsr_cannot_change_port() {
+    for mode in ["ipip", "gre", "l2dsr"] {
+        let text = l4("port = 80\n", &format!("port = 80\nmode = \"{mode}\"\n"));
+        let e = rejects(
+            &text,
+            "port = 8080",
+            &[
+                &format!(
+                    "backend 10.1.0.12 of cluster \"web\" sets port 8080, but service \"web\" forwards \
+                     to this cluster in mode {mode}, which cannot change the destination port"
+                ),
+                "must listen there itself",
+                "Remove `port` from the backend, or use mode \"nat\"",
+            ],
+        );
+        assert!(
+            e.to_string()
+                .contains(&format!("(mode set at line {})", line_of(&text, "mode ="))),
+            "{e}"
+        );
+        ok(&text.replace("port = 8080\n", ""));
+    }
+}
+
+#[test]
+fn l2dsr_needs_connected_backends() {
+    let text = l4("port = 80\n", "port = 80\nmode = \"l2dsr\"\n")
+        .replace("port = 8080\n", "")
+        .replace("10.1.0.12", "10.9.0.12");
+    let e = rejects(
+        &text,
+        "mode = \"l2dsr\"",
+        &["service \"web\" is in mode l2dsr, but backend 10.9.0.12 of cluster \"web\" is not inside a \
+           connected subnet of any port (10.0.0.0/24, 10.1.0.0/24)",
+          "Use mode ipip or gre for routed backends"],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(backend at line {})",
+            line_of(&text, "\"10.9.0.12\"")
+        )),
+        "{e}"
+    );
+    // The same routed backend is fine when tunnelled.
+    ok(&text.replace("mode = \"l2dsr\"", "mode = \"gre\""));
+}
+
+#[test]
+fn reload() {
+    let running = ok(&l4("", ""));
+    // Only lines moved, clusters and services changed: reloadable.
+    let new = ok(&format!(
+        "# comment\n\n{}",
+        l4("weight = 2", "weight = 5").replace("port = 80\n", "port = 8080\n")
+    )
+    .replace("[eal]", "[log]\nlevel = \"debug\"\n\n[eal]"));
+    assert_eq!(running.check_reloadable(&new), Ok(()));
+    let new = ok(BASE);
+    assert_eq!(running.check_reloadable(&new), Ok(()));
+    // Port names held by routes and neighbors compare by name, not position.
+    let routed = with(
+        "[[route]]\nprefix = \"198.18.0.0/15\"\nvia = \"10.1.0.254\"\nport = \"lan\"\n\n\
+         [[neighbor]]\nip = \"10.1.0.254\"\nmac = \"02:00:00:00:00:fe\"\nport = \"lan\"\n",
+    );
+    assert_eq!(
+        ok(&routed).check_reloadable(&ok(&format!("# moved\n\n{routed}"))),
+        Ok(())
+    );
+
+    let differs = |text: &str| running.check_reloadable(&ok(text)).unwrap_err();
+    let e = differs(&l4_with("[conntrack]\nsyn_timeout_s = 10\n"));
+    assert!(
+        e.starts_with(
+            "[conntrack] differs from the running config and needs a restart: \
+             a reload applies only [[cluster]], [[service]] and [log]"
+        ),
+        "{e}"
+    );
+    let e = differs(&l4("workers = [1, 2]", "workers = [1, 3]"));
+    assert!(e.starts_with("[dataplane] differs"), "{e}");
+    let e = differs(&l4("\"--no-pci\"]", "\"--no-pci\", \"-n\", \"4\"]"));
+    assert!(e.starts_with("[eal] differs"), "{e}");
+    let e = differs(&l4_with("[admin]\nenabled = false\n"));
+    assert!(e.starts_with("[admin] differs"), "{e}");
+    let e = differs(&l4(
+        "name = \"lan\"\nvdev",
+        "name = \"lan\"\nmtu = 9000\nvdev",
+    ));
+    assert!(e.starts_with("[[port]] \"lan\" differs"), "{e}");
+    let e =
+        differs(&l4("name = \"lan\"\nvdev", "name = \"dmz\"\nvdev").replace("\"lan\"", "\"dmz\""));
+    assert!(
+        e.starts_with("the list of [[port]]s (wan, lan now, wan, dmz in the new config) differs"),
+        "{e}"
+    );
+    let e = differs(&l4_with(
+        "[[route]]\nprefix = \"198.18.0.0/15\"\nvia = \"10.1.0.254\"\nport = \"lan\"\n",
+    ));
+    assert!(e.starts_with("[[route]] differs"), "{e}");
+    let e = differs(&l4_with(
+        "[[neighbor]]\nip = \"10.1.0.254\"\nmac = \"02:00:00:00:00:fe\"\nport = \"lan\"\n",
+    ));
+    assert!(e.starts_with("[[neighbor]] differs"), "{e}");
 }

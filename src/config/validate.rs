@@ -4,20 +4,32 @@
 //! A check that fails returns a [`Problem`] naming where the offending value
 //! is written, by key path; the caller turns that into a line and column.
 //! Checks run in file order (sections, then each `[[port]]`, `[[route]]`,
-//! `[[neighbor]]` in turn) and the first failure is reported, so an operator
+//! `[[neighbor]]`, `[[cluster]]`, `[[service]]` in turn, each after the
+//! sections it refers to) and the first failure is reported, so an operator
 //! fixes a file top to bottom.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::Range;
 
-use super::sections::{Dataplane, Eal, Port};
+use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
 use super::types::{is_ipv6_link_local, Cidr, PortDevice};
-use super::Config;
+use super::{vip_port, Config};
+use crate::l4::maglev::{is_prime, next_prime};
 
 /// Highest lcore id + 1 (`RTE_MAX_LCORE` of a default DPDK build).
 pub const MAX_LCORE: u32 = 128;
+
+/// Smallest `maglev_table_size` a cluster may ask for.
+pub const MIN_MAGLEV_TABLE_SIZE: usize = 7;
+
+/// Largest `maglev_table_size` a cluster may ask for: the largest prime
+/// below 2^20 (4 MiB of slots per cluster).
+pub const MAX_MAGLEV_TABLE_SIZE: usize = 1_048_573;
+
+/// Highest backend weight.
+pub const MAX_WEIGHT: u32 = 65_535;
 
 /// Where a problem is.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,9 +90,12 @@ fn item(section: &str, index: usize) -> KeyPath {
 pub fn validate(cfg: &Config) -> Check {
     eal(&cfg.eal)?;
     dataplane(&cfg.dataplane, &cfg.eal)?;
+    conntrack(&cfg.conntrack)?;
     ports(cfg)?;
     routes(cfg)?;
-    neighbors(cfg)
+    neighbors(cfg)?;
+    clusters(cfg)?;
+    services(cfg)
 }
 
 /// EAL options that Sluice derives from other keys, and those keys.
@@ -621,6 +636,530 @@ fn neighbors(cfg: &Config) -> Check {
             ));
         }
         seen.insert((port.name.as_str(), n.ip), i);
+    }
+    Ok(())
+}
+
+fn conntrack(c: &Conntrack) -> Check {
+    let at = |key: &str| path("conntrack", key);
+    if !(1024..=67_108_864).contains(&c.max_flows) {
+        return Err(Problem::new(
+            at("max_flows"),
+            format!(
+                "`conntrack.max_flows` {} is out of range 1024..=67108864",
+                c.max_flows
+            ),
+        ));
+    }
+    if c.new_flows_burst < 1 {
+        return Err(Problem::new(
+            at("new_flows_burst"),
+            "`conntrack.new_flows_burst` must be at least 1 (to lift the cap on new flows, set \
+             `new_flows_per_sec` to 0)",
+        ));
+    }
+    for (key, seconds) in [
+        ("syn_timeout_s", c.syn_timeout_s),
+        ("established_timeout_s", c.established_timeout_s),
+        ("closing_timeout_s", c.closing_timeout_s),
+        ("closed_timeout_s", c.closed_timeout_s),
+        ("udp_timeout_s", c.udp_timeout_s),
+    ] {
+        if seconds < 1 {
+            return Err(Problem::new(
+                at(key),
+                format!("`conntrack.{key}` must be at least 1"),
+            ));
+        }
+    }
+    if !(1..=4096).contains(&c.expire_budget) {
+        return Err(Problem::new(
+            at("expire_budget"),
+            format!(
+                "`conntrack.expire_budget` {} is out of range 1..=4096",
+                c.expire_budget
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// A backend's `name`, its label in logs and metrics. The default, the
+/// address as text, always fits.
+fn valid_backend_name(name: &str) -> bool {
+    (1..=64).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
+}
+
+/// The path of a key of backend `j` of cluster `i`.
+fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
+    item("cluster", i).key("backend").index(j).key(key)
+}
+
+/// Where backend `j` of cluster `i` names itself: its `name` if written,
+/// else its `address`.
+fn backend_name_locus(i: usize, j: usize, b: &Backend) -> Locus {
+    let key = if b.name == b.address.to_string() {
+        "address"
+    } else {
+        "name"
+    };
+    Locus::Path(backend_key(i, j, key))
+}
+
+/// "10.0.0.0/24, 10.1.0.0/24": the connected subnets of `ip`'s family.
+fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
+    let subnets: Vec<String> = cfg
+        .ports
+        .iter()
+        .flat_map(|p| &p.addresses)
+        .filter(|c| c.is_ipv4() == ip.is_ipv4())
+        .map(|c| c.network().to_string())
+        .collect();
+    if subnets.is_empty() {
+        format!("no port has an {} address", family(ip))
+    } else {
+        subnets.join(", ")
+    }
+}
+
+/// Whether the data plane has a route to `ip`: a connected subnet, a
+/// `[[route]]`, or a default route of its family.
+fn reachable(cfg: &Config, ip: IpAddr) -> bool {
+    cfg.ports.iter().any(|p| p.subnet_of(ip).is_some())
+        || cfg.routes.iter().any(|r| r.prefix.contains(ip))
+        || cfg.ports.iter().any(|p| {
+            if ip.is_ipv4() {
+                p.gateway.is_some()
+            } else {
+                p.gateway6.is_some()
+            }
+        })
+}
+
+fn clusters(cfg: &Config) -> Check {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, c) in cfg.clusters.iter().enumerate() {
+        let at = |key: &str| item("cluster", i).key(key);
+        if !valid_name(&c.name) {
+            return Err(Problem::new(
+                at("name"),
+                format!(
+                    "cluster name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
+                    c.name
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(c.name.as_str()) {
+            return Err(
+                Problem::new(at("name"), format!("duplicate cluster name {:?}", c.name)).see(
+                    Locus::Path(item("cluster", first).key("name")),
+                    "first defined",
+                ),
+            );
+        }
+        names.insert(&c.name, i);
+        maglev_table_size(i, c)?;
+        if c.backends.is_empty() {
+            return Err(Problem::new(
+                item("cluster", i),
+                format!(
+                    "cluster {:?} has no backend: add at least one [[cluster.backend]] with an `address` after it",
+                    c.name
+                ),
+            ));
+        }
+        let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
+        let mut backend_names: HashMap<&str, usize> = HashMap::new();
+        for (j, b) in c.backends.iter().enumerate() {
+            backend(cfg, c, i, j, b)?;
+            if let Some(&first) = addresses.get(&b.address) {
+                return Err(Problem::new(
+                    backend_key(i, j, "address"),
+                    format!("duplicate backend {} in cluster {:?}", b.address, c.name),
+                )
+                .see(
+                    Locus::Path(backend_key(i, first, "address")),
+                    "first defined",
+                ));
+            }
+            addresses.insert(b.address, j);
+            if let Some(&first) = backend_names.get(b.name.as_str()) {
+                return Err(Problem::new(
+                    backend_key(i, j, "name"),
+                    format!(
+                        "duplicate backend name {:?} in cluster {:?} (a backend without `name` is named by its address)",
+                        b.name, c.name
+                    ),
+                )
+                .or_at(backend_key(i, j, "address"))
+                .see(
+                    backend_name_locus(i, first, &c.backends[first]),
+                    "first defined",
+                ));
+            }
+            backend_names.insert(&b.name, j);
+        }
+        if c.scheduler == Scheduler::Maglev {
+            let weighted = c.backends.iter().filter(|b| b.weight > 0).count();
+            if c.maglev_table_size < weighted {
+                return Err(Problem::new(
+                    at("maglev_table_size"),
+                    format!(
+                        "cluster {:?}: maglev_table_size {} is smaller than its {weighted} backends with a \
+                         non-zero weight; Maglev needs a slot per backend, and about 100 per backend to \
+                         spread load evenly",
+                        c.name, c.maglev_table_size
+                    ),
+                )
+                .or_at(item("cluster", i)));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A prime in range: Maglev's permutations cover every slot only when the
+/// table size is prime (Eisenbud et al., section 3.4).
+fn maglev_table_size(i: usize, c: &Cluster) -> Check {
+    let size = c.maglev_table_size;
+    let at = item("cluster", i).key("maglev_table_size");
+    if !(MIN_MAGLEV_TABLE_SIZE..=MAX_MAGLEV_TABLE_SIZE).contains(&size) {
+        return Err(Problem::new(
+            at,
+            format!(
+                "cluster {:?}: maglev_table_size {size} is out of range \
+                 {MIN_MAGLEV_TABLE_SIZE}..={MAX_MAGLEV_TABLE_SIZE}",
+                c.name
+            ),
+        ));
+    }
+    if !is_prime(size) {
+        return Err(Problem::new(
+            at,
+            format!(
+                "cluster {:?}: maglev_table_size {size} is not prime; Maglev needs a prime table \
+                 size, the next prime is {}",
+                c.name,
+                next_prime(size)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks of one backend on its own (duplicates are checked by the caller).
+fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check {
+    let at = |key: &str| backend_key(i, j, key);
+    if let Some(what) = unusable_address(b.address) {
+        return Err(Problem::new(
+            at("address"),
+            format!("backend {} of cluster {:?} is {what}", b.address, c.name),
+        ));
+    }
+    if let Some(p) = cfg.ports.iter().find(|p| p.owns(b.address)) {
+        return Err(Problem::new(
+            at("address"),
+            format!(
+                "backend {} of cluster {:?} is an address of port {:?}, that is of Sluice itself",
+                b.address, c.name, p.name
+            ),
+        ));
+    }
+    if !reachable(cfg, b.address) {
+        let default = if b.address.is_ipv4() {
+            "`gateway`"
+        } else {
+            "`gateway6`"
+        };
+        return Err(Problem::new(
+            at("address"),
+            format!(
+                "backend {} of cluster {:?} is unreachable: it is not inside a connected subnet ({}), \
+                 no [[route]] covers it, and no port sets {default}",
+                b.address,
+                c.name,
+                subnets_of_family(cfg, b.address)
+            ),
+        ));
+    }
+    if b.port == Some(0) {
+        return Err(Problem::new(
+            at("port"),
+            format!(
+                "backend {} of cluster {:?}: port 0 is out of range 1..=65535; leave `port` out to \
+                 keep the client's destination port",
+                b.address, c.name
+            ),
+        ));
+    }
+    if b.weight > MAX_WEIGHT {
+        return Err(Problem::new(
+            at("weight"),
+            format!(
+                "backend {} of cluster {:?}: weight {} is out of range 0..={MAX_WEIGHT}",
+                b.address, c.name, b.weight
+            ),
+        ));
+    }
+    if !valid_backend_name(&b.name) {
+        return Err(Problem::new(
+            at("name"),
+            format!(
+                "backend name {:?} must be 1..=64 characters of [A-Za-z0-9_.:-]",
+                b.name
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// "web, api", or a sentence when there is none.
+fn defined_clusters(cfg: &Config) -> String {
+    if cfg.clusters.is_empty() {
+        "no [[cluster]] is defined".to_string()
+    } else {
+        let names: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
+        format!("defined clusters: {}", names.join(", "))
+    }
+}
+
+fn services(cfg: &Config) -> Check {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, v) in cfg.services.iter().enumerate() {
+        let at = |key: &str| item("service", i).key(key);
+        if !valid_name(&v.name) {
+            return Err(Problem::new(
+                at("name"),
+                format!(
+                    "service name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
+                    v.name
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(v.name.as_str()) {
+            return Err(
+                Problem::new(at("name"), format!("duplicate service name {:?}", v.name)).see(
+                    Locus::Path(item("service", first).key("name")),
+                    "first defined",
+                ),
+            );
+        }
+        names.insert(&v.name, i);
+
+        if let Some(what) = unusable_address(v.vip) {
+            return Err(Problem::new(
+                at("vip"),
+                format!("service {:?}: vip {} is {what}", v.name, v.vip),
+            ));
+        }
+        for (pi, p) in cfg.ports.iter().enumerate() {
+            if let Some(k) = p.addresses.iter().position(|c| c.addr() == v.vip) {
+                return Err(Problem::new(
+                    at("vip"),
+                    format!(
+                        "service {:?}: vip {} is an address of port {:?}; a VIP must be an address \
+                         of its own, which Sluice announces on the `ingress` port",
+                        v.name, v.vip, p.name
+                    ),
+                )
+                .see(
+                    Locus::Path(item("port", pi).key("addresses").index(k)),
+                    "port address",
+                ));
+            }
+        }
+        for (j, w) in cfg.services[..i].iter().enumerate() {
+            if w.vip != v.vip || w.protocol != v.protocol {
+                continue;
+            }
+            let first = Locus::Path(item("service", j).key("port"));
+            if w.port == v.port {
+                return Err(Problem::new(
+                    at("port"),
+                    format!(
+                        "service {:?}: {}/{} is already served by service {:?}",
+                        v.name,
+                        vip_port(v.vip, v.port),
+                        v.protocol,
+                        w.name
+                    ),
+                )
+                .see(first, "first defined"));
+            }
+            if v.port == 0 || w.port == 0 {
+                return Err(Problem::new(
+                    at("port"),
+                    format!(
+                        "service {:?} on {}/{} overlaps service {:?} on {}/{}: a service on port 0 \
+                         takes every port of its vip and protocol, so it must be the only one there",
+                        v.name,
+                        vip_port(v.vip, v.port),
+                        v.protocol,
+                        w.name,
+                        vip_port(w.vip, w.port),
+                        w.protocol
+                    ),
+                )
+                .see(first, "other service"));
+            }
+        }
+
+        let Some((ci, cluster)) = cfg.cluster(v.cluster_name()) else {
+            return Err(Problem {
+                at: vec![Locus::Span(v.cluster.span())],
+                message: format!(
+                    "cluster {:?} referenced by service {:?} is not defined ({})",
+                    v.cluster_name(),
+                    v.name,
+                    defined_clusters(cfg)
+                ),
+                see: None,
+            });
+        };
+        if let Some((j, b)) = cluster
+            .backends
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.address.is_ipv4() != v.vip.is_ipv4())
+        {
+            return Err(Problem {
+                at: vec![Locus::Span(v.cluster.span())],
+                message: format!(
+                    "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
+                     the backends must have the vip's family",
+                    v.name,
+                    family(v.vip),
+                    v.vip,
+                    cluster.name,
+                    family(b.address),
+                    b.address
+                ),
+                see: Some((Locus::Path(backend_key(ci, j, "address")), "backend")),
+            });
+        }
+        find_port(
+            cfg,
+            v.ingress_name(),
+            &format!("service {:?}", v.name),
+            v.ingress.span(),
+        )?;
+        snat(cfg, i)?;
+        if v.mode.is_dsr() {
+            if let Some((j, b)) = cluster
+                .backends
+                .iter()
+                .enumerate()
+                .find(|(_, b)| b.port.is_some())
+            {
+                return Err(Problem::new(
+                    backend_key(ci, j, "port"),
+                    format!(
+                        "backend {} of cluster {:?} sets port {}, but service {:?} forwards to this \
+                         cluster in mode {}, which cannot change the destination port: the backend \
+                         receives the client's packet as sent, to {}, and must listen there itself. \
+                         Remove `port` from the backend, or use mode \"nat\"",
+                        b.address,
+                        cluster.name,
+                        b.port.unwrap_or_default(),
+                        v.name,
+                        v.mode,
+                        vip_port(v.vip, v.port)
+                    ),
+                )
+                .see(Locus::Path(at("mode")), "mode set"));
+            }
+        }
+        if v.mode == ForwardMode::L2Dsr {
+            if let Some((j, b)) = cluster
+                .backends
+                .iter()
+                .enumerate()
+                .find(|(_, b)| !cfg.ports.iter().any(|p| p.subnet_of(b.address).is_some()))
+            {
+                return Err(Problem::new(
+                    at("mode"),
+                    format!(
+                        "service {:?} is in mode l2dsr, but backend {} of cluster {:?} is not inside a \
+                         connected subnet of any port ({}): l2dsr only rewrites the destination MAC, so \
+                         the backend must be on a link of Sluice's. Use mode ipip or gre for routed backends",
+                        v.name,
+                        b.address,
+                        cluster.name,
+                        subnets_of_family(cfg, b.address)
+                    ),
+                )
+                .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
+            }
+        }
+    }
+    Ok(())
+}
+
+/// `snat` of service `i`: mode nat only; addresses of ports, of the vip's
+/// family, each once.
+fn snat(cfg: &Config, i: usize) -> Check {
+    let v = &cfg.services[i];
+    let at = |key: &str| item("service", i).key(key);
+    if v.snat.is_empty() {
+        return Ok(());
+    }
+    if v.mode != ForwardMode::Nat {
+        return Err(Problem::new(
+            at("snat"),
+            format!(
+                "service {:?}: `snat` applies to mode \"nat\" only; mode {} keeps the client's \
+                 address as the source, so there is nothing to translate",
+                v.name, v.mode
+            ),
+        )
+        .see(Locus::Path(at("mode")), "mode set"));
+    }
+    for (k, &ip) in v.snat.iter().enumerate() {
+        let here = at("snat").index(k);
+        if ip.is_ipv4() != v.vip.is_ipv4() {
+            return Err(Problem::new(
+                here,
+                format!(
+                    "service {:?}: snat address {ip} is {}, but the vip and its backends are {}",
+                    v.name,
+                    family(ip),
+                    family(v.vip)
+                ),
+            ));
+        }
+        if !cfg.ports.iter().any(|p| p.owns(ip)) {
+            let own: Vec<String> = cfg
+                .ports
+                .iter()
+                .flat_map(|p| &p.addresses)
+                .filter(|c| c.is_ipv4() == ip.is_ipv4())
+                .map(|c| c.addr().to_string())
+                .collect();
+            return Err(Problem::new(
+                here,
+                format!(
+                    "service {:?}: snat address {ip} is not an address of any [[port]] ({} port \
+                     addresses: {}); Sluice can only receive replies on its own addresses",
+                    v.name,
+                    family(ip),
+                    if own.is_empty() {
+                        "none".to_string()
+                    } else {
+                        own.join(", ")
+                    }
+                ),
+            ));
+        }
+        if let Some(first) = v.snat[..k].iter().position(|&s| s == ip) {
+            return Err(Problem::new(
+                here,
+                format!("service {:?}: snat address {ip} is listed twice", v.name),
+            )
+            .see(Locus::Path(at("snat").index(first)), "first listed"));
+        }
     }
     Ok(())
 }

@@ -4,9 +4,9 @@
 //! order: workers stop and flush, then ports stop, then the EAL.
 
 pub mod admin;
+pub mod compile;
 pub mod stats;
 
-use std::net::IpAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -17,12 +17,20 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::config::{Config, PortDevice};
 use crate::dpdk::{self, port, Eal, Mempool};
-use crate::worker::{self, counters::Counter, counters::WorkerCounters, plane};
+use crate::l4::conntrack::{Conntrack, ConntrackConfig, RateLimit, Timeouts};
+use crate::worker::l4lb::{L4Counters, L4State};
+use crate::worker::{self, counters::Counter, counters::WorkerCounters};
+use compile::Registry;
 use stats::StatsSource;
 
+/// Re-reads the config for a reload (SIGHUP), with the same overrides.
+pub type Reloader = Box<dyn Fn() -> Result<Config, String>>;
+
 /// Options of `sluice run` beyond the config file.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct RunOptions {
+    /// How to re-read the config on SIGHUP (no reload when None).
+    pub reload: Option<Reloader>,
     /// Stop once no packet has arrived for this long (pcap replay, tests).
     pub exit_on_idle: Option<Duration>,
     /// Stop after this long regardless (benchmarks).
@@ -45,67 +53,21 @@ fn device_name(dev: &PortDevice) -> String {
     }
 }
 
-/// Compile the config into the plane the workers read.
-pub fn build_plane(cfg: &Config, infos: &[port::PortInfo]) -> plane::Plane {
-    let mut ports = Vec::new();
-    let mut gateways = Vec::new();
-    for (i, (p, info)) in cfg.ports.iter().zip(infos).enumerate() {
-        let mut v4 = Vec::new();
-        let mut v6 = Vec::new();
-        for c in &p.addresses {
-            match c.addr() {
-                IpAddr::V4(a) => v4.push((a, c.prefix_len())),
-                IpAddr::V6(a) => v6.push((a, c.prefix_len())),
-            }
-        }
-        ports.push(plane::PortPlane {
-            name: p.name.clone(),
-            port_id: info.id,
-            mac: info.mac,
-            vlan: p.vlan,
-            v4,
-            v6,
-        });
-        if let Some(g) = p.gateway {
-            gateways.push((i, IpAddr::V4(g)));
-        }
-        if let Some(g) = p.gateway6 {
-            gateways.push((i, IpAddr::V6(g)));
-        }
-    }
-    let index_of = |name: &str| cfg.ports.iter().position(|p| p.name == name).unwrap_or(0);
-    let routes: Vec<_> = cfg
-        .routes
-        .iter()
-        .map(|r| {
-            (
-                r.prefix.addr(),
-                r.prefix.prefix_len(),
-                index_of(r.port_name()),
-                r.via,
-            )
-        })
-        .collect();
-    let neighbors = cfg
-        .neighbors
-        .iter()
-        .map(|n| (index_of(n.port_name()), n.ip, n.mac.octets()))
-        .collect();
-    plane::Plane::new(ports, &gateways, &routes, neighbors)
-}
-
 /// Run the appliance until SIGINT/SIGTERM (or the idle/duration limits).
 pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
+    let hup = Arc::new(AtomicBool::new(false));
     signal_hook::flag::register(signal_hook::consts::SIGINT, stop.clone())?;
     signal_hook::flag::register(signal_hook::consts::SIGTERM, stop.clone())?;
+    signal_hook::flag::register(signal_hook::consts::SIGHUP, hup.clone())?;
 
     let argv = cfg.eal_argv();
     log::info!("starting EAL: {}", argv.join(" "));
     let eal = Eal::init(&argv).context("EAL")?;
     log::info!("{} ready, TSC {} Hz", dpdk::version(), dpdk::tsc_hz());
 
-    let dp = &cfg.dataplane;
+    let dp = cfg.dataplane.clone();
+    let dp = &dp;
     let nworkers = dp.workers.len();
     for &l in &dp.workers {
         if !eal.lcore_enabled(l) {
@@ -167,19 +129,32 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         infos.push(info);
     }
 
-    let plane = Arc::new(build_plane(&cfg, &infos));
-    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
-        .map(|_| Arc::new(WorkerCounters::default()))
-        .collect();
-    let mailboxes = Arc::new(
-        (0..nworkers)
-            .map(|_| ArrayQueue::new(1024))
-            .collect::<Vec<_>>(),
-    );
+    let mut registry = Registry::default();
+    let plane = Arc::new(compile::build_plane(&cfg, &infos, &mut registry, nworkers)?);
+    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers).map(|_| Arc::new(WorkerCounters::default())).collect();
+    let l4_counters: Vec<Arc<L4Counters>> = (0..nworkers).map(|_| Arc::new(L4Counters::default())).collect();
+    let mailboxes = Arc::new((0..nworkers).map(|_| ArrayQueue::new(1024)).collect::<Vec<_>>());
+    let redirects = Arc::new((0..nworkers).map(|_| ArrayQueue::new(4096)).collect::<Vec<_>>());
+    let ct = &cfg.conntrack;
+    let ct_config = ConntrackConfig {
+        max_flows: ct.max_flows as usize,
+        timeouts: Timeouts {
+            syn: ct.syn_timeout_s as u64 * 1_000_000_000,
+            established: ct.established_timeout_s as u64 * 1_000_000_000,
+            closing: ct.closing_timeout_s as u64 * 1_000_000_000,
+            closed: ct.closed_timeout_s as u64 * 1_000_000_000,
+            udp: ct.udp_timeout_s as u64 * 1_000_000_000,
+        },
+        new_flow_rate: (ct.new_flows_per_sec > 0).then(|| RateLimit {
+            per_sec: ct.new_flows_per_sec as u64,
+            burst: ct.new_flows_burst as u64,
+        }),
+    };
+    let snat_addrs = compile::owned_addresses(&cfg);
     let worker_stop = Arc::new(AtomicBool::new(false));
     let mut plane_senders = Vec::new();
     for (i, &lcore) in dp.workers.iter().enumerate() {
-        let (tx, rx) = crossbeam::channel::bounded(1);
+        let (tx, rx) = crossbeam::channel::bounded(8);
         plane_senders.push(tx);
         let setup = worker::WorkerSetup {
             index: i,
@@ -192,6 +167,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             neighbor_retry_ns: dp.neighbor_retry_ms as u64 * 1_000_000,
             counters: counters[i].clone(),
             mailboxes: mailboxes.clone(),
+            redirects: redirects.clone(),
+            l4: L4State::new(i, nworkers, Conntrack::new(&ct_config), &snat_addrs, l4_counters[i].clone()),
+            expire_budget: ct.expire_budget as usize,
+            pool: pools[i],
             stop: worker_stop.clone(),
         };
         eal.launch(lcore, move || worker::run(setup))?;
@@ -199,13 +178,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
 
     let source = Arc::new(StatsSource {
         workers: counters.clone(),
-        ports: cfg
-            .ports
-            .iter()
-            .zip(&infos)
-            .map(|(p, i)| (p.name.clone(), i.id))
-            .collect(),
+        l4: l4_counters.clone(),
+        names: std::sync::Mutex::new(registry.clone()),
+        ports: cfg.ports.iter().zip(&infos).map(|(p, i)| (p.name.clone(), i.id)).collect(),
     });
+    let mut cfg = cfg;
     let admin = if cfg.admin.enabled {
         match admin::spawn(cfg.admin.listen, source.clone(), stop.clone()) {
             Ok(h) => Some(h),
@@ -241,6 +218,29 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         if let Some(d) = opts.duration {
             if started.elapsed() >= d {
                 break;
+            }
+        }
+        if hup.swap(false, Ordering::SeqCst) {
+            match &opts.reload {
+                Some(reload) => match reload_plane(reload, &cfg, &infos, &mut registry, nworkers) {
+                    Ok((new_cfg, plane)) => {
+                        let plane = Arc::new(plane);
+                        for tx in &plane_senders {
+                            // A worker that has not taken the previous plane
+                            // yet gets this one next.
+                            let _ = tx.try_send(plane.clone());
+                        }
+                        *source.names.lock().unwrap() = registry.clone();
+                        log::info!(
+                            "reloaded: {} service(s), {} cluster(s)",
+                            new_cfg.services.len(),
+                            new_cfg.clusters.len()
+                        );
+                        cfg = new_cfg;
+                    }
+                    Err(e) => log::error!("reload rejected, keeping the running config: {e}"),
+                },
+                None => log::warn!("SIGHUP: reload not available"),
             }
         }
         if let Some(iv) = opts.stats_interval {
@@ -283,6 +283,21 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         bail!("a worker failed");
     }
     Ok(())
+}
+
+fn reload_plane(
+    reload: &Reloader,
+    running: &Config,
+    infos: &[port::PortInfo],
+    registry: &mut Registry,
+    workers: usize,
+) -> Result<(Config, worker::plane::Plane)> {
+    let new = reload().map_err(|e| anyhow!(e))?;
+    running.check_reloadable(&new).map_err(|e| anyhow!(e))?;
+    let mut reg = registry.clone();
+    let plane = compile::build_plane(&new, infos, &mut reg, workers)?;
+    *registry = reg;
+    Ok((new, plane))
 }
 
 pub fn fmt_mac(m: [u8; 6]) -> String {

@@ -3,13 +3,22 @@
 use std::fmt::Write;
 use std::sync::Arc;
 
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
+
+use super::compile::Registry;
 use crate::dpdk::port;
 use crate::worker::counters::{self, Counter, WorkerCounters};
+use crate::worker::l4lb::{self, L4Counters};
 
 /// What the control thread can report: every worker's counters and every
 /// port's driver stats.
 pub struct StatsSource {
     pub workers: Vec<Arc<WorkerCounters>>,
+    /// Per-service and per-backend counters, per worker.
+    pub l4: Vec<Arc<L4Counters>>,
+    /// Names of services and backends by id (updated on reload).
+    pub names: Mutex<Registry>,
     /// (port name, DPDK port id)
     pub ports: Vec<(String, u16)>,
 }
@@ -17,6 +26,38 @@ pub struct StatsSource {
 impl StatsSource {
     pub fn total(&self) -> [u64; Counter::COUNT] {
         counters::total(&self.workers)
+    }
+
+    /// Per-service totals: (name, [packets, bytes, new, drops]).
+    pub fn services(&self) -> Vec<(String, [u64; 4])> {
+        let names = self.names.lock().unwrap();
+        names
+            .service_names
+            .iter()
+            .enumerate()
+            .map(|(id, n)| (n.clone(), self.sum(|c| &c.service[id])))
+            .collect()
+    }
+
+    /// Per-backend totals: (cluster, name, [packets, bytes, new, active]).
+    pub fn backends(&self) -> Vec<(String, String, [u64; 4])> {
+        let names = self.names.lock().unwrap();
+        names
+            .backend_names
+            .iter()
+            .enumerate()
+            .map(|(id, (c, n))| (c.clone(), n.clone(), self.sum(|l| &l.backend[id])))
+            .collect()
+    }
+
+    fn sum<F: Fn(&L4Counters) -> &[std::sync::atomic::AtomicU64; 4]>(&self, f: F) -> [u64; 4] {
+        let mut t = [0u64; 4];
+        for l in &self.l4 {
+            for (acc, v) in t.iter_mut().zip(f(l)) {
+                *acc += v.load(Ordering::Relaxed);
+            }
+        }
+        t
     }
 
     /// Prometheus text exposition: one family per counter, labelled by
@@ -47,6 +88,21 @@ impl StatsSource {
                     );
                 }
             }
+        }
+        let _ = writeln!(out, "# TYPE sluice_service_packets_total counter");
+        for (name, v) in self.services() {
+            let _ = writeln!(out, "sluice_service_packets_total{{service=\"{name}\"}} {}", v[l4lb::SVC_PACKETS]);
+            let _ = writeln!(out, "sluice_service_bytes_total{{service=\"{name}\"}} {}", v[l4lb::SVC_BYTES]);
+            let _ = writeln!(out, "sluice_service_connections_total{{service=\"{name}\"}} {}", v[l4lb::SVC_NEW]);
+            let _ = writeln!(out, "sluice_service_drops_total{{service=\"{name}\"}} {}", v[l4lb::SVC_DROPS]);
+        }
+        let _ = writeln!(out, "# TYPE sluice_backend_packets_total counter");
+        for (cluster, name, v) in self.backends() {
+            let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
+            let _ = writeln!(out, "sluice_backend_packets_total{{{l}}} {}", v[l4lb::BE_PACKETS]);
+            let _ = writeln!(out, "sluice_backend_bytes_total{{{l}}} {}", v[l4lb::BE_BYTES]);
+            let _ = writeln!(out, "sluice_backend_connections_total{{{l}}} {}", v[l4lb::BE_NEW]);
+            let _ = writeln!(out, "sluice_backend_active_connections{{{l}}} {}", v[l4lb::BE_ACTIVE]);
         }
         let _ = writeln!(out, "# TYPE sluice_port_packets_total counter");
         for (name, id) in &self.ports {
@@ -123,8 +179,27 @@ impl StatsSource {
                 )
             })
             .collect::<serde_json::Map<_, _>>();
+        let services = self
+            .services()
+            .into_iter()
+            .map(|(n, v)| {
+                (n, serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "drops": v[3]}))
+            })
+            .collect::<serde_json::Map<_, _>>();
+        let backends = self
+            .backends()
+            .into_iter()
+            .map(|(c, n, v)| {
+                (
+                    format!("{c}/{n}"),
+                    serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "active": v[3]}),
+                )
+            })
+            .collect::<serde_json::Map<_, _>>();
         serde_json::json!({
             "counters": map(&total),
+            "services": services,
+            "backends": backends,
             "workers": self.workers.iter().map(|w| map(&w.snapshot())).collect::<Vec<_>>(),
             "ports": ports,
         })

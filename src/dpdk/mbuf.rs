@@ -158,6 +158,32 @@ impl Mbuf {
         unsafe { sys::sluice_pktmbuf_adj_front(self.raw.as_ptr(), n as i32) == 0 }
     }
 
+    /// The whole buffer (headroom, packet, tailroom) and where the packet
+    /// sits in it: `(buffer, data offset, data length)`. Lets the packet
+    /// code grow a header in front (encapsulation) or a reply at the end
+    /// without another call; commit with [`Mbuf::set_window`].
+    #[inline]
+    pub fn buffer_mut(&mut self) -> (&mut [u8], usize, usize) {
+        let (mut buf_len, mut off, mut len) = (0u16, 0u16, 0u16);
+        // SAFETY: the shim reads three fields and returns buf_addr, which
+        // points at buf_len bytes owned by this mbuf; &mut self makes the
+        // slice exclusive for its lifetime.
+        unsafe {
+            let p = sys::sluice_pktmbuf_buffer(self.raw.as_ptr(), &mut buf_len, &mut off, &mut len);
+            (std::slice::from_raw_parts_mut(p, buf_len as usize), off as usize, len as usize)
+        }
+    }
+
+    /// Make `buffer[off..off + len]` the packet. False if it does not fit.
+    #[inline]
+    pub fn set_window(&mut self, off: usize, len: usize) -> bool {
+        if off > u16::MAX as usize || len > u16::MAX as usize {
+            return false;
+        }
+        // SAFETY: the shim bounds-checks off + len against buf_len.
+        unsafe { sys::sluice_pktmbuf_set_window(self.raw.as_ptr(), off as u16, len as u16) == 0 }
+    }
+
     /// Copy `bytes` into a fresh mbuf from `pool`.
     pub fn from_bytes(pool: &Mempool, bytes: &[u8]) -> Option<Mbuf> {
         let mut m = pool.alloc()?;

@@ -1,64 +1,110 @@
-//! Per-core connection tracking.
+//! Per-core connection tracking, with both directions of a full-NAT
+//! connection in one entry.
 //!
 //! One [`Conntrack`] per worker core, owned by that core's worker and never
-//! shared: no lock, no atomic. It remembers the backend (and the caller's NAT
-//! data) of each flow so that a flow keeps its backend when the Maglev table
-//! changes, and it expires idle flows with per-state timeouts inferred from
-//! TCP flags.
+//! shared: no lock, no atomic. It remembers the backend and the caller's NAT
+//! data of each connection, so that a flow keeps its backend when the Maglev
+//! table changes and reply packets find their translation, and it expires idle
+//! connections with per-state timeouts inferred from TCP flags.
 //!
-//! # Memory and the no-growth guarantee
+//! # Connections and keys
 //!
-//! The table is a hashbrown [`HashTable`] of `(FlowKey, Entry)` (64 bytes
-//! each), allocated once, plus a ring of one `u64` per entry for the expiry
-//! sweep. Nothing allocates afterwards, and [`Conntrack::insert`] answers
-//! [`InsertVerdict::TableFull`] instead of growing once
-//! [`ConntrackConfig::max_entries`] flows are held.
+//! A connection ([`Conn`]) is found by up to two [`FlowKey`]s, each exactly as
+//! a packet carrying it arrives at this core:
 //!
-//! Checking the length is not enough to keep hashbrown from growing. Some
-//! removals leave a tombstone, which hashbrown counts against its spare room;
-//! when the spare room reaches zero the next insert rehashes *in place* if at
-//! most half of hashbrown's capacity is in use, and otherwise *allocates a
-//! table twice as large*. Under steady churn tombstones always accumulate to
-//! that point (measured: with hashbrown sized for exactly `max_entries`,
-//! churn at the limit left only about half of `max_entries` usable). So the
-//! table is allocated for `2 × max_entries` (`HEADROOM`): with at most half of
-//! its capacity in use, hashbrown's only way out is the in-place rehash, which
-//! does not allocate. It is O(buckets), a stall of tens of milliseconds for a
-//! million-flow table, and rare (measured: once in 24 M inserts for a table
-//! of 917 504 flows churning at its limit); [`ConntrackCounters::rehashes`]
-//! counts it. `insert` still refuses rather than let hashbrown reallocate
-//! should that ever be the alternative (counted in
-//! [`ConntrackCounters::table_full_tombstones`], expected to stay 0), and a
-//! debug assertion checks that the allocation never changes.
+//! - `fwd`, the client's packets to the VIP ([`Direction::Original`]);
+//! - `rev`, the reply packets, for full NAT the backend's packets to the SNAT
+//!   address and port ([`Direction::Reply`]). DSR services see no replies and
+//!   insert no `rev` key.
 //!
-//! [`bytes_per_entry`] and [`entries_for_bytes`] size the table for a memory
-//! budget.
+//! The table does not compute `rev`: the NAT code chooses the SNAT address and
+//! port and passes the resulting key. It must choose them so that replies
+//! reach *this* core (per-core SNAT port ranges steered with rte_flow, or
+//! symmetric RSS; see [`super`]), and it must make `rev` unique; a key already
+//! held by a live connection makes [`Conntrack::insert`] answer
+//! [`InsertError::Exists`].
 //!
-//! # Amortized expiry
+//! # Layout: a slab and an index, both fixed at construction
 //!
-//! hashbrown 0.15 offers no stable cursor over its buckets, and `retain` /
-//! `extract_if` walk the whole table in one call. Instead each entry has
-//! exactly one slot in a preallocated FIFO ring holding the hash of its key
-//! (the *sweep ring*): `insert` of a new key pushes its hash, and
-//! [`Conntrack::expire`]`(now, budget)` pops at most `budget` hashes; for each
-//! it looks up the entry with that hash and removes it if it has expired, or
-//! pushes the hash back at the tail. Per call: at most `budget` hash probes and
-//! at most `budget` removals, whatever the table size; every entry is visited
-//! once per `len / budget` calls, so an expired entry lingers at most that
-//! long after its deadline. To keep "one ring slot per entry" exact,
-//! [`Conntrack::remove`] does not take the entry out of the table: it marks it
-//! removed, and the sweep (or a later `insert` of the same key) reclaims it.
-//! [`Conntrack::lookup`] treats expired and removed entries as absent, so
-//! expiry is exact for the data path even before the sweep gets there.
+//! ```text
+//!  index: 2^k buckets of 8 bytes            slab: max_flows × Conn (96 bytes)
+//!  ┌──────────┬─────────────────┐           ┌───────────────────────────────┐
+//!  │ tag: u32 │ slot: u32       │──────────▶│ keys: [fwd, rev], last_seen,  │
+//!  │ (hash)   │ ConnId<<1 | dir │           │ nat, backend, service, state, │
+//!  └──────────┴─────────────────┘           │ flags                         │
+//!                                           └───────────────────────────────┘
+//! ```
 //!
-//! The table is keyed with hashbrown's default hasher (foldhash), seeded at
-//! random per process: unlike the fleet-wide [`super::flow::flow_hash`], keys
-//! that collide in it cannot be computed in advance by a client.
+//! Connections live in a slab of `max_flows` entries with an intrusive free
+//! list; a [`ConnId`] is an index into it. The index is an open-addressing
+//! hash table of `buckets = next_pow2(4 × max_flows)` small `Copy` buckets
+//! (at least 8): every connection has at most two keys, so at most half of the
+//! buckets are ever in use. At load α ≤ ½, linear probing needs on average
+//! ≤ 1.5 bucket reads for a hit and ≤ 2.5 for a miss (Knuth, TAOCP vol. 3,
+//! §6.4), and eight buckets share a cache line. A fuller index would save
+//! 8 bytes per flow per halving of the spare room but lengthen misses
+//! (4.5 reads at ⅔, 8.5 at ¾), and misses are what a SYN flood costs.
+//!
+//! A bucket holds the top 32 bits of the key's hash (`tag`, 0 meaning empty)
+//! and the slot it indexes. The home bucket of a key is the top `k` bits of
+//! its tag, so a bucket alone tells where its key's probe sequence starts; the
+//! remaining `32 − k` tag bits filter out most keys that share a home bucket
+//! before the slab is read. A probe compares tags in the index and follows a
+//! slot to the slab only on a tag match.
+//!
+//! Deletion is *backward shift* (Knuth's Algorithm R, §6.4): the buckets after
+//! the hole that may legally move into it do so, until an empty bucket. No
+//! tombstones are left, so probe lengths depend only on the keys present, the
+//! index never degrades under churn and never needs a rehash. Nothing is
+//! allocated after [`Conntrack::new`]: the slab and the index are boxed slices,
+//! which cannot grow. `new` also writes every page of both, so that no page
+//! fault lands on the data path; build each core's table on that core, so that
+//! first touch puts its memory on the core's NUMA node.
+//!
+//! # Hash
+//!
+//! The index is keyed with a fast multiply-fold hash (in the style of wyhash
+//! and foldhash) under six 64-bit secrets derived at construction from
+//! `std`'s [`RandomState`], so each table (each core, each process) has its
+//! own. A remote client cannot compute keys that collide in it, as it could
+//! for the fleet-wide, deliberately fixed [`super::flow::flow_hash`], which
+//! must stay deterministic for Maglev and is not used here.
+//!
+//! # Time
+//!
+//! `now` is nanoseconds from the worker. `last_seen` is kept as a `u32` count
+//! of ticks of 2^20 ns ([`TICK_NANOS`], about 1.05 ms), wrapping every 52
+//! days; that is what keeps a connection at 96 bytes. Timeouts are rounded up
+//! to whole ticks, and a connection expires between its timeout and its
+//! timeout plus two ticks (2.1 ms) after its last packet; never early. Ages
+//! are compared modulo 2^32 and a `now` before `last_seen` counts as age zero,
+//! so timeouts are capped at [`MAX_TIMEOUT`] (about 13 days); an expired
+//! connection is reclaimed by the sweep long before its age could wrap.
+//!
+//! # Expiry, and why every free is reported
+//!
+//! Whoever frees a connection must release what its `nat` payload holds (the
+//! SNAT port, the backend's active-connection count). So every path that frees
+//! one hands it to the caller:
+//!
+//! - [`Conntrack::expire`]`(now, budget, on_expire)` walks the slab with a
+//!   cursor, examining at most `budget` slots per call (only slots up to the
+//!   high-water mark of slots ever used), and calls `on_expire` for each
+//!   expired connection just before freeing it and removing both its keys.
+//!   Every connection is examined once per `high_water / budget` calls.
+//! - [`Conntrack::lookup`] treats an expired connection as absent: it frees it
+//!   at once and returns it as [`Lookup::Expired`] (`#[must_use]`).
+//! - [`Conntrack::insert`] takes the same `on_expire` callback: it frees an
+//!   expired connection that still holds one of the new keys, and when the
+//!   slab is full it runs `expire` over [`RECLAIM_BUDGET`] slots before
+//!   answering [`InsertError::TableFull`].
+//! - [`Conntrack::remove`] and [`Conntrack::clear`] return or report what they
+//!   free.
 //!
 //! # TCP state
 //!
-//! A simplified tracker in the spirit of IPVS and Katran, not RFC 793 window
-//! tracking; it only decides how long an idle flow is kept:
+//! A simplified tracker in the spirit of IPVS and Katran, not RFC 9293 window
+//! tracking; it only decides how long an idle connection is kept:
 //!
 //! | state         | entered by                                     | default idle timeout |
 //! |---------------|------------------------------------------------|----------------------|
@@ -71,23 +117,47 @@
 //! A new SYN from the client (original direction, no ACK) on a `Closing` or
 //! `Closed` entry starts over in `SynSent`: the client reused the 4-tuple
 //! (Linux allows that out of TIME_WAIT).
+//!
+//! # Memory
+//!
+//! [`bytes_per_flow`] is 128 (a 96-byte slab entry and four 8-byte buckets)
+//! when `max_flows` is a power of two divided by four; otherwise the index is
+//! rounded up to the next power of two, up to 64 bytes per flow.
+//! [`flows_for_bytes`] picks the largest table that fits a budget: 8 388 608
+//! flows in 1 GiB.
 
-use core::hash::BuildHasher;
+use core::fmt;
 use core::mem::size_of;
-
-use hashbrown::{DefaultHashBuilder, HashTable};
+use std::collections::hash_map::RandomState;
+use std::hash::BuildHasher;
 
 use super::flow::{proto, FlowKey};
 
 /// One second in the `now` unit of this module (nanoseconds).
 pub const NANOS_PER_SEC: u64 = 1_000_000_000;
 
-/// hashbrown is sized for `HEADROOM × max_entries` so that `max_entries` are
-/// always reachable without reallocating (see the module doc).
-const HEADROOM: usize = 2;
+const TICK_SHIFT: u32 = 20;
+/// Resolution of `last_seen`: 2^20 ns, about 1.05 ms (see the module doc).
+pub const TICK_NANOS: u64 = 1 << TICK_SHIFT;
+const MAX_TIMEOUT_TICKS: u32 = 1 << 30;
+/// Longest idle timeout honoured (2^50 ns, about 13 days); longer ones are
+/// clamped to it.
+pub const MAX_TIMEOUT: u64 = (MAX_TIMEOUT_TICKS as u64) << TICK_SHIFT;
 
-/// How many ring slots `insert` sweeps before declaring the table full.
-const FULL_RECLAIM_BUDGET: usize = 16;
+/// Largest `max_flows` a table accepts: slots and bucket positions must fit
+/// in 32 bits with room for the direction bit (2^28 flows is 32 GiB anyway).
+pub const MAX_FLOWS: usize = 1 << 28;
+
+/// Index buckets per connection: two keys at ≤ 50 % load.
+const BUCKETS_PER_FLOW: usize = 4;
+const MIN_BUCKETS: usize = 8;
+
+/// How many slab slots `insert` examines for expired connections before
+/// answering [`InsertError::TableFull`].
+pub const RECLAIM_BUDGET: usize = 16;
+
+/// End of the free list.
+const NIL: u32 = u32::MAX;
 
 /// The flags byte of a TCP header (RFC 9293 §3.1; ECE/CWR from RFC 3168).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -118,32 +188,45 @@ impl core::ops::BitOr for TcpFlags {
     }
 }
 
-/// Which way a packet travels relative to the packet that created the entry.
+/// Which way a packet travels relative to the packet that created the
+/// connection.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Direction {
-    /// Client to VIP (the direction of the first packet).
+    /// Client to VIP: the packet matched the `fwd` key.
     Original,
-    /// Backend to client. DSR services never see this direction.
+    /// Backend to client: the packet matched the `rev` key. DSR connections
+    /// have no `rev` key and never see this direction.
     Reply,
 }
 
-/// Tracked state of a flow. See the module doc for the transitions.
+/// Tracked state of a connection. See the module doc for the transitions.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u8)]
 pub enum ConnState {
-    SynSent,
-    Established,
-    Closing,
-    Closed,
+    SynSent = 0,
+    Established = 1,
+    Closing = 2,
+    Closed = 3,
     /// UDP, or any protocol other than TCP: no handshake to follow.
-    Udp,
-    /// Taken out by [`Conntrack::remove`]; never returned by lookups, reclaimed
-    /// by the sweep.
-    Removed,
+    Udp = 4,
 }
 
-/// Idle timeouts per state, in nanoseconds. A flow expires once
-/// `now - last_seen >= timeout(state)`.
+impl ConnState {
+    #[inline]
+    const fn from_bits(b: u8) -> ConnState {
+        match b {
+            0 => ConnState::SynSent,
+            1 => ConnState::Established,
+            2 => ConnState::Closing,
+            3 => ConnState::Closed,
+            _ => ConnState::Udp,
+        }
+    }
+}
+
+/// Idle timeouts per state, in nanoseconds. A connection expires once it has
+/// been idle for longer than the timeout of its state (rounded up to
+/// [`TICK_NANOS`], capped at [`MAX_TIMEOUT`]; see the module doc).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timeouts {
     /// Handshake not finished. 30 s: shorter than IPVS (60 s SYN_RECV) and
@@ -176,7 +259,7 @@ impl Default for Timeouts {
 }
 
 impl Timeouts {
-    /// Timeout of `state`; 0 for `Removed` (always expired).
+    /// Timeout of `state`, as configured.
     #[inline]
     pub const fn for_state(&self, state: ConnState) -> u64 {
         match state {
@@ -185,110 +268,262 @@ impl Timeouts {
             ConnState::Closing => self.closing,
             ConnState::Closed => self.closed,
             ConnState::Udp => self.udp,
-            ConnState::Removed => 0,
         }
+    }
+
+    /// Timeouts in ticks, indexed by the state bits of [`Conn::meta`]. The
+    /// three unused values never expire (free slots are skipped before the
+    /// lookup anyway).
+    fn to_ticks(self) -> [u32; 8] {
+        let mut t = [u32::MAX; 8];
+        for s in [
+            ConnState::SynSent,
+            ConnState::Established,
+            ConnState::Closing,
+            ConnState::Closed,
+            ConnState::Udp,
+        ] {
+            t[s as usize] = timeout_ticks(self.for_state(s));
+        }
+        t
     }
 }
 
-/// Token bucket for new entries per core.
+#[inline]
+const fn tick(now: u64) -> u32 {
+    (now >> TICK_SHIFT) as u32
+}
+
+const fn timeout_ticks(ns: u64) -> u32 {
+    let t = ns.div_ceil(TICK_NANOS);
+    if t > MAX_TIMEOUT_TICKS as u64 {
+        MAX_TIMEOUT_TICKS
+    } else {
+        t as u32
+    }
+}
+
+/// Ticks from `last` to `t`, modulo 2^32; a `t` before `last` is age 0.
+#[inline]
+const fn age(t: u32, last: u32) -> u32 {
+    let d = t.wrapping_sub(last);
+    if (d as i32) < 0 {
+        0
+    } else {
+        d
+    }
+}
+
+/// Token bucket for new connections per core.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct RateLimit {
-    /// Sustained new entries per second.
+    /// Sustained new connections per second.
     pub per_sec: u64,
-    /// Entries allowed in a burst (bucket depth); the bucket starts full.
+    /// Connections allowed in a burst (bucket depth); the bucket starts full.
     pub burst: u64,
 }
 
 /// Sizes and policies of one core's table, from the compiled configuration.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct ConntrackConfig {
-    /// Most flows held at once (expired entries not yet swept count).
-    pub max_entries: usize,
+    /// Most connections held at once (expired ones not yet swept count), at
+    /// most [`MAX_FLOWS`]. [`flows_for_bytes`] gives the best value for a
+    /// memory budget.
+    pub max_flows: usize,
     pub timeouts: Timeouts,
-    /// Cap on new entries (SYN-flood damping); `None` for no cap.
+    /// Cap on new connections (SYN-flood damping); `None` for no cap.
     pub new_flow_rate: Option<RateLimit>,
 }
 
-/// What conntrack remembers about one flow: 24 bytes.
+/// Handle of a connection: its index in the slab.
 ///
-/// `payload` is opaque to conntrack: the NAT code packs what it needs into it
-/// (for example SNAT port in bits 0..16 and the index of the local address in
-/// bits 16..32), so the table stays one fixed, non-generic type.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
-    /// Caller-defined NAT or encapsulation data.
-    pub payload: u64,
-    last_seen: u64,
+/// Valid from the `insert` that returns it until the connection is freed
+/// ([`Conntrack::remove`], the `on_expire` callback, [`Lookup::Expired`],
+/// [`Conntrack::clear`]); after that the slot is reused by later inserts, so
+/// a stale id names some other connection. The worker may keep side tables
+/// indexed by [`ConnId::index`] (at most [`Conntrack::capacity`] entries).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ConnId(u32);
+
+impl ConnId {
+    #[inline]
+    pub const fn index(self) -> usize {
+        self.0 as usize
+    }
+}
+
+/// Bits of [`Conn::meta`].
+const META_STATE: u8 = 0x07;
+const META_FREE: u8 = 0x08;
+const META_HAS_REV: u8 = 0x80;
+
+/// One connection: both keys, the caller's NAT data, state and idle time.
+/// 96 bytes.
+///
+/// `repr(C)` keeps the two keys first and `last_seen` right after them, so a
+/// lookup hit reads and refreshes the bytes it compared; `align(32)` keeps
+/// every entry within two cache lines of its 96 bytes.
+///
+/// The public fields belong to the caller. The keys, the state and
+/// `last_seen` are the table's: they change only through [`Conntrack`] and
+/// the methods below. Overwriting a whole live `Conn` through
+/// [`Conntrack::conn_mut`] (with a copy of another one) is a logic error: the
+/// index would still hold the old keys. The table stays memory-safe and
+/// bounded if that happens, but may lose those keys' capacity.
+#[derive(Clone, Copy, PartialEq, Eq)]
+#[repr(C, align(32))]
+pub struct Conn {
+    /// `[fwd, rev]`, so that a bucket's direction bit selects the key. A DSR
+    /// connection stores `fwd` twice and is not indexed under the copy.
+    keys: [FlowKey; 2],
+    /// Tick of the last packet; the next free slot while on the free list.
+    last_seen: u32,
+    /// Caller-defined NAT data, opaque to conntrack; for example the SNAT
+    /// port in bits 0..16 and the index of the local address in bits 16..32.
+    pub nat: u64,
     /// Index of the backend in the service's snapshot.
     pub backend: u32,
-    /// Service the flow belongs to, so that a service change can tell its
-    /// flows apart.
+    /// Service the connection belongs to, so that a service change can tell
+    /// its connections apart.
     pub service: u16,
-    state: ConnState,
+    /// [`ConnState`] in bits 0..3, `META_FREE`, `META_HAS_REV`.
+    meta: u8,
     /// Caller-defined flag bits (for example "DSR", "reply seen").
     pub flags: u8,
 }
 
-impl Entry {
-    /// A new entry; `last_seen` is set by [`Conntrack::insert`].
-    pub const fn new(state: ConnState, backend: u32, service: u16, payload: u64) -> Self {
-        Entry {
-            payload,
-            last_seen: 0,
-            backend,
-            service,
-            state,
-            flags: 0,
+impl Conn {
+    const FREE: Conn = Conn {
+        keys: [FlowKey {
+            src: [0; 16],
+            dst: [0; 16],
+            src_port: 0,
+            dst_port: 0,
+            proto: 0,
+        }; 2],
+        last_seen: NIL,
+        nat: 0,
+        backend: 0,
+        service: 0,
+        meta: META_FREE,
+        flags: 0,
+    };
+
+    /// The key of the client's packets, as received.
+    #[inline]
+    pub const fn fwd(&self) -> &FlowKey {
+        &self.keys[0]
+    }
+
+    /// The key of the reply packets as they arrive; `None` for DSR.
+    #[inline]
+    pub const fn rev(&self) -> Option<&FlowKey> {
+        if self.has_rev() {
+            Some(&self.keys[1])
+        } else {
+            None
+        }
+    }
+
+    /// The key of packets travelling `dir`.
+    #[inline]
+    pub const fn key(&self, dir: Direction) -> Option<&FlowKey> {
+        match dir {
+            Direction::Original => Some(self.fwd()),
+            Direction::Reply => self.rev(),
         }
     }
 
     #[inline]
+    pub const fn has_rev(&self) -> bool {
+        self.meta & META_HAS_REV != 0
+    }
+
+    #[inline]
     pub const fn state(&self) -> ConnState {
-        self.state
+        ConnState::from_bits(self.meta & META_STATE)
     }
 
-    /// Time of the last packet seen, in nanoseconds.
+    /// Force the state (for example `Closed` when the worker answers a
+    /// connection with a RST itself).
     #[inline]
-    pub const fn last_seen(&self) -> u64 {
-        self.last_seen
+    pub fn set_state(&mut self, state: ConnState) {
+        self.meta = (self.meta & !META_STATE) | state as u8;
     }
 
-    /// When the entry expires if no packet arrives.
+    /// Time since the last packet, in nanoseconds, at tick resolution.
     #[inline]
-    pub const fn deadline(&self, timeouts: &Timeouts) -> u64 {
-        self.last_seen
-            .saturating_add(timeouts.for_state(self.state))
+    pub const fn idle(&self, now: u64) -> u64 {
+        (age(tick(now), self.last_seen) as u64) << TICK_SHIFT
     }
 
+    /// Whether the connection has been idle longer than its state allows.
     #[inline]
     pub const fn is_expired(&self, now: u64, timeouts: &Timeouts) -> bool {
-        now.saturating_sub(self.last_seen) >= timeouts.for_state(self.state)
+        age(tick(now), self.last_seen) > timeout_ticks(timeouts.for_state(self.state()))
     }
 
-    /// Update the state from a TCP packet's flags and refresh `last_seen`.
+    /// Update the state from a TCP packet's flags (see [`next_tcp_state`])
+    /// and refresh `last_seen`.
     #[inline]
     pub fn observe_tcp(&mut self, flags: TcpFlags, dir: Direction, now: u64) {
-        observe_tcp(self, flags, dir, now);
+        self.set_state(next_tcp_state(self.state(), flags, dir));
+        self.touch(tick(now));
+    }
+
+    #[inline]
+    const fn is_live(&self) -> bool {
+        self.meta & META_FREE == 0
+    }
+
+    #[inline]
+    fn expired_at(&self, t: u32, ticks: &[u32; 8]) -> bool {
+        age(t, self.last_seen) > ticks[(self.meta & META_STATE) as usize]
+    }
+
+    /// `last_seen = max(last_seen, t)`, modulo 2^32.
+    #[inline]
+    fn touch(&mut self, t: u32) {
+        if (t.wrapping_sub(self.last_seen) as i32) > 0 {
+            self.last_seen = t;
+        }
     }
 }
 
-/// Update `entry`'s state from a TCP packet's flags (see [`next_tcp_state`])
+impl fmt::Debug for Conn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if !self.is_live() {
+            return f.write_str("Conn(free)");
+        }
+        f.debug_struct("Conn")
+            .field("fwd", self.fwd())
+            .field("rev", &self.rev())
+            .field("state", &self.state())
+            .field("backend", &self.backend)
+            .field("service", &self.service)
+            .field("nat", &format_args!("{:#x}", self.nat))
+            .field("flags", &format_args!("{:#04x}", self.flags))
+            .field("last_seen_tick", &self.last_seen)
+            .finish()
+    }
+}
+
+/// Update `conn`'s state from a TCP packet's flags (see [`next_tcp_state`])
 /// and refresh its `last_seen`.
 #[inline]
-pub fn observe_tcp(entry: &mut Entry, flags: TcpFlags, dir: Direction, now: u64) {
-    entry.state = next_tcp_state(entry.state, flags, dir);
-    entry.last_seen = entry.last_seen.max(now);
+pub fn observe_tcp(conn: &mut Conn, flags: TcpFlags, dir: Direction, now: u64) {
+    conn.observe_tcp(flags, dir, now);
 }
 
 /// The state after a TCP packet with `flags` travelling `dir`.
 ///
 /// RST closes, FIN starts closing, an ACK without SYN completes the
 /// handshake, a client SYN without ACK reopens a closing or closed flow.
-/// `Udp` and `Removed` never change.
+/// `Udp` never changes.
 #[inline]
 pub const fn next_tcp_state(state: ConnState, flags: TcpFlags, dir: Direction) -> ConnState {
     use ConnState::*;
-    if matches!(state, Udp | Removed) {
+    if matches!(state, Udp) {
         return state;
     }
     let syn = flags.contains(TcpFlags::SYN);
@@ -310,9 +545,10 @@ pub const fn next_tcp_state(state: ConnState, flags: TcpFlags, dir: Direction) -
     }
 }
 
-/// The state a new entry starts in: `SynSent` for a TCP SYN, `Established`
-/// for another TCP packet (a DSR service picking up a flow mid-stream, after
-/// a restart or a move from another box), `Udp` for everything else.
+/// The state a new connection starts in: `SynSent` for a TCP SYN,
+/// `Established` for another TCP packet (a DSR service picking up a flow
+/// mid-stream, after a restart or a move from another box), `Udp` for
+/// everything else.
 #[inline]
 pub const fn initial_state(ip_proto: u8, flags: TcpFlags) -> ConnState {
     if ip_proto != proto::TCP {
@@ -324,7 +560,7 @@ pub const fn initial_state(ip_proto: u8, flags: TcpFlags) -> ConnState {
     }
 }
 
-/// Whether a packet of a flow with no entry may create one, in NAT mode.
+/// Whether a packet of a flow with no connection may create one, in NAT mode.
 ///
 /// TCP: only a bare SYN (no ACK, RST or FIN). A NAT entry for a mid-stream
 /// packet would point at a backend that has no socket for it; a RST or stray
@@ -340,39 +576,52 @@ pub const fn may_create(ip_proto: u8, flags: TcpFlags) -> bool {
     flags.0 & mask == TcpFlags::SYN.0
 }
 
-/// Outcome of [`Conntrack::insert`]. Neither failure stops the flow: the
-/// caller forwards it by consistent hash without an entry and counts it.
+/// Answer of [`Conntrack::lookup`].
+#[must_use = "an Expired connection must have its NAT resources released"]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum InsertVerdict {
-    Inserted,
-    /// `max_entries` reached (or no room without reallocating; see the module doc).
+pub enum Lookup {
+    /// A live connection; the packet travels `Direction`. `last_seen` has
+    /// been refreshed.
+    Hit(ConnId, Direction),
+    /// The key belonged to a connection that had expired. It has been freed
+    /// (both keys removed, its slot free for reuse, so no `ConnId` is given)
+    /// and is returned so that the caller releases what it held, exactly as
+    /// in `on_expire`. For the packet, this is a miss.
+    Expired(Conn),
+    /// No connection has this key.
+    Miss,
+}
+
+/// Why [`Conntrack::insert`] refused. None of them stops the flow: the caller
+/// forwards it by consistent hash without a connection and counts it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum InsertError {
+    /// Every slot is held by a live connection (after reclaiming expired
+    /// ones from [`RECLAIM_BUDGET`] slots).
     TableFull,
-    /// The new-entry token bucket is empty.
+    /// The new-connection token bucket is empty.
     RateLimited,
+    /// A live connection already has the `fwd` or `rev` key, or `rev == fwd`.
+    Exists,
 }
 
 /// Event counts since construction. Plain integers: the owning worker reads
 /// them and folds them into its published counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct ConntrackCounters {
-    /// `insert` calls answered `Inserted`.
+    /// Connections created by `insert`.
     pub inserted: u64,
-    /// Inserts that overwrote a live entry of the same key.
-    pub replaced: u64,
-    /// Entries that ended by idle timeout (reclaimed by the sweep, or
-    /// overwritten by an insert after expiring).
+    /// Connections freed for idleness: by `expire` (`on_expire`), by `insert`
+    /// (`on_expire`) or by `lookup` ([`Lookup::Expired`]).
     pub expired: u64,
-    /// Live entries taken out by [`Conntrack::remove`].
+    /// Connections freed by [`Conntrack::remove`] or [`Conntrack::clear`].
     pub removed: u64,
-    /// `insert` calls answered `TableFull`.
+    /// `insert` calls answered [`InsertError::TableFull`].
     pub table_full: u64,
-    /// Of those, the ones refused below `max_entries` because hashbrown's
-    /// spare room was used up by tombstones.
-    pub table_full_tombstones: u64,
-    /// `insert` calls answered `RateLimited`.
+    /// `insert` calls answered [`InsertError::RateLimited`].
     pub rate_limited: u64,
-    /// In-place rehashes hashbrown did to clear tombstones (O(n) each).
-    pub rehashes: u64,
+    /// `insert` calls answered [`InsertError::Exists`].
+    pub exists: u64,
 }
 
 #[derive(Clone, Debug)]
@@ -412,248 +661,592 @@ impl TokenBucket {
     }
 }
 
-/// Fixed-capacity FIFO of key hashes, one per table entry.
-#[derive(Clone, Debug)]
-struct SweepRing {
-    slots: Box<[u64]>,
-    head: usize,
+/// The keyed hash of the index (see the module doc).
+#[derive(Clone)]
+struct KeyHasher {
+    k: [u64; 6],
+    /// Tests force collisions by keeping only some hash bits.
+    #[cfg(test)]
+    mask: u64,
+}
+
+/// Full 64 × 64 → 128-bit multiply, folded: the mixing step of wyhash and
+/// foldhash. Both operands carry a secret, so no input can force a zero
+/// product.
+#[inline(always)]
+fn mum(a: u64, b: u64) -> u64 {
+    let r = u128::from(a) * u128::from(b);
+    (r as u64) ^ ((r >> 64) as u64)
+}
+
+/// SplitMix64 (Steele, Lea & Flood, OOPSLA 2014), to expand one seed into
+/// independent secrets.
+fn splitmix64(s: &mut u64) -> u64 {
+    *s = s.wrapping_add(0x9e37_79b9_7f4a_7c15);
+    let mut z = *s;
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+impl KeyHasher {
+    /// Secrets from `std`'s per-process random keys (which `RandomState`
+    /// also varies per instance).
+    fn random() -> Self {
+        KeyHasher::from_seed(RandomState::new().hash_one(0x736c_7569_6365_u64))
+    }
+
+    fn from_seed(seed: u64) -> Self {
+        let mut s = seed;
+        KeyHasher {
+            k: core::array::from_fn(|_| splitmix64(&mut s)),
+            #[cfg(test)]
+            mask: u64::MAX,
+        }
+    }
+
+    /// Source and destination are each folded with their own secrets (so a
+    /// key and its reverse hash apart), then combined with the ports and
+    /// protocol in a last multiply whose high bits become the tag.
+    #[inline]
+    fn hash(&self, key: &FlowKey) -> u64 {
+        let k = &self.k;
+        let s = u128::from_le_bytes(key.src);
+        let d = u128::from_le_bytes(key.dst);
+        let p =
+            (u64::from(key.src_port) << 24) | (u64::from(key.dst_port) << 8) | u64::from(key.proto);
+        let a = mum(s as u64 ^ k[0], (s >> 64) as u64 ^ k[1]);
+        let b = mum(d as u64 ^ k[2], (d >> 64) as u64 ^ k[3]);
+        let h = mum(a ^ p ^ k[4], b ^ k[5]);
+        #[cfg(test)]
+        let h = h & self.mask;
+        h
+    }
+
+    #[inline]
+    fn tag(&self, key: &FlowKey) -> u32 {
+        tag_of(self.hash(key))
+    }
+}
+
+/// The top 32 bits of a hash, never 0 (0 marks an empty bucket). Mapping 0 to
+/// 1 keeps the home bucket, which is at most the top 31 bits.
+#[inline]
+fn tag_of(h: u64) -> u32 {
+    ((h >> 32) as u32).max(1)
+}
+
+/// One index bucket: 8 bytes, loaded as one word.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(C, align(8))]
+struct Bucket {
+    /// Top 32 bits of the key's hash; 0 if empty.
+    tag: u32,
+    /// `ConnId << 1 | direction` (0 original, 1 reply).
+    slot: u32,
+}
+
+const EMPTY: Bucket = Bucket { tag: 0, slot: 0 };
+
+/// Linear-probing index with backward-shift deletion (see the module doc).
+/// It knows tags and slots only; key comparison is the caller's closure.
+struct Index {
+    buckets: Box<[Bucket]>,
+    mask: usize,
+    /// `32 - log2(buckets.len())`: a tag's home is `tag >> shift`.
+    shift: u32,
+    /// Buckets in use.
     len: usize,
 }
 
-impl SweepRing {
-    fn new(cap: usize) -> Self {
-        SweepRing {
-            slots: vec![0; cap].into_boxed_slice(),
-            head: 0,
+impl Index {
+    fn new(n: usize) -> Self {
+        assert!(n.is_power_of_two() && (MIN_BUCKETS..=1 << 31).contains(&n));
+        let mut buckets = vec![EMPTY; n].into_boxed_slice();
+        prefault(&mut buckets, EMPTY);
+        Index {
+            buckets,
+            mask: n - 1,
+            shift: 32 - n.trailing_zeros(),
             len: 0,
         }
     }
 
+    /// Most keys the index takes: half its buckets, so every probe sequence
+    /// meets an empty bucket.
     #[inline]
-    fn push(&mut self, h: u64) {
-        debug_assert!(self.len < self.slots.len(), "sweep ring overflow");
-        let mut i = self.head + self.len;
-        if i >= self.slots.len() {
-            i -= self.slots.len();
+    fn max_len(&self) -> usize {
+        self.buckets.len() / 2
+    }
+
+    #[inline]
+    fn home(&self, tag: u32) -> usize {
+        (tag >> self.shift) as usize
+    }
+
+    /// The slot of the first bucket with `tag` whose slot `is_key` accepts.
+    #[inline]
+    fn find(&self, tag: u32, mut is_key: impl FnMut(u32) -> bool) -> Option<u32> {
+        let mut i = self.home(tag);
+        loop {
+            let b = self.buckets[i];
+            if b.tag == 0 {
+                return None;
+            }
+            if b.tag == tag && is_key(b.slot) {
+                return Some(b.slot);
+            }
+            i = (i + 1) & self.mask;
         }
-        self.slots[i] = h;
+    }
+
+    /// Add a key known to be absent, with room checked by the caller.
+    #[inline]
+    fn insert(&mut self, tag: u32, slot: u32) {
+        debug_assert!(tag != 0 && self.len < self.max_len());
+        let mut i = self.home(tag);
+        while self.buckets[i].tag != 0 {
+            i = (i + 1) & self.mask;
+        }
+        self.buckets[i] = Bucket { tag, slot };
         self.len += 1;
     }
 
-    #[inline]
-    fn pop(&mut self) -> Option<u64> {
-        if self.len == 0 {
-            return None;
+    /// Remove the bucket `(tag, slot)`; false if there is none.
+    ///
+    /// Backward shift: walk the cluster after the hole; an entry whose home
+    /// is cyclically at or before the hole (its probe distance is at least
+    /// the hole's distance from it) moves into the hole, which moves to where
+    /// it was. The walk ends at an empty bucket, which the last hole becomes.
+    fn remove(&mut self, tag: u32, slot: u32) -> bool {
+        let mask = self.mask;
+        let mut hole = self.home(tag);
+        loop {
+            let b = self.buckets[hole];
+            if b.tag == 0 {
+                return false;
+            }
+            if b.tag == tag && b.slot == slot {
+                break;
+            }
+            hole = (hole + 1) & mask;
         }
-        let h = self.slots[self.head];
-        self.head += 1;
-        if self.head == self.slots.len() {
-            self.head = 0;
+        let mut j = hole;
+        loop {
+            j = (j + 1) & mask;
+            let b = self.buckets[j];
+            if b.tag == 0 {
+                break;
+            }
+            let dist = j.wrapping_sub(self.home(b.tag)) & mask;
+            if dist >= (j.wrapping_sub(hole) & mask) {
+                self.buckets[hole] = b;
+                hole = j;
+            }
         }
+        self.buckets[hole] = EMPTY;
         self.len -= 1;
-        Some(h)
+        true
     }
 
     fn clear(&mut self) {
-        self.head = 0;
+        self.buckets.fill(EMPTY);
         self.len = 0;
+    }
+
+    /// Every key is reachable: no empty bucket between its home and its
+    /// position, and `len` counts the used buckets.
+    #[cfg(test)]
+    fn check(&self) {
+        let used = self.buckets.iter().filter(|b| b.tag != 0).count();
+        assert_eq!(used, self.len);
+        for (i, b) in self.buckets.iter().enumerate() {
+            if b.tag == 0 {
+                continue;
+            }
+            let mut p = self.home(b.tag);
+            while p != i {
+                assert_ne!(self.buckets[p].tag, 0, "hole before bucket {i}");
+                p = (p + 1) & self.mask;
+            }
+        }
+    }
+}
+
+/// Write one element per 4 KiB page so that the allocation is backed by
+/// memory now, not on first use by the data path. `black_box` keeps the
+/// compiler from dropping stores it could prove redundant (for example into
+/// memory it knows came from a zeroing allocator).
+fn prefault<T: Copy>(s: &mut [T], v: T) {
+    let step = (4096 / size_of::<T>().max(1)).max(1);
+    for i in (0..s.len()).step_by(step) {
+        s[i] = core::hint::black_box(v);
     }
 }
 
 /// One worker core's connection table. See the module doc.
 pub struct Conntrack {
-    table: HashTable<(FlowKey, Entry)>,
-    hasher: DefaultHashBuilder,
-    sweep: SweepRing,
-    max_entries: usize,
-    /// hashbrown's capacity with no tombstones (≥ `max_entries`).
-    full_capacity: usize,
-    /// Bytes allocated at construction; never changes.
-    table_bytes: usize,
+    slab: Box<[Conn]>,
+    index: Index,
+    hasher: KeyHasher,
+    /// Head of the free list of slots below `high_water` (linked through
+    /// `Conn::last_seen`), or `NIL`.
+    free_head: u32,
+    /// Slots `high_water..` have never been used; `expire` stops there.
+    high_water: u32,
+    /// Next slot `expire` examines; below `high_water` when that is nonzero.
+    cursor: u32,
+    len: u32,
+    /// Timeouts in ticks by state bits.
+    ticks: [u32; 8],
     timeouts: Timeouts,
     limiter: Option<TokenBucket>,
     counters: ConntrackCounters,
 }
 
 impl Conntrack {
-    /// Allocate everything the table will ever use.
+    /// Allocate (and touch) everything the table will ever use, with a hash
+    /// seeded at random.
+    ///
+    /// # Panics
+    ///
+    /// If `config.max_flows > MAX_FLOWS` (the control plane validates it).
     pub fn new(config: &ConntrackConfig) -> Self {
-        let table = HashTable::with_capacity(config.max_entries.saturating_mul(HEADROOM));
+        Conntrack::with_hasher(config, KeyHasher::random())
+    }
+
+    fn with_hasher(config: &ConntrackConfig, hasher: KeyHasher) -> Self {
+        let n = config.max_flows;
+        assert!(
+            n <= MAX_FLOWS,
+            "conntrack max_flows {n} exceeds MAX_FLOWS {MAX_FLOWS}"
+        );
+        let mut slab = vec![Conn::FREE; n].into_boxed_slice();
+        prefault(&mut slab, Conn::FREE);
         Conntrack {
-            full_capacity: table.capacity(),
-            table_bytes: table.allocation_size(),
-            table,
-            hasher: DefaultHashBuilder::default(),
-            sweep: SweepRing::new(config.max_entries),
-            max_entries: config.max_entries,
+            slab,
+            index: Index::new(index_buckets(n)),
+            hasher,
+            free_head: NIL,
+            high_water: 0,
+            cursor: 0,
+            len: 0,
+            ticks: config.timeouts.to_ticks(),
             timeouts: config.timeouts,
             limiter: config.new_flow_rate.map(TokenBucket::new),
             counters: ConntrackCounters::default(),
         }
     }
 
-    /// The live entry of `key`, with `last_seen` refreshed to `now`; `None` if
-    /// absent, expired or removed. Call [`Entry::observe_tcp`] on it for TCP.
+    /// The slot indexed under `key`, if any (live or expired).
     #[inline]
-    pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Option<&mut Entry> {
-        let hash = self.hasher.hash_one(key);
-        let timeouts = &self.timeouts;
-        let (_, e) = self.table.find_mut(hash, |(k, _)| k == key)?;
-        if e.is_expired(now, timeouts) {
+    fn find(&self, key: &FlowKey) -> Option<u32> {
+        self.find_tagged(key, self.hasher.tag(key))
+    }
+
+    #[inline]
+    fn find_tagged(&self, key: &FlowKey, tag: u32) -> Option<u32> {
+        let slab = &self.slab;
+        self.index.find(tag, |slot| {
+            slab[(slot >> 1) as usize].keys[(slot & 1) as usize] == *key
+        })
+    }
+
+    /// The connection of a packet with `key`, refreshing its `last_seen` to
+    /// `now`. An expired connection is freed and returned as
+    /// [`Lookup::Expired`]; release its NAT resources as in `on_expire`.
+    ///
+    /// For TCP, follow a hit with
+    /// `conntrack.conn_mut(id).observe_tcp(flags, dir, now)`.
+    #[inline]
+    pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Lookup {
+        let Some(slot) = self.find(key) else {
+            return Lookup::Miss;
+        };
+        let id = slot >> 1;
+        let t = tick(now);
+        let c = &mut self.slab[id as usize];
+        if c.expired_at(t, &self.ticks) {
+            let old = *c;
+            self.release(id);
+            self.counters.expired += 1;
+            return Lookup::Expired(old);
+        }
+        c.touch(t);
+        Lookup::Hit(ConnId(id), direction_of(slot))
+    }
+
+    /// The live connection of `key` without refreshing or freeing anything
+    /// (admin, tests).
+    pub fn get(&self, key: &FlowKey, now: u64) -> Option<(ConnId, Direction)> {
+        let slot = self.find(key)?;
+        let id = slot >> 1;
+        if self.slab[id as usize].expired_at(tick(now), &self.ticks) {
             return None;
         }
-        e.last_seen = e.last_seen.max(now);
-        Some(e)
+        Some((ConnId(id), direction_of(slot)))
     }
 
-    /// The live entry of `key` without refreshing it (admin, tests).
-    pub fn get(&self, key: &FlowKey, now: u64) -> Option<&Entry> {
-        let hash = self.hasher.hash_one(key);
-        self.table
-            .find(hash, |(k, _)| k == key)
-            .map(|(_, e)| e)
-            .filter(|e| !e.is_expired(now, &self.timeouts))
-    }
-
-    /// Create the entry of `key` (or replace the one it has), with
-    /// `last_seen = now`. Costs one token of the new-entry rate limit.
+    /// Create a connection with `last_seen = now` and `flags = 0`, indexed
+    /// under `fwd` and, for full NAT, `rev` (see the module doc). `state` is
+    /// usually [`initial_state`] of the first packet. Costs one token of the
+    /// new-connection rate limit.
     ///
-    /// Never allocates: when the table is full it first sweeps a few ring
-    /// slots (see [`expire`](Self::expire)) to reclaim expired entries, then
-    /// answers [`InsertVerdict::TableFull`].
-    pub fn insert(&mut self, key: FlowKey, mut entry: Entry, now: u64) -> InsertVerdict {
-        entry.last_seen = now;
-        let hash = self.hasher.hash_one(key);
-        if let Some((_, old)) = self.table.find_mut(hash, |(k, _)| *k == key) {
-            // The key keeps its ring slot; no room needed.
-            if let Some(l) = &mut self.limiter {
-                if !l.take(now) {
-                    self.counters.rate_limited += 1;
-                    return InsertVerdict::RateLimited;
-                }
-            }
-            match old.state {
-                ConnState::Removed => {}
-                _ if old.is_expired(now, &self.timeouts) => self.counters.expired += 1,
-                _ => self.counters.replaced += 1,
-            }
-            *old = entry;
-            self.counters.inserted += 1;
-            return InsertVerdict::Inserted;
+    /// `on_expire` is called for every expired connection this call frees
+    /// (one that still held `fwd` or `rev`, or those reclaimed when the slab is
+    /// full), just before it is freed; pass the same release function as to
+    /// [`expire`](Self::expire). Refusals are counted in
+    /// [`ConntrackCounters`] and checked in the order `Exists`, `TableFull`,
+    /// `RateLimited`, so no token is spent on a refused connection.
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert(
+        &mut self,
+        fwd: FlowKey,
+        rev: Option<FlowKey>,
+        backend: u32,
+        service: u16,
+        state: ConnState,
+        nat: u64,
+        now: u64,
+        mut on_expire: impl FnMut(ConnId, &Conn),
+    ) -> Result<ConnId, InsertError> {
+        let t = tick(now);
+        let fwd_tag = self.hasher.tag(&fwd);
+        let rev_tag = match &rev {
+            Some(r) if *r == fwd => return Err(self.refuse(InsertError::Exists)),
+            Some(r) => Some(self.hasher.tag(r)),
+            None => None,
+        };
+        self.make_way(&fwd, fwd_tag, t, &mut on_expire)?;
+        if let (Some(r), Some(tag)) = (&rev, rev_tag) {
+            self.make_way(r, tag, t, &mut on_expire)?;
         }
 
-        if !self.has_room() {
-            self.expire(now, FULL_RECLAIM_BUDGET);
-            if !self.has_room() {
-                self.counters.table_full += 1;
-                if self.table.len() < self.max_entries {
-                    self.counters.table_full_tombstones += 1;
-                }
-                return InsertVerdict::TableFull;
+        let keys = 1 + usize::from(rev.is_some());
+        if !self.has_room(keys) {
+            self.expire(now, RECLAIM_BUDGET, &mut on_expire);
+            if !self.has_room(keys) {
+                return Err(self.refuse(InsertError::TableFull));
             }
         }
         if let Some(l) = &mut self.limiter {
             if !l.take(now) {
-                self.counters.rate_limited += 1;
-                return InsertVerdict::RateLimited;
+                return Err(self.refuse(InsertError::RateLimited));
             }
         }
 
-        let spare_before = self.table.capacity() - self.table.len();
-        let hasher = &self.hasher;
-        self.table
-            .insert_unique(hash, (key, entry), |(k, _)| hasher.hash_one(k));
-        if spare_before == 0 && self.table.capacity() > self.table.len() {
-            self.counters.rehashes += 1;
+        let id = self.alloc();
+        self.slab[id as usize] = Conn {
+            keys: [fwd, rev.unwrap_or(fwd)],
+            last_seen: t,
+            nat,
+            backend,
+            service,
+            meta: state as u8 | if rev.is_some() { META_HAS_REV } else { 0 },
+            flags: 0,
+        };
+        self.index.insert(fwd_tag, id << 1);
+        if let Some(tag) = rev_tag {
+            self.index.insert(tag, id << 1 | 1);
         }
-        debug_assert_eq!(self.table.allocation_size(), self.table_bytes);
-        self.sweep.push(hash);
+        self.len += 1;
         self.counters.inserted += 1;
-        InsertVerdict::Inserted
+        Ok(ConnId(id))
     }
 
-    /// Whether one more new key fits without reallocating: below
-    /// `max_entries`, and either hashbrown has spare room or its rehash would
-    /// happen in place (at most half its capacity in use).
-    #[inline]
-    fn has_room(&self) -> bool {
-        let len = self.table.len();
-        len < self.max_entries && (self.table.capacity() > len || len < self.full_capacity / 2)
-    }
-
-    /// End the flow of `key` now; returns its last live entry. The slot is
-    /// reclaimed by the sweep or by a later `insert` of the same key.
-    pub fn remove(&mut self, key: &FlowKey, now: u64) -> Option<Entry> {
-        let hash = self.hasher.hash_one(key);
-        let (_, e) = self.table.find_mut(hash, |(k, _)| k == key)?;
-        if e.is_expired(now, &self.timeouts) {
-            return None;
+    /// Free the expired connection holding `key`, if any; `Exists` if a live
+    /// one holds it.
+    fn make_way(
+        &mut self,
+        key: &FlowKey,
+        tag: u32,
+        t: u32,
+        on_expire: &mut impl FnMut(ConnId, &Conn),
+    ) -> Result<(), InsertError> {
+        let Some(slot) = self.find_tagged(key, tag) else {
+            return Ok(());
+        };
+        let id = slot >> 1;
+        let c = &self.slab[id as usize];
+        if !c.expired_at(t, &self.ticks) {
+            return Err(self.refuse(InsertError::Exists));
         }
-        let live = *e;
-        e.state = ConnState::Removed;
-        self.counters.removed += 1;
-        Some(live)
+        on_expire(ConnId(id), c);
+        self.release(id);
+        self.counters.expired += 1;
+        Ok(())
     }
 
-    /// Reclaim expired and removed entries, visiting at most `budget` entries
-    /// (each one hash probe, and one removal if it is reclaimed). Returns the
-    /// number reclaimed. Call once per worker loop iteration; see the module
-    /// doc for how long an expired entry can linger.
-    pub fn expire(&mut self, now: u64, budget: usize) -> usize {
-        let mut reclaimed = 0;
-        let hasher = &self.hasher;
-        let timeouts = &self.timeouts;
-        for _ in 0..budget.min(self.sweep.len) {
-            let Some(h) = self.sweep.pop() else { break };
-            // The hash check keeps "one ring slot per entry" exact: an expired
-            // entry of another key in the same probe sequence belongs to its
-            // own ring slot.
-            let found = self.table.find_entry(h, |(k, e)| {
-                e.is_expired(now, timeouts) && hasher.hash_one(k) == h
-            });
-            match found {
-                Ok(occupied) => {
-                    let ((_, e), _) = occupied.remove();
-                    if e.state != ConnState::Removed {
-                        self.counters.expired += 1;
-                    }
-                    reclaimed += 1;
-                }
-                Err(_) => self.sweep.push(h),
+    #[inline]
+    fn refuse(&mut self, e: InsertError) -> InsertError {
+        let c = &mut self.counters;
+        match e {
+            InsertError::TableFull => c.table_full += 1,
+            InsertError::RateLimited => c.rate_limited += 1,
+            InsertError::Exists => c.exists += 1,
+        }
+        e
+    }
+
+    /// A free slot, and index room for `keys` more keys. The index check only
+    /// matters if the index holds keys the slab does not know (a whole `Conn`
+    /// overwritten by the caller); it keeps every probe sequence finite.
+    #[inline]
+    fn has_room(&self, keys: usize) -> bool {
+        (self.free_head != NIL || (self.high_water as usize) < self.slab.len())
+            && self.index.len + keys <= self.index.max_len()
+    }
+
+    /// Take a free slot; `has_room` must have said yes.
+    #[inline]
+    fn alloc(&mut self) -> u32 {
+        if self.free_head != NIL {
+            let id = self.free_head;
+            self.free_head = self.slab[id as usize].last_seen;
+            id
+        } else {
+            let id = self.high_water;
+            self.high_water += 1;
+            id
+        }
+    }
+
+    /// Remove `id`'s keys from the index and put its slot on the free list.
+    fn release(&mut self, id: u32) {
+        let c = &self.slab[id as usize];
+        debug_assert!(c.is_live());
+        let found = self.index.remove(self.hasher.tag(&c.keys[0]), id << 1);
+        debug_assert!(found, "fwd key of {id} not indexed");
+        if c.has_rev() {
+            let found = self.index.remove(self.hasher.tag(&c.keys[1]), id << 1 | 1);
+            debug_assert!(found, "rev key of {id} not indexed");
+        }
+        let c = &mut self.slab[id as usize];
+        c.meta = META_FREE;
+        c.last_seen = self.free_head;
+        self.free_head = id;
+        self.len -= 1;
+    }
+
+    /// Free expired connections, examining at most `budget` slots (and never
+    /// one slot twice in a call). `on_expire` sees each one just before it is
+    /// freed; release its NAT resources there. Returns how many were freed.
+    /// Call once per worker loop iteration; see the module doc for how long an
+    /// expired connection can linger.
+    pub fn expire(
+        &mut self,
+        now: u64,
+        budget: usize,
+        mut on_expire: impl FnMut(ConnId, &Conn),
+    ) -> usize {
+        let high = self.high_water;
+        if high == 0 {
+            return 0;
+        }
+        let t = tick(now);
+        let mut freed = 0;
+        for _ in 0..budget.min(high as usize) {
+            let id = self.cursor;
+            self.cursor = if id + 1 == high { 0 } else { id + 1 };
+            let c = &self.slab[id as usize];
+            if c.is_live() && c.expired_at(t, &self.ticks) {
+                on_expire(ConnId(id), c);
+                self.release(id);
+                freed += 1;
             }
         }
-        reclaimed
+        self.counters.expired += freed as u64;
+        freed
     }
 
-    /// Drop every entry (for example when the worker's configuration
-    /// generation changes wholesale). Keeps the allocation.
-    pub fn clear(&mut self) {
-        self.table.clear();
-        self.sweep.clear();
+    /// End a connection now, whatever its state; returns it so that the
+    /// caller releases its NAT resources.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not a live connection (it was already freed).
+    pub fn remove(&mut self, id: ConnId) -> Conn {
+        let c = self.slab[id.index()];
+        assert!(c.is_live(), "conntrack: remove of free {id:?}");
+        self.release(id.0);
+        self.counters.removed += 1;
+        c
     }
 
-    /// Entries held, including expired and removed ones the sweep has not
-    /// reclaimed yet.
+    /// The connection `id` (a `ConnId` from a hit or an insert; reading a
+    /// freed one gives a free slot's placeholder, checked in debug builds).
+    #[inline]
+    pub fn conn(&self, id: ConnId) -> &Conn {
+        let c = &self.slab[id.index()];
+        debug_assert!(c.is_live(), "conntrack: stale {id:?}");
+        c
+    }
+
+    /// The connection `id`, to change its state or the caller's fields.
+    ///
+    /// # Panics
+    ///
+    /// If `id` is not live: writing to a free slot would corrupt the free list.
+    #[inline]
+    pub fn conn_mut(&mut self, id: ConnId) -> &mut Conn {
+        let c = &mut self.slab[id.index()];
+        assert!(c.is_live(), "conntrack: stale {id:?}");
+        c
+    }
+
+    /// Every live connection (including expired ones not yet freed), in slot
+    /// order. O(high-water mark): for admin and draining, not per packet.
+    pub fn iter(&self) -> impl Iterator<Item = (ConnId, &Conn)> + '_ {
+        self.slab[..self.high_water as usize]
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_live())
+            .map(|(i, c)| (ConnId(i as u32), c))
+    }
+
+    /// Free every connection (for example when the worker's configuration
+    /// generation changes wholesale), calling `on_remove` for each. Counted as
+    /// removed. O(capacity); keeps the allocation.
+    pub fn clear(&mut self, mut on_remove: impl FnMut(ConnId, &Conn)) -> usize {
+        let high = self.high_water as usize;
+        let mut n = 0;
+        for (i, c) in self.slab[..high].iter_mut().enumerate() {
+            if c.is_live() {
+                on_remove(ConnId(i as u32), c);
+                n += 1;
+            }
+            *c = Conn::FREE;
+        }
+        self.index.clear();
+        self.free_head = NIL;
+        self.high_water = 0;
+        self.cursor = 0;
+        self.len = 0;
+        self.counters.removed += n as u64;
+        n
+    }
+
+    /// Connections held, including expired ones not yet freed.
     #[inline]
     pub fn len(&self) -> usize {
-        self.table.len()
+        self.len as usize
     }
 
     #[inline]
     pub fn is_empty(&self) -> bool {
-        self.table.is_empty()
+        self.len == 0
     }
 
-    /// `max_entries` from the configuration.
+    /// `max_flows` from the configuration.
     #[inline]
     pub fn capacity(&self) -> usize {
-        self.max_entries
+        self.slab.len()
     }
 
-    /// Bytes allocated by this table (hash table plus sweep ring); fixed at
-    /// construction.
+    /// Bytes of the slab and the index; fixed at construction and equal to
+    /// [`allocation_for_flows`]`(capacity())`.
     pub fn allocation_bytes(&self) -> usize {
-        self.table_bytes + self.sweep.slots.len() * size_of::<u64>()
+        core::mem::size_of_val(&*self.slab) + core::mem::size_of_val(&*self.index.buckets)
     }
 
     #[inline]
@@ -667,60 +1260,56 @@ impl Conntrack {
     }
 }
 
-/// Size of one hash-table element.
-const ELEMENT_BYTES: usize = size_of::<(FlowKey, Entry)>();
-/// hashbrown's SIMD group width on x86-64 (SSE2); 8 on targets without it,
-/// so this errs high there.
-const GROUP_WIDTH: usize = 16;
-
-/// Approximate memory per tracked flow, at best: (element + 1 control byte)
-/// at hashbrown's 7/8 load factor, times the 2× headroom, plus the
-/// sweep-ring slot; rounded up. hashbrown's bucket count is a power of two,
-/// so a table whose `max_entries` is not just below one pays up to twice
-/// this; [`entries_for_bytes`] accounts for that exactly.
-pub const fn bytes_per_entry() -> usize {
-    ((ELEMENT_BYTES + 1) * 8 * HEADROOM).div_ceil(7) + size_of::<u64>()
-}
-
-/// hashbrown's bucket count for a requested capacity (`capacity_to_buckets`
-/// in hashbrown 0.15's `raw/mod.rs`, for elements of at least 4 bytes).
-fn buckets_for(max_entries: usize) -> usize {
-    match max_entries {
-        0 => 0,
-        1..=3 => 4,
-        4..=7 => 8,
-        8..=14 => 16,
-        n => (n.saturating_mul(8) / 7).next_power_of_two(),
+#[inline]
+const fn direction_of(slot: u32) -> Direction {
+    if slot & 1 == 0 {
+        Direction::Original
+    } else {
+        Direction::Reply
     }
 }
 
-/// Bytes [`Conntrack::new`] allocates for `max_entries` (exact on x86-64).
-pub fn allocation_for_entries(max_entries: usize) -> usize {
-    let buckets = buckets_for(max_entries.saturating_mul(HEADROOM));
-    let table = if buckets == 0 {
-        0
+/// Index buckets for `max_flows`: `next_pow2(4 × max_flows)`, at least 8.
+pub const fn index_buckets(max_flows: usize) -> usize {
+    let b = (max_flows * BUCKETS_PER_FLOW).next_power_of_two();
+    if b < MIN_BUCKETS {
+        MIN_BUCKETS
     } else {
-        (buckets * ELEMENT_BYTES).next_multiple_of(GROUP_WIDTH) + buckets + GROUP_WIDTH
-    };
-    table + max_entries * size_of::<u64>()
+        b
+    }
 }
 
-/// The largest `max_entries` whose table fits in `bytes` (for example, how
-/// many flows a core can track in 1 GiB). hashbrown sizes its buckets in
-/// powers of two, so this is half the 7/8 capacity of the largest bucket
-/// count that fits.
-pub fn entries_for_bytes(bytes: usize) -> usize {
+/// Bytes [`Conntrack::new`] allocates for `max_flows` (exact; the struct
+/// itself is a few hundred bytes more).
+pub const fn allocation_for_flows(max_flows: usize) -> usize {
+    max_flows * size_of::<Conn>() + index_buckets(max_flows) * size_of::<Bucket>()
+}
+
+/// Memory per flow when the index is exactly `4 × max_flows` buckets: a slab
+/// entry and four buckets, 128 bytes. Other sizes round the index up to the
+/// next power of two (up to 64 bytes per flow for it instead of 32);
+/// [`flows_for_bytes`] accounts for that exactly.
+pub const fn bytes_per_flow() -> usize {
+    size_of::<Conn>() + BUCKETS_PER_FLOW * size_of::<Bucket>()
+}
+
+/// The largest `max_flows` whose table fits in `bytes`: for each power-of-two
+/// index size, as many flows as both the index (at most a quarter of its
+/// buckets) and the remaining bytes allow. 8 388 608 for 1 GiB.
+pub fn flows_for_bytes(bytes: usize) -> usize {
     let mut best = 0;
-    let mut buckets = 16usize;
-    loop {
-        let entries = buckets / 8 * 7 / HEADROOM;
-        if allocation_for_entries(entries) > bytes {
+    let mut buckets = MIN_BUCKETS;
+    while let Some(index_bytes) = buckets.checked_mul(size_of::<Bucket>()) {
+        if index_bytes > bytes {
             break;
         }
-        best = entries;
+        let flows = (buckets / BUCKETS_PER_FLOW)
+            .min((bytes - index_bytes) / size_of::<Conn>())
+            .min(MAX_FLOWS);
+        best = best.max(flows);
         match buckets.checked_mul(2) {
-            Some(b) => buckets = b,
-            None => break,
+            Some(b) if b <= index_buckets(MAX_FLOWS) => buckets = b,
+            _ => break,
         }
     }
     best
@@ -729,10 +1318,15 @@ pub fn entries_for_bytes(bytes: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::HashMap;
     use std::net::Ipv4Addr;
 
     const S: u64 = NANOS_PER_SEC;
+    const TICK: u64 = TICK_NANOS;
+    const O: Direction = Direction::Original;
+    const R: Direction = Direction::Reply;
 
+    /// Client `n` to the VIP.
     fn key(n: u32) -> FlowKey {
         FlowKey::v4(
             Ipv4Addr::from(0x0a00_0000 | (n >> 16)),
@@ -743,57 +1337,138 @@ mod tests {
         )
     }
 
-    fn config(max_entries: usize) -> ConntrackConfig {
+    /// Reply of a backend to SNAT port `n`.
+    fn rkey(n: u32) -> FlowKey {
+        FlowKey::v4(
+            Ipv4Addr::new(10, 1, 0, (n >> 16) as u8),
+            Ipv4Addr::new(198, 51, 100, 1),
+            8080,
+            n as u16,
+            proto::TCP,
+        )
+    }
+
+    fn config(max_flows: usize) -> ConntrackConfig {
         ConntrackConfig {
-            max_entries,
+            max_flows,
             timeouts: Timeouts::default(),
             new_flow_rate: None,
         }
     }
 
-    fn tcp_entry(backend: u32) -> Entry {
-        Entry::new(ConnState::SynSent, backend, 1, 0)
+    fn table(max_flows: usize) -> Conntrack {
+        Conntrack::new(&config(max_flows))
+    }
+
+    /// The arguments of [`Conntrack::insert`], so that tests can name them.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    struct NewConn {
+        fwd: FlowKey,
+        rev: Option<FlowKey>,
+        backend: u32,
+        service: u16,
+        state: ConnState,
+        nat: u64,
+    }
+
+    impl Conntrack {
+        fn add(
+            &mut self,
+            c: NewConn,
+            now: u64,
+            on_expire: impl FnMut(ConnId, &Conn),
+        ) -> Result<ConnId, InsertError> {
+            self.insert(
+                c.fwd, c.rev, c.backend, c.service, c.state, c.nat, now, on_expire,
+            )
+        }
+    }
+
+    /// A full-NAT TCP connection for client `n` through SNAT port `n`.
+    fn nat(n: u32) -> NewConn {
+        NewConn {
+            fwd: key(n),
+            rev: Some(rkey(n)),
+            backend: n,
+            service: 1,
+            state: ConnState::SynSent,
+            nat: u64::from(n),
+        }
+    }
+
+    fn dsr(n: u32) -> NewConn {
+        NewConn {
+            rev: None,
+            ..nat(n)
+        }
+    }
+
+    fn with_state(mut c: NewConn, state: ConnState) -> NewConn {
+        c.state = state;
+        c
+    }
+
+    /// An `on_expire` for tests that expect none.
+    fn none(id: ConnId, c: &Conn) {
+        panic!("unexpected expiry of {id:?} {c:?}");
+    }
+
+    fn hit(l: Lookup) -> (ConnId, Direction) {
+        match l {
+            Lookup::Hit(id, dir) => (id, dir),
+            other => panic!("expected a hit, got {other:?}"),
+        }
+    }
+
+    /// Deterministic xorshift for randomized tests.
+    fn rng(state: &mut u64) -> u64 {
+        *state ^= *state << 13;
+        *state ^= *state >> 7;
+        *state ^= *state << 17;
+        *state
     }
 
     #[test]
     fn sizes() {
         assert_eq!(size_of::<FlowKey>(), 38);
-        assert_eq!(size_of::<Entry>(), 24);
-        assert_eq!(size_of::<(FlowKey, Entry)>(), 64);
-        assert_eq!(bytes_per_entry(), 157);
+        assert_eq!(size_of::<Conn>(), 96);
+        assert_eq!(core::mem::align_of::<Conn>(), 32);
+        assert_eq!(size_of::<Bucket>(), 8);
+        assert_eq!(bytes_per_flow(), 128);
+        assert_eq!(index_buckets(0), 8);
+        assert_eq!(index_buckets(2), 8);
+        assert_eq!(index_buckets(3), 16);
+        assert_eq!(index_buckets(1024), 4096);
+        assert_eq!(index_buckets(1025), 8192);
     }
 
     #[test]
-    fn allocation_prediction_matches_hashbrown() {
-        for n in [
-            1, 3, 4, 7, 8, 14, 15, 100, 896, 897, 1000, 1792, 1793, 65_536,
-        ] {
-            let t = Conntrack::new(&config(n));
-            assert_eq!(
-                t.allocation_bytes(),
-                allocation_for_entries(n),
-                "max_entries {n}"
+    fn allocation_prediction_is_exact() {
+        for n in [0, 1, 2, 3, 100, 1024, 1025, 65_536] {
+            let t = table(n);
+            assert_eq!(t.allocation_bytes(), allocation_for_flows(n), "{n}");
+            assert_eq!(t.capacity(), n);
+        }
+        assert_eq!(allocation_for_flows(1024), 1024 * 128);
+        assert_eq!(allocation_for_flows(1025), 1025 * 96 + 8192 * 8);
+    }
+
+    #[test]
+    fn flows_for_bytes_fits_and_is_maximal() {
+        for budget in [0, 63, 64, 100, 10_000, 1 << 20, 3 << 20, 1_000_000_007] {
+            let n = flows_for_bytes(budget);
+            assert!(allocation_for_flows(n) <= budget || n == 0, "{budget}: {n}");
+            assert!(
+                allocation_for_flows(n + 1) > budget,
+                "{budget}: {n} + 1 fits"
             );
         }
-        assert_eq!(allocation_for_entries(0), 0);
-    }
-
-    #[test]
-    fn entries_for_bytes_fits() {
-        for budget in [0, 100, 10_000, 1 << 20, 3 << 20] {
-            let n = entries_for_bytes(budget);
-            assert!(allocation_for_entries(n) <= budget, "{budget}: {n}");
-            if n > 0 {
-                let t = Conntrack::new(&config(n));
-                assert!(t.allocation_bytes() <= budget);
-            }
-            // One more entry needs the next power of two of buckets.
-            assert!(allocation_for_entries(n + 1) > budget || n == 0);
-        }
-        // The number quoted in docs: flows per core in 1 GiB.
-        assert_eq!(entries_for_bytes(1 << 30), 3_670_016);
-        assert_eq!(allocation_for_entries(3_670_016), 574_619_664);
-        assert_eq!(entries_for_bytes(1_200_000_000), 7_340_032);
+        // The numbers quoted in the docs: flows per core in 1 GiB, exactly
+        // 128 bytes each.
+        assert_eq!(flows_for_bytes(1 << 30), 8_388_608);
+        assert_eq!(allocation_for_flows(8_388_608), 1 << 30);
+        assert!(flows_for_bytes(1 << 30) >= 6_000_000);
+        assert_eq!(flows_for_bytes(usize::MAX), MAX_FLOWS);
     }
 
     /// One step of a state-machine table: flags of the packet, its direction,
@@ -803,7 +1478,6 @@ mod tests {
     #[test]
     fn tcp_state_transitions() {
         use ConnState::*;
-        use Direction::{Original as O, Reply as R};
         const SYN: TcpFlags = TcpFlags::SYN;
         const ACK: TcpFlags = TcpFlags::ACK;
         const FIN: TcpFlags = TcpFlags::FIN;
@@ -930,18 +1604,34 @@ mod tests {
         ];
         let t = Timeouts::default();
         for (desc, steps, timeout_s) in cases {
-            let mut e = Entry::new(initial_state(proto::TCP, steps[0].0), 0, 0, 0);
-            assert_eq!(e.state(), steps[0].2, "{desc}: initial");
+            // Through the table, as the worker does it.
+            let mut ct = table(4);
+            let first = initial_state(proto::TCP, steps[0].0);
+            assert_eq!(first, steps[0].2, "{desc}: initial");
+            let id = ct.add(with_state(nat(1), first), 0, none).unwrap();
             for (i, &(flags, dir, want)) in steps.iter().enumerate().skip(1) {
-                e.observe_tcp(flags, dir, i as u64);
-                assert_eq!(e.state(), want, "{desc}: step {i} ({flags:?} {dir:?})");
+                let now = i as u64 * S;
+                let k = if dir == O { key(1) } else { rkey(1) };
+                assert_eq!(hit(ct.lookup(&k, now)), (id, dir), "{desc}: step {i}");
+                observe_tcp(ct.conn_mut(id), flags, dir, now);
+                assert_eq!(
+                    ct.conn(id).state(),
+                    want,
+                    "{desc}: step {i} ({flags:?} {dir:?})"
+                );
             }
-            assert_eq!(t.for_state(e.state()), timeout_s * S, "{desc}: timeout");
+            assert_eq!(
+                t.for_state(ct.conn(id).state()),
+                timeout_s * S,
+                "{desc}: timeout"
+            );
         }
         // UDP never changes state.
-        let mut u = Entry::new(initial_state(proto::UDP, TcpFlags::NONE), 0, 0, 0);
-        u.observe_tcp(TcpFlags::RST, Direction::Original, 1);
-        assert_eq!(u.state(), Udp);
+        let mut ct = table(1);
+        let udp = initial_state(proto::UDP, TcpFlags::NONE);
+        let id = ct.add(with_state(dsr(1), udp), 0, none).unwrap();
+        ct.conn_mut(id).observe_tcp(TcpFlags::RST, O, 1);
+        assert_eq!(ct.conn(id).state(), ConnState::Udp);
         assert_eq!(initial_state(proto::TCP, ACK), Established);
     }
 
@@ -971,202 +1661,320 @@ mod tests {
         }
     }
 
-    #[test]
-    fn insert_lookup_refreshes_and_observes() {
-        let mut ct = Conntrack::new(&config(16));
-        let k = key(1);
-        assert!(ct.lookup(&k, 0).is_none());
-        assert_eq!(
-            ct.insert(k, Entry::new(ConnState::SynSent, 7, 3, 0xabcd), 10),
-            InsertVerdict::Inserted
-        );
-        let e = ct.lookup(&k, 20).expect("present");
-        assert_eq!(
-            (e.backend, e.service, e.payload, e.last_seen()),
-            (7, 3, 0xabcd, 20)
-        );
-        e.observe_tcp(TcpFlags::ACK, Direction::Original, 20);
-        e.flags = 0x5;
-        assert_eq!(
-            ct.get(&k, 21).map(|e| (e.state(), e.flags)),
-            Some((ConnState::Established, 0x5))
-        );
-        assert!(ct.lookup(&k.reversed(), 21).is_none());
-        assert_eq!(ct.len(), 1);
-    }
+    type Found = Option<(ConnId, Direction)>;
 
     #[test]
-    fn expiry_honours_per_state_timeouts() {
-        let t = Timeouts::default();
-        let mut ct = Conntrack::new(&config(64));
-        let states = [
-            ConnState::SynSent,
-            ConnState::Established,
-            ConnState::Closing,
-            ConnState::Closed,
-            ConnState::Udp,
+    fn both_keys_find_one_connection() {
+        let mut ct = table(16);
+        let a = ct.add(nat(1), 10, none).unwrap();
+        let b = ct.add(dsr(2), 10, none).unwrap();
+        assert_ne!(a, b);
+        // (description, key, expected)
+        let cases: &[(&str, FlowKey, Found)] = &[
+            ("NAT fwd", key(1), Some((a, O))),
+            ("NAT rev", rkey(1), Some((a, R))),
+            ("DSR fwd", key(2), Some((b, O))),
+            ("DSR has no reply key", rkey(2), None),
+            ("fwd reversed is not the reply key", key(1).reversed(), None),
+            ("unknown client", key(3), None),
         ];
-        let t0 = 1_000 * S;
-        for (i, &s) in states.iter().enumerate() {
-            assert_eq!(
-                ct.insert(key(i as u32), Entry::new(s, 0, 0, 0), t0),
-                InsertVerdict::Inserted
-            );
+        for &(desc, k, want) in cases {
+            assert_eq!(ct.get(&k, 20), want, "{desc}: get");
+            let got = match ct.lookup(&k, 20) {
+                Lookup::Hit(id, dir) => Some((id, dir)),
+                Lookup::Miss => None,
+                e @ Lookup::Expired(..) => panic!("{desc}: {e:?}"),
+            };
+            assert_eq!(got, want, "{desc}: lookup");
         }
-        for (i, &s) in states.iter().enumerate() {
-            let timeout = t.for_state(s);
-            assert!(
-                ct.get(&key(i as u32), t0 + timeout - 1).is_some(),
-                "{s:?} alive just before"
-            );
-            assert!(
-                ct.get(&key(i as u32), t0 + timeout).is_none(),
-                "{s:?} gone at deadline"
-            );
-            assert_eq!(
-                ct.get(&key(i as u32), t0).unwrap().deadline(&t),
-                t0 + timeout
-            );
-        }
-        // The sweep reclaims exactly the ones past their deadline.
-        assert_eq!(ct.expire(t0 + 60 * S, 100), 2); // Closed (10 s), SynSent (30 s)
-        assert_eq!(ct.len(), 3);
-        assert_eq!(ct.expire(t0 + 120 * S, 100), 2); // Closing, Udp
-        assert_eq!(ct.expire(t0 + 3599 * S, 100), 0);
-        assert_eq!(ct.expire(t0 + 3600 * S, 100), 1);
-        assert!(ct.is_empty());
-        assert_eq!(ct.counters().expired, 5);
+        let c = ct.conn(a);
+        assert_eq!(
+            (c.fwd(), c.rev(), c.backend, c.service, c.nat, c.state()),
+            (&key(1), Some(&rkey(1)), 1, 1, 1, ConnState::SynSent)
+        );
+        assert_eq!(c.key(R), Some(&rkey(1)));
+        assert_eq!(ct.conn(b).rev(), None);
+        assert_eq!(ct.conn(b).key(R), None);
+        assert_eq!(ct.len(), 2);
+        assert_eq!(ct.index.len, 3);
     }
 
     #[test]
-    fn lookup_of_expired_entry_misses_and_does_not_revive() {
-        let mut ct = Conntrack::new(&config(16));
-        ct.insert(key(1), tcp_entry(1), 0);
-        assert!(ct.lookup(&key(1), 30 * S).is_none());
-        assert_eq!(ct.len(), 1, "still held until swept");
-        assert!(
-            ct.lookup(&key(1), 31 * S).is_none(),
-            "a miss does not refresh"
-        );
-        // A new SYN reuses the slot, counting the old flow as expired.
+    fn lookup_refreshes_get_does_not() {
+        let mut ct = table(4);
+        let id = ct.add(nat(1), 0, none).unwrap();
+        assert!(ct.get(&key(1), 25 * S).is_some());
+        // get did not refresh: still expires 30 s after the insert...
+        assert!(ct.get(&key(1), 31 * S).is_none());
+        // ...but a lookup (either direction) does.
+        hit(ct.lookup(&rkey(1), 25 * S));
+        let idle = ct.conn(id).idle(26 * S);
+        assert!((S - TICK..=S + TICK).contains(&idle), "{idle}");
+        assert!(ct.get(&key(1), 50 * S).is_some());
+        // A packet stamped before last_seen (another burst's clock) neither
+        // rewinds last_seen nor counts as idle time.
+        hit(ct.lookup(&key(1), 20 * S));
+        assert_eq!(ct.conn(id).idle(20 * S), 0);
+        assert!(ct.get(&key(1), 55 * S).is_some());
+        ct.conn_mut(id).flags = 0x5;
+        ct.conn_mut(id).nat = 0xabcd;
+        let c = ct.conn(id);
+        assert_eq!((c.flags, c.nat), (0x5, 0xabcd));
+    }
+
+    #[test]
+    fn remove_removes_both_keys() {
+        let mut ct = table(4);
+        let a = ct.add(nat(1), 0, none).unwrap();
+        let b = ct.add(nat(2), 0, none).unwrap();
+        let old = ct.remove(a);
         assert_eq!(
-            ct.insert(key(1), tcp_entry(2), 31 * S),
-            InsertVerdict::Inserted
+            (old.fwd(), old.rev(), old.backend),
+            (&key(1), Some(&rkey(1)), 1)
         );
-        assert_eq!(ct.lookup(&key(1), 32 * S).map(|e| e.backend), Some(2));
-        assert_eq!(ct.len(), 1);
+        for k in [key(1), rkey(1)] {
+            assert_eq!(ct.lookup(&k, 1), Lookup::Miss, "{k}");
+        }
+        assert_eq!(hit(ct.lookup(&rkey(2), 1)), (b, R));
+        assert_eq!((ct.len(), ct.index.len), (1, 2));
+        assert_eq!(ct.counters().removed, 1);
+        // The slot is reused, and the old keys can be inserted again.
+        let c = ct.add(nat(1), 2, none).unwrap();
+        assert_eq!(c, a);
+        assert_eq!(hit(ct.lookup(&rkey(1), 2)), (c, R));
+        assert_eq!(ct.iter().map(|(id, _)| id).collect::<Vec<_>>(), [a, b]);
+    }
+
+    #[test]
+    #[should_panic(expected = "remove of free")]
+    fn double_remove_panics() {
+        let mut ct = table(4);
+        let a = ct.add(nat(1), 0, none).unwrap();
+        ct.remove(a);
+        ct.remove(a);
+    }
+
+    #[test]
+    #[should_panic(expected = "stale")]
+    fn conn_mut_of_freed_connection_panics() {
+        let mut ct = table(4);
+        let a = ct.add(nat(1), 0, none).unwrap();
+        ct.remove(a);
+        ct.conn_mut(a).observe_tcp(TcpFlags::ACK, O, 1);
+    }
+
+    #[test]
+    fn insert_refuses_existing_keys() {
+        let mut ct = table(8);
+        ct.add(nat(1), 0, none).unwrap();
+        let cases: &[(&str, NewConn)] = &[
+            ("same fwd", nat(1)),
+            ("same fwd, DSR", dsr(1)),
+            (
+                "new fwd, rev held as a reply key",
+                NewConn {
+                    fwd: key(2),
+                    ..nat(1)
+                },
+            ),
+            (
+                "new fwd, rev held as a client key",
+                NewConn {
+                    rev: Some(key(1)),
+                    ..nat(2)
+                },
+            ),
+            (
+                "fwd held as a reply key",
+                NewConn {
+                    fwd: rkey(1),
+                    ..nat(2)
+                },
+            ),
+            (
+                "rev equal to fwd",
+                NewConn {
+                    rev: Some(key(3)),
+                    ..nat(3)
+                },
+            ),
+        ];
+        for (i, (desc, c)) in cases.iter().enumerate() {
+            assert_eq!(ct.add(*c, 1, none), Err(InsertError::Exists), "{desc}");
+            assert_eq!(ct.counters().exists, i as u64 + 1);
+        }
+        assert_eq!((ct.len(), ct.index.len), (1, 2));
+        ct.index.check();
+    }
+
+    #[test]
+    fn insert_replaces_an_expired_holder_of_its_keys() {
+        let mut ct = table(8);
+        let old = ct.add(nat(1), 0, none).unwrap();
+        let other = ct.add(nat(5), 0, none).unwrap();
+        // 40 s later conn 1 (SynSent, 30 s) has expired but is not swept. A
+        // new connection reusing SNAT port 1 frees it through on_expire.
+        let mut seen = vec![];
+        let new = NewConn {
+            fwd: key(9),
+            ..nat(1)
+        };
+        let id = ct
+            .add(new, 40 * S, |id, c: &Conn| seen.push((id, c.nat)))
+            .unwrap();
+        assert_eq!(seen, [(old, 1)]);
+        assert_eq!(ct.get(&key(1), 40 * S), None);
+        assert_eq!(ct.get(&rkey(1), 40 * S), Some((id, R)));
         assert_eq!(ct.counters().expired, 1);
-        assert_eq!(ct.counters().replaced, 0);
-        assert_eq!(ct.expire(32 * S, 10), 0);
+        // The other expired one is untouched until the sweep.
+        assert!(ct.conn(other).is_live());
+        assert_eq!(ct.len(), 2);
     }
 
     #[test]
-    fn refreshed_entries_survive_the_sweep() {
-        let mut ct = Conntrack::new(&config(16));
-        ct.insert(key(1), tcp_entry(1), 0);
-        ct.insert(key(2), tcp_entry(2), 0);
-        ct.lookup(&key(2), 20 * S).unwrap();
-        assert_eq!(ct.expire(40 * S, 10), 1);
-        assert!(ct.get(&key(2), 40 * S).is_some());
-        assert_eq!(ct.expire(50 * S, 10), 1);
-        assert!(ct.is_empty());
-    }
-
-    #[test]
-    fn expire_is_bounded_by_budget() {
-        let mut ct = Conntrack::new(&config(1000));
-        for i in 0..1000 {
-            ct.insert(key(i), Entry::new(ConnState::Udp, 0, 0, 0), 0);
-        }
-        // Half of them stay alive.
-        for i in (0..1000).step_by(2) {
-            ct.lookup(&key(i), 100 * S).unwrap();
-        }
-        let now = 150 * S;
-        let mut calls = 0;
-        let mut reclaimed = 0;
-        while reclaimed < 500 {
-            let n = ct.expire(now, 7);
-            assert!(n <= 7);
-            reclaimed += n;
-            calls += 1;
-            assert!(calls <= 1000 / 7 + 1, "one pass over the ring suffices");
-        }
-        assert_eq!(ct.len(), 500);
-        assert_eq!(ct.expire(now, 1000), 0);
-        assert_eq!(ct.expire(now, 0), 0);
-        assert_eq!(ct.len(), 500);
-    }
-
-    #[test]
-    fn full_table_refuses_new_flows_and_keeps_old_ones() {
-        let mut ct = Conntrack::new(&config(8));
+    fn full_table_refuses_and_keeps_existing_flows() {
+        let mut ct = table(8);
         for i in 0..8 {
-            assert_eq!(ct.insert(key(i), tcp_entry(i), 0), InsertVerdict::Inserted);
+            ct.add(nat(i), 0, none).unwrap();
         }
-        assert_eq!(
-            ct.insert(key(100), tcp_entry(100), 1),
-            InsertVerdict::TableFull
-        );
-        assert_eq!(
-            ct.insert(key(101), tcp_entry(101), 1),
-            InsertVerdict::TableFull
-        );
+        for n in [100, 101] {
+            assert_eq!(ct.add(nat(n), S, none), Err(InsertError::TableFull));
+        }
         assert_eq!(ct.counters().table_full, 2);
-        assert_eq!(ct.counters().table_full_tombstones, 0);
         for i in 0..8 {
-            assert_eq!(ct.lookup(&key(i), 2).map(|e| e.backend), Some(i));
+            let (id, dir) = hit(ct.lookup(&rkey(i), 2 * S));
+            assert_eq!((ct.conn(id).backend, dir), (i, R));
         }
-        assert!(ct.lookup(&key(100), 2).is_none());
-        // Replacing an existing key needs no room.
-        assert_eq!(ct.insert(key(3), tcp_entry(33), 3), InsertVerdict::Inserted);
-        assert_eq!(ct.counters().replaced, 1);
-        // Once entries expire, insert reclaims them itself.
-        assert_eq!(
-            ct.insert(key(100), tcp_entry(100), 40 * S),
-            InsertVerdict::Inserted
-        );
-        assert_eq!(ct.len(), 1);
+        assert_eq!(ct.lookup(&key(100), 2 * S), Lookup::Miss);
+        // Once connections expire, insert reclaims them itself.
+        hit(ct.lookup(&key(3), 20 * S));
+        let mut freed = vec![];
+        let id = ct
+            .add(nat(100), 40 * S, |_, c: &Conn| freed.push(c.backend))
+            .unwrap();
+        freed.sort_unstable();
+        assert_eq!(freed, [0, 1, 2, 4, 5, 6, 7]);
+        assert_eq!(ct.len(), 2);
+        assert_eq!(ct.get(&rkey(100), 40 * S), Some((id, R)));
+        assert_eq!(ct.get(&key(3), 40 * S).map(|(_, d)| d), Some(O));
     }
 
     #[test]
     fn zero_capacity_is_always_full() {
-        let mut ct = Conntrack::new(&config(0));
-        assert_eq!(ct.insert(key(1), tcp_entry(1), 0), InsertVerdict::TableFull);
-        assert_eq!(ct.expire(0, 10), 0);
-        assert_eq!(ct.allocation_bytes(), 0);
+        let mut ct = table(0);
+        assert_eq!(ct.add(nat(1), 0, none), Err(InsertError::TableFull));
+        assert_eq!(ct.add(dsr(1), 0, none), Err(InsertError::TableFull));
+        assert_eq!(ct.expire(0, 10, none), 0);
+        assert_eq!(ct.lookup(&key(1), 0), Lookup::Miss);
+        assert_eq!(ct.allocation_bytes(), 8 * 8);
     }
 
     #[test]
-    fn remove_is_immediate_for_lookups_and_reclaimed_by_the_sweep() {
-        let mut ct = Conntrack::new(&config(4));
-        ct.insert(key(1), tcp_entry(1), 0);
-        ct.insert(key(2), tcp_entry(2), 0);
-        assert_eq!(ct.remove(&key(1), 1).map(|e| e.backend), Some(1));
-        assert!(ct.lookup(&key(1), 1).is_none());
-        assert!(ct.remove(&key(1), 1).is_none());
-        assert!(ct.remove(&key(9), 1).is_none());
-        assert_eq!(ct.len(), 2);
-        assert_eq!(ct.expire(1, 10), 1);
-        assert_eq!(ct.len(), 1);
-        let c = ct.counters();
-        assert_eq!((c.removed, c.expired), (1, 0));
-        // Remove then re-insert before the sweep: the slot is reused.
-        ct.remove(&key(2), 2);
-        assert_eq!(ct.insert(key(2), tcp_entry(22), 2), InsertVerdict::Inserted);
-        assert_eq!(ct.lookup(&key(2), 3).map(|e| e.backend), Some(22));
-        assert_eq!(ct.expire(4, 10), 0);
-        assert_eq!(ct.len(), 1);
-        ct.clear();
+    fn expiry_honours_per_state_timeouts() {
+        use ConnState::*;
+        let t = Timeouts::default();
+        let t0 = 1_000 * S;
+        // (state, sweep at which it goes: seconds after t0)
+        let cases: &[(ConnState, u64)] = &[
+            (SynSent, 60),
+            (Established, 3601),
+            (Closing, 121),
+            (Closed, 11),
+            (Udp, 121),
+        ];
+        let mut ct = table(64);
+        let mut ids = vec![];
+        for (i, &(s, _)) in cases.iter().enumerate() {
+            ids.push(ct.add(with_state(nat(i as u32), s), t0, none).unwrap());
+        }
+        for (i, &(s, _)) in cases.iter().enumerate() {
+            let timeout = t.for_state(s);
+            for k in [key(i as u32), rkey(i as u32)] {
+                assert!(ct.get(&k, t0 + timeout).is_some(), "{s:?} alive at T");
+                assert!(ct.get(&k, t0 + timeout + 2 * TICK).is_none(), "{s:?} gone");
+            }
+            assert!(!ct.conn(ids[i]).is_expired(t0 + timeout, &t));
+            assert!(ct.conn(ids[i]).is_expired(t0 + timeout + 2 * TICK, &t));
+        }
+        // The sweep frees exactly the ones past their deadline, each once.
+        let mut seen: HashMap<ConnId, u32> = HashMap::new();
+        let mut sweep = |ct: &mut Conntrack, secs: u64| {
+            ct.expire(t0 + secs * S, 100, |id, c: &Conn| {
+                assert!(c.is_expired(t0 + secs * S, &t));
+                *seen.entry(id).or_default() += 1;
+            })
+        };
+        assert_eq!(sweep(&mut ct, 9), 0);
+        assert_eq!(sweep(&mut ct, 11), 1); // Closed
+        assert_eq!(sweep(&mut ct, 60), 1); // SynSent
+        assert_eq!(sweep(&mut ct, 120), 0);
+        assert_eq!(sweep(&mut ct, 121), 2); // Closing, Udp
+        assert_eq!(sweep(&mut ct, 3600), 0);
+        assert_eq!(sweep(&mut ct, 3601), 1);
+        assert_eq!(sweep(&mut ct, 7200), 0);
         assert!(ct.is_empty());
-        assert!(ct.lookup(&key(2), 3).is_none());
-        assert_eq!(ct.insert(key(2), tcp_entry(2), 5), InsertVerdict::Inserted);
+        assert_eq!(ct.index.len, 0);
+        assert_eq!(seen.len(), 5);
+        assert!(seen.values().all(|&n| n == 1), "{seen:?}");
+        assert_eq!(ct.counters().expired, 5);
     }
 
     #[test]
-    fn new_entry_rate_limit() {
+    fn expired_connection_is_a_miss_in_lookup() {
+        let mut ct = table(16);
+        let id = ct.add(nat(1), 0, none).unwrap();
+        let before = *ct.conn(id);
+        // Either key reports the expiry once, with the connection as it was.
+        assert_eq!(ct.lookup(&rkey(1), 31 * S), Lookup::Expired(before));
+        assert_eq!(ct.lookup(&key(1), 31 * S), Lookup::Miss);
+        assert_eq!(ct.lookup(&rkey(1), 31 * S), Lookup::Miss);
+        assert!(ct.is_empty());
+        assert_eq!(ct.counters().expired, 1);
+        // Already freed: the sweep does not report it again.
+        assert_eq!(ct.expire(100 * S, 100, none), 0);
+        // A new SYN creates a fresh connection.
+        let id = ct.add(nat(1), 32 * S, none).unwrap();
+        assert_eq!(hit(ct.lookup(&key(1), 33 * S)), (id, O));
+    }
+
+    #[test]
+    fn expire_is_bounded_by_budget() {
+        let mut ct = table(1000);
+        for i in 0..1000 {
+            ct.add(with_state(nat(i), ConnState::Udp), 0, none).unwrap();
+        }
+        // Half of them stay alive.
+        for i in (0..1000).step_by(2) {
+            hit(ct.lookup(&key(i), 100 * S));
+        }
+        let now = 150 * S;
+        let mut calls = 0;
+        let mut freed = 0;
+        let mut seen = std::collections::HashSet::new();
+        while freed < 500 {
+            let before = ct.cursor;
+            let n = ct.expire(now, 7, |id, _: &Conn| assert!(seen.insert(id)));
+            let examined = (ct.cursor + 1000 - before) % 1000;
+            assert_eq!(examined, 7, "examines exactly the budget");
+            assert!(n <= 7);
+            freed += n;
+            calls += 1;
+            assert!(calls <= 1000 / 7 + 1, "one pass over the slab suffices");
+        }
+        assert_eq!(ct.len(), 500);
+        assert_eq!(ct.expire(now, 1000, none), 0);
+        assert_eq!(ct.expire(now, 0, none), 0);
+        // A budget above the high-water mark examines each slot once.
+        let before = ct.cursor;
+        ct.expire(now, 1500, none);
+        assert_eq!(ct.cursor, before);
+        assert_eq!(ct.len(), 500);
+    }
+
+    #[test]
+    fn new_connection_rate_limit() {
         let mut ct = Conntrack::new(&ConntrackConfig {
-            max_entries: 1000,
+            max_flows: 1000,
             timeouts: Timeouts::default(),
             new_flow_rate: Some(RateLimit {
                 per_sec: 10,
@@ -1177,93 +1985,359 @@ mod tests {
         let mut n = 0u32;
         let mut try_insert = |ct: &mut Conntrack, now| {
             n += 1;
-            ct.insert(key(n), tcp_entry(0), now)
+            ct.add(nat(n), now, none).map(|_| ())
         };
-        for _ in 0..5 {
-            assert_eq!(try_insert(&mut ct, t0), InsertVerdict::Inserted);
-        }
-        assert_eq!(try_insert(&mut ct, t0), InsertVerdict::RateLimited);
-        // Existing flows are unaffected.
-        assert!(ct.lookup(&key(1), t0).is_some());
-        // 10/s: one token per 100 ms.
-        assert_eq!(
-            try_insert(&mut ct, t0 + 99_999_999),
-            InsertVerdict::RateLimited
-        );
-        assert_eq!(
-            try_insert(&mut ct, t0 + 100_000_000),
-            InsertVerdict::Inserted
-        );
-        assert_eq!(
-            try_insert(&mut ct, t0 + 100_000_000),
-            InsertVerdict::RateLimited
-        );
+        let limited = Err(InsertError::RateLimited);
+        // (time, expected answer)
+        let mut steps = vec![(t0, Ok(())); 5];
+        steps.extend([
+            (t0, limited),
+            // 10/s: one token per 100 ms.
+            (t0 + 99_999_999, limited),
+            (t0 + 100_000_000, Ok(())),
+            (t0 + 100_000_000, limited),
+        ]);
         // A long pause refills only up to the burst.
         let later = t0 + 3600 * S;
-        for _ in 0..5 {
-            assert_eq!(try_insert(&mut ct, later), InsertVerdict::Inserted);
+        steps.extend([(later, Ok(())); 5]);
+        steps.push((later, limited));
+        for (i, &(now, want)) in steps.iter().enumerate() {
+            assert_eq!(try_insert(&mut ct, now), want, "step {i}");
         }
-        assert_eq!(try_insert(&mut ct, later), InsertVerdict::RateLimited);
+        // Existing flows are unaffected, and refused keys spend no token.
+        assert!(ct.get(&key(14), later).is_some());
+        assert_eq!(ct.add(nat(14), later, none), Err(InsertError::Exists));
         let c = *ct.counters();
-        assert_eq!((c.inserted, c.rate_limited), (11, 4));
+        assert_eq!((c.inserted, c.rate_limited, c.exists), (11, 4, 1));
         assert_eq!(ct.len(), 11);
     }
 
-    /// Deterministic xorshift for churn tests.
-    fn rng(state: &mut u64) -> u64 {
-        *state ^= *state << 13;
-        *state ^= *state >> 7;
-        *state ^= *state << 17;
-        *state
+    #[test]
+    fn clear_reports_everything() {
+        let mut ct = table(8);
+        for i in 0..5 {
+            ct.add(nat(i), 0, none).unwrap();
+        }
+        let mut n = 0;
+        assert_eq!(ct.clear(|_, _: &Conn| n += 1), 5);
+        assert_eq!((n, ct.len(), ct.index.len), (5, 0, 0));
+        assert_eq!(ct.lookup(&key(1), 0), Lookup::Miss);
+        assert_eq!(ct.counters().removed, 5);
+        for i in 0..8 {
+            ct.add(nat(i), 0, none).unwrap();
+        }
+        assert_eq!(ct.add(nat(9), 0, none), Err(InsertError::TableFull));
     }
 
-    /// Long churn at the table's limit: the allocation never changes, the
-    /// ring stays in step with the table, and every flow the table holds is
-    /// found.
     #[test]
-    fn no_growth_under_churn() {
-        // 2 · 1792 · 8/7 = 4096 buckets: max_entries is exactly half of
-        // hashbrown's capacity, the tightest case. 1000 leaves slack.
-        for max in [1792usize, 1000] {
-            let mut ct = Conntrack::new(&ConntrackConfig {
-                max_entries: max,
-                timeouts: Timeouts {
-                    udp: 50 * S,
-                    ..Timeouts::default()
-                },
-                new_flow_rate: None,
-            });
-            let bytes = ct.allocation_bytes();
-            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-            let mut live = std::collections::HashMap::new();
-            // Arrivals at 1.2 · max_entries per 50 s lifetime: the table runs full.
-            let dt = 50 * S / (max as u64 * 6 / 5);
-            for step in 0..200_000u64 {
-                let now = step * dt;
-                let k = key(rng(&mut seed) as u32);
-                let v = ct.insert(k, Entry::new(ConnState::Udp, step as u32, 0, 0), now);
-                if v == InsertVerdict::Inserted {
-                    live.insert(k, step as u32);
+    fn timeouts_round_up_and_clamp() {
+        assert_eq!(timeout_ticks(0), 0);
+        assert_eq!(timeout_ticks(1), 1);
+        assert_eq!(timeout_ticks(TICK), 1);
+        assert_eq!(timeout_ticks(TICK + 1), 2);
+        assert_eq!(timeout_ticks(u64::MAX), MAX_TIMEOUT_TICKS);
+        const { assert!(MAX_TIMEOUT > 13 * 86_400 * S) };
+        // Ages wrap modulo 2^32 ticks; earlier clocks are age 0.
+        assert_eq!(age(5, u32::MAX - 1), 7);
+        assert_eq!(age(3, 10), 0);
+        // A connection whose timeout is longer than MAX_TIMEOUT still expires.
+        let mut ct = Conntrack::new(&ConntrackConfig {
+            timeouts: Timeouts {
+                udp: u64::MAX,
+                ..Timeouts::default()
+            },
+            ..config(2)
+        });
+        ct.add(with_state(dsr(1), ConnState::Udp), 0, none).unwrap();
+        assert!(ct.get(&key(1), MAX_TIMEOUT).is_some());
+        assert!(ct.get(&key(1), MAX_TIMEOUT + 2 * TICK).is_none());
+    }
+
+    #[test]
+    fn hash_is_seeded_and_depends_on_every_field() {
+        let h = KeyHasher::from_seed(1);
+        let base = key(7);
+        let mut variants = [base; 6];
+        variants[0].src[15] ^= 1;
+        variants[1].dst[0] ^= 0x80;
+        variants[2].src_port ^= 1;
+        variants[3].dst_port ^= 0x8000;
+        variants[4].proto = proto::UDP;
+        variants[5] = base.reversed();
+        for v in &variants {
+            assert_ne!(h.hash(v), h.hash(&base), "{v}");
+        }
+        assert_eq!(h.hash(&base), KeyHasher::from_seed(1).hash(&base));
+        assert_ne!(h.hash(&base), KeyHasher::from_seed(2).hash(&base));
+        // Two random tables disagree (2^-64 chance of a false failure).
+        assert_ne!(
+            KeyHasher::random().hash(&base),
+            KeyHasher::random().hash(&base)
+        );
+
+        // Sequential source ports spread evenly over home buckets.
+        let mut buckets = [0u32; 64];
+        for port in 0..64_000u32 {
+            buckets[(h.tag(&key(port)) >> 26) as usize] += 1;
+        }
+        // 1000 expected per bucket; six sigma is about 190.
+        for (i, &n) in buckets.iter().enumerate() {
+            assert!((800..1200).contains(&n), "bucket {i}: {n}");
+        }
+    }
+
+    /// The index on its own, with tags chosen to collide and to wrap around
+    /// the end of the table, against a model, checking after every step
+    /// that no key is lost to a deletion.
+    #[test]
+    fn index_backward_shift_against_model() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        for _round in 0..20 {
+            let mut ix = Index::new(16);
+            let mut model: HashMap<u32, u32> = HashMap::new(); // slot -> tag
+            let mut next_slot = 0;
+            for _ in 0..500 {
+                let r = rng(&mut seed);
+                if model.len() < ix.max_len() && r % 3 != 0 {
+                    // Homes 12..=15 (the last four buckets), three tags each.
+                    let tag = ((12 + (r >> 8) % 4) as u32) << 28 | (1 + (r >> 16) % 3) as u32;
+                    ix.insert(tag, next_slot);
+                    model.insert(next_slot, tag);
+                    next_slot += 1;
+                } else if !model.is_empty() {
+                    let mut slots: Vec<_> = model.keys().copied().collect();
+                    slots.sort_unstable();
+                    let slot = slots[(r >> 8) as usize % slots.len()];
+                    let tag = model.remove(&slot).unwrap();
+                    assert!(ix.remove(tag, slot));
+                    assert!(!ix.remove(tag, slot));
+                    assert_eq!(ix.find(tag, |s| s == slot), None);
                 }
-                ct.expire(now, 4);
-                assert!(ct.len() <= max);
-                assert_eq!(ct.sweep.len, ct.len());
-                if step % 10_000 == 0 {
-                    live.retain(|k, b| match ct.get(k, now) {
-                        Some(e) => {
-                            assert_eq!(e.backend, *b);
-                            true
-                        }
-                        None => false,
-                    });
+                ix.check();
+                assert_eq!(ix.len, model.len());
+                for (&slot, &tag) in &model {
+                    assert_eq!(ix.find(tag, |s| s == slot), Some(slot));
                 }
             }
-            assert_eq!(ct.allocation_bytes(), bytes);
-            assert_eq!(ct.capacity(), max);
+        }
+    }
+
+    /// What the model expects for one key.
+    type Model = HashMap<FlowKey, (ConnId, Direction)>;
+
+    fn check_against_model(ct: &Conntrack, model: &Model, universe: &[FlowKey]) {
+        ct.index.check();
+        assert_eq!(ct.index.len, model.len());
+        for k in universe {
+            assert_eq!(ct.get(k, 0), model.get(k).copied(), "{k}");
+        }
+        // Every bucket points at a live connection whose key has its tag.
+        for b in ct.index.buckets.iter().filter(|b| b.tag != 0) {
+            let c = &ct.slab[(b.slot >> 1) as usize];
+            assert!(c.is_live());
+            assert_eq!(ct.hasher.tag(&c.keys[(b.slot & 1) as usize]), b.tag);
+        }
+    }
+
+    /// Random inserts (NAT and DSR), removals and lookups in a small table,
+    /// with the real hash and with a hash cut to 3 bits (8 tags, 8 home
+    /// buckets: long wrapping clusters and tag collisions), compared with a
+    /// `HashMap` after every step.
+    #[test]
+    fn conntrack_against_model() {
+        for mask in [u64::MAX, 0xe000_0000_0000_0000] {
+            let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+            let mut hasher = KeyHasher::from_seed(42);
+            hasher.mask = mask;
+            let cap = 16;
+            let mut ct = Conntrack::with_hasher(&config(cap), hasher);
+            let universe: Vec<FlowKey> = (0..200).flat_map(|n| [key(n), rkey(n)]).collect();
+            let mut model = Model::new();
+            let mut live: Vec<(ConnId, NewConn)> = vec![];
+            for step in 0..6000 {
+                let r = rng(&mut seed);
+                match r % 8 {
+                    0..=3 => {
+                        let new = NewConn {
+                            fwd: universe[(r >> 8) as usize % universe.len()],
+                            rev: (r & 0x10 != 0)
+                                .then(|| universe[(r >> 24) as usize % universe.len()]),
+                            ..nat(step)
+                        };
+                        let clash = model.contains_key(&new.fwd)
+                            || new
+                                .rev
+                                .is_some_and(|k| k == new.fwd || model.contains_key(&k));
+                        let want = if clash {
+                            Err(InsertError::Exists)
+                        } else if live.len() == cap {
+                            Err(InsertError::TableFull)
+                        } else {
+                            Ok(())
+                        };
+                        let got = ct.add(new, 0, none);
+                        assert_eq!(got.map(|_| ()), want, "step {step}: {new:?}");
+                        if let Ok(id) = got {
+                            assert!(live.iter().all(|(l, _)| *l != id));
+                            model.insert(new.fwd, (id, O));
+                            if let Some(k) = new.rev {
+                                model.insert(k, (id, R));
+                            }
+                            live.push((id, new));
+                        }
+                    }
+                    4 | 5 if !live.is_empty() => {
+                        let (id, new) = live.swap_remove((r >> 8) as usize % live.len());
+                        let c = ct.remove(id);
+                        assert_eq!((*c.fwd(), c.rev().copied()), (new.fwd, new.rev));
+                        model.remove(&new.fwd);
+                        if let Some(k) = new.rev {
+                            model.remove(&k);
+                        }
+                    }
+                    _ => {
+                        let k = universe[(r >> 8) as usize % universe.len()];
+                        let got = match ct.lookup(&k, 0) {
+                            Lookup::Hit(id, dir) => Some((id, dir)),
+                            Lookup::Miss => None,
+                            e => panic!("{e:?}"),
+                        };
+                        assert_eq!(got, model.get(&k).copied(), "step {step}: {k}");
+                    }
+                }
+                assert_eq!(ct.len(), live.len());
+                check_against_model(&ct, &model, &universe);
+            }
             let c = ct.counters();
-            assert!(c.inserted > 100_000, "{c:?}");
-            assert!(c.table_full > 0, "the test must reach the limit: {c:?}");
-            assert_eq!(c.table_full_tombstones, 0, "{c:?}");
+            assert!(
+                c.inserted > 1000 && c.exists > 50 && c.table_full > 50,
+                "{c:?}"
+            );
+        }
+    }
+
+    /// A million operations of full-NAT churn at the table's limit, with a
+    /// SNAT port pool released only through what the table reports: the
+    /// allocation never changes, no port leaks, and live flows stay findable.
+    #[test]
+    fn no_growth_and_no_leak_under_churn() {
+        const PORTS: u32 = 1500;
+        let max = 1000;
+        let mut ct = Conntrack::new(&ConntrackConfig {
+            max_flows: max,
+            timeouts: Timeouts {
+                udp: 50 * S,
+                ..Timeouts::default()
+            },
+            new_flow_rate: None,
+        });
+        let shape = |ct: &Conntrack| {
+            (
+                ct.slab.as_ptr(),
+                ct.slab.len(),
+                ct.index.buckets.as_ptr(),
+                ct.index.buckets.len(),
+                ct.allocation_bytes(),
+            )
+        };
+        let before = shape(&ct);
+        let mut pool: Vec<u32> = (0..PORTS).collect();
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        // Arrivals at 1.2 × max_flows per 50 s lifetime: the table runs full.
+        let dt = 50 * S / (max as u64 * 6 / 5);
+        let mut lookup_expired = 0u64;
+        let mut live: HashMap<FlowKey, u32> = HashMap::new();
+        for step in 0..1_000_000u64 {
+            let now = step * dt;
+            let r = rng(&mut seed);
+            let client = key(r as u32 & 0xf_ffff);
+            // A packet of a known flow (or not), either direction.
+            let k = if r & 0x100_0000 != 0 {
+                key((r >> 32) as u32 & 0xf_ffff)
+            } else {
+                rkey((r >> 32) as u32 % PORTS)
+            };
+            if let Lookup::Expired(c) = ct.lookup(&k, now) {
+                pool.push(c.nat as u32);
+                lookup_expired += 1;
+            }
+            // A new flow takes a SNAT port, returned on failure.
+            if let Some(port) = pool.pop() {
+                let new = NewConn {
+                    fwd: client,
+                    rev: Some(rkey(port)),
+                    state: ConnState::Udp,
+                    nat: u64::from(port),
+                    ..nat(step as u32)
+                };
+                match ct.add(new, now, |_, c: &Conn| pool.push(c.nat as u32)) {
+                    Ok(_) => {
+                        live.insert(client, port);
+                    }
+                    Err(_) => pool.push(port),
+                }
+            }
+            ct.expire(now, 4, |_, c: &Conn| pool.push(c.nat as u32));
+            assert!(ct.len() <= max);
+            assert_eq!(pool.len() + ct.len(), PORTS as usize, "step {step}");
+            if step % 100_000 == 0 {
+                ct.index.check();
+                live.retain(|k, port| match ct.get(k, now) {
+                    Some((id, O)) => {
+                        assert_eq!(ct.get(&rkey(*port), now), Some((id, R)));
+                        true
+                    }
+                    other => {
+                        assert_eq!(other, None);
+                        false
+                    }
+                });
+            }
+        }
+        assert_eq!(shape(&ct), before);
+        let c = *ct.counters();
+        assert_eq!(c.inserted, c.expired + c.removed + ct.len() as u64, "{c:?}");
+        assert!(c.inserted > 100_000, "{c:?}");
+        assert!(c.table_full > 0, "the test must reach the limit: {c:?}");
+        assert!(lookup_expired > 0 && c.exists > 0, "{c:?}");
+    }
+
+    /// Lookup timings, for the notes only:
+    /// `cargo test --release --lib l4::conntrack::tests::lookup_timing -- --ignored --nocapture`
+    #[test]
+    #[ignore = "timing, run by hand in release"]
+    fn lookup_timing() {
+        use std::hint::black_box;
+        use std::time::Instant;
+        for n in [10_000u32, 1_000_000] {
+            // Client i through SNAT port i: probe keys are computed, not read
+            // from an array, so only the table's own memory is measured.
+            let mut ct = table(n as usize);
+            for i in 0..n {
+                ct.add(nat(i), 0, none).unwrap();
+            }
+            let mut seed = 0x1234_5678_9abc_def1u64;
+            let rounds = 4_000_000u32;
+            let t = Instant::now();
+            let mut hits = 0u32;
+            for _ in 0..rounds {
+                let r = rng(&mut seed);
+                let i = (r as u32) % n;
+                let k = if r & (1 << 40) == 0 { key(i) } else { rkey(i) };
+                if let Lookup::Hit(..) = ct.lookup(black_box(&k), 1) {
+                    hits += 1;
+                }
+            }
+            let hit_ns = t.elapsed().as_nanos() as f64 / f64::from(rounds);
+            assert_eq!(hits, rounds);
+            let t = Instant::now();
+            for _ in 0..rounds {
+                let r = rng(&mut seed);
+                let k = key(r as u32).reversed();
+                assert_eq!(ct.lookup(black_box(&k), 1), Lookup::Miss);
+            }
+            let miss_ns = t.elapsed().as_nanos() as f64 / f64::from(rounds);
+            println!("{n} flows: hit {hit_ns:.1} ns, miss {miss_ns:.1} ns");
         }
     }
 }

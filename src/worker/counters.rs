@@ -45,6 +45,23 @@ counters! {
     ndp_adverts,
     /// ARP replies and neighbor advertisements received and used up.
     neighbor_replies,
+    /// Client packets forwarded to a backend on a tracked connection.
+    l4_forwarded,
+    /// NAT replies from a backend translated back to the client.
+    l4_returned,
+    /// DSR: packets of flows unknown here (e.g. after a restart) forwarded
+    /// to the backend the Maglev table picks, without creating state.
+    l4_stateless,
+    /// DSR: new flows forwarded without state because the table is full.
+    l4_table_full,
+    /// DSR: new flows forwarded without state because of the per-core
+    /// new-connection rate cap.
+    l4_rate_limited,
+    /// ICMP errors about a tracked flow sent on to the other side.
+    icmp_errors_forwarded,
+    /// Packets handed to the worker that owns their connection (not a
+    /// terminal verdict: the owner counts what happens to them).
+    redirected,
     /// Frame shorter than its headers claim, or not parseable at all.
     drop_truncated,
     /// Multi-segment mbuf (Sluice does not enable scattered rx).
@@ -91,6 +108,27 @@ counters! {
     drop_no_mbuf,
     /// The NIC's tx queue was full.
     drop_tx_full,
+    /// TCP/UDP header cut short.
+    drop_l4_malformed,
+    /// NAT: a TCP segment other than a SYN (RST included) of a flow with no
+    /// connection entry, or a reply with no entry.
+    drop_no_conn,
+    /// The service's cluster has no backend with weight above 0.
+    drop_no_backend,
+    /// NAT: this worker has no free SNAT port for the chosen source address.
+    drop_snat_exhausted,
+    /// NAT: connection table full (NAT cannot forward without state).
+    drop_conntrack_full,
+    /// NAT: per-core new-connection rate cap reached.
+    drop_rate_limited,
+    /// TTL or hop limit would reach 0 on forwarding.
+    drop_ttl_expired,
+    /// Not enough headroom in the buffer for the encapsulation.
+    drop_no_headroom,
+    /// Encapsulated packet larger than the egress port's MTU.
+    drop_too_big,
+    /// The owning worker's redirect ring was full.
+    drop_redirect_full,
 }
 
 /// One worker's counters, aligned so two workers never share a cache line.

@@ -12,9 +12,11 @@
 //! flushed every `tx_drain_us` (DPDK's l2fwd pattern).
 
 pub mod counters;
+pub mod l4lb;
 pub mod neighbor;
 pub mod plane;
 pub mod process;
+pub mod services;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
@@ -22,11 +24,15 @@ use std::sync::Arc;
 use crossbeam::channel::Receiver;
 use crossbeam::queue::ArrayQueue;
 
-use crate::dpdk::{self, Mbuf, RxBurst, TxBuffer};
+use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
 use counters::{Counter, WorkerCounters};
-use neighbor::{NeighborTable, NeighborUpdate};
+use l4lb::L4State;
+use neighbor::{NeighborTable, NeighborUpdate, Resolve};
 use plane::Plane;
 use process::Verdict;
+
+/// A packet handed from one worker to another (port index, mbuf).
+pub type Redirect = (u8, Mbuf);
 
 /// Nanoseconds from the TSC, read once per loop iteration.
 #[derive(Clone, Copy)]
@@ -73,14 +79,123 @@ pub struct WorkerSetup {
     pub counters: Arc<WorkerCounters>,
     /// One mailbox per worker, indexed by worker index.
     pub mailboxes: Arc<Vec<ArrayQueue<NeighborUpdate>>>,
+    /// One redirect ring per worker, indexed by worker index.
+    pub redirects: Arc<Vec<ArrayQueue<Redirect>>>,
+    pub l4: L4State,
+    /// Connections examined for expiry per loop iteration.
+    pub expire_budget: usize,
+    /// This worker's pool, for packets it originates (solicitations).
+    pub pool: &'static Mempool,
     pub stop: Arc<AtomicBool>,
+}
+
+struct Worker {
+    plane: Arc<Plane>,
+    neighbors: NeighborTable,
+    l4: L4State,
+    counters: Arc<WorkerCounters>,
+    tx: Vec<TxBuffer>,
+    redirects: Arc<Vec<ArrayQueue<Redirect>>>,
+    pool: &'static Mempool,
+}
+
+impl Worker {
+    /// Process one packet received on `port` (or handed over by another
+    /// worker) and act on the verdict.
+    #[inline]
+    fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, redirected: bool) {
+        if !redirected {
+            self.counters.inc(Counter::rx_packets);
+            self.counters.add(Counter::rx_bytes, m.len() as u64);
+        }
+        if m.segments() != 1 {
+            self.counters.inc(Counter::drop_multi_segment);
+            return;
+        }
+        let verdict = {
+            let (buf, off, len) = m.buffer_mut();
+            process::process(&self.plane, &mut self.neighbors, &mut self.l4, port, buf, off, len, now)
+        };
+        match verdict {
+            Verdict::Drop(c) | Verdict::Consumed(c) => self.counters.inc(c),
+            Verdict::Transmit { port, start, len, counter } => {
+                self.counters.inc(counter);
+                if m.set_window(start, len) {
+                    count_flush(&self.counters, self.tx[port].push(m));
+                } else {
+                    self.counters.inc(Counter::drop_no_headroom);
+                }
+            }
+            Verdict::Solicited { port, start, len } => {
+                // The packet that needed the neighbor is lost (no queueing on
+                // the hot path); its buffer carries the solicitation instead.
+                self.counters.inc(Counter::drop_neighbor_miss);
+                self.counters.inc(Counter::neighbor_solicits);
+                if m.set_window(start, len) {
+                    count_flush(&self.counters, self.tx[port].push(m));
+                }
+            }
+            Verdict::Redirect { worker } => {
+                if redirected {
+                    // Never bounce a packet twice.
+                    self.counters.inc(Counter::drop_no_conn);
+                } else if self.redirects[worker].push((port as u8, m)).is_ok() {
+                    self.counters.inc(Counter::redirected);
+                } else {
+                    self.counters.inc(Counter::drop_redirect_full);
+                }
+            }
+        }
+    }
+
+    /// Resolve, ahead of traffic, every next hop a backend or gateway needs,
+    /// so that the first connection to a backend does not wait for ARP.
+    fn resolve_ahead(&mut self, now: u64, force: bool) {
+        let plane = self.plane.clone();
+        let mut targets: Vec<(usize, std::net::IpAddr)> = Vec::new();
+        for b in plane.services.backends.iter().flatten() {
+            let nh = match b.addr {
+                std::net::IpAddr::V4(a) => plane.routes.lookup_v4(a).map(|n| (n.port, std::net::IpAddr::V4(n.addr))),
+                std::net::IpAddr::V6(a) => plane.routes.lookup_v6(a).map(|n| (n.port, std::net::IpAddr::V6(n.addr))),
+            };
+            if let Some(t) = nh {
+                if !targets.contains(&t) {
+                    targets.push(t);
+                }
+            }
+        }
+        for (port, ip) in targets {
+            let solicit = match self.neighbors.resolve(port as u8, ip, now) {
+                Resolve::MissSolicit => true,
+                Resolve::Hit(_) => force,
+                Resolve::Miss => false,
+            };
+            if !solicit {
+                continue;
+            }
+            let Some(mut m) = self.pool.alloc() else {
+                self.counters.inc(Counter::drop_no_mbuf);
+                return;
+            };
+            let written = {
+                let (buf, off, _) = m.buffer_mut();
+                process::build_solicit(&plane, port, ip, &mut buf[off..]).map(|len| (off, len))
+            };
+            if let Some((off, len)) = written {
+                if m.set_window(off, len) {
+                    self.counters.inc(Counter::neighbor_solicits);
+                    count_flush(&self.counters, self.tx[port].push(m));
+                }
+            }
+        }
+    }
 }
 
 /// Run the worker loop until `stop` is set. Returns 0.
 pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
         index,
-        mut plane,
+        plane,
         planes,
         burst,
         drain_ns,
@@ -89,73 +204,66 @@ pub fn run(setup: WorkerSetup) -> i32 {
         neighbor_retry_ns,
         counters,
         mailboxes,
+        redirects,
+        l4,
+        expire_budget,
+        pool,
         stop,
     } = setup;
     let queue = index as u16;
     let clock = Clock::new();
-    let mut neighbors =
-        NeighborTable::new(neighbor_capacity, neighbor_timeout_ns, neighbor_retry_ns);
+    let mut neighbors = NeighborTable::new(neighbor_capacity, neighbor_timeout_ns, neighbor_retry_ns);
     for &(port, ip, mac) in &plane.static_neighbors {
         neighbors.add_static(port as u8, ip, mac);
     }
-    let mut tx: Vec<TxBuffer> = plane
-        .ports
-        .iter()
-        .map(|p| TxBuffer::new(p.port_id, queue, burst))
-        .collect();
+    let tx: Vec<TxBuffer> = plane.ports.iter().map(|p| TxBuffer::new(p.port_id, queue, burst)).collect();
+    let mut w = Worker { plane, neighbors, l4, counters, tx, redirects, pool };
     let mut rx = RxBurst::default();
     let mut last_drain = 0u64;
     let mut last_sweep = 0u64;
+    let mut last_refresh = 0u64;
     const SWEEP_NS: u64 = 1_000_000_000;
+    // Re-solicit backends' next hops well before their entries expire.
+    let refresh_ns = (neighbor_timeout_ns / 3).max(1_000_000_000);
 
     log::info!(
         "worker {index} on lcore {} polling queue {queue} of {} port(s)",
         dpdk::Eal::lcore_id(),
-        tx.len()
+        w.tx.len()
     );
+    w.resolve_ahead(clock.now_ns(), false);
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
 
-        // Between bursts: configuration and neighbor news from other cores.
+        // Between bursts: configuration, neighbor news and handed-over
+        // packets from other cores.
         if let Ok(p) = planes.try_recv() {
-            plane = p;
+            w.plane = p;
+            w.resolve_ahead(now, false);
         }
         while let Some(u) = mailboxes[index].pop() {
-            neighbors.apply(u, now);
+            w.neighbors.apply(u, now);
+        }
+        for _ in 0..burst {
+            let Some((port, m)) = w.redirects[index].pop() else { break };
+            w.handle(port as usize, m, now, true);
         }
 
-        for port in 0..plane.ports.len() {
-            let port_id = plane.ports[port].port_id;
-            let plane = &*plane;
-            let counters = &*counters;
-            let neighbors = &mut neighbors;
-            let tx = &mut tx;
-            rx.rx(port_id, queue, burst, |mut m: Mbuf| {
-                counters.inc(Counter::rx_packets);
-                counters.add(Counter::rx_bytes, m.len() as u64);
-                if m.segments() != 1 {
-                    counters.inc(Counter::drop_multi_segment);
-                    return;
-                }
-                let len = m.len();
-                if len < process::WORK_LEN {
-                    // Room for a reply longer than the request (see WORK_LEN);
-                    // the default mbuf holds 2048 bytes, so this fits.
-                    m.set_len(process::WORK_LEN);
-                }
-                let verdict = process::process(plane, neighbors, port, m.data_mut(), len, now);
-                act(counters, tx, m, verdict);
-            });
+        for port in 0..w.plane.ports.len() {
+            let port_id = w.plane.ports[port].port_id;
+            rx.rx(port_id, queue, burst, |m| w.handle(port, m, now, false));
         }
+
+        w.l4.expire(now, expire_budget);
 
         if now.wrapping_sub(last_drain) >= drain_ns {
-            for t in tx.iter_mut() {
-                count_flush(&counters, t.flush());
+            for t in w.tx.iter_mut() {
+                count_flush(&w.counters, t.flush());
             }
             last_drain = now;
-            counters.set(Counter::neighbor_learned, neighbors.learned());
+            w.counters.set(Counter::neighbor_learned, w.neighbors.learned());
             // Post what we learned to the other workers.
-            for u in neighbors.drain_outbox() {
+            for u in w.neighbors.drain_outbox() {
                 for (i, mb) in mailboxes.iter().enumerate() {
                     if i != index {
                         let _ = mb.push(u);
@@ -164,12 +272,18 @@ pub fn run(setup: WorkerSetup) -> i32 {
             }
         }
         if now.wrapping_sub(last_sweep) >= SWEEP_NS {
-            neighbors.sweep(now);
+            w.neighbors.sweep(now);
             last_sweep = now;
         }
+        if now.wrapping_sub(last_refresh) >= refresh_ns {
+            if last_refresh != 0 {
+                w.resolve_ahead(now, true);
+            }
+            last_refresh = now;
+        }
     }
-    for t in tx.iter_mut() {
-        count_flush(&counters, t.flush());
+    for t in w.tx.iter_mut() {
+        count_flush(&w.counters, t.flush());
     }
     log::info!("worker {index} stopped");
     0
@@ -180,24 +294,4 @@ fn count_flush(counters: &WorkerCounters, f: dpdk::Flushed) {
     counters.add(Counter::tx_packets, f.sent as u64);
     counters.add(Counter::tx_bytes, f.sent_bytes);
     counters.add(Counter::drop_tx_full, f.dropped as u64);
-}
-
-#[inline]
-fn act(counters: &WorkerCounters, tx: &mut [TxBuffer], mut m: Mbuf, verdict: Verdict) {
-    match verdict {
-        Verdict::Drop(c) | Verdict::Consumed(c) => counters.inc(c),
-        Verdict::Transmit { port, len, counter } => {
-            counters.inc(counter);
-            m.set_len(len);
-            count_flush(counters, tx[port].push(m));
-        }
-        Verdict::Solicited { port, len } => {
-            // The packet that needed the neighbor is lost (no queueing on the
-            // hot path); its buffer carries the solicitation instead.
-            counters.inc(Counter::drop_neighbor_miss);
-            counters.inc(Counter::neighbor_solicits);
-            m.set_len(len);
-            count_flush(counters, tx[port].push(m));
-        }
-    }
 }

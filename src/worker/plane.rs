@@ -5,6 +5,8 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::services::Services;
+
 /// One port as the data plane sees it.
 #[derive(Clone, Debug)]
 pub struct PortPlane {
@@ -14,6 +16,8 @@ pub struct PortPlane {
     pub mac: [u8; 6],
     /// 802.1Q VLAN id the port's frames carry, if any.
     pub vlan: Option<u16>,
+    /// IP MTU of the link.
+    pub mtu: u16,
     /// Owned IPv4 addresses with their prefix lengths.
     pub v4: Vec<(Ipv4Addr, u8)>,
     /// Owned IPv6 addresses with their prefix lengths.
@@ -178,6 +182,10 @@ pub struct Plane {
     pub routes: RouteTable,
     /// Static neighbor entries: (port index, address, MAC).
     pub static_neighbors: Vec<(usize, IpAddr, [u8; 6])>,
+    /// L4 services, clusters and backends.
+    pub services: Services,
+    /// Number of workers (SNAT port slices).
+    pub workers: usize,
 }
 
 impl Plane {
@@ -245,6 +253,8 @@ impl Plane {
             ports,
             routes,
             static_neighbors,
+            services: Services::default(),
+            workers: 1,
         }
     }
 }
@@ -259,6 +269,7 @@ mod tests {
             port_id: 0,
             mac: [2, 0, 0, 0, 0, 1],
             vlan: None,
+            mtu: 1500,
             v4: v4.iter().map(|(a, l)| (a.parse().unwrap(), *l)).collect(),
             v6: v6.iter().map(|(a, l)| (a.parse().unwrap(), *l)).collect(),
         }

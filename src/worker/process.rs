@@ -6,13 +6,17 @@
 //! no allocation and no copy. Each drop names its reason; every received
 //! frame ends in exactly one counter.
 //!
-//! The buffer handed in may be longer than the frame (`len`): the worker
-//! guarantees at least [`WORK_LEN`] writable bytes, so that a reply or a
-//! solicitation that is longer than the frame it replaces still fits.
+//! The buffer handed in is the mbuf's whole buffer: headroom, the frame at
+//! `buf[off..off + len]`, and tailroom. Answers and forwarded packets may
+//! start before `off` (a larger L2 header, an encapsulation header) or end
+//! after the frame (a neighbor advertisement longer than the solicitation);
+//! the verdict says where the packet to send starts and how long it is. All
+//! offsets below are absolute positions in `buf`.
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::counters::Counter;
+use super::l4lb::{self, L4State};
 use super::neighbor::{NeighborTable, Resolve};
 use super::plane::{Plane, PortPlane};
 use crate::wire::{
@@ -21,31 +25,26 @@ use crate::wire::{
     Ipv4Packet, Ipv6Packet, NdiscRepr,
 };
 
-/// Bytes the worker makes writable beyond short frames: room for the
-/// longest packet Sluice originates here (a neighbor solicitation or
-/// advertisement with a VLAN tag: 18 + 40 + 32 = 90).
-pub const WORK_LEN: usize = 128;
-
 /// Hop limit / TTL of packets Sluice originates (RFC 1700's default).
 const DEFAULT_TTL: u8 = 64;
 
 /// What to do with a frame.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
-    /// Send the first `len` bytes of the (rewritten) buffer out of `port`,
-    /// counting `counter`.
+    /// Send `buf[start..start + len]` out of `port`, counting `counter`.
     Transmit {
         port: usize,
+        start: usize,
         len: usize,
         counter: Counter,
     },
     /// The frame's answer could not go out because the next hop is
-    /// unresolved; the buffer now holds a solicitation for it (`len` bytes
-    /// for `port`). Counted as `drop_neighbor_miss` + `neighbor_solicits`.
-    Solicited {
-        port: usize,
-        len: usize,
-    },
+    /// unresolved; `buf[start..start + len]` now holds a solicitation for it,
+    /// for `port`. Counted as `drop_neighbor_miss` + `neighbor_solicits`.
+    Solicited { port: usize, start: usize, len: usize },
+    /// The packet belongs to a connection another worker owns (NAT return
+    /// traffic whose SNAT port is in that worker's range): hand it over.
+    Redirect { worker: usize },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),
@@ -53,26 +52,28 @@ pub enum Verdict {
 
 use Verdict::Drop;
 
-/// Handle one frame received on `port`. `buf[..len]` is the frame;
-/// `buf.len() >= max(len, WORK_LEN)` unless the mbuf could not be extended.
+/// Handle one frame received on `port`: `buf[off..off + len]`.
+#[allow(clippy::too_many_arguments)]
 pub fn process(
     plane: &Plane,
     neighbors: &mut NeighborTable,
+    l4: &mut L4State,
     port: usize,
     buf: &mut [u8],
+    off: usize,
     len: usize,
     now: u64,
 ) -> Verdict {
     let Some(p) = plane.ports.get(port) else {
         return Drop(Counter::drop_l2_not_ours);
     };
-    let len = len.min(buf.len());
-    let frame = match EthernetFrame::new_checked(&buf[..len]) {
+    let end = (off + len).min(buf.len());
+    let frame = match EthernetFrame::new_checked(&buf[off..end]) {
         Ok(f) => f,
         Err(_) => return Drop(Counter::drop_truncated),
     };
     let (ethertype, l3) = match frame.inner_ethertype() {
-        Ok(x) => x,
+        Ok((t, l)) => (t, off + l),
         Err(crate::wire::Error::Truncated) => return Drop(Counter::drop_truncated),
         Err(_) => return Drop(Counter::drop_vlan_mismatch),
     };
@@ -85,11 +86,11 @@ pub fn process(
     let to_us = dst_mac.0 == p.mac;
     match ethertype {
         EtherType::Arp if to_us || dst_mac.is_broadcast() => {
-            arp_in(plane, neighbors, port, buf, l3, len, now)
+            arp_in(plane, neighbors, port, buf, l3, end, now)
         }
-        EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, port, buf, l3, len, now),
+        EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, l4, port, buf, l3, end, now),
         EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => {
-            ipv6_in(plane, neighbors, port, buf, l3, len, src_mac, to_us, now)
+            ipv6_in(plane, neighbors, l4, port, buf, l3, end, src_mac, to_us, now)
         }
         EtherType::Arp | EtherType::Ipv4 | EtherType::Ipv6 => Drop(Counter::drop_l2_not_ours),
         _ if !to_us => Drop(Counter::drop_l2_not_ours),
@@ -102,10 +103,10 @@ fn is_ipv6_multicast_mac(m: EthernetAddress) -> bool {
     m.0[0] == 0x33 && m.0[1] == 0x33
 }
 
-/// Write an Ethernet header (with the port's VLAN tag, if any) and return
-/// its length.
+/// Write an Ethernet header (with the port's VLAN tag, if any) at the start
+/// of `buf` and return its length.
 #[inline]
-fn write_l2(buf: &mut [u8], out: &PortPlane, dst: [u8; 6], ethertype: EtherType) -> usize {
+pub(crate) fn write_l2(buf: &mut [u8], out: &PortPlane, dst: [u8; 6], ethertype: EtherType) -> usize {
     buf[0..6].copy_from_slice(&dst);
     buf[6..12].copy_from_slice(&out.mac);
     match out.vlan {
@@ -123,7 +124,7 @@ fn write_l2(buf: &mut [u8], out: &PortPlane, dst: [u8; 6], ethertype: EtherType)
 }
 
 #[inline]
-fn l2_len(out: &PortPlane) -> usize {
+pub(crate) fn l2_len(out: &PortPlane) -> usize {
     ethernet::HEADER_LEN
         + if out.vlan.is_some() {
             ethernet::VLAN_TAG_LEN
@@ -140,18 +141,18 @@ fn arp_in(
     port: usize,
     buf: &mut [u8],
     l3: usize,
-    len: usize,
+    end: usize,
     now: u64,
 ) -> Verdict {
     let p = &plane.ports[port];
-    let repr = match ArpPacket::new_checked(&buf[l3..len]).and_then(|a| ArpRepr::parse(&a)) {
+    let repr = match ArpPacket::new_checked(&buf[l3..end]).and_then(|a| ArpRepr::parse(&a)) {
         Ok(r) => r,
         Err(_) => return Drop(Counter::drop_arp_malformed),
     };
     let spa = repr.source_protocol_addr;
     let sha = repr.source_hardware_addr;
     let tpa = repr.target_protocol_addr;
-    let for_us = p.owns_v4(tpa);
+    let for_us = p.owns_v4(tpa) || plane.services.vip_on(port, IpAddr::V4(tpa));
     // RFC 826 merge: refresh a known sender; add it if it is talking to us.
     // Only on-link unicast senders are neighbors.
     if sha.is_unicast() && p.on_link_v4(spa) && !p.owns_v4(spa) {
@@ -159,7 +160,8 @@ fn arp_in(
     }
     match repr.operation {
         ArpOperation::Request if for_us => {
-            let l2 = write_l2(buf, p, sha.0, EtherType::Arp);
+            let start = l3 - l2_len(p);
+            write_l2(&mut buf[start..], p, sha.0, EtherType::Arp);
             let reply = ArpRepr {
                 operation: ArpOperation::Reply,
                 source_hardware_addr: EthernetAddress(p.mac),
@@ -167,12 +169,11 @@ fn arp_in(
                 target_hardware_addr: sha,
                 target_protocol_addr: spa,
             };
-            reply.emit(&mut ArpPacket::new_unchecked(
-                &mut buf[l2..l2 + arp::PACKET_LEN],
-            ));
+            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]));
             Verdict::Transmit {
                 port,
-                len: l2 + arp::PACKET_LEN,
+                start,
+                len: l3 + arp::PACKET_LEN - start,
                 counter: Counter::arp_replies,
             }
         }
@@ -182,7 +183,8 @@ fn arp_in(
     }
 }
 
-/// Turn `buf` into an ARP request for `target` on port `out`; its length.
+/// Write an ARP request for `target` on port `out` at the start of `buf`;
+/// its length.
 fn arp_solicit(plane: &Plane, out: usize, target: Ipv4Addr, buf: &mut [u8]) -> Option<usize> {
     let p = plane.ports.get(out)?;
     let src = p.source_v4(target)?;
@@ -206,18 +208,20 @@ fn bad_source_v4(a: Ipv4Addr) -> bool {
     a.is_multicast() || a.is_broadcast() || a.is_loopback() || a.is_unspecified()
 }
 
+#[allow(clippy::too_many_arguments)]
 fn ipv4_in(
     plane: &Plane,
     neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
     port: usize,
     buf: &mut [u8],
     l3: usize,
-    len: usize,
+    end: usize,
     now: u64,
 ) -> Verdict {
     let p = &plane.ports[port];
     let (src, dst, proto, total) = {
-        let ip = match Ipv4Packet::new_checked(&buf[l3..len]) {
+        let ip = match Ipv4Packet::new_checked(&buf[l3..end]) {
             Ok(ip) => ip,
             Err(_) => return Drop(Counter::drop_ipv4_malformed),
         };
@@ -240,11 +244,20 @@ fn ipv4_in(
     if bad_source_v4(src) || p.owns_v4(src) {
         return Drop(Counter::drop_bad_source);
     }
-    if !p.owns_v4(dst) {
-        return Drop(Counter::drop_ip_not_ours);
-    }
     let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
     let end = l3 + total;
+    let vip = plane.services.is_vip(IpAddr::V4(dst));
+    if !vip && !p.owns_v4(dst) {
+        return Drop(Counter::drop_ip_not_ours);
+    }
+    if matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
+        let pkt = l4lb::Ip { l3, l4, end, src: IpAddr::V4(src), dst: IpAddr::V4(dst), proto: u8::from(proto) };
+        return if vip {
+            l4lb::from_client(plane, neighbors, l4st, port, buf, pkt, now)
+        } else {
+            l4lb::to_local(plane, neighbors, l4st, buf, pkt, now)
+        };
+    }
     match proto {
         IpProtocol::Icmp => {
             let icmp = match Icmpv4Packet::new_checked(&buf[l4..end]) {
@@ -253,6 +266,12 @@ fn ipv4_in(
             };
             if !icmp.verify_checksum() {
                 return Drop(Counter::drop_icmp_malformed);
+            }
+            if matches!(icmp.msg_type(), Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded)
+                && !plane.services.is_empty()
+            {
+                let pkt = l4lb::Ip { l3, l4, end, src: IpAddr::V4(src), dst: IpAddr::V4(dst), proto: 1 };
+                return l4lb::icmp_error_v4(plane, neighbors, l4st, buf, pkt, now);
             }
             if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
                 return Drop(Counter::drop_icmp_unhandled);
@@ -280,13 +299,8 @@ fn echo_reply_v4(
     };
     let (out, mac) = match resolve_v4(plane, neighbors, src, now) {
         Ok(x) => x,
-        Err(v) => return solicit_v4(plane, v, buf),
+        Err(v) => return solicit_v4(plane, v, buf, l3),
     };
-    if l2_len(&plane.ports[out]) != l3 {
-        // The reply would need a header of another size than the request's
-        // (tagged in, untagged out or back); Sluice does not move payloads.
-        return Drop(Counter::drop_vlan_mismatch);
-    }
     {
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..end]);
         ip.set_src_addr(dst);
@@ -295,16 +309,18 @@ fn echo_reply_v4(
         let mut icmp = Icmpv4Packet::new_unchecked(ip.payload_mut());
         icmp.rewrite_msg_type(Icmpv4Message::EchoReply, 0);
     }
-    write_l2(buf, &plane.ports[out], mac, EtherType::Ipv4);
+    let start = l3 - l2_len(&plane.ports[out]);
+    write_l2(&mut buf[start..], &plane.ports[out], mac, EtherType::Ipv4);
     Verdict::Transmit {
         port: out,
-        len: end,
+        start,
+        len: end - start,
         counter: Counter::echo_replies,
     }
 }
 
-/// How a reply could not be resolved.
-enum Unresolved<A> {
+/// How a next hop could not be resolved.
+pub(crate) enum Unresolved<A> {
     NoRoute,
     /// Solicit `A` on this port.
     Solicit(usize, A),
@@ -312,7 +328,7 @@ enum Unresolved<A> {
     Pending,
 }
 
-fn resolve_v4(
+pub(crate) fn resolve_v4(
     plane: &Plane,
     neighbors: &mut NeighborTable,
     dst: Ipv4Addr,
@@ -326,12 +342,34 @@ fn resolve_v4(
     }
 }
 
-fn solicit_v4(plane: &Plane, u: Unresolved<Ipv4Addr>, buf: &mut [u8]) -> Verdict {
+/// Turn a failed resolution into a verdict; a solicitation is written at
+/// `at` (any position with room; the packet there is given up).
+pub(crate) fn solicit_v4(plane: &Plane, u: Unresolved<Ipv4Addr>, buf: &mut [u8], at: usize) -> Verdict {
     match u {
         Unresolved::NoRoute => Drop(Counter::drop_no_route),
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
-        Unresolved::Solicit(port, target) => match arp_solicit(plane, port, target, buf) {
-            Some(len) => Verdict::Solicited { port, len },
+        Unresolved::Solicit(port, target) => match arp_solicit(plane, port, target, &mut buf[at..]) {
+            Some(len) => Verdict::Solicited { port, start: at, len },
+            None => Drop(Counter::drop_neighbor_miss),
+        },
+    }
+}
+
+pub(crate) fn resolve_v6(plane: &Plane, neighbors: &mut NeighborTable, dst: Ipv6Addr, now: u64) -> Result<(usize, [u8; 6]), Unresolved<Ipv6Addr>> {
+    let nh = plane.routes.lookup_v6(dst).ok_or(Unresolved::NoRoute)?;
+    match neighbors.resolve(nh.port as u8, IpAddr::V6(nh.addr), now) {
+        Resolve::Hit(mac) => Ok((nh.port, mac)),
+        Resolve::MissSolicit => Err(Unresolved::Solicit(nh.port, nh.addr)),
+        Resolve::Miss => Err(Unresolved::Pending),
+    }
+}
+
+pub(crate) fn solicit_v6(plane: &Plane, u: Unresolved<Ipv6Addr>, buf: &mut [u8], at: usize) -> Verdict {
+    match u {
+        Unresolved::NoRoute => Drop(Counter::drop_no_route),
+        Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
+        Unresolved::Solicit(port, target) => match ndp_solicit(plane, port, target, &mut buf[at..]) {
+            Some(len) => Verdict::Solicited { port, start: at, len },
             None => Drop(Counter::drop_neighbor_miss),
         },
     }
@@ -343,17 +381,18 @@ fn solicit_v4(plane: &Plane, u: Unresolved<Ipv4Addr>, buf: &mut [u8]) -> Verdict
 fn ipv6_in(
     plane: &Plane,
     neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
     port: usize,
     buf: &mut [u8],
     l3: usize,
-    len: usize,
+    end: usize,
     src_mac: EthernetAddress,
     to_us: bool,
     now: u64,
 ) -> Verdict {
     let p = &plane.ports[port];
     let (src, dst, next, hop_limit, end) = {
-        let ip = match Ipv6Packet::new_checked(&buf[l3..len]) {
+        let ip = match Ipv6Packet::new_checked(&buf[l3..end]) {
             Ok(ip) => ip,
             Err(_) => return Drop(Counter::drop_ipv6_malformed),
         };
@@ -377,13 +416,21 @@ fn ipv6_in(
                 .any(|(a, _)| ipv6::solicited_node_multicast(a) == dst);
         group_ok && !to_us
     } else {
-        to_us && p.owns_v6(dst)
+        to_us && (p.owns_v6(dst) || plane.services.is_vip(IpAddr::V6(dst)))
     };
     if !ours {
         return Drop(Counter::drop_ip_not_ours);
     }
     if next.is_ipv6_extension() {
         return Drop(Counter::drop_ipv6_ext_header);
+    }
+    if matches!(next, IpProtocol::Tcp | IpProtocol::Udp) && !dst.is_multicast() && !src.is_unspecified() {
+        let pkt = l4lb::Ip { l3, l4: l3 + ipv6::HEADER_LEN, end, src: IpAddr::V6(src), dst: IpAddr::V6(dst), proto: u8::from(next) };
+        return if plane.services.is_vip(IpAddr::V6(dst)) {
+            l4lb::from_client(plane, neighbors, l4st, port, buf, pkt, now)
+        } else {
+            l4lb::to_local(plane, neighbors, l4st, buf, pkt, now)
+        };
     }
     if next != IpProtocol::Icmpv6 {
         return Drop(Counter::drop_no_service);
@@ -454,13 +501,18 @@ fn ndp_in(
             } else {
                 source_lladdr.unwrap_or(src_mac).0
             };
-            match emit_ndisc(p, buf, &na, target_addr, dst, dst_mac) {
-                Some(len) if len_fits(l3, p) => Verdict::Transmit {
+            // The advertisement may be longer than the solicitation (it always
+            // carries our link-layer address): written over the frame and on
+            // into the tailroom.
+            let start = l3 - l2_len(p);
+            match emit_ndisc(p, &mut buf[start..], &na, target_addr, dst, dst_mac) {
+                Some(len) => Verdict::Transmit {
                     port,
+                    start,
                     len,
                     counter: Counter::ndp_adverts,
                 },
-                _ => Drop(Counter::drop_vlan_mismatch),
+                None => Drop(Counter::drop_no_mbuf),
             }
         }
         NdiscRepr::NeighborAdvert {
@@ -480,12 +532,7 @@ fn ndp_in(
     }
 }
 
-#[inline]
-fn len_fits(l3: usize, p: &PortPlane) -> bool {
-    l3 == l2_len(p)
-}
-
-/// Write Ethernet + IPv6 + an NS/NA into `buf`; the total length.
+/// Write Ethernet + IPv6 + an NS/NA at the start of `buf`; the total length.
 fn emit_ndisc(
     p: &PortPlane,
     buf: &mut [u8],
@@ -532,24 +579,11 @@ fn echo_reply_v6(
         let ip = Ipv6Packet::new_unchecked(&buf[l3..end]);
         (ip.src_addr(), ip.dst_addr())
     };
-    let nh = match plane.routes.lookup_v6(src) {
-        Some(nh) => nh,
-        None => return Drop(Counter::drop_no_route),
+    let (out_port, mac) = match resolve_v6(plane, neighbors, src, now) {
+        Ok(x) => x,
+        Err(u) => return solicit_v6(plane, u, buf, l3),
     };
-    let mac = match neighbors.resolve(nh.port as u8, IpAddr::V6(nh.addr), now) {
-        Resolve::Hit(mac) => mac,
-        Resolve::Miss => return Drop(Counter::drop_neighbor_miss),
-        Resolve::MissSolicit => {
-            return match ndp_solicit(plane, nh.port, nh.addr, buf) {
-                Some(len) => Verdict::Solicited { port: nh.port, len },
-                None => Drop(Counter::drop_neighbor_miss),
-            }
-        }
-    };
-    let out = &plane.ports[nh.port];
-    if l2_len(out) != l3 {
-        return Drop(Counter::drop_vlan_mismatch);
-    }
+    let out = &plane.ports[out_port];
     {
         let mut ip = Ipv6Packet::new_unchecked(&mut buf[l3..end]);
         // Swapping source and destination leaves the pseudo-header sum as is.
@@ -559,16 +593,18 @@ fn echo_reply_v6(
         let mut icmp = Icmpv6Packet::new_unchecked(ip.payload_mut());
         icmp.rewrite_msg_type(Icmpv6Message::EchoReply, 0);
     }
-    write_l2(buf, out, mac, EtherType::Ipv6);
+    let start = l3 - l2_len(out);
+    write_l2(&mut buf[start..], out, mac, EtherType::Ipv6);
     Verdict::Transmit {
-        port: nh.port,
-        len: end,
+        port: out_port,
+        start,
+        len: end - start,
         counter: Counter::echo_replies,
     }
 }
 
-/// Turn `buf` into a neighbor solicitation for `target` on port `out`
-/// (RFC 4861 §7.2.2: to the solicited-node group, with our link-layer
+/// Write a neighbor solicitation for `target` on port `out` at the start of
+/// `buf` (RFC 4861 §7.2.2: to the solicited-node group, with our link-layer
 /// address); its length.
 fn ndp_solicit(plane: &Plane, out: usize, target: Ipv6Addr, buf: &mut [u8]) -> Option<usize> {
     let p = plane.ports.get(out)?;

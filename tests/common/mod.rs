@@ -1,6 +1,9 @@
 //! Helpers shared by the integration tests: pcap files, temp dirs, running
-//! the real `sluice` binary.
+//! the real `sluice` binary; network namespaces and processes in them in
+//! [`lan`].
 #![allow(dead_code)]
+
+pub mod lan;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};

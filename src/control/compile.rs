@@ -1,0 +1,190 @@
+//! Compiling a config into the immutable [`Plane`] the workers read:
+//! ports and routes, and the L4 services with their Maglev tables. Runs on
+//! the control thread at start-up and on every reload, never on a worker.
+
+use std::net::IpAddr;
+
+use anyhow::{anyhow, bail, Result};
+use hashbrown::HashMap;
+
+use crate::config::{Config, ForwardMode, Protocol, Scheduler};
+use crate::dpdk::port::PortInfo;
+use crate::l4::maglev::MaglevTable;
+use crate::worker::plane::{Plane, PortPlane};
+use crate::worker::services::{
+    wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS, MAX_SERVICES,
+};
+
+/// Ids of backends and services, stable for the life of the process so
+/// that connection entries and counters survive reloads.
+#[derive(Default, Debug, Clone)]
+pub struct Registry {
+    backends: HashMap<(String, IpAddr), u32>,
+    services: HashMap<String, u16>,
+    /// By backend id: (cluster, backend name) as last configured.
+    pub backend_names: Vec<(String, String)>,
+    /// By service id: service name.
+    pub service_names: Vec<String>,
+}
+
+impl Registry {
+    fn backend_id(&mut self, cluster: &str, addr: IpAddr, name: &str) -> Result<u32> {
+        let next = self.backends.len() as u32;
+        let id = *self.backends.entry((cluster.to_string(), addr)).or_insert(next);
+        if id as usize >= MAX_BACKENDS {
+            bail!("more than {MAX_BACKENDS} backends over this process's life; restart Sluice");
+        }
+        if id as usize == self.backend_names.len() {
+            self.backend_names.push((cluster.into(), name.into()));
+        } else {
+            self.backend_names[id as usize] = (cluster.into(), name.into());
+        }
+        Ok(id)
+    }
+
+    fn service_id(&mut self, name: &str) -> Result<u16> {
+        let next = self.services.len() as u16;
+        let id = *self.services.entry(name.to_string()).or_insert(next);
+        if id as usize >= MAX_SERVICES {
+            bail!("more than {MAX_SERVICES} services over this process's life; restart Sluice");
+        }
+        if id as usize == self.service_names.len() {
+            self.service_names.push(name.into());
+        }
+        Ok(id)
+    }
+}
+
+/// Build the plane for `cfg` on the started ports `infos`.
+pub fn build_plane(cfg: &Config, infos: &[PortInfo], reg: &mut Registry, workers: usize) -> Result<Plane> {
+    let mut ports = Vec::new();
+    let mut gateways = Vec::new();
+    for (i, (p, info)) in cfg.ports.iter().zip(infos).enumerate() {
+        let mut v4 = Vec::new();
+        let mut v6 = Vec::new();
+        for c in &p.addresses {
+            match c.addr() {
+                IpAddr::V4(a) => v4.push((a, c.prefix_len())),
+                IpAddr::V6(a) => v6.push((a, c.prefix_len())),
+            }
+        }
+        ports.push(PortPlane {
+            name: p.name.clone(),
+            port_id: info.id,
+            mac: info.mac,
+            vlan: p.vlan,
+            mtu: p.mtu,
+            v4,
+            v6,
+        });
+        if let Some(g) = p.gateway {
+            gateways.push((i, IpAddr::V4(g)));
+        }
+        if let Some(g) = p.gateway6 {
+            gateways.push((i, IpAddr::V6(g)));
+        }
+    }
+    let index_of = |name: &str| cfg.ports.iter().position(|p| p.name == name).unwrap_or(0);
+    let routes: Vec<_> = cfg
+        .routes
+        .iter()
+        .map(|r| (r.prefix.addr(), r.prefix.prefix_len(), index_of(r.port_name()), r.via))
+        .collect();
+    let neighbors = cfg
+        .neighbors
+        .iter()
+        .map(|n| (index_of(n.port_name()), n.ip, n.mac.octets()))
+        .collect();
+    let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
+    plane.workers = workers;
+    plane.services = compile_services(cfg, &plane, reg)?;
+    Ok(plane)
+}
+
+fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<Services> {
+    let mut backends: Vec<Option<BackendPlane>> = Vec::new();
+    let mut clusters = Vec::new();
+    for (ci, c) in cfg.clusters.iter().enumerate() {
+        let mut members = Vec::new();
+        for b in &c.backends {
+            let id = reg.backend_id(&c.name, b.address, &b.name)?;
+            // The egress port's own address towards the backend: the NAT
+            // source by default, and the tunnel source in DSR modes.
+            let src = match b.address {
+                IpAddr::V4(a) => plane
+                    .routes
+                    .lookup_v4(a)
+                    .and_then(|nh| plane.ports[nh.port].source_v4(a))
+                    .map(IpAddr::V4),
+                IpAddr::V6(a) => plane
+                    .routes
+                    .lookup_v6(a)
+                    .and_then(|nh| plane.ports[nh.port].source_v6(a))
+                    .map(IpAddr::V6),
+            };
+            if backends.len() <= id as usize {
+                backends.resize(id as usize + 1, None);
+            }
+            backends[id as usize] = Some(BackendPlane {
+                id,
+                name: b.name.clone(),
+                cluster: ci,
+                addr: b.address,
+                port: b.port,
+                weight: b.weight,
+                src,
+            });
+            members.push(id);
+        }
+        // Keyed by the backend's address as text: a pure function of the
+        // config, independent of the order of backends in the file.
+        let keys: Vec<(String, u32)> = c.backends.iter().map(|b| (b.address.to_string(), b.weight)).collect();
+        let maglev = MaglevTable::build(&keys, c.maglev_table_size)
+            .map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
+        let wrr = wrr_sequence(&c.backends.iter().map(|b| b.weight).collect::<Vec<_>>());
+        clusters.push(ClusterPlane {
+            name: c.name.clone(),
+            sched: match c.scheduler {
+                Scheduler::Maglev => Sched::Maglev,
+                Scheduler::Wrr => Sched::Wrr,
+                Scheduler::LeastConn => Sched::LeastConn,
+                Scheduler::SourceHash => Sched::SourceHash,
+            },
+            seed: c.hash_seed,
+            members,
+            maglev,
+            wrr,
+        });
+    }
+    let mut services = Vec::new();
+    for s in &cfg.services {
+        let (cluster, _) = cfg
+            .cluster(s.cluster_name())
+            .ok_or_else(|| anyhow!("service {}: no cluster {}", s.name, s.cluster_name()))?;
+        services.push(ServicePlane {
+            id: reg.service_id(&s.name)?,
+            name: s.name.clone(),
+            vip: s.vip,
+            port: s.port,
+            proto: match s.protocol {
+                Protocol::Tcp => 6,
+                Protocol::Udp => 17,
+            },
+            mode: match s.mode {
+                ForwardMode::Nat => Mode::Nat,
+                ForwardMode::Ipip => Mode::Ipip,
+                ForwardMode::Gre => Mode::Gre,
+                ForwardMode::L2Dsr => Mode::L2Dsr,
+            },
+            cluster,
+            ingress: cfg.ports.iter().position(|p| p.name == s.ingress_name()).unwrap_or(0),
+            snat: s.snat.clone(),
+        });
+    }
+    Ok(Services::new(services, clusters, backends))
+}
+
+/// Every address Sluice owns: the possible NAT source addresses.
+pub fn owned_addresses(cfg: &Config) -> Vec<IpAddr> {
+    cfg.ports.iter().flat_map(|p| p.addresses.iter().map(|c| c.addr())).collect()
+}

@@ -1,0 +1,879 @@
+//! L4 load balancing on the worker: service lookup, backend choice,
+//! connection tracking, full NAT and direct server return.
+//!
+//! ## Which core owns a connection
+//! Client packets of a flow always reach the same worker: the NIC's RSS
+//! hashes the 5-tuple (with a symmetric key), and a worker owns the flows it
+//! sees first. Full NAT changes the tuple, so the backend's replies hash
+//! anywhere. Sluice therefore gives each worker its own slice of the SNAT
+//! port space (`SnatPorts`): a reply's destination port names the worker that
+//! owns the connection. A worker that receives a reply for another worker's
+//! slice hands the packet over through that worker's redirect ring (a
+//! bounded lock-free queue, drained between bursts). NICs with rte_flow could
+//! steer the slices in hardware instead; the port slicing is what makes that
+//! possible, and the ring keeps every device (including virtual ones)
+//! correct. DSR needs none of this: replies never come back through Sluice.
+//!
+//! ## Flows without state
+//! NAT needs state for both directions, so only a bare TCP SYN (or any UDP
+//! datagram) opens a connection; other TCP segments of unknown flows, RSTs
+//! included, are dropped and counted. In DSR modes every client packet can
+//! be forwarded without state: flows unknown to this worker (after a
+//! restart, on another Sluice behind ECMP, or when the table is full or the
+//! new-connection rate cap is hit) are placed by the cluster's Maglev table,
+//! the same on every Sluice with the same config.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use super::counters::Counter;
+use super::neighbor::NeighborTable;
+use super::plane::{Plane, PortPlane};
+use super::process::{l2_len, resolve_v4, resolve_v6, solicit_v4, solicit_v6, write_l2, Verdict};
+use super::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
+use crate::l4::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
+use crate::l4::flow::{flow_hash, FlowKey};
+use crate::wire::{checksum, EtherType, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+
+use Verdict::Drop;
+
+/// An IP packet as the L4 code sees it: absolute offsets into the buffer.
+#[derive(Clone, Copy, Debug)]
+pub struct Ip {
+    pub l3: usize,
+    pub l4: usize,
+    pub end: usize,
+    pub src: IpAddr,
+    pub dst: IpAddr,
+    pub proto: u8,
+}
+
+/// Per-service and per-backend counters of one worker (single writer).
+pub struct L4Counters {
+    /// [packets, bytes, new connections, drops] per service id.
+    pub service: Box<[[AtomicU64; 4]]>,
+    /// [packets, bytes, new connections, active connections] per backend id.
+    pub backend: Box<[[AtomicU64; 4]]>,
+}
+
+pub const SVC_PACKETS: usize = 0;
+pub const SVC_BYTES: usize = 1;
+pub const SVC_NEW: usize = 2;
+pub const SVC_DROPS: usize = 3;
+pub const BE_PACKETS: usize = 0;
+pub const BE_BYTES: usize = 1;
+pub const BE_NEW: usize = 2;
+pub const BE_ACTIVE: usize = 3;
+
+impl Default for L4Counters {
+    fn default() -> Self {
+        L4Counters {
+            service: (0..MAX_SERVICES).map(|_| Default::default()).collect(),
+            backend: (0..MAX_BACKENDS).map(|_| Default::default()).collect(),
+        }
+    }
+}
+
+#[inline(always)]
+fn bump(c: &AtomicU64, n: u64) {
+    c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
+}
+
+#[inline(always)]
+fn drop_one(c: &AtomicU64) {
+    c.store(c.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+}
+
+/// SNAT source ports of one worker: its slice of 1024..=65535 for every
+/// address it may use as a NAT source, handed out oldest-freed first (so a
+/// port's previous connection has long left TIME_WAIT on the backend).
+pub struct SnatPorts {
+    lo: u32,
+    per_worker: u32,
+    pools: Vec<(IpAddr, std::collections::VecDeque<u16>)>,
+}
+
+const SNAT_FIRST: u32 = 1024;
+const SNAT_PORTS: u32 = 65536 - SNAT_FIRST;
+
+impl SnatPorts {
+    pub fn new(worker: usize, workers: usize, addrs: &[IpAddr]) -> SnatPorts {
+        let per_worker = SNAT_PORTS / workers.max(1) as u32;
+        let lo = SNAT_FIRST + per_worker * worker as u32;
+        let pools = addrs
+            .iter()
+            .map(|a| (*a, (lo..lo + per_worker).map(|p| p as u16).collect()))
+            .collect();
+        SnatPorts { lo, per_worker, pools }
+    }
+
+    /// The worker whose slice holds `port`, if any.
+    #[inline]
+    pub fn owner(&self, port: u16) -> Option<usize> {
+        let p = port as u32;
+        (p >= SNAT_FIRST).then(|| ((p - SNAT_FIRST) / self.per_worker.max(1)) as usize)
+    }
+
+    #[inline]
+    pub fn is_mine(&self, port: u16) -> bool {
+        (self.lo..self.lo + self.per_worker).contains(&(port as u32))
+    }
+
+    #[inline]
+    pub fn alloc(&mut self, addr: IpAddr) -> Option<u16> {
+        self.pools.iter_mut().find(|(a, _)| *a == addr)?.1.pop_front()
+    }
+
+    #[inline]
+    pub fn free(&mut self, addr: IpAddr, port: u16) {
+        if self.is_mine(port) {
+            if let Some((_, q)) = self.pools.iter_mut().find(|(a, _)| *a == addr) {
+                q.push_back(port);
+            }
+        }
+    }
+
+    pub fn available(&self, addr: IpAddr) -> usize {
+        self.pools.iter().find(|(a, _)| *a == addr).map_or(0, |(_, q)| q.len())
+    }
+}
+
+/// Connections freed inside a conntrack call, released after it returns
+/// (the callback cannot borrow the rest of the state). Bounded: conntrack
+/// frees at most as many as the slots it examines, which callers keep to
+/// `RECLAIM_MAX` (expire) or conntrack's own reclaim budget (insert, 16).
+const RECLAIM_MAX: usize = 64;
+
+struct Reclaimed {
+    conns: [Option<Conn>; RECLAIM_MAX],
+    n: usize,
+}
+
+impl Default for Reclaimed {
+    fn default() -> Self {
+        Reclaimed { conns: [None; RECLAIM_MAX], n: 0 }
+    }
+}
+
+impl Reclaimed {
+    #[inline]
+    fn push(&mut self, c: &Conn) {
+        if self.n < RECLAIM_MAX {
+            self.conns[self.n] = Some(*c);
+            self.n += 1;
+        }
+    }
+
+    #[inline]
+    fn release(&self, st: &mut L4State) {
+        for c in self.conns.iter().take(self.n).flatten() {
+            st.release(c);
+        }
+    }
+}
+
+/// A worker's L4 state.
+pub struct L4State {
+    pub worker: usize,
+    pub conntrack: Conntrack,
+    pub snat: SnatPorts,
+    /// Per cluster index: position in the weighted round-robin sequence.
+    wrr_pos: Vec<u32>,
+    /// Per backend id: this worker's open connections (least-conn).
+    active: Vec<u32>,
+    pub counters: Arc<L4Counters>,
+}
+
+impl L4State {
+    pub fn new(worker: usize, workers: usize, conntrack: Conntrack, snat_addrs: &[IpAddr], counters: Arc<L4Counters>) -> L4State {
+        L4State {
+            worker,
+            conntrack,
+            snat: SnatPorts::new(worker, workers, snat_addrs),
+            wrr_pos: vec![0; 256],
+            active: vec![0; MAX_BACKENDS],
+            counters,
+        }
+    }
+
+    /// Release what a finished connection held.
+    fn release(&mut self, conn: &Conn) {
+        if let Some(a) = self.active.get_mut(conn.backend as usize) {
+            *a = a.saturating_sub(1);
+        }
+        if let Some(c) = self.counters.backend.get(conn.backend as usize) {
+            drop_one(&c[BE_ACTIVE]);
+        }
+        if let Some(rev) = conn.rev() {
+            // NAT: the reply key's destination is our SNAT address and port.
+            self.snat.free(rev.dst_ip(), rev.dst_port);
+        }
+    }
+
+    /// Amortized expiry, called once per loop iteration: at most `budget`
+    /// slots examined.
+    pub fn expire(&mut self, now: u64, budget: usize) {
+        let mut budget = budget;
+        while budget > 0 {
+            let step = budget.min(RECLAIM_MAX);
+            let mut reclaimed = Reclaimed::default();
+            self.conntrack.expire(now, step, |_, c| reclaimed.push(c));
+            reclaimed.release(self);
+            budget -= step;
+        }
+    }
+
+    fn open(&mut self, backend: u32, service: u16) {
+        if let Some(a) = self.active.get_mut(backend as usize) {
+            *a += 1;
+        }
+        if let Some(c) = self.counters.backend.get(backend as usize) {
+            bump(&c[BE_NEW], 1);
+            bump(&c[BE_ACTIVE], 1);
+        }
+        if let Some(c) = self.counters.service.get(service as usize) {
+            bump(&c[SVC_NEW], 1);
+        }
+    }
+}
+
+#[inline]
+fn svc_drop(st: &L4State, svc: &ServicePlane) {
+    bump(&st.counters.service[svc.id as usize][SVC_DROPS], 1);
+}
+
+/// Ports and TCP flags of a TCP/UDP packet, or None if its header is cut.
+#[inline]
+fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
+    let seg = &buf[pkt.l4..pkt.end];
+    match pkt.proto {
+        6 => {
+            let t = TcpPacket::new_checked(seg).ok()?;
+            Some((t.src_port(), t.dst_port(), t.flags().bits()))
+        }
+        17 => {
+            let u = UdpPacket::new_checked(seg).ok()?;
+            Some((u.src_port(), u.dst_port(), 0))
+        }
+        _ => None,
+    }
+}
+
+/// Choose a backend for a new connection.
+fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) -> Option<u32> {
+    let services = &plane.services;
+    let c = services.clusters.get(svc.cluster)?;
+    match c.sched {
+        Sched::Maglev | Sched::SourceHash => services.consistent_pick(svc.cluster, key),
+        Sched::Wrr => {
+            if c.wrr.is_empty() {
+                return None;
+            }
+            let pos = st.wrr_pos.get_mut(svc.cluster)?;
+            let i = c.wrr[*pos as usize % c.wrr.len()];
+            *pos = pos.wrapping_add(1);
+            Some(c.members[i as usize])
+        }
+        Sched::LeastConn => {
+            // Fewest open connections per unit of weight on this worker:
+            // compare a/wa < b/wb as a*wb < b*wa.
+            let mut best: Option<(u32, u64, u64)> = None;
+            for &id in &c.members {
+                let Some(b) = services.backend(id) else { continue };
+                if b.weight == 0 {
+                    continue;
+                }
+                let a = st.active[id as usize] as u64;
+                let w = b.weight as u64;
+                if best.is_none_or(|(_, ba, bw)| a * bw < ba * w) {
+                    best = Some((id, a, w));
+                }
+            }
+            best.map(|(id, _, _)| id)
+        }
+    }
+}
+
+/// A packet from a client to a VIP.
+pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, port: usize, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+    let Some((sport, dport, flags)) = ports(buf, &pkt) else {
+        return Drop(Counter::drop_l4_malformed);
+    };
+    let Some(svc) = plane.services.lookup(pkt.dst, dport, pkt.proto) else {
+        return Drop(Counter::drop_no_service);
+    };
+    let _ = port;
+    let len = (pkt.end - pkt.l3) as u64;
+    {
+        let sc = &st.counters.service[svc.id as usize];
+        bump(&sc[SVC_PACKETS], 1);
+        bump(&sc[SVC_BYTES], len);
+    }
+    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
+    let tcp_flags = conntrack::TcpFlags(flags);
+
+    // Existing connection?
+    let mut existing = None;
+    match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, Direction::Original) => existing = Some(id),
+        Lookup::Hit(_, Direction::Reply) => {}
+        Lookup::Expired(c) => st.release(&c),
+        Lookup::Miss => {}
+    }
+    let backend = match existing {
+        Some(id) => {
+            let conn = st.conntrack.conn(id);
+            let b = conn.backend;
+            if plane.services.backend(b).is_some_and(|be| be.cluster == svc.cluster) {
+                conntrack::observe_tcp(st.conntrack.conn_mut(id), tcp_flags, Direction::Original, now);
+                if svc.mode == Mode::Nat {
+                    let conn = *st.conntrack.conn(id);
+                    return nat_forward(plane, neighbors, st, svc, buf, pkt, &conn, now);
+                }
+                Some(b)
+            } else {
+                // The backend left the cluster: its connections end here.
+                let conn = st.conntrack.remove(id);
+                st.release(&conn);
+                None
+            }
+        }
+        None => None,
+    };
+    let backend = match backend {
+        Some(b) => b,
+        None => {
+            if !conntrack::may_create(pkt.proto, tcp_flags) {
+                if svc.mode == Mode::Nat {
+                    svc_drop(st, svc);
+                    return Drop(Counter::drop_no_conn);
+                }
+                // DSR: place the flow as every Sluice would, without state
+                // (the connection predates us, or another box).
+                match plane.services.consistent_pick(svc.cluster, &key) {
+                    Some(b) => {
+                        return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_stateless, now);
+                    }
+                    None => {
+                        svc_drop(st, svc);
+                        return Drop(Counter::drop_no_backend);
+                    }
+                }
+            }
+            let Some(b) = choose(plane, st, svc, &key) else {
+                svc_drop(st, svc);
+                return Drop(Counter::drop_no_backend);
+            };
+            let Some(be) = plane.services.backend(b) else {
+                return Drop(Counter::drop_no_backend);
+            };
+            if svc.mode == Mode::Nat {
+                return nat_open(plane, neighbors, st, svc, be, buf, pkt, key, tcp_flags, now);
+            }
+            let state = conntrack::initial_state(pkt.proto, tcp_flags);
+            let mut reclaimed = Reclaimed::default();
+            let r = st.conntrack.insert(key, None, b, svc.id, state, 0, now, |_, c| reclaimed.push(c));
+            reclaimed.release(st);
+            match r {
+                Ok(_) => st.open(b, svc.id),
+                Err(InsertError::TableFull) => {
+                    return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_table_full, now);
+                }
+                Err(InsertError::RateLimited) => {
+                    return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_rate_limited, now);
+                }
+                Err(InsertError::Exists) => {}
+            }
+            b
+        }
+    };
+    dsr_forward(plane, neighbors, st, svc, buf, pkt, backend, Counter::l4_forwarded, now)
+}
+
+/// Open a NAT connection: SNAT address and port, both keys, then forward.
+#[allow(clippy::too_many_arguments)]
+fn nat_open(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    svc: &ServicePlane,
+    be: &BackendPlane,
+    buf: &mut [u8],
+    pkt: Ip,
+    key: FlowKey,
+    flags: conntrack::TcpFlags,
+    now: u64,
+) -> Verdict {
+    let snat_ip = if svc.snat.is_empty() {
+        be.src
+    } else {
+        Some(svc.snat[(flow_hash(&key, 0) % svc.snat.len() as u64) as usize])
+    };
+    let Some(snat_ip) = snat_ip else {
+        return Drop(Counter::drop_no_route);
+    };
+    let Some(snat_port) = st.snat.alloc(snat_ip) else {
+        bump(&st.counters.service[svc.id as usize][SVC_DROPS], 1);
+        return Drop(Counter::drop_snat_exhausted);
+    };
+    let bport = be.port.unwrap_or(key.dst_port);
+    let rev = FlowKey::new(be.addr, snat_ip, bport, snat_port, pkt.proto);
+    let state = conntrack::initial_state(pkt.proto, flags);
+    let mut reclaimed = Reclaimed::default();
+    let r = st.conntrack.insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| reclaimed.push(c));
+    reclaimed.release(st);
+    match r {
+        Ok(id) => {
+            st.open(be.id, svc.id);
+            let conn = *st.conntrack.conn(id);
+            nat_forward(plane, neighbors, st, svc, buf, pkt, &conn, now)
+        }
+        Err(e) => {
+            st.snat.free(snat_ip, snat_port);
+            bump(&st.counters.service[svc.id as usize][SVC_DROPS], 1);
+            Drop(match e {
+                InsertError::TableFull => Counter::drop_conntrack_full,
+                InsertError::RateLimited => Counter::drop_rate_limited,
+                InsertError::Exists => Counter::drop_no_conn,
+            })
+        }
+    }
+}
+
+/// Rewrite addresses and ports of an IP packet in place, fixing the IP
+/// header checksum (IPv4) and the TCP/UDP checksum incrementally (RFC 1624),
+/// and decrementing the TTL / hop limit. False if the TTL ran out.
+fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
+    match (pkt.src, pkt.dst, src, dst) {
+        (IpAddr::V4(os), IpAddr::V4(od), IpAddr::V4(ns), IpAddr::V4(nd)) => {
+            let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
+            let ttl = ip.ttl();
+            if ttl <= 1 {
+                return false;
+            }
+            ip.rewrite_src_addr(ns);
+            ip.rewrite_dst_addr(nd);
+            ip.rewrite_ttl(ttl - 1);
+            rewrite_l4_v4(buf, pkt, (os, ns), (od, nd), sport, dport);
+        }
+        (IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) => {
+            let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
+            let hl = ip.hop_limit();
+            if hl <= 1 {
+                return false;
+            }
+            ip.set_src_addr(ns);
+            ip.set_dst_addr(nd);
+            ip.set_hop_limit(hl - 1);
+            rewrite_l4_v6(buf, pkt, (os, ns), (od, nd), sport, dport);
+        }
+        _ => return false,
+    }
+    true
+}
+
+fn rewrite_l4_v4(buf: &mut [u8], pkt: &Ip, s: (Ipv4Addr, Ipv4Addr), d: (Ipv4Addr, Ipv4Addr), sport: u16, dport: u16) {
+    let seg = &mut buf[pkt.l4..pkt.end];
+    if pkt.proto == 6 {
+        let mut t = TcpPacket::new_unchecked(seg);
+        t.update_checksum_for_addr_v4(&s.0, &s.1);
+        t.update_checksum_for_addr_v4(&d.0, &d.1);
+        t.rewrite_src_port(sport);
+        t.rewrite_dst_port(dport);
+    } else {
+        let mut u = UdpPacket::new_unchecked(seg);
+        u.update_checksum_for_addr_v4(&s.0, &s.1);
+        u.update_checksum_for_addr_v4(&d.0, &d.1);
+        u.rewrite_src_port(sport);
+        u.rewrite_dst_port(dport);
+    }
+}
+
+fn rewrite_l4_v6(buf: &mut [u8], pkt: &Ip, s: (Ipv6Addr, Ipv6Addr), d: (Ipv6Addr, Ipv6Addr), sport: u16, dport: u16) {
+    let seg = &mut buf[pkt.l4..pkt.end];
+    if pkt.proto == 6 {
+        let mut t = TcpPacket::new_unchecked(seg);
+        t.update_checksum_for_addr_v6(&s.0, &s.1);
+        t.update_checksum_for_addr_v6(&d.0, &d.1);
+        t.rewrite_src_port(sport);
+        t.rewrite_dst_port(dport);
+    } else {
+        let mut u = UdpPacket::new_unchecked(seg);
+        u.update_checksum_for_addr_v6(&s.0, &s.1);
+        u.update_checksum_for_addr_v6(&d.0, &d.1);
+        u.rewrite_src_port(sport);
+        u.rewrite_dst_port(dport);
+    }
+}
+
+/// Resolve the next hop towards `dst` and write the L2 header in front of
+/// `l3`. On a miss the verdict carries a solicitation instead.
+fn emit_l2(plane: &Plane, neighbors: &mut NeighborTable, buf: &mut [u8], l3: usize, dst: IpAddr, now: u64) -> Result<(usize, usize), Verdict> {
+    let (out, mac, et) = match dst {
+        IpAddr::V4(d) => match resolve_v4(plane, neighbors, d, now) {
+            Ok((o, m)) => (o, m, EtherType::Ipv4),
+            Err(u) => return Err(solicit_v4(plane, u, buf, l3)),
+        },
+        IpAddr::V6(d) => match resolve_v6(plane, neighbors, d, now) {
+            Ok((o, m)) => (o, m, EtherType::Ipv6),
+            Err(u) => return Err(solicit_v6(plane, u, buf, l3)),
+        },
+    };
+    let p: &PortPlane = &plane.ports[out];
+    let Some(start) = l3.checked_sub(l2_len(p)) else {
+        return Err(Drop(Counter::drop_no_headroom));
+    };
+    write_l2(&mut buf[start..], p, mac, et);
+    Ok((out, start))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn nat_forward(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, svc: &ServicePlane, buf: &mut [u8], pkt: Ip, conn: &Conn, now: u64) -> Verdict {
+    let _ = svc;
+    let Some(rev) = conn.rev() else {
+        return Drop(Counter::drop_no_conn);
+    };
+    // Towards the backend: from our SNAT address/port to the backend.
+    if !rewrite(buf, &pkt, rev.dst_ip(), rev.src_ip(), rev.dst_port, rev.src_port) {
+        return Drop(Counter::drop_ttl_expired);
+    }
+    let bc = &st.counters.backend[conn.backend as usize];
+    bump(&bc[BE_PACKETS], 1);
+    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
+    match emit_l2(plane, neighbors, buf, pkt.l3, rev.src_ip(), now) {
+        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::l4_forwarded },
+        Err(v) => v,
+    }
+}
+
+/// A TCP/UDP packet to one of our own addresses: NAT return traffic.
+pub fn to_local(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+    let Some((sport, dport, flags)) = ports(buf, &pkt) else {
+        return Drop(Counter::drop_l4_malformed);
+    };
+    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
+    let id: ConnId = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, Direction::Reply) => id,
+        Lookup::Expired(c) => {
+            st.release(&c);
+            return Drop(Counter::drop_no_conn);
+        }
+        _ => {
+            return match st.snat.owner(dport) {
+                Some(w) if w != st.worker && plane.workers > 1 && w < plane.workers => Verdict::Redirect { worker: w },
+                Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
+                _ => Drop(Counter::drop_no_service),
+            };
+        }
+    };
+    conntrack::observe_tcp(st.conntrack.conn_mut(id), conntrack::TcpFlags(flags), Direction::Reply, now);
+    let conn = *st.conntrack.conn(id);
+    let fwd = conn.fwd();
+    // Back to the client: from the VIP and service port to the client.
+    if !rewrite(buf, &pkt, fwd.dst_ip(), fwd.src_ip(), fwd.dst_port, fwd.src_port) {
+        return Drop(Counter::drop_ttl_expired);
+    }
+    let bc = &st.counters.backend[conn.backend as usize];
+    bump(&bc[BE_PACKETS], 1);
+    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
+    match emit_l2(plane, neighbors, buf, pkt.l3, fwd.src_ip(), now) {
+        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::l4_returned },
+        Err(v) => v,
+    }
+}
+
+/// Forward a client packet to `backend` in a DSR mode.
+#[allow(clippy::too_many_arguments)]
+fn dsr_forward(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    svc: &ServicePlane,
+    buf: &mut [u8],
+    pkt: Ip,
+    backend: u32,
+    counter: Counter,
+    now: u64,
+) -> Verdict {
+    let Some(be) = plane.services.backend(backend) else {
+        return Drop(Counter::drop_no_backend);
+    };
+    let bc = &st.counters.backend[backend as usize];
+    bump(&bc[BE_PACKETS], 1);
+    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
+    match svc.mode {
+        Mode::L2Dsr => match emit_l2(plane, neighbors, buf, pkt.l3, be.addr, now) {
+            Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter },
+            Err(v) => v,
+        },
+        Mode::Ipip | Mode::Gre => {
+            let Some(src) = be.src else {
+                return Drop(Counter::drop_no_route);
+            };
+            let Some(outer) = encapsulate(buf, &pkt, svc.mode, src, be.addr) else {
+                return Drop(Counter::drop_no_headroom);
+            };
+            match emit_l2(plane, neighbors, buf, outer, be.addr, now) {
+                Ok((port, start)) => {
+                    let mtu = plane.ports[port].mtu as usize;
+                    if pkt.end - outer > mtu {
+                        return Drop(Counter::drop_too_big);
+                    }
+                    Verdict::Transmit { port, start, len: pkt.end - start, counter }
+                }
+                Err(v) => v,
+            }
+        }
+        Mode::Nat => Drop(Counter::drop_no_service),
+    }
+}
+
+/// GRE base header (RFC 2784) with no checksum, key or sequence number.
+const GRE_LEN: usize = 4;
+
+/// Write an outer IP header (and GRE header) in front of the packet at
+/// `pkt.l3`; the offset of the outer header. The outer header takes the
+/// inner packet's DSCP/ECN and, for IPv4, its DF bit, so path MTU discovery
+/// still works through the tunnel.
+fn encapsulate(buf: &mut [u8], pkt: &Ip, mode: Mode, src: IpAddr, dst: IpAddr) -> Option<usize> {
+    let inner_len = pkt.end - pkt.l3;
+    let (tos, df) = match pkt.src {
+        IpAddr::V4(_) => {
+            let ip = Ipv4Packet::new_unchecked(&buf[pkt.l3..pkt.end]);
+            (ip.dscp() << 2 | ip.ecn(), ip.dont_frag())
+        }
+        IpAddr::V6(_) => {
+            let ip = Ipv6Packet::new_unchecked(&buf[pkt.l3..pkt.end]);
+            (ip.traffic_class(), true)
+        }
+    };
+    let inner_et: u16 = if pkt.src.is_ipv4() { 0x0800 } else { 0x86dd };
+    let (gre, proto) = match mode {
+        Mode::Gre => (GRE_LEN, IpProtocol::Gre),
+        _ if pkt.src.is_ipv4() => (0, IpProtocol::IpIp),
+        // IPv6 in IP (RFC 2473): protocol 41.
+        _ => (0, IpProtocol::Unknown(41)),
+    };
+    match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let outer = pkt.l3.checked_sub(20 + gre)?;
+            let total = 20 + gre + inner_len;
+            if total > u16::MAX as usize {
+                return None;
+            }
+            let h = &mut buf[outer..outer + 20];
+            h[0] = 0x45;
+            h[1] = tos;
+            h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+            h[4..6].copy_from_slice(&[0, 0]);
+            h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
+            h[8] = 64;
+            h[9] = u8::from(proto);
+            h[10..12].copy_from_slice(&[0, 0]);
+            h[12..16].copy_from_slice(&s.octets());
+            h[16..20].copy_from_slice(&d.octets());
+            let c = checksum::checksum(h);
+            h[10..12].copy_from_slice(&c.to_be_bytes());
+            if gre > 0 {
+                buf[outer + 20..outer + 22].copy_from_slice(&[0, 0]);
+                buf[outer + 22..outer + 24].copy_from_slice(&inner_et.to_be_bytes());
+            }
+            Some(outer)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => {
+            let outer = pkt.l3.checked_sub(40 + gre)?;
+            let plen = gre + inner_len;
+            if plen > u16::MAX as usize {
+                return None;
+            }
+            let h = &mut buf[outer..outer + 40];
+            h[0] = 0x60 | (tos >> 4);
+            h[1] = tos << 4;
+            h[2..4].copy_from_slice(&[0, 0]);
+            h[4..6].copy_from_slice(&(plen as u16).to_be_bytes());
+            h[6] = u8::from(proto);
+            h[7] = 64;
+            h[8..24].copy_from_slice(&s.octets());
+            h[24..40].copy_from_slice(&d.octets());
+            if gre > 0 {
+                buf[outer + 40..outer + 42].copy_from_slice(&[0, 0]);
+                buf[outer + 42..outer + 44].copy_from_slice(&inner_et.to_be_bytes());
+            }
+            Some(outer)
+        }
+        _ => None,
+    }
+}
+
+// ------------------------------------------------------- ICMP errors
+
+/// The embedded datagram of an ICMPv4 error (RFC 792: the original IP
+/// header and at least 8 bytes of its payload): offsets and its tuple.
+struct Embedded {
+    /// Offset of the embedded IPv4 header.
+    ip: usize,
+    /// Offset of the embedded TCP/UDP header (at least 8 bytes present).
+    l4: usize,
+    end: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+fn embedded_v4(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded> {
+    let ip = icmp + 8;
+    let inner = Ipv4Packet::new_unchecked(buf.get(ip..end)?);
+    if buf.len() < ip + 20 || inner.version() != 4 || inner.header_len() < 20 {
+        return None;
+    }
+    let l4 = ip + inner.header_len();
+    if end < l4 + 8 {
+        return None;
+    }
+    let proto = u8::from(inner.protocol());
+    if proto != 6 && proto != 17 {
+        return None;
+    }
+    let p = &buf[l4..l4 + 4];
+    Some(Embedded {
+        ip,
+        l4,
+        end,
+        src: inner.src_addr(),
+        dst: inner.dst_addr(),
+        sport: u16::from_be_bytes([p[0], p[1]]),
+        dport: u16::from_be_bytes([p[2], p[3]]),
+        proto,
+    })
+}
+
+/// An ICMPv4 destination-unreachable or time-exceeded message to a VIP or
+/// to one of our addresses, about a packet of a tracked connection (for
+/// example "fragmentation needed", which path MTU discovery depends on).
+/// The embedded datagram is the packet that failed; its inverted tuple is
+/// the connection's key in the other direction.
+///
+/// - To a VIP in a DSR mode: sent on to the connection's backend (which
+///   sent the failed packet), encapsulated like the flow's own packets.
+/// - NAT, either side: translated like the flow's packets (outer and
+///   embedded headers) and sent to the other side.
+pub fn icmp_error_v4(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+    let Some(e) = embedded_v4(buf, pkt.l4, pkt.end) else {
+        return Drop(Counter::drop_icmp_unhandled);
+    };
+    // The failed packet went e.src -> e.dst; the connection saw the other
+    // direction first.
+    let key = FlowKey::v4(e.dst, e.src, e.dport, e.sport, e.proto);
+    let hit = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, dir) => Some((*st.conntrack.conn(id), dir)),
+        Lookup::Expired(c) => {
+            st.release(&c);
+            None
+        }
+        Lookup::Miss => None,
+    };
+    let to_vip = plane.services.is_vip(pkt.dst);
+    match hit {
+        Some((conn, Direction::Original)) if to_vip => {
+            let Some(svc) = plane.services.services.iter().find(|s| s.id == conn.service) else {
+                return Drop(Counter::drop_no_service);
+            };
+            if svc.mode.is_dsr() {
+                return dsr_forward(plane, neighbors, st, svc, buf, pkt, conn.backend, Counter::icmp_errors_forwarded, now);
+            }
+            // NAT, error from the client's side about our reply: towards
+            // the backend, as the backend's own packet would have come.
+            let Some(&rev) = conn.rev() else {
+                return Drop(Counter::drop_no_conn);
+            };
+            nat_icmp(plane, neighbors, buf, &pkt, &e, rev.dst_ip(), rev.src_ip(), (rev.src_ip(), rev.src_port), (rev.dst_ip(), rev.dst_port), now)
+        }
+        Some((conn, Direction::Reply)) if !to_vip => {
+            // NAT, error from the backend's side about our SNATed packet:
+            // back to the client, as from the VIP.
+            let fwd = *conn.fwd();
+            nat_icmp(plane, neighbors, buf, &pkt, &e, fwd.dst_ip(), fwd.src_ip(), (fwd.src_ip(), fwd.src_port), (fwd.dst_ip(), fwd.dst_port), now)
+        }
+        None if to_vip => {
+            // DSR flows may have no state here: place them as the flow's own
+            // packets are placed.
+            let Some(svc) = plane.services.lookup(pkt.dst, e.sport, e.proto) else {
+                return Drop(Counter::drop_no_service);
+            };
+            if !svc.mode.is_dsr() {
+                return Drop(Counter::drop_no_conn);
+            }
+            match plane.services.consistent_pick(svc.cluster, &key) {
+                Some(b) => dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::icmp_errors_forwarded, now),
+                None => Drop(Counter::drop_no_backend),
+            }
+        }
+        _ => Drop(Counter::drop_no_conn),
+    }
+}
+
+/// Rewrite an ICMPv4 error for NAT: the outer header goes from `src` to
+/// `dst`; the embedded datagram becomes `inner_src -> inner_dst` (address,
+/// port). Checksums: embedded IP header recomputed, embedded UDP checksum
+/// updated when present (a TCP checksum lies beyond the 8 bytes an error
+/// must carry and is left alone, as Linux does), ICMP checksum recomputed
+/// over the message, outer header updated incrementally.
+#[allow(clippy::too_many_arguments)]
+fn nat_icmp(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    pkt: &Ip,
+    e: &Embedded,
+    src: IpAddr,
+    dst: IpAddr,
+    inner_src: (IpAddr, u16),
+    inner_dst: (IpAddr, u16),
+    now: u64,
+) -> Verdict {
+    let (IpAddr::V4(src), IpAddr::V4(dst), (IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)) = (src, dst, inner_src, inner_dst) else {
+        return Drop(Counter::drop_icmp_unhandled);
+    };
+    {
+        let mut inner = Ipv4Packet::new_unchecked(&mut buf[e.ip..e.end]);
+        inner.set_src_addr(isrc);
+        inner.set_dst_addr(idst);
+        inner.fill_checksum();
+    }
+    if e.proto == 17 && e.end >= e.l4 + 8 {
+        let u = &mut buf[e.l4..e.l4 + 8];
+        let old = u16::from_be_bytes([u[6], u[7]]);
+        if old != 0 {
+            let mut c = checksum::update_ipv4_addr(old, &e.src, &isrc);
+            c = checksum::update_ipv4_addr(c, &e.dst, &idst);
+            c = checksum::update16(c, e.sport, isport);
+            c = checksum::update16(c, e.dport, idport);
+            u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+        }
+    }
+    buf[e.l4..e.l4 + 2].copy_from_slice(&isport.to_be_bytes());
+    buf[e.l4 + 2..e.l4 + 4].copy_from_slice(&idport.to_be_bytes());
+    {
+        let icmp = &mut buf[pkt.l4..pkt.end];
+        icmp[2..4].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return Drop(Counter::drop_ttl_expired);
+        }
+        ip.rewrite_src_addr(src);
+        ip.rewrite_dst_addr(dst);
+        ip.rewrite_ttl(ttl - 1);
+    }
+    match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V4(dst), now) {
+        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::icmp_errors_forwarded },
+        Err(v) => v,
+    }
+}

@@ -1,0 +1,211 @@
+//! Compiled L4 services: VIPs, clusters and backends as the data plane reads
+//! them, built by the control thread (`control::compile`) and published
+//! inside a [`super::plane::Plane`].
+//!
+//! Backends and services carry ids that stay the same across config
+//! reloads (the control thread keeps the registry), so connection-tracking
+//! entries, which store ids, stay meaningful when a new plane is swapped in:
+//! a backend whose weight drops to 0 keeps its id and its connections; a
+//! backend that disappears leaves a hole (`None`) and its connections are
+//! expired on their next packet.
+
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+
+use crate::l4::flow::{flow_hash, src_hash, FlowKey};
+use crate::l4::maglev::MaglevTable;
+
+/// Most services and backends a Sluice instance tracks counters for.
+pub const MAX_SERVICES: usize = 1024;
+pub const MAX_BACKENDS: usize = 8192;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// Full NAT: destination to the backend, source to a Sluice address.
+    Nat,
+    /// IP-in-IP encapsulation (direct server return).
+    Ipip,
+    /// GRE encapsulation (direct server return).
+    Gre,
+    /// MAC rewrite only (direct server return on one L2 segment).
+    L2Dsr,
+}
+
+impl Mode {
+    pub fn is_dsr(self) -> bool {
+        self != Mode::Nat
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sched {
+    Maglev,
+    Wrr,
+    LeastConn,
+    SourceHash,
+}
+
+#[derive(Clone, Debug)]
+pub struct BackendPlane {
+    /// Stable id (index into [`Services::backends`] and the counters).
+    pub id: u32,
+    pub name: String,
+    pub cluster: usize,
+    pub addr: IpAddr,
+    /// NAT: destination port to use instead of the client's.
+    pub port: Option<u16>,
+    pub weight: u32,
+    /// Source address of packets Sluice sends to this backend (the egress
+    /// port's own address: SNAT default and tunnel outer source).
+    pub src: Option<IpAddr>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ClusterPlane {
+    pub name: String,
+    pub sched: Sched,
+    pub seed: u64,
+    /// Backend ids in config order.
+    pub members: Vec<u32>,
+    /// Maglev table over `members` (weights honoured, weight 0 absent).
+    /// Built for every cluster: whatever the scheduler, packets of flows
+    /// without state (after a restart, or when the table is full) are
+    /// placed by it, so every Sluice agrees on them.
+    pub maglev: MaglevTable,
+    /// Smooth weighted round-robin sequence over `members` (indexes).
+    pub wrr: Vec<u32>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServicePlane {
+    /// Stable id (counters, connection entries).
+    pub id: u16,
+    pub name: String,
+    pub vip: IpAddr,
+    /// 0: every port.
+    pub port: u16,
+    pub proto: u8,
+    pub mode: Mode,
+    pub cluster: usize,
+    /// Port index on whose link the VIP is answered for (ARP/NDP).
+    pub ingress: usize,
+    /// NAT source addresses; empty: each backend's `src`.
+    pub snat: Vec<IpAddr>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Services {
+    pub services: Vec<ServicePlane>,
+    pub clusters: Vec<ClusterPlane>,
+    /// By backend id; `None` for ids of removed backends.
+    pub backends: Vec<Option<BackendPlane>>,
+    /// (vip, port, proto) -> index into `services`; port 0 entries match
+    /// any port.
+    index: HashMap<(IpAddr, u16, u8), u16>,
+    /// (ingress port, vip) for ARP/NDP and echo.
+    vips: Vec<(usize, IpAddr)>,
+}
+
+impl Services {
+    pub fn new(services: Vec<ServicePlane>, clusters: Vec<ClusterPlane>, backends: Vec<Option<BackendPlane>>) -> Services {
+        let mut index = HashMap::with_capacity(services.len());
+        let mut vips = Vec::new();
+        for (i, s) in services.iter().enumerate() {
+            index.insert((s.vip, s.port, s.proto), i as u16);
+            if !vips.contains(&(s.ingress, s.vip)) {
+                vips.push((s.ingress, s.vip));
+            }
+        }
+        Services { services, clusters, backends, index, vips }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.services.is_empty()
+    }
+
+    /// Is `ip` a VIP (on any port)?
+    #[inline]
+    pub fn is_vip(&self, ip: IpAddr) -> bool {
+        !self.vips.is_empty() && self.vips.iter().any(|(_, v)| *v == ip)
+    }
+
+    /// Is `ip` a VIP answered for on `port`?
+    #[inline]
+    pub fn vip_on(&self, port: usize, ip: IpAddr) -> bool {
+        self.vips.iter().any(|(p, v)| *p == port && *v == ip)
+    }
+
+    /// VIPs answered on `port`.
+    pub fn vips_on(&self, port: usize) -> impl Iterator<Item = IpAddr> + '_ {
+        self.vips.iter().filter(move |(p, _)| *p == port).map(|(_, v)| *v)
+    }
+
+    #[inline]
+    pub fn lookup(&self, vip: IpAddr, port: u16, proto: u8) -> Option<&ServicePlane> {
+        let i = self.index.get(&(vip, port, proto)).or_else(|| self.index.get(&(vip, 0, proto)))?;
+        self.services.get(*i as usize)
+    }
+
+    #[inline]
+    pub fn backend(&self, id: u32) -> Option<&BackendPlane> {
+        self.backends.get(id as usize).and_then(|b| b.as_ref())
+    }
+
+    /// The backend Maglev picks for a flow without state.
+    #[inline]
+    pub fn consistent_pick(&self, cluster: usize, key: &FlowKey) -> Option<u32> {
+        let c = self.clusters.get(cluster)?;
+        let h = match c.sched {
+            Sched::SourceHash => src_hash(key, c.seed),
+            _ => flow_hash(key, c.seed),
+        };
+        c.maglev.lookup(h).map(|i| c.members[i as usize])
+    }
+}
+
+/// Smooth weighted round robin (as nginx does it): a sequence in which each
+/// member appears weight times, interleaved. Bounded to 4096 entries by
+/// scaling weights down proportionally.
+pub fn wrr_sequence(weights: &[u32]) -> Vec<u32> {
+    let total: u64 = weights.iter().map(|&w| w as u64).sum();
+    if total == 0 {
+        return Vec::new();
+    }
+    let scale = if total > 4096 { total as f64 / 4096.0 } else { 1.0 };
+    let w: Vec<i64> = weights
+        .iter()
+        .map(|&x| if x == 0 { 0 } else { ((x as f64 / scale).round() as i64).max(1) })
+        .collect();
+    let sum: i64 = w.iter().sum();
+    let mut current = vec![0i64; w.len()];
+    let mut seq = Vec::with_capacity(sum as usize);
+    for _ in 0..sum {
+        let mut best = 0;
+        for i in 0..w.len() {
+            current[i] += w[i];
+            if current[i] > current[best] {
+                best = i;
+            }
+        }
+        current[best] -= sum;
+        seq.push(best as u32);
+    }
+    seq
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrr_honours_weights_and_interleaves() {
+        let s = wrr_sequence(&[5, 1, 1]);
+        assert_eq!(s.len(), 7);
+        assert_eq!(s.iter().filter(|&&i| i == 0).count(), 5);
+        // Smooth: the heavy member never runs more than 3 in a row here.
+        assert_eq!(s, vec![0, 0, 1, 0, 2, 0, 0]);
+        assert!(wrr_sequence(&[0, 0]).is_empty());
+        assert_eq!(wrr_sequence(&[0, 3]), vec![1, 1, 1]);
+    }
+}

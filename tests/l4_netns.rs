@@ -1,0 +1,885 @@
+//! L4 load balancing end to end, with the kernel's own TCP on every host:
+//! Sluice as a one-arm load balancer on one Ethernet segment.
+//!
+//! ```text
+//!                 namespace sl4-TAG-PID-sw: bridge br0
+//!      ┌─────────────┬─────────────┬────────────┬────────────┐
+//!      c0            l0            eth0         eth0         eth0
+//!    client        Sluice          b1           b2           b3
+//!  10.30.0.2     10.30.0.1      10.30.0.11   10.30.0.12   10.30.0.13
+//!  fd00:30::2    VIP 10.30.0.100:80/tcp        nginx on each
+//! ```
+//!
+//! Sluice runs on `net_af_packet` over its veth and answers ARP for the VIP.
+//! In NAT mode the backends see Sluice's address and reply through it; in
+//! `ipip` mode each backend decapsulates with `scripts/dsr-decap.py` (this
+//! kernel has no tunnel devices), holds the VIP on the helper's TUN device
+//! and replies straight to the client (set up by `scripts/backend-setup.sh`).
+//!
+//! Needs root, nginx, curl, wrk, python3, ethtool, arping (`scripts/setup.sh`).
+//! Each test builds and removes its own namespaces, processes and files
+//! (guards, also on panic); all traffic stays inside those namespaces and
+//! every command is bounded in time. Tests take a lock so that only one
+//! busy-polling Sluice runs at a time in this process.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns};
+use common::TempDir;
+
+const LB_ADDR: &str = "10.30.0.1";
+const LB_MAC: &str = "02:00:00:30:00:01";
+const CLIENT_ADDR: &str = "10.30.0.2";
+const CLIENT_ADDRS: [&str; 2] = ["10.30.0.2/24", "fd00:30::2/64"];
+const VIP: &str = "10.30.0.100";
+const URL: &str = "http://10.30.0.100/";
+const BIG_URL: &str = "http://10.30.0.100/big";
+const BACKENDS: [(&str, &str); 3] = [
+    ("b1", "10.30.0.11"),
+    ("b2", "10.30.0.12"),
+    ("b3", "10.30.0.13"),
+];
+/// Size of `/big`. nginx sends it at `BIG_RATE` bytes per second (about
+/// 4 s). The limit is on the server side on purpose: with `curl
+/// --limit-rate`, the client's socket buffer would take the whole file at
+/// once and the flow would sit idle while curl read it slowly, proving
+/// nothing about Sluice keeping the flow.
+const BIG_BYTES: u64 = 4 << 20;
+const BIG_RATE: &str = "1m";
+const ADMIN: &str = "127.0.0.1:9100";
+
+/// Drop reasons that the background chatter of a shared segment produces
+/// and that say nothing about the L4 path: frames for other stations (the
+/// bridge floods until it has learned), ARP between the client and the
+/// backends, the client's IPv6 link-local chatter (DAD from `::`, router
+/// solicitations, MLD with a hop-by-hop header), and the first packets to a
+/// next hop that is still being resolved. Any other `drop_*` counter must
+/// stay at zero.
+const BACKGROUND_DROPS: &[&str] = &[
+    "drop_l2_not_ours",
+    "drop_arp_not_ours",
+    "drop_ip_not_ours",
+    "drop_bad_source",
+    "drop_icmp_unhandled",
+    "drop_ipv6_ext_header",
+    "drop_neighbor_miss",
+];
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Mode {
+    Nat,
+    Ipip,
+}
+
+impl Mode {
+    fn config_name(self) -> &'static str {
+        match self {
+            Mode::Nat => "nat",
+            Mode::Ipip => "ipip",
+        }
+    }
+}
+
+/// One busy-polling Sluice at a time: two would share lcore 1, and
+/// `cargo test` runs this file's tests on parallel threads.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+/// One HTTP exchange of a multi-URL curl run.
+#[derive(Debug)]
+struct Reply {
+    /// The body (`b1`, ...), `None` if the transfer failed.
+    body: Option<String>,
+    code: String,
+    /// New connections curl opened for this transfer (0: reused).
+    connects: u32,
+    /// The client address the backend saw (its `X-Client` header).
+    seen_client: String,
+}
+
+/// A slow download of `/big`, running in the background.
+struct Download(Daemon);
+
+/// The segment, backends and Sluice of one test. Fields drop in order:
+/// processes first, then namespaces, then files.
+struct World {
+    sluice: Option<Daemon>,
+    /// nginx and, in DSR modes, the decap helpers.
+    servers: Vec<Daemon>,
+    lan: Lan,
+    mode: Mode,
+    weights: [u32; 3],
+    config: PathBuf,
+    tag: String,
+    starts: u32,
+    tmp: TempDir,
+}
+
+impl World {
+    /// Build the segment, start the backends (and in DSR modes their decap
+    /// helpers) and check that each answers the client directly.
+    fn new(tag: &str, mode: Mode) -> World {
+        let tmp = TempDir::new(&format!("l4-{tag}"));
+        let mut lan = Lan::new(&format!("sl4-{tag}-{}", std::process::id()));
+        lan.attach("c", "c0", &CLIENT_ADDRS);
+        // Sluice's veth: no kernel address, IPv6 off (attach does that).
+        lan.attach("lb", "l0", &[]);
+        for (name, addr) in BACKENDS {
+            lan.attach(name, "eth0", &[&format!("{addr}/24")]);
+        }
+        let mut w = World {
+            sluice: None,
+            servers: Vec::new(),
+            lan,
+            mode,
+            weights: [1; 3],
+            config: tmp.path().join("sluice.toml"),
+            tag: tag.to_string(),
+            starts: 0,
+            tmp,
+        };
+        let www = w.tmp.path().join("www");
+        std::fs::create_dir_all(&www).unwrap();
+        std::fs::write(www.join("big"), vec![0u8; BIG_BYTES as usize]).unwrap();
+        for (name, addr) in BACKENDS {
+            if mode != Mode::Nat {
+                w.start_decap(name);
+            }
+            w.start_nginx(name);
+            let client = w.client();
+            let mut last = None;
+            let up = wait_until(secs(10), || {
+                let f = run(
+                    client.cmd(&["curl", "-sS", "--max-time", "1", &format!("http://{addr}/")]),
+                    secs(3),
+                );
+                let ok = f.success() && f.stdout() == format!("{name}\n");
+                last = Some(f);
+                ok
+            });
+            assert!(
+                up,
+                "backend {name} does not answer the client directly\n{}",
+                last.map(|f| f.text()).unwrap_or_default()
+            );
+        }
+        w
+    }
+
+    fn client(&self) -> &Ns {
+        self.lan.host("c")
+    }
+
+    fn lb(&self) -> &Ns {
+        self.lan.host("lb")
+    }
+
+    fn start_nginx(&mut self, name: &str) {
+        let dir = self.tmp.path().join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        let d = dir.display();
+        let www = self.tmp.path().join("www");
+        // One process (`master_process off`): a SIGKILL on drop leaves no
+        // orphaned workers. Every path is inside the test's temp dir.
+        let conf = format!(
+            r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 1024; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    default_type text/plain;
+    keepalive_timeout 30s;
+    keepalive_requests 100000;
+    server {{
+        listen 80 default_server;
+        root {www};
+        add_header X-Backend {name} always;
+        add_header X-Client $remote_addr always;
+        location / {{ return 200 "{name}\n"; }}
+        location /big {{ limit_rate {BIG_RATE}; }}
+    }}
+}}
+"#,
+            www = www.display()
+        );
+        let conf_path = dir.join("nginx.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let err = dir.join("error.log");
+        let cmd = self.lan.host(name).cmd(&[
+            "nginx",
+            "-e",
+            err.to_str().unwrap(),
+            "-p",
+            dir.to_str().unwrap(),
+            "-c",
+            conf_path.to_str().unwrap(),
+        ]);
+        let log = dir.join("nginx.out");
+        self.servers
+            .push(Daemon::spawn(&format!("nginx {name}"), cmd, &log));
+    }
+
+    /// The userspace DSR set-up, exactly as an operator would run it on a
+    /// backend without tunnel devices: sysctls, then the decap helper in the
+    /// foreground, accepting tunnelled packets from Sluice only.
+    fn start_decap(&mut self, name: &str) {
+        let mode = format!("userspace-{}", self.mode.config_name());
+        let script = common::repo().join("scripts/backend-setup.sh");
+        let cmd = self.lan.host(name).cmd(&[
+            script.to_str().unwrap(),
+            "up",
+            &mode,
+            VIP,
+            "--dev",
+            "eth0",
+            "--lb",
+            LB_ADDR,
+        ]);
+        let log = self.tmp.path().join(format!("decap-{name}.log"));
+        let mut d = Daemon::spawn(&format!("dsr-decap {name}"), cmd, &log);
+        let ready = wait_until(secs(10), || d.log().contains("dsr-decap: ready") || !d.running());
+        assert!(
+            ready && d.running(),
+            "decap helper on {name} did not come up\n{}",
+            d.log()
+        );
+        self.servers.push(d);
+    }
+
+    fn write_config(&self) {
+        let mut cfg = format!(
+            r#"# Written by tests/l4_netns.rs ({tag}).
+[eal]
+args = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf"]
+file_prefix = "sl4-{tag}-{pid}"
+
+[dataplane]
+workers = [1]
+mbufs = 4095
+mbuf_cache = 128
+
+[admin]
+listen = "{ADMIN}"
+
+[conntrack]
+# A few hundred connections at most: keep the per-worker table small.
+max_flows = 65536
+
+[[port]]
+name = "p0"
+vdev = "net_af_packet0,iface=l0"
+mac = "{LB_MAC}"
+addresses = ["{LB_ADDR}/24"]
+
+[[cluster]]
+name = "web"
+scheduler = "maglev"
+"#,
+            tag = self.tag,
+            pid = std::process::id()
+        );
+        for ((name, addr), weight) in BACKENDS.iter().zip(self.weights) {
+            cfg += &format!(
+                "\n[[cluster.backend]]\naddress = \"{addr}\"\nweight = {weight}\nname = \"{name}\"\n"
+            );
+        }
+        cfg += &format!(
+            r#"
+[[service]]
+name = "web"
+vip = "{VIP}"
+port = 80
+protocol = "tcp"
+mode = "{mode}"
+cluster = "web"
+ingress = "p0"
+"#,
+            mode = self.mode.config_name()
+        );
+        std::fs::write(&self.config, cfg).unwrap();
+    }
+
+    fn sluice_log(&self) -> String {
+        self.sluice.as_ref().map(|d| d.log()).unwrap_or_default()
+    }
+
+    /// Start Sluice on the current config and wait until it answers ping on
+    /// its own address and balances a first request for the VIP.
+    fn start_sluice(&mut self) {
+        assert!(self.sluice.is_none(), "Sluice is already running");
+        self.write_config();
+        let cfg = self.config.to_str().unwrap().to_string();
+        let check = run(
+            {
+                let mut c = common::sluice();
+                c.args(["check", "--config", &cfg]);
+                c
+            },
+            secs(20),
+        );
+        assert!(
+            check.success(),
+            "sluice check rejects the L4 config {cfg}:\n{}\n--- config\n{}",
+            check.text(),
+            std::fs::read_to_string(&self.config).unwrap_or_default()
+        );
+        self.starts += 1;
+        let log = self.tmp.path().join(format!("sluice-{}.log", self.starts));
+        let cmd = self
+            .lb()
+            .cmd(&[env!("CARGO_BIN_EXE_sluice"), "run", "--config", &cfg]);
+        let mut sluice = Daemon::spawn("sluice", cmd, &log);
+
+        let client = self.client();
+        let answered = wait_until(secs(20), || {
+            !sluice.running()
+                || run(
+                    client.cmd(&["ping", "-c", "1", "-W", "1", LB_ADDR]),
+                    secs(3),
+                )
+                .success()
+        });
+        let alive = sluice.running();
+        self.sluice = Some(sluice);
+        assert!(
+            answered && alive,
+            "Sluice (start {}) did not come up: {}\n--- sluice log\n{}",
+            self.starts,
+            if alive { "no echo reply from its address" } else { "it exited" },
+            self.sluice_log()
+        );
+        let client = self.client();
+        let mut last = None;
+        let served = wait_until(secs(15), || {
+            let f = run(
+                client.cmd(&["curl", "-sS", "--connect-timeout", "2", "--max-time", "3", URL]),
+                secs(5),
+            );
+            let ok = f.success() && f.stdout().starts_with('b');
+            last = Some(f);
+            ok
+        });
+        assert!(
+            served,
+            "no request to {URL} succeeded through Sluice (start {})\n{}\n--- counters\n{}\n--- sluice log\n{}",
+            self.starts,
+            last.map(|f| f.text()).unwrap_or_default(),
+            self.stats_text(),
+            self.sluice_log()
+        );
+    }
+
+    /// SIGTERM Sluice and insist on a clean exit.
+    fn stop_sluice(&mut self) {
+        let mut s = self.sluice.take().expect("Sluice is not running");
+        let st = s.stop(secs(10));
+        let log = s.log();
+        assert!(
+            st.is_some_and(|st| st.success()),
+            "Sluice did not exit cleanly on SIGTERM: {st:?}\n{log}"
+        );
+        assert!(log.contains("stopped after"), "clean shutdown line\n{log}");
+    }
+
+    /// Rewrite the config with the current weights and SIGHUP Sluice.
+    fn reload(&mut self) {
+        self.write_config();
+        self.sluice.as_ref().expect("Sluice is not running").signal("HUP");
+    }
+
+    fn stats(&self) -> Option<serde_json::Value> {
+        let f = run(
+            self.lb().cmd(&[
+                env!("CARGO_BIN_EXE_sluice"),
+                "stats",
+                "--admin",
+                ADMIN,
+                "--json",
+            ]),
+            secs(10),
+        );
+        if !f.success() {
+            return None;
+        }
+        serde_json::from_slice(&f.output.stdout).ok()
+    }
+
+    fn stats_text(&self) -> String {
+        match self.stats() {
+            Some(v) => serde_json::to_string_pretty(&v).unwrap(),
+            None => "(sluice stats failed)".into(),
+        }
+    }
+
+    /// No `drop_*` counter other than [`BACKGROUND_DROPS`] moved.
+    fn assert_no_unexpected_drops(&self) {
+        let v = self.stats().expect("sluice stats --json");
+        let counters = v["counters"].as_object().expect("counters object");
+        let bad: Vec<_> = counters
+            .iter()
+            .filter(|(k, v)| {
+                k.starts_with("drop_")
+                    && !BACKGROUND_DROPS.contains(&k.as_str())
+                    && v.as_u64() != Some(0)
+            })
+            .collect();
+        assert!(
+            bad.is_empty(),
+            "unexpected drops: {bad:?}\n--- stats\n{}",
+            serde_json::to_string_pretty(&v).unwrap()
+        );
+        let nonzero: BTreeMap<_, _> = counters
+            .iter()
+            .filter(|(_, v)| v.as_u64() != Some(0))
+            .collect();
+        eprintln!("[{}] counters: {nonzero:?}", self.tag);
+    }
+
+    /// The client resolved the VIP to Sluice's MAC, and only to it: no
+    /// backend answered ARP for it.
+    fn assert_vip_is_sluices(&self) {
+        let o = self.client().ok(&["ip", "neigh", "show", VIP, "dev", "c0"]);
+        let neigh = String::from_utf8_lossy(&o.stdout).to_lowercase();
+        assert!(neigh.contains(LB_MAC), "client's neighbor entry for the VIP: {neigh}");
+    }
+
+    /// `n` requests for `/` in one curl run: each on a new connection
+    /// (`Connection: close`), or all on one kept-alive connection.
+    fn requests(&self, n: usize, keepalive: bool) -> (Vec<Reply>, Finished) {
+        let mut args = vec![
+            "curl",
+            "-sS",
+            "--connect-timeout",
+            "3",
+            "--max-time",
+            "5",
+            "-w",
+            "@@%{http_code} %{num_connects} %header{x-client}\n",
+        ];
+        if !keepalive {
+            args.extend(["-H", "Connection: close"]);
+        }
+        args.extend(std::iter::repeat(URL).take(n));
+        let f = run(self.client().cmd(&args), secs(40));
+        let mut replies = Vec::new();
+        let mut body = None;
+        for line in f.stdout().lines() {
+            match line.split_once("@@") {
+                None => body = Some(line.to_string()),
+                Some((before, w)) => {
+                    if !before.is_empty() {
+                        body = Some(before.to_string());
+                    }
+                    let mut it = w.split_whitespace();
+                    let code = it.next().unwrap_or("").to_string();
+                    let connects = it.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+                    let seen_client = it.next().unwrap_or("").to_string();
+                    replies.push(Reply {
+                        body: body.take().filter(|_| code == "200"),
+                        code,
+                        connects,
+                        seen_client,
+                    });
+                }
+            }
+        }
+        (replies, f)
+    }
+
+    /// `n` new connections, all of which must succeed; the number each
+    /// backend answered, by name.
+    fn spread(&self, n: usize) -> BTreeMap<String, usize> {
+        let (replies, f) = self.requests(n, false);
+        let failed: Vec<_> = replies
+            .iter()
+            .filter(|r| r.body.is_none() || r.code != "200")
+            .collect();
+        assert!(
+            replies.len() == n && failed.is_empty(),
+            "{n} requests: {} answered, failed: {failed:?}\n{}\n--- counters\n{}\n--- sluice log\n{}",
+            replies.len() - failed.len(),
+            f.text(),
+            self.stats_text(),
+            self.sluice_log()
+        );
+        assert!(
+            replies.iter().all(|r| r.connects == 1),
+            "each request on its own connection: {replies:?}"
+        );
+        // NAT hides the client behind Sluice's address; DSR keeps it.
+        let expect_client = match self.mode {
+            Mode::Nat => LB_ADDR,
+            Mode::Ipip => CLIENT_ADDR,
+        };
+        assert!(
+            replies.iter().all(|r| r.seen_client == expect_client),
+            "backends must see {expect_client} as the client in {:?} mode: {replies:?}",
+            self.mode
+        );
+        let mut tally = BTreeMap::new();
+        for r in &replies {
+            *tally.entry(r.body.clone().unwrap()).or_insert(0) += 1;
+        }
+        eprintln!("[{}] {n} requests answered by {tally:?}", self.tag);
+        tally
+    }
+
+    /// Start fetching `/big` in the background (bounded by `--max-time`).
+    fn start_download(&self) -> Download {
+        let log = self.tmp.path().join("download.log");
+        let cmd = self.client().cmd(&[
+            "curl",
+            "-sS",
+            "-v",
+            "--connect-timeout",
+            "3",
+            "--max-time",
+            "45",
+            "-o",
+            "/dev/null",
+            "-w",
+            "@@%{http_code} %{size_download}\n",
+            BIG_URL,
+        ]);
+        Download(Daemon::spawn("curl /big", cmd, &log))
+    }
+
+    /// The backend serving a download, from its `X-Backend` header (curl
+    /// -v writes response headers to unbuffered stderr as they arrive).
+    fn download_backend(&self, d: &Download) -> String {
+        let mut name = None;
+        let seen = wait_until(secs(10), || {
+            name = d.0.log().lines().find_map(|l| {
+                let l = l.strip_prefix("< ")?;
+                let (k, v) = l.split_once(':')?;
+                k.eq_ignore_ascii_case("x-backend")
+                    .then(|| v.trim().to_string())
+            });
+            name.is_some()
+        });
+        assert!(
+            seen,
+            "no response headers for {BIG_URL}\n{}\n--- sluice log\n{}",
+            d.0.log(),
+            self.sluice_log()
+        );
+        name.unwrap()
+    }
+
+    /// Wait for a download to end and insist that it got all of `/big`.
+    fn finish_download(&self, mut d: Download, limit: Duration) {
+        let st = d.0.wait_exit(limit);
+        let log = d.0.log();
+        let result = log
+            .lines()
+            .find_map(|l| l.strip_prefix("@@"))
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            st.is_some_and(|s| s.success()) && result == format!("200 {BIG_BYTES}"),
+            "download of {BIG_URL}: exit {st:?}, code and size {result:?} (want 200 {BIG_BYTES})\n\
+             --- curl -v (tail)\n{}\n--- counters\n{}\n--- sluice log\n{}",
+            tail(&log, 40),
+            self.stats_text(),
+            self.sluice_log()
+        );
+    }
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<_> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+/// Every backend got at least `min` of the requests.
+fn assert_spread(tally: &BTreeMap<String, usize>, min: usize) {
+    for (name, _) in BACKENDS {
+        let got = tally.get(name).copied().unwrap_or(0);
+        assert!(got >= min, "backend {name} answered {got} (< {min}): {tally:?}");
+    }
+}
+
+/// `wrk` output: (requests, socket errors line if any, non-2xx/3xx count).
+fn parse_wrk(out: &str) -> (u64, Option<String>, u64) {
+    let mut requests = 0;
+    let mut errors = None;
+    let mut non2xx = 0;
+    for l in out.lines().map(str::trim) {
+        if let Some((n, _)) = l.split_once(" requests in ") {
+            requests = n.trim().parse().unwrap_or(0);
+        } else if let Some(e) = l.strip_prefix("Socket errors:") {
+            errors = Some(e.trim().to_string());
+        } else if let Some(n) = l.strip_prefix("Non-2xx or 3xx responses:") {
+            non2xx = n.trim().parse().unwrap_or(u64::MAX);
+        }
+    }
+    (requests, errors, non2xx)
+}
+
+#[test]
+fn nat_spreads_requests_and_keeps_connections() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("nat", Mode::Nat);
+    w.start_sluice();
+
+    // New connections spread by Maglev over three equal backends: 20 each
+    // on average, fewer than 10 is more than 2.7 standard deviations off.
+    let tally = w.spread(60);
+    assert_spread(&tally, 10);
+
+    // One kept-alive connection stays on one backend.
+    let (replies, f) = w.requests(20, true);
+    let bodies: Vec<_> = replies.iter().map(|r| r.body.as_deref()).collect();
+    assert!(
+        replies.len() == 20
+            && bodies[0].is_some()
+            && bodies.iter().all(|b| *b == bodies[0])
+            && replies.iter().map(|r| r.connects).sum::<u32>() == 1,
+        "20 requests on one connection, one backend: {replies:?}\n{}",
+        f.text()
+    );
+
+    // Many concurrent connections: none fails.
+    let f = run(
+        w.client().cmd(&[
+            "wrk", "-t2", "-c200", "-d3s", "--timeout", "2s", URL,
+        ]),
+        secs(20),
+    );
+    let out = f.stdout();
+    let (requests, errors, non2xx) = parse_wrk(&out);
+    eprintln!("[nat] wrk: {requests} requests, errors {errors:?}, non-2xx {non2xx}");
+    assert!(
+        f.success() && requests > 0 && errors.is_none() && non2xx == 0,
+        "wrk through Sluice: {requests} requests, socket errors {errors:?}, non-2xx {non2xx}\n{}\n--- counters\n{}",
+        f.text(),
+        w.stats_text()
+    );
+
+    w.assert_vip_is_sluices();
+    w.assert_no_unexpected_drops();
+    w.stop_sluice();
+    eprintln!("[nat] took {:?}", started.elapsed());
+}
+
+#[test]
+fn nat_drain_lets_open_connections_finish() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("drain", Mode::Nat);
+    w.start_sluice();
+
+    let download = w.start_download();
+    let drained = w.download_backend(&download);
+    let idx = BACKENDS.iter().position(|(n, _)| *n == drained).unwrap();
+    eprintln!("[drain] /big is served by {drained}; draining it");
+    w.weights[idx] = 0;
+    w.reload();
+    // The control thread publishes the new tables between bursts; give it
+    // a moment (it does not say when it is done).
+    std::thread::sleep(Duration::from_millis(1000));
+    assert!(
+        w.sluice.as_mut().unwrap().running(),
+        "Sluice exited on SIGHUP\n{}",
+        w.sluice_log()
+    );
+    let mut download = download;
+    assert!(
+        download.0.running(),
+        "the download ended before the drain could be observed\n{}",
+        download.0.log()
+    );
+
+    let tally = w.spread(30);
+    assert!(
+        !tally.contains_key(&drained),
+        "drained backend {drained} still got new connections: {tally:?}\n--- sluice log\n{}",
+        w.sluice_log()
+    );
+    assert!(
+        download.0.running(),
+        "the download must still be open after the new requests, or this \
+         test says nothing about open connections surviving a drain\n{}",
+        download.0.log()
+    );
+    w.finish_download(download, secs(30));
+
+    w.assert_no_unexpected_drops();
+    w.stop_sluice();
+    eprintln!("[drain] took {:?}", started.elapsed());
+}
+
+#[test]
+fn dsr_ipip_spreads_and_survives_restart() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("dsr", Mode::Ipip);
+    w.start_sluice();
+
+    let tally = w.spread(60);
+    assert_spread(&tally, 10);
+    w.assert_vip_is_sluices();
+
+    // A download in flight while Sluice is stopped and started again: the
+    // new process has no state for the flow, picks the same backend from
+    // the same config, and the backend's retransmissions carry it on.
+    let mut download = w.start_download();
+    let backend = w.download_backend(&download);
+    std::thread::sleep(Duration::from_millis(500));
+    eprintln!("[dsr] /big is served by {backend}; restarting Sluice");
+    w.stop_sluice();
+    let restart = Instant::now();
+    assert!(
+        download.0.running(),
+        "the download ended before Sluice stopped\n{}",
+        download.0.log()
+    );
+    w.start_sluice();
+    eprintln!("[dsr] Sluice back after {:?}", restart.elapsed());
+    w.finish_download(download, secs(40));
+
+    let tally = w.spread(15);
+    eprintln!("[dsr] after the restart: {tally:?}");
+    w.assert_no_unexpected_drops();
+    w.stop_sluice();
+    eprintln!("[dsr] took {:?}", started.elapsed());
+}
+
+/// Hand-made tunnel packets from the "client" (playing the load balancer)
+/// to a backend set up with `backend-setup.sh userspace-*`: each case
+/// sends an ICMP echo request to the VIP inside IPIP or GRE and expects an
+/// echo reply straight from the VIP, or none. Arguments: client, backend,
+/// VIP, then `CASE=reply|none`...
+const DECAP_PROBE: &str = r#"
+import os, socket, struct, sys, time
+def csum(b):
+    if len(b) % 2: b += b"\0"
+    s = sum(struct.unpack("!%dH" % (len(b) // 2), b))
+    while s >> 16: s = (s & 0xffff) + (s >> 16)
+    return ~s & 0xffff
+def ipv4(src, dst, proto, payload, ident):
+    h = struct.pack("!BBHHHBBH4s4s", 0x45, 0, 20 + len(payload), ident, 0x4000, 64, proto, 0,
+                    socket.inet_aton(src), socket.inet_aton(dst))
+    return h[:10] + struct.pack("!H", csum(h)) + h[12:] + payload
+client, backend, vip = sys.argv[1:4]
+ident = os.getpid() & 0xffff
+def inner(seq):
+    m = struct.pack("!BBHHH", 8, 0, 0, ident, seq) + b"sluice-dsr-probe"
+    return ipv4(client, vip, 1, m[:2] + struct.pack("!H", csum(m)) + m[4:], seq)
+rx = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_ICMP)
+ipip = socket.socket(socket.AF_INET, socket.SOCK_RAW, 4)
+gre = socket.socket(socket.AF_INET, socket.SOCK_RAW, 47)
+raw = socket.socket(socket.AF_INET, socket.SOCK_RAW, socket.IPPROTO_RAW)
+send = {
+    "ipip": lambda s: ipip.sendto(inner(s), (backend, 0)),
+    "gre": lambda s: gre.sendto(struct.pack("!HH", 0, 0x0800) + inner(s), (backend, 0)),
+    # RFC 2890 key present: not a base GRE header.
+    "gre-key": lambda s: gre.sendto(struct.pack("!HHI", 0x2000, 0x0800, 7) + inner(s), (backend, 0)),
+    # Outer source that is not the load balancer's.
+    "ipip-spoofed": lambda s: raw.sendto(ipv4("10.30.0.9", backend, 4, inner(s), s), (backend, 0)),
+}
+ok = True
+for seq, case in enumerate(sys.argv[4:], 1):
+    name, want = case.split("=")
+    send[name](seq)
+    deadline = time.monotonic() + (2.0 if want == "reply" else 1.0)
+    got = False
+    while not got and deadline > time.monotonic():
+        rx.settimeout(deadline - time.monotonic())
+        try:
+            pkt, (src, _) = rx.recvfrom(2048)
+        except socket.timeout:
+            break
+        t, _, _, i, s = struct.unpack_from("!BBHHH", pkt, (pkt[0] & 15) * 4)
+        got = src == vip and t == 0 and i == ident and s == seq
+    verdict = "ok" if got == (want == "reply") else "WRONG"
+    ok &= verdict == "ok"
+    print(f"{name}: {'reply from the VIP' if got else 'no reply'}, want {want}: {verdict}")
+sys.exit(0 if ok else 1)
+"#;
+
+#[test]
+fn dsr_decap_helper_answers_from_the_vip() {
+    let _serial = serial();
+    let tmp = TempDir::new("l4-decap");
+    let mut lan = Lan::new(&format!("sl4-decap-{}", std::process::id()));
+    lan.attach("c", "c0", &[&format!("{CLIENT_ADDR}/24")]);
+    lan.attach("b1", "eth0", &["10.30.0.11/24"]);
+    let script = common::repo().join("scripts/backend-setup.sh");
+
+    let phases: [(&str, &[&str], &str); 2] = [
+        (
+            "userspace-ipip",
+            // No GRE socket in this phase: the kernel drops GRE.
+            &["ipip=reply", "gre=none", "ipip-spoofed=none"],
+            "decapsulated=1 bytes=44 drop_outer_malformed=0 drop_source=1 ",
+        ),
+        (
+            "userspace-gre",
+            &["gre=reply", "gre-key=none", "ipip=none"],
+            "decapsulated=1 bytes=44 drop_outer_malformed=0 drop_source=0 drop_gre_flags=1 ",
+        ),
+    ];
+    for (mode, cases, counters) in phases {
+        let log = tmp.path().join(format!("{mode}.log"));
+        let cmd = lan.host("b1").cmd(&[
+            script.to_str().unwrap(),
+            "up",
+            mode,
+            VIP,
+            "--dev",
+            "eth0",
+            "--lb",
+            CLIENT_ADDR,
+        ]);
+        let mut helper = Daemon::spawn(mode, cmd, &log);
+        assert!(
+            wait_until(secs(10), || helper.log().contains("dsr-decap: ready")),
+            "{mode}: helper not ready\n{}",
+            helper.log()
+        );
+
+        // Nobody answers ARP for the VIP: the backend holds it on its TUN
+        // device and ignores ARP for addresses not on eth0.
+        let arp = run(
+            lan.host("c")
+                .cmd(&["arping", "-c", "1", "-w", "1", "-I", "c0", VIP]),
+            secs(5),
+        );
+        assert!(!arp.success(), "{mode}: the backend answered ARP for the VIP\n{}", arp.text());
+
+        let mut args = vec!["python3", "-c", DECAP_PROBE, CLIENT_ADDR, "10.30.0.11", VIP];
+        args.extend(cases.iter().copied());
+        let probe = run(lan.host("c").cmd(&args), secs(20));
+        eprintln!("[decap] {mode}:\n{}", probe.stdout());
+        assert!(probe.success(), "{mode}: {}\n--- helper\n{}", probe.text(), helper.log());
+
+        let st = helper.stop(secs(5));
+        let out = helper.log();
+        assert!(st.is_some_and(|s| s.success()), "{mode}: helper exit {st:?}\n{out}");
+        assert!(out.contains(counters), "{mode}: helper counters, want {counters:?}\n{out}");
+        // The TUN device (and the VIP on it) went with the helper.
+        let gone = lan.host("b1").cmd(&["ip", "link", "show", "dsr0"]).output().unwrap();
+        assert!(!gone.status.success(), "{mode}: dsr0 outlived the helper");
+    }
+}
