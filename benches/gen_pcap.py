@@ -3,6 +3,9 @@
 
     python3 benches/gen_pcap.py icmp OUT.pcap [FLOWS]
 
+`syn`: 60-byte TCP SYNs to 10.0.0.100:80 from FLOWS distinct (source
+address, source port) pairs in 198.18.0.0/15, as sent by the router.
+
 `icmp`: 60-byte frames (64 on the wire with FCS) carrying ICMP echo requests
 to 10.0.0.1 from FLOWS distinct sources in 198.18.0.0/15, as sent by the
 router 02:00:00:00:00:fe; Sluice answers each one, routing the reply out of
@@ -37,6 +40,26 @@ def icmp_frames(flows):
         yield us_mac + gw_mac + b"\x08\x00" + ipv4(src, dst, 1, body, i & 0xFFFF)
 
 
+def tcp(src, dst, sport, dport, flags, seq):
+    hdr = struct.pack("!HHIIBBHHH", sport, dport, seq, 0, 5 << 4, flags, 65535, 0, 0)
+    pseudo = src + dst + struct.pack("!BBH", 0, 6, len(hdr))
+    c = csum(pseudo + hdr)
+    return hdr[:16] + struct.pack("!H", c) + hdr[18:]
+
+
+def syn_frames(flows):
+    us_mac = bytes.fromhex("020000000001")
+    gw_mac = bytes.fromhex("0200000000fe")
+    dst = bytes([10, 0, 0, 100])
+    for i in range(flows):
+        a = i % 131072
+        src = bytes([198, 18 + (a >> 16), (a >> 8) & 0xFF, a & 0xFF])
+        sport = 1024 + i // 131072
+        seg = tcp(src, dst, sport, 80, 0x02, i)
+        ip = ipv4(src, dst, 6, seg, i & 0xFFFF)
+        yield us_mac + gw_mac + b"\x08\x00" + ip + bytes(60 - 14 - len(ip))
+
+
 def write(path, frames):
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
@@ -51,6 +74,6 @@ def write(path, frames):
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     flows = int(sys.argv[3]) if len(sys.argv) > 3 else 1024
-    gens = {"icmp": icmp_frames}
+    gens = {"icmp": icmp_frames, "syn": syn_frames}
     n = write(out, gens[kind](flows))
     print(f"{out}: {n} frames ({kind})")

@@ -33,7 +33,7 @@ wait $TP 2>/dev/null || true
 # Steady-state rate: the median of port 1's per-second Tx-pps samples,
 # skipping the first two (start-up).
 TESTPMD_PPS=$(awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" \
-  | tail -n +3 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
+  | awk '$1 > 0' | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
 
 # --- sluice: echo replies routed p0 -> p1
 target/release/sluice run --config benches/pps.toml \

@@ -29,7 +29,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns};
+use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const LB_ADDR: &str = "10.30.0.1";
@@ -118,6 +118,10 @@ struct World {
     sluice: Option<Daemon>,
     /// nginx and, in DSR modes, the decap helpers.
     servers: Vec<Daemon>,
+    /// `--file-prefix` of this test's Sluice, and the EAL's runtime
+    /// directory named after it (root's: under /var/run/dpdk).
+    file_prefix: String,
+    _dpdk_dir: RemoveOnDrop,
     lan: Lan,
     mode: Mode,
     weights: [u32; 3],
@@ -139,9 +143,12 @@ impl World {
         for (name, addr) in BACKENDS {
             lan.attach(name, "eth0", &[&format!("{addr}/24")]);
         }
+        let file_prefix = format!("sl4-{tag}-{}", std::process::id());
         let mut w = World {
             sluice: None,
             servers: Vec::new(),
+            _dpdk_dir: RemoveOnDrop(PathBuf::from("/var/run/dpdk").join(&file_prefix)),
+            file_prefix,
             lan,
             mode,
             weights: [1; 3],
@@ -256,7 +263,9 @@ http {{
         ]);
         let log = self.tmp.path().join(format!("decap-{name}.log"));
         let mut d = Daemon::spawn(&format!("dsr-decap {name}"), cmd, &log);
-        let ready = wait_until(secs(10), || d.log().contains("dsr-decap: ready") || !d.running());
+        let ready = wait_until(secs(10), || {
+            d.log().contains("dsr-decap: ready") || !d.running()
+        });
         assert!(
             ready && d.running(),
             "decap helper on {name} did not come up\n{}",
@@ -270,7 +279,7 @@ http {{
             r#"# Written by tests/l4_netns.rs ({tag}).
 [eal]
 args = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf"]
-file_prefix = "sl4-{tag}-{pid}"
+file_prefix = "{file_prefix}"
 
 [dataplane]
 workers = [1]
@@ -295,7 +304,7 @@ name = "web"
 scheduler = "maglev"
 "#,
             tag = self.tag,
-            pid = std::process::id()
+            file_prefix = self.file_prefix,
         );
         for ((name, addr), weight) in BACKENDS.iter().zip(self.weights) {
             cfg += &format!(
@@ -364,14 +373,26 @@ ingress = "p0"
             answered && alive,
             "Sluice (start {}) did not come up: {}\n--- sluice log\n{}",
             self.starts,
-            if alive { "no echo reply from its address" } else { "it exited" },
+            if alive {
+                "no echo reply from its address"
+            } else {
+                "it exited"
+            },
             self.sluice_log()
         );
         let client = self.client();
         let mut last = None;
         let served = wait_until(secs(15), || {
             let f = run(
-                client.cmd(&["curl", "-sS", "--connect-timeout", "2", "--max-time", "3", URL]),
+                client.cmd(&[
+                    "curl",
+                    "-sS",
+                    "--connect-timeout",
+                    "2",
+                    "--max-time",
+                    "3",
+                    URL,
+                ]),
                 secs(5),
             );
             let ok = f.success() && f.stdout().starts_with('b');
@@ -403,10 +424,13 @@ ingress = "p0"
     /// Rewrite the config with the current weights and SIGHUP Sluice.
     fn reload(&mut self) {
         self.write_config();
-        self.sluice.as_ref().expect("Sluice is not running").signal("HUP");
+        self.sluice
+            .as_ref()
+            .expect("Sluice is not running")
+            .signal("HUP");
     }
 
-    fn stats(&self) -> Option<serde_json::Value> {
+    fn stats(&self) -> Result<serde_json::Value, String> {
         let f = run(
             self.lb().cmd(&[
                 env!("CARGO_BIN_EXE_sluice"),
@@ -418,21 +442,32 @@ ingress = "p0"
             secs(10),
         );
         if !f.success() {
-            return None;
+            return Err(format!("sluice stats failed\n{}", f.text()));
         }
-        serde_json::from_slice(&f.output.stdout).ok()
+        serde_json::from_slice(&f.output.stdout)
+            .map_err(|e| format!("sluice stats: not JSON: {e}\n{}", f.text()))
     }
 
     fn stats_text(&self) -> String {
         match self.stats() {
-            Some(v) => serde_json::to_string_pretty(&v).unwrap(),
-            None => "(sluice stats failed)".into(),
+            Ok(v) => serde_json::to_string_pretty(&v).unwrap(),
+            Err(e) => e,
         }
     }
 
     /// No `drop_*` counter other than [`BACKGROUND_DROPS`] moved.
-    fn assert_no_unexpected_drops(&self) {
-        let v = self.stats().expect("sluice stats --json");
+    fn assert_no_unexpected_drops(&mut self) {
+        let v = match self.stats() {
+            Ok(v) => v,
+            Err(e) => {
+                let running = self.sluice.as_mut().is_some_and(|s| s.running());
+                panic!(
+                    "{e}\nSluice is {}\n--- sluice log\n{}",
+                    if running { "running" } else { "not running" },
+                    self.sluice_log()
+                );
+            }
+        };
         let counters = v["counters"].as_object().expect("counters object");
         let bad: Vec<_> = counters
             .iter()
@@ -459,7 +494,10 @@ ingress = "p0"
     fn assert_vip_is_sluices(&self) {
         let o = self.client().ok(&["ip", "neigh", "show", VIP, "dev", "c0"]);
         let neigh = String::from_utf8_lossy(&o.stdout).to_lowercase();
-        assert!(neigh.contains(LB_MAC), "client's neighbor entry for the VIP: {neigh}");
+        assert!(
+            neigh.contains(LB_MAC),
+            "client's neighbor entry for the VIP: {neigh}"
+        );
     }
 
     /// `n` requests for `/` in one curl run: each on a new connection
@@ -473,17 +511,17 @@ ingress = "p0"
             "--max-time",
             "5",
             "-w",
-            "@@%{http_code} %{num_connects} %header{x-client}\n",
+            "::%{http_code} %{num_connects} %header{x-client}\n",
         ];
         if !keepalive {
             args.extend(["-H", "Connection: close"]);
         }
         args.extend(std::iter::repeat(URL).take(n));
-        let f = run(self.client().cmd(&args), secs(40));
+        let f = run(self.client().cmd(&args), secs(25));
         let mut replies = Vec::new();
         let mut body = None;
         for line in f.stdout().lines() {
-            match line.split_once("@@") {
+            match line.split_once("::") {
                 None => body = Some(line.to_string()),
                 Some((before, w)) => {
                     if !before.is_empty() {
@@ -557,7 +595,7 @@ ingress = "p0"
             "-o",
             "/dev/null",
             "-w",
-            "@@%{http_code} %{size_download}\n",
+            "::%{http_code} %{size_download}\n",
             BIG_URL,
         ]);
         Download(Daemon::spawn("curl /big", cmd, &log))
@@ -591,7 +629,7 @@ ingress = "p0"
         let log = d.0.log();
         let result = log
             .lines()
-            .find_map(|l| l.strip_prefix("@@"))
+            .find_map(|l| l.strip_prefix("::"))
             .unwrap_or("")
             .to_string();
         assert!(
@@ -614,7 +652,10 @@ fn tail(s: &str, lines: usize) -> String {
 fn assert_spread(tally: &BTreeMap<String, usize>, min: usize) {
     for (name, _) in BACKENDS {
         let got = tally.get(name).copied().unwrap_or(0);
-        assert!(got >= min, "backend {name} answered {got} (< {min}): {tally:?}");
+        assert!(
+            got >= min,
+            "backend {name} answered {got} (< {min}): {tally:?}"
+        );
     }
 }
 
@@ -661,9 +702,8 @@ fn nat_spreads_requests_and_keeps_connections() {
 
     // Many concurrent connections: none fails.
     let f = run(
-        w.client().cmd(&[
-            "wrk", "-t2", "-c200", "-d3s", "--timeout", "2s", URL,
-        ]),
+        w.client()
+            .cmd(&["wrk", "-t2", "-c200", "-d3s", "--timeout", "2s", URL]),
         secs(20),
     );
     let out = f.stdout();
@@ -675,6 +715,10 @@ fn nat_spreads_requests_and_keeps_connections() {
         f.text(),
         w.stats_text()
     );
+
+    // wrk does not count requests still in flight when it stops (unless
+    // they already ran past --timeout): Sluice must still be forwarding.
+    w.spread(6);
 
     w.assert_vip_is_sluices();
     w.assert_no_unexpected_drops();
@@ -689,21 +733,29 @@ fn nat_drain_lets_open_connections_finish() {
     let mut w = World::new("drain", Mode::Nat);
     w.start_sluice();
 
-    let download = w.start_download();
+    let mut download = w.start_download();
     let drained = w.download_backend(&download);
     let idx = BACKENDS.iter().position(|(n, _)| *n == drained).unwrap();
     eprintln!("[drain] /big is served by {drained}; draining it");
     w.weights[idx] = 0;
     w.reload();
-    // The control thread publishes the new tables between bursts; give it
-    // a moment (it does not say when it is done).
-    std::thread::sleep(Duration::from_millis(1000));
+    // The control thread logs once it has handed the new plane to the
+    // workers, which take it up between bursts (microseconds later).
+    let mut log = String::new();
+    let answered = wait_until(secs(10), || {
+        log = w.sluice_log();
+        log.contains("reloaded:") || log.contains("reload rejected")
+    });
+    assert!(
+        answered && log.contains("reloaded:"),
+        "Sluice did not apply the reload\n{log}"
+    );
+    std::thread::sleep(Duration::from_millis(200));
     assert!(
         w.sluice.as_mut().unwrap().running(),
         "Sluice exited on SIGHUP\n{}",
         w.sluice_log()
     );
-    let mut download = download;
     assert!(
         download.0.running(),
         "the download ended before the drain could be observed\n{}",
@@ -756,10 +808,17 @@ fn dsr_ipip_spreads_and_survives_restart() {
     );
     w.start_sluice();
     eprintln!("[dsr] Sluice back after {:?}", restart.elapsed());
+    // Without Sluice the client's ACKs go nowhere and the backend stalls
+    // after a window's worth: the rest of the file needs the new process.
+    assert!(
+        download.0.running(),
+        "the download ended while Sluice was down\n{}",
+        download.0.log()
+    );
     w.finish_download(download, secs(40));
 
-    let tally = w.spread(15);
-    eprintln!("[dsr] after the restart: {tally:?}");
+    // New connections are balanced by the new process too.
+    w.spread(15);
     w.assert_no_unexpected_drops();
     w.stop_sluice();
     eprintln!("[dsr] took {:?}", started.elapsed());
@@ -866,20 +925,39 @@ fn dsr_decap_helper_answers_from_the_vip() {
                 .cmd(&["arping", "-c", "1", "-w", "1", "-I", "c0", VIP]),
             secs(5),
         );
-        assert!(!arp.success(), "{mode}: the backend answered ARP for the VIP\n{}", arp.text());
+        assert!(
+            !arp.success(),
+            "{mode}: the backend answered ARP for the VIP\n{}",
+            arp.text()
+        );
 
         let mut args = vec!["python3", "-c", DECAP_PROBE, CLIENT_ADDR, "10.30.0.11", VIP];
         args.extend(cases.iter().copied());
         let probe = run(lan.host("c").cmd(&args), secs(20));
         eprintln!("[decap] {mode}:\n{}", probe.stdout());
-        assert!(probe.success(), "{mode}: {}\n--- helper\n{}", probe.text(), helper.log());
+        assert!(
+            probe.success(),
+            "{mode}: {}\n--- helper\n{}",
+            probe.text(),
+            helper.log()
+        );
 
         let st = helper.stop(secs(5));
         let out = helper.log();
-        assert!(st.is_some_and(|s| s.success()), "{mode}: helper exit {st:?}\n{out}");
-        assert!(out.contains(counters), "{mode}: helper counters, want {counters:?}\n{out}");
+        assert!(
+            st.is_some_and(|s| s.success()),
+            "{mode}: helper exit {st:?}\n{out}"
+        );
+        assert!(
+            out.contains(counters),
+            "{mode}: helper counters, want {counters:?}\n{out}"
+        );
         // The TUN device (and the VIP on it) went with the helper.
-        let gone = lan.host("b1").cmd(&["ip", "link", "show", "dsr0"]).output().unwrap();
+        let gone = lan
+            .host("b1")
+            .cmd(&["ip", "link", "show", "dsr0"])
+            .output()
+            .unwrap();
         assert!(!gone.status.success(), "{mode}: dsr0 outlived the helper");
     }
 }

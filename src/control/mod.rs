@@ -17,8 +17,8 @@ use crossbeam::queue::ArrayQueue;
 
 use crate::config::{Config, PortDevice};
 use crate::dpdk::{self, port, Eal, Mempool};
-use crate::l4::conntrack::{Conntrack, ConntrackConfig, RateLimit, Timeouts};
-use crate::worker::l4lb::{L4Counters, L4State};
+use crate::l4::conntrack::{ConntrackConfig, RateLimit, Timeouts};
+use crate::worker::l4lb::L4Counters;
 use crate::worker::{self, counters::Counter, counters::WorkerCounters};
 use compile::Registry;
 use stats::StatsSource;
@@ -168,7 +168,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             counters: counters[i].clone(),
             mailboxes: mailboxes.clone(),
             redirects: redirects.clone(),
-            l4: L4State::new(i, nworkers, Conntrack::new(&ct_config), &snat_addrs, l4_counters[i].clone()),
+            l4: worker::L4Setup {
+                workers: nworkers,
+                conntrack: ct_config,
+                snat_addrs: snat_addrs.clone(),
+                counters: l4_counters[i].clone(),
+            },
             expire_budget: ct.expire_budget as usize,
             pool: pools[i],
             stop: worker_stop.clone(),

@@ -205,6 +205,8 @@ impl Drop for Mbuf {
 /// Receive side of one (port, queue): a fixed array filled by rx_burst.
 pub struct RxBurst {
     pkts: [*mut sys::rte_mbuf; MAX_BURST],
+    /// Packets of the last `recv` (taken ones are null).
+    n: usize,
 }
 
 // SAFETY: the array only ever holds mbufs between rx() and the end of the
@@ -215,15 +217,77 @@ impl Default for RxBurst {
     fn default() -> Self {
         RxBurst {
             pkts: [std::ptr::null_mut(); MAX_BURST],
+            n: 0,
         }
     }
 }
 
+impl Drop for RxBurst {
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
 impl RxBurst {
+    /// Free packets of the previous `recv` that were not taken.
+    fn release(&mut self) {
+        for p in &mut self.pkts[..self.n] {
+            if !p.is_null() {
+                // SAFETY: a non-null entry below n is an mbuf we own and
+                // have not handed out.
+                unsafe { sys::sluice_pktmbuf_free(*p) };
+                *p = std::ptr::null_mut();
+            }
+        }
+        self.n = 0;
+    }
+
+    /// Receive up to `max` packets and keep them here, to be looked at with
+    /// [`RxBurst::peek`] (e.g. to prefetch per-flow state for the whole
+    /// burst) and then taken one by one with [`RxBurst::take`]. Packets not
+    /// taken are freed by the next `recv` or on drop.
+    #[inline]
+    pub fn recv(&mut self, port: u16, queue: u16, max: usize) -> usize {
+        self.release();
+        let max = max.min(MAX_BURST) as u16;
+        // SAFETY: as in `rx`.
+        self.n = unsafe { sys::sluice_rx_burst(port, queue, self.pkts.as_mut_ptr(), max) } as usize;
+        self.n
+    }
+
+    /// The bytes of packet `i` of the last `recv` (empty once taken).
+    #[inline]
+    pub fn peek(&self, i: usize) -> &[u8] {
+        match self.pkts[..self.n].get(i) {
+            Some(&p) if !p.is_null() => {
+                // SAFETY: p is an mbuf we own until taken; the slice borrows
+                // self, so it cannot outlive a `take` or `recv`.
+                unsafe {
+                    let d = sys::sluice_pktmbuf_data(p);
+                    let len = sys::sluice_pktmbuf_data_len(p);
+                    std::slice::from_raw_parts(d, len as usize)
+                }
+            }
+            _ => &[],
+        }
+    }
+
+    /// Take ownership of packet `i` of the last `recv`; None if out of
+    /// range or already taken.
+    #[inline]
+    pub fn take(&mut self, i: usize) -> Option<Mbuf> {
+        let slot = self.pkts[..self.n].get_mut(i)?;
+        let p = std::mem::replace(slot, std::ptr::null_mut());
+        // SAFETY: non-null entries are owned mbufs, each handed out once
+        // (the slot is nulled above).
+        (!p.is_null()).then(|| unsafe { Mbuf::from_raw(p) })
+    }
+
     /// Receive up to `max` packets and hand each to `f` as an owned [`Mbuf`].
     /// Returns the number received.
     #[inline]
     pub fn rx<F: FnMut(Mbuf)>(&mut self, port: u16, queue: u16, max: usize, mut f: F) -> usize {
+        self.release();
         let max = max.min(MAX_BURST) as u16;
         // SAFETY: pkts has room for MAX_BURST pointers and max <= MAX_BURST; the
         // port and queue were configured and started by `port::Port`.

@@ -22,8 +22,8 @@
 //! from steering its flows to one chosen backend. Golden values in the tests
 //! freeze the output; changing them moves every flow of every service.
 //!
-//! The per-core connection table does *not* use these functions: it uses a
-//! per-process randomly seeded hasher, so that nobody can precompute keys
+//! The per-core connection table does *not* use these functions: it uses its
+//! own hash, seeded at random per table, so that nobody can precompute keys
 //! that collide in it (see [`super::conntrack`]).
 
 use core::fmt;

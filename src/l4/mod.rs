@@ -12,17 +12,20 @@
 //! ```text
 //! control thread                         worker (one per lcore)
 //! ──────────────                         ──────────────────────
-//! config → per service:                  per packet of an L4 service:
-//!   MaglevTable::build(backends, M)        key = FlowKey::v4/v6(..)
-//!   (validated, off the data path)         if let Some(e) = conntrack.lookup(&key, now)
-//!        │                                     e.observe_tcp(flags, dir, now); use e.backend
-//!        └─ immutable snapshot ─────────▶   else
-//!           (Arc, swapped between bursts)      b = table.lookup(flow_hash(&key, seed))
-//!                                              if may_create(proto, flags) { conntrack.insert(..) }
-//!                                              (TableFull / RateLimited: still forward to b,
-//!                                               count it; service never stops)
+//! config → per service:                  per burst: conntrack.warm(&keys)   (optional)
+//!   MaglevTable::build(backends, M)      per packet of an L4 service:
+//!   (validated, off the data path)         key = FlowKey::v4/v6(..)
+//!        │                                 match conntrack.lookup(&key, now)
+//!        └─ immutable snapshot ─────────▶    Hit(id, dir) → conn_mut(id).observe_tcp(flags, dir, now)
+//!           (Arc, swapped between bursts)                   use backend / nat of conn(id)
+//!                                            Expired(c)   → release c (SNAT port, counts); as Miss
+//!                                            Miss → b = table.lookup(flow_hash(&key, seed))
+//!                                                   if may_create(proto, flags) {
+//!                                                     conntrack.insert(key, rev, b, .., now, release)
+//!                                                   } (TableFull / RateLimited: NAT drops,
+//!                                                      DSR still forwards to b; counted)
 //!                                        once per loop iteration:
-//!                                          conntrack.expire(now, budget)
+//!                                          conntrack.expire(now, budget, release)
 //! ```
 //!
 //! - [`flow`]: [`flow::FlowKey`] (5-tuple, both families in one 38-byte
@@ -33,9 +36,13 @@
 //!   and published to workers as part of the service snapshot; a worker only
 //!   calls [`maglev::MaglevTable::lookup`].
 //! - [`conntrack`]: one [`conntrack::Conntrack`] per worker core, never
-//!   shared, so it needs no lock or atomic. It remembers which backend each
-//!   flow went to, so flows survive Maglev table changes (backend added,
-//!   weight changed), and infers a simplified TCP state for idle timeouts.
+//!   shared, so it needs no lock or atomic. A fixed slab of connections, each
+//!   found by its client key and (full NAT) its reply key, behind an
+//!   open-addressing index that never grows or rehashes. It remembers which
+//!   backend and NAT data each connection has, so flows survive Maglev table
+//!   changes (backend added, weight changed), and infers a simplified TCP
+//!   state for idle timeouts. Every connection it frees is handed back to the
+//!   worker (`on_expire`, `Lookup::Expired`, `remove`) to release SNAT ports.
 //!
 //! Conntrack only helps if every packet of a flow, in both directions, is
 //! handled by the core that owns its entry. How return traffic reaches that

@@ -139,39 +139,9 @@ impl SnatPorts {
     }
 }
 
-/// Connections freed inside a conntrack call, released after it returns
-/// (the callback cannot borrow the rest of the state). Bounded: conntrack
-/// frees at most as many as the slots it examines, which callers keep to
-/// `RECLAIM_MAX` (expire) or conntrack's own reclaim budget (insert, 16).
+/// Most connections one conntrack call may free (expire is called with at
+/// most this budget; insert reclaims at most conntrack's own 16).
 const RECLAIM_MAX: usize = 64;
-
-struct Reclaimed {
-    conns: [Option<Conn>; RECLAIM_MAX],
-    n: usize,
-}
-
-impl Default for Reclaimed {
-    fn default() -> Self {
-        Reclaimed { conns: [None; RECLAIM_MAX], n: 0 }
-    }
-}
-
-impl Reclaimed {
-    #[inline]
-    fn push(&mut self, c: &Conn) {
-        if self.n < RECLAIM_MAX {
-            self.conns[self.n] = Some(*c);
-            self.n += 1;
-        }
-    }
-
-    #[inline]
-    fn release(&self, st: &mut L4State) {
-        for c in self.conns.iter().take(self.n).flatten() {
-            st.release(c);
-        }
-    }
-}
 
 /// A worker's L4 state.
 pub struct L4State {
@@ -183,6 +153,9 @@ pub struct L4State {
     /// Per backend id: this worker's open connections (least-conn).
     active: Vec<u32>,
     pub counters: Arc<L4Counters>,
+    /// Connections freed inside a conntrack call, released after it
+    /// returns (preallocated; never grows past RECLAIM_MAX).
+    reclaimed: Vec<Conn>,
 }
 
 impl L4State {
@@ -194,6 +167,7 @@ impl L4State {
             wrr_pos: vec![0; 256],
             active: vec![0; MAX_BACKENDS],
             counters,
+            reclaimed: Vec::with_capacity(RECLAIM_MAX),
         }
     }
 
@@ -217,10 +191,16 @@ impl L4State {
         let mut budget = budget;
         while budget > 0 {
             let step = budget.min(RECLAIM_MAX);
-            let mut reclaimed = Reclaimed::default();
-            self.conntrack.expire(now, step, |_, c| reclaimed.push(c));
-            reclaimed.release(self);
+            let reclaimed = &mut self.reclaimed;
+            self.conntrack.expire(now, step, |_, c| push_bounded(reclaimed, c));
+            self.release_reclaimed();
             budget -= step;
+        }
+    }
+
+    fn release_reclaimed(&mut self) {
+        while let Some(c) = self.reclaimed.pop() {
+            self.release(&c);
         }
     }
 
@@ -235,6 +215,14 @@ impl L4State {
         if let Some(c) = self.counters.service.get(service as usize) {
             bump(&c[SVC_NEW], 1);
         }
+    }
+}
+
+#[inline]
+fn push_bounded(v: &mut Vec<Conn>, c: &Conn) {
+    // Capacity is RECLAIM_MAX and callers never free more per call.
+    if v.len() < v.capacity() {
+        v.push(*c);
     }
 }
 
@@ -255,6 +243,56 @@ fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
         17 => {
             let u = UdpPacket::new_checked(seg).ok()?;
             Some((u.src_port(), u.dst_port(), 0))
+        }
+        _ => None,
+    }
+}
+
+/// The conntrack key a received frame will be looked up under, if it is
+/// TCP/UDP over IPv4/IPv6 (at most one VLAN tag): a cheap pre-parse used
+/// only to warm the table for a whole burst. `process` parses and checks
+/// the frame properly afterwards; a wrong guess here costs a few loads.
+#[inline]
+pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
+    let mut l3 = 14;
+    let mut et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
+    if et == 0x8100 {
+        et = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
+        l3 = 18;
+    }
+    match et {
+        0x0800 => {
+            let h = frame.get(l3..l3 + 20)?;
+            let ihl = (h[0] & 0x0f) as usize * 4;
+            let proto = h[9];
+            if proto != 6 && proto != 17 {
+                return None;
+            }
+            let p = frame.get(l3 + ihl..l3 + ihl + 4)?;
+            Some(FlowKey::v4(
+                Ipv4Addr::new(h[12], h[13], h[14], h[15]),
+                Ipv4Addr::new(h[16], h[17], h[18], h[19]),
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+                proto,
+            ))
+        }
+        0x86dd => {
+            let h = frame.get(l3..l3 + 40)?;
+            let proto = h[6];
+            if proto != 6 && proto != 17 {
+                return None;
+            }
+            let p = frame.get(l3 + 40..l3 + 44)?;
+            let src: [u8; 16] = h[8..24].try_into().ok()?;
+            let dst: [u8; 16] = h[24..40].try_into().ok()?;
+            Some(FlowKey::v6(
+                Ipv6Addr::from(src),
+                Ipv6Addr::from(dst),
+                u16::from_be_bytes([p[0], p[1]]),
+                u16::from_be_bytes([p[2], p[3]]),
+                proto,
+            ))
         }
         _ => None,
     }
@@ -372,9 +410,9 @@ pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4Stat
                 return nat_open(plane, neighbors, st, svc, be, buf, pkt, key, tcp_flags, now);
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
-            let mut reclaimed = Reclaimed::default();
-            let r = st.conntrack.insert(key, None, b, svc.id, state, 0, now, |_, c| reclaimed.push(c));
-            reclaimed.release(st);
+            let reclaimed = &mut st.reclaimed;
+            let r = st.conntrack.insert(key, None, b, svc.id, state, 0, now, |_, c| push_bounded(reclaimed, c));
+            st.release_reclaimed();
             match r {
                 Ok(_) => st.open(b, svc.id),
                 Err(InsertError::TableFull) => {
@@ -420,9 +458,9 @@ fn nat_open(
     let bport = be.port.unwrap_or(key.dst_port);
     let rev = FlowKey::new(be.addr, snat_ip, bport, snat_port, pkt.proto);
     let state = conntrack::initial_state(pkt.proto, flags);
-    let mut reclaimed = Reclaimed::default();
-    let r = st.conntrack.insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| reclaimed.push(c));
-    reclaimed.release(st);
+    let reclaimed = &mut st.reclaimed;
+    let r = st.conntrack.insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| push_bounded(reclaimed, c));
+    st.release_reclaimed();
     match r {
         Ok(id) => {
             st.open(be.id, svc.id);

@@ -64,6 +64,15 @@ impl Default for Clock {
     }
 }
 
+/// What a worker needs to build its L4 state.
+pub struct L4Setup {
+    pub workers: usize,
+    pub conntrack: crate::l4::conntrack::ConntrackConfig,
+    /// Every address that may serve as a NAT source.
+    pub snat_addrs: Vec<std::net::IpAddr>,
+    pub counters: Arc<l4lb::L4Counters>,
+}
+
 /// Everything a worker is started with.
 pub struct WorkerSetup {
     /// Worker index (0..n), also its queue id on every port.
@@ -81,7 +90,9 @@ pub struct WorkerSetup {
     pub mailboxes: Arc<Vec<ArrayQueue<NeighborUpdate>>>,
     /// One redirect ring per worker, indexed by worker index.
     pub redirects: Arc<Vec<ArrayQueue<Redirect>>>,
-    pub l4: L4State,
+    /// Built on the worker's own lcore (so that its pages are first
+    /// touched, hence placed, on the worker's NUMA node).
+    pub l4: L4Setup,
     /// Connections examined for expiry per loop iteration.
     pub expire_budget: usize,
     /// This worker's pool, for packets it originates (solicitations).
@@ -217,8 +228,16 @@ pub fn run(setup: WorkerSetup) -> i32 {
         neighbors.add_static(port as u8, ip, mac);
     }
     let tx: Vec<TxBuffer> = plane.ports.iter().map(|p| TxBuffer::new(p.port_id, queue, burst)).collect();
+    let l4 = L4State::new(
+        index,
+        l4.workers,
+        crate::l4::conntrack::Conntrack::new(&l4.conntrack),
+        &l4.snat_addrs,
+        l4.counters,
+    );
     let mut w = Worker { plane, neighbors, l4, counters, tx, redirects, pool };
     let mut rx = RxBurst::default();
+    let mut keys = [crate::l4::flow::FlowKey::v4(std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0, 0); dpdk::MAX_BURST];
     let mut last_drain = 0u64;
     let mut last_sweep = 0u64;
     let mut last_refresh = 0u64;
@@ -251,7 +270,28 @@ pub fn run(setup: WorkerSetup) -> i32 {
 
         for port in 0..w.plane.ports.len() {
             let port_id = w.plane.ports[port].port_id;
-            rx.rx(port_id, queue, burst, |m| w.handle(port, m, now, false));
+            let n = rx.recv(port_id, queue, burst);
+            if n == 0 {
+                continue;
+            }
+            // With a connection table larger than the caches, each lookup is
+            // two dependent cache misses; warming the whole burst's entries
+            // first lets the CPU overlap them.
+            if !w.plane.services.is_empty() {
+                let mut k = 0;
+                for i in 0..n {
+                    if let Some(key) = l4lb::peek_key(rx.peek(i)) {
+                        keys[k] = key;
+                        k += 1;
+                    }
+                }
+                w.l4.conntrack.warm(&keys[..k]);
+            }
+            for i in 0..n {
+                if let Some(m) = rx.take(i) {
+                    w.handle(port, m, now, false);
+                }
+            }
         }
 
         w.l4.expire(now, expire_budget);

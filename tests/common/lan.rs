@@ -112,14 +112,30 @@ impl Lan {
     /// with partial checksums to whoever reads the wire, DPDK included.
     pub fn attach(&mut self, role: &str, ifname: &str, addresses: &[&str]) -> &Ns {
         let port = format!("p{role}");
-        assert!(port.len() <= 15 && ifname.len() <= 15, "interface names: at most 15 bytes");
-        assert!(self.hosts.iter().all(|(r, _)| r != role), "role {role} attached twice");
+        assert!(
+            port.len() <= 15 && ifname.len() <= 15,
+            "interface names: at most 15 bytes"
+        );
+        assert!(
+            self.hosts.iter().all(|(r, _)| r != role),
+            "role {role} attached twice"
+        );
         let host = Ns::new(&format!("{}-{role}", self.prefix));
         ip(&[
-            "link", "add", ifname, "netns", host.name(), "type", "veth", "peer", &port, "netns",
+            "link",
+            "add",
+            ifname,
+            "netns",
+            host.name(),
+            "type",
+            "veth",
+            "peer",
+            &port,
+            "netns",
             self.sw.name(),
         ]);
-        self.sw.sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6"), "1");
+        self.sw
+            .sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6"), "1");
         self.sw.ok(&["ip", "link", "set", &port, "master", "br0"]);
         self.sw.ok(&["ethtool", "-K", &port, "tx", "off"]);
         self.sw.ok(&["ip", "link", "set", &port, "up"]);
@@ -196,7 +212,12 @@ impl Daemon {
             .args([&format!("-{signal}"), &self.pid().to_string()])
             .status()
             .expect("run kill");
-        assert!(st.success(), "kill -{signal} {} ({})", self.pid(), self.name);
+        assert!(
+            st.success(),
+            "kill -{signal} {} ({})",
+            self.pid(),
+            self.name
+        );
     }
 
     /// SIGTERM, then wait up to `grace` for it to exit, then SIGKILL.
@@ -255,6 +276,21 @@ impl Drop for Daemon {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+}
+
+/// A file or directory that something else creates (DPDK's runtime
+/// directory `/var/run/dpdk/PREFIX`, which the EAL leaves behind even with
+/// `--no-shconf`), removed on drop if it exists.
+pub struct RemoveOnDrop(pub PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        if self.0.is_dir() {
+            let _ = std::fs::remove_dir_all(&self.0);
+        } else {
+            let _ = std::fs::remove_file(&self.0);
         }
     }
 }
