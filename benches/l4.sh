@@ -10,7 +10,7 @@
 # net_null with no-rx=1, where the backends live. The first pass over the
 # pcap opens a connection per flow (the "new connections" rate); every
 # later pass finds it (the steady-state rate). infinite_rx keeps the whole
-# pcap in mbufs, so the pools hold FLOWS + 32768 mbufs (-m 3072, no
+# pcap in mbufs, so the pools hold FLOWS + 32768 mbufs (-m 6144, no
 # hugepages). Run on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,7 +24,7 @@ cargo build --release --locked -q
 python3 benches/gen_pcap.py syn "$TMP/syn.pcap" "$FLOWS" >/dev/null
 SRC="net_pcap0,rx_pcap=$TMP/syn.pcap,infinite_rx=1"
 SINK="net_null0,no-rx=1"
-EAL_MEM=(--no-huge -m 3072 --no-pci --no-shconf)
+EAL_MEM=(--no-huge -m 6144 --no-pci --no-shconf)
 
 # --- reference: testpmd macswap p0 -> p1
 dpdk-testpmd -l 0,1 "${EAL_MEM[@]}" --file-prefix "tp$$" --vdev "$SRC" --vdev "$SINK" -- \
@@ -39,10 +39,10 @@ TESTPMD_PPS=$(awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0}
 
 config() { # MODE
   local snat="" i
-  for i in $(seq 1 16); do snat="$snat\"10.1.0.$i\", "; done
+  for i in $(seq 1 20); do snat="$snat\"10.1.0.$i\", "; done
   cat <<TOML
 [eal]
-args = ["--no-huge", "-m", "3072", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
+args = ["--no-huge", "-m", "6144", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
 file_prefix = "sluice-l4bench"
 
 [dataplane]
@@ -67,7 +67,7 @@ addresses = ["10.0.0.1/24"]
 name = "p1"
 vdev = "net_null0,no-rx=1"
 mac = "02:00:00:00:01:01"
-addresses = [$(for i in $(seq 1 16); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
+addresses = [$(for i in $(seq 1 20); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
 
 [[route]]
 prefix = "198.18.0.0/15"
@@ -105,7 +105,7 @@ run_mode() { # MODE -> prints "pps new_per_sec"
   target/release/sluice run --config "$TMP/$1.toml" --port-device "p0=$SRC" \
     --duration $((SECS + 6)) --stats-out "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
   local pid=$! a b t0 t1 c0 c1 peak=0
-  for _ in $(seq 200); do counter tx_packets >/dev/null 2>&1 && break; sleep 0.05; done
+  for _ in $(seq 1200); do counter tx_packets >/dev/null 2>&1 && break; sleep 0.05; done
   # New connections: sample the service's connection counter while the
   # first pass over the pcap is still opening them.
   c0=$(counter connections); t0=$(date +%s.%N)

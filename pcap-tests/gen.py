@@ -438,10 +438,16 @@ def l4():
         (icmp_to_dsr := Ether(src=GW, dst=US) / IP(src="203.0.113.1", dst="10.0.0.101", ttl=60, id=4)
          / ICMP(type=3, code=4, nexthopmtu=1400) / Raw(embedded("10.0.0.101", CL4, 80, 40010, ttl=64)),
          [Ether(src=US, dst=B3) / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, proto=4) / icmp_to_dsr[IP]]),
+        # An ICMP error too short to carry a datagram: dropped, not a crash.
+        (Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.1") / ICMP(type=3, code=4), []),
+        (Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.100") / ICMP(type=11, code=0) / Raw(b"\x45" + bytes(10)), []),
+        # Neighbor solicitation for an IPv6 VIP is answered, from the VIP.
+        (ns(GW, GW6, "fd00::100"), [na(GW, GW6, target="fd00::100")]),
     ]
     counters = {
         "l4_forwarded": 8, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
         "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 2,
+        "drop_icmp_unhandled": 2, "ndp_adverts": 1,
     }
     case("l4", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)
 

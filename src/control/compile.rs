@@ -12,7 +12,8 @@ use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
 use crate::worker::plane::{Plane, PortPlane};
 use crate::worker::services::{
-    wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS, MAX_SERVICES,
+    wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
+    MAX_SERVICES,
 };
 
 /// Ids of backends and services, stable for the life of the process so
@@ -30,7 +31,10 @@ pub struct Registry {
 impl Registry {
     fn backend_id(&mut self, cluster: &str, addr: IpAddr, name: &str) -> Result<u32> {
         let next = self.backends.len() as u32;
-        let id = *self.backends.entry((cluster.to_string(), addr)).or_insert(next);
+        let id = *self
+            .backends
+            .entry((cluster.to_string(), addr))
+            .or_insert(next);
         if id as usize >= MAX_BACKENDS {
             bail!("more than {MAX_BACKENDS} backends over this process's life; restart Sluice");
         }
@@ -56,7 +60,12 @@ impl Registry {
 }
 
 /// Build the plane for `cfg` on the started ports `infos`.
-pub fn build_plane(cfg: &Config, infos: &[PortInfo], reg: &mut Registry, workers: usize) -> Result<Plane> {
+pub fn build_plane(
+    cfg: &Config,
+    infos: &[PortInfo],
+    reg: &mut Registry,
+    workers: usize,
+) -> Result<Plane> {
     let mut ports = Vec::new();
     let mut gateways = Vec::new();
     for (i, (p, info)) in cfg.ports.iter().zip(infos).enumerate() {
@@ -88,7 +97,14 @@ pub fn build_plane(cfg: &Config, infos: &[PortInfo], reg: &mut Registry, workers
     let routes: Vec<_> = cfg
         .routes
         .iter()
-        .map(|r| (r.prefix.addr(), r.prefix.prefix_len(), index_of(r.port_name()), r.via))
+        .map(|r| {
+            (
+                r.prefix.addr(),
+                r.prefix.prefix_len(),
+                index_of(r.port_name()),
+                r.via,
+            )
+        })
         .collect();
     let neighbors = cfg
         .neighbors
@@ -138,7 +154,11 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
         }
         // Keyed by the backend's address as text: a pure function of the
         // config, independent of the order of backends in the file.
-        let keys: Vec<(String, u32)> = c.backends.iter().map(|b| (b.address.to_string(), b.weight)).collect();
+        let keys: Vec<(String, u32)> = c
+            .backends
+            .iter()
+            .map(|b| (b.address.to_string(), b.weight))
+            .collect();
         let maglev = MaglevTable::build(&keys, c.maglev_table_size)
             .map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
         let wrr = wrr_sequence(&c.backends.iter().map(|b| b.weight).collect::<Vec<_>>());
@@ -177,7 +197,11 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
                 ForwardMode::L2Dsr => Mode::L2Dsr,
             },
             cluster,
-            ingress: cfg.ports.iter().position(|p| p.name == s.ingress_name()).unwrap_or(0),
+            ingress: cfg
+                .ports
+                .iter()
+                .position(|p| p.name == s.ingress_name())
+                .unwrap_or(0),
             snat: s.snat.clone(),
         });
     }
@@ -186,5 +210,8 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
 
 /// Every address Sluice owns: the possible NAT source addresses.
 pub fn owned_addresses(cfg: &Config) -> Vec<IpAddr> {
-    cfg.ports.iter().flat_map(|p| p.addresses.iter().map(|c| c.addr())).collect()
+    cfg.ports
+        .iter()
+        .flat_map(|p| p.addresses.iter().map(|c| c.addr()))
+        .collect()
 }

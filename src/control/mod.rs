@@ -131,10 +131,22 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
 
     let mut registry = Registry::default();
     let plane = Arc::new(compile::build_plane(&cfg, &infos, &mut registry, nworkers)?);
-    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers).map(|_| Arc::new(WorkerCounters::default())).collect();
-    let l4_counters: Vec<Arc<L4Counters>> = (0..nworkers).map(|_| Arc::new(L4Counters::default())).collect();
-    let mailboxes = Arc::new((0..nworkers).map(|_| ArrayQueue::new(1024)).collect::<Vec<_>>());
-    let redirects = Arc::new((0..nworkers).map(|_| ArrayQueue::new(4096)).collect::<Vec<_>>());
+    let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
+        .map(|_| Arc::new(WorkerCounters::default()))
+        .collect();
+    let l4_counters: Vec<Arc<L4Counters>> = (0..nworkers)
+        .map(|_| Arc::new(L4Counters::default()))
+        .collect();
+    let mailboxes = Arc::new(
+        (0..nworkers)
+            .map(|_| ArrayQueue::new(1024))
+            .collect::<Vec<_>>(),
+    );
+    let redirects = Arc::new(
+        (0..nworkers)
+            .map(|_| ArrayQueue::new(4096))
+            .collect::<Vec<_>>(),
+    );
     let ct = &cfg.conntrack;
     let ct_config = ConntrackConfig {
         max_flows: ct.max_flows as usize,
@@ -185,7 +197,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         workers: counters.clone(),
         l4: l4_counters.clone(),
         names: std::sync::Mutex::new(registry.clone()),
-        ports: cfg.ports.iter().zip(&infos).map(|(p, i)| (p.name.clone(), i.id)).collect(),
+        ports: cfg
+            .ports
+            .iter()
+            .zip(&infos)
+            .map(|(p, i)| (p.name.clone(), i.id))
+            .collect(),
     });
     let mut cfg = cfg;
     let admin = if cfg.admin.enabled {
@@ -263,6 +280,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             log::error!("worker on lcore {l} failed");
             failed = true;
         }
+    }
+    // Packets left in redirect rings must go back to their pools while the
+    // EAL's memory is still there.
+    for q in redirects.iter() {
+        while q.pop().is_some() {}
     }
     let elapsed = started.elapsed();
     let final_stats = source.json();

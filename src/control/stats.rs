@@ -91,18 +91,50 @@ impl StatsSource {
         }
         let _ = writeln!(out, "# TYPE sluice_service_packets_total counter");
         for (name, v) in self.services() {
-            let _ = writeln!(out, "sluice_service_packets_total{{service=\"{name}\"}} {}", v[l4lb::SVC_PACKETS]);
-            let _ = writeln!(out, "sluice_service_bytes_total{{service=\"{name}\"}} {}", v[l4lb::SVC_BYTES]);
-            let _ = writeln!(out, "sluice_service_connections_total{{service=\"{name}\"}} {}", v[l4lb::SVC_NEW]);
-            let _ = writeln!(out, "sluice_service_drops_total{{service=\"{name}\"}} {}", v[l4lb::SVC_DROPS]);
+            let _ = writeln!(
+                out,
+                "sluice_service_packets_total{{service=\"{name}\"}} {}",
+                v[l4lb::SVC_PACKETS]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_service_bytes_total{{service=\"{name}\"}} {}",
+                v[l4lb::SVC_BYTES]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_service_connections_total{{service=\"{name}\"}} {}",
+                v[l4lb::SVC_NEW]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_service_drops_total{{service=\"{name}\"}} {}",
+                v[l4lb::SVC_DROPS]
+            );
         }
         let _ = writeln!(out, "# TYPE sluice_backend_packets_total counter");
         for (cluster, name, v) in self.backends() {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
-            let _ = writeln!(out, "sluice_backend_packets_total{{{l}}} {}", v[l4lb::BE_PACKETS]);
-            let _ = writeln!(out, "sluice_backend_bytes_total{{{l}}} {}", v[l4lb::BE_BYTES]);
-            let _ = writeln!(out, "sluice_backend_connections_total{{{l}}} {}", v[l4lb::BE_NEW]);
-            let _ = writeln!(out, "sluice_backend_active_connections{{{l}}} {}", v[l4lb::BE_ACTIVE]);
+            let _ = writeln!(
+                out,
+                "sluice_backend_packets_total{{{l}}} {}",
+                v[l4lb::BE_PACKETS]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_backend_bytes_total{{{l}}} {}",
+                v[l4lb::BE_BYTES]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_backend_connections_total{{{l}}} {}",
+                v[l4lb::BE_NEW]
+            );
+            let _ = writeln!(
+                out,
+                "sluice_backend_active_connections{{{l}}} {}",
+                v[l4lb::BE_ACTIVE]
+            );
         }
         let _ = writeln!(out, "# TYPE sluice_port_packets_total counter");
         for (name, id) in &self.ports {

@@ -170,7 +170,11 @@ impl Mbuf {
         // slice exclusive for its lifetime.
         unsafe {
             let p = sys::sluice_pktmbuf_buffer(self.raw.as_ptr(), &mut buf_len, &mut off, &mut len);
-            (std::slice::from_raw_parts_mut(p, buf_len as usize), off as usize, len as usize)
+            (
+                std::slice::from_raw_parts_mut(p, buf_len as usize),
+                off as usize,
+                len as usize,
+            )
         }
     }
 

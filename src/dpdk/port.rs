@@ -127,9 +127,16 @@ pub fn start(id: u16, setup: &PortSetup<'_>) -> Result<PortInfo, String> {
         conf.rx_adv_conf.rss_conf.rss_key_len = klen.min(key.len() as u8);
         conf.rx_adv_conf.rss_conf.rss_key = key.as_mut_ptr();
     }
-    // Free tx mbufs in bulk when the device allows it: every mbuf Sluice sends
-    // on a queue comes from one pool and has refcnt 1.
-    let tx_offloads = info.tx_offload_capa & sys::SLUICE_TX_OFFLOAD_MBUF_FAST_FREE;
+    // Free tx mbufs in bulk when the device allows it and every mbuf sent on
+    // a queue comes from one pool with refcnt 1. With several workers, NAT
+    // replies handed from one worker to another carry the first worker's
+    // pool, so fast free (which returns a batch to its first mbuf's pool)
+    // would move mbufs between pools: single queue only.
+    let tx_offloads = if setup.queues == 1 {
+        info.tx_offload_capa & sys::SLUICE_TX_OFFLOAD_MBUF_FAST_FREE
+    } else {
+        0
+    };
     conf.txmode.offloads = tx_offloads;
 
     // SAFETY: conf is fully initialised and outlives the call (the key buffer

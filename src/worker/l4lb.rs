@@ -82,7 +82,10 @@ fn bump(c: &AtomicU64, n: u64) {
 
 #[inline(always)]
 fn drop_one(c: &AtomicU64) {
-    c.store(c.load(Ordering::Relaxed).saturating_sub(1), Ordering::Relaxed);
+    c.store(
+        c.load(Ordering::Relaxed).saturating_sub(1),
+        Ordering::Relaxed,
+    );
 }
 
 /// SNAT source ports of one worker: its slice of 1024..=65535 for every
@@ -105,7 +108,11 @@ impl SnatPorts {
             .iter()
             .map(|a| (*a, (lo..lo + per_worker).map(|p| p as u16).collect()))
             .collect();
-        SnatPorts { lo, per_worker, pools }
+        SnatPorts {
+            lo,
+            per_worker,
+            pools,
+        }
     }
 
     /// The worker whose slice holds `port`, if any.
@@ -122,7 +129,11 @@ impl SnatPorts {
 
     #[inline]
     pub fn alloc(&mut self, addr: IpAddr) -> Option<u16> {
-        self.pools.iter_mut().find(|(a, _)| *a == addr)?.1.pop_front()
+        self.pools
+            .iter_mut()
+            .find(|(a, _)| *a == addr)?
+            .1
+            .pop_front()
     }
 
     #[inline]
@@ -135,7 +146,10 @@ impl SnatPorts {
     }
 
     pub fn available(&self, addr: IpAddr) -> usize {
-        self.pools.iter().find(|(a, _)| *a == addr).map_or(0, |(_, q)| q.len())
+        self.pools
+            .iter()
+            .find(|(a, _)| *a == addr)
+            .map_or(0, |(_, q)| q.len())
     }
 }
 
@@ -159,12 +173,18 @@ pub struct L4State {
 }
 
 impl L4State {
-    pub fn new(worker: usize, workers: usize, conntrack: Conntrack, snat_addrs: &[IpAddr], counters: Arc<L4Counters>) -> L4State {
+    pub fn new(
+        worker: usize,
+        workers: usize,
+        conntrack: Conntrack,
+        snat_addrs: &[IpAddr],
+        counters: Arc<L4Counters>,
+    ) -> L4State {
         L4State {
             worker,
             conntrack,
             snat: SnatPorts::new(worker, workers, snat_addrs),
-            wrr_pos: vec![0; 256],
+            wrr_pos: vec![0; MAX_SERVICES],
             active: vec![0; MAX_BACKENDS],
             counters,
             reclaimed: Vec::with_capacity(RECLAIM_MAX),
@@ -192,7 +212,8 @@ impl L4State {
         while budget > 0 {
             let step = budget.min(RECLAIM_MAX);
             let reclaimed = &mut self.reclaimed;
-            self.conntrack.expire(now, step, |_, c| push_bounded(reclaimed, c));
+            self.conntrack
+                .expire(now, step, |_, c| push_bounded(reclaimed, c));
             self.release_reclaimed();
             budget -= step;
         }
@@ -318,7 +339,9 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
             // compare a/wa < b/wb as a*wb < b*wa.
             let mut best: Option<(u32, u64, u64)> = None;
             for &id in &c.members {
-                let Some(b) = services.backend(id) else { continue };
+                let Some(b) = services.backend(id) else {
+                    continue;
+                };
                 if b.weight == 0 {
                     continue;
                 }
@@ -334,7 +357,15 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
 }
 
 /// A packet from a client to a VIP.
-pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, port: usize, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+pub fn from_client(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    port: usize,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
     let Some((sport, dport, flags)) = ports(buf, &pkt) else {
         return Drop(Counter::drop_l4_malformed);
     };
@@ -363,8 +394,22 @@ pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4Stat
         Some(id) => {
             let conn = st.conntrack.conn(id);
             let b = conn.backend;
-            if plane.services.backend(b).is_some_and(|be| be.cluster == svc.cluster) {
-                conntrack::observe_tcp(st.conntrack.conn_mut(id), tcp_flags, Direction::Original, now);
+            // Still valid if the backend is still in the service's cluster and
+            // the connection has the shape the service's mode needs (a
+            // reload may have switched between NAT and DSR).
+            let same_mode = conn.has_rev() == (svc.mode == Mode::Nat);
+            if same_mode
+                && plane
+                    .services
+                    .backend(b)
+                    .is_some_and(|be| be.cluster == svc.cluster)
+            {
+                conntrack::observe_tcp(
+                    st.conntrack.conn_mut(id),
+                    tcp_flags,
+                    Direction::Original,
+                    now,
+                );
                 if svc.mode == Mode::Nat {
                     let conn = *st.conntrack.conn(id);
                     return nat_forward(plane, neighbors, st, svc, buf, pkt, &conn, now);
@@ -391,7 +436,17 @@ pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4Stat
                 // (the connection predates us, or another box).
                 match plane.services.consistent_pick(svc.cluster, &key) {
                     Some(b) => {
-                        return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_stateless, now);
+                        return dsr_forward(
+                            plane,
+                            neighbors,
+                            st,
+                            svc,
+                            buf,
+                            pkt,
+                            b,
+                            Counter::l4_stateless,
+                            now,
+                        );
                     }
                     None => {
                         svc_drop(st, svc);
@@ -411,22 +466,66 @@ pub fn from_client(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4Stat
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
             let reclaimed = &mut st.reclaimed;
-            let r = st.conntrack.insert(key, None, b, svc.id, state, 0, now, |_, c| push_bounded(reclaimed, c));
+            let r = st
+                .conntrack
+                .insert(key, None, b, svc.id, state, 0, now, |_, c| {
+                    push_bounded(reclaimed, c)
+                });
             st.release_reclaimed();
             match r {
                 Ok(_) => st.open(b, svc.id),
+                // Without state, the flow's later packets will be placed by
+                // the Maglev table; so must this one, whatever chose `b`.
                 Err(InsertError::TableFull) => {
-                    return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_table_full, now);
+                    let b = plane
+                        .services
+                        .consistent_pick(svc.cluster, &key)
+                        .unwrap_or(b);
+                    return dsr_forward(
+                        plane,
+                        neighbors,
+                        st,
+                        svc,
+                        buf,
+                        pkt,
+                        b,
+                        Counter::l4_table_full,
+                        now,
+                    );
                 }
                 Err(InsertError::RateLimited) => {
-                    return dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::l4_rate_limited, now);
+                    let b = plane
+                        .services
+                        .consistent_pick(svc.cluster, &key)
+                        .unwrap_or(b);
+                    return dsr_forward(
+                        plane,
+                        neighbors,
+                        st,
+                        svc,
+                        buf,
+                        pkt,
+                        b,
+                        Counter::l4_rate_limited,
+                        now,
+                    );
                 }
                 Err(InsertError::Exists) => {}
             }
             b
         }
     };
-    dsr_forward(plane, neighbors, st, svc, buf, pkt, backend, Counter::l4_forwarded, now)
+    dsr_forward(
+        plane,
+        neighbors,
+        st,
+        svc,
+        buf,
+        pkt,
+        backend,
+        Counter::l4_forwarded,
+        now,
+    )
 }
 
 /// Open a NAT connection: SNAT address and port, both keys, then forward.
@@ -459,7 +558,11 @@ fn nat_open(
     let rev = FlowKey::new(be.addr, snat_ip, bport, snat_port, pkt.proto);
     let state = conntrack::initial_state(pkt.proto, flags);
     let reclaimed = &mut st.reclaimed;
-    let r = st.conntrack.insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| push_bounded(reclaimed, c));
+    let r = st
+        .conntrack
+        .insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| {
+            push_bounded(reclaimed, c)
+        });
     st.release_reclaimed();
     match r {
         Ok(id) => {
@@ -511,7 +614,14 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
     true
 }
 
-fn rewrite_l4_v4(buf: &mut [u8], pkt: &Ip, s: (Ipv4Addr, Ipv4Addr), d: (Ipv4Addr, Ipv4Addr), sport: u16, dport: u16) {
+fn rewrite_l4_v4(
+    buf: &mut [u8],
+    pkt: &Ip,
+    s: (Ipv4Addr, Ipv4Addr),
+    d: (Ipv4Addr, Ipv4Addr),
+    sport: u16,
+    dport: u16,
+) {
     let seg = &mut buf[pkt.l4..pkt.end];
     if pkt.proto == 6 {
         let mut t = TcpPacket::new_unchecked(seg);
@@ -528,7 +638,14 @@ fn rewrite_l4_v4(buf: &mut [u8], pkt: &Ip, s: (Ipv4Addr, Ipv4Addr), d: (Ipv4Addr
     }
 }
 
-fn rewrite_l4_v6(buf: &mut [u8], pkt: &Ip, s: (Ipv6Addr, Ipv6Addr), d: (Ipv6Addr, Ipv6Addr), sport: u16, dport: u16) {
+fn rewrite_l4_v6(
+    buf: &mut [u8],
+    pkt: &Ip,
+    s: (Ipv6Addr, Ipv6Addr),
+    d: (Ipv6Addr, Ipv6Addr),
+    sport: u16,
+    dport: u16,
+) {
     let seg = &mut buf[pkt.l4..pkt.end];
     if pkt.proto == 6 {
         let mut t = TcpPacket::new_unchecked(seg);
@@ -547,7 +664,14 @@ fn rewrite_l4_v6(buf: &mut [u8], pkt: &Ip, s: (Ipv6Addr, Ipv6Addr), d: (Ipv6Addr
 
 /// Resolve the next hop towards `dst` and write the L2 header in front of
 /// `l3`. On a miss the verdict carries a solicitation instead.
-fn emit_l2(plane: &Plane, neighbors: &mut NeighborTable, buf: &mut [u8], l3: usize, dst: IpAddr, now: u64) -> Result<(usize, usize), Verdict> {
+fn emit_l2(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    l3: usize,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, usize), Verdict> {
     let (out, mac, et) = match dst {
         IpAddr::V4(d) => match resolve_v4(plane, neighbors, d, now) {
             Ok((o, m)) => (o, m, EtherType::Ipv4),
@@ -567,26 +691,54 @@ fn emit_l2(plane: &Plane, neighbors: &mut NeighborTable, buf: &mut [u8], l3: usi
 }
 
 #[allow(clippy::too_many_arguments)]
-fn nat_forward(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, svc: &ServicePlane, buf: &mut [u8], pkt: Ip, conn: &Conn, now: u64) -> Verdict {
+fn nat_forward(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    svc: &ServicePlane,
+    buf: &mut [u8],
+    pkt: Ip,
+    conn: &Conn,
+    now: u64,
+) -> Verdict {
     let _ = svc;
     let Some(rev) = conn.rev() else {
         return Drop(Counter::drop_no_conn);
     };
     // Towards the backend: from our SNAT address/port to the backend.
-    if !rewrite(buf, &pkt, rev.dst_ip(), rev.src_ip(), rev.dst_port, rev.src_port) {
+    if !rewrite(
+        buf,
+        &pkt,
+        rev.dst_ip(),
+        rev.src_ip(),
+        rev.dst_port,
+        rev.src_port,
+    ) {
         return Drop(Counter::drop_ttl_expired);
     }
     let bc = &st.counters.backend[conn.backend as usize];
     bump(&bc[BE_PACKETS], 1);
     bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
     match emit_l2(plane, neighbors, buf, pkt.l3, rev.src_ip(), now) {
-        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::l4_forwarded },
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.end - start,
+            counter: Counter::l4_forwarded,
+        },
         Err(v) => v,
     }
 }
 
 /// A TCP/UDP packet to one of our own addresses: NAT return traffic.
-pub fn to_local(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+pub fn to_local(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
     let Some((sport, dport, flags)) = ports(buf, &pkt) else {
         return Drop(Counter::drop_l4_malformed);
     };
@@ -599,24 +751,43 @@ pub fn to_local(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, 
         }
         _ => {
             return match st.snat.owner(dport) {
-                Some(w) if w != st.worker && plane.workers > 1 && w < plane.workers => Verdict::Redirect { worker: w },
+                Some(w) if w != st.worker && plane.workers > 1 && w < plane.workers => {
+                    Verdict::Redirect { worker: w }
+                }
                 Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
                 _ => Drop(Counter::drop_no_service),
             };
         }
     };
-    conntrack::observe_tcp(st.conntrack.conn_mut(id), conntrack::TcpFlags(flags), Direction::Reply, now);
+    conntrack::observe_tcp(
+        st.conntrack.conn_mut(id),
+        conntrack::TcpFlags(flags),
+        Direction::Reply,
+        now,
+    );
     let conn = *st.conntrack.conn(id);
     let fwd = conn.fwd();
     // Back to the client: from the VIP and service port to the client.
-    if !rewrite(buf, &pkt, fwd.dst_ip(), fwd.src_ip(), fwd.dst_port, fwd.src_port) {
+    if !rewrite(
+        buf,
+        &pkt,
+        fwd.dst_ip(),
+        fwd.src_ip(),
+        fwd.dst_port,
+        fwd.src_port,
+    ) {
         return Drop(Counter::drop_ttl_expired);
     }
     let bc = &st.counters.backend[conn.backend as usize];
     bump(&bc[BE_PACKETS], 1);
     bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
     match emit_l2(plane, neighbors, buf, pkt.l3, fwd.src_ip(), now) {
-        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::l4_returned },
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.end - start,
+            counter: Counter::l4_returned,
+        },
         Err(v) => v,
     }
 }
@@ -642,7 +813,12 @@ fn dsr_forward(
     bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
     match svc.mode {
         Mode::L2Dsr => match emit_l2(plane, neighbors, buf, pkt.l3, be.addr, now) {
-            Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter },
+            Ok((port, start)) => Verdict::Transmit {
+                port,
+                start,
+                len: pkt.end - start,
+                counter,
+            },
             Err(v) => v,
         },
         Mode::Ipip | Mode::Gre => {
@@ -658,7 +834,12 @@ fn dsr_forward(
                     if pkt.end - outer > mtu {
                         return Drop(Counter::drop_too_big);
                     }
-                    Verdict::Transmit { port, start, len: pkt.end - start, counter }
+                    Verdict::Transmit {
+                        port,
+                        start,
+                        len: pkt.end - start,
+                        counter,
+                    }
                 }
                 Err(v) => v,
             }
@@ -763,8 +944,11 @@ struct Embedded {
 
 fn embedded_v4(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded> {
     let ip = icmp + 8;
-    let inner = Ipv4Packet::new_unchecked(buf.get(ip..end)?);
-    if buf.len() < ip + 20 || inner.version() != 4 || inner.header_len() < 20 {
+    if end < ip + 20 || end > buf.len() {
+        return None;
+    }
+    let inner = Ipv4Packet::new_unchecked(&buf[ip..end]);
+    if inner.version() != 4 || inner.header_len() < 20 {
         return None;
     }
     let l4 = ip + inner.header_len();
@@ -798,7 +982,14 @@ fn embedded_v4(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded> {
 ///   sent the failed packet), encapsulated like the flow's own packets.
 /// - NAT, either side: translated like the flow's packets (outer and
 ///   embedded headers) and sent to the other side.
-pub fn icmp_error_v4(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4State, buf: &mut [u8], pkt: Ip, now: u64) -> Verdict {
+pub fn icmp_error_v4(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
     let Some(e) = embedded_v4(buf, pkt.l4, pkt.end) else {
         return Drop(Counter::drop_icmp_unhandled);
     };
@@ -816,24 +1007,61 @@ pub fn icmp_error_v4(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4St
     let to_vip = plane.services.is_vip(pkt.dst);
     match hit {
         Some((conn, Direction::Original)) if to_vip => {
-            let Some(svc) = plane.services.services.iter().find(|s| s.id == conn.service) else {
+            let Some(svc) = plane
+                .services
+                .services
+                .iter()
+                .find(|s| s.id == conn.service)
+            else {
                 return Drop(Counter::drop_no_service);
             };
             if svc.mode.is_dsr() {
-                return dsr_forward(plane, neighbors, st, svc, buf, pkt, conn.backend, Counter::icmp_errors_forwarded, now);
+                return dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    conn.backend,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                );
             }
             // NAT, error from the client's side about our reply: towards
             // the backend, as the backend's own packet would have come.
             let Some(&rev) = conn.rev() else {
                 return Drop(Counter::drop_no_conn);
             };
-            nat_icmp(plane, neighbors, buf, &pkt, &e, rev.dst_ip(), rev.src_ip(), (rev.src_ip(), rev.src_port), (rev.dst_ip(), rev.dst_port), now)
+            nat_icmp(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                rev.dst_ip(),
+                rev.src_ip(),
+                (rev.src_ip(), rev.src_port),
+                (rev.dst_ip(), rev.dst_port),
+                now,
+            )
         }
         Some((conn, Direction::Reply)) if !to_vip => {
             // NAT, error from the backend's side about our SNATed packet:
             // back to the client, as from the VIP.
             let fwd = *conn.fwd();
-            nat_icmp(plane, neighbors, buf, &pkt, &e, fwd.dst_ip(), fwd.src_ip(), (fwd.src_ip(), fwd.src_port), (fwd.dst_ip(), fwd.dst_port), now)
+            nat_icmp(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                fwd.dst_ip(),
+                fwd.src_ip(),
+                (fwd.src_ip(), fwd.src_port),
+                (fwd.dst_ip(), fwd.dst_port),
+                now,
+            )
         }
         None if to_vip => {
             // DSR flows may have no state here: place them as the flow's own
@@ -845,8 +1073,26 @@ pub fn icmp_error_v4(plane: &Plane, neighbors: &mut NeighborTable, st: &mut L4St
                 return Drop(Counter::drop_no_conn);
             }
             match plane.services.consistent_pick(svc.cluster, &key) {
-                Some(b) => dsr_forward(plane, neighbors, st, svc, buf, pkt, b, Counter::icmp_errors_forwarded, now),
+                Some(b) => dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    b,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                ),
                 None => Drop(Counter::drop_no_backend),
+            }
+        }
+        None => {
+            // A NAT reply-side error about a connection another worker owns
+            // (ICMP is spread by address pair only): its SNAT port names it.
+            match st.snat.owner(e.sport) {
+                Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
+                _ => Drop(Counter::drop_no_conn),
             }
         }
         _ => Drop(Counter::drop_no_conn),
@@ -872,7 +1118,9 @@ fn nat_icmp(
     inner_dst: (IpAddr, u16),
     now: u64,
 ) -> Verdict {
-    let (IpAddr::V4(src), IpAddr::V4(dst), (IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)) = (src, dst, inner_src, inner_dst) else {
+    let (IpAddr::V4(src), IpAddr::V4(dst), (IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)) =
+        (src, dst, inner_src, inner_dst)
+    else {
         return Drop(Counter::drop_icmp_unhandled);
     };
     {
@@ -911,7 +1159,12 @@ fn nat_icmp(
         ip.rewrite_ttl(ttl - 1);
     }
     match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V4(dst), now) {
-        Ok((port, start)) => Verdict::Transmit { port, start, len: pkt.end - start, counter: Counter::icmp_errors_forwarded },
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.end - start,
+            counter: Counter::icmp_errors_forwarded,
+        },
         Err(v) => v,
     }
 }

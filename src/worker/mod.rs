@@ -108,6 +108,10 @@ struct Worker {
     tx: Vec<TxBuffer>,
     redirects: Arc<Vec<ArrayQueue<Redirect>>>,
     pool: &'static Mempool,
+    /// Next hops resolved ahead of traffic, and how far this round got.
+    ahead: Vec<(usize, std::net::IpAddr)>,
+    ahead_cursor: usize,
+    ahead_force: bool,
 }
 
 impl Worker {
@@ -125,11 +129,25 @@ impl Worker {
         }
         let verdict = {
             let (buf, off, len) = m.buffer_mut();
-            process::process(&self.plane, &mut self.neighbors, &mut self.l4, port, buf, off, len, now)
+            process::process(
+                &self.plane,
+                &mut self.neighbors,
+                &mut self.l4,
+                port,
+                buf,
+                off,
+                len,
+                now,
+            )
         };
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.counters.inc(c),
-            Verdict::Transmit { port, start, len, counter } => {
+            Verdict::Transmit {
+                port,
+                start,
+                len,
+                counter,
+            } => {
                 self.counters.inc(counter);
                 if m.set_window(start, len) {
                     count_flush(&self.counters, self.tx[port].push(m));
@@ -159,26 +177,59 @@ impl Worker {
         }
     }
 
-    /// Resolve, ahead of traffic, every next hop a backend or gateway needs,
-    /// so that the first connection to a backend does not wait for ARP.
-    fn resolve_ahead(&mut self, now: u64, force: bool) {
-        let plane = self.plane.clone();
+    /// The next hops to keep resolved ahead of traffic: every backend's and
+    /// every gateway's (so that neither the first connection to a backend
+    /// nor NAT replies to clients wait for ARP). Built off the packet path,
+    /// when a plane is installed.
+    fn plan_ahead(&mut self) {
+        let plane = &self.plane;
         let mut targets: Vec<(usize, std::net::IpAddr)> = Vec::new();
         for b in plane.services.backends.iter().flatten() {
             let nh = match b.addr {
-                std::net::IpAddr::V4(a) => plane.routes.lookup_v4(a).map(|n| (n.port, std::net::IpAddr::V4(n.addr))),
-                std::net::IpAddr::V6(a) => plane.routes.lookup_v6(a).map(|n| (n.port, std::net::IpAddr::V6(n.addr))),
+                std::net::IpAddr::V4(a) => plane
+                    .routes
+                    .lookup_v4(a)
+                    .map(|n| (n.port, std::net::IpAddr::V4(n.addr))),
+                std::net::IpAddr::V6(a) => plane
+                    .routes
+                    .lookup_v6(a)
+                    .map(|n| (n.port, std::net::IpAddr::V6(n.addr))),
             };
-            if let Some(t) = nh {
-                if !targets.contains(&t) {
-                    targets.push(t);
-                }
-            }
+            targets.extend(nh);
         }
-        for (port, ip) in targets {
+        targets.extend(
+            plane
+                .routes
+                .routes_v4()
+                .iter()
+                .filter_map(|r| r.via.map(|v| (r.port, std::net::IpAddr::V4(v)))),
+        );
+        targets.extend(
+            plane
+                .routes
+                .routes_v6()
+                .iter()
+                .filter_map(|r| r.via.map(|v| (r.port, std::net::IpAddr::V6(v)))),
+        );
+        targets.sort_unstable();
+        targets.dedup();
+        self.ahead = targets;
+        self.ahead_cursor = 0;
+        self.ahead_force = false;
+    }
+
+    /// Solicit up to `AHEAD_PER_LOOP` planned next hops: those unknown, or
+    /// all of them during a refresh round (`ahead_force`), so that entries
+    /// are renewed before they expire. Spread over loop iterations so that
+    /// a thousand backends never stall the rx rings.
+    fn resolve_ahead(&mut self, now: u64) {
+        const AHEAD_PER_LOOP: usize = 8;
+        let end = (self.ahead_cursor + AHEAD_PER_LOOP).min(self.ahead.len());
+        for i in self.ahead_cursor..end {
+            let (port, ip) = self.ahead[i];
             let solicit = match self.neighbors.resolve(port as u8, ip, now) {
                 Resolve::MissSolicit => true,
-                Resolve::Hit(_) => force,
+                Resolve::Hit(_) => self.ahead_force,
                 Resolve::Miss => false,
             };
             if !solicit {
@@ -186,11 +237,11 @@ impl Worker {
             }
             let Some(mut m) = self.pool.alloc() else {
                 self.counters.inc(Counter::drop_no_mbuf);
-                return;
+                break;
             };
             let written = {
                 let (buf, off, _) = m.buffer_mut();
-                process::build_solicit(&plane, port, ip, &mut buf[off..]).map(|len| (off, len))
+                process::build_solicit(&self.plane, port, ip, &mut buf[off..]).map(|len| (off, len))
             };
             if let Some((off, len)) = written {
                 if m.set_window(off, len) {
@@ -199,6 +250,11 @@ impl Worker {
                 }
             }
         }
+        self.ahead_cursor = end;
+    }
+
+    fn ahead_pending(&self) -> bool {
+        self.ahead_cursor < self.ahead.len()
     }
 }
 
@@ -223,11 +279,16 @@ pub fn run(setup: WorkerSetup) -> i32 {
     } = setup;
     let queue = index as u16;
     let clock = Clock::new();
-    let mut neighbors = NeighborTable::new(neighbor_capacity, neighbor_timeout_ns, neighbor_retry_ns);
+    let mut neighbors =
+        NeighborTable::new(neighbor_capacity, neighbor_timeout_ns, neighbor_retry_ns);
     for &(port, ip, mac) in &plane.static_neighbors {
         neighbors.add_static(port as u8, ip, mac);
     }
-    let tx: Vec<TxBuffer> = plane.ports.iter().map(|p| TxBuffer::new(p.port_id, queue, burst)).collect();
+    let tx: Vec<TxBuffer> = plane
+        .ports
+        .iter()
+        .map(|p| TxBuffer::new(p.port_id, queue, burst))
+        .collect();
     let l4 = L4State::new(
         index,
         l4.workers,
@@ -235,9 +296,26 @@ pub fn run(setup: WorkerSetup) -> i32 {
         &l4.snat_addrs,
         l4.counters,
     );
-    let mut w = Worker { plane, neighbors, l4, counters, tx, redirects, pool };
+    let mut w = Worker {
+        ahead: Vec::new(),
+        ahead_cursor: 0,
+        ahead_force: false,
+        plane,
+        neighbors,
+        l4,
+        counters,
+        tx,
+        redirects,
+        pool,
+    };
     let mut rx = RxBurst::default();
-    let mut keys = [crate::l4::flow::FlowKey::v4(std::net::Ipv4Addr::UNSPECIFIED, std::net::Ipv4Addr::UNSPECIFIED, 0, 0, 0); dpdk::MAX_BURST];
+    let mut keys = [crate::l4::flow::FlowKey::v4(
+        std::net::Ipv4Addr::UNSPECIFIED,
+        std::net::Ipv4Addr::UNSPECIFIED,
+        0,
+        0,
+        0,
+    ); dpdk::MAX_BURST];
     let mut last_drain = 0u64;
     let mut last_sweep = 0u64;
     let mut last_refresh = 0u64;
@@ -250,7 +328,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         dpdk::Eal::lcore_id(),
         w.tx.len()
     );
-    w.resolve_ahead(clock.now_ns(), false);
+    w.plan_ahead();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
 
@@ -258,13 +336,15 @@ pub fn run(setup: WorkerSetup) -> i32 {
         // packets from other cores.
         if let Ok(p) = planes.try_recv() {
             w.plane = p;
-            w.resolve_ahead(now, false);
+            w.plan_ahead();
         }
         while let Some(u) = mailboxes[index].pop() {
             w.neighbors.apply(u, now);
         }
         for _ in 0..burst {
-            let Some((port, m)) = w.redirects[index].pop() else { break };
+            let Some((port, m)) = w.redirects[index].pop() else {
+                break;
+            };
             w.handle(port as usize, m, now, true);
         }
 
@@ -301,7 +381,8 @@ pub fn run(setup: WorkerSetup) -> i32 {
                 count_flush(&w.counters, t.flush());
             }
             last_drain = now;
-            w.counters.set(Counter::neighbor_learned, w.neighbors.learned());
+            w.counters
+                .set(Counter::neighbor_learned, w.neighbors.learned());
             // Post what we learned to the other workers.
             for u in w.neighbors.drain_outbox() {
                 for (i, mb) in mailboxes.iter().enumerate() {
@@ -317,9 +398,14 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
         if now.wrapping_sub(last_refresh) >= refresh_ns {
             if last_refresh != 0 {
-                w.resolve_ahead(now, true);
+                // A refresh round: solicit every planned next hop again.
+                w.ahead_cursor = 0;
+                w.ahead_force = true;
             }
             last_refresh = now;
+        }
+        if w.ahead_pending() {
+            w.resolve_ahead(now);
         }
     }
     for t in w.tx.iter_mut() {

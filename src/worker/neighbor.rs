@@ -56,6 +56,9 @@ pub struct NeighborTable {
     outbox: Vec<NeighborUpdate>,
     /// Entries learned or refreshed, ever.
     learned: u64,
+    /// The last hit, checked before the hash table: replies and forwarded
+    /// packets mostly go to one gateway or a few backends in a row.
+    memo: Option<((u8, IpAddr), [u8; 6], u64)>,
 }
 
 const OUTBOX: usize = 64;
@@ -69,10 +72,12 @@ impl NeighborTable {
             retry_ns,
             outbox: Vec::with_capacity(OUTBOX),
             learned: 0,
+            memo: None,
         }
     }
 
     pub fn add_static(&mut self, port: u8, ip: IpAddr, mac: [u8; 6]) {
+        self.memo = None;
         self.map.insert(
             (port, ip),
             Entry {
@@ -98,10 +103,21 @@ impl NeighborTable {
     /// Resolve `ip` on `port` at time `now` (ns).
     #[inline]
     pub fn resolve(&mut self, port: u8, ip: IpAddr, now: u64) -> Resolve {
+        if let Some((k, mac, until)) = self.memo {
+            if k == (port, ip) && now < until {
+                return Resolve::Hit(mac);
+            }
+        }
         match self.map.get_mut(&(port, ip)) {
             Some(e) => match e.state {
-                State::Static => Resolve::Hit(e.mac),
-                State::Reachable { expires } if now < expires => Resolve::Hit(e.mac),
+                State::Static => {
+                    self.memo = Some(((port, ip), e.mac, u64::MAX));
+                    Resolve::Hit(e.mac)
+                }
+                State::Reachable { expires } if now < expires => {
+                    self.memo = Some(((port, ip), e.mac, expires));
+                    Resolve::Hit(e.mac)
+                }
                 State::Reachable { .. } => {
                     // Expired: keep using nothing stale; re-solicit.
                     e.state = State::Incomplete {
@@ -139,6 +155,7 @@ impl NeighborTable {
     /// unsolicited advertisements). Static entries are never overwritten.
     /// Returns true if the table changed or was refreshed.
     pub fn learn(&mut self, port: u8, ip: IpAddr, mac: [u8; 6], now: u64, create: bool) -> bool {
+        self.memo = None;
         let expires = now + self.timeout_ns;
         let known = match self.map.get_mut(&(port, ip)) {
             Some(e) if e.state == State::Static => return false,
@@ -182,6 +199,7 @@ impl NeighborTable {
 
     /// Drop expired learned entries (called rarely, off the per-packet path).
     pub fn sweep(&mut self, now: u64) {
+        self.memo = None;
         let stale = 4 * self.retry_ns;
         self.map.retain(|_, e| match e.state {
             State::Static => true,

@@ -189,6 +189,17 @@ pub struct Plane {
 }
 
 impl Plane {
+    /// Is `ip` an address of any port?
+    #[inline]
+    pub fn owns_v4(&self, ip: Ipv4Addr) -> bool {
+        self.ports.iter().any(|p| p.owns_v4(ip))
+    }
+
+    #[inline]
+    pub fn owns_v6(&self, ip: Ipv6Addr) -> bool {
+        self.ports.iter().any(|p| p.owns_v6(ip))
+    }
+
     /// Build from ports (connected routes are derived from their addresses),
     /// default gateways, static routes and static neighbors.
     pub fn new(

@@ -41,10 +41,16 @@ pub enum Verdict {
     /// The frame's answer could not go out because the next hop is
     /// unresolved; `buf[start..start + len]` now holds a solicitation for it,
     /// for `port`. Counted as `drop_neighbor_miss` + `neighbor_solicits`.
-    Solicited { port: usize, start: usize, len: usize },
+    Solicited {
+        port: usize,
+        start: usize,
+        len: usize,
+    },
     /// The packet belongs to a connection another worker owns (NAT return
     /// traffic whose SNAT port is in that worker's range): hand it over.
-    Redirect { worker: usize },
+    Redirect {
+        worker: usize,
+    },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),
@@ -89,9 +95,9 @@ pub fn process(
             arp_in(plane, neighbors, port, buf, l3, end, now)
         }
         EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, l4, port, buf, l3, end, now),
-        EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => {
-            ipv6_in(plane, neighbors, l4, port, buf, l3, end, src_mac, to_us, now)
-        }
+        EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => ipv6_in(
+            plane, neighbors, l4, port, buf, l3, end, src_mac, to_us, now,
+        ),
         EtherType::Arp | EtherType::Ipv4 | EtherType::Ipv6 => Drop(Counter::drop_l2_not_ours),
         _ if !to_us => Drop(Counter::drop_l2_not_ours),
         _ => Drop(Counter::drop_ethertype),
@@ -106,7 +112,12 @@ fn is_ipv6_multicast_mac(m: EthernetAddress) -> bool {
 /// Write an Ethernet header (with the port's VLAN tag, if any) at the start
 /// of `buf` and return its length.
 #[inline]
-pub(crate) fn write_l2(buf: &mut [u8], out: &PortPlane, dst: [u8; 6], ethertype: EtherType) -> usize {
+pub(crate) fn write_l2(
+    buf: &mut [u8],
+    out: &PortPlane,
+    dst: [u8; 6],
+    ethertype: EtherType,
+) -> usize {
     buf[0..6].copy_from_slice(&dst);
     buf[6..12].copy_from_slice(&out.mac);
     match out.vlan {
@@ -169,7 +180,9 @@ fn arp_in(
                 target_hardware_addr: sha,
                 target_protocol_addr: spa,
             };
-            reply.emit(&mut ArpPacket::new_unchecked(&mut buf[l3..l3 + arp::PACKET_LEN]));
+            reply.emit(&mut ArpPacket::new_unchecked(
+                &mut buf[l3..l3 + arp::PACKET_LEN],
+            ));
             Verdict::Transmit {
                 port,
                 start,
@@ -247,11 +260,20 @@ fn ipv4_in(
     let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
     let end = l3 + total;
     let vip = plane.services.is_vip(IpAddr::V4(dst));
-    if !vip && !p.owns_v4(dst) {
+    // Any port's address will do (weak host model): NAT replies come back
+    // to the SNAT address, which may sit on another port than the backends.
+    if !vip && !plane.owns_v4(dst) {
         return Drop(Counter::drop_ip_not_ours);
     }
     if matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
-        let pkt = l4lb::Ip { l3, l4, end, src: IpAddr::V4(src), dst: IpAddr::V4(dst), proto: u8::from(proto) };
+        let pkt = l4lb::Ip {
+            l3,
+            l4,
+            end,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            proto: u8::from(proto),
+        };
         return if vip {
             l4lb::from_client(plane, neighbors, l4st, port, buf, pkt, now)
         } else {
@@ -267,10 +289,19 @@ fn ipv4_in(
             if !icmp.verify_checksum() {
                 return Drop(Counter::drop_icmp_malformed);
             }
-            if matches!(icmp.msg_type(), Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded)
-                && !plane.services.is_empty()
+            if matches!(
+                icmp.msg_type(),
+                Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded
+            ) && !plane.services.is_empty()
             {
-                let pkt = l4lb::Ip { l3, l4, end, src: IpAddr::V4(src), dst: IpAddr::V4(dst), proto: 1 };
+                let pkt = l4lb::Ip {
+                    l3,
+                    l4,
+                    end,
+                    src: IpAddr::V4(src),
+                    dst: IpAddr::V4(dst),
+                    proto: 1,
+                };
                 return l4lb::icmp_error_v4(plane, neighbors, l4st, buf, pkt, now);
             }
             if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
@@ -344,18 +375,33 @@ pub(crate) fn resolve_v4(
 
 /// Turn a failed resolution into a verdict; a solicitation is written at
 /// `at` (any position with room; the packet there is given up).
-pub(crate) fn solicit_v4(plane: &Plane, u: Unresolved<Ipv4Addr>, buf: &mut [u8], at: usize) -> Verdict {
+pub(crate) fn solicit_v4(
+    plane: &Plane,
+    u: Unresolved<Ipv4Addr>,
+    buf: &mut [u8],
+    at: usize,
+) -> Verdict {
     match u {
         Unresolved::NoRoute => Drop(Counter::drop_no_route),
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
-        Unresolved::Solicit(port, target) => match arp_solicit(plane, port, target, &mut buf[at..]) {
-            Some(len) => Verdict::Solicited { port, start: at, len },
+        Unresolved::Solicit(port, target) => match arp_solicit(plane, port, target, &mut buf[at..])
+        {
+            Some(len) => Verdict::Solicited {
+                port,
+                start: at,
+                len,
+            },
             None => Drop(Counter::drop_neighbor_miss),
         },
     }
 }
 
-pub(crate) fn resolve_v6(plane: &Plane, neighbors: &mut NeighborTable, dst: Ipv6Addr, now: u64) -> Result<(usize, [u8; 6]), Unresolved<Ipv6Addr>> {
+pub(crate) fn resolve_v6(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    dst: Ipv6Addr,
+    now: u64,
+) -> Result<(usize, [u8; 6]), Unresolved<Ipv6Addr>> {
     let nh = plane.routes.lookup_v6(dst).ok_or(Unresolved::NoRoute)?;
     match neighbors.resolve(nh.port as u8, IpAddr::V6(nh.addr), now) {
         Resolve::Hit(mac) => Ok((nh.port, mac)),
@@ -364,12 +410,22 @@ pub(crate) fn resolve_v6(plane: &Plane, neighbors: &mut NeighborTable, dst: Ipv6
     }
 }
 
-pub(crate) fn solicit_v6(plane: &Plane, u: Unresolved<Ipv6Addr>, buf: &mut [u8], at: usize) -> Verdict {
+pub(crate) fn solicit_v6(
+    plane: &Plane,
+    u: Unresolved<Ipv6Addr>,
+    buf: &mut [u8],
+    at: usize,
+) -> Verdict {
     match u {
         Unresolved::NoRoute => Drop(Counter::drop_no_route),
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
-        Unresolved::Solicit(port, target) => match ndp_solicit(plane, port, target, &mut buf[at..]) {
-            Some(len) => Verdict::Solicited { port, start: at, len },
+        Unresolved::Solicit(port, target) => match ndp_solicit(plane, port, target, &mut buf[at..])
+        {
+            Some(len) => Verdict::Solicited {
+                port,
+                start: at,
+                len,
+            },
             None => Drop(Counter::drop_neighbor_miss),
         },
     }
@@ -410,13 +466,16 @@ fn ipv6_in(
     // Unicast to one of our addresses (with our MAC), or the solicited-node
     // group of one of them (with the group's MAC).
     let ours = if dst.is_multicast() {
+        let group_of = |a: &Ipv6Addr| ipv6::solicited_node_multicast(a) == dst;
         let group_ok = ipv6::is_solicited_node_multicast(&dst)
-            && p.v6
-                .iter()
-                .any(|(a, _)| ipv6::solicited_node_multicast(a) == dst);
+            && (p.v6.iter().any(|(a, _)| group_of(a))
+                || plane
+                    .services
+                    .vips_on(port)
+                    .any(|v| matches!(v, IpAddr::V6(a) if group_of(&a))));
         group_ok && !to_us
     } else {
-        to_us && (p.owns_v6(dst) || plane.services.is_vip(IpAddr::V6(dst)))
+        to_us && (plane.owns_v6(dst) || plane.services.is_vip(IpAddr::V6(dst)))
     };
     if !ours {
         return Drop(Counter::drop_ip_not_ours);
@@ -424,8 +483,18 @@ fn ipv6_in(
     if next.is_ipv6_extension() {
         return Drop(Counter::drop_ipv6_ext_header);
     }
-    if matches!(next, IpProtocol::Tcp | IpProtocol::Udp) && !dst.is_multicast() && !src.is_unspecified() {
-        let pkt = l4lb::Ip { l3, l4: l3 + ipv6::HEADER_LEN, end, src: IpAddr::V6(src), dst: IpAddr::V6(dst), proto: u8::from(next) };
+    if matches!(next, IpProtocol::Tcp | IpProtocol::Udp)
+        && !dst.is_multicast()
+        && !src.is_unspecified()
+    {
+        let pkt = l4lb::Ip {
+            l3,
+            l4: l3 + ipv6::HEADER_LEN,
+            end,
+            src: IpAddr::V6(src),
+            dst: IpAddr::V6(dst),
+            proto: u8::from(next),
+        };
         return if plane.services.is_vip(IpAddr::V6(dst)) {
             l4lb::from_client(plane, neighbors, l4st, port, buf, pkt, now)
         } else {
@@ -485,7 +554,7 @@ fn ndp_in(
             target_addr,
             source_lladdr,
         } => {
-            if !p.owns_v6(target_addr) {
+            if !p.owns_v6(target_addr) && !plane.services.vip_on(port, IpAddr::V6(target_addr)) {
                 return Drop(Counter::drop_ip_not_ours);
             }
             // RFC 4861 §7.2.3: a solicitation with a source link-layer

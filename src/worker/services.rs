@@ -108,7 +108,11 @@ pub struct Services {
 }
 
 impl Services {
-    pub fn new(services: Vec<ServicePlane>, clusters: Vec<ClusterPlane>, backends: Vec<Option<BackendPlane>>) -> Services {
+    pub fn new(
+        services: Vec<ServicePlane>,
+        clusters: Vec<ClusterPlane>,
+        backends: Vec<Option<BackendPlane>>,
+    ) -> Services {
         let mut index = HashMap::with_capacity(services.len());
         let mut vips = Vec::new();
         for (i, s) in services.iter().enumerate() {
@@ -117,7 +121,13 @@ impl Services {
                 vips.push((s.ingress, s.vip));
             }
         }
-        Services { services, clusters, backends, index, vips }
+        Services {
+            services,
+            clusters,
+            backends,
+            index,
+            vips,
+        }
     }
 
     pub fn is_empty(&self) -> bool {
@@ -138,12 +148,18 @@ impl Services {
 
     /// VIPs answered on `port`.
     pub fn vips_on(&self, port: usize) -> impl Iterator<Item = IpAddr> + '_ {
-        self.vips.iter().filter(move |(p, _)| *p == port).map(|(_, v)| *v)
+        self.vips
+            .iter()
+            .filter(move |(p, _)| *p == port)
+            .map(|(_, v)| *v)
     }
 
     #[inline]
     pub fn lookup(&self, vip: IpAddr, port: u16, proto: u8) -> Option<&ServicePlane> {
-        let i = self.index.get(&(vip, port, proto)).or_else(|| self.index.get(&(vip, 0, proto)))?;
+        let i = self
+            .index
+            .get(&(vip, port, proto))
+            .or_else(|| self.index.get(&(vip, 0, proto)))?;
         self.services.get(*i as usize)
     }
 
@@ -172,10 +188,20 @@ pub fn wrr_sequence(weights: &[u32]) -> Vec<u32> {
     if total == 0 {
         return Vec::new();
     }
-    let scale = if total > 4096 { total as f64 / 4096.0 } else { 1.0 };
+    let scale = if total > 4096 {
+        total as f64 / 4096.0
+    } else {
+        1.0
+    };
     let w: Vec<i64> = weights
         .iter()
-        .map(|&x| if x == 0 { 0 } else { ((x as f64 / scale).round() as i64).max(1) })
+        .map(|&x| {
+            if x == 0 {
+                0
+            } else {
+                ((x as f64 / scale).round() as i64).max(1)
+            }
+        })
         .collect();
     let sum: i64 = w.iter().sum();
     let mut current = vec![0i64; w.len()];
