@@ -10,7 +10,7 @@ The generated files are committed; CI does not need scapy.
 import json
 import os
 
-from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply,
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6PacketTooBig,
                        ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
                        ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6, IPv6ExtHdrFragment, IPOption_RR, Raw, wrpcap)
@@ -353,6 +353,14 @@ port = 80
 mode = "nat"
 cluster = "six"
 ingress = "p0"
+
+[[service]]
+name = "web6-ipip"
+vip = "fd00::101"
+port = 80
+mode = "ipip"
+cluster = "six"
+ingress = "p0"
 '''
 
 B1, B2, B3 = "02:00:00:00:00:11", "02:00:00:00:00:12", "02:00:00:00:00:13"
@@ -371,6 +379,11 @@ def embedded(src, dst, sport, dport, ttl):
     import struct
     return bytes(IP(src=src, dst=dst, proto=6, ttl=ttl, id=77, flags="DF", len=1500)
                  / Raw(struct.pack("!HHI", sport, dport, 1000)))
+
+
+def embedded6(src, dst, sport, dport):
+    import struct
+    return bytes(IPv6(src=src, dst=dst, nh=6, plen=1400, hlim=64) / Raw(struct.pack("!HHI", sport, dport, 1000)))
 
 
 def l4():
@@ -443,10 +456,18 @@ def l4():
         (Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.100") / ICMP(type=11, code=0) / Raw(b"\x45" + bytes(10)), []),
         # Neighbor solicitation for an IPv6 VIP is answered, from the VIP.
         (ns(GW, GW6, "fd00::100"), [na(GW, GW6, target="fd00::100")]),
+        # IPv6-in-IPv6 DSR (RFC 2473, next header 41).
+        (syn6 := Ether(src=GW, dst=US) / IPv6(src=CL6, dst="fd00::101", hlim=60) / TCP(sport=40060, dport=80, flags="S", seq=5),
+         [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", nh=41, hlim=64) / syn6[IPv6]]),
+        # ICMPv6 packet-too-big to the DSR VIP about the backend's reply:
+        # encapsulated to the flow's backend (path MTU discovery).
+        (ptb := Ether(src=GW, dst=US) / IPv6(src="2001:db8::1", dst="fd00::101", hlim=60)
+         / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::101", CL6, 80, 40060)),
+         [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", nh=41, hlim=64) / ptb[IPv6]]),
     ]
     counters = {
-        "l4_forwarded": 8, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
-        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 2,
+        "l4_forwarded": 9, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
+        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 3,
         "drop_icmp_unhandled": 2, "ndp_adverts": 1,
     }
     case("l4", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)
@@ -464,9 +485,24 @@ def table_full():
     case("table_full", L4_CONFIG.format(vlan="", max_flows=1024), steps, counters)
 
 
+def l4_vlan():
+    # A port with a VLAN: tagged client packets are balanced and the
+    # forwarded packets carry the port's tag.
+    tag = lambda: Dot1Q(vlan=100)
+    syn = Ether(src=GW, dst=US) / tag() / IP(src=CL4, dst="10.0.0.100", ttl=60, id=77, flags="DF") / TCP(sport=40000, dport=80, flags="S", seq=1000, window=8192)
+    out = Ether(src=US, dst=B1) / tag() / IP(src="10.0.0.1", dst="10.0.0.11", ttl=59, id=77, flags="DF") / TCP(sport=1024, dport=80, flags="S", seq=1000, window=8192)
+    dsr = Ether(src=GW, dst=US) / tag() / IP(src=CL4, dst="10.0.0.101", ttl=60, id=78, flags="DF") / TCP(sport=40001, dport=80, flags="S", seq=1000, window=8192)
+    dsr_out = Ether(src=US, dst=B3) / tag() / IP(src="10.0.0.1", dst="10.0.0.13", ttl=64, id=0, flags="DF", proto=4) / dsr[IP]
+    untagged = tcp4(CL4, "10.0.0.100", 40002, 80, "S")
+    steps = [(syn, [out]), (dsr, [dsr_out]), (untagged, [])]
+    counters = {"l4_forwarded": 2, "drop_vlan_mismatch": 1}
+    case("l4_vlan", L4_CONFIG.format(vlan="vlan = 100\n", max_flows=4096), steps, counters)
+
+
 if __name__ == "__main__":
     basic()
     malformed()
     vlan()
     l4()
+    l4_vlan()
     table_full()

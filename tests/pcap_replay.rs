@@ -113,3 +113,8 @@ fn l4_nat_ipip_gre_l2dsr_udp_ipv6() {
 fn l4_table_full_falls_back_to_consistent_hash() {
     replay("table_full");
 }
+
+#[test]
+fn l4_on_a_vlan_tagged_port() {
+    replay("l4_vlan");
+}

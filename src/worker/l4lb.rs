@@ -1168,3 +1168,64 @@ fn nat_icmp(
         Err(v) => v,
     }
 }
+
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded; RFC 4443) sent to a VIP about a DSR flow's reply: the backend
+/// that sent the reply needs it (path MTU discovery, RFC 8201), so it is
+/// encapsulated to the flow's backend like the flow's own packets. NAT
+/// translation of ICMPv6 errors is not implemented: counted as unhandled.
+pub fn icmp_error_v6(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
+    // The embedded packet: a fixed IPv6 header, then (without extension
+    // headers) the first bytes of TCP/UDP.
+    let ip = pkt.l4 + 8;
+    if pkt.end < ip + 44 || pkt.end > buf.len() {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let inner = Ipv6Packet::new_unchecked(&buf[ip..pkt.end]);
+    let proto = u8::from(inner.next_header());
+    if inner.version() != 6 || (proto != 6 && proto != 17) {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let (isrc, idst) = (inner.src_addr(), inner.dst_addr());
+    let p = &buf[ip + 40..ip + 44];
+    let (sport, dport) = (
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    );
+    let key = FlowKey::v6(idst, isrc, dport, sport, proto);
+    let Some(svc) = plane.services.lookup(IpAddr::V6(isrc), sport, proto) else {
+        return Drop(Counter::drop_no_service);
+    };
+    if !svc.mode.is_dsr() {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let backend = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, Direction::Original) => Some(st.conntrack.conn(id).backend),
+        Lookup::Expired(c) => {
+            st.release(&c);
+            None
+        }
+        _ => None,
+    };
+    match backend.or_else(|| plane.services.consistent_pick(svc.cluster, &key)) {
+        Some(b) => dsr_forward(
+            plane,
+            neighbors,
+            st,
+            svc,
+            buf,
+            pkt,
+            b,
+            Counter::icmp_errors_forwarded,
+            now,
+        ),
+        None => Drop(Counter::drop_no_backend),
+    }
+}

@@ -522,6 +522,21 @@ fn ipv6_in(
         Icmpv6Message::EchoRequest if !dst.is_multicast() => {
             echo_reply_v6(plane, neighbors, buf, l3, end, now)
         }
+        Icmpv6Message::DstUnreachable
+        | Icmpv6Message::PacketTooBig
+        | Icmpv6Message::TimeExceeded
+            if plane.services.is_vip(IpAddr::V6(dst)) =>
+        {
+            let pkt = l4lb::Ip {
+                l3,
+                l4,
+                end,
+                src: IpAddr::V6(src),
+                dst: IpAddr::V6(dst),
+                proto: 58,
+            };
+            l4lb::icmp_error_v6(plane, neighbors, l4st, buf, pkt, now)
+        }
         Icmpv6Message::NeighborSolicit | Icmpv6Message::NeighborAdvert => {
             let repr = match NdiscRepr::parse(&Icmpv6Packet::new_unchecked(&buf[l4..end])) {
                 Ok(r) => r,
