@@ -10,3 +10,4 @@ pub mod dpdk;
 pub mod l4;
 pub mod wire;
 pub mod worker;
+pub mod l7;
