@@ -1,0 +1,308 @@
+//! ICMP errors about tracked flows (destination unreachable, time
+//! exceeded, fragmentation needed / packet too big): matched by the
+//! embedded datagram's inverted tuple and sent to the side that needs them.
+
+use super::*;
+
+/// The embedded datagram of an ICMPv4 error (RFC 792: the original IP
+/// header and at least 8 bytes of its payload): offsets and its tuple.
+struct Embedded {
+    /// Offset of the embedded IPv4 header.
+    ip: usize,
+    /// Offset of the embedded TCP/UDP header (at least 8 bytes present).
+    l4: usize,
+    end: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+fn embedded_v4(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded> {
+    let ip = icmp + 8;
+    if end < ip + 20 || end > buf.len() {
+        return None;
+    }
+    let inner = Ipv4Packet::new_unchecked(&buf[ip..end]);
+    if inner.version() != 4 || inner.header_len() < 20 {
+        return None;
+    }
+    let l4 = ip + inner.header_len();
+    if end < l4 + 8 {
+        return None;
+    }
+    let proto = u8::from(inner.protocol());
+    if proto != 6 && proto != 17 {
+        return None;
+    }
+    let p = &buf[l4..l4 + 4];
+    Some(Embedded {
+        ip,
+        l4,
+        end,
+        src: inner.src_addr(),
+        dst: inner.dst_addr(),
+        sport: u16::from_be_bytes([p[0], p[1]]),
+        dport: u16::from_be_bytes([p[2], p[3]]),
+        proto,
+    })
+}
+
+/// An ICMPv4 destination-unreachable or time-exceeded message to a VIP or
+/// to one of our addresses, about a packet of a tracked connection (for
+/// example "fragmentation needed", which path MTU discovery depends on).
+/// The embedded datagram is the packet that failed; its inverted tuple is
+/// the connection's key in the other direction.
+///
+/// - To a VIP in a DSR mode: sent on to the connection's backend (which
+///   sent the failed packet), encapsulated like the flow's own packets.
+/// - NAT, either side: translated like the flow's packets (outer and
+///   embedded headers) and sent to the other side.
+pub fn icmp_error_v4(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
+    let Some(e) = embedded_v4(buf, pkt.l4, pkt.end) else {
+        return Drop(Counter::drop_icmp_unhandled);
+    };
+    // The failed packet went e.src -> e.dst; the connection saw the other
+    // direction first.
+    let key = FlowKey::v4(e.dst, e.src, e.dport, e.sport, e.proto);
+    let hit = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, dir) => Some((*st.conntrack.conn(id), dir)),
+        Lookup::Expired(c) => {
+            st.release(&c);
+            None
+        }
+        Lookup::Miss => None,
+    };
+    let to_vip = plane.services.is_vip(pkt.dst);
+    match hit {
+        Some((conn, Direction::Original)) if to_vip => {
+            let Some(svc) = plane
+                .services
+                .services
+                .iter()
+                .find(|s| s.id == conn.service)
+            else {
+                return Drop(Counter::drop_no_service);
+            };
+            if svc.mode.is_dsr() {
+                return dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    conn.backend,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                );
+            }
+            // NAT, error from the client's side about our reply: towards
+            // the backend, as the backend's own packet would have come.
+            let Some(&rev) = conn.rev() else {
+                return Drop(Counter::drop_no_conn);
+            };
+            nat_icmp(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                rev.dst_ip(),
+                rev.src_ip(),
+                (rev.src_ip(), rev.src_port),
+                (rev.dst_ip(), rev.dst_port),
+                now,
+            )
+        }
+        Some((conn, Direction::Reply)) if !to_vip => {
+            // NAT, error from the backend's side about our SNATed packet:
+            // back to the client, as from the VIP.
+            let fwd = *conn.fwd();
+            nat_icmp(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                fwd.dst_ip(),
+                fwd.src_ip(),
+                (fwd.src_ip(), fwd.src_port),
+                (fwd.dst_ip(), fwd.dst_port),
+                now,
+            )
+        }
+        None if to_vip => {
+            // DSR flows may have no state here: place them as the flow's own
+            // packets are placed.
+            let Some(svc) = plane.services.lookup(pkt.dst, e.sport, e.proto) else {
+                return Drop(Counter::drop_no_service);
+            };
+            if !svc.mode.is_dsr() {
+                return Drop(Counter::drop_no_conn);
+            }
+            match plane.services.consistent_pick(svc.cluster, &key) {
+                Some(b) => dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    b,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                ),
+                None => Drop(Counter::drop_no_backend),
+            }
+        }
+        None => {
+            // A NAT reply-side error about a connection another worker owns
+            // (ICMP is spread by address pair only): its SNAT port names it.
+            match st.snat.owner(e.sport) {
+                Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
+                _ => Drop(Counter::drop_no_conn),
+            }
+        }
+        _ => Drop(Counter::drop_no_conn),
+    }
+}
+
+/// Rewrite an ICMPv4 error for NAT: the outer header goes from `src` to
+/// `dst`; the embedded datagram becomes `inner_src -> inner_dst` (address,
+/// port). Checksums: embedded IP header recomputed, embedded UDP checksum
+/// updated when present (a TCP checksum lies beyond the 8 bytes an error
+/// must carry and is left alone, as Linux does), ICMP checksum recomputed
+/// over the message, outer header updated incrementally.
+#[allow(clippy::too_many_arguments)]
+fn nat_icmp(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    pkt: &Ip,
+    e: &Embedded,
+    src: IpAddr,
+    dst: IpAddr,
+    inner_src: (IpAddr, u16),
+    inner_dst: (IpAddr, u16),
+    now: u64,
+) -> Verdict {
+    let (IpAddr::V4(src), IpAddr::V4(dst), (IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)) =
+        (src, dst, inner_src, inner_dst)
+    else {
+        return Drop(Counter::drop_icmp_unhandled);
+    };
+    {
+        let mut inner = Ipv4Packet::new_unchecked(&mut buf[e.ip..e.end]);
+        inner.set_src_addr(isrc);
+        inner.set_dst_addr(idst);
+        inner.fill_checksum();
+    }
+    if e.proto == 17 && e.end >= e.l4 + 8 {
+        let u = &mut buf[e.l4..e.l4 + 8];
+        let old = u16::from_be_bytes([u[6], u[7]]);
+        if old != 0 {
+            let mut c = checksum::update_ipv4_addr(old, &e.src, &isrc);
+            c = checksum::update_ipv4_addr(c, &e.dst, &idst);
+            c = checksum::update16(c, e.sport, isport);
+            c = checksum::update16(c, e.dport, idport);
+            u[6..8].copy_from_slice(&(if c == 0 { 0xffff } else { c }).to_be_bytes());
+        }
+    }
+    buf[e.l4..e.l4 + 2].copy_from_slice(&isport.to_be_bytes());
+    buf[e.l4 + 2..e.l4 + 4].copy_from_slice(&idport.to_be_bytes());
+    {
+        let icmp = &mut buf[pkt.l4..pkt.end];
+        icmp[2..4].copy_from_slice(&[0, 0]);
+        let c = checksum::checksum(icmp);
+        icmp[2..4].copy_from_slice(&c.to_be_bytes());
+    }
+    {
+        let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
+        let ttl = ip.ttl();
+        if ttl <= 1 {
+            return Drop(Counter::drop_ttl_expired);
+        }
+        ip.rewrite_src_addr(src);
+        ip.rewrite_dst_addr(dst);
+        ip.rewrite_ttl(ttl - 1);
+    }
+    match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V4(dst), now) {
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.end - start,
+            counter: Counter::icmp_errors_forwarded,
+        },
+        Err(v) => v,
+    }
+}
+
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded; RFC 4443) sent to a VIP about a DSR flow's reply: the backend
+/// that sent the reply needs it (path MTU discovery, RFC 8201), so it is
+/// encapsulated to the flow's backend like the flow's own packets. NAT
+/// translation of ICMPv6 errors is not implemented: counted as unhandled.
+pub fn icmp_error_v6(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
+    // The embedded packet: a fixed IPv6 header, then (without extension
+    // headers) the first bytes of TCP/UDP.
+    let ip = pkt.l4 + 8;
+    if pkt.end < ip + 44 || pkt.end > buf.len() {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let inner = Ipv6Packet::new_unchecked(&buf[ip..pkt.end]);
+    let proto = u8::from(inner.next_header());
+    if inner.version() != 6 || (proto != 6 && proto != 17) {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let (isrc, idst) = (inner.src_addr(), inner.dst_addr());
+    let p = &buf[ip + 40..ip + 44];
+    let (sport, dport) = (
+        u16::from_be_bytes([p[0], p[1]]),
+        u16::from_be_bytes([p[2], p[3]]),
+    );
+    let key = FlowKey::v6(idst, isrc, dport, sport, proto);
+    let Some(svc) = plane.services.lookup(IpAddr::V6(isrc), sport, proto) else {
+        return Drop(Counter::drop_no_service);
+    };
+    if !svc.mode.is_dsr() {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    let backend = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, Direction::Original) => Some(st.conntrack.conn(id).backend),
+        Lookup::Expired(c) => {
+            st.release(&c);
+            None
+        }
+        _ => None,
+    };
+    match backend.or_else(|| plane.services.consistent_pick(svc.cluster, &key)) {
+        Some(b) => dsr_forward(
+            plane,
+            neighbors,
+            st,
+            svc,
+            buf,
+            pkt,
+            b,
+            Counter::icmp_errors_forwarded,
+            now,
+        ),
+        None => Drop(Counter::drop_no_backend),
+    }
+}
