@@ -328,9 +328,9 @@ fn echo_reply_v4(
         let ip = Ipv4Packet::new_unchecked(&buf[l3..end]);
         (ip.src_addr(), ip.dst_addr())
     };
-    let (out, mac) = match resolve_v4(plane, neighbors, src, now) {
+    let (out, mac) = match resolve(plane, neighbors, IpAddr::V4(src), now) {
         Ok(x) => x,
-        Err(v) => return solicit_v4(plane, v, buf, l3),
+        Err(v) => return solicit(plane, v, buf, l3),
     };
     {
         let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..end]);
@@ -351,83 +351,56 @@ fn echo_reply_v4(
 }
 
 /// How a next hop could not be resolved.
-pub(crate) enum Unresolved<A> {
+pub(crate) enum Unresolved {
     NoRoute,
-    /// Solicit `A` on this port.
-    Solicit(usize, A),
+    /// Solicit this address on this port.
+    Solicit(usize, IpAddr),
     /// Already soliciting.
     Pending,
 }
 
-pub(crate) fn resolve_v4(
+/// The egress port and next-hop MAC towards `dst`: route lookup (longest
+/// prefix), then the neighbor table.
+pub(crate) fn resolve(
     plane: &Plane,
     neighbors: &mut NeighborTable,
-    dst: Ipv4Addr,
+    dst: IpAddr,
     now: u64,
-) -> Result<(usize, [u8; 6]), Unresolved<Ipv4Addr>> {
-    let nh = plane.routes.lookup_v4(dst).ok_or(Unresolved::NoRoute)?;
-    match neighbors.resolve(nh.port as u8, IpAddr::V4(nh.addr), now) {
-        Resolve::Hit(mac) => Ok((nh.port, mac)),
-        Resolve::MissSolicit => Err(Unresolved::Solicit(nh.port, nh.addr)),
+) -> Result<(usize, [u8; 6]), Unresolved> {
+    let (port, hop) = match dst {
+        IpAddr::V4(d) => plane
+            .routes
+            .lookup_v4(d)
+            .map(|nh| (nh.port, IpAddr::V4(nh.addr))),
+        IpAddr::V6(d) => plane
+            .routes
+            .lookup_v6(d)
+            .map(|nh| (nh.port, IpAddr::V6(nh.addr))),
+    }
+    .ok_or(Unresolved::NoRoute)?;
+    match neighbors.resolve(port as u8, hop, now) {
+        Resolve::Hit(mac) => Ok((port, mac)),
+        Resolve::MissSolicit => Err(Unresolved::Solicit(port, hop)),
         Resolve::Miss => Err(Unresolved::Pending),
     }
 }
 
 /// Turn a failed resolution into a verdict; a solicitation is written at
 /// `at` (any position with room; the packet there is given up).
-pub(crate) fn solicit_v4(
-    plane: &Plane,
-    u: Unresolved<Ipv4Addr>,
-    buf: &mut [u8],
-    at: usize,
-) -> Verdict {
+pub(crate) fn solicit(plane: &Plane, u: Unresolved, buf: &mut [u8], at: usize) -> Verdict {
     match u {
         Unresolved::NoRoute => Drop(Counter::drop_no_route),
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
-        Unresolved::Solicit(port, target) => match arp_solicit(plane, port, target, &mut buf[at..])
-        {
-            Some(len) => Verdict::Solicited {
-                port,
-                start: at,
-                len,
-            },
-            None => Drop(Counter::drop_neighbor_miss),
-        },
-    }
-}
-
-pub(crate) fn resolve_v6(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    dst: Ipv6Addr,
-    now: u64,
-) -> Result<(usize, [u8; 6]), Unresolved<Ipv6Addr>> {
-    let nh = plane.routes.lookup_v6(dst).ok_or(Unresolved::NoRoute)?;
-    match neighbors.resolve(nh.port as u8, IpAddr::V6(nh.addr), now) {
-        Resolve::Hit(mac) => Ok((nh.port, mac)),
-        Resolve::MissSolicit => Err(Unresolved::Solicit(nh.port, nh.addr)),
-        Resolve::Miss => Err(Unresolved::Pending),
-    }
-}
-
-pub(crate) fn solicit_v6(
-    plane: &Plane,
-    u: Unresolved<Ipv6Addr>,
-    buf: &mut [u8],
-    at: usize,
-) -> Verdict {
-    match u {
-        Unresolved::NoRoute => Drop(Counter::drop_no_route),
-        Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
-        Unresolved::Solicit(port, target) => match ndp_solicit(plane, port, target, &mut buf[at..])
-        {
-            Some(len) => Verdict::Solicited {
-                port,
-                start: at,
-                len,
-            },
-            None => Drop(Counter::drop_neighbor_miss),
-        },
+        Unresolved::Solicit(port, target) => {
+            match build_solicit(plane, port, target, &mut buf[at..]) {
+                Some(len) => Verdict::Solicited {
+                    port,
+                    start: at,
+                    len,
+                },
+                None => Drop(Counter::drop_neighbor_miss),
+            }
+        }
     }
 }
 
@@ -663,9 +636,9 @@ fn echo_reply_v6(
         let ip = Ipv6Packet::new_unchecked(&buf[l3..end]);
         (ip.src_addr(), ip.dst_addr())
     };
-    let (out_port, mac) = match resolve_v6(plane, neighbors, src, now) {
+    let (out_port, mac) = match resolve(plane, neighbors, IpAddr::V6(src), now) {
         Ok(x) => x,
-        Err(u) => return solicit_v6(plane, u, buf, l3),
+        Err(u) => return solicit(plane, u, buf, l3),
     };
     let out = &plane.ports[out_port];
     {

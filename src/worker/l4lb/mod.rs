@@ -30,7 +30,7 @@ use std::sync::Arc;
 use super::counters::Counter;
 use super::neighbor::NeighborTable;
 use super::plane::{Plane, PortPlane};
-use super::process::{l2_len, resolve_v4, resolve_v6, solicit_v4, solicit_v6, write_l2, Verdict};
+use super::process::{l2_len, resolve, solicit, write_l2, Verdict};
 use super::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
 use crate::l4::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
 use crate::l4::flow::{flow_hash, FlowKey};
@@ -599,7 +599,7 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
             ip.rewrite_src_addr(ns);
             ip.rewrite_dst_addr(nd);
             ip.rewrite_ttl(ttl - 1);
-            rewrite_l4_v4(buf, pkt, (os, ns), (od, nd), sport, dport);
+            rewrite_l4(buf, pkt, AddrChange::V4((os, ns), (od, nd)), sport, dport);
         }
         (IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) => {
             let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
@@ -610,58 +610,46 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
             ip.set_src_addr(ns);
             ip.set_dst_addr(nd);
             ip.set_hop_limit(hl - 1);
-            rewrite_l4_v6(buf, pkt, (os, ns), (od, nd), sport, dport);
+            rewrite_l4(buf, pkt, AddrChange::V6((os, ns), (od, nd)), sport, dport);
         }
         _ => return false,
     }
     true
 }
 
-fn rewrite_l4_v4(
-    buf: &mut [u8],
-    pkt: &Ip,
-    s: (Ipv4Addr, Ipv4Addr),
-    d: (Ipv4Addr, Ipv4Addr),
-    sport: u16,
-    dport: u16,
-) {
-    let seg = &mut buf[pkt.l4..pkt.end];
-    if pkt.proto == 6 {
-        let mut t = TcpPacket::new_unchecked(seg);
-        t.update_checksum_for_addr_v4(&s.0, &s.1);
-        t.update_checksum_for_addr_v4(&d.0, &d.1);
-        t.rewrite_src_port(sport);
-        t.rewrite_dst_port(dport);
-    } else {
-        let mut u = UdpPacket::new_unchecked(seg);
-        u.update_checksum_for_addr_v4(&s.0, &s.1);
-        u.update_checksum_for_addr_v4(&d.0, &d.1);
-        u.rewrite_src_port(sport);
-        u.rewrite_dst_port(dport);
-    }
+/// The address changes of a NAT rewrite, for the TCP/UDP checksum.
+enum AddrChange {
+    V4((Ipv4Addr, Ipv4Addr), (Ipv4Addr, Ipv4Addr)),
+    V6((Ipv6Addr, Ipv6Addr), (Ipv6Addr, Ipv6Addr)),
 }
 
-fn rewrite_l4_v6(
-    buf: &mut [u8],
-    pkt: &Ip,
-    s: (Ipv6Addr, Ipv6Addr),
-    d: (Ipv6Addr, Ipv6Addr),
-    sport: u16,
-    dport: u16,
-) {
+/// Update the TCP/UDP checksum for the address changes (its pseudo-header
+/// holds both addresses) and rewrite the ports, incrementally.
+fn rewrite_l4(buf: &mut [u8], pkt: &Ip, change: AddrChange, sport: u16, dport: u16) {
+    // TCP and UDP views have the same rewrite methods; the macro applies the
+    // one sequence to whichever the packet is.
+    macro_rules! apply {
+        ($p:expr) => {{
+            let mut p = $p;
+            match change {
+                AddrChange::V4(s, d) => {
+                    p.update_checksum_for_addr_v4(&s.0, &s.1);
+                    p.update_checksum_for_addr_v4(&d.0, &d.1);
+                }
+                AddrChange::V6(s, d) => {
+                    p.update_checksum_for_addr_v6(&s.0, &s.1);
+                    p.update_checksum_for_addr_v6(&d.0, &d.1);
+                }
+            }
+            p.rewrite_src_port(sport);
+            p.rewrite_dst_port(dport);
+        }};
+    }
     let seg = &mut buf[pkt.l4..pkt.end];
     if pkt.proto == 6 {
-        let mut t = TcpPacket::new_unchecked(seg);
-        t.update_checksum_for_addr_v6(&s.0, &s.1);
-        t.update_checksum_for_addr_v6(&d.0, &d.1);
-        t.rewrite_src_port(sport);
-        t.rewrite_dst_port(dport);
+        apply!(TcpPacket::new_unchecked(seg))
     } else {
-        let mut u = UdpPacket::new_unchecked(seg);
-        u.update_checksum_for_addr_v6(&s.0, &s.1);
-        u.update_checksum_for_addr_v6(&d.0, &d.1);
-        u.rewrite_src_port(sport);
-        u.rewrite_dst_port(dport);
+        apply!(UdpPacket::new_unchecked(seg))
     }
 }
 
@@ -675,15 +663,11 @@ fn emit_l2(
     dst: IpAddr,
     now: u64,
 ) -> Result<(usize, usize), Verdict> {
-    let (out, mac, et) = match dst {
-        IpAddr::V4(d) => match resolve_v4(plane, neighbors, d, now) {
-            Ok((o, m)) => (o, m, EtherType::Ipv4),
-            Err(u) => return Err(solicit_v4(plane, u, buf, l3)),
-        },
-        IpAddr::V6(d) => match resolve_v6(plane, neighbors, d, now) {
-            Ok((o, m)) => (o, m, EtherType::Ipv6),
-            Err(u) => return Err(solicit_v6(plane, u, buf, l3)),
-        },
+    let (out, mac) = resolve(plane, neighbors, dst, now).map_err(|u| solicit(plane, u, buf, l3))?;
+    let et = if dst.is_ipv4() {
+        EtherType::Ipv4
+    } else {
+        EtherType::Ipv6
     };
     let p: &PortPlane = &plane.ports[out];
     let Some(start) = l3.checked_sub(l2_len(p)) else {
