@@ -911,3 +911,72 @@ fn encapsulate(buf: &mut [u8], pkt: &Ip, mode: Mode, src: IpAddr, dst: IpAddr) -
         _ => None,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn snat_slices_partition_the_port_space_and_name_their_owner() {
+        let addrs = [ip("10.0.0.1")];
+        let workers = 3;
+        let pools: Vec<SnatPorts> = (0..workers).map(|w| SnatPorts::new(w, workers, &addrs)).collect();
+        for (w, p) in pools.iter().enumerate() {
+            // Every port a worker hands out is in its slice and names it.
+            let mut p = SnatPorts::new(w, workers, &addrs);
+            let first = p.alloc(addrs[0]).unwrap();
+            assert!(p.is_mine(first));
+            assert_eq!(p.owner(first), Some(w));
+            for other in 0..workers {
+                assert_eq!(pools[other].is_mine(first), other == w, "port {first} in slices {w} and {other}");
+            }
+            assert!(p.available(addrs[0]) > 20_000);
+        }
+        assert_eq!(pools[0].owner(80), None, "ports below 1024 belong to nobody");
+    }
+
+    #[test]
+    fn snat_ports_are_reused_oldest_first_and_foreign_ports_are_not_taken() {
+        let a = ip("10.0.0.1");
+        let mut p = SnatPorts::new(0, 2, &[a]);
+        let n = p.available(a);
+        let x = p.alloc(a).unwrap();
+        let y = p.alloc(a).unwrap();
+        p.free(a, x);
+        assert_eq!(p.available(a), n - 1);
+        // x went to the back of the queue: y's successor comes first.
+        assert_ne!(p.alloc(a), Some(x));
+        // A port of the other worker's slice, or of an unknown address, is
+        // never added to this pool.
+        p.free(a, 65000);
+        p.free(ip("10.9.9.9"), y);
+        assert_eq!(p.available(a), n - 2);
+        assert_eq!(p.alloc(ip("10.9.9.9")), None);
+    }
+
+    #[test]
+    fn peek_key_reads_the_tuple_of_tcp_and_udp_frames_only() {
+        // Ethernet + VLAN 5 + IPv4 (TCP 40000 -> 80).
+        let mut f = vec![0u8; 18 + 20 + 20];
+        f[12..14].copy_from_slice(&[0x81, 0x00]);
+        f[16..18].copy_from_slice(&[0x08, 0x00]);
+        f[18] = 0x45;
+        f[18 + 9] = 6;
+        f[18 + 12..18 + 16].copy_from_slice(&[198, 51, 100, 7]);
+        f[18 + 16..18 + 20].copy_from_slice(&[10, 0, 0, 100]);
+        f[38..40].copy_from_slice(&40000u16.to_be_bytes());
+        f[40..42].copy_from_slice(&80u16.to_be_bytes());
+        let k = peek_key(&f).unwrap();
+        assert_eq!(k, FlowKey::new(ip("198.51.100.7"), ip("10.0.0.100"), 40000, 80, 6));
+        f[18 + 9] = 1; // ICMP
+        assert_eq!(peek_key(&f), None);
+        // Every prefix is handled without a panic.
+        for n in 0..f.len() {
+            let _ = peek_key(&f[..n]);
+        }
+    }
+}
