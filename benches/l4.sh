@@ -17,7 +17,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 FLOWS=${2:-1048576}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench' EXIT
 MBUFS=$((FLOWS + 32768))
 
 cargo build --release --locked -q

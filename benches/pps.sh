@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 SECS=${1:-10}
 FLOWS=${2:-1024}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+trap 'rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench' EXIT
 
 cargo build --release --locked -q
 python3 benches/gen_pcap.py icmp "$TMP/icmp.pcap" "$FLOWS" >/dev/null

@@ -115,6 +115,15 @@ fn unsafe_free_kill(pid: u32) {
         .status();
 }
 
+/// Removes DPDK's runtime directory of one file prefix on drop.
+struct RuntimeDir(std::path::PathBuf);
+
+impl Drop for RuntimeDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 impl Drop for Topology {
     fn drop(&mut self) {
         if let Some(mut c) = self.sluice.take() {
@@ -131,6 +140,7 @@ impl Drop for Topology {
 const CONFIG: &str = r#"
 [eal]
 args = ["--no-huge", "-m", "256", "--no-pci", "--no-shconf"]
+file_prefix = "FILE_PREFIX"
 
 [dataplane]
 workers = [1]
@@ -162,7 +172,10 @@ fn wait_until<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
 fn kernel_ping_arping_and_ndp_reach_sluice() {
     let tmp = TempDir::new("netns");
     let cfg = tmp.path().join("sluice.toml");
-    std::fs::write(&cfg, CONFIG).unwrap();
+    let prefix = format!("sluice-netns-{}", std::process::id());
+    std::fs::write(&cfg, CONFIG.replace("FILE_PREFIX", &prefix)).unwrap();
+    // DPDK leaves its runtime directory behind even with --no-shconf.
+    let _runtime = RuntimeDir(std::path::PathBuf::from("/var/run/dpdk").join(&prefix));
     let mut t = Topology::new("ping");
     t.start_sluice(&cfg);
     let client = t.client.clone();
