@@ -924,7 +924,9 @@ mod tests {
     fn snat_slices_partition_the_port_space_and_name_their_owner() {
         let addrs = [ip("10.0.0.1")];
         let workers = 3;
-        let pools: Vec<SnatPorts> = (0..workers).map(|w| SnatPorts::new(w, workers, &addrs)).collect();
+        let pools: Vec<SnatPorts> = (0..workers)
+            .map(|w| SnatPorts::new(w, workers, &addrs))
+            .collect();
         for (w, p) in pools.iter().enumerate() {
             // Every port a worker hands out is in its slice and names it.
             let mut p = SnatPorts::new(w, workers, &addrs);
@@ -932,11 +934,19 @@ mod tests {
             assert!(p.is_mine(first));
             assert_eq!(p.owner(first), Some(w));
             for other in 0..workers {
-                assert_eq!(pools[other].is_mine(first), other == w, "port {first} in slices {w} and {other}");
+                assert_eq!(
+                    pools[other].is_mine(first),
+                    other == w,
+                    "port {first} in slices {w} and {other}"
+                );
             }
             assert!(p.available(addrs[0]) > 20_000);
         }
-        assert_eq!(pools[0].owner(80), None, "ports below 1024 belong to nobody");
+        assert_eq!(
+            pools[0].owner(80),
+            None,
+            "ports below 1024 belong to nobody"
+        );
     }
 
     #[test]
@@ -971,7 +981,10 @@ mod tests {
         f[38..40].copy_from_slice(&40000u16.to_be_bytes());
         f[40..42].copy_from_slice(&80u16.to_be_bytes());
         let k = peek_key(&f).unwrap();
-        assert_eq!(k, FlowKey::new(ip("198.51.100.7"), ip("10.0.0.100"), 40000, 80, 6));
+        assert_eq!(
+            k,
+            FlowKey::new(ip("198.51.100.7"), ip("10.0.0.100"), 40000, 80, 6)
+        );
         f[18 + 9] = 1; // ICMP
         assert_eq!(peek_key(&f), None);
         // Every prefix is handled without a panic.
