@@ -8,6 +8,6 @@ pub mod control;
 #[allow(unsafe_code)]
 pub mod dpdk;
 pub mod l4;
+pub mod l7;
 pub mod wire;
 pub mod worker;
-pub mod l7;

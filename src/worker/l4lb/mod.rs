@@ -927,7 +927,7 @@ mod tests {
         let pools: Vec<SnatPorts> = (0..workers)
             .map(|w| SnatPorts::new(w, workers, &addrs))
             .collect();
-        for (w, p) in pools.iter().enumerate() {
+        for w in 0..pools.len() {
             // Every port a worker hands out is in its slice and names it.
             let mut p = SnatPorts::new(w, workers, &addrs);
             let first = p.alloc(addrs[0]).unwrap();
