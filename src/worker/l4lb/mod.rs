@@ -228,6 +228,14 @@ impl L4State {
         }
     }
 
+    /// A packet of `pkt`'s size sent to or from `backend`.
+    #[inline]
+    fn count_backend(&self, backend: u32, pkt: &Ip) {
+        let c = &self.counters.backend[backend as usize];
+        bump(&c[BE_PACKETS], 1);
+        bump(&c[BE_BYTES], (pkt.end - pkt.l3) as u64);
+    }
+
     fn open(&mut self, backend: u32, service: u16) {
         if let Some(a) = self.active.get_mut(backend as usize) {
             *a += 1;
@@ -415,7 +423,7 @@ pub fn from_client(
                 );
                 if svc.mode == Mode::Nat {
                     let conn = *st.conntrack.conn(id);
-                    return nat_forward(plane, neighbors, st, svc, buf, pkt, &conn, now);
+                    return nat_forward(plane, neighbors, st, buf, pkt, &conn, now);
                 }
                 Some(b)
             } else {
@@ -571,7 +579,7 @@ fn nat_open(
         Ok(id) => {
             st.open(be.id, svc.id);
             let conn = *st.conntrack.conn(id);
-            nat_forward(plane, neighbors, st, svc, buf, pkt, &conn, now)
+            nat_forward(plane, neighbors, st, buf, pkt, &conn, now)
         }
         Err(e) => {
             st.snat.free(snat_ip, snat_port);
@@ -682,36 +690,54 @@ fn nat_forward(
     plane: &Plane,
     neighbors: &mut NeighborTable,
     st: &mut L4State,
-    svc: &ServicePlane,
     buf: &mut [u8],
     pkt: Ip,
     conn: &Conn,
     now: u64,
 ) -> Verdict {
-    let _ = svc;
     let Some(rev) = conn.rev() else {
         return Drop(Counter::drop_no_conn);
     };
-    // Towards the backend: from our SNAT address/port to the backend.
-    if !rewrite(
+    // Towards the backend: as the reverse of the backend's own packets.
+    nat_send(
+        plane,
+        neighbors,
+        st,
         buf,
         &pkt,
-        rev.dst_ip(),
-        rev.src_ip(),
-        rev.dst_port,
-        rev.src_port,
-    ) {
+        conn.backend,
+        rev,
+        Counter::l4_forwarded,
+        now,
+    )
+}
+
+/// Rewrite a NAT packet so that it travels opposite to packets with key
+/// `opposite` (from its destination to its source), count it for
+/// `backend`, and send it towards its new destination.
+#[allow(clippy::too_many_arguments)]
+fn nat_send(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &L4State,
+    buf: &mut [u8],
+    pkt: &Ip,
+    backend: u32,
+    opposite: &FlowKey,
+    counter: Counter,
+    now: u64,
+) -> Verdict {
+    let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
+    if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
         return Drop(Counter::drop_ttl_expired);
     }
-    let bc = &st.counters.backend[conn.backend as usize];
-    bump(&bc[BE_PACKETS], 1);
-    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
-    match emit_l2(plane, neighbors, buf, pkt.l3, rev.src_ip(), now) {
+    st.count_backend(backend, pkt);
+    match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
         Ok((port, start)) => Verdict::Transmit {
             port,
             start,
             len: pkt.end - start,
-            counter: Counter::l4_forwarded,
+            counter,
         },
         Err(v) => v,
     }
@@ -753,30 +779,19 @@ pub fn to_local(
         now,
     );
     let conn = *st.conntrack.conn(id);
-    let fwd = conn.fwd();
-    // Back to the client: from the VIP and service port to the client.
-    if !rewrite(
+    // Back to the client: as the reverse of the client's own packets (from
+    // the VIP and service port).
+    nat_send(
+        plane,
+        neighbors,
+        st,
         buf,
         &pkt,
-        fwd.dst_ip(),
-        fwd.src_ip(),
-        fwd.dst_port,
-        fwd.src_port,
-    ) {
-        return Drop(Counter::drop_ttl_expired);
-    }
-    let bc = &st.counters.backend[conn.backend as usize];
-    bump(&bc[BE_PACKETS], 1);
-    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
-    match emit_l2(plane, neighbors, buf, pkt.l3, fwd.src_ip(), now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: pkt.end - start,
-            counter: Counter::l4_returned,
-        },
-        Err(v) => v,
-    }
+        conn.backend,
+        conn.fwd(),
+        Counter::l4_returned,
+        now,
+    )
 }
 
 /// Forward a client packet to `backend` in a DSR mode.
@@ -795,9 +810,7 @@ fn dsr_forward(
     let Some(be) = plane.services.backend(backend) else {
         return Drop(Counter::drop_no_backend);
     };
-    let bc = &st.counters.backend[backend as usize];
-    bump(&bc[BE_PACKETS], 1);
-    bump(&bc[BE_BYTES], (pkt.end - pkt.l3) as u64);
+    st.count_backend(backend, &pkt);
     match svc.mode {
         Mode::L2Dsr => match emit_l2(plane, neighbors, buf, pkt.l3, be.addr, now) {
             Ok((port, start)) => Verdict::Transmit {
