@@ -164,6 +164,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     };
     let snat_addrs = compile::owned_addresses(&cfg);
     let worker_stop = Arc::new(AtomicBool::new(false));
+    let health = Arc::new(crate::l7::health::HealthState::default());
     let mut plane_senders = Vec::new();
     for (i, &lcore) in dp.workers.iter().enumerate() {
         let (tx, rx) = crossbeam::channel::bounded(8);
@@ -188,6 +189,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             },
             expire_budget: ct.expire_budget as usize,
             pool: pools[i],
+            health: health.clone(),
             stop: worker_stop.clone(),
         };
         eal.launch(lcore, move || worker::run(setup))?;

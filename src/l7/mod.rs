@@ -1,8 +1,19 @@
-//! L7 building blocks, not yet wired into the worker: sans-I/O HTTP/1.1
-//! heads, bodies and head rewriting ([`http`]), and request routing
-//! ([`router`]). The data path that will drive them (userspace TCP on the
-//! worker, one smoltcp interface per connection) does not exist yet; its
-//! design and measurements are in docs/L7-DESIGN.md.
+//! L7: HTTP/1.1 termination and proxying on the worker cores.
+//!
+//! - [`tcp`]: userspace TCP, one smoltcp interface per connection, picked by
+//!   Sluice's own table, with the mbuf device glue (docs/L7-DESIGN.md);
+//! - [`engine`]: a worker's listeners, sessions, upstream pool and timers;
+//! - [`session`]: the HTTP/1.1 proxy state machine of one client;
+//! - [`http`]: sans-I/O request/response heads, bodies and rewriting;
+//! - [`router`]: per-request routing; [`balance`]: per-request backend
+//!   choice; [`health`]: active health checks;
+//! - [`plane`]: the compiled L7 configuration the workers read.
 
+pub mod balance;
+pub mod engine;
+pub mod health;
 pub mod http;
+pub mod plane;
 pub mod router;
+pub mod session;
+pub mod tcp;

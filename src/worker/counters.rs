@@ -62,6 +62,71 @@ counters! {
     /// Packets handed to the worker that owns their connection (not a
     /// terminal verdict: the owner counts what happens to them).
     redirected,
+    /// L7: TCP segments delivered to a userspace TCP connection.
+    l7_rx_segments,
+    /// L7: TCP segments sent by the userspace TCP stack.
+    l7_tx_segments,
+    /// L7: client connections accepted (SYN to a listener).
+    l7_accepted,
+    /// L7: client handshakes that did not complete in time.
+    l7_handshake_failed,
+    /// L7: client sessions ended.
+    l7_sessions_closed,
+    /// L7: requests whose head was read (well-formed or not).
+    l7_requests,
+    /// L7: responses relayed from backends, by status class.
+    l7_responses_1xx,
+    l7_responses_2xx,
+    l7_responses_3xx,
+    l7_responses_4xx,
+    l7_responses_5xx,
+    /// L7: error responses Sluice generated itself, by class.
+    l7_local_4xx,
+    l7_local_5xx,
+    /// L7: of those, 502 (backend failed), 503 (no usable backend) and 504
+    /// (backend timed out).
+    l7_local_502,
+    l7_local_503,
+    l7_local_504,
+    /// L7: request heads not complete within `header_timeout_ms` (408).
+    l7_header_timeouts,
+    /// L7: idle keep-alive or stalled connections closed.
+    l7_idle_closed,
+    /// L7: client connections reset (backend failed mid-response, client
+    /// gave up mid-body, bad framing from a backend).
+    l7_aborted,
+    /// L7: new upstream connections opened.
+    l7_upstream_connects,
+    /// L7: requests sent on a pooled idle upstream connection.
+    l7_upstream_reused,
+    /// L7: upstream connections refused or reset before established.
+    l7_upstream_connect_failed,
+    /// L7: upstream attempts that ended without a response head.
+    l7_upstream_failures,
+    /// L7: upstream connect or response timeouts.
+    l7_upstream_timeouts,
+    /// L7: retries sent (connection failures and retry_on_status).
+    l7_retries,
+    /// L7: of those, because of a status in `retry_on_status`.
+    l7_retried_status,
+    /// L7: failed requests not retried because they were not idempotent or
+    /// had a body.
+    l7_not_retried,
+    /// L7: malformed response heads or bodies from backends.
+    l7_bad_responses,
+    /// L7: responses cut short because the backend closed mid-body.
+    l7_truncated_responses,
+    /// L7: connections upgraded (101, e.g. WebSocket) and tunnelled.
+    l7_upgrades,
+    /// L7: health probes that passed / failed (worker 0 only).
+    l7_health_ok,
+    l7_health_failed,
+    /// L7 gauges: client connections (incl. closing), all L7 connections,
+    /// idle pooled upstream connections, open sessions.
+    l7_client_conns,
+    l7_conns,
+    l7_upstream_idle,
+    l7_sessions,
     /// Frame shorter than its headers claim, or not parseable at all.
     drop_truncated,
     /// Multi-segment mbuf (Sluice does not enable scattered rx).
@@ -129,6 +194,13 @@ counters! {
     drop_too_big,
     /// The owning worker's redirect ring was full.
     drop_redirect_full,
+    /// L7: a TCP segment (not a SYN to a listener) for no L7 connection.
+    drop_l7_no_conn,
+    /// L7: a SYN over the listener's `max_connections` or `max_half_open`.
+    drop_l7_syn_over_cap,
+    /// L7: a segment the userspace stack built could not be sent (no mbuf,
+    /// or larger than the mbuf).
+    drop_l7_tx_error,
 }
 
 /// One worker's counters, aligned so two workers never share a cache line.

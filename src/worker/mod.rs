@@ -97,6 +97,8 @@ pub struct WorkerSetup {
     pub expire_budget: usize,
     /// This worker's pool, for packets it originates (solicitations).
     pub pool: &'static Mempool,
+    /// Backend health, shared by all workers (worker 0 probes).
+    pub health: Arc<crate::l7::health::HealthState>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -112,9 +114,24 @@ struct Worker {
     ahead: Vec<(usize, std::net::IpAddr)>,
     ahead_cursor: usize,
     ahead_force: bool,
+    l7: crate::l7::engine::Engine,
+    now: u64,
 }
 
 impl Worker {
+    /// The L7 engine's view of this worker's egress path.
+    fn l7_run(&mut self) {
+        let mut eg = crate::l7::tcp::Egress {
+            plane: &self.plane,
+            neighbors: &mut self.neighbors,
+            tx: &mut self.tx,
+            pool: self.pool,
+            counters: &self.counters,
+            now_ns: self.now,
+        };
+        self.l7.run(&mut eg, &mut self.l4.snat);
+    }
+
     /// Process one packet received on `port` (or handed over by another
     /// worker) and act on the verdict.
     #[inline]
@@ -142,6 +159,17 @@ impl Worker {
         };
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.counters.inc(c),
+            Verdict::L7 { l3, end } => {
+                let mut eg = crate::l7::tcp::Egress {
+                    plane: &self.plane,
+                    neighbors: &mut self.neighbors,
+                    tx: &mut self.tx,
+                    pool: self.pool,
+                    counters: &self.counters,
+                    now_ns: now,
+                };
+                self.l7.input(&mut eg, m, l3, end);
+            }
             Verdict::Transmit {
                 port,
                 start,
@@ -253,6 +281,10 @@ impl Worker {
         self.ahead_cursor = end;
     }
 
+    fn l7_busy(&self) -> bool {
+        self.l7.busy()
+    }
+
     fn ahead_pending(&self) -> bool {
         self.ahead_cursor < self.ahead.len()
     }
@@ -275,6 +307,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         l4,
         expire_budget,
         pool,
+        health,
         stop,
     } = setup;
     let queue = index as u16;
@@ -296,7 +329,23 @@ pub fn run(setup: WorkerSetup) -> i32 {
         &l4.snat_addrs,
         l4.counters,
     );
+    let mtu = plane
+        .ports
+        .iter()
+        .map(|p| p.mtu as usize)
+        .min()
+        .unwrap_or(1500)
+        .min(2048 - 18);
+    let l7 = crate::l7::engine::Engine::new(crate::l7::engine::EngineSetup {
+        worker: index,
+        mtu,
+        health,
+        prober: index == 0,
+        counters: counters.clone(),
+    });
     let mut w = Worker {
+        l7,
+        now: 0,
         ahead: Vec::new(),
         ahead_cursor: 0,
         ahead_force: false,
@@ -331,6 +380,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     w.plan_ahead();
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
+        w.now = now;
 
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
@@ -375,6 +425,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
 
         w.l4.expire(now, expire_budget);
+        if !w.plane.l7.is_empty() || w.l7_busy() {
+            w.l7_run();
+        }
 
         if now.wrapping_sub(last_drain) >= drain_ns {
             for t in w.tx.iter_mut() {
@@ -383,6 +436,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             last_drain = now;
             w.counters
                 .set(Counter::neighbor_learned, w.neighbors.learned());
+            w.l7.publish();
             // Post what we learned to the other workers.
             for u in w.neighbors.drain_outbox() {
                 for (i, mb) in mailboxes.iter().enumerate() {
@@ -407,6 +461,17 @@ pub fn run(setup: WorkerSetup) -> i32 {
         if w.ahead_pending() {
             w.resolve_ahead(now);
         }
+    }
+    {
+        let mut eg = crate::l7::tcp::Egress {
+            plane: &w.plane,
+            neighbors: &mut w.neighbors,
+            tx: &mut w.tx,
+            pool: w.pool,
+            counters: &w.counters,
+            now_ns: clock.now_ns(),
+        };
+        w.l7.shutdown(&mut eg);
     }
     for t in w.tx.iter_mut() {
         count_flush(&w.counters, t.flush());

@@ -184,6 +184,8 @@ pub struct Plane {
     pub static_neighbors: Vec<(usize, IpAddr, [u8; 6])>,
     /// L4 services, clusters and backends.
     pub services: Services,
+    /// L7 listeners and per-request cluster policies.
+    pub l7: crate::l7::plane::L7Plane,
     /// Number of workers (SNAT port slices).
     pub workers: usize,
 }
@@ -265,6 +267,7 @@ impl Plane {
             routes,
             static_neighbors,
             services: Services::default(),
+            l7: Default::default(),
             workers: 1,
         }
     }

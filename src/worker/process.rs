@@ -51,6 +51,9 @@ pub enum Verdict {
     Redirect {
         worker: usize,
     },
+    /// A TCP segment for the L7 engine (a listener or one of its
+    /// connections): the IP packet is `buf[l3..end]`.
+    L7 { l3: usize, end: usize },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),

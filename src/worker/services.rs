@@ -134,6 +134,14 @@ impl Services {
         self.services.is_empty()
     }
 
+    /// Also answer ARP/NDP and echo for `vip` on `port` (an L7 listener's
+    /// address).
+    pub fn add_vip(&mut self, port: usize, vip: IpAddr) {
+        if !self.vips.contains(&(port, vip)) {
+            self.vips.push((port, vip));
+        }
+    }
+
     /// Is `ip` a VIP (on any port)?
     #[inline]
     pub fn is_vip(&self, ip: IpAddr) -> bool {

@@ -389,6 +389,7 @@ pub fn error_response(status: u16) -> &'static [u8] {
     match status {
         400 => canned!("400", "Bad Request", "12"),
         404 => canned!("404", "Not Found", "10"),
+        408 => canned!("408", "Request Timeout", "16"),
         413 => canned!("413", "Content Too Large", "18"),
         414 => canned!("414", "URI Too Long", "13"),
         431 => canned!("431", "Request Header Fields Too Large", "32"),

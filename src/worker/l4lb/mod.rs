@@ -380,6 +380,12 @@ pub fn from_client(
     let Some((sport, dport, flags)) = ports(buf, &pkt) else {
         return Drop(Counter::drop_l4_malformed);
     };
+    if pkt.proto == 6 && plane.l7.listener(pkt.dst, dport).is_some() {
+        return Verdict::L7 {
+            l3: pkt.l3,
+            end: pkt.end,
+        };
+    }
     let Some(svc) = plane.services.lookup(pkt.dst, dport, pkt.proto) else {
         return Drop(Counter::drop_no_service);
     };
@@ -767,6 +773,12 @@ pub fn to_local(
                 Some(w) if w != st.worker && plane.workers > 1 && w < plane.workers => {
                     Verdict::Redirect { worker: w }
                 }
+                // An upstream connection of the L7 engine (or a segment it
+                // will count as unknown).
+                Some(_) if pkt.proto == 6 && !plane.l7.is_empty() => Verdict::L7 {
+                    l3: pkt.l3,
+                    end: pkt.end,
+                },
                 Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
                 _ => Drop(Counter::drop_no_service),
             };

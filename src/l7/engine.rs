@@ -1,0 +1,626 @@
+//! A worker's L7 engine: client connections accepted on listeners, HTTP
+//! sessions, upstream connections and their idle pool, timers, and the
+//! health probes (worker 0 only).
+//!
+//! The worker hands every TCP segment for a listener or for one of the L7
+//! connections to [`Engine::input`], which feeds it to that connection's
+//! interface and marks the connection touched. At the end of each burst
+//! [`Engine::run`] polls the connections whose timers are due, then steps
+//! the session of every touched connection once: the session moves bytes
+//! between its client and upstream sockets, and the sockets it wrote to or
+//! read from are polled so that data and window updates leave in the same
+//! loop iteration.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::dpdk::Mbuf;
+use crate::worker::counters::{Counter, WorkerCounters};
+use crate::worker::l4lb::SnatPorts;
+use crate::worker::services::MAX_BACKENDS;
+
+use super::balance::Balancer;
+use super::health::{self, HealthState, Probe};
+use super::session::{Session, Step};
+use super::tcp::{key_of, Conns, Egress, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
+
+use smoltcp::socket::tcp::State;
+
+/// Everything a worker's engine is built from.
+pub struct EngineSetup {
+    pub worker: usize,
+    pub mtu: usize,
+    pub health: Arc<HealthState>,
+    /// This worker runs the health probes.
+    pub prober: bool,
+    pub counters: Arc<WorkerCounters>,
+}
+
+pub struct Engine {
+    pub(super) conns: Conns,
+    pub(super) sessions: Vec<Option<Box<Session>>>,
+    free_sessions: Vec<u32>,
+    /// Connections touched since the last [`Engine::run`].
+    touched: Vec<u32>,
+    touched_mark: Vec<bool>,
+    /// Per backend id: idle upstream connections (most recent last).
+    pub(super) idle: Vec<Vec<u32>>,
+    pub(super) balancer: Balancer,
+    /// Retry tokens (the retry budget): each request adds its cluster's
+    /// `retry_budget_percent` / 100, each retry spends one.
+    pub(super) retry_tokens: f64,
+    /// Per listener index: client connections, half-open ones.
+    clients: Vec<u32>,
+    half_open: Vec<u32>,
+    pub(super) health: Arc<HealthState>,
+    prober: bool,
+    probes: Vec<Probe>,
+    last_probe_scan: u64,
+    pub(super) counters: Arc<WorkerCounters>,
+    pub(super) request_seq: u64,
+}
+
+/// Bytes smoltcp may hold unacknowledged before it aborts a connection,
+/// expressed as time (see [`SocketOpts::timeout_ms`]).
+const ABORT_AFTER_MS: u64 = 30_000;
+
+impl Engine {
+    pub fn new(setup: EngineSetup) -> Engine {
+        let mut seed = [0u8; 8];
+        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
+            let _ = std::io::Read::read_exact(&mut f, &mut seed);
+        }
+        let seed = u64::from_ne_bytes(seed) ^ (setup.worker as u64).wrapping_mul(0x9e37_79b9);
+        Engine {
+            conns: Conns::new(4096, setup.mtu, seed),
+            sessions: Vec::new(),
+            free_sessions: Vec::new(),
+            touched: Vec::with_capacity(256),
+            touched_mark: Vec::new(),
+            idle: vec![Vec::new(); MAX_BACKENDS],
+            balancer: Balancer::new(MAX_BACKENDS, 64),
+            retry_tokens: 10.0,
+            clients: Vec::new(),
+            half_open: Vec::new(),
+            health: setup.health,
+            prober: setup.prober,
+            probes: vec![Probe::default(); 0],
+            last_probe_scan: 0,
+            counters: setup.counters,
+            request_seq: (setup.worker as u64) << 48,
+        }
+    }
+
+    #[inline]
+    fn touch(&mut self, slot: u32) {
+        let i = slot as usize;
+        if self.touched_mark.len() <= i {
+            self.touched_mark.resize(i + 1, false);
+        }
+        if !self.touched_mark[i] {
+            self.touched_mark[i] = true;
+            self.touched.push(slot);
+        }
+    }
+
+    /// A TCP segment for a listener or an L7 connection: `m`'s bytes
+    /// `l3..end` are its IP packet.
+    pub fn input(&mut self, eg: &mut Egress<'_>, m: Mbuf, l3: usize, end: usize) {
+        let mut m = m;
+        let (buf, _, _) = m.buffer_mut();
+        let Some(pkt) = buf.get(l3..end) else {
+            self.counters.inc(Counter::drop_l4_malformed);
+            return;
+        };
+        let Some((key, flags)) = key_of(pkt) else {
+            self.counters.inc(Counter::drop_l4_malformed);
+            return;
+        };
+        let slot = match self.conns.find(&key) {
+            Some(s) => s,
+            None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
+                match self.accept(eg, key) {
+                    Some(s) => s,
+                    None => return,
+                }
+            }
+            None => {
+                self.counters.inc(Counter::drop_l7_no_conn);
+                return;
+            }
+        };
+        self.counters.inc(Counter::l7_rx_segments);
+        self.conns.poll(slot, Some(pkt), eg.now_ns, eg);
+        self.touch(slot);
+    }
+
+    fn accept(&mut self, eg: &mut Egress<'_>, key: Key) -> Option<u32> {
+        let Some(li) = eg.plane.l7.listener(key.local, key.lport) else {
+            self.counters.inc(Counter::drop_l7_no_conn);
+            return None;
+        };
+        let l = &eg.plane.l7.listeners[li as usize];
+        let i = li as usize;
+        if self.clients.len() <= i {
+            self.clients.resize(i + 1, 0);
+            self.half_open.resize(i + 1, 0);
+        }
+        if self.clients[i] >= l.max_connections || self.half_open[i] >= l.max_half_open {
+            self.counters.inc(Counter::drop_l7_syn_over_cap);
+            return None;
+        }
+        let opts = SocketOpts {
+            rx_buffer: l.buffers.client_rx,
+            tx_buffer: l.buffers.client_tx,
+            timeout_ms: ABORT_AFTER_MS,
+        };
+        let handshake = l.timeouts.handshake_ms;
+        let owner = Owner::Client {
+            session: NONE,
+            listener: li,
+        };
+        let slot = self.conns.accept(key, owner, opts, eg.now_ns, eg)?;
+        self.clients[i] += 1;
+        self.half_open[i] += 1;
+        self.counters.inc(Counter::l7_accepted);
+        self.conns
+            .arm(slot, eg.now_ns + handshake * 1_000_000);
+        Some(slot)
+    }
+
+    /// End of a burst: timers, then every touched connection's owner.
+    pub fn run(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts) {
+        let now = eg.now_ns;
+        while let Some(slot) = self.conns.due(now) {
+            self.conns.poll(slot, None, now, eg);
+            self.touch(slot);
+        }
+        if self.prober {
+            self.probe_tick(eg, snat);
+        }
+        let mut i = 0;
+        while i < self.touched.len() {
+            let slot = self.touched[i];
+            if let Some(m) = self.touched_mark.get_mut(slot as usize) {
+                *m = false;
+            }
+            self.event(eg, snat, slot);
+            i += 1;
+        }
+        self.touched.clear();
+    }
+
+    /// Something happened on connection `slot` (a packet, a timer).
+    fn event(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        let owner = c.owner;
+        let state = c.sock().state();
+        let born = c.born_ns;
+        let peer = c.key.remote;
+        let quiet = state == State::Established && c.sock().recv_queue() == 0;
+        match owner {
+            Owner::Client {
+                session: NONE,
+                listener,
+            } => match state {
+                State::Established | State::CloseWait => {
+                    c.half_open = false;
+                    self.dec_half_open(listener);
+                    let sid = self.new_session(slot, listener, peer, eg.now_ns);
+                    if let Some(c) = self.conns.get(slot) {
+                        c.owner = Owner::Client {
+                            session: sid,
+                            listener,
+                        };
+                    }
+                    self.step(eg, snat, sid);
+                }
+                State::Listen | State::SynReceived
+                    if eg.now_ns
+                        < born
+                            + eg.plane.l7.listeners.get(listener as usize).map_or(5000, |l| {
+                                l.timeouts.handshake_ms
+                            }) * 1_000_000 =>
+                {
+                    // Still shaking hands; the handshake deadline is armed.
+                }
+                _ => {
+                    // Handshake failed or timed out.
+                    self.dec_half_open(listener);
+                    if let Some(c) = self.conns.get(slot) {
+                        c.half_open = false;
+                        c.socket().abort();
+                        c.owner = Owner::Orphan {
+                            listener: Some(listener),
+                        };
+                    }
+                    self.counters.inc(Counter::l7_handshake_failed);
+                    self.conns.poll(slot, None, eg.now_ns, eg);
+                    self.reap(snat, slot);
+                }
+            },
+            Owner::Client { session, .. } => self.step(eg, snat, session),
+            Owner::Upstream { session, .. } if session != NONE => {
+                self.step(eg, snat, session);
+            }
+            Owner::Upstream { backend, .. } => {
+                // Idle in the pool: anything but a quiet established
+                // connection (the backend closed it, or sent bytes nobody
+                // asked for) takes it out.
+                if !quiet {
+                    if let Some(v) = self.idle.get_mut(backend as usize) {
+                        v.retain(|&s| s != slot);
+                    }
+                    self.close_conn(eg, snat, slot, true);
+                }
+            }
+            Owner::Health { backend } => self.probe_event(eg, snat, slot, backend),
+            Owner::Orphan { .. } => self.reap(snat, slot),
+        }
+    }
+
+    fn dec_half_open(&mut self, listener: u16) {
+        if let Some(h) = self.half_open.get_mut(listener as usize) {
+            *h = h.saturating_sub(1);
+        }
+    }
+
+    fn new_session(&mut self, client: u32, listener: u16, peer: IpAddr, now: u64) -> u32 {
+        let sid = match self.free_sessions.pop() {
+            Some(s) => s,
+            None => {
+                self.sessions.push(None);
+                (self.sessions.len() - 1) as u32
+            }
+        };
+        self.sessions[sid as usize] = Some(Box::new(Session::new(sid, client, listener, peer, now)));
+        sid
+    }
+
+    /// Step session `sid` and settle what it asked for.
+    pub(super) fn step(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, sid: u32) {
+        let Some(mut s) = self.sessions.get_mut(sid as usize).and_then(|s| s.take()) else {
+            return;
+        };
+        let result = s.step(self, eg, snat);
+        let (client, upstream) = (s.client, s.upstream);
+        // Poll the sockets the session read from or wrote to.
+        self.conns.poll(client, None, eg.now_ns, eg);
+        if upstream != NONE {
+            self.conns.poll(upstream, None, eg.now_ns, eg);
+        }
+        match result {
+            Step::Continue => {
+                if let Some(at) = s.wake_at(eg.now_ns) {
+                    self.conns.arm(client, at);
+                }
+                self.sessions[sid as usize] = Some(s);
+            }
+            Step::Finished => {
+                if s.upstream != NONE {
+                    let up = s.upstream;
+                    s.release_backend(self);
+                    self.close_conn(eg, snat, up, true);
+                }
+                // The client connection lives on until its FIN handshake
+                // (or abort) completes.
+                if let Some(c) = self.conns.get(client) {
+                    if let Owner::Client { listener, .. } = c.owner {
+                        c.owner = Owner::Orphan {
+                            listener: Some(listener),
+                        };
+                    }
+                }
+                self.reap(snat, client);
+                self.free_sessions.push(sid);
+                self.counters.inc(Counter::l7_sessions_closed);
+            }
+        }
+    }
+
+    /// Close (FIN, or RST with `abort`) a connection Sluice no longer uses.
+    pub(super) fn close_conn(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, abort: bool) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        let listener = match c.owner {
+            Owner::Client { listener, .. } | Owner::Orphan { listener: Some(listener) } => Some(listener),
+            _ => None,
+        };
+        if abort {
+            c.socket().abort();
+        } else {
+            c.socket().close();
+        }
+        c.owner = Owner::Orphan { listener };
+        self.conns.poll(slot, None, eg.now_ns, eg);
+        self.reap(snat, slot);
+    }
+
+    /// Free an orphaned connection once smoltcp is done with it.
+    fn reap(&mut self, snat: &mut SnatPorts, slot: u32) {
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        if c.sock().state() != State::Closed {
+            return;
+        }
+        let owner = c.owner;
+        if let Some(c) = self.conns.remove(slot) {
+            match owner {
+                Owner::Orphan { listener: Some(l) } | Owner::Client { listener: l, .. } => {
+                    if let Some(n) = self.clients.get_mut(l as usize) {
+                        *n = n.saturating_sub(1);
+                    }
+                    if c.half_open {
+                        self.dec_half_open(l);
+                    }
+                }
+                _ => {
+                    // Upstream and probe connections: their SNAT port goes
+                    // back to the end of this worker's queue.
+                    snat.free(c.key.local, c.key.lport);
+                }
+            }
+        }
+    }
+
+    /// A new upstream connection to `backend` of listener `li`.
+    pub(super) fn connect(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        li: u16,
+        backend: u32,
+        owner: Owner,
+        bufs: (usize, usize),
+    ) -> Result<u32, Counter> {
+        let b = eg
+            .plane
+            .services
+            .backend(backend)
+            .ok_or(Counter::l7_upstream_connect_failed)?;
+        let port = b.port.ok_or(Counter::l7_upstream_connect_failed)?;
+        let listener_snat = eg
+            .plane
+            .l7
+            .listeners
+            .get(li as usize)
+            .map(|l| l.snat.as_slice())
+            .unwrap_or(&[]);
+        let src = listener_snat
+            .iter()
+            .copied()
+            .filter(|a| a.is_ipv4() == b.addr.is_ipv4())
+            .max_by_key(|a| snat.available(*a))
+            .or(b.src)
+            .ok_or(Counter::drop_no_route)?;
+        let lport = snat.alloc(src).ok_or(Counter::drop_snat_exhausted)?;
+        let key = Key {
+            local: src,
+            lport,
+            remote: b.addr,
+            rport: port,
+        };
+        if self.conns.find(&key).is_some() {
+            // Still in TIME-WAIT from an earlier connection: skip the port.
+            snat.free(src, lport);
+            return Err(Counter::drop_snat_exhausted);
+        }
+        let opts = SocketOpts {
+            rx_buffer: bufs.0,
+            tx_buffer: bufs.1,
+            timeout_ms: ABORT_AFTER_MS,
+        };
+        match self.conns.connect(key, owner, opts, eg.now_ns, eg) {
+            Some(slot) => {
+                self.counters.inc(Counter::l7_upstream_connects);
+                Ok(slot)
+            }
+            None => {
+                snat.free(src, lport);
+                Err(Counter::l7_upstream_connect_failed)
+            }
+        }
+    }
+
+    /// An idle pooled connection to `backend`, if one is still good.
+    pub(super) fn pooled(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, backend: u32) -> Option<u32> {
+        while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
+            let good = self.conns.get(slot).is_some_and(|c| {
+                let s = c.sock();
+                s.state() == State::Established && s.may_send() && s.recv_queue() == 0
+            });
+            if good {
+                self.counters.inc(Counter::l7_upstream_reused);
+                return Some(slot);
+            }
+            self.close_conn(eg, snat, slot, true);
+        }
+        None
+    }
+
+    /// Put an upstream connection back in its backend's pool (or close it
+    /// when the pool is full).
+    pub(super) fn release(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32, max_idle: u32) {
+        let pool_len = self.idle.get(backend as usize).map_or(0, |v| v.len());
+        if pool_len >= max_idle as usize {
+            self.close_conn(eg, snat, slot, false);
+            return;
+        }
+        if let Some(c) = self.conns.get(slot) {
+            c.owner = Owner::Upstream {
+                session: NONE,
+                backend,
+            };
+        }
+        if let Some(v) = self.idle.get_mut(backend as usize) {
+            v.push(slot);
+        }
+    }
+
+    pub fn random(&mut self) -> u64 {
+        self.conns.random()
+    }
+
+    // ------------------------------------------------------------ probes
+
+    fn probe_tick(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts) {
+        let now = eg.now_ns;
+        if now.wrapping_sub(self.last_probe_scan) < 10_000_000 {
+            return;
+        }
+        self.last_probe_scan = now;
+        let plane = eg.plane;
+        if self.probes.len() < plane.services.backends.len() {
+            self.probes.resize(plane.services.backends.len(), Probe::default());
+        }
+        for b in plane.services.backends.iter().flatten() {
+            let Some(hc) = plane.l7.cluster(b.cluster).health.as_ref() else {
+                continue;
+            };
+            if b.port.is_none() {
+                continue;
+            }
+            let id = b.id;
+            let p = &mut self.probes[id as usize];
+            if let Some(slot) = p.conn {
+                if now >= p.started_ns + hc.timeout_ms * 1_000_000 {
+                    p.conn = None;
+                    self.probe_result(id, false, hc.rise, hc.fall);
+                    self.close_conn(eg, snat, slot, true);
+                }
+                continue;
+            }
+            if now < p.next_ns {
+                continue;
+            }
+            p.next_ns = now + hc.interval_ms * 1_000_000;
+            p.started_ns = now;
+            p.sent = false;
+            p.buf.clear();
+            match self.connect(eg, snat, u16::MAX, id, Owner::Health { backend: id }, (4096, 4096)) {
+                Ok(slot) => {
+                    self.probes[id as usize].conn = Some(slot);
+                    self.conns.arm(slot, now + hc.timeout_ms * 1_000_000);
+                }
+                Err(_) => self.probe_result(id, false, hc.rise, hc.fall),
+            }
+        }
+    }
+
+    fn probe_event(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32) {
+        let plane = eg.plane;
+        let Some(b) = plane.services.backend(backend) else {
+            self.close_conn(eg, snat, slot, true);
+            return;
+        };
+        let Some(hc) = plane.l7.cluster(b.cluster).health.clone() else {
+            self.close_conn(eg, snat, slot, true);
+            return;
+        };
+        let Some(p) = self.probes.get_mut(backend as usize) else {
+            return;
+        };
+        if p.conn != Some(slot) {
+            self.close_conn(eg, snat, slot, true);
+            return;
+        }
+        let Some(c) = self.conns.get(slot) else {
+            return;
+        };
+        let state = c.sock().state();
+        if state == State::Established && !p.sent {
+            let host = hc.host.clone().unwrap_or_else(|| match b.addr {
+                IpAddr::V6(a) => format!("[{a}]"),
+                a => a.to_string(),
+            });
+            let req = format!(
+                "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n",
+                hc.path, host
+            );
+            let _ = c.socket().send_slice(req.as_bytes());
+            p.sent = true;
+        }
+        let s = c.socket();
+        while s.can_recv() && p.buf.len() < 256 {
+            let room = 256 - p.buf.len();
+            let buf = &mut p.buf;
+            if s
+                .recv(|d| {
+                    let n = d.len().min(room);
+                    buf.extend_from_slice(&d[..n]);
+                    (n, n)
+                })
+                .unwrap_or(0)
+                == 0
+            {
+                break;
+            }
+        }
+        let verdict = match health::status_of(&p.buf) {
+            Some(Ok(code)) => Some(code >= hc.expect.0 && code <= hc.expect.1),
+            Some(Err(())) => Some(false),
+            None if p.buf.len() >= 256 => Some(false),
+            None if !matches!(state, State::SynSent | State::Established) => Some(false),
+            None => None,
+        };
+        self.conns.poll(slot, None, eg.now_ns, eg);
+        if let Some(ok) = verdict {
+            self.probes[backend as usize].conn = None;
+            self.probe_result(backend, ok, hc.rise, hc.fall);
+            self.close_conn(eg, snat, slot, true);
+        }
+    }
+
+    fn probe_result(&mut self, backend: u32, ok: bool, rise: u32, fall: u32) {
+        let was_up = self.health.is_up(backend);
+        self.counters.inc(if ok {
+            Counter::l7_health_ok
+        } else {
+            Counter::l7_health_failed
+        });
+        if let Some(up) = health::record(&mut self.probes[backend as usize], ok, was_up, rise, fall) {
+            self.health.set(backend, up);
+            if up {
+                log::info!("backend id {backend} is up (health check)");
+            } else {
+                log::warn!("backend id {backend} is down (health check)");
+            }
+        }
+    }
+
+    /// Gauges for the stats: (client connections, upstream connections
+    /// in use or idle, sessions).
+    pub fn publish(&self) {
+        let clients: u32 = self.clients.iter().sum();
+        self.counters.set(Counter::l7_client_conns, clients as u64);
+        self.counters
+            .set(Counter::l7_conns, self.conns.len() as u64);
+        let idle: usize = self.idle.iter().map(|v| v.len()).sum();
+        self.counters.set(Counter::l7_upstream_idle, idle as u64);
+        self.counters.set(
+            Counter::l7_sessions,
+            (self.sessions.len() - self.free_sessions.len()) as u64,
+        );
+    }
+
+    /// Worker stop: reset every connection (a best effort; the process is
+    /// going away).
+    pub fn shutdown(&mut self, eg: &mut Egress<'_>) {
+        let slots: Vec<u32> = self.conns.slots().collect();
+        for slot in slots {
+            if let Some(c) = self.conns.get(slot) {
+                c.socket().abort();
+            }
+            self.conns.poll(slot, None, eg.now_ns, eg);
+        }
+    }
+
+    /// Connections remain (e.g. after the last listener was removed).
+    pub fn busy(&self) -> bool {
+        !self.conns.is_empty()
+    }
+}

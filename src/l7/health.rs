@@ -1,0 +1,130 @@
+//! Active HTTP health checks of L7 backends.
+//!
+//! One worker (worker 0) probes: every `interval_ms` it opens a TCP
+//! connection to each checked backend through its own userspace stack,
+//! sends `GET <path>` with `Connection: close`, and reads the status line.
+//! A status in the expected range within `timeout_ms` is a success;
+//! anything else (refused, reset, timeout, other status) a failure. `rise`
+//! successes in a row bring a backend up, `fall` failures take it down. The
+//! verdict is published in [`HealthState`], which every worker reads when
+//! it picks a backend. Backends start up, so that a restart does not turn
+//! away traffic while the first probes run; connection failures are retried
+//! on another backend meanwhile.
+
+use std::sync::atomic::{AtomicU8, Ordering};
+
+use crate::worker::services::MAX_BACKENDS;
+
+const UP: u8 = 0;
+const DOWN: u8 = 1;
+
+/// Health of every backend id, shared by all workers and the admin thread.
+pub struct HealthState {
+    state: Vec<AtomicU8>,
+}
+
+impl Default for HealthState {
+    fn default() -> Self {
+        HealthState {
+            state: (0..MAX_BACKENDS).map(|_| AtomicU8::new(UP)).collect(),
+        }
+    }
+}
+
+impl HealthState {
+    #[inline]
+    pub fn is_up(&self, id: u32) -> bool {
+        self.state
+            .get(id as usize)
+            .is_none_or(|s| s.load(Ordering::Relaxed) == UP)
+    }
+
+    pub fn set(&self, id: u32, up: bool) {
+        if let Some(s) = self.state.get(id as usize) {
+            s.store(if up { UP } else { DOWN }, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Probe state of one backend.
+#[derive(Clone, Debug, Default)]
+pub struct Probe {
+    /// When the next probe starts (ns).
+    pub next_ns: u64,
+    /// The probe connection in flight, if any.
+    pub conn: Option<u32>,
+    pub started_ns: u64,
+    pub sent: bool,
+    pub buf: Vec<u8>,
+    pub successes: u32,
+    pub failures: u32,
+}
+
+/// The status code of an HTTP/1.x status line at the start of `buf`, once
+/// the line is complete. `Some(Err(()))`: not a status line.
+pub fn status_of(buf: &[u8]) -> Option<Result<u16, ()>> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    let line = &buf[..end];
+    if line.len() < 12 || !line.starts_with(b"HTTP/1.") || line[8] != b' ' {
+        return Some(Err(()));
+    }
+    let code = &line[9..12];
+    if !code.iter().all(u8::is_ascii_digit) {
+        return Some(Err(()));
+    }
+    Some(Ok(code
+        .iter()
+        .fold(0u16, |a, d| a * 10 + (d - b'0') as u16)))
+}
+
+/// Apply one probe result; returns `Some(new state)` when the backend
+/// changes state.
+pub fn record(p: &mut Probe, ok: bool, was_up: bool, rise: u32, fall: u32) -> Option<bool> {
+    if ok {
+        p.successes = p.successes.saturating_add(1);
+        p.failures = 0;
+        (!was_up && p.successes >= rise).then_some(true)
+    } else {
+        p.failures = p.failures.saturating_add(1);
+        p.successes = 0;
+        (was_up && p.failures >= fall).then_some(false)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_lines() {
+        assert_eq!(status_of(b"HTTP/1.1 200 OK\r\n"), Some(Ok(200)));
+        assert_eq!(status_of(b"HTTP/1.0 503 x\r\nA: b\r\n"), Some(Ok(503)));
+        assert_eq!(status_of(b"HTTP/1.1 200 OK"), None);
+        assert_eq!(status_of(b"SSH-2.0-OpenSSH\r\n"), Some(Err(())));
+        assert_eq!(status_of(b"HTTP/1.1 2x0 OK\r\n"), Some(Err(())));
+    }
+
+    #[test]
+    fn rise_and_fall() {
+        let mut p = Probe::default();
+        // Up; two failures are not enough with fall = 3.
+        assert_eq!(record(&mut p, false, true, 2, 3), None);
+        assert_eq!(record(&mut p, false, true, 2, 3), None);
+        assert_eq!(record(&mut p, false, true, 2, 3), Some(false));
+        // Down; one success then a failure resets the count.
+        assert_eq!(record(&mut p, true, false, 2, 3), None);
+        assert_eq!(record(&mut p, false, false, 2, 3), None);
+        assert_eq!(record(&mut p, true, false, 2, 3), None);
+        assert_eq!(record(&mut p, true, false, 2, 3), Some(true));
+    }
+
+    #[test]
+    fn state_defaults_up() {
+        let s = HealthState::default();
+        assert!(s.is_up(7));
+        s.set(7, false);
+        assert!(!s.is_up(7));
+        assert!(s.is_up(8));
+        assert!(s.is_up(u32::MAX));
+    }
+}

@@ -1,0 +1,532 @@
+//! Userspace TCP on the worker: one smoltcp `Interface` (`Medium::Ip`) with
+//! exactly one socket per connection, picked by Sluice's own table, and the
+//! device glue between smoltcp and DPDK mbufs (docs/L7-DESIGN.md).
+//!
+//! smoltcp never sees a packet that is not for the socket it is given, and a
+//! connection's interface is polled only when it has a packet, when the
+//! proxy wrote to or read from its socket, or when its timer (the
+//! interface's `poll_at`) is due. Per-packet cost therefore does not depend
+//! on how many connections the worker holds.
+//!
+//! Egress: smoltcp writes the IP packet straight into a fresh mbuf, after
+//! room for the largest L2 header; Sluice then routes it (longest prefix),
+//! resolves the next hop in the worker's neighbor table and writes the
+//! Ethernet header, as for every other packet it sends. A neighbor miss
+//! turns the mbuf into a solicitation and TCP retransmits. No path holds an
+//! mbuf without an owner whose `Drop` frees it.
+
+use std::cmp::Reverse;
+use std::collections::BinaryHeap;
+use std::net::IpAddr;
+
+use hashbrown::HashMap;
+use smoltcp::iface::{Config, Interface, SocketHandle, SocketSet};
+use smoltcp::phy::{self, Device, DeviceCapabilities, Medium};
+use smoltcp::socket::tcp;
+use smoltcp::time::Instant;
+use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
+
+use crate::dpdk::{Mempool, TxBuffer};
+use crate::wire::EtherType;
+use crate::worker::counters::{Counter, WorkerCounters};
+use crate::worker::neighbor::NeighborTable;
+use crate::worker::plane::Plane;
+use crate::worker::process::{self, Unresolved, Verdict};
+
+/// Room left before the IP header of an originated packet: Ethernet plus
+/// one VLAN tag.
+const L2_ROOM: usize = 18;
+
+/// Identifies a connection from Sluice's side: our address and port, the
+/// peer's address and port.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Key {
+    pub local: IpAddr,
+    pub lport: u16,
+    pub remote: IpAddr,
+    pub rport: u16,
+}
+
+/// Who drives a connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Owner {
+    /// A client connection; its HTTP session.
+    Client { session: u32, listener: u16 },
+    /// A connection to a backend, used by a session or idle in the pool
+    /// (`session == NONE`).
+    Upstream { session: u32, backend: u32 },
+    /// A health-check probe.
+    Health { backend: u32 },
+    /// Closed by Sluice, waiting for smoltcp to finish (FIN handshake,
+    /// TIME-WAIT); freed when the socket reaches `Closed`.
+    Orphan { listener: Option<u16> },
+}
+
+pub const NONE: u32 = u32::MAX;
+
+/// One connection: its own interface and socket set of one socket.
+pub struct Conn {
+    pub iface: Interface,
+    pub sockets: SocketSet<'static>,
+    pub handle: SocketHandle,
+    pub key: Key,
+    pub owner: Owner,
+    /// Until the handshake completes (client side).
+    pub half_open: bool,
+    /// When the connection was created (ns).
+    pub born_ns: u64,
+    /// Deadline (ms) of this connection's earliest timer-heap entry.
+    armed_ms: u64,
+}
+
+impl Conn {
+    #[inline]
+    pub fn socket(&mut self) -> &mut tcp::Socket<'static> {
+        self.sockets.get_mut::<tcp::Socket>(self.handle)
+    }
+
+    #[inline]
+    pub fn sock(&self) -> &tcp::Socket<'static> {
+        self.sockets.get::<tcp::Socket>(self.handle)
+    }
+}
+
+/// What the device needs from the worker to send a packet.
+pub struct Egress<'a> {
+    pub plane: &'a Plane,
+    pub neighbors: &'a mut NeighborTable,
+    pub tx: &'a mut [TxBuffer],
+    pub pool: &'a Mempool,
+    pub counters: &'a WorkerCounters,
+    pub now_ns: u64,
+}
+
+impl Egress<'_> {
+    /// Route, resolve and send the IP packet smoltcp wrote at
+    /// `buf[off..off + len]` of `m`.
+    fn send(&mut self, mut m: crate::dpdk::Mbuf, off: usize, len: usize) {
+        let dst = {
+            let (buf, _, _) = m.buffer_mut();
+            let ip = &buf[off..off + len];
+            match ip.first().map(|b| b >> 4) {
+                Some(4) if len >= 20 => {
+                    IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).unwrap_or_default())
+                }
+                Some(6) if len >= 40 => {
+                    IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap_or_default())
+                }
+                _ => {
+                    self.counters.inc(Counter::drop_l7_tx_error);
+                    return;
+                }
+            }
+        };
+        let ethertype = if dst.is_ipv4() {
+            EtherType::Ipv4
+        } else {
+            EtherType::Ipv6
+        };
+        match process::resolve(self.plane, self.neighbors, dst, self.now_ns) {
+            Ok((port, mac)) => {
+                let out = &self.plane.ports[port];
+                let start = off - process::l2_len(out);
+                {
+                    let (buf, _, _) = m.buffer_mut();
+                    process::write_l2(&mut buf[start..], out, mac, ethertype);
+                }
+                if m.set_window(start, off + len - start) {
+                    self.counters.inc(Counter::l7_tx_segments);
+                    count_flush(self.counters, self.tx[port].push(m));
+                } else {
+                    self.counters.inc(Counter::drop_l7_tx_error);
+                }
+            }
+            Err(u) => {
+                let v = match u {
+                    Unresolved::NoRoute => Verdict::Drop(Counter::drop_no_route),
+                    u => {
+                        let (buf, _, _) = m.buffer_mut();
+                        process::solicit(self.plane, u, buf, 0)
+                    }
+                };
+                match v {
+                    Verdict::Solicited { port, start, len } => {
+                        self.counters.inc(Counter::drop_neighbor_miss);
+                        self.counters.inc(Counter::neighbor_solicits);
+                        if m.set_window(start, len) {
+                            count_flush(self.counters, self.tx[port].push(m));
+                        }
+                    }
+                    Verdict::Drop(c) => self.counters.inc(c),
+                    _ => self.counters.inc(Counter::drop_neighbor_miss),
+                }
+            }
+        }
+    }
+}
+
+#[inline]
+pub fn count_flush(counters: &WorkerCounters, f: crate::dpdk::Flushed) {
+    counters.add(Counter::tx_packets, f.sent as u64);
+    counters.add(Counter::tx_bytes, f.sent_bytes);
+    counters.add(Counter::drop_tx_full, f.dropped as u64);
+}
+
+/// The device of one poll: at most one received packet, and the worker's
+/// egress path.
+struct Dev<'a, 'e> {
+    rx: Option<&'a [u8]>,
+    eg: &'a mut Egress<'e>,
+    mtu: usize,
+}
+
+struct Rx<'a>(&'a [u8]);
+struct Tx<'a, 'e> {
+    eg: &'a mut Egress<'e>,
+}
+
+impl phy::RxToken for Rx<'_> {
+    fn consume<R, F: FnOnce(&[u8]) -> R>(self, f: F) -> R {
+        f(self.0)
+    }
+}
+
+impl phy::TxToken for Tx<'_, '_> {
+    fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        // The mbuf is taken here and nowhere else; if the pool is empty (or
+        // the packet does not fit), smoltcp's bytes go to a scratch buffer
+        // and the segment is lost: TCP retransmits it.
+        if let Some(mut m) = self.eg.pool.alloc() {
+            let fits = {
+                let (buf, off, _) = m.buffer_mut();
+                off.max(L2_ROOM) + len <= buf.len()
+            };
+            if fits {
+                let (r, off) = {
+                    let (buf, off, _) = m.buffer_mut();
+                    let off = off.max(L2_ROOM);
+                    (f(&mut buf[off..off + len]), off)
+                };
+                self.eg.send(m, off, len);
+                return r;
+            }
+        }
+        self.eg.counters.inc(Counter::drop_l7_tx_error);
+        let mut scratch = vec![0u8; len];
+        f(&mut scratch)
+    }
+}
+
+impl<'e> Device for Dev<'_, 'e> {
+    type RxToken<'b>
+        = Rx<'b>
+    where
+        Self: 'b;
+    type TxToken<'b>
+        = Tx<'b, 'e>
+    where
+        Self: 'b;
+
+    fn receive(&mut self, _t: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
+        let p = self.rx.take()?;
+        Some((Rx(p), Tx { eg: self.eg }))
+    }
+
+    fn transmit(&mut self, _t: Instant) -> Option<Self::TxToken<'_>> {
+        if self.eg.pool.available() == 0 {
+            return None;
+        }
+        Some(Tx { eg: self.eg })
+    }
+
+    fn capabilities(&self) -> DeviceCapabilities {
+        let mut c = DeviceCapabilities::default();
+        c.medium = Medium::Ip;
+        c.max_transmission_unit = self.mtu;
+        c
+    }
+}
+
+/// Options of a new connection's socket.
+#[derive(Clone, Copy, Debug)]
+pub struct SocketOpts {
+    pub rx_buffer: usize,
+    pub tx_buffer: usize,
+    /// smoltcp's own abort timer: no ACK for this long while data is in
+    /// flight or a FIN is unanswered.
+    pub timeout_ms: u64,
+}
+
+/// A worker's L7 connections: a slab of boxed connections, an index by
+/// [`Key`], and a heap of timer deadlines.
+pub struct Conns {
+    slots: Vec<Option<Box<Conn>>>,
+    free: Vec<u32>,
+    index: HashMap<Key, u32>,
+    timers: BinaryHeap<Reverse<(u64, u32)>>,
+    /// Per-worker generator for interface seeds (ISNs) and ephemeral
+    /// choices; seeded from the OS at start.
+    rng: u64,
+    mtu: usize,
+}
+
+/// Milliseconds of a smoltcp instant.
+#[inline]
+pub fn instant(now_ns: u64) -> Instant {
+    Instant::from_micros((now_ns / 1000) as i64)
+}
+
+impl Conns {
+    pub fn new(capacity: usize, mtu: usize, seed: u64) -> Conns {
+        Conns {
+            slots: Vec::with_capacity(capacity),
+            free: Vec::new(),
+            index: HashMap::with_capacity(capacity),
+            timers: BinaryHeap::with_capacity(capacity),
+            rng: seed | 1,
+            mtu,
+        }
+    }
+
+    /// splitmix64.
+    pub fn random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    pub fn len(&self) -> usize {
+        self.index.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.index.is_empty()
+    }
+
+    #[inline]
+    pub fn find(&self, key: &Key) -> Option<u32> {
+        self.index.get(key).copied()
+    }
+
+    #[inline]
+    pub fn get(&mut self, slot: u32) -> Option<&mut Conn> {
+        self.slots.get_mut(slot as usize)?.as_deref_mut()
+    }
+
+    #[inline]
+    pub fn get_ref(&self, slot: u32) -> Option<&Conn> {
+        self.slots.get(slot as usize)?.as_deref()
+    }
+
+    /// Two different connections at once (a session's client and upstream
+    /// sides).
+    pub fn pair(&mut self, a: u32, b: u32) -> Option<(&mut Conn, &mut Conn)> {
+        let [x, y] = self
+            .slots
+            .get_disjoint_mut([a as usize, b as usize])
+            .ok()?;
+        Some((x.as_deref_mut()?, y.as_deref_mut()?))
+    }
+
+    fn new_conn(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Conn {
+        let mut cfg = Config::new(HardwareAddress::Ip);
+        cfg.random_seed = self.random();
+        let mut dev = Dev {
+            rx: None,
+            eg,
+            mtu: self.mtu,
+        };
+        let mut iface = Interface::new(cfg, &mut dev, instant(now_ns));
+        // Prefix length 0: every destination is "on link" for smoltcp, which
+        // then needs no route; Sluice routes each packet itself.
+        iface.update_ip_addrs(|a| {
+            let _ = a.push(IpCidr::new(IpAddress::from(key.local), 0));
+        });
+        let mut s = tcp::Socket::new(
+            tcp::SocketBuffer::new(vec![0u8; opts.rx_buffer]),
+            tcp::SocketBuffer::new(vec![0u8; opts.tx_buffer]),
+        );
+        // The proxy writes whole heads and body runs: Nagle with delayed
+        // ACKs would only stall request/response exchanges.
+        s.set_nagle_enabled(false);
+        s.set_timeout(Some(smoltcp::time::Duration::from_millis(opts.timeout_ms)));
+        let mut sockets = SocketSet::new(Vec::with_capacity(1));
+        let handle = sockets.add(s);
+        Conn {
+            iface,
+            sockets,
+            handle,
+            key,
+            owner,
+            half_open: false,
+            born_ns: now_ns,
+            armed_ms: u64::MAX,
+        }
+    }
+
+    fn insert(&mut self, conn: Conn) -> u32 {
+        let key = conn.key;
+        let slot = match self.free.pop() {
+            Some(s) => {
+                self.slots[s as usize] = Some(Box::new(conn));
+                s
+            }
+            None => {
+                self.slots.push(Some(Box::new(conn)));
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.index.insert(key, slot);
+        slot
+    }
+
+    /// A listening socket for the SYN `key` (local = the listener's
+    /// address and port) is created; the caller then delivers the SYN.
+    pub fn accept(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Option<u32> {
+        let mut c = self.new_conn(key, owner, opts, now_ns, eg);
+        c.socket().listen(key.lport).ok()?;
+        c.half_open = true;
+        Some(self.insert(c))
+    }
+
+    /// An active open from `key.local:key.lport` to `key.remote:key.rport`.
+    pub fn connect(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Option<u32> {
+        let mut c = self.new_conn(key, owner, opts, now_ns, eg);
+        let Conn {
+            iface,
+            sockets,
+            handle,
+            ..
+        } = &mut c;
+        sockets
+            .get_mut::<tcp::Socket>(*handle)
+            .connect(
+                iface.context(),
+                (IpAddress::from(key.remote), key.rport),
+                (IpAddress::from(key.local), key.lport),
+            )
+            .ok()?;
+        let slot = self.insert(c);
+        self.poll(slot, None, now_ns, eg);
+        Some(slot)
+    }
+
+    /// Poll one connection's interface, with `rx` (an IP packet) if any,
+    /// and re-arm its timer. Returns false if the slot is empty.
+    pub fn poll(&mut self, slot: u32, rx: Option<&[u8]>, now_ns: u64, eg: &mut Egress<'_>) -> bool {
+        let mtu = self.mtu;
+        let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) else {
+            return false;
+        };
+        let now = instant(now_ns);
+        let mut dev = Dev { rx, eg, mtu };
+        c.iface.poll(now, &mut dev, &mut c.sockets);
+        if let Some(at) = c.iface.poll_at(now, &c.sockets) {
+            let ms = (at.total_micros().max(0) as u64).div_ceil(1000);
+            if ms < c.armed_ms || c.armed_ms <= now_ns / 1_000_000 {
+                c.armed_ms = ms;
+                self.timers.push(Reverse((ms, slot)));
+            }
+        }
+        true
+    }
+
+    /// Ask to be woken at `at_ns` (a session deadline).
+    pub fn arm(&mut self, slot: u32, at_ns: u64) {
+        let ms = at_ns.div_ceil(1_000_000);
+        if let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) {
+            if ms < c.armed_ms || c.armed_ms <= at_ns / 1_000_000 {
+                c.armed_ms = ms;
+            }
+            self.timers.push(Reverse((ms, slot)));
+        }
+    }
+
+    /// Pop one connection whose timer is due at `now_ns`.
+    pub fn due(&mut self, now_ns: u64) -> Option<u32> {
+        let now_ms = now_ns / 1_000_000;
+        loop {
+            let &Reverse((ms, slot)) = self.timers.peek()?;
+            if ms > now_ms {
+                return None;
+            }
+            self.timers.pop();
+            if let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) {
+                if c.armed_ms <= ms {
+                    c.armed_ms = u64::MAX;
+                }
+                return Some(slot);
+            }
+        }
+    }
+
+    /// Remove a connection (its socket is closed or aborted).
+    pub fn remove(&mut self, slot: u32) -> Option<Box<Conn>> {
+        let c = self.slots.get_mut(slot as usize)?.take()?;
+        self.index.remove(&c.key);
+        self.free.push(slot);
+        Some(c)
+    }
+
+    pub fn timers_len(&self) -> usize {
+        self.timers.len()
+    }
+
+    /// Every live slot (for shutdown and statistics; not on the packet path).
+    pub fn slots(&self) -> impl Iterator<Item = u32> + '_ {
+        self.slots
+            .iter()
+            .enumerate()
+            .filter(|(_, c)| c.is_some())
+            .map(|(i, _)| i as u32)
+    }
+}
+
+/// The TCP 4-tuple of an IP packet `pkt` (IPv4 or IPv6, no options or
+/// extension headers: the classifier checked that), seen from Sluice:
+/// (key, flags byte).
+pub fn key_of(pkt: &[u8]) -> Option<(Key, u8)> {
+    let (src, dst, l4): (IpAddr, IpAddr, usize) = match pkt.first()? >> 4 {
+        4 => {
+            let ihl = ((pkt[0] & 0x0f) as usize) * 4;
+            if pkt.len() < 20 {
+                return None;
+            }
+            (
+                IpAddr::from(<[u8; 4]>::try_from(&pkt[12..16]).ok()?),
+                IpAddr::from(<[u8; 4]>::try_from(&pkt[16..20]).ok()?),
+                ihl,
+            )
+        }
+        6 => {
+            if pkt.len() < 40 {
+                return None;
+            }
+            (
+                IpAddr::from(<[u8; 16]>::try_from(&pkt[8..24]).ok()?),
+                IpAddr::from(<[u8; 16]>::try_from(&pkt[24..40]).ok()?),
+                40,
+            )
+        }
+        _ => return None,
+    };
+    let t = pkt.get(l4..l4 + 20)?;
+    let sport = u16::from_be_bytes([t[0], t[1]]);
+    let dport = u16::from_be_bytes([t[2], t[3]]);
+    Some((
+        Key {
+            local: dst,
+            lport: dport,
+            remote: src,
+            rport: sport,
+        },
+        t[13],
+    ))
+}
+
+pub const TCP_FIN: u8 = 0x01;
+pub const TCP_SYN: u8 = 0x02;
+pub const TCP_RST: u8 = 0x04;
+pub const TCP_ACK: u8 = 0x10;
