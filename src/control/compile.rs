@@ -10,6 +10,10 @@ use hashbrown::HashMap;
 use crate::config::{Config, ForwardMode, Protocol, Scheduler};
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
+use crate::l7::plane::{
+    Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
+};
+use crate::l7::router::Router;
 use crate::worker::plane::{Plane, PortPlane};
 use crate::worker::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
@@ -114,7 +118,89 @@ pub fn build_plane(
     let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
     plane.workers = workers;
     plane.services = compile_services(cfg, &plane, reg)?;
+    plane.l7 = compile_l7(cfg)?;
+    for l in &cfg.listeners {
+        let ingress = cfg
+            .ports
+            .iter()
+            .position(|p| p.name == l.ingress_name())
+            .unwrap_or(0);
+        plane.services.add_vip(ingress, l.address);
+    }
     Ok(plane)
+}
+
+/// Listeners and the per-request policy of every cluster.
+fn compile_l7(cfg: &Config) -> Result<L7Plane> {
+    use crate::config::{Balance as CBalance, HashOn as CHashOn};
+    let clusters = cfg
+        .clusters
+        .iter()
+        .map(|c| L7Cluster {
+            balance: match c.balance {
+                CBalance::RoundRobin => Balance::RoundRobin,
+                CBalance::WeightedRoundRobin => Balance::WeightedRoundRobin,
+                CBalance::LeastRequest => Balance::LeastRequest,
+                CBalance::Random => Balance::Random,
+                CBalance::ConsistentHash => Balance::ConsistentHash(match &c.hash_on {
+                    Some(CHashOn::Header(h)) => HashOn::Header(h.to_ascii_lowercase().into_bytes()),
+                    Some(CHashOn::Cookie(n)) => HashOn::Cookie(n.clone().into_bytes()),
+                    Some(CHashOn::Source) | None => HashOn::Source,
+                }),
+            },
+            sticky_cookie: c.sticky_cookie.as_ref().map(|n| n.clone().into_bytes()),
+            sticky_max_age_s: c.sticky_max_age_s,
+            connect_timeout_ms: c.connect_timeout_ms as u64,
+            response_timeout_ms: c.response_timeout_ms as u64,
+            retries: c.retries,
+            retry_on_status: c.retry_on_status.clone(),
+            retry_budget_percent: c.retry_budget_percent,
+            max_idle_per_backend: c.max_idle_per_backend,
+            health: c.health_check.as_ref().map(|h| HealthCheck {
+                path: h.path.clone(),
+                host: h.host.clone(),
+                interval_ms: h.interval_ms as u64,
+                timeout_ms: h.timeout_ms as u64,
+                rise: h.rise,
+                fall: h.fall,
+                expect: (h.expect_status[0], h.expect_status[1]),
+            }),
+        })
+        .collect();
+    let cluster_index = |name: &str| {
+        cfg.clusters
+            .iter()
+            .position(|c| c.name == name)
+            .unwrap_or(0) as u32
+    };
+    let mut listeners = Vec::new();
+    for l in &cfg.listeners {
+        let (routes, default) = l.router_routes(cluster_index);
+        let router =
+            Router::new(routes, default).map_err(|e| anyhow!("listener {}: {e}", l.name))?;
+        listeners.push(ListenerPlane {
+            name: l.name.clone(),
+            addr: l.address,
+            port: l.port,
+            router,
+            limits: l.limits(),
+            buffers: Buffers {
+                client_rx: l.client_rx_buffer as usize,
+                client_tx: l.client_tx_buffer as usize,
+                upstream_rx: l.upstream_rx_buffer as usize,
+                upstream_tx: l.upstream_tx_buffer as usize,
+            },
+            timeouts: Timeouts {
+                handshake_ms: l.handshake_timeout_ms as u64,
+                header_ms: l.header_timeout_ms as u64,
+                idle_ms: l.idle_timeout_ms as u64,
+            },
+            max_connections: l.max_connections,
+            max_half_open: l.max_half_open,
+            snat: l.snat.clone(),
+        });
+    }
+    Ok(L7Plane::new(listeners, clusters))
 }
 
 fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<Services> {

@@ -208,7 +208,13 @@ impl Engine {
                 State::Established | State::CloseWait => {
                     c.half_open = false;
                     self.dec_half_open(listener);
-                    let sid = self.new_session(slot, listener, peer, eg.now_ns);
+                    let idle = eg
+                        .plane
+                        .l7
+                        .listeners
+                        .get(listener as usize)
+                        .map_or(60_000, |l| l.timeouts.idle_ms);
+                    let sid = self.new_session(slot, listener, peer, eg.now_ns + idle * 1_000_000);
                     if let Some(c) = self.conns.get(slot) {
                         c.owner = Owner::Client {
                             session: sid,
@@ -267,7 +273,7 @@ impl Engine {
         }
     }
 
-    fn new_session(&mut self, client: u32, listener: u16, peer: IpAddr, now: u64) -> u32 {
+    fn new_session(&mut self, client: u32, listener: u16, peer: IpAddr, deadline: u64) -> u32 {
         let sid = match self.free_sessions.pop() {
             Some(s) => s,
             None => {
@@ -275,7 +281,7 @@ impl Engine {
                 (self.sessions.len() - 1) as u32
             }
         };
-        self.sessions[sid as usize] = Some(Box::new(Session::new(sid, client, listener, peer, now)));
+        self.sessions[sid as usize] = Some(Box::new(Session::new(sid, client, listener, peer, deadline)));
         sid
     }
 

@@ -214,7 +214,7 @@ pub struct Session {
 }
 
 impl Session {
-    pub fn new(id: u32, client: u32, listener: u16, peer: IpAddr, now: u64) -> Session {
+    pub fn new(id: u32, client: u32, listener: u16, peer: IpAddr, deadline: u64) -> Session {
         Session {
             id,
             client,
@@ -243,7 +243,7 @@ impl Session {
             tried: Vec::new(),
             resp_edits: None,
             set_cookie: None,
-            deadline: now,
+            deadline,
             armed: u64::MAX,
             head_started: 0,
         }
