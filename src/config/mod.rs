@@ -31,24 +31,28 @@
 //!
 //! On SIGHUP the control thread loads the file again and asks
 //! [`Config::check_reloadable`] whether the new config differs only in
-//! `[[cluster]]`, `[[service]]` and `[log]`, the parts that can change while
-//! workers run; anything else needs a restart.
+//! `[[cluster]]`, `[[service]]`, `[log]` and the parts of `[[listener]]`
+//! that do not size memory, the parts that can change while workers run;
+//! anything else needs a restart.
 //!
 //! # Adding a section
 //!
-//! `[conntrack]`, `[[cluster]]` and `[[service]]` were added this way, and
-//! `[[listener]]` (L7) will be. Each is a struct in `sections.rs` (with
-//! `deny_unknown_fields`, a doc comment per field and defaults where they
-//! exist), a field of [`Config`] renamed to the singular table name like
-//! `ports`, a check in `validate.rs` run after the sections it refers to, a
-//! line in [`Config::summary`], a row in `docs/CONFIG.md`, and a decision in
-//! [`Config::check_reloadable`].
+//! `[conntrack]`, `[[cluster]]`, `[[service]]` and `[[listener]]` were added
+//! this way. Each is a struct in `sections.rs` (with `deny_unknown_fields`,
+//! a doc comment per field and defaults where they exist), a field of
+//! [`Config`] renamed to the singular table name like `ports`, a check in
+//! `validate.rs` run after the sections it refers to, a line in
+//! [`Config::summary`], a row in `docs/CONFIG.md`, and a decision in
+//! [`Config::check_reloadable`]. The L7 tables have files of their own,
+//! `listener.rs` and `validate_l7.rs`, to keep each file short.
 
 mod error;
+mod listener;
 mod sections;
 mod spans;
 mod types;
 mod validate;
+mod validate_l7;
 
 #[cfg(test)]
 mod tests;
@@ -60,6 +64,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use error::ConfigError;
+pub use listener::{Balance, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute};
 pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor, Port,
     Protocol, Route, Scheduler, Service,
@@ -67,6 +72,7 @@ pub use sections::{
 pub use spans::Position;
 pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
+pub use validate_l7::MAX_LISTENER_MEMORY;
 
 use spans::SpanIndex;
 
@@ -105,6 +111,9 @@ pub struct Config {
     /// routes and answers for its own addresses.
     #[serde(default, rename = "service")]
     pub services: Vec<Service>,
+    /// `[[listener]]`: the L7 listeners, in file order.
+    #[serde(default, rename = "listener")]
+    pub listeners: Vec<Listener>,
 }
 
 /// The program name at the head of [`Config::eal_argv`].
@@ -191,11 +200,14 @@ impl Config {
 
     /// Whether `new` may replace this running config on a reload (SIGHUP).
     ///
-    /// A reload publishes new clusters and services to the workers between
-    /// bursts and may change the log level; everything else (EAL, workers,
-    /// queues, conntrack sizing and timeouts, admin, ports, routes and
-    /// neighbors) is set up once at start-up. Apply the same
-    /// `--port-device` overrides to `new` as to `self` before comparing.
+    /// A reload publishes new clusters, services and listeners to the
+    /// workers between bursts and may change the log level; everything else
+    /// (EAL, workers, queues, conntrack sizing and timeouts, admin, ports,
+    /// routes and neighbors) is set up once at start-up. So is the memory of
+    /// listeners: which listeners exist (by name), their buffer sizes,
+    /// `max_connections` and `max_half_open`; the rest of a listener (its
+    /// address, port, routes, timeouts and limits) may change. Apply the
+    /// same `--port-device` overrides to `new` as to `self` before comparing.
     ///
     /// # Errors
     ///
@@ -205,7 +217,8 @@ impl Config {
         let differs = |what: String| {
             Err(format!(
                 "{what} differs from the running config and needs a restart: a reload applies only \
-                 [[cluster]], [[service]] and [log]"
+                 [[cluster]], [[service]], [log] and [[listener]] (but not which listeners exist, \
+                 their buffers or their connection limits)"
             ))
         };
         if self.eal != new.eal {
@@ -236,6 +249,30 @@ impl Config {
         }
         if self.conntrack != new.conntrack {
             return differs("[conntrack]".to_string());
+        }
+        let names = |c: &Config| {
+            let mut names: Vec<String> = c.listeners.iter().map(|l| l.name.clone()).collect();
+            names.sort_unstable();
+            names
+        };
+        if names(self) != names(new) {
+            let list = |names: Vec<String>| match names.len() {
+                0 => "none".to_string(),
+                _ => names.join(", "),
+            };
+            return differs(format!(
+                "the set of [[listener]]s ({} now, {} in the new config)",
+                list(names(self)),
+                list(names(new))
+            ));
+        }
+        for old in &self.listeners {
+            let Some(new) = new.listeners.iter().find(|l| l.name == old.name) else {
+                continue;
+            };
+            if let Some(key) = old.memory_differs(new) {
+                return differs(format!("{key} of [[listener]] {:?}", old.name));
+            }
         }
         Ok(())
     }
@@ -275,8 +312,9 @@ impl Config {
     /// What would run, for `sluice check`: EAL argv, lcores, data-plane
     /// sizing, admin and log, each port with device, addresses, MAC, VLAN
     /// and gateways, routes and neighbors, conntrack sizing, each cluster
-    /// with its backends and weights, and each service as
-    /// `vip:port/protocol -> mode -> cluster`. Ends with a newline.
+    /// with its backends and weights (and its L7 settings when a listener
+    /// uses it), each service as `vip:port/protocol -> mode -> cluster`,
+    /// and each listener with its sizing and routes. Ends with a newline.
     pub fn summary(&self) -> String {
         let mut s = String::new();
         // Writing to a String cannot fail.
@@ -387,18 +425,26 @@ impl Config {
             ct.expire_budget
         )?;
         for c in &self.clusters {
+            let by_service = self.services.iter().any(|v| v.cluster_name() == c.name);
+            let by_listener = self
+                .listeners
+                .iter()
+                .any(|l| l.cluster_names().any(|n| n == c.name));
+            // The scheduler is for services; a cluster only listeners use
+            // shows their `balance` below instead.
             let how = match c.scheduler {
+                _ if by_listener && !by_service => String::new(),
                 Scheduler::Maglev => format!(
-                    "maglev (table {}, hash seed {})",
+                    "maglev (table {}, hash seed {}), ",
                     c.maglev_table_size, c.hash_seed
                 ),
-                Scheduler::SourceHash => format!("source-hash (hash seed {})", c.hash_seed),
-                other => other.to_string(),
+                Scheduler::SourceHash => format!("source-hash (hash seed {}), ", c.hash_seed),
+                other => format!("{other}, "),
             };
             let total: u32 = c.backends.iter().map(|b| b.weight).sum();
             writeln!(
                 s,
-                "cluster {}: {how}, {} backend{}, total weight {total}",
+                "cluster {}: {how}{} backend{}, total weight {total}",
                 c.name,
                 c.backends.len(),
                 if c.backends.len() == 1 { "" } else { "s" }
@@ -415,6 +461,9 @@ impl Config {
                 };
                 let drain = if b.weight == 0 { ", draining" } else { "" };
                 writeln!(s, "  backend {to}{label}, weight {}{drain}", b.weight)?;
+            }
+            if by_listener {
+                listener::write_cluster_summary(c, s)?;
             }
         }
         if self.services.is_empty() {
@@ -440,9 +489,21 @@ impl Config {
                 v.ingress_name()
             )?;
         }
+        for l in &self.listeners {
+            l.write_summary(s)?;
+        }
         for c in &self.clusters {
-            if !self.services.iter().any(|v| v.cluster_name() == c.name) {
-                writeln!(s, "note: cluster {} is not used by any service", c.name)?;
+            let by_service = self.services.iter().any(|v| v.cluster_name() == c.name);
+            let by_listener = self
+                .listeners
+                .iter()
+                .any(|l| l.cluster_names().any(|n| n == c.name));
+            if !by_service && !by_listener {
+                writeln!(
+                    s,
+                    "note: cluster {} is not used by any service or listener",
+                    c.name
+                )?;
             }
         }
         Ok(())

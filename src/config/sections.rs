@@ -17,6 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::listener::{Balance, HashOn, HealthCheck};
 use super::types::{Cidr, Mac, Parse, PortDevice};
 
 /// `[eal]`: how the DPDK Environment Abstraction Layer is started.
@@ -537,6 +538,70 @@ pub struct Cluster {
     /// `[[cluster.backend]]`: the backends, in file order; at least one.
     #[serde(default, rename = "backend")]
     pub backends: Vec<Backend>,
+
+    // The keys below matter only to L7 listeners that use the cluster;
+    // their ranges are checked whatever uses it.
+    /// How an L7 listener picks the backend of each request.
+    #[serde(default)]
+    pub balance: Balance,
+    /// What `balance = "consistent-hash"` hashes; required with it and
+    /// allowed only with it.
+    pub hash_on: Option<HashOn>,
+    /// A cookie name (an HTTP token). When set, L7 responses carry a
+    /// `Set-Cookie` of this name that pins the client to the backend that
+    /// answered, and requests with it go back there while it is up.
+    pub sticky_cookie: Option<String>,
+    /// `Max-Age` of that cookie in seconds, at least 1; only with
+    /// `sticky_cookie`. None: a session cookie.
+    pub sticky_max_age_s: Option<u32>,
+    /// Milliseconds to establish a connection to a backend, 1..=600000.
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u32,
+    /// Milliseconds from a request sent to the backend to its response
+    /// head, 1..=3600000; beyond it the client gets 504.
+    #[serde(default = "default_response_timeout_ms")]
+    pub response_timeout_ms: u32,
+    /// Extra attempts, on another backend when there is one, 0..=10: after
+    /// a connection failure, and for idempotent requests answered with a
+    /// status in `retry_on_status`.
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    /// Response statuses, each 500..=599 and listed once, that make an
+    /// idempotent request be retried. Empty: only connection failures are.
+    #[serde(default)]
+    pub retry_on_status: Vec<u16>,
+    /// Retries allowed, as a share of requests in percent, 0..=100: bounds
+    /// the extra load retries add when backends fail.
+    #[serde(default = "default_retry_budget_percent")]
+    pub retry_budget_percent: u32,
+    /// Idle connections each worker keeps open to each backend for reuse,
+    /// 0..=65536.
+    #[serde(default = "default_max_idle_per_backend")]
+    pub max_idle_per_backend: u32,
+    /// `[cluster.health_check]`: active health checks. None: every backend
+    /// counts as up, and a request that fails to connect is retried on
+    /// another (see `retries`).
+    pub health_check: Option<HealthCheck>,
+}
+
+fn default_connect_timeout_ms() -> u32 {
+    2000
+}
+
+fn default_response_timeout_ms() -> u32 {
+    30_000
+}
+
+fn default_retries() -> u32 {
+    2
+}
+
+fn default_retry_budget_percent() -> u32 {
+    20
+}
+
+fn default_max_idle_per_backend() -> u32 {
+    64
 }
 
 fn default_maglev_table_size() -> usize {
@@ -552,12 +617,13 @@ fn default_maglev_table_size() -> usize {
 pub struct Backend {
     /// The backend's address, IPv4 or IPv6, unicast; unique within the
     /// cluster. Its family must be that of the VIPs of the services that
-    /// use the cluster.
+    /// use the cluster (L7 listeners, which terminate, accept either).
     pub address: IpAddr,
     /// In mode `nat`, the destination port connections are sent to instead
     /// of the client's destination port; 1..=65535. Not allowed when a
     /// service forwards to this cluster in a DSR mode, which cannot change
-    /// the port.
+    /// the port; required when an L7 listener uses the cluster, which
+    /// opens connections of its own to the backend.
     pub port: Option<u16>,
     /// Share of new connections, 0..=65535, relative to the cluster's other
     /// backends. 0 drains the backend: its existing connections continue,
@@ -759,12 +825,12 @@ impl<'de> Deserialize<'de> for HostAddress {
 }
 
 /// `vip`, `address`: one IP address.
-fn host_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
+pub(super) fn host_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
     HostAddress::deserialize(d).map(|HostAddress(ip)| ip)
 }
 
 /// `snat`: IP addresses, each parsed inside its own element so that an
 /// error points at that element.
-fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
+pub(super) fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
     Vec::<HostAddress>::deserialize(d).map(|v| v.into_iter().map(|HostAddress(ip)| ip).collect())
 }

@@ -377,9 +377,9 @@ fn unknown_key() {
             "(in `port[0]`)",
         ],
     );
-    rejects(&with("[listener]\nname = \"web\"\n"), "listener", &[
-        "unknown key `listener`, expected one of `eal`, `dataplane`, `admin`, `log`, `port`, `route`, \
-         `neighbor`, `conntrack`, `cluster`, `service`",
+    rejects(&with("[[listeners]]\nname = \"web\"\n"), "listeners", &[
+        "unknown key `listeners`, expected one of `eal`, `dataplane`, `admin`, `log`, `port`, `route`, \
+         `neighbor`, `conntrack`, `cluster`, `service`, `listener`",
     ]);
     rejects(
         &with("[[route]]\nprefix = \"0.0.0.0/0\"\nnext = \"10.0.0.254\"\nport = \"wan\"\n"),
@@ -1252,7 +1252,7 @@ fn l4_summary() {
         "  backend 10.1.0.21, weight 0, draining\n",
         "service web: 10.0.0.100:80/tcp -> nat -> cluster web, vip on port wan, snat from the egress port's address",
         "service all: 10.0.0.102:*/tcp -> ipip -> cluster dsr, vip on port wan\n",
-        "note: cluster spare is not used by any service",
+        "note: cluster spare is not used by any service or listener",
     ] {
         assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
     }
@@ -1814,7 +1814,8 @@ fn reload() {
     assert!(
         e.starts_with(
             "[conntrack] differs from the running config and needs a restart: \
-             a reload applies only [[cluster]], [[service]] and [log]"
+             a reload applies only [[cluster]], [[service]], [log] and [[listener]] (but not which \
+             listeners exist, their buffers or their connection limits)"
         ),
         "{e}"
     );
@@ -1843,4 +1844,1172 @@ fn reload() {
         "[[neighbor]]\nip = \"10.1.0.254\"\nmac = \"02:00:00:00:00:fe\"\nport = \"lan\"\n",
     ));
     assert!(e.starts_with("[[neighbor]] differs"), "{e}");
+}
+
+// [[listener]] and the L7 keys of [[cluster]].
+
+/// BASE plus two clusters on "lan" whose backends have ports, and a
+/// listener on "wan" with one route.
+const L7: &str = r#"
+[[cluster]]
+name = "web"
+
+[[cluster.backend]]
+address = "10.1.0.11"
+port = 8080
+
+[[cluster.backend]]
+address = "10.1.0.12"
+port = 8080
+
+[[cluster]]
+name = "api"
+balance = "least-request"
+
+[[cluster.backend]]
+address = "10.1.0.21"
+port = 9000
+
+[[listener]]
+name = "http"
+address = "10.0.0.100"
+port = 80
+ingress = "wan"
+default_cluster = "web"
+
+[[listener.route]]
+host = "api.example.com"
+cluster = "api"
+"#;
+
+/// BASE + L7 with its `old` text replaced by `new`.
+fn l7(old: &str, new: &str) -> String {
+    let text = format!("{BASE}{L7}");
+    assert!(text.contains(old), "{old:?} not in BASE + L7");
+    text.replacen(old, new, 1)
+}
+
+/// BASE + L7 followed by `extra`.
+fn l7_with(extra: &str) -> String {
+    format!("{BASE}{L7}\n{extra}")
+}
+
+/// BASE + L7 with `keys` added to the "web" cluster.
+fn web_cluster(keys: &str) -> String {
+    l7("name = \"web\"\n", &format!("name = \"web\"\n{keys}\n"))
+}
+
+/// BASE + L7 with `keys` added to the listener.
+fn listener(keys: &str) -> String {
+    l7(
+        "default_cluster = \"web\"\n",
+        &format!("default_cluster = \"web\"\n{keys}\n"),
+    )
+}
+
+/// BASE + L7 with a second route holding `keys` (and `cluster = "web"`).
+fn route(keys: &str) -> String {
+    l7_with(&format!("[[listener.route]]\n{keys}\ncluster = \"web\"\n"))
+}
+
+#[test]
+fn l7_defaults() {
+    let cfg = ok(&l7("", ""));
+    let (_, web) = cfg.cluster("web").unwrap();
+    assert_eq!(web.balance, Balance::RoundRobin);
+    assert_eq!(
+        (&web.hash_on, &web.sticky_cookie, web.sticky_max_age_s),
+        (&None, &None, None)
+    );
+    assert_eq!(
+        (
+            web.connect_timeout_ms,
+            web.response_timeout_ms,
+            web.retries,
+            web.retry_budget_percent,
+            web.max_idle_per_backend
+        ),
+        (2000, 30_000, 2, 20, 64)
+    );
+    assert!(web.retry_on_status.is_empty() && web.health_check.is_none());
+    assert_eq!(cfg.clusters[1].balance, Balance::LeastRequest);
+
+    let l = &cfg.listeners[0];
+    assert_eq!(l.name, "http");
+    assert_eq!(l.address, "10.0.0.100".parse::<IpAddr>().unwrap());
+    assert_eq!((l.port, l.protocol), (80, ListenerProtocol::Http));
+    assert_eq!(
+        (l.ingress_name(), l.default_cluster_name()),
+        ("wan", Some("web"))
+    );
+    assert!(l.snat.is_empty());
+    assert_eq!(
+        [
+            l.client_rx_buffer,
+            l.client_tx_buffer,
+            l.upstream_rx_buffer,
+            l.upstream_tx_buffer
+        ],
+        [65536; 4]
+    );
+    assert_eq!((l.max_connections, l.max_half_open), (16384, 4096));
+    assert_eq!(
+        (
+            l.handshake_timeout_ms,
+            l.header_timeout_ms,
+            l.idle_timeout_ms
+        ),
+        (5000, 10_000, 60_000)
+    );
+    assert_eq!(
+        (l.max_head_bytes, l.max_headers, l.max_uri_bytes),
+        (16384, 100, 8192)
+    );
+    assert_eq!(l.max_body_bytes, 1 << 30);
+    assert_eq!(l.bytes_per_connection(), 4 * 65536 + 2048);
+    assert_eq!(
+        l.limits(),
+        crate::l7::http::Limits {
+            max_head_bytes: 16384,
+            max_headers: 100,
+            max_uri_bytes: 8192,
+            max_body_bytes: 1 << 30,
+        }
+    );
+    assert_eq!(l.cluster_names().collect::<Vec<_>>(), ["web", "api"]);
+    let r = &l.routes[0];
+    assert_eq!(
+        (r.host.as_deref(), r.cluster_name()),
+        (Some("api.example.com"), "api")
+    );
+    assert!(r.path_prefix.is_none() && r.headers.is_empty() && r.request_headers_set.is_empty());
+
+    // No listener: none of it.
+    assert!(ok(BASE).listeners.is_empty());
+}
+
+#[test]
+fn l7_every_key() {
+    let cfg = ok(&format!(
+        "{BASE}{}",
+        r#"
+[[cluster]]
+name = "web"
+balance = "consistent-hash"
+hash_on = "cookie:session"
+sticky_cookie = "SLUICE"
+sticky_max_age_s = 600
+connect_timeout_ms = 600000
+response_timeout_ms = 3600000
+retries = 10
+retry_on_status = [502, 503, 599]
+retry_budget_percent = 100
+max_idle_per_backend = 65536
+
+[cluster.health_check]
+path = "/healthz?full=1"
+host = "www.example.com:8080"
+interval_ms = 100
+timeout_ms = 99
+rise = 100
+fall = 1
+expect_status = [204, 204]
+
+[[cluster.backend]]
+address = "fd00::11"
+port = 80
+
+[[cluster]]
+name = "h"
+balance = "consistent-hash"
+hash_on = "header:X-User-Id"
+
+[[cluster.backend]]
+address = "10.1.0.31"
+port = 80
+
+[[cluster]]
+name = "s"
+balance = "consistent-hash"
+hash_on = "source"
+scheduler = "wrr"
+
+[[cluster.backend]]
+address = "10.1.0.41"
+port = 80
+
+[[cluster]]
+name = "r"
+balance = "random"
+
+[[cluster.backend]]
+address = "10.1.0.51"
+port = 80
+
+[[listener]]
+name = "web"
+address = "10.0.0.100"
+port = 8080
+protocol = "http"
+ingress = "lan"
+snat = ["10.1.0.1", "fd00::1"]
+client_rx_buffer = 16777216
+client_tx_buffer = 4096
+upstream_rx_buffer = 8192
+upstream_tx_buffer = 12288
+max_connections = 3000
+max_half_open = 3000
+handshake_timeout_ms = 1
+header_timeout_ms = 86400000
+idle_timeout_ms = 30000
+max_head_bytes = 1048576
+max_headers = 128
+max_uri_bytes = 16
+max_body_bytes = 0
+
+[[listener.route]]
+host = "*.example.com"
+path_prefix = "/api"
+method = "POST"
+headers = { "X-B" = "2", "X-A" = "*" }
+cookies = { session = "*", lang = "de" }
+query = { debug = "1" }
+cluster = "h"
+rewrite_prefix = "/v2"
+request_headers_set = { Host = "api.internal", "X-Env" = "prod" }
+request_headers_add = { "X-Tag" = "a" }
+request_headers_remove = ["X-Forwarded-For", "Cookie"]
+response_headers_set = { "Cache-Control" = "no-store" }
+response_headers_add = { "X-Served-By" = "sluice" }
+response_headers_remove = ["Server"]
+
+[[listener.route]]
+path_exact = "/"
+cluster = "s"
+
+[[listener.route]]
+cluster = "r"
+
+[[listener]]
+name = "web6"
+address = "fd00::100"
+port = 80
+ingress = "wan"
+"#
+    ));
+    let web = &cfg.clusters[0];
+    assert_eq!(web.balance, Balance::ConsistentHash);
+    assert_eq!(web.hash_on, Some(HashOn::Cookie("session".into())));
+    assert_eq!(
+        (web.sticky_cookie.as_deref(), web.sticky_max_age_s),
+        (Some("SLUICE"), Some(600))
+    );
+    assert_eq!(
+        (
+            web.connect_timeout_ms,
+            web.response_timeout_ms,
+            web.retries,
+            web.retry_budget_percent,
+            web.max_idle_per_backend
+        ),
+        (600_000, 3_600_000, 10, 100, 65536)
+    );
+    assert_eq!(web.retry_on_status, [502, 503, 599]);
+    assert_eq!(
+        web.health_check,
+        Some(HealthCheck {
+            path: "/healthz?full=1".into(),
+            host: Some("www.example.com:8080".into()),
+            interval_ms: 100,
+            timeout_ms: 99,
+            rise: 100,
+            fall: 1,
+            expect_status: [204, 204],
+        })
+    );
+    assert_eq!(
+        cfg.clusters[1].hash_on,
+        Some(HashOn::Header("X-User-Id".into()))
+    );
+    assert_eq!(cfg.clusters[2].hash_on, Some(HashOn::Source));
+    assert_eq!(cfg.clusters[3].balance, Balance::Random);
+    assert_eq!(
+        HashOn::Header("X-User-Id".into()).to_string(),
+        "header:X-User-Id"
+    );
+    assert_eq!(
+        Balance::WeightedRoundRobin.to_string(),
+        "weighted-round-robin"
+    );
+
+    let l = &cfg.listeners[0];
+    assert_eq!(l.snat.len(), 2);
+    assert_eq!(l.default_cluster_name(), None);
+    assert_eq!(
+        l.limits(),
+        crate::l7::http::Limits {
+            max_head_bytes: 1_048_576,
+            max_headers: 128,
+            max_uri_bytes: 16,
+            max_body_bytes: u64::MAX,
+        }
+    );
+    // Inline tables keep their file order.
+    let r = &l.routes[0];
+    assert_eq!(
+        r.headers,
+        [("X-B".into(), "2".into()), ("X-A".into(), "*".into())]
+    );
+    assert_eq!(
+        r.cookies,
+        [("session".into(), "*".into()), ("lang".into(), "de".into())]
+    );
+    assert_eq!(
+        r.request_headers_set,
+        [
+            ("Host".into(), "api.internal".into()),
+            ("X-Env".into(), "prod".into())
+        ]
+    );
+
+    use crate::l7::http::{HeaderEdits, PrefixRewrite};
+    use crate::l7::router::{Matcher, Route, RouteAction, ValueMatch};
+    let index = |name: &str| cfg.cluster(name).unwrap().0 as u32;
+    let (routes, default) = l.router_routes(index);
+    assert_eq!(default, None);
+    let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+    assert_eq!(
+        routes[0],
+        Route {
+            matchers: vec![
+                Matcher::HostWildcard("*.example.com".into()),
+                Matcher::PathPrefix("/api".into()),
+                Matcher::Method("POST".into()),
+                Matcher::Header {
+                    name: "X-B".into(),
+                    value: ValueMatch::Exact("2".into())
+                },
+                Matcher::Header {
+                    name: "X-A".into(),
+                    value: ValueMatch::Present
+                },
+                Matcher::Cookie {
+                    name: "session".into(),
+                    value: ValueMatch::Present
+                },
+                Matcher::Cookie {
+                    name: "lang".into(),
+                    value: ValueMatch::Exact("de".into())
+                },
+                Matcher::Query {
+                    name: "debug".into(),
+                    value: ValueMatch::Exact("1".into())
+                },
+            ],
+            action: RouteAction {
+                cluster: 1,
+                request_headers: HeaderEdits {
+                    remove: vec!["X-Forwarded-For".into(), "Cookie".into()],
+                    set: vec![pair("Host", "api.internal"), pair("X-Env", "prod")],
+                    add: vec![pair("X-Tag", "a")],
+                },
+                response_headers: HeaderEdits {
+                    remove: vec!["Server".into()],
+                    set: vec![pair("Cache-Control", "no-store")],
+                    add: vec![pair("X-Served-By", "sluice")],
+                },
+                rewrite_prefix: Some(PrefixRewrite {
+                    from: "/api".into(),
+                    to: "/v2".into()
+                }),
+            },
+        }
+    );
+    assert_eq!(routes[1].matchers, [Matcher::PathExact("/".into())]);
+    assert_eq!(routes[1].action.cluster, 2);
+    assert!(routes[2].matchers.is_empty());
+    crate::l7::router::Router::new(routes, default).unwrap();
+
+    let (routes, default) = ok(&l7("", "")).listeners[0].router_routes(|n| n.len() as u32);
+    assert_eq!(
+        default,
+        Some(RouteAction {
+            cluster: 3,
+            ..RouteAction::default()
+        })
+    );
+    assert_eq!(
+        routes[0].matchers,
+        [Matcher::HostExact("api.example.com".into())]
+    );
+}
+
+#[test]
+fn l7_summary() {
+    let s = ok(&web_cluster(
+        "sticky_cookie = \"S\"\nretry_on_status = [503]\n[cluster.health_check]\npath = \"/\"",
+    )
+    .replace(
+        "cluster = \"api\"\n",
+        "cluster = \"api\"\npath_prefix = \"/api\"\nrewrite_prefix = \"/\"\n",
+    ))
+    .summary();
+    for want in [
+        "cluster web: 2 backends, total weight 2\n",
+        "  l7: balance round-robin, sticky cookie S (session); timeouts connect 2000 ms, response \
+         30000 ms; 2 retries on connection failures and 503 (budget 20%); 64 idle connections per backend",
+        "  health check: GET / every 2000 ms (timeout 1000 ms), up after 2 passes, down after 3 \
+         failures, pass on status 200..=399",
+        "  l7: balance least-request;",
+        "listener http: http://10.0.0.100:80 on port wan, 1 route, default cluster web, snat from \
+         the egress port's address",
+        "  16384 connections per worker (4096 half-open), buffers client 65536/65536 upstream \
+         65536/65536 bytes (rx/tx): 4128.0 MiB per worker",
+        "  timeouts handshake 5000 ms, header 10000 ms, idle 60000 ms; limits head 16384 bytes, \
+         100 headers, uri 8192 bytes, body 1073741824 bytes",
+        "  route 0: host api.example.com, path_prefix /api -> cluster api, rewrite /api to /\n",
+    ] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+    assert!(!s.contains("note: cluster"), "{s}");
+    let s = ok(&route("headers = { A = \"*\" }\nmethod = \"GET\"")).summary();
+    assert!(
+        s.contains("  route 1: method GET, header A present -> cluster web\n"),
+        "{s}"
+    );
+}
+
+#[test]
+fn balance_and_hash_on() {
+    rejects(
+        &web_cluster("balance = \"ring-hash\""),
+        "\"ring-hash\"",
+        &[
+            "unknown variant `ring-hash`, expected one of `round-robin`, `weighted-round-robin`, \
+             `least-request`, `random`, `consistent-hash`",
+        ],
+    );
+    rejects(
+        &web_cluster("balance = \"consistent-hash\""),
+        "balance = \"consistent-hash\"",
+        &[
+            "cluster \"web\": balance \"consistent-hash\" needs `hash_on`: \"source\" (the client's \
+             address), \"header:NAME\" or \"cookie:NAME\"",
+        ],
+    );
+    let text = web_cluster("balance = \"random\"\nhash_on = \"source\"");
+    let e = rejects(
+        &text,
+        "hash_on",
+        &[
+            "cluster \"web\": `hash_on` applies only to balance \"consistent-hash\", and the \
+             balance is \"random\"",
+        ],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(balance set at line {})",
+            line_of(&text, "balance = \"random\"")
+        )),
+        "{e}"
+    );
+    // Left at the default balance, the message still names it.
+    rejects(
+        &web_cluster("hash_on = \"source\""),
+        "hash_on",
+        &["and the balance is \"round-robin\""],
+    );
+    for (form, words) in [
+        (
+            "url",
+            "invalid hash_on \"url\": expected \"source\", \"header:NAME\" or \"cookie:NAME\"",
+        ),
+        (
+            "header:",
+            "invalid hash_on \"header:\": \"\" is not an HTTP token; expected",
+        ),
+        (
+            "cookie:a b",
+            "invalid hash_on \"cookie:a b\": \"a b\" is not an HTTP token",
+        ),
+        ("Source", "invalid hash_on \"Source\""),
+    ] {
+        let e = rejects(
+            &web_cluster(&format!(
+                "balance = \"consistent-hash\"\nhash_on = \"{form}\""
+            )),
+            "hash_on",
+            &[words, "for key `cluster[0].hash_on`"],
+        );
+        assert_eq!(e.position().unwrap().column, 11, "{e}");
+    }
+}
+
+#[test]
+fn cluster_l7_ranges() {
+    for (keys, words) in [
+        (
+            "connect_timeout_ms = 0",
+            "cluster \"web\": connect_timeout_ms 0 is out of range 1..=600000",
+        ),
+        (
+            "response_timeout_ms = 3600001",
+            "cluster \"web\": response_timeout_ms 3600001 is out of range 1..=3600000",
+        ),
+        (
+            "retries = 11",
+            "cluster \"web\": retries 11 is out of range 0..=10",
+        ),
+        (
+            "retry_budget_percent = 101",
+            "cluster \"web\": retry_budget_percent 101 is out of range 0..=100",
+        ),
+        (
+            "max_idle_per_backend = 65537",
+            "cluster \"web\": max_idle_per_backend 65537 is out of range 0..=65536",
+        ),
+        (
+            "sticky_cookie = \"a=b\"",
+            "cluster \"web\": sticky_cookie \"a=b\" is not a cookie name: expected an HTTP token",
+        ),
+        (
+            "sticky_max_age_s = 60",
+            "cluster \"web\": sticky_max_age_s applies only with `sticky_cookie`",
+        ),
+    ] {
+        let key = keys.split(' ').next().unwrap();
+        rejects(&web_cluster(keys), key, &[words]);
+    }
+    rejects(
+        &web_cluster("sticky_cookie = \"S\"\nsticky_max_age_s = 0"),
+        "sticky_max_age_s",
+        &["sticky_max_age_s must be at least 1; leave it out for a session cookie"],
+    );
+    rejects(
+        &web_cluster("retry_on_status = [\n  502,\n  404,\n]"),
+        "404",
+        &["cluster \"web\": retry_on_status 404 is out of range 500..=599"],
+    );
+    let text = web_cluster("retry_on_status = [\n  502,\n  503,\n  502,\n]");
+    let e = rejects_last(
+        &text,
+        "502",
+        &["cluster \"web\": retry_on_status 502 is listed twice"],
+    );
+    assert!(
+        e.to_string()
+            .contains(&format!("(first listed at line {})", line_of(&text, "502"))),
+        "{e}"
+    );
+    ok(&web_cluster(
+        "retries = 0\nretry_budget_percent = 0\nmax_idle_per_backend = 0",
+    ));
+}
+
+#[test]
+fn health_checks() {
+    let hc = |keys: &str| web_cluster(&format!("[cluster.health_check]\n{keys}"));
+    ok(&hc("path = \"/\""));
+    rejects(
+        &hc("interval_ms = 1000"),
+        "[cluster.health_check]",
+        &["missing key `path`", "(in `cluster[0].health_check`)"],
+    );
+    rejects(
+        &hc("path = \"/\"\nmethod = \"HEAD\""),
+        "method",
+        &["unknown key `method`", "(in `cluster[0].health_check`)"],
+    );
+    for path in ["healthz", "/a/../b", "/a b", "/ok?x y"] {
+        rejects(
+            &hc(&format!("path = \"{path}\"")),
+            "path =",
+            &[
+                &format!("cluster \"web\": health_check.path {path:?} is not a request target"),
+                "expected an absolute path such as \"/healthz\"",
+            ],
+        );
+    }
+    for host in ["a b", "example.com:http", "[fd00::1", ""] {
+        rejects(
+            &hc(&format!("path = \"/\"\nhost = \"{host}\"")),
+            "host =",
+            &[&format!(
+                "cluster \"web\": health_check.host {host:?} is not a Host value: expected host[:port]"
+            )],
+        );
+    }
+    for host in ["example.com", "10.1.0.11:8080", "[fd00::1]:80", "[fd00::1]"] {
+        ok(&hc(&format!("path = \"/\"\nhost = \"{host}\"")));
+    }
+    let cases = [
+        (
+            "interval_ms = 99",
+            "interval_ms",
+            "cluster \"web\": health_check: interval_ms 99 is out of range 100..=3600000",
+        ),
+        (
+            "timeout_ms = 2000",
+            "timeout_ms",
+            "cluster \"web\": health_check.timeout_ms 2000 must be at least 1 and below \
+             interval_ms (2000)",
+        ),
+        (
+            "timeout_ms = 0",
+            "timeout_ms",
+            "health_check.timeout_ms 0 must be at least 1",
+        ),
+        // The timeout left at its default: the error is on the interval.
+        (
+            "interval_ms = 500",
+            "interval_ms",
+            "health_check.timeout_ms 1000 must be at least 1 and below interval_ms (500)",
+        ),
+        (
+            "rise = 0",
+            "rise",
+            "cluster \"web\": health_check: rise 0 is out of range 1..=100",
+        ),
+        (
+            "fall = 101",
+            "fall",
+            "cluster \"web\": health_check: fall 101 is out of range 1..=100",
+        ),
+        (
+            "expect_status = [200]",
+            "expect_status",
+            "expect_status has 1 elements: expected two status codes [lo, hi], such as [200, 399]",
+        ),
+        (
+            "expect_status = [99, 200]",
+            "expect_status",
+            "cluster \"web\": health_check.expect_status: 99 is not a status code 100..=599",
+        ),
+        (
+            "expect_status = [300, 200]",
+            "expect_status",
+            "cluster \"web\": health_check.expect_status [300, 200] is empty: expected [lo, hi] \
+             with lo <= hi",
+        ),
+    ];
+    for (keys, needle, words) in cases {
+        rejects(&hc(&format!("path = \"/\"\n{keys}")), needle, &[words]);
+    }
+}
+
+#[test]
+fn listener_keys() {
+    rejects(
+        &l7("port = 80\n", ""),
+        "[[listener]]",
+        &["missing key `port`", "(in `listener[0]`)"],
+    );
+    rejects(
+        &listener("protocol = \"https\""),
+        "\"https\"",
+        &["unknown variant `https`, expected `http`"],
+    );
+    rejects(
+        &listener("tls = true"),
+        "tls",
+        &["unknown key `tls`", "(in `listener[0]`)"],
+    );
+    rejects(
+        &l7("name = \"http\"", "name = \"web.http\""),
+        "\"web.http\"",
+        &["listener name \"web.http\" must be 1..=32 characters of [A-Za-z0-9_-]"],
+    );
+    rejects(
+        &l7("address = \"10.0.0.100\"", "address = \"10.0.0.100/32\""),
+        "\"10.0.0.100/32\"",
+        &["without a prefix length", "`listener[0].address`"],
+    );
+    rejects(
+        &l7("address = \"10.0.0.100\"", "address = \"0.0.0.0\""),
+        "\"0.0.0.0\"",
+        &["listener \"http\": address 0.0.0.0 is the unspecified address"],
+    );
+    let text = l7("address = \"10.0.0.100\"", "address = \"10.0.0.1\"");
+    let e = rejects(
+        &text,
+        "address = \"10.0.0.1\"",
+        &["listener \"http\": address 10.0.0.1 is an address of port \"wan\""],
+    );
+    assert!(e.to_string().contains("(port address at line 10)"), "{e}");
+    rejects(
+        &l7("port = 80\n", "port = 0\n"),
+        "port = 0",
+        &["listener \"http\": port 0 is out of range 1..=65535: a listener takes one TCP port"],
+    );
+    rejects(
+        &l7("ingress = \"wan\"", "ingress = \"dmz\""),
+        "\"dmz\"",
+        &["port \"dmz\" referenced by listener \"http\" is not defined (defined ports: wan, lan)"],
+    );
+    rejects(
+        &listener("snat = [\"10.1.0.9\"]"),
+        "snat",
+        &[
+            "listener \"http\": snat address 10.1.0.9 is not an address of any [[port]] (port \
+             addresses: 10.0.0.1, fd00::1, 10.1.0.1)",
+        ],
+    );
+    rejects(
+        &listener("snat = [\"10.1.0.1\", \"10.1.0.1\"]"),
+        "snat",
+        &["listener \"http\": snat address 10.1.0.1 is listed twice"],
+    );
+    // L7 terminates: snat addresses and backends may be of either family.
+    ok(&listener("snat = [\"10.1.0.1\", \"fd00::1\"]").replace("10.1.0.12", "fd00::12"));
+}
+
+#[test]
+fn listener_names_and_ports() {
+    let second = |name: &str, address: &str, port: u16| {
+        l7_with(&format!(
+            "[[listener]]\nname = \"{name}\"\naddress = \"{address}\"\nport = {port}\ningress = \"wan\"\n"
+        ))
+    };
+    let text = second("http", "10.0.0.101", 80);
+    let e = rejects_last(
+        &text,
+        "name = \"http\"",
+        &["duplicate listener name \"http\""],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(first defined at line {})",
+            line_of(&text, "name = \"http\"")
+        )),
+        "{e}"
+    );
+    let e = rejects_last(
+        &second("other", "10.0.0.100", 80),
+        "port = 80",
+        &["listener \"other\": 10.0.0.100:80 is already taken by listener \"http\""],
+    );
+    assert!(e.to_string().contains("(first defined at line"), "{e}");
+    ok(&second("other", "10.0.0.100", 443));
+    ok(&second("other", "10.0.0.101", 80));
+
+    // Services: one namespace of names, and one owner of a TCP port.
+    let service = |name: &str, vip: &str, port: u16, proto: &str| {
+        l7_with(&format!(
+            "[[service]]\nname = \"{name}\"\nvip = \"{vip}\"\nport = {port}\nprotocol = \"{proto}\"\n\
+             cluster = \"web\"\ningress = \"wan\"\n"
+        ))
+    };
+    let text = service("http", "10.0.0.200", 80, "tcp");
+    let e = rejects(
+        &text,
+        "name = \"http\"",
+        &["listener name \"http\" is already the name of a service"],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(service at line {})",
+            last_line_of(&text, "name = \"http\"")
+        )),
+        "{e}"
+    );
+    let text = service("tcp80", "10.0.0.100", 80, "tcp");
+    let e = rejects(
+        &text,
+        "port = 80\ningress",
+        &[
+            "listener \"http\": 10.0.0.100:80/tcp is already served by service \"tcp80\" on \
+             10.0.0.100:80/tcp; a TCP port of a VIP belongs to one L4 service or one listener",
+        ],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(service at line {})",
+            last_line_of(&text, "port = 80")
+        )),
+        "{e}"
+    );
+    rejects(
+        &service("all", "10.0.0.100", 0, "tcp"),
+        "port = 80\ningress",
+        &["listener \"http\": 10.0.0.100:80/tcp is already served by service \"all\" on 10.0.0.100:*/tcp"],
+    );
+    ok(&service("dns", "10.0.0.100", 80, "udp"));
+    ok(&service("all", "10.0.0.100", 0, "udp"));
+    ok(&service("tls", "10.0.0.100", 443, "tcp"));
+}
+
+#[test]
+fn listener_sizing() {
+    for (keys, words) in [
+        (
+            "client_rx_buffer = 4095",
+            "listener \"http\": client_rx_buffer 4095 is out of range 4096..=16777216",
+        ),
+        (
+            "upstream_tx_buffer = 16777217",
+            "listener \"http\": upstream_tx_buffer 16777217 is out of range 4096..=16777216",
+        ),
+        (
+            "max_connections = 0",
+            "listener \"http\": max_connections 0 is out of range 1..=4194304",
+        ),
+        (
+            "max_connections = 4194305",
+            "max_connections 4194305 is out of range 1..=4194304",
+        ),
+        (
+            "handshake_timeout_ms = 0",
+            "listener \"http\": handshake_timeout_ms 0 is out of range 1..=86400000",
+        ),
+        (
+            "idle_timeout_ms = 86400001",
+            "idle_timeout_ms 86400001 is out of range 1..=86400000",
+        ),
+        (
+            "max_head_bytes = 1023",
+            "listener \"http\": max_head_bytes 1023 is out of range 1024..=1048576",
+        ),
+        (
+            "max_headers = 129",
+            "listener \"http\": max_headers 129 is out of range 1..=128",
+        ),
+        (
+            "max_headers = 0",
+            "listener \"http\": max_headers 0 is out of range 1..=128",
+        ),
+        (
+            "max_uri_bytes = 15",
+            "listener \"http\": max_uri_bytes 15 is out of range 16..=max_head_bytes (16384)",
+        ),
+    ] {
+        let key = keys.split(' ').next().unwrap();
+        rejects(&listener(keys), key, &[words]);
+    }
+    // Relations: at the key set, or at the other one when it is left out.
+    rejects(
+        &listener("max_connections = 100\nmax_half_open = 101"),
+        "max_half_open",
+        &["listener \"http\": max_half_open 101 is out of range 1..=max_connections (100)"],
+    );
+    rejects(
+        &listener("max_connections = 100"),
+        "max_connections",
+        &["max_half_open 4096 is out of range 1..=max_connections (100)"],
+    );
+    rejects(
+        &listener("max_half_open = 0"),
+        "max_half_open",
+        &["max_half_open 0 is out of range"],
+    );
+    rejects(
+        &listener("client_rx_buffer = 8192"),
+        "client_rx_buffer",
+        &[
+            "listener \"http\": max_head_bytes 16384 is larger than client_rx_buffer 8192: a whole \
+             request head must fit in the receive buffer",
+        ],
+    );
+    rejects(
+        &listener("max_head_bytes = 4096\nmax_uri_bytes = 4097"),
+        "max_uri_bytes",
+        &["max_uri_bytes 4097 is out of range 16..=max_head_bytes (4096)"],
+    );
+    rejects(
+        &listener("max_head_bytes = 4096"),
+        "max_head_bytes",
+        &["max_uri_bytes 8192 is out of range 16..=max_head_bytes (4096)"],
+    );
+    ok(&listener(
+        "client_rx_buffer = 4096\nmax_head_bytes = 4096\nmax_uri_bytes = 4096\nmax_body_bytes = 0",
+    ));
+
+    // Memory: 262144 connections of 4 × 64 KiB + 2 KiB is 64.5 GiB.
+    rejects(
+        &listener("max_connections = 262144"),
+        "max_connections",
+        &[
+            "listener \"http\": max_connections 262144 × 264192 bytes per connection \
+             (client_rx_buffer + client_tx_buffer + upstream_rx_buffer + upstream_tx_buffer + \
+             2048) = 64.5 GiB per worker, 64.5 GiB with the listeners before it; at most 64.0 GiB \
+             per worker",
+        ],
+    );
+    ok(&listener("max_connections = 253952"));
+    // Summed over listeners: the second one crosses the line.
+    let text = l7_with(
+        "[[listener]]\nname = \"b\"\naddress = \"10.0.0.101\"\nport = 80\ningress = \"wan\"\n\
+         max_connections = 200000\n",
+    )
+    .replace(
+        "default_cluster = \"web\"\n",
+        "default_cluster = \"web\"\nmax_connections = 100000\n",
+    );
+    rejects(
+        &text,
+        "max_connections = 200000",
+        &[
+            "listener \"b\": max_connections 200000",
+            "= 49.2 GiB per worker, 73.8 GiB with the listeners before it",
+        ],
+    );
+}
+
+#[test]
+fn listener_clusters() {
+    let e = rejects(
+        &l7("default_cluster = \"web\"", "default_cluster = \"wbe\""),
+        "\"wbe\"",
+        &[
+            "cluster \"wbe\" referenced by default_cluster of listener \"http\" is not defined \
+             (defined clusters: web, api)",
+        ],
+    );
+    assert_eq!(e.position().unwrap().column, 19);
+    let e = rejects(
+        &l7("cluster = \"api\"", "cluster = \"apj\""),
+        "\"apj\"",
+        &[
+            "cluster \"apj\" referenced by a route of listener \"http\" is not defined (defined \
+             clusters: web, api)",
+        ],
+    );
+    assert_eq!(e.position().unwrap().column, 11);
+    // No default cluster: requests that match no route get 404.
+    let cfg = ok(&l7("default_cluster = \"web\"\n", ""));
+    assert_eq!(cfg.listeners[0].default_cluster_name(), None);
+    // A backend used by a listener names its port, whether the listener
+    // uses the cluster by default or by a route.
+    let text = l7("port = 9000\n", "");
+    let e = rejects(
+        &text,
+        "[[cluster.backend]]\naddress = \"10.1.0.21\"",
+        &[
+            "backend 10.1.0.21 of cluster \"api\" has no `port`, but listener \"http\" sends \
+             requests to this cluster: an L7 listener opens its own connections to backends and \
+             needs the port to connect to",
+        ],
+    );
+    assert!(
+        e.to_string().contains(&format!(
+            "(used at line {})",
+            line_of(&text, "cluster = \"api\"")
+        )),
+        "{e}"
+    );
+    rejects(
+        &l7("port = 8080\n", ""),
+        "[[cluster.backend]]",
+        &["backend 10.1.0.11 of cluster \"web\" has no `port`"],
+    );
+    // A service may still use such a cluster.
+    ok(&l7("port = 9000\n", "").replace("cluster = \"api\"", "cluster = \"web\""));
+}
+
+#[test]
+fn route_keys() {
+    rejects(
+        &route("path_prefix = \"/a\"\npath_exact = \"/b\""),
+        "path_exact",
+        &["listener \"http\", route[1]: set one of path_prefix and path_exact, not both"],
+    );
+    rejects(
+        &route("rewrite_prefix = \"/\""),
+        "rewrite_prefix",
+        &[
+            "listener \"http\", route[1]: rewrite_prefix replaces the part of the path matched by \
+             path_prefix, so it needs path_prefix",
+        ],
+    );
+    rejects(
+        &route("path_exact = \"/a\"\nrewrite_prefix = \"/\""),
+        "rewrite_prefix",
+        &["so it needs path_prefix"],
+    );
+    rejects(
+        &route("hosts = \"a\""),
+        "hosts",
+        &["unknown key `hosts`", "(in `listener[0].route[1]`)"],
+    );
+    rejects(
+        &route("headers = { X-A = 1 }"),
+        "headers",
+        &["invalid type: integer `1`, expected a string"],
+    );
+    rejects(
+        &route("headers = [\"X-A\"]"),
+        "headers",
+        &["expected a table of strings, such as { \"X-Canary\" = \"1\" }"],
+    );
+    rejects(
+        &l7("cluster = \"api\"\n", ""),
+        "[[listener.route]]",
+        &["missing key `cluster`", "(in `listener[0].route[0]`)"],
+    );
+    rejects(
+        &route("request_headers_set = { X-Env = \"a\", x-env = \"b\" }"),
+        "request_headers_set",
+        &[
+            "listener \"http\", route[1]: request_headers_set sets x-env twice (as X-Env and \
+             x-env; field names are case-insensitive)",
+        ],
+    );
+    // The table form of an inline table points at the entry's own line.
+    let text = route("[listener.route.request_headers_set]\n\"X-Env\" = \"a\"\n\"X Env\" = \"b\"")
+        .replace("\ncluster = \"web\"\n", "\n")
+        .replace(
+            "[[listener.route]]\n[listener.route.request_headers_set]",
+            "[[listener.route]]\ncluster = \"web\"\n[listener.route.request_headers_set]",
+        );
+    rejects(
+        &text,
+        "\"X Env\"",
+        &["listener \"http\", route[1]: request headers: set: \"X Env\" is not a valid field name"],
+    );
+}
+
+/// Route literals go through `Router::new`, and its refusal is placed at
+/// the key at fault.
+#[test]
+fn route_literals() {
+    for (keys, needle, words) in [
+        (
+            "path_prefix = \"/a/../b\"",
+            "\"/a/../b\"",
+            "listener \"http\", route[1]: path_prefix: \"/a/../b\" is not a path Sluice accepts, \
+             so it could never match",
+        ),
+        (
+            "path_exact = \"a\"",
+            "\"a\"",
+            "route[1]: path_exact: \"a\" is not a path Sluice accepts",
+        ),
+        (
+            "host = \"a b.example.com\"",
+            "\"a b.example.com\"",
+            "route[1]: host: \"a b.example.com\" is not a host name",
+        ),
+        (
+            "host = \"example.com:80\"",
+            "\"example.com:80\"",
+            "route[1]: host: \"example.com:80\" is not a host name (no port, no wildcard)",
+        ),
+        (
+            "host = \"*.*.example.com\"",
+            "\"*.*.example.com\"",
+            "route[1]: host: \"*.example.com\" is not a host name",
+        ),
+        (
+            "method = \"G T\"",
+            "\"G T\"",
+            "route[1]: method: \"G T\" is not a method token",
+        ),
+        (
+            "path_prefix = \"/a\"\nheaders = { \"X A\" = \"1\" }",
+            "\"X A\"",
+            "route[1]: headers.\"X A\": \"X A\" is not a field name",
+        ),
+        (
+            "cookies = { \"a;b\" = \"*\" }",
+            "\"a;b\"",
+            "route[1]: cookies.\"a;b\": \"a;b\" is not a cookie name",
+        ),
+        (
+            "query = { \"\" = \"1\" }",
+            "\"\" = ",
+            "route[1]: query.\"\": empty query parameter name",
+        ),
+        (
+            "request_headers_set = { \"X Env\" = \"a\" }",
+            "\"X Env\"",
+            "listener \"http\", route[1]: request headers: set: \"X Env\" is not a valid field name",
+        ),
+        (
+            "request_headers_add = { Host = \"a\" }",
+            "Host",
+            "route[1]: request headers: add: Host can only be set",
+        ),
+        (
+            "request_headers_set = { X-A = \"a\", Host = \"a b\" }",
+            "Host",
+            "route[1]: request headers: Host: \"a b\" is not host[:port]",
+        ),
+        (
+            "response_headers_remove = [\"Server\", \"Content-Length\"]",
+            "\"Content-Length\"",
+            "route[1]: response headers: remove: Content-Length is managed by the proxy",
+        ),
+        (
+            "response_headers_add = { X-A = \" a\" }",
+            "X-A",
+            "route[1]: response headers: X-A: \" a\" is not a valid field value",
+        ),
+        (
+            "path_prefix = \"/a\"\nrewrite_prefix = \"b\"",
+            "rewrite_prefix",
+            "route[1]: rewrite_prefix: \"b\" is not a valid path",
+        ),
+    ] {
+        let text = route(keys);
+        let e = err(&text);
+        let shown = e.to_string();
+        assert_eq!(
+            e.line(),
+            Some(last_line_of(&text, needle)),
+            "wrong line in {shown:?}\n{text}"
+        );
+        assert!(shown.contains(words), "{shown:?} lacks {words:?}");
+    }
+    // Case of a multi-line inline array: the element's own line.
+    let text = route("request_headers_remove = [\n  \"X-A\",\n  \"TE\",\n]");
+    rejects(
+        &text,
+        "\"TE\"",
+        &["request headers: remove: TE is managed by the proxy"],
+    );
+    ok(&route(
+        "host = \"*.example.com\"\npath_prefix = \"/a%20b/\"\nrewrite_prefix = \"/\"\n\
+         request_headers_set = { Host = \"backend:8080\" }",
+    ));
+}
+
+#[test]
+fn l7_reload() {
+    let running = ok(&l7("", ""));
+    // Routes, timeouts, limits, address and port may change.
+    let new = ok(&l7(
+        "host = \"api.example.com\"",
+        "host = \"api2.example.com\"\npath_prefix = \"/v1\"",
+    )
+    .replace("port = 80\n", "port = 8080\n")
+    .replace(
+        "default_cluster = \"web\"\n",
+        "default_cluster = \"api\"\nidle_timeout_ms = 5000\nmax_head_bytes = 8192\n",
+    ));
+    assert_eq!(running.check_reloadable(&new), Ok(()));
+    let differs = |text: &str| running.check_reloadable(&ok(text)).unwrap_err();
+    let e = differs(&listener("client_rx_buffer = 131072"));
+    assert!(
+        e.starts_with(
+            "client_rx_buffer (65536 now, 131072 in the new config) of [[listener]] \"http\" \
+             differs from the running config and needs a restart"
+        ),
+        "{e}"
+    );
+    let e = differs(&listener("max_half_open = 100"));
+    assert!(
+        e.starts_with("max_half_open (4096 now, 100 in the new config)"),
+        "{e}"
+    );
+    let e = differs(&l7_with(
+        "[[listener]]\nname = \"b\"\naddress = \"10.0.0.101\"\nport = 80\ningress = \"wan\"\n",
+    ));
+    assert!(
+        e.starts_with("the set of [[listener]]s (http now, b, http in the new config) differs"),
+        "{e}"
+    );
+    let e = differs(&l4("", ""));
+    assert!(
+        e.starts_with("the set of [[listener]]s (http now, none in the new config)"),
+        "{e}"
+    );
 }

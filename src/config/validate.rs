@@ -4,8 +4,9 @@
 //! A check that fails returns a [`Problem`] naming where the offending value
 //! is written, by key path; the caller turns that into a line and column.
 //! Checks run in file order (sections, then each `[[port]]`, `[[route]]`,
-//! `[[neighbor]]`, `[[cluster]]`, `[[service]]` in turn, each after the
-//! sections it refers to) and the first failure is reported, so an operator
+//! `[[neighbor]]`, `[[cluster]]`, `[[service]]`, `[[listener]]` in turn,
+//! each after the sections it refers to; the L7 ones are in
+//! `validate_l7.rs`) and the first failure is reported, so an operator
 //! fixes a file top to bottom.
 
 use std::collections::HashMap;
@@ -15,7 +16,7 @@ use std::ops::Range;
 use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
 use super::types::{is_ipv6_link_local, Cidr, PortDevice};
-use super::{vip_port, Config};
+use super::{validate_l7, vip_port, Config};
 use crate::l4::maglev::{is_prime, next_prime};
 
 /// Highest lcore id + 1 (`RTE_MAX_LCORE` of a default DPDK build).
@@ -57,7 +58,7 @@ pub struct Problem {
 }
 
 impl Problem {
-    fn new(at: KeyPath, message: impl Into<String>) -> Problem {
+    pub(super) fn new(at: KeyPath, message: impl Into<String>) -> Problem {
         Problem {
             at: vec![Locus::Path(at)],
             message: message.into(),
@@ -65,24 +66,24 @@ impl Problem {
         }
     }
 
-    fn or_at(mut self, at: KeyPath) -> Problem {
+    pub(super) fn or_at(mut self, at: KeyPath) -> Problem {
         self.at.push(Locus::Path(at));
         self
     }
 
-    fn see(mut self, at: Locus, label: &'static str) -> Problem {
+    pub(super) fn see(mut self, at: Locus, label: &'static str) -> Problem {
         self.see = Some((at, label));
         self
     }
 }
 
-type Check = Result<(), Problem>;
+pub(super) type Check = Result<(), Problem>;
 
-fn path(section: &str, key: &str) -> KeyPath {
+pub(super) fn path(section: &str, key: &str) -> KeyPath {
     KeyPath::root(section).key(key)
 }
 
-fn item(section: &str, index: usize) -> KeyPath {
+pub(super) fn item(section: &str, index: usize) -> KeyPath {
     KeyPath::root(section).index(index)
 }
 
@@ -95,7 +96,8 @@ pub fn validate(cfg: &Config) -> Check {
     routes(cfg)?;
     neighbors(cfg)?;
     clusters(cfg)?;
-    services(cfg)
+    services(cfg)?;
+    validate_l7::listeners(cfg)
 }
 
 /// EAL options that Sluice derives from other keys, and those keys.
@@ -252,7 +254,7 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     Ok(())
 }
 
-fn valid_name(name: &str) -> bool {
+pub(super) fn valid_name(name: &str) -> bool {
     (1..=32).contains(&name.len())
         && name
             .bytes()
@@ -260,7 +262,7 @@ fn valid_name(name: &str) -> bool {
 }
 
 /// Whether `ip` can be a host's address at all, whatever its subnet.
-fn unusable_address(ip: IpAddr) -> Option<&'static str> {
+pub(super) fn unusable_address(ip: IpAddr) -> Option<&'static str> {
     if ip.is_unspecified() {
         Some("the unspecified address")
     } else if ip.is_loopback() {
@@ -512,7 +514,7 @@ fn defined_ports(cfg: &Config) -> String {
         .join(", ")
 }
 
-fn find_port<'a>(
+pub(super) fn find_port<'a>(
     cfg: &'a Config,
     name: &str,
     what: &str,
@@ -601,7 +603,7 @@ fn routes(cfg: &Config) -> Check {
     Ok(())
 }
 
-fn family(ip: IpAddr) -> &'static str {
+pub(super) fn family(ip: IpAddr) -> &'static str {
     if ip.is_ipv4() {
         "IPv4"
     } else {
@@ -694,7 +696,7 @@ fn valid_backend_name(name: &str) -> bool {
 }
 
 /// The path of a key of backend `j` of cluster `i`.
-fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
+pub(super) fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
     item("cluster", i).key("backend").index(j).key(key)
 }
 
@@ -817,6 +819,7 @@ fn clusters(cfg: &Config) -> Check {
                 .or_at(item("cluster", i)));
             }
         }
+        validate_l7::cluster_keys(i, c)?;
     }
     Ok(())
 }
@@ -917,7 +920,7 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
 }
 
 /// "web, api", or a sentence when there is none.
-fn defined_clusters(cfg: &Config) -> String {
+pub(super) fn defined_clusters(cfg: &Config) -> String {
     if cfg.clusters.is_empty() {
         "no [[cluster]] is defined".to_string()
     } else {

@@ -1,0 +1,788 @@
+//! The L7 tables: `[[listener]]` with its `[[listener.route]]`s, and the
+//! keys of `[[cluster]]` that only L7 listeners read (`balance`, `hash_on`,
+//! stickiness, timeouts, retries, `[cluster.health_check]`).
+//!
+//! As in `sections.rs`, only types and single values are checked here;
+//! ranges and relations are checked in `validate_l7.rs`. The conversions at
+//! the end ([`Listener::router_routes`], [`Listener::limits`]) hand the
+//! control plane the types of [`crate::l7`], so that the config check and the
+//! compile step build routes the same way.
+
+use std::fmt::{self, Write as _};
+use std::net::IpAddr;
+use std::str::FromStr;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use toml::Spanned;
+
+use super::sections::{host_address, host_addresses, Cluster};
+use super::spans::KeyPath;
+use super::types::Parse;
+use crate::l7::http::{is_valid_field_name, HeaderEdits, Limits, PrefixRewrite};
+use crate::l7::router::{Matcher, Route, RouteAction, ValueMatch};
+
+/// `default = "dflt::<N>"`: a field default written next to the field.
+fn dflt<const N: u32>() -> u32 {
+    N
+}
+
+// `[[cluster]]`, L7 keys.
+
+/// How an L7 listener picks the backend of each request (not of each
+/// connection: one client connection may send requests to several backends).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Balance {
+    /// Each backend in turn, ignoring weights (a weight of 0 still drains).
+    #[default]
+    RoundRobin,
+    /// Each backend in turn, in proportion to its weight (smooth weighted
+    /// round robin, as nginx does).
+    WeightedRoundRobin,
+    /// Two backends drawn at random, the one with fewer requests in flight
+    /// relative to its weight taken ("power of two choices", Mitzenmacher
+    /// 2001), as this worker counts them.
+    LeastRequest,
+    /// A backend drawn at random, in proportion to its weight.
+    Random,
+    /// A consistent hash of the key named by `hash_on`, through the
+    /// cluster's Maglev table (`maglev_table_size`, `hash_seed`): requests
+    /// with the same key go to the same backend while it is up.
+    ConsistentHash,
+}
+
+impl Balance {
+    /// The spelling in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            Balance::RoundRobin => "round-robin",
+            Balance::WeightedRoundRobin => "weighted-round-robin",
+            Balance::LeastRequest => "least-request",
+            Balance::Random => "random",
+            Balance::ConsistentHash => "consistent-hash",
+        }
+    }
+}
+
+impl fmt::Display for Balance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What `balance = "consistent-hash"` hashes.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum HashOn {
+    /// `"source"`: the client's address (without port).
+    Source,
+    /// `"header:NAME"`: the value of the first field line named NAME
+    /// (case-insensitive); requests without it are balanced round-robin.
+    Header(String),
+    /// `"cookie:NAME"`: the value of the first cookie named NAME; requests
+    /// without it are balanced round-robin.
+    Cookie(String),
+}
+
+const HASH_ON_FORMS: &str =
+    "expected \"source\", \"header:NAME\" or \"cookie:NAME\", NAME being an HTTP token such as \
+     X-User-Id or session";
+
+impl FromStr for HashOn {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<HashOn, String> {
+        if text == "source" {
+            return Ok(HashOn::Source);
+        }
+        let (make, name): (fn(String) -> HashOn, &str) =
+            if let Some(name) = text.strip_prefix("header:") {
+                (HashOn::Header, name)
+            } else if let Some(name) = text.strip_prefix("cookie:") {
+                (HashOn::Cookie, name)
+            } else {
+                return Err(format!("invalid hash_on {text:?}: {HASH_ON_FORMS}"));
+            };
+        if !is_valid_field_name(name.as_bytes()) {
+            return Err(format!(
+                "invalid hash_on {text:?}: {name:?} is not an HTTP token; {HASH_ON_FORMS}"
+            ));
+        }
+        Ok(make(name.to_string()))
+    }
+}
+
+impl<'de> Deserialize<'de> for HashOn {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashOn, D::Error> {
+        d.deserialize_str(Parse::new("\"source\", \"header:NAME\" or \"cookie:NAME\""))
+    }
+}
+
+impl fmt::Display for HashOn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            HashOn::Source => f.write_str("source"),
+            HashOn::Header(name) => write!(f, "header:{name}"),
+            HashOn::Cookie(name) => write!(f, "cookie:{name}"),
+        }
+    }
+}
+
+/// `[cluster.health_check]`: active HTTP health checks of the cluster's
+/// backends, sent by L7 listeners' workers. A backend that fails `fall`
+/// checks in a row takes no new requests until it passes `rise` in a row.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HealthCheck {
+    /// The request target of `GET`: an absolute path, optionally with a
+    /// query (`/healthz`, `/status?full=1`).
+    pub path: String,
+    /// The `Host` header to send, `host[:port]`. None: the backend's
+    /// address.
+    pub host: Option<String>,
+    /// Milliseconds between two checks of one backend, 100..=3600000.
+    #[serde(default = "dflt::<2000>")]
+    pub interval_ms: u32,
+    /// Milliseconds a check may take, connection included, before it
+    /// counts as failed; at least 1 and below `interval_ms`.
+    #[serde(default = "dflt::<1000>")]
+    pub timeout_ms: u32,
+    /// Passed checks in a row that bring a failed backend back, 1..=100.
+    #[serde(default = "dflt::<2>")]
+    pub rise: u32,
+    /// Failed checks in a row that take a backend out, 1..=100.
+    #[serde(default = "dflt::<3>")]
+    pub fall: u32,
+    /// The statuses that pass, `[lo, hi]` inclusive, each 100..=599,
+    /// lo <= hi.
+    #[serde(default = "default_expect_status", deserialize_with = "status_range")]
+    pub expect_status: [u16; 2],
+}
+
+fn default_expect_status() -> [u16; 2] {
+    [200, 399]
+}
+
+/// `expect_status`: exactly two integers, with a message that shows the form.
+fn status_range<'de, D: Deserializer<'de>>(d: D) -> Result<[u16; 2], D::Error> {
+    let v = Vec::<u16>::deserialize(d)?;
+    match v[..] {
+        [lo, hi] => Ok([lo, hi]),
+        _ => Err(de::Error::custom(format!(
+            "expect_status has {} elements: expected two status codes [lo, hi], such as [200, 399]",
+            v.len()
+        ))),
+    }
+}
+
+// `[[listener]]`.
+
+/// The application protocol of a listener.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ListenerProtocol {
+    /// HTTP/1.1 (and 1.0) over TCP, terminated by Sluice.
+    #[default]
+    Http,
+}
+
+impl ListenerProtocol {
+    /// The spelling in the config file.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            ListenerProtocol::Http => "http",
+        }
+    }
+}
+
+impl fmt::Display for ListenerProtocol {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// `[[listener]]`: a VIP and TCP port on which Sluice terminates client
+/// connections, reads requests and sends each to a cluster chosen by its
+/// routes.
+///
+/// Sizes and counts are per worker: every worker accepts up to
+/// `max_connections` on each listener, with buffers allocated at start-up.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Listener {
+    /// Unique among listeners and services, used by logs and metrics:
+    /// 1..=32 characters of `[A-Za-z0-9_-]`.
+    pub name: String,
+    /// The virtual address clients connect to, IPv4 or IPv6; not an address
+    /// of a `[[port]]`.
+    #[serde(deserialize_with = "host_address")]
+    pub address: IpAddr,
+    /// The TCP port, 1..=65535. No two listeners share an address and
+    /// port, and no TCP `[[service]]` has them (or port 0 on the address).
+    pub port: u16,
+    /// The application protocol.
+    #[serde(default)]
+    pub protocol: ListenerProtocol,
+    /// The `[[port]]` on whose link Sluice answers ARP/NDP for the address.
+    /// Spanned so that errors can point at it; read it with
+    /// [`Listener::ingress_name`].
+    pub ingress: Spanned<String>,
+    /// The source addresses Sluice connects to backends from, each an
+    /// address of a `[[port]]`; a backend is connected from those of its
+    /// own family. None of a backend's family: the address of the egress
+    /// port in that family.
+    #[serde(default, deserialize_with = "host_addresses")]
+    pub snat: Vec<IpAddr>,
+    /// The `[[cluster]]` of requests that match no route. None: such
+    /// requests get 404. Read it with [`Listener::default_cluster_name`].
+    #[serde(default)]
+    pub default_cluster: Option<Spanned<String>>,
+    /// Receive buffer of each client connection, bytes, 4096..=16777216.
+    #[serde(default = "dflt::<65536>")]
+    pub client_rx_buffer: u32,
+    /// Send buffer of each client connection, bytes, 4096..=16777216.
+    #[serde(default = "dflt::<65536>")]
+    pub client_tx_buffer: u32,
+    /// Receive buffer of each backend connection, bytes, 4096..=16777216.
+    #[serde(default = "dflt::<65536>")]
+    pub upstream_rx_buffer: u32,
+    /// Send buffer of each backend connection, bytes, 4096..=16777216.
+    #[serde(default = "dflt::<65536>")]
+    pub upstream_tx_buffer: u32,
+    /// Client connections per worker, 1..=4194304; beyond it new
+    /// connections are not accepted.
+    #[serde(default = "dflt::<16384>")]
+    pub max_connections: u32,
+    /// Client connections per worker still in the TCP handshake,
+    /// 1..=`max_connections`: bounds what a SYN flood can hold.
+    #[serde(default = "dflt::<4096>")]
+    pub max_half_open: u32,
+    /// Milliseconds a client has to finish the TCP handshake,
+    /// 1..=86400000.
+    #[serde(default = "dflt::<5000>")]
+    pub handshake_timeout_ms: u32,
+    /// Milliseconds a client has to send a complete request head, from its
+    /// first byte, 1..=86400000; beyond it: 408 and close.
+    #[serde(default = "dflt::<10000>")]
+    pub header_timeout_ms: u32,
+    /// Milliseconds a kept-alive client connection may sit idle between
+    /// requests, and a body or tunnel may go without a byte in either
+    /// direction, 1..=86400000.
+    #[serde(default = "dflt::<60000>")]
+    pub idle_timeout_ms: u32,
+    /// Largest request head in bytes, 1024..=1048576 and at most
+    /// `client_rx_buffer`; beyond it: 431.
+    #[serde(default = "dflt::<16384>")]
+    pub max_head_bytes: u32,
+    /// Most field lines in a request head, 1..=128; beyond it: 431.
+    #[serde(default = "dflt::<100>")]
+    pub max_headers: u32,
+    /// Longest request-target in bytes, 16..=`max_head_bytes`; beyond it:
+    /// 414.
+    #[serde(default = "dflt::<8192>")]
+    pub max_uri_bytes: u32,
+    /// Largest request body in bytes; beyond it: 413. 0: no limit.
+    #[serde(default = "default_max_body_bytes")]
+    pub max_body_bytes: u64,
+    /// `[[listener.route]]`: tried in file order, the first that matches
+    /// wins.
+    #[serde(default, rename = "route")]
+    pub routes: Vec<ListenerRoute>,
+}
+
+fn default_max_body_bytes() -> u64 {
+    1 << 30
+}
+
+/// `[[listener.route]]`: conditions on a request, all of which must hold
+/// (none: every request), and where the request goes.
+///
+/// Name/value tables keep their file order.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerRoute {
+    /// `"example.com"` (case-insensitive, port ignored) or
+    /// `"*.example.com"` (any name under it, not itself).
+    pub host: Option<String>,
+    /// A segment-aware path prefix: `/api` matches `/api` and `/api/x`, not
+    /// `/apix`. At most one of `path_prefix`, `path_exact`.
+    pub path_prefix: Option<String>,
+    /// The exact path, without query.
+    pub path_exact: Option<String>,
+    /// The method, case-sensitive (`GET`).
+    pub method: Option<String>,
+    /// Field name → value that a field line must have; `"*"`: present with
+    /// any value.
+    #[serde(default, deserialize_with = "name_values")]
+    pub headers: Vec<(String, String)>,
+    /// Cookie name → value; `"*"`: present with any value.
+    #[serde(default, deserialize_with = "name_values")]
+    pub cookies: Vec<(String, String)>,
+    /// Query parameter name → value (compared percent-decoded); `"*"`:
+    /// present with any value.
+    #[serde(default, deserialize_with = "name_values")]
+    pub query: Vec<(String, String)>,
+    /// The `[[cluster]]` that serves matching requests. Spanned so that
+    /// errors can point at it; read it with [`ListenerRoute::cluster_name`].
+    pub cluster: Spanned<String>,
+    /// Replaces the `path_prefix` part of the path sent to the backend;
+    /// requires `path_prefix`.
+    pub rewrite_prefix: Option<String>,
+    /// Request fields to replace (every line of the name dropped, this one
+    /// written); `Host` replaces the host sent to the backend.
+    #[serde(default, deserialize_with = "name_values")]
+    pub request_headers_set: Vec<(String, String)>,
+    /// Request fields to append.
+    #[serde(default, deserialize_with = "name_values")]
+    pub request_headers_add: Vec<(String, String)>,
+    /// Request field names to drop.
+    #[serde(default)]
+    pub request_headers_remove: Vec<String>,
+    /// Response fields to replace.
+    #[serde(default, deserialize_with = "name_values")]
+    pub response_headers_set: Vec<(String, String)>,
+    /// Response fields to append.
+    #[serde(default, deserialize_with = "name_values")]
+    pub response_headers_add: Vec<(String, String)>,
+    /// Response field names to drop.
+    #[serde(default)]
+    pub response_headers_remove: Vec<String>,
+}
+
+/// An inline table of strings, in file order (toml's own maps are sorted
+/// unless its `preserve_order` feature is on; the deserializer itself
+/// hands keys over in file order).
+fn name_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>, D::Error> {
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = Vec<(String, String)>;
+
+        fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("a table of strings, such as { \"X-Canary\" = \"1\" }")
+        }
+
+        fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+            let mut pairs = Vec::new();
+            while let Some(pair) = map.next_entry::<String, String>()? {
+                pairs.push(pair);
+            }
+            Ok(pairs)
+        }
+    }
+    d.deserialize_map(V)
+}
+
+impl Listener {
+    /// The name of the port on which the address is announced.
+    pub fn ingress_name(&self) -> &str {
+        self.ingress.get_ref()
+    }
+
+    /// The name of the cluster of requests that match no route.
+    pub fn default_cluster_name(&self) -> Option<&str> {
+        self.default_cluster.as_ref().map(|c| c.get_ref().as_str())
+    }
+
+    /// The names of the clusters this listener sends requests to: the
+    /// default one, then each route's, in file order (with repeats).
+    pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
+        self.default_cluster_name()
+            .into_iter()
+            .chain(self.routes.iter().map(ListenerRoute::cluster_name))
+    }
+
+    /// The routes and default action for [`crate::l7::router::Router::new`],
+    /// clusters numbered by `cluster_index` (normally their position in
+    /// [`super::Config::clusters`]). The default action has no header
+    /// edits.
+    pub fn router_routes(
+        &self,
+        cluster_index: impl Fn(&str) -> u32,
+    ) -> (Vec<Route>, Option<RouteAction>) {
+        let routes = self
+            .routes
+            .iter()
+            .map(|r| Route {
+                matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
+                action: r.action(cluster_index(r.cluster_name())),
+            })
+            .collect();
+        let default = self.default_cluster_name().map(|name| RouteAction {
+            cluster: cluster_index(name),
+            ..RouteAction::default()
+        });
+        (routes, default)
+    }
+
+    /// The request limits of [`crate::l7::http`]; `max_body_bytes` 0 (no
+    /// limit) becomes `u64::MAX`.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            max_head_bytes: self.max_head_bytes as usize,
+            max_headers: self.max_headers as usize,
+            max_uri_bytes: self.max_uri_bytes as usize,
+            max_body_bytes: match self.max_body_bytes {
+                0 => u64::MAX,
+                n => n,
+            },
+        }
+    }
+
+    /// Bytes of buffer one client connection may hold at once: its own
+    /// two buffers, one backend connection's, and 2048 for the TCP and
+    /// HTTP state.
+    pub fn bytes_per_connection(&self) -> u64 {
+        [
+            self.client_rx_buffer,
+            self.client_tx_buffer,
+            self.upstream_rx_buffer,
+            self.upstream_tx_buffer,
+            2048,
+        ]
+        .iter()
+        .map(|&n| u64::from(n))
+        .sum()
+    }
+}
+
+impl ListenerRoute {
+    /// The name of the cluster of matching requests.
+    pub fn cluster_name(&self) -> &str {
+        self.cluster.get_ref()
+    }
+
+    /// The route's conditions, each with the path of its key relative to
+    /// the route, in a fixed order: host, path, method, headers, cookies,
+    /// query.
+    pub(super) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
+        let value = |v: &str| match v {
+            "*" => ValueMatch::Present,
+            v => ValueMatch::Exact(v.to_string()),
+        };
+        let mut out = Vec::new();
+        if let Some(host) = &self.host {
+            let m = if host.starts_with("*.") {
+                Matcher::HostWildcard(host.clone())
+            } else {
+                Matcher::HostExact(host.clone())
+            };
+            out.push((KeyPath::root("host"), m));
+        }
+        if let Some(p) = &self.path_prefix {
+            out.push((KeyPath::root("path_prefix"), Matcher::PathPrefix(p.clone())));
+        }
+        if let Some(p) = &self.path_exact {
+            out.push((KeyPath::root("path_exact"), Matcher::PathExact(p.clone())));
+        }
+        if let Some(m) = &self.method {
+            out.push((KeyPath::root("method"), Matcher::Method(m.clone())));
+        }
+        for (name, v) in &self.headers {
+            let m = Matcher::Header {
+                name: name.clone(),
+                value: value(v),
+            };
+            out.push((KeyPath::root("headers").key(name), m));
+        }
+        for (name, v) in &self.cookies {
+            let m = Matcher::Cookie {
+                name: name.clone(),
+                value: value(v),
+            };
+            out.push((KeyPath::root("cookies").key(name), m));
+        }
+        for (name, v) in &self.query {
+            let m = Matcher::Query {
+                name: name.clone(),
+                value: value(v),
+            };
+            out.push((KeyPath::root("query").key(name), m));
+        }
+        out
+    }
+
+    /// What a matching request gets, sent to cluster number `cluster`.
+    /// `rewrite_prefix` without `path_prefix` (a config error) is left out.
+    pub(super) fn action(&self, cluster: u32) -> RouteAction {
+        RouteAction {
+            cluster,
+            request_headers: HeaderEdits {
+                remove: self.request_headers_remove.clone(),
+                set: self.request_headers_set.clone(),
+                add: self.request_headers_add.clone(),
+            },
+            response_headers: HeaderEdits {
+                remove: self.response_headers_remove.clone(),
+                set: self.response_headers_set.clone(),
+                add: self.response_headers_add.clone(),
+            },
+            rewrite_prefix: self
+                .path_prefix
+                .clone()
+                .zip(self.rewrite_prefix.clone())
+                .map(|(from, to)| PrefixRewrite { from, to }),
+        }
+    }
+
+    /// Each header edit on its own, with the path of its key relative to
+    /// the route, in key order: request set, add, remove, then response.
+    pub(super) fn edits(&self) -> Vec<(KeyPath, RouteAction)> {
+        let mut out = Vec::new();
+        let mut push = |path: KeyPath, request: bool, edit: HeaderEdits| {
+            let mut action = RouteAction::default();
+            if request {
+                action.request_headers = edit;
+            } else {
+                action.response_headers = edit;
+            }
+            out.push((path, action));
+        };
+        let sides = [
+            (
+                true,
+                [
+                    "request_headers_set",
+                    "request_headers_add",
+                    "request_headers_remove",
+                ],
+                [&self.request_headers_set, &self.request_headers_add],
+                &self.request_headers_remove,
+            ),
+            (
+                false,
+                [
+                    "response_headers_set",
+                    "response_headers_add",
+                    "response_headers_remove",
+                ],
+                [&self.response_headers_set, &self.response_headers_add],
+                &self.response_headers_remove,
+            ),
+        ];
+        for (request, [set_key, add_key, remove_key], [set, add], remove) in sides {
+            for (name, value) in set {
+                let edit = HeaderEdits {
+                    set: vec![(name.clone(), value.clone())],
+                    ..HeaderEdits::default()
+                };
+                push(KeyPath::root(set_key).key(name), request, edit);
+            }
+            for (name, value) in add {
+                let edit = HeaderEdits {
+                    add: vec![(name.clone(), value.clone())],
+                    ..HeaderEdits::default()
+                };
+                push(KeyPath::root(add_key).key(name), request, edit);
+            }
+            for (k, name) in remove.iter().enumerate() {
+                let edit = HeaderEdits {
+                    remove: vec![name.clone()],
+                    ..HeaderEdits::default()
+                };
+                push(KeyPath::root(remove_key).index(k), request, edit);
+            }
+        }
+        out
+    }
+}
+
+// `sluice check` and reloads.
+
+impl Listener {
+    /// The first key that sizes memory allocated at start-up (buffers,
+    /// connection counts) and differs in `new`, with both values.
+    pub(super) fn memory_differs(&self, new: &Listener) -> Option<String> {
+        [
+            (
+                "client_rx_buffer",
+                self.client_rx_buffer,
+                new.client_rx_buffer,
+            ),
+            (
+                "client_tx_buffer",
+                self.client_tx_buffer,
+                new.client_tx_buffer,
+            ),
+            (
+                "upstream_rx_buffer",
+                self.upstream_rx_buffer,
+                new.upstream_rx_buffer,
+            ),
+            (
+                "upstream_tx_buffer",
+                self.upstream_tx_buffer,
+                new.upstream_tx_buffer,
+            ),
+            ("max_connections", self.max_connections, new.max_connections),
+            ("max_half_open", self.max_half_open, new.max_half_open),
+        ]
+        .into_iter()
+        .find(|(_, old, new)| old != new)
+        .map(|(key, old, new)| format!("{key} ({old} now, {new} in the new config)"))
+    }
+
+    /// The listener's lines of [`super::Config::summary`].
+    pub(super) fn write_summary(&self, s: &mut String) -> fmt::Result {
+        let default = match self.default_cluster_name() {
+            Some(c) => format!("default cluster {c}"),
+            None => "no default cluster (404)".to_string(),
+        };
+        let snat = if self.snat.is_empty() {
+            "snat from the egress port's address".to_string()
+        } else {
+            let list: Vec<String> = self.snat.iter().map(ToString::to_string).collect();
+            format!("snat {}", list.join(", "))
+        };
+        writeln!(
+            s,
+            "listener {}: {}://{} on port {}, {} route{}, {default}, {snat}",
+            self.name,
+            self.protocol,
+            super::vip_port(self.address, self.port),
+            self.ingress_name(),
+            self.routes.len(),
+            if self.routes.len() == 1 { "" } else { "s" },
+        )?;
+        let memory = u64::from(self.max_connections) * self.bytes_per_connection();
+        writeln!(
+            s,
+            "  {} connections per worker ({} half-open), buffers client {}/{} upstream {}/{} \
+             bytes (rx/tx): {:.1} MiB per worker",
+            self.max_connections,
+            self.max_half_open,
+            self.client_rx_buffer,
+            self.client_tx_buffer,
+            self.upstream_rx_buffer,
+            self.upstream_tx_buffer,
+            memory as f64 / f64::from(1 << 20)
+        )?;
+        let body = match self.max_body_bytes {
+            0 => "unlimited".to_string(),
+            n => format!("{n} bytes"),
+        };
+        writeln!(
+            s,
+            "  timeouts handshake {} ms, header {} ms, idle {} ms; limits head {} bytes, {} \
+             headers, uri {} bytes, body {body}",
+            self.handshake_timeout_ms,
+            self.header_timeout_ms,
+            self.idle_timeout_ms,
+            self.max_head_bytes,
+            self.max_headers,
+            self.max_uri_bytes
+        )?;
+        for (j, r) in self.routes.iter().enumerate() {
+            writeln!(s, "  route {j}: {r}")?;
+        }
+        Ok(())
+    }
+}
+
+/// `host api.example.com, path_prefix /api -> cluster api, rewrite /api to /`.
+impl fmt::Display for ListenerRoute {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let value = |v: &str| match v {
+            "*" => " present".to_string(),
+            v => format!(" = {v}"),
+        };
+        let mut when: Vec<String> = Vec::new();
+        for (key, v) in [
+            ("host", &self.host),
+            ("path_prefix", &self.path_prefix),
+            ("path_exact", &self.path_exact),
+            ("method", &self.method),
+        ] {
+            if let Some(v) = v {
+                when.push(format!("{key} {v}"));
+            }
+        }
+        for (what, pairs) in [
+            ("header", &self.headers),
+            ("cookie", &self.cookies),
+            ("query", &self.query),
+        ] {
+            when.extend(pairs.iter().map(|(n, v)| format!("{what} {n}{}", value(v))));
+        }
+        if when.is_empty() {
+            f.write_str("every request")?;
+        } else {
+            f.write_str(&when.join(", "))?;
+        }
+        write!(f, " -> cluster {}", self.cluster_name())?;
+        if let (Some(from), Some(to)) = (&self.path_prefix, &self.rewrite_prefix) {
+            write!(f, ", rewrite {from} to {to}")?;
+        }
+        let edits =
+            |set: &Vec<_>, add: &Vec<_>, remove: &Vec<_>| set.len() + add.len() + remove.len();
+        let request = edits(
+            &self.request_headers_set,
+            &self.request_headers_add,
+            &self.request_headers_remove,
+        );
+        let response = edits(
+            &self.response_headers_set,
+            &self.response_headers_add,
+            &self.response_headers_remove,
+        );
+        if request + response > 0 {
+            write!(
+                f,
+                ", header edits: {request} on the request, {response} on the response"
+            )?;
+        }
+        Ok(())
+    }
+}
+
+/// The L7 line(s) of a cluster in [`super::Config::summary`], for a cluster
+/// a listener uses.
+pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result {
+    let balance = match &c.hash_on {
+        Some(on) => format!(
+            "{} on {on} (maglev table {}, hash seed {})",
+            c.balance, c.maglev_table_size, c.hash_seed
+        ),
+        None => c.balance.to_string(),
+    };
+    let sticky = match (&c.sticky_cookie, c.sticky_max_age_s) {
+        (Some(name), Some(age)) => format!(", sticky cookie {name} (max-age {age} s)"),
+        (Some(name), None) => format!(", sticky cookie {name} (session)"),
+        _ => String::new(),
+    };
+    let on_status = if c.retry_on_status.is_empty() {
+        "connection failures".to_string()
+    } else {
+        let list: Vec<String> = c.retry_on_status.iter().map(u16::to_string).collect();
+        format!("connection failures and {}", list.join(", "))
+    };
+    writeln!(
+        s,
+        "  l7: balance {balance}{sticky}; timeouts connect {} ms, response {} ms; {} retr{} on \
+         {on_status} (budget {}%); {} idle connections per backend",
+        c.connect_timeout_ms,
+        c.response_timeout_ms,
+        c.retries,
+        if c.retries == 1 { "y" } else { "ies" },
+        c.retry_budget_percent,
+        c.max_idle_per_backend
+    )?;
+    if let Some(hc) = &c.health_check {
+        let host = match &hc.host {
+            Some(h) => format!(", Host {h}"),
+            None => String::new(),
+        };
+        writeln!(
+            s,
+            "  health check: GET {}{host} every {} ms (timeout {} ms), up after {} passes, down \
+             after {} failures, pass on status {}..={}",
+            hc.path,
+            hc.interval_ms,
+            hc.timeout_ms,
+            hc.rise,
+            hc.fall,
+            hc.expect_status[0],
+            hc.expect_status[1]
+        )?;
+    }
+    Ok(())
+}

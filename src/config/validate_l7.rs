@@ -1,0 +1,638 @@
+//! Checks of the L7 tables, in the manner of `validate.rs`: the L7 keys of
+//! each `[[cluster]]` (checked whatever uses the cluster, as
+//! `maglev_table_size` is), then each `[[listener]]` after the services, so
+//! that names and addresses are compared with theirs.
+//!
+//! Route literals are checked by the route compiler itself
+//! ([`Router::new`]), so that the config check and the compile step accept
+//! exactly the same routes; a route it refuses is then taken apart to point
+//! at the key at fault.
+
+use std::collections::HashMap;
+use std::ops::RangeInclusive;
+
+use super::listener::{Balance, HealthCheck, Listener, ListenerRoute};
+use super::sections::{Cluster, Protocol};
+use super::spans::KeyPath;
+use super::validate::{
+    backend_key, defined_clusters, find_port, item, unusable_address, valid_name, Check, Locus,
+    Problem,
+};
+use super::{vip_port, Config};
+use crate::l7::http::{check_path, is_valid_field_name, PrefixRewrite, MAX_HEADERS};
+use crate::l7::router::{Route, RouteAction, Router};
+
+/// Most bytes of connection buffers all listeners together may ask of one
+/// worker (`max_connections` × the bytes of one connection, summed): 64 GiB.
+pub const MAX_LISTENER_MEMORY: u64 = 64 << 30;
+
+/// `value` of `key` of `owner` is within `range`.
+fn in_range(at: KeyPath, owner: &str, key: &str, value: u64, range: RangeInclusive<u64>) -> Check {
+    if range.contains(&value) {
+        return Ok(());
+    }
+    Err(Problem::new(
+        at,
+        format!(
+            "{owner}: {key} {value} is out of range {}..={}",
+            range.start(),
+            range.end()
+        ),
+    ))
+}
+
+/// The L7 keys of cluster `i`.
+pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
+    let at = |key: &str| item("cluster", i).key(key);
+    let owner = format!("cluster {:?}", c.name);
+    match (c.balance, &c.hash_on) {
+        (Balance::ConsistentHash, None) => {
+            return Err(Problem::new(
+                at("balance"),
+                format!(
+                    "{owner}: balance \"consistent-hash\" needs `hash_on`: \"source\" (the client's \
+                     address), \"header:NAME\" or \"cookie:NAME\""
+                ),
+            ));
+        }
+        (Balance::ConsistentHash, Some(_)) | (_, None) => {}
+        (other, Some(_)) => {
+            return Err(Problem::new(
+                at("hash_on"),
+                format!(
+                    "{owner}: `hash_on` applies only to balance \"consistent-hash\", and the balance \
+                     is \"{other}\""
+                ),
+            )
+            .see(Locus::Path(at("balance")), "balance set"));
+        }
+    }
+    if let Some(name) = &c.sticky_cookie {
+        if !is_valid_field_name(name.as_bytes()) {
+            return Err(Problem::new(
+                at("sticky_cookie"),
+                format!(
+                    "{owner}: sticky_cookie {name:?} is not a cookie name: expected an HTTP token \
+                     (letters, digits and !#$%&'*+-.^_`|~) such as \"SLUICE_BACKEND\""
+                ),
+            ));
+        }
+    }
+    match (c.sticky_max_age_s, &c.sticky_cookie) {
+        (Some(_), None) => {
+            return Err(Problem::new(
+                at("sticky_max_age_s"),
+                format!("{owner}: sticky_max_age_s applies only with `sticky_cookie`"),
+            ));
+        }
+        (Some(0), Some(_)) => {
+            return Err(Problem::new(
+                at("sticky_max_age_s"),
+                format!(
+                    "{owner}: sticky_max_age_s must be at least 1; leave it out for a session cookie"
+                ),
+            ));
+        }
+        _ => {}
+    }
+    let ranges: [(&str, u32, RangeInclusive<u64>); 5] = [
+        ("connect_timeout_ms", c.connect_timeout_ms, 1..=600_000),
+        ("response_timeout_ms", c.response_timeout_ms, 1..=3_600_000),
+        ("retries", c.retries, 0..=10),
+        ("retry_budget_percent", c.retry_budget_percent, 0..=100),
+        ("max_idle_per_backend", c.max_idle_per_backend, 0..=65_536),
+    ];
+    for (key, value, range) in ranges {
+        in_range(at(key), &owner, key, value.into(), range)?;
+    }
+    for (k, &status) in c.retry_on_status.iter().enumerate() {
+        let here = at("retry_on_status").index(k);
+        if !(500..=599).contains(&status) {
+            return Err(Problem::new(
+                here,
+                format!(
+                    "{owner}: retry_on_status {status} is out of range 500..=599: only server \
+                     errors are retried"
+                ),
+            ));
+        }
+        if let Some(first) = c.retry_on_status[..k].iter().position(|&s| s == status) {
+            return Err(Problem::new(
+                here,
+                format!("{owner}: retry_on_status {status} is listed twice"),
+            )
+            .see(
+                Locus::Path(at("retry_on_status").index(first)),
+                "first listed",
+            ));
+        }
+    }
+    match &c.health_check {
+        Some(hc) => health_check(i, &owner, hc),
+        None => Ok(()),
+    }
+}
+
+fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
+    let at = |key: &str| item("cluster", i).key("health_check").key(key);
+    let (path, query) = match hc.path.split_once('?') {
+        Some((path, query)) => (path, Some(query)),
+        None => (hc.path.as_str(), None),
+    };
+    let query_ok = query.is_none_or(|q| q.bytes().all(|b| b.is_ascii_graphic() && b != b'#'));
+    if !path.starts_with('/') || check_path(path.as_bytes()).is_err() || !query_ok {
+        return Err(Problem::new(
+            at("path"),
+            format!(
+                "{owner}: health_check.path {:?} is not a request target Sluice sends: expected an \
+                 absolute path such as \"/healthz\", optionally with a query (\"/status?full=1\")",
+                hc.path
+            ),
+        ));
+    }
+    if let Some(host) = &hc.host {
+        if !valid_host_port(host) {
+            return Err(Problem::new(
+                at("host"),
+                format!(
+                    "{owner}: health_check.host {host:?} is not a Host value: expected host[:port] \
+                     such as \"www.example.com\" or \"10.0.0.11:8080\""
+                ),
+            ));
+        }
+    }
+    let owner = format!("{owner}: health_check");
+    in_range(
+        at("interval_ms"),
+        &owner,
+        "interval_ms",
+        hc.interval_ms.into(),
+        100..=3_600_000,
+    )?;
+    if hc.timeout_ms < 1 || hc.timeout_ms >= hc.interval_ms {
+        return Err(Problem::new(
+            at("timeout_ms"),
+            format!(
+                "{owner}.timeout_ms {} must be at least 1 and below interval_ms ({}): a check ends \
+                 before the next one starts",
+                hc.timeout_ms, hc.interval_ms
+            ),
+        )
+        .or_at(at("interval_ms")));
+    }
+    in_range(at("rise"), &owner, "rise", hc.rise.into(), 1..=100)?;
+    in_range(at("fall"), &owner, "fall", hc.fall.into(), 1..=100)?;
+    let [lo, hi] = hc.expect_status;
+    for (k, status) in [lo, hi].into_iter().enumerate() {
+        if !(100..=599).contains(&status) {
+            return Err(Problem::new(
+                at("expect_status").index(k),
+                format!("{owner}.expect_status: {status} is not a status code 100..=599"),
+            ));
+        }
+    }
+    if lo > hi {
+        return Err(Problem::new(
+            at("expect_status"),
+            format!(
+                "{owner}.expect_status [{lo}, {hi}] is empty: expected [lo, hi] with lo <= hi, such \
+                 as [200, 399]"
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// `host[:port]` as a `Host` field carries it (RFC 9110 §7.2): a name of
+/// letters, digits, `-`, `.` and `_`, or a bracketed IPv6 literal, then
+/// an optional port.
+fn valid_host_port(text: &str) -> bool {
+    let (host, port) = match text.strip_prefix('[') {
+        Some(rest) => match rest.split_once(']') {
+            Some((inner, after)) => {
+                let inner_ok = !inner.is_empty()
+                    && inner
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.');
+                if !inner_ok {
+                    return false;
+                }
+                match after {
+                    "" => (inner, None),
+                    _ => match after.strip_prefix(':') {
+                        Some(port) => (inner, Some(port)),
+                        None => return false,
+                    },
+                }
+            }
+            None => return false,
+        },
+        None => match text.split_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (text, None),
+        },
+    };
+    let host_ok = !host.is_empty()
+        && (text.starts_with('[')
+            || host
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_')));
+    let port_ok =
+        port.is_none_or(|p| (1..=5).contains(&p.len()) && p.bytes().all(|b| b.is_ascii_digit()));
+    host_ok && port_ok
+}
+
+/// Every `[[listener]]`, after clusters and services.
+pub(super) fn listeners(cfg: &Config) -> Check {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut memory: u64 = 0;
+    for (i, l) in cfg.listeners.iter().enumerate() {
+        let at = |key: &str| item("listener", i).key(key);
+        let owner = format!("listener {:?}", l.name);
+        if !valid_name(&l.name) {
+            return Err(Problem::new(
+                at("name"),
+                format!(
+                    "listener name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
+                    l.name
+                ),
+            ));
+        }
+        if let Some(&first) = names.get(l.name.as_str()) {
+            return Err(
+                Problem::new(at("name"), format!("duplicate listener name {:?}", l.name)).see(
+                    Locus::Path(item("listener", first).key("name")),
+                    "first defined",
+                ),
+            );
+        }
+        if let Some(v) = cfg.services.iter().position(|v| v.name == l.name) {
+            return Err(Problem::new(
+                at("name"),
+                format!(
+                    "listener name {:?} is already the name of a service: listeners and services \
+                     share one namespace in logs and metrics",
+                    l.name
+                ),
+            )
+            .see(Locus::Path(item("service", v).key("name")), "service"));
+        }
+        names.insert(&l.name, i);
+        address(cfg, i, l, &owner)?;
+        find_port(cfg, l.ingress_name(), &owner, l.ingress.span())?;
+        snat(cfg, i, l, &owner)?;
+        sizing(i, l, &owner)?;
+        let need = u64::from(l.max_connections) * l.bytes_per_connection();
+        memory = memory.saturating_add(need);
+        if memory > MAX_LISTENER_MEMORY {
+            return Err(Problem::new(
+                at("max_connections"),
+                format!(
+                    "{owner}: max_connections {} × {} bytes per connection (client_rx_buffer + \
+                     client_tx_buffer + upstream_rx_buffer + upstream_tx_buffer + 2048) = {} per \
+                     worker, {} with the listeners before it; at most {} per worker. Lower \
+                     max_connections or the buffers",
+                    l.max_connections,
+                    l.bytes_per_connection(),
+                    gib(need),
+                    gib(memory),
+                    gib(MAX_LISTENER_MEMORY)
+                ),
+            )
+            .or_at(item("listener", i)));
+        }
+        clusters_used(cfg, l, &owner)?;
+        routes(cfg, i, l, &owner)?;
+    }
+    Ok(())
+}
+
+/// `n` bytes in GiB, one decimal.
+fn gib(n: u64) -> String {
+    format!("{:.1} GiB", n as f64 / (1u64 << 30) as f64)
+}
+
+/// The address and port: usable, not Sluice's own, not taken by another
+/// listener or a TCP service.
+fn address(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+    let at = |key: &str| item("listener", i).key(key);
+    if let Some(what) = unusable_address(l.address) {
+        return Err(Problem::new(
+            at("address"),
+            format!("{owner}: address {} is {what}", l.address),
+        ));
+    }
+    for (pi, p) in cfg.ports.iter().enumerate() {
+        if let Some(k) = p.addresses.iter().position(|c| c.addr() == l.address) {
+            return Err(Problem::new(
+                at("address"),
+                format!(
+                    "{owner}: address {} is an address of port {:?}; a listener's address must be \
+                     a VIP of its own, which Sluice announces on the `ingress` port",
+                    l.address, p.name
+                ),
+            )
+            .see(
+                Locus::Path(item("port", pi).key("addresses").index(k)),
+                "port address",
+            ));
+        }
+    }
+    if l.port == 0 {
+        return Err(Problem::new(
+            at("port"),
+            format!("{owner}: port 0 is out of range 1..=65535: a listener takes one TCP port"),
+        ));
+    }
+    let here = vip_port(l.address, l.port);
+    if let Some((j, other)) = cfg.listeners[..i]
+        .iter()
+        .enumerate()
+        .find(|(_, o)| o.address == l.address && o.port == l.port)
+    {
+        return Err(Problem::new(
+            at("port"),
+            format!(
+                "{owner}: {here} is already taken by listener {:?}",
+                other.name
+            ),
+        )
+        .see(
+            Locus::Path(item("listener", j).key("port")),
+            "first defined",
+        ));
+    }
+    if let Some((j, v)) = cfg.services.iter().enumerate().find(|(_, v)| {
+        v.protocol == Protocol::Tcp && v.vip == l.address && (v.port == l.port || v.port == 0)
+    }) {
+        return Err(Problem::new(
+            at("port"),
+            format!(
+                "{owner}: {here}/tcp is already served by service {:?} on {}/tcp; a TCP port of a \
+                 VIP belongs to one L4 service or one listener",
+                v.name,
+                vip_port(v.vip, v.port)
+            ),
+        )
+        .see(Locus::Path(item("service", j).key("port")), "service"));
+    }
+    Ok(())
+}
+
+/// `snat`: addresses of ports, each once, of either family (a backend is
+/// connected from those of its own).
+fn snat(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+    let at = item("listener", i).key("snat");
+    for (k, &ip) in l.snat.iter().enumerate() {
+        if !cfg.ports.iter().any(|p| p.owns(ip)) {
+            let own: Vec<String> = cfg
+                .ports
+                .iter()
+                .flat_map(|p| &p.addresses)
+                .map(|c| c.addr().to_string())
+                .collect();
+            return Err(Problem::new(
+                at.clone().index(k),
+                format!(
+                    "{owner}: snat address {ip} is not an address of any [[port]] (port addresses: \
+                     {}); Sluice can only receive replies on its own addresses",
+                    own.join(", ")
+                ),
+            ));
+        }
+        if let Some(first) = l.snat[..k].iter().position(|&s| s == ip) {
+            return Err(Problem::new(
+                at.clone().index(k),
+                format!("{owner}: snat address {ip} is listed twice"),
+            )
+            .see(Locus::Path(at.clone().index(first)), "first listed"));
+        }
+    }
+    Ok(())
+}
+
+/// Buffers, connection counts, timeouts and request limits.
+fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
+    let at = |key: &str| item("listener", i).key(key);
+    for (key, value) in [
+        ("client_rx_buffer", l.client_rx_buffer),
+        ("client_tx_buffer", l.client_tx_buffer),
+        ("upstream_rx_buffer", l.upstream_rx_buffer),
+        ("upstream_tx_buffer", l.upstream_tx_buffer),
+    ] {
+        in_range(at(key), owner, key, value.into(), 4096..=16_777_216)?;
+    }
+    in_range(
+        at("max_connections"),
+        owner,
+        "max_connections",
+        l.max_connections.into(),
+        1..=4_194_304,
+    )?;
+    if !(1..=l.max_connections).contains(&l.max_half_open) {
+        return Err(Problem::new(
+            at("max_half_open"),
+            format!(
+                "{owner}: max_half_open {} is out of range 1..=max_connections ({})",
+                l.max_half_open, l.max_connections
+            ),
+        )
+        .or_at(at("max_connections")));
+    }
+    for (key, value) in [
+        ("handshake_timeout_ms", l.handshake_timeout_ms),
+        ("header_timeout_ms", l.header_timeout_ms),
+        ("idle_timeout_ms", l.idle_timeout_ms),
+    ] {
+        in_range(at(key), owner, key, value.into(), 1..=86_400_000)?;
+    }
+    in_range(
+        at("max_head_bytes"),
+        owner,
+        "max_head_bytes",
+        l.max_head_bytes.into(),
+        1024..=1_048_576,
+    )?;
+    if l.max_head_bytes > l.client_rx_buffer {
+        return Err(Problem::new(
+            at("max_head_bytes"),
+            format!(
+                "{owner}: max_head_bytes {} is larger than client_rx_buffer {}: a whole request \
+                 head must fit in the receive buffer",
+                l.max_head_bytes, l.client_rx_buffer
+            ),
+        )
+        .or_at(at("client_rx_buffer")));
+    }
+    in_range(
+        at("max_headers"),
+        owner,
+        "max_headers",
+        l.max_headers.into(),
+        1..=MAX_HEADERS as u64,
+    )?;
+    if !(16..=l.max_head_bytes).contains(&l.max_uri_bytes) {
+        return Err(Problem::new(
+            at("max_uri_bytes"),
+            format!(
+                "{owner}: max_uri_bytes {} is out of range 16..=max_head_bytes ({})",
+                l.max_uri_bytes, l.max_head_bytes
+            ),
+        )
+        .or_at(at("max_head_bytes")));
+    }
+    Ok(())
+}
+
+/// Every cluster the listener sends to exists, and its backends have the
+/// port to connect to.
+fn clusters_used(cfg: &Config, l: &Listener, owner: &str) -> Check {
+    let references = l
+        .default_cluster
+        .iter()
+        .map(|c| (c, "default_cluster of"))
+        .chain(l.routes.iter().map(|r| (&r.cluster, "a route of")));
+    for (name, what) in references {
+        let Some((ci, cluster)) = cfg.cluster(name.get_ref()) else {
+            return Err(Problem {
+                at: vec![Locus::Span(name.span())],
+                message: format!(
+                    "cluster {:?} referenced by {what} {owner} is not defined ({})",
+                    name.get_ref(),
+                    defined_clusters(cfg)
+                ),
+                see: None,
+            });
+        };
+        if let Some((j, b)) = cluster
+            .backends
+            .iter()
+            .enumerate()
+            .find(|(_, b)| b.port.is_none())
+        {
+            return Err(Problem::new(
+                item("cluster", ci).key("backend").index(j),
+                format!(
+                    "backend {} of cluster {:?} has no `port`, but {owner} sends requests to this \
+                     cluster: an L7 listener opens its own connections to backends and needs the \
+                     port to connect to, such as `port = 80`",
+                    b.address, cluster.name
+                ),
+            )
+            .or_at(backend_key(ci, j, "address"))
+            .see(Locus::Span(name.span()), "used"));
+        }
+    }
+    Ok(())
+}
+
+/// Each route's keys, then the whole table through the route compiler.
+fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+    for (j, r) in l.routes.iter().enumerate() {
+        let at = |key: &str| item("listener", i).key("route").index(j).key(key);
+        let owner = format!("{owner}, route[{j}]");
+        if r.path_prefix.is_some() && r.path_exact.is_some() {
+            return Err(Problem::new(
+                at("path_exact"),
+                format!("{owner}: set one of path_prefix and path_exact, not both"),
+            )
+            .see(Locus::Path(at("path_prefix")), "path_prefix"));
+        }
+        if r.rewrite_prefix.is_some() && r.path_prefix.is_none() {
+            return Err(Problem::new(
+                at("rewrite_prefix"),
+                format!(
+                    "{owner}: rewrite_prefix replaces the part of the path matched by \
+                     path_prefix, so it needs path_prefix"
+                ),
+            ));
+        }
+        for key in ["request_headers_set", "response_headers_set"] {
+            let set = if key == "request_headers_set" {
+                &r.request_headers_set
+            } else {
+                &r.response_headers_set
+            };
+            for (k, (name, _)) in set.iter().enumerate() {
+                if let Some((first, _)) =
+                    set[..k].iter().find(|(n, _)| n.eq_ignore_ascii_case(name))
+                {
+                    return Err(Problem::new(
+                        at(key).key(name),
+                        format!(
+                            "{owner}: {key} sets {name} twice (as {first} and {name}; field names \
+                             are case-insensitive)"
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+    let index = |name: &str| cfg.cluster(name).map_or(u32::MAX, |(ci, _)| ci as u32);
+    let (table, default) = l.router_routes(index);
+    match Router::new(table, default) {
+        Ok(_) => Ok(()),
+        Err(e) => Err(match e.route {
+            Some(j) => route_problem(i, j, &l.routes[j], owner, &e.message),
+            None => Problem {
+                at: l
+                    .default_cluster
+                    .iter()
+                    .map(|c| Locus::Span(c.span()))
+                    .chain([Locus::Path(item("listener", i))])
+                    .collect(),
+                message: format!("{owner}: default route: {}", e.message),
+                see: None,
+            },
+        }),
+    }
+}
+
+/// The problem of route `j` that [`Router::new`] refused with `message`,
+/// placed at the key at fault: each condition and each header edit is
+/// compiled on its own to find it.
+fn route_problem(i: usize, j: usize, r: &ListenerRoute, owner: &str, message: &str) -> Problem {
+    let base = item("listener", i).key("route").index(j);
+    let under = |rel: KeyPath| KeyPath(base.0.iter().cloned().chain(rel.0).collect());
+    let refused = |matchers, action| {
+        Router::new(vec![Route { matchers, action }], None)
+            .err()
+            .map(|e| e.message)
+    };
+    let owner = format!("{owner}, route[{j}]");
+    for (key, m) in r.matchers() {
+        if let Some(why) = refused(vec![m], RouteAction::default()) {
+            return Problem::new(under(key.clone()), format!("{owner}: {key}: {why}"))
+                .or_at(base.clone());
+        }
+    }
+    for (key, action) in r.edits() {
+        if let Some(why) = refused(Vec::new(), action) {
+            return Problem::new(under(key), format!("{owner}: {why}")).or_at(base.clone());
+        }
+    }
+    if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
+        let rewrite = |from: &str, to: &str| RouteAction {
+            rewrite_prefix: Some(PrefixRewrite {
+                from: from.to_string(),
+                to: to.to_string(),
+            }),
+            ..RouteAction::default()
+        };
+        if let Some(why) = refused(Vec::new(), rewrite("/", to)) {
+            return Problem::new(
+                under(KeyPath::root("rewrite_prefix")),
+                format!("{owner}: {why}"),
+            )
+            .or_at(base.clone());
+        }
+        if let Some(why) = refused(Vec::new(), rewrite(from, "/")) {
+            return Problem::new(
+                under(KeyPath::root("path_prefix")),
+                format!("{owner}: {why}"),
+            )
+            .or_at(base.clone());
+        }
+    }
+    Problem::new(base, format!("{owner}: {message}"))
+}
