@@ -205,6 +205,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             .zip(&infos)
             .map(|(p, i)| (p.name.clone(), i.id))
             .collect(),
+        health: health.clone(),
     });
     let mut cfg = cfg;
     let admin = if cfg.admin.enabled {

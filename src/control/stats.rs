@@ -21,6 +21,8 @@ pub struct StatsSource {
     pub names: Mutex<Registry>,
     /// (port name, DPDK port id)
     pub ports: Vec<(String, u16)>,
+    /// Backend health (L7 health checks), by backend id.
+    pub health: Arc<crate::l7::health::HealthState>,
 }
 
 impl StatsSource {
@@ -78,6 +80,11 @@ impl StatsSource {
                         s[c as usize]
                     );
                 }
+            } else if c.is_gauge() {
+                let _ = writeln!(out, "# TYPE sluice_{name} gauge");
+                for (w, s) in snaps.iter().enumerate() {
+                    let _ = writeln!(out, "sluice_{name}{{worker=\"{w}\"}} {}", s[c as usize]);
+                }
             } else {
                 let _ = writeln!(out, "# TYPE sluice_{name}_total counter");
                 for (w, s) in snaps.iter().enumerate() {
@@ -113,8 +120,13 @@ impl StatsSource {
             );
         }
         let _ = writeln!(out, "# TYPE sluice_backend_packets_total counter");
-        for (cluster, name, v) in self.backends() {
+        for (id, (cluster, name, v)) in self.backends().into_iter().enumerate() {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
+            let _ = writeln!(
+                out,
+                "sluice_backend_up{{{l}}} {}",
+                u8::from(self.health.is_up(id as u32))
+            );
             let _ = writeln!(
                 out,
                 "sluice_backend_packets_total{{{l}}} {}",
@@ -221,10 +233,12 @@ impl StatsSource {
         let backends = self
             .backends()
             .into_iter()
-            .map(|(c, n, v)| {
+            .enumerate()
+            .map(|(id, (c, n, v))| {
                 (
                     format!("{c}/{n}"),
-                    serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "active": v[3]}),
+                    serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "active": v[3],
+                        "up": self.health.is_up(id as u32)}),
                 )
             })
             .collect::<serde_json::Map<_, _>>();

@@ -125,7 +125,13 @@ impl Engine {
                 }
             }
             None => {
+                // No connection: answer with a RST (RFC 9293 §3.10.7.1), so
+                // that a peer whose connection Sluice forgot (a restart, an
+                // abort) learns it at once.
                 self.counters.inc(Counter::drop_l7_no_conn);
+                if eg.reset(pkt) {
+                    self.counters.inc(Counter::l7_resets_sent);
+                }
                 return;
             }
         };

@@ -165,6 +165,105 @@ impl Egress<'_> {
     }
 }
 
+/// Write into `out` the RST that answers the segment `pkt` (an IPv4 or
+/// IPv6 packet carrying TCP, no options or extension headers) for which
+/// there is no connection, per RFC 9293 §3.10.7.1: if the segment has an
+/// ACK, the RST takes its sequence number from it; otherwise it has
+/// sequence 0 and acknowledges the segment. Returns the packet's length;
+/// `None` for a RST (never answered) or a malformed segment.
+pub fn write_reset(pkt: &[u8], out: &mut [u8]) -> Option<usize> {
+    use crate::wire::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6, sum};
+    use crate::wire::IpProtocol;
+    let v6 = pkt.first()? >> 4 == 6;
+    let (l4, total) = if v6 {
+        (40, 40 + u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]) as usize)
+    } else {
+        (
+            ((pkt[0] & 0x0f) as usize) * 4,
+            u16::from_be_bytes([*pkt.get(2)?, *pkt.get(3)?]) as usize,
+        )
+    };
+    let t = pkt.get(l4..total.min(pkt.len()))?;
+    if t.len() < 20 {
+        return None;
+    }
+    let flags = t[13];
+    if flags & TCP_RST != 0 {
+        return None;
+    }
+    let data_off = ((t[12] >> 4) as usize) * 4;
+    let payload = t.len().checked_sub(data_off)? as u32;
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+    let (rseq, rack, rflags) = if flags & TCP_ACK != 0 {
+        (ack, 0, TCP_RST)
+    } else {
+        let len = payload + u32::from(flags & TCP_SYN != 0) + u32::from(flags & TCP_FIN != 0);
+        (0, seq.wrapping_add(len), TCP_RST | TCP_ACK)
+    };
+    let ip_len = if v6 { 40 } else { 20 };
+    let out = out.get_mut(..ip_len + 20)?;
+    out.fill(0);
+    let tcp_at = ip_len;
+    {
+        let r = &mut out[tcp_at..];
+        r[0..2].copy_from_slice(&t[2..4]);
+        r[2..4].copy_from_slice(&t[0..2]);
+        r[4..8].copy_from_slice(&rseq.to_be_bytes());
+        r[8..12].copy_from_slice(&rack.to_be_bytes());
+        r[12] = 5 << 4;
+        r[13] = rflags;
+    }
+    let pseudo = if v6 {
+        out[0] = 0x60;
+        out[4..6].copy_from_slice(&20u16.to_be_bytes());
+        out[6] = 6;
+        out[7] = 64;
+        out[8..24].copy_from_slice(&pkt[24..40]);
+        out[24..40].copy_from_slice(&pkt[8..24]);
+        let src = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&out[8..24]).ok()?);
+        let dst = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&out[24..40]).ok()?);
+        pseudo_header_v6(&src, &dst, IpProtocol::Tcp, 20)
+    } else {
+        out[0] = 0x45;
+        out[2..4].copy_from_slice(&40u16.to_be_bytes());
+        out[6] = 0x40; // don't fragment
+        out[8] = 64;
+        out[9] = 6;
+        out[12..16].copy_from_slice(&pkt[16..20]);
+        out[16..20].copy_from_slice(&pkt[12..16]);
+        let c = checksum(&out[..20]);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+        let src = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&out[12..16]).ok()?);
+        let dst = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&out[16..20]).ok()?);
+        pseudo_header_v4(&src, &dst, IpProtocol::Tcp, 20)
+    };
+    let c = !fold(pseudo + sum(&out[tcp_at..tcp_at + 20]));
+    out[tcp_at + 16..tcp_at + 18].copy_from_slice(&c.to_be_bytes());
+    Some(ip_len + 20)
+}
+
+impl Egress<'_> {
+    /// Answer a segment that has no connection with a RST.
+    pub fn reset(&mut self, pkt: &[u8]) -> bool {
+        let Some(mut m) = self.pool.alloc() else {
+            return false;
+        };
+        let written = {
+            let (buf, off, _) = m.buffer_mut();
+            let off = off.max(L2_ROOM);
+            write_reset(pkt, &mut buf[off..]).map(|len| (off, len))
+        };
+        match written {
+            Some((off, len)) => {
+                self.send(m, off, len);
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 #[inline]
 pub fn count_flush(counters: &WorkerCounters, f: crate::dpdk::Flushed) {
     counters.add(Counter::tx_packets, f.sent as u64);
@@ -530,3 +629,77 @@ pub const TCP_FIN: u8 = 0x01;
 pub const TCP_SYN: u8 = 0x02;
 pub const TCP_RST: u8 = 0x04;
 pub const TCP_ACK: u8 = 0x10;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{Ipv4Packet, TcpPacket};
+
+    /// An IPv4/TCP segment from 10.0.0.2:40000 to 10.0.0.1:80.
+    fn segment(flags: u8, seq: u32, ack: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0u8; 40 + payload.len()];
+        p[0] = 0x45;
+        p[2..4].copy_from_slice(&((40 + payload.len()) as u16).to_be_bytes());
+        p[8] = 64;
+        p[9] = 6;
+        p[12..16].copy_from_slice(&[10, 0, 0, 2]);
+        p[16..20].copy_from_slice(&[10, 0, 0, 1]);
+        p[20..22].copy_from_slice(&40000u16.to_be_bytes());
+        p[22..24].copy_from_slice(&80u16.to_be_bytes());
+        p[24..28].copy_from_slice(&seq.to_be_bytes());
+        p[28..32].copy_from_slice(&ack.to_be_bytes());
+        p[32] = 5 << 4;
+        p[33] = flags;
+        p[40..].copy_from_slice(payload);
+        p
+    }
+
+    #[test]
+    fn reset_of_an_ack_takes_its_sequence_from_the_ack() {
+        let pkt = segment(TCP_ACK | 0x08, 1000, 5000, b"hello");
+        let mut out = [0u8; 64];
+        let n = write_reset(&pkt, &mut out).unwrap();
+        assert_eq!(n, 40);
+        let ip = Ipv4Packet::new_checked(&out[..n]).unwrap();
+        assert!(ip.verify_checksum());
+        assert_eq!(ip.src_addr(), std::net::Ipv4Addr::new(10, 0, 0, 1));
+        assert_eq!(ip.dst_addr(), std::net::Ipv4Addr::new(10, 0, 0, 2));
+        let tcp = TcpPacket::new_checked(&out[20..n]).unwrap();
+        assert_eq!((tcp.src_port(), tcp.dst_port()), (80, 40000));
+        assert_eq!(tcp.seq_number(), 5000);
+        assert!(tcp.rst() && !tcp.ack());
+        assert!(tcp.verify_checksum_v4(
+            &std::net::Ipv4Addr::new(10, 0, 0, 1),
+            &std::net::Ipv4Addr::new(10, 0, 0, 2)
+        ));
+    }
+
+    #[test]
+    fn reset_of_a_fin_without_ack_acknowledges_it() {
+        let pkt = segment(TCP_FIN, 7, 0, b"abc");
+        let mut out = [0u8; 64];
+        let n = write_reset(&pkt, &mut out).unwrap();
+        let tcp = TcpPacket::new_checked(&out[20..n]).unwrap();
+        assert_eq!(tcp.seq_number(), 0);
+        assert_eq!(tcp.ack_number(), 7 + 3 + 1);
+        assert!(tcp.rst() && tcp.ack());
+    }
+
+    #[test]
+    fn resets_are_never_answered_and_short_segments_are_refused() {
+        let mut out = [0u8; 64];
+        assert_eq!(write_reset(&segment(TCP_RST, 1, 0, b""), &mut out), None);
+        assert_eq!(write_reset(&segment(TCP_ACK, 1, 0, b"")[..30], &mut out), None);
+        assert_eq!(write_reset(&[], &mut out), None);
+    }
+
+    #[test]
+    fn key_of_reads_the_tuple_from_our_side() {
+        let pkt = segment(TCP_SYN, 1, 0, b"");
+        let (k, flags) = key_of(&pkt).unwrap();
+        assert_eq!(flags, TCP_SYN);
+        assert_eq!(k.local, std::net::IpAddr::from([10, 0, 0, 1]));
+        assert_eq!((k.lport, k.rport), (80, 40000));
+        assert!(key_of(&pkt[..30]).is_none());
+    }
+}

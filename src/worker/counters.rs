@@ -66,6 +66,8 @@ counters! {
     l7_rx_segments,
     /// L7: TCP segments sent by the userspace TCP stack.
     l7_tx_segments,
+    /// L7: RSTs sent for segments of no connection.
+    l7_resets_sent,
     /// L7: client connections accepted (SYN to a listener).
     l7_accepted,
     /// L7: client handshakes that did not complete in time.
@@ -201,6 +203,16 @@ counters! {
     /// L7: a segment the userspace stack built could not be sent (no mbuf,
     /// or larger than the mbuf).
     drop_l7_tx_error,
+}
+
+impl Counter {
+    /// A level (set, not added to): exported as a Prometheus gauge.
+    pub fn is_gauge(self) -> bool {
+        matches!(
+            self,
+            Counter::l7_client_conns | Counter::l7_conns | Counter::l7_upstream_idle | Counter::l7_sessions
+        )
+    }
 }
 
 /// One worker's counters, aligned so two workers never share a cache line.
