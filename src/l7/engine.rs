@@ -583,7 +583,9 @@ impl Engine {
         if let Some(ok) = verdict {
             self.probes[backend as usize].conn = None;
             self.probe_result(backend, ok, hc.rise, hc.fall);
-            self.close_conn(eg, snat, slot, true);
+            // A FIN, not a RST: the backend may still be writing the body
+            // it was asked for, and a reset would show up in its logs.
+            self.close_conn(eg, snat, slot, !ok);
         }
     }
 
