@@ -135,7 +135,10 @@ impl Balancer {
                 // (ia + 1) / wa < (ib + 1) / wb.
                 let load = |id: u32| {
                     let w = services.backend(id).map_or(1, |b| b.weight.max(1)) as u64;
-                    (self.inflight.get(id as usize).copied().unwrap_or(0) as u64 + 1, w)
+                    (
+                        self.inflight.get(id as usize).copied().unwrap_or(0) as u64 + 1,
+                        w,
+                    )
                 };
                 let ((ia, wa), (ib, wb)) = (load(a), load(b));
                 Some(if ia * wb <= ib * wa { a } else { b })

@@ -169,8 +169,7 @@ impl Engine {
         self.clients[i] += 1;
         self.half_open[i] += 1;
         self.counters.inc(Counter::l7_accepted);
-        self.conns
-            .arm(slot, eg.now_ns + handshake * 1_000_000);
+        self.conns.arm(slot, eg.now_ns + handshake * 1_000_000);
         Some(slot)
     }
 
@@ -220,7 +219,7 @@ impl Engine {
                         .listeners
                         .get(listener as usize)
                         .map_or(60_000, |l| l.timeouts.idle_ms);
-                    let sid = self.new_session(slot, listener, peer, eg.now_ns + idle * 1_000_000);
+                    let sid = self.new_session(slot, listener, peer, eg.now_ns, idle * 1_000_000);
                     if let Some(c) = self.conns.get(slot) {
                         c.owner = Owner::Client {
                             session: sid,
@@ -232,9 +231,12 @@ impl Engine {
                 State::Listen | State::SynReceived
                     if eg.now_ns
                         < born
-                            + eg.plane.l7.listeners.get(listener as usize).map_or(5000, |l| {
-                                l.timeouts.handshake_ms
-                            }) * 1_000_000 =>
+                            + eg.plane
+                                .l7
+                                .listeners
+                                .get(listener as usize)
+                                .map_or(5000, |l| l.timeouts.handshake_ms)
+                                * 1_000_000 =>
                 {
                     // Still shaking hands; the handshake deadline is armed.
                 }
@@ -279,7 +281,14 @@ impl Engine {
         }
     }
 
-    fn new_session(&mut self, client: u32, listener: u16, peer: IpAddr, deadline: u64) -> u32 {
+    fn new_session(
+        &mut self,
+        client: u32,
+        listener: u16,
+        peer: IpAddr,
+        now: u64,
+        idle_ns: u64,
+    ) -> u32 {
         let sid = match self.free_sessions.pop() {
             Some(s) => s,
             None => {
@@ -287,7 +296,9 @@ impl Engine {
                 (self.sessions.len() - 1) as u32
             }
         };
-        self.sessions[sid as usize] = Some(Box::new(Session::new(sid, client, listener, peer, deadline)));
+        self.sessions[sid as usize] = Some(Box::new(Session::new(
+            sid, client, listener, peer, now, idle_ns,
+        )));
         sid
     }
 
@@ -333,12 +344,21 @@ impl Engine {
     }
 
     /// Close (FIN, or RST with `abort`) a connection Sluice no longer uses.
-    pub(super) fn close_conn(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, abort: bool) {
+    pub(super) fn close_conn(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        slot: u32,
+        abort: bool,
+    ) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
         let listener = match c.owner {
-            Owner::Client { listener, .. } | Owner::Orphan { listener: Some(listener) } => Some(listener),
+            Owner::Client { listener, .. }
+            | Owner::Orphan {
+                listener: Some(listener),
+            } => Some(listener),
             _ => None,
         };
         if abort {
@@ -439,7 +459,12 @@ impl Engine {
     }
 
     /// An idle pooled connection to `backend`, if one is still good.
-    pub(super) fn pooled(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, backend: u32) -> Option<u32> {
+    pub(super) fn pooled(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        backend: u32,
+    ) -> Option<u32> {
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
@@ -456,7 +481,14 @@ impl Engine {
 
     /// Put an upstream connection back in its backend's pool (or close it
     /// when the pool is full).
-    pub(super) fn release(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32, max_idle: u32) {
+    pub(super) fn release(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        slot: u32,
+        backend: u32,
+        max_idle: u32,
+    ) {
         let pool_len = self.idle.get(backend as usize).map_or(0, |v| v.len());
         if pool_len >= max_idle as usize {
             self.close_conn(eg, snat, slot, false);
@@ -487,7 +519,8 @@ impl Engine {
         self.last_probe_scan = now;
         let plane = eg.plane;
         if self.probes.len() < plane.services.backends.len() {
-            self.probes.resize(plane.services.backends.len(), Probe::default());
+            self.probes
+                .resize(plane.services.backends.len(), Probe::default());
         }
         for b in plane.services.backends.iter().flatten() {
             let Some(hc) = plane.l7.cluster(b.cluster).health.as_ref() else {
@@ -513,7 +546,14 @@ impl Engine {
             p.started_ns = now;
             p.sent = false;
             p.buf.clear();
-            match self.connect(eg, snat, u16::MAX, id, Owner::Health { backend: id }, (4096, 4096)) {
+            match self.connect(
+                eg,
+                snat,
+                u16::MAX,
+                id,
+                Owner::Health { backend: id },
+                (4096, 4096),
+            ) {
                 Ok(slot) => {
                     self.probes[id as usize].conn = Some(slot);
                     self.conns.arm(slot, now + hc.timeout_ms * 1_000_000);
@@ -560,13 +600,12 @@ impl Engine {
         while s.can_recv() && p.buf.len() < 256 {
             let room = 256 - p.buf.len();
             let buf = &mut p.buf;
-            if s
-                .recv(|d| {
-                    let n = d.len().min(room);
-                    buf.extend_from_slice(&d[..n]);
-                    (n, n)
-                })
-                .unwrap_or(0)
+            if s.recv(|d| {
+                let n = d.len().min(room);
+                buf.extend_from_slice(&d[..n]);
+                (n, n)
+            })
+            .unwrap_or(0)
                 == 0
             {
                 break;
@@ -596,7 +635,8 @@ impl Engine {
         } else {
             Counter::l7_health_failed
         });
-        if let Some(up) = health::record(&mut self.probes[backend as usize], ok, was_up, rise, fall) {
+        if let Some(up) = health::record(&mut self.probes[backend as usize], ok, was_up, rise, fall)
+        {
             self.health.set(backend, up);
             if up {
                 log::info!("backend id {backend} is up (health check)");

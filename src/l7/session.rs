@@ -211,10 +211,20 @@ pub struct Session {
     deadline: u64,
     armed: u64,
     head_started: u64,
+    /// The time of the current step, and the listener's idle timeout.
+    now: u64,
+    idle_ns: u64,
 }
 
 impl Session {
-    pub fn new(id: u32, client: u32, listener: u16, peer: IpAddr, deadline: u64) -> Session {
+    pub fn new(
+        id: u32,
+        client: u32,
+        listener: u16,
+        peer: IpAddr,
+        now: u64,
+        idle_ns: u64,
+    ) -> Session {
         Session {
             id,
             client,
@@ -243,9 +253,11 @@ impl Session {
             tried: Vec::new(),
             resp_edits: None,
             set_cookie: None,
-            deadline,
+            deadline: now + idle_ns,
             armed: u64::MAX,
             head_started: 0,
+            now,
+            idle_ns,
         }
     }
 
@@ -268,6 +280,7 @@ impl Session {
 
     pub fn step(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Step {
         let now = eg.now_ns;
+        self.now = now;
         let alive = e
             .conns
             .get_ref(self.client)
@@ -338,7 +351,10 @@ impl Session {
         let Some(c) = e.conns.get(self.upstream) else {
             return false;
         };
-        let n = c.socket().send_slice(&self.up_out[self.up_pos..]).unwrap_or(0);
+        let n = c
+            .socket()
+            .send_slice(&self.up_out[self.up_pos..])
+            .unwrap_or(0);
         self.up_pos += n;
         if self.up_pos == self.up_out.len() {
             self.up_out.clear();
@@ -353,7 +369,12 @@ impl Session {
 
     // ------------------------------------------------------------- phases
 
-    fn head(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Result<bool, Step> {
+    fn head(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Result<bool, Step> {
         let now = eg.now_ns;
         if !self.client_flushed() {
             return Ok(false);
@@ -480,7 +501,9 @@ impl Session {
         self.head_started = 0;
         if self.req_body != Body::Done && !self.cin.is_empty() {
             let out = &mut self.up_out;
-            match pump(&mut self.req_body, &self.cin, &mut |b| out.extend_from_slice(b)) {
+            match pump(&mut self.req_body, &self.cin, &mut |b| {
+                out.extend_from_slice(b)
+            }) {
                 Ok(n) => {
                     self.cin.drain(..n);
                 }
@@ -558,7 +581,12 @@ impl Session {
         }
     }
 
-    fn connecting(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Result<bool, Step> {
+    fn connecting(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Result<bool, Step> {
         let state = e.conns.get_ref(self.upstream).map(|c| c.sock().state());
         match state {
             Some(State::Established) => {
@@ -601,7 +629,12 @@ impl Session {
         Ok(false)
     }
 
-    fn waiting(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Result<bool, Step> {
+    fn waiting(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Result<bool, Step> {
         let mut progress = self.flush_up(e);
         progress |= self.pump_request(e, eg)?;
         let limits = self.listener(eg).limits;
@@ -743,7 +776,9 @@ impl Session {
         self.rin.drain(..head_len);
         if !self.rin.is_empty() {
             let out = &mut self.cl_out;
-            match pump(&mut self.resp_body, &self.rin, &mut |b| out.extend_from_slice(b)) {
+            match pump(&mut self.resp_body, &self.rin, &mut |b| {
+                out.extend_from_slice(b)
+            }) {
                 Ok(n) => {
                     if n < self.rin.len() {
                         // More than the response: the connection cannot be
@@ -763,7 +798,12 @@ impl Session {
         Ok(true)
     }
 
-    fn response(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Result<bool, Step> {
+    fn response(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Result<bool, Step> {
         let now = eg.now_ns;
         let mut progress = self.flush_up(e);
         progress |= self.pump_request(e, eg)?;
@@ -785,7 +825,8 @@ impl Session {
                 progress = true;
                 self.set_deadline(now + self.listener(eg).timeouts.idle_ms * 1_000_000);
             }
-            if self.resp_body != Body::Done && (eof(u.sock()) || u.sock().state() == State::Closed) {
+            if self.resp_body != Body::Done && (eof(u.sock()) || u.sock().state() == State::Closed)
+            {
                 if self.resp_body == Body::UntilClose {
                     self.resp_body = Body::Done;
                 } else {
@@ -848,7 +889,10 @@ impl Session {
             progress = true;
             self.set_deadline(eg.now_ns + self.listener(eg).timeouts.idle_ms * 1_000_000);
         }
-        let (c_eof, u_eof) = (eof(c.sock()), eof(u.sock()) || u.sock().state() == State::Closed);
+        let (c_eof, u_eof) = (
+            eof(c.sock()),
+            eof(u.sock()) || u.sock().state() == State::Closed,
+        );
         if c_eof || u_eof {
             // One side is done: close both once what it sent is through.
             if c_eof {
@@ -915,7 +959,12 @@ impl Session {
     }
 
     /// Another attempt on another backend (up_out holds the request).
-    fn retry(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Result<bool, Step> {
+    fn retry(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Result<bool, Step> {
         let plane: &crate::worker::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         self.attempts += 1;
@@ -931,9 +980,16 @@ impl Session {
         // The router already ran; pick again, avoiding what failed.
         let view = NoView;
         let tried = std::mem::take(&mut self.tried);
-        let pick = e
-            .balancer
-            .pick(&plane.services, policy, &e.health, self.cluster, &view, self.peer, &tried, rand);
+        let pick = e.balancer.pick(
+            &plane.services,
+            policy,
+            &e.health,
+            self.cluster,
+            &view,
+            self.peer,
+            &tried,
+            rand,
+        );
         self.tried = tried;
         match pick {
             Some(b) => self.attach(e, eg, snat, b, None),
@@ -970,6 +1026,8 @@ impl Session {
         self.client_keep = false;
         self.req_body = Body::Done;
         self.phase = Phase::Closing;
+        // The client gets an idle period to read the answer.
+        self.deadline = self.now + self.idle_ns;
         Ok(true)
     }
 
@@ -982,7 +1040,12 @@ impl Session {
     }
 
     /// A deadline passed. `None`: not really (moved on since), carry on.
-    fn timeout(&mut self, e: &mut Engine, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> Option<Step> {
+    fn timeout(
+        &mut self,
+        e: &mut Engine,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+    ) -> Option<Step> {
         let r = match self.phase {
             Phase::Head if self.cin.is_empty() => {
                 // Idle keep-alive connection: close it quietly.

@@ -176,7 +176,10 @@ pub fn write_reset(pkt: &[u8], out: &mut [u8]) -> Option<usize> {
     use crate::wire::IpProtocol;
     let v6 = pkt.first()? >> 4 == 6;
     let (l4, total) = if v6 {
-        (40, 40 + u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]) as usize)
+        (
+            40,
+            40 + u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]) as usize,
+        )
     } else {
         (
             ((pkt[0] & 0x0f) as usize) * 4,
@@ -422,14 +425,18 @@ impl Conns {
     /// Two different connections at once (a session's client and upstream
     /// sides).
     pub fn pair(&mut self, a: u32, b: u32) -> Option<(&mut Conn, &mut Conn)> {
-        let [x, y] = self
-            .slots
-            .get_disjoint_mut([a as usize, b as usize])
-            .ok()?;
+        let [x, y] = self.slots.get_disjoint_mut([a as usize, b as usize]).ok()?;
         Some((x.as_deref_mut()?, y.as_deref_mut()?))
     }
 
-    fn new_conn(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Conn {
+    fn new_conn(
+        &mut self,
+        key: Key,
+        owner: Owner,
+        opts: SocketOpts,
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+    ) -> Conn {
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = self.random();
         let mut dev = Dev {
@@ -483,7 +490,14 @@ impl Conns {
 
     /// A listening socket for the SYN `key` (local = the listener's
     /// address and port) is created; the caller then delivers the SYN.
-    pub fn accept(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Option<u32> {
+    pub fn accept(
+        &mut self,
+        key: Key,
+        owner: Owner,
+        opts: SocketOpts,
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+    ) -> Option<u32> {
         let mut c = self.new_conn(key, owner, opts, now_ns, eg);
         c.socket().listen(key.lport).ok()?;
         c.half_open = true;
@@ -491,7 +505,14 @@ impl Conns {
     }
 
     /// An active open from `key.local:key.lport` to `key.remote:key.rport`.
-    pub fn connect(&mut self, key: Key, owner: Owner, opts: SocketOpts, now_ns: u64, eg: &mut Egress<'_>) -> Option<u32> {
+    pub fn connect(
+        &mut self,
+        key: Key,
+        owner: Owner,
+        opts: SocketOpts,
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+    ) -> Option<u32> {
         let mut c = self.new_conn(key, owner, opts, now_ns, eg);
         let Conn {
             iface,
@@ -516,7 +537,11 @@ impl Conns {
     /// and re-arm its timer. Returns false if the slot is empty.
     pub fn poll(&mut self, slot: u32, rx: Option<&[u8]>, now_ns: u64, eg: &mut Egress<'_>) -> bool {
         let mtu = self.mtu;
-        let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) else {
+        let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
             return false;
         };
         let now = instant(now_ns);
@@ -535,7 +560,11 @@ impl Conns {
     /// Ask to be woken at `at_ns` (a session deadline).
     pub fn arm(&mut self, slot: u32, at_ns: u64) {
         let ms = at_ns.div_ceil(1_000_000);
-        if let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) {
+        if let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|c| c.as_deref_mut())
+        {
             if ms < c.armed_ms || c.armed_ms <= at_ns / 1_000_000 {
                 c.armed_ms = ms;
             }
@@ -552,7 +581,11 @@ impl Conns {
                 return None;
             }
             self.timers.pop();
-            if let Some(c) = self.slots.get_mut(slot as usize).and_then(|c| c.as_deref_mut()) {
+            if let Some(c) = self
+                .slots
+                .get_mut(slot as usize)
+                .and_then(|c| c.as_deref_mut())
+            {
                 if c.armed_ms <= ms {
                     c.armed_ms = u64::MAX;
                 }
@@ -689,7 +722,10 @@ mod tests {
     fn resets_are_never_answered_and_short_segments_are_refused() {
         let mut out = [0u8; 64];
         assert_eq!(write_reset(&segment(TCP_RST, 1, 0, b""), &mut out), None);
-        assert_eq!(write_reset(&segment(TCP_ACK, 1, 0, b"")[..30], &mut out), None);
+        assert_eq!(
+            write_reset(&segment(TCP_ACK, 1, 0, b"")[..30], &mut out),
+            None
+        );
         assert_eq!(write_reset(&[], &mut out), None);
     }
 

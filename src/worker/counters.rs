@@ -210,7 +210,10 @@ impl Counter {
     pub fn is_gauge(self) -> bool {
         matches!(
             self,
-            Counter::l7_client_conns | Counter::l7_conns | Counter::l7_upstream_idle | Counter::l7_sessions
+            Counter::l7_client_conns
+                | Counter::l7_conns
+                | Counter::l7_upstream_idle
+                | Counter::l7_sessions
         )
     }
 }

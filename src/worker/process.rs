@@ -53,7 +53,10 @@ pub enum Verdict {
     },
     /// A TCP segment for the L7 engine (a listener or one of its
     /// connections): the IP packet is `buf[l3..end]`.
-    L7 { l3: usize, end: usize },
+    L7 {
+        l3: usize,
+        end: usize,
+    },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),

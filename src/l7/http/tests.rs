@@ -456,7 +456,9 @@ fn every_error_has_a_canned_response() {
 
 #[test]
 fn canned_responses_are_well_framed() {
-    for status in [400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505, 999] {
+    for status in [
+        400, 404, 408, 413, 414, 431, 500, 501, 502, 503, 504, 505, 999,
+    ] {
         let response = error_response(status);
         let head = parse_response_head(response, &Limits::default(), Method::Get)
             .expect("valid")
