@@ -84,7 +84,7 @@ impl Engine {
             half_open: Vec::new(),
             health: setup.health,
             prober: setup.prober,
-            probes: vec![Probe::default(); 0],
+            probes: Vec::new(),
             last_probe_scan: 0,
             counters: setup.counters,
             request_seq: (setup.worker as u64) << 48,
