@@ -52,6 +52,13 @@ impl StatsSource {
             .collect()
     }
 
+    /// Per-backend L7 totals: [requests, failed attempts, 5xx, in flight],
+    /// by backend id.
+    pub fn backends_l7(&self) -> Vec<[u64; 4]> {
+        let n = self.names.lock().unwrap().backend_names.len();
+        (0..n).map(|id| self.sum(|l| &l.backend_l7[id])).collect()
+    }
+
     fn sum<F: Fn(&L4Counters) -> &[std::sync::atomic::AtomicU64; 4]>(&self, f: F) -> [u64; 4] {
         let mut t = [0u64; 4];
         for l in &self.l4 {
@@ -120,8 +127,31 @@ impl StatsSource {
             );
         }
         let _ = writeln!(out, "# TYPE sluice_backend_packets_total counter");
+        let l7 = self.backends_l7();
         for (id, (cluster, name, v)) in self.backends().into_iter().enumerate() {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
+            if let Some(r) = l7.get(id) {
+                let _ = writeln!(
+                    out,
+                    "sluice_backend_requests_total{{{l}}} {}",
+                    r[l4lb::BE_L7_REQUESTS]
+                );
+                let _ = writeln!(
+                    out,
+                    "sluice_backend_failures_total{{{l}}} {}",
+                    r[l4lb::BE_L7_FAILURES]
+                );
+                let _ = writeln!(
+                    out,
+                    "sluice_backend_responses_5xx_total{{{l}}} {}",
+                    r[l4lb::BE_L7_5XX]
+                );
+                let _ = writeln!(
+                    out,
+                    "sluice_backend_requests_in_flight{{{l}}} {}",
+                    r[l4lb::BE_L7_INFLIGHT]
+                );
+            }
             let _ = writeln!(
                 out,
                 "sluice_backend_up{{{l}}} {}",
@@ -230,15 +260,18 @@ impl StatsSource {
                 (n, serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "drops": v[3]}))
             })
             .collect::<serde_json::Map<_, _>>();
+        let l7 = self.backends_l7();
         let backends = self
             .backends()
             .into_iter()
             .enumerate()
             .map(|(id, (c, n, v))| {
+                let r = l7.get(id).copied().unwrap_or_default();
                 (
                     format!("{c}/{n}"),
                     serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "active": v[3],
-                        "up": self.health.is_up(id as u32)}),
+                        "up": self.health.is_up(id as u32),
+                        "requests": r[0], "failures": r[1], "responses_5xx": r[2], "in_flight": r[3]}),
                 )
             })
             .collect::<serde_json::Map<_, _>>();

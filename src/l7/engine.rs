@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use crate::dpdk::Mbuf;
 use crate::worker::counters::{Counter, WorkerCounters};
-use crate::worker::l4lb::SnatPorts;
+use crate::worker::l4lb::{L4Counters, SnatPorts};
 use crate::worker::services::MAX_BACKENDS;
 
 use super::balance::Balancer;
@@ -34,6 +34,8 @@ pub struct EngineSetup {
     /// This worker runs the health probes.
     pub prober: bool,
     pub counters: Arc<WorkerCounters>,
+    /// Per-backend counters (shared with L4).
+    pub backends: Arc<L4Counters>,
 }
 
 pub struct Engine {
@@ -57,6 +59,7 @@ pub struct Engine {
     probes: Vec<Probe>,
     last_probe_scan: u64,
     pub(super) counters: Arc<WorkerCounters>,
+    pub(super) backends: Arc<L4Counters>,
     pub(super) request_seq: u64,
 }
 
@@ -87,6 +90,7 @@ impl Engine {
             probes: Vec::new(),
             last_probe_scan: 0,
             counters: setup.counters,
+            backends: setup.backends,
             request_seq: (setup.worker as u64) << 48,
         }
     }

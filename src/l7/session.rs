@@ -21,7 +21,7 @@ use std::net::IpAddr;
 use smoltcp::socket::tcp::{self, State};
 
 use crate::worker::counters::Counter;
-use crate::worker::l4lb::SnatPorts;
+use crate::worker::l4lb::{SnatPorts, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS};
 
 use super::balance::sticky_value;
 use super::engine::Engine;
@@ -274,6 +274,7 @@ impl Session {
     pub fn release_backend(&mut self, e: &mut Engine) {
         if self.backend != NONE {
             e.balancer.finished(self.backend);
+            e.backends.l7_add(self.backend, BE_L7_INFLIGHT, -1);
             self.backend = NONE;
         }
     }
@@ -534,6 +535,8 @@ impl Session {
         self.backend = backend;
         self.tried.push(backend);
         e.balancer.started(backend);
+        e.backends.l7_add(backend, BE_L7_REQUESTS, 1);
+        e.backends.l7_add(backend, BE_L7_INFLIGHT, 1);
         self.set_cookie = None;
         if let (Some(name), Some(b)) = (&policy.sticky_cookie, plane.services.backend(backend)) {
             let value = sticky_value(b.addr, b.port.unwrap_or(0));
@@ -705,6 +708,9 @@ impl Session {
             self.release_backend(e);
             e.close_conn(eg, snat, up, true);
             return self.retry(e, eg, snat);
+        }
+        if status >= 500 {
+            e.backends.l7_add(self.backend, BE_L7_5XX, 1);
         }
         e.counters.inc(match status {
             100..=199 => Counter::l7_responses_1xx,
@@ -936,6 +942,9 @@ impl Session {
         let plane: &crate::worker::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         let nothing_sent = self.phase == Phase::Connecting;
+        if self.backend != NONE {
+            e.backends.l7_add(self.backend, BE_L7_FAILURES, 1);
+        }
         if self.upstream != NONE {
             let up = self.upstream;
             self.upstream = NONE;

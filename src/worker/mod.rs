@@ -342,6 +342,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         health,
         prober: index == 0,
         counters: counters.clone(),
+        backends: l4.counters.clone(),
     });
     let mut w = Worker {
         l7,
