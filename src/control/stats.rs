@@ -25,6 +25,13 @@ pub struct StatsSource {
     pub health: Arc<crate::l7::health::HealthState>,
 }
 
+/// One labelled metric family of the text exposition.
+struct Family {
+    name: &'static str,
+    kind: &'static str,
+    rows: Vec<(String, u64)>,
+}
+
 impl StatsSource {
     pub fn total(&self) -> [u64; Counter::COUNT] {
         counters::total(&self.workers)
@@ -103,119 +110,144 @@ impl StatsSource {
                 }
             }
         }
-        let _ = writeln!(out, "# TYPE sluice_service_packets_total counter");
+        // Labelled families: each family is one group with its TYPE line,
+        // as the text exposition format requires.
+        let mut families: Vec<Family> = Vec::new();
+        let mut family =
+            |name: &'static str, kind: &'static str, labels: String, v: u64| match families
+                .iter_mut()
+                .find(|f| f.name == name)
+            {
+                Some(f) => f.rows.push((labels, v)),
+                None => families.push(Family {
+                    name,
+                    kind,
+                    rows: vec![(labels, v)],
+                }),
+            };
         for (name, v) in self.services() {
-            let _ = writeln!(
-                out,
-                "sluice_service_packets_total{{service=\"{name}\"}} {}",
-                v[l4lb::SVC_PACKETS]
+            let l = format!("service=\"{name}\"");
+            family(
+                "sluice_service_packets_total",
+                "counter",
+                l.clone(),
+                v[l4lb::SVC_PACKETS],
             );
-            let _ = writeln!(
-                out,
-                "sluice_service_bytes_total{{service=\"{name}\"}} {}",
-                v[l4lb::SVC_BYTES]
+            family(
+                "sluice_service_bytes_total",
+                "counter",
+                l.clone(),
+                v[l4lb::SVC_BYTES],
             );
-            let _ = writeln!(
-                out,
-                "sluice_service_connections_total{{service=\"{name}\"}} {}",
-                v[l4lb::SVC_NEW]
+            family(
+                "sluice_service_connections_total",
+                "counter",
+                l.clone(),
+                v[l4lb::SVC_NEW],
             );
-            let _ = writeln!(
-                out,
-                "sluice_service_drops_total{{service=\"{name}\"}} {}",
-                v[l4lb::SVC_DROPS]
+            family(
+                "sluice_service_drops_total",
+                "counter",
+                l,
+                v[l4lb::SVC_DROPS],
             );
         }
-        let _ = writeln!(out, "# TYPE sluice_backend_packets_total counter");
         let l7 = self.backends_l7();
         for (id, (cluster, name, v)) in self.backends().into_iter().enumerate() {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
-            if let Some(r) = l7.get(id) {
-                let _ = writeln!(
-                    out,
-                    "sluice_backend_requests_total{{{l}}} {}",
-                    r[l4lb::BE_L7_REQUESTS]
-                );
-                let _ = writeln!(
-                    out,
-                    "sluice_backend_failures_total{{{l}}} {}",
-                    r[l4lb::BE_L7_FAILURES]
-                );
-                let _ = writeln!(
-                    out,
-                    "sluice_backend_responses_5xx_total{{{l}}} {}",
-                    r[l4lb::BE_L7_5XX]
-                );
-                let _ = writeln!(
-                    out,
-                    "sluice_backend_requests_in_flight{{{l}}} {}",
-                    r[l4lb::BE_L7_INFLIGHT]
-                );
-            }
-            let _ = writeln!(
-                out,
-                "sluice_backend_up{{{l}}} {}",
-                u8::from(self.health.is_up(id as u32))
+            let up = u64::from(self.health.is_up(id as u32));
+            family("sluice_backend_up", "gauge", l.clone(), up);
+            family(
+                "sluice_backend_packets_total",
+                "counter",
+                l.clone(),
+                v[l4lb::BE_PACKETS],
             );
-            let _ = writeln!(
-                out,
-                "sluice_backend_packets_total{{{l}}} {}",
-                v[l4lb::BE_PACKETS]
+            family(
+                "sluice_backend_bytes_total",
+                "counter",
+                l.clone(),
+                v[l4lb::BE_BYTES],
             );
-            let _ = writeln!(
-                out,
-                "sluice_backend_bytes_total{{{l}}} {}",
-                v[l4lb::BE_BYTES]
+            family(
+                "sluice_backend_connections_total",
+                "counter",
+                l.clone(),
+                v[l4lb::BE_NEW],
             );
-            let _ = writeln!(
-                out,
-                "sluice_backend_connections_total{{{l}}} {}",
-                v[l4lb::BE_NEW]
+            family(
+                "sluice_backend_active_connections",
+                "gauge",
+                l.clone(),
+                v[l4lb::BE_ACTIVE],
             );
-            let _ = writeln!(
-                out,
-                "sluice_backend_active_connections{{{l}}} {}",
-                v[l4lb::BE_ACTIVE]
+            let r = l7.get(id).copied().unwrap_or_default();
+            family(
+                "sluice_backend_requests_total",
+                "counter",
+                l.clone(),
+                r[l4lb::BE_L7_REQUESTS],
+            );
+            family(
+                "sluice_backend_failures_total",
+                "counter",
+                l.clone(),
+                r[l4lb::BE_L7_FAILURES],
+            );
+            family(
+                "sluice_backend_responses_5xx_total",
+                "counter",
+                l.clone(),
+                r[l4lb::BE_L7_5XX],
+            );
+            family(
+                "sluice_backend_requests_in_flight",
+                "gauge",
+                l,
+                r[l4lb::BE_L7_INFLIGHT],
             );
         }
-        let _ = writeln!(out, "# TYPE sluice_port_packets_total counter");
         for (name, id) in &self.ports {
             let s = port::stats(*id);
-            let _ = writeln!(
-                out,
-                "sluice_port_packets_total{{port=\"{name}\",dir=\"rx\"}} {}",
-                s.ipackets
+            let p = |extra: &str| format!("port=\"{name}\"{extra}");
+            family(
+                "sluice_port_packets_total",
+                "counter",
+                p(",dir=\"rx\""),
+                s.ipackets,
             );
-            let _ = writeln!(
-                out,
-                "sluice_port_packets_total{{port=\"{name}\",dir=\"tx\"}} {}",
-                s.opackets
+            family(
+                "sluice_port_packets_total",
+                "counter",
+                p(",dir=\"tx\""),
+                s.opackets,
             );
-            let _ = writeln!(
-                out,
-                "sluice_port_missed_total{{port=\"{name}\"}} {}",
-                s.imissed
+            family("sluice_port_missed_total", "counter", p(""), s.imissed);
+            family(
+                "sluice_port_errors_total",
+                "counter",
+                p(",dir=\"rx\""),
+                s.ierrors,
             );
-            let _ = writeln!(
-                out,
-                "sluice_port_errors_total{{port=\"{name}\",dir=\"rx\"}} {}",
-                s.ierrors
+            family(
+                "sluice_port_errors_total",
+                "counter",
+                p(",dir=\"tx\""),
+                s.oerrors,
             );
-            let _ = writeln!(
-                out,
-                "sluice_port_errors_total{{port=\"{name}\",dir=\"tx\"}} {}",
-                s.oerrors
+            family("sluice_port_rx_nombuf_total", "counter", p(""), s.rx_nombuf);
+            family(
+                "sluice_port_link_up",
+                "gauge",
+                p(""),
+                port::link_up(*id) as u64,
             );
-            let _ = writeln!(
-                out,
-                "sluice_port_rx_nombuf_total{{port=\"{name}\"}} {}",
-                s.rx_nombuf
-            );
-            let _ = writeln!(
-                out,
-                "sluice_port_link_up{{port=\"{name}\"}} {}",
-                port::link_up(*id) as u8
-            );
+        }
+        for f in &families {
+            let _ = writeln!(out, "# TYPE {} {}", f.name, f.kind);
+            for (labels, v) in &f.rows {
+                let _ = writeln!(out, "{}{{{labels}}} {v}", f.name);
+            }
         }
         out
     }
@@ -293,5 +325,46 @@ impl StatsSource {
             .map(|c| format!("{}={}", c.name(), t[*c as usize]))
             .collect::<Vec<_>>()
             .join(" ")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_family_is_one_group_with_one_type_line() {
+        let mut reg = Registry::default();
+        reg.backend_names = vec![("web".into(), "a".into()), ("web".into(), "b".into())];
+        reg.service_names = vec!["s".into()];
+        let l4 = Arc::new(L4Counters::default());
+        l4.l7_add(1, l4lb::BE_L7_REQUESTS, 7);
+        let health = Arc::new(crate::l7::health::HealthState::default());
+        health.set(0, false);
+        let src = StatsSource {
+            workers: vec![Arc::new(WorkerCounters::default())],
+            l4: vec![l4],
+            names: Mutex::new(reg),
+            ports: Vec::new(),
+            health,
+        };
+        let text = src.prometheus();
+        let mut seen: Vec<String> = Vec::new();
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(t) = line.strip_prefix("# TYPE ") {
+                let name = t.split(' ').next().unwrap().to_string();
+                assert!(!seen.contains(&name), "{name} has two TYPE lines");
+                seen.push(name.clone());
+                current = name;
+            } else if !line.starts_with('#') {
+                let name = line.split(['{', ' ']).next().unwrap();
+                assert_eq!(name, current, "{line} outside its family's group");
+            }
+        }
+        assert!(text.contains("sluice_backend_up{cluster=\"web\",backend=\"a\"} 0"));
+        assert!(text.contains("sluice_backend_up{cluster=\"web\",backend=\"b\"} 1"));
+        assert!(text.contains("sluice_backend_requests_total{cluster=\"web\",backend=\"b\"} 7"));
+        assert!(text.contains("# TYPE sluice_l7_client_conns gauge"));
     }
 }
