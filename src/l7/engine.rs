@@ -169,7 +169,10 @@ impl Engine {
             session: NONE,
             listener: li,
         };
-        let slot = self.conns.accept(key, owner, opts, eg.now_ns, eg)?;
+        let Some(slot) = self.conns.accept(key, owner, opts, eg.now_ns, eg) else {
+            self.counters.inc(Counter::drop_l7_no_conn);
+            return None;
+        };
         self.clients[i] += 1;
         self.half_open[i] += 1;
         self.counters.inc(Counter::l7_accepted);
