@@ -371,6 +371,23 @@ addresses = ["{LB_ADDR}/24"]
         );
     }
 
+    /// Every client has gone: no session is left (within 5 s: closes take
+    /// a few round trips). Client connections Sluice closed first may
+    /// still sit in TIME-WAIT (10 s, counted in `l7_client_conns` by
+    /// design), so that gauge is not checked here.
+    fn assert_drained(&self) {
+        let mut left = u64::MAX;
+        let drained = wait_until(secs(5), || {
+            left = self.counter("l7_sessions");
+            left == 0
+        });
+        assert!(
+            drained,
+            "clients are done, but Sluice still holds {left} sessions\n{}",
+            self.diag()
+        );
+    }
+
     fn stats(&self) -> Result<serde_json::Value, String> {
         let f = run(
             self.lb().cmd(&[
@@ -461,18 +478,26 @@ addresses = ["{LB_ADDR}/24"]
     /// Send `bytes` on one new connection to the VIP's `port` and read
     /// until the peer closes or `wait` seconds pass.
     fn raw(&self, port: u16, bytes: &[u8], wait: f64) -> Raw {
+        self.raw_split(port, bytes, wait, None)
+    }
+
+    /// As [`World::raw`], the bytes from `split.0` on sent `split.1`
+    /// seconds after the others.
+    fn raw_split(&self, port: u16, bytes: &[u8], wait: f64, split: Option<(usize, f64)>) -> Raw {
         let file = self.tmp.path().join("raw-request");
         std::fs::write(&file, bytes).unwrap();
-        let f = self.python(
-            RAW_CLIENT,
-            &[
-                file.to_str().unwrap(),
-                VIP,
-                &port.to_string(),
-                &wait.to_string(),
-            ],
-            Duration::from_secs_f64(wait + 10.0),
-        );
+        let mut args = vec![
+            file.to_str().unwrap().to_string(),
+            VIP.to_string(),
+            port.to_string(),
+            wait.to_string(),
+        ];
+        if let Some((at, delay)) = split {
+            args.push(at.to_string());
+            args.push(delay.to_string());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let f = self.python(RAW_CLIENT, &args, Duration::from_secs_f64(wait + 15.0));
         assert!(f.success(), "raw client: {}\n{}", f.text(), self.diag());
         let v: serde_json::Value = serde_json::from_str(f.stdout().trim())
             .unwrap_or_else(|e| panic!("raw client output: {e}\n{}", f.text()));
@@ -560,15 +585,21 @@ fn parse_responses(text: &str) -> Vec<Resp> {
     out
 }
 
-/// Send the bytes of file argv[1] to argv[2]:argv[3] in one write, then
-/// read until the peer closes or argv[4] seconds pass. Prints JSON.
+/// Send the bytes of file argv[1] to argv[2]:argv[3] in one write (or,
+/// with argv[5] and argv[6], the first argv[5] bytes, then the rest
+/// argv[6] seconds later), then read until the peer closes or argv[4]
+/// seconds pass. Prints JSON.
 const RAW_CLIENT: &str = r#"
 import json, socket, sys, time
 data = open(sys.argv[1], "rb").read()
 host, port, wait = sys.argv[2], int(sys.argv[3]), float(sys.argv[4])
 s = socket.create_connection((host, port), timeout=3)
 t0 = time.monotonic()
-s.sendall(data)
+split = int(sys.argv[5]) if len(sys.argv) > 5 else len(data)
+s.sendall(data[:split])
+if split < len(data):
+    time.sleep(float(sys.argv[6]))
+    s.sendall(data[split:])
 s.settimeout(0.1)
 buf, end = b"", "timeout"
 while time.monotonic() < t0 + wait:
@@ -878,6 +909,7 @@ cluster = "web"
         f.text()
     );
 
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[route] took {:?}", started.elapsed());
 }
@@ -955,6 +987,7 @@ fn one_keepalive_client_spreads_over_all_backends() {
             "backend {name} got {got} of {requests} wrk requests: {before:?} -> {after:?}"
         );
     }
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[rr] took {:?}", started.elapsed());
 }
@@ -1022,6 +1055,7 @@ fn sticky_cookie_pins_a_client() {
         "12 requests without the cookie: {replies:?}\n{}",
         f.text()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[sticky] took {:?}", started.elapsed());
 }
@@ -1210,6 +1244,7 @@ fn big_downloads_and_uploads_stream_in_bounded_memory() {
         failures.join("\n"),
         w.diag()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[big] took {:?}", started.elapsed());
 }
@@ -1310,6 +1345,7 @@ fn websocket_echo_through_the_tunnel() {
         "l7_upgrades {before} -> {upgrades}\n{}",
         w.diag()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[ws] took {:?}", started.elapsed());
 }
@@ -1347,7 +1383,7 @@ fn expect_continue_head_and_bodiless_statuses() {
     let mut w = World::new("frame", &[]);
     w.backend("w1", "b1", 8080);
     let mut body = w.cluster("web", "", &["w1"]);
-    body += &simple_listener("web", "");
+    body += &simple_listener("web", "idle_timeout_ms = 2000");
     w.start(&body);
 
     // Expect: 100-continue: the backend's interim 100 must reach curl, so
@@ -1441,6 +1477,58 @@ GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         r.end,
         w.diag()
     );
+
+    // Pipelined requests with bodies (Content-Length, then chunked): each
+    // body ends where its framing says, and the next request follows.
+    let req = b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello\
+POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n2\r\nde\r\n0\r\n\r\n\
+GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let r = w.raw(80, req, 5.0);
+    let resp = r.responses();
+    let bodies: Vec<_> = resp.iter().map(|r| r.body.as_str()).collect();
+    let hello = "bytes=5 sha256=2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824\n";
+    let abcde = "bytes=5 sha256=36bbe50ed96841d10443bcb670d6554f0a34b761be67ec9c4a8ad2c0c44ca42c\n";
+    assert!(
+        bodies == [hello, abcde, "w1 /p3\n"] && r.end == "closed",
+        "pipelined requests with bodies: bodies {bodies:?}, end {}\n{r:?}\n{}",
+        r.end,
+        w.diag()
+    );
+
+    // An HTTP/1.0 client gets a chunked response decoded, delimited by
+    // the close.
+    let r = w.raw(80, b"GET /chunked/3000 HTTP/1.0\r\nHost: x\r\n\r\n", 5.0);
+    let resp = r.responses();
+    let ok = resp.len() == 1
+        && resp[0].status == 200
+        && resp[0].header("Transfer-Encoding").is_none()
+        && resp[0].body.chars().count() == 3000
+        && resp[0]
+            .body
+            .chars()
+            .enumerate()
+            .all(|(i, c)| c as usize == i % 251)
+        && r.end == "closed";
+    assert!(
+        ok,
+        "HTTP/1.0 client, chunked response: {:?} headers, {} body bytes, end {}\n{}",
+        resp.first().map(|r| &r.headers),
+        resp.first().map_or(0, |r| r.body.chars().count()),
+        r.end,
+        w.diag()
+    );
+
+    // A kept-alive connection idle for idle_timeout_ms (2 s) is closed.
+    let r = w.raw(80, b"GET /idle HTTP/1.1\r\nHost: x\r\n\r\n", 6.0);
+    assert!(
+        r.status() == 200 && r.end == "closed" && (1.8..4.0).contains(&r.elapsed),
+        "idle keep-alive connection: want closed after ~2 s, got status {} end {} after {:.2} s\n{}",
+        r.status(),
+        r.end,
+        r.elapsed,
+        w.diag()
+    );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[frame] took {:?}", started.elapsed());
 }
@@ -1609,6 +1697,26 @@ fn hostile_requests_get_exact_statuses_and_never_reach_a_backend() {
         ));
     }
 
+    // The same bad chunk a moment after the head: by then the request
+    // went to a backend, but no response has started, so the client must
+    // still get 400 and a close (and the backend's connection is dropped).
+    let req = b"POST /upload HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n";
+    let head_len = req.len() - 4;
+    let r = w.raw_split(80, req, 3.0, Some((head_len, 0.3)));
+    eprintln!(
+        "[hostile] bad chunk size after the head: status {}, end {}",
+        r.status(),
+        r.end
+    );
+    if r.status() != 400 || r.end != "closed" {
+        failures.push(format!(
+            "bad chunk size after the head: want 400 and close, got {} / {}: {:?}",
+            r.status(),
+            r.end,
+            r.text
+        ));
+    }
+
     // Slowloris: a partial head, then one byte a second. 408 once
     // header_timeout_ms (1.5 s) has passed since the first byte, and close.
     let before = w.counts();
@@ -1649,6 +1757,7 @@ fn hostile_requests_get_exact_statuses_and_never_reach_a_backend() {
         failures.join("\n"),
         w.diag()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[hostile] took {:?}", started.elapsed());
 }
@@ -1822,6 +1931,7 @@ cluster = "flaky"
         failures.join("\n"),
         w.diag()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[fail] took {:?}", started.elapsed());
 }
@@ -1862,7 +1972,7 @@ fn a_backend_killed_mid_load_costs_at_most_its_requests_in_flight() {
     let st = wrk.wait_exit(secs(20));
     let out = wrk.log();
     let (requests, errors, line, non2xx) = parse_wrk(&out);
-    eprintln!("[kill] wrk: {requests} requests, errors {line:?}, non-2xx {non2xx}");
+    eprintln!("[kill] wrk: {requests} requests, errors {line:?}, non-2xx {non2xx}\n{out}\n{}", w.l7_counters());
     assert!(
         st.is_some_and(|s| s.success()) && requests > 100 && errors + non2xx <= 20,
         "wrk -c20 with w3 killed after 2 s: {requests} requests, socket errors {line:?}, \
@@ -1883,6 +1993,7 @@ fn a_backend_killed_mid_load_costs_at_most_its_requests_in_flight() {
         f.text(),
         w.diag()
     );
+    w.assert_drained();
     w.stop_sluice();
     eprintln!("[kill] took {:?}", started.elapsed());
 }
