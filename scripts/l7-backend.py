@@ -20,6 +20,7 @@ Endpoints (any method unless said; HEAD answers as GET without a body):
   /bytes/N             N bytes with Content-Length, streamed in 64 KiB pieces
   /chunked/N           the same bytes with Transfer-Encoding: chunked
                        (byte i of either is i % 251)
+  /truncate/N          Content-Length N, but only N/2 bytes, then close
   POST/PUT /upload     reads the body (Content-Length or chunked) as it
                        arrives; answers "bytes=N sha256=HEX\n"
   /status/NNN          status NNN; a short body unless NNN is 1xx, 204 or 304
@@ -190,6 +191,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.stream(int(path[len("/bytes/") :]), chunked=False)
         if path.startswith("/chunked/"):
             return self.stream(int(path[len("/chunked/") :]), chunked=True)
+        if path.startswith("/truncate/"):
+            return self.stream(int(path[len("/truncate/") :]), chunked=False, truncate=True)
         if path.startswith("/status/"):
             code = int(path[len("/status/") :])
             return self.reply(code, f"{st.name} status {code}\n".encode())
@@ -197,7 +200,7 @@ class Handler(BaseHTTPRequestHandler):
             time.sleep(int(path[len("/slow/") :]) / 1000.0)
         return self.reply(200, f"{st.name} {path}\n".encode())
 
-    def stream(self, n, chunked):
+    def stream(self, n, chunked, truncate=False):
         self.send_response(200)
         self.send_header("X-Backend", self.state.name)
         self.send_header("Content-Type", "application/octet-stream")
@@ -209,6 +212,11 @@ class Handler(BaseHTTPRequestHandler):
         if self.command == "HEAD":
             return
         off = 0
+        if truncate:
+            # Half the promised body, then the connection closes.
+            self.wfile.write(pattern_piece(0, n // 2))
+            self.close_connection = True
+            return
         while off < n:
             piece = pattern_piece(off, min(PIECE, n - off))
             if chunked:

@@ -1199,6 +1199,14 @@ fn big_downloads_and_uploads_stream_in_bounded_memory() {
     }
     let _ = std::fs::remove_file(&out);
 
+    // A client that gives up in the middle of a download: Sluice lets go
+    // of both sides (checked by assert_drained below).
+    let f = w.client_run(
+        &["curl", "-sS", "--max-time", "1", "--limit-rate", "1M", "-o", "/dev/null", &url(&format!("/bytes/{BIG}"))],
+        secs(10),
+    );
+    assert!(!f.success(), "the download was meant to be cut short: {}", f.text());
+
     let file = w.tmp.path().join("upload");
     let mk = Command::new("sh")
         .args([
@@ -1515,6 +1523,16 @@ GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
         resp.first().map(|r| &r.headers),
         resp.first().map_or(0, |r| r.body.chars().count()),
         r.end,
+        w.diag()
+    );
+
+    // The backend closes in the middle of a body: the client must not
+    // take the truncated body for a whole one.
+    let f = w.curl(&["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &url("/truncate/100000")]);
+    assert!(
+        !f.success() && f.stdout().starts_with("200 "),
+        "a body cut short by the backend must end in an error at the client: {}\n{}",
+        f.text(),
         w.diag()
     );
 
