@@ -751,8 +751,20 @@ cluster = "web"
 
     // (description, curl arguments, port, expected backends, expected body)
     let cases: &[(&str, &[&str], &str, &[&str], &str)] = &[
-        ("no route: default cluster", &[], "/plain", &["w1", "w2", "w3"], "/plain"),
-        ("exact host", &["-H", "Host: api.example.com"], "/x", &["a1", "a2"], "/x"),
+        (
+            "no route: default cluster",
+            &[],
+            "/plain",
+            &["w1", "w2", "w3"],
+            "/plain",
+        ),
+        (
+            "exact host",
+            &["-H", "Host: api.example.com"],
+            "/x",
+            &["a1", "a2"],
+            "/x",
+        ),
         (
             "exact host, with port",
             &["-H", "Host: api.example.com:80"],
@@ -774,17 +786,53 @@ cluster = "web"
             &["w1", "w2", "w3"],
             "/w",
         ),
-        ("path prefix, rewritten", &[], "/api/users?id=7", &["a1", "a2"], "/users?id=7"),
+        (
+            "path prefix, rewritten",
+            &[],
+            "/api/users?id=7",
+            &["a1", "a2"],
+            "/users?id=7",
+        ),
         ("path prefix, bare", &[], "/api", &["a1", "a2"], "/"),
-        ("prefix is segment-aware", &[], "/apix", &["w1", "w2", "w3"], "/apix"),
+        (
+            "prefix is segment-aware",
+            &[],
+            "/apix",
+            &["w1", "w2", "w3"],
+            "/apix",
+        ),
         ("path exact", &[], "/exact", &["s1"], "/exact"),
-        ("path exact only", &[], "/exact/more", &["w1", "w2", "w3"], "/exact/more"),
+        (
+            "path exact only",
+            &[],
+            "/exact/more",
+            &["w1", "w2", "w3"],
+            "/exact/more",
+        ),
         ("header", &["-H", "X-Canary: 1"], "/h", &["x1"], "/h"),
-        ("header, other value", &["-H", "X-Canary: 2"], "/h", &["w1", "w2", "w3"], "/h"),
+        (
+            "header, other value",
+            &["-H", "X-Canary: 2"],
+            "/h",
+            &["w1", "w2", "w3"],
+            "/h",
+        ),
         ("cookie", &["-b", "a=b; beta=yes"], "/c", &["y1"], "/c"),
-        ("cookie, other value", &["-b", "beta=no"], "/c", &["w1", "w2", "w3"], "/c"),
+        (
+            "cookie, other value",
+            &["-b", "beta=no"],
+            "/c",
+            &["w1", "w2", "w3"],
+            "/c",
+        ),
         ("query present", &[], "/q?debug", &["s1"], "/q?debug"),
-        ("query with value", &[], "/q?a=1&debug=0", &["s1"], "/q?a=1&debug=0"),
+        (
+            "query with value",
+            &[],
+            "/q?a=1&debug=0",
+            &["s1"],
+            "/q?a=1&debug=0",
+        ),
         ("query absent", &[], "/q?a=1", &["w1", "w2", "w3"], "/q?a=1"),
     ];
     let mut failures = Vec::new();
@@ -858,7 +906,12 @@ cluster = "web"
     );
     let (v, f) = headers_of(
         &w,
-        &["-H", "X-Request-Id: client-id-42", "-H", "X-Forwarded-For: 192.0.2.9"],
+        &[
+            "-H",
+            "X-Request-Id: client-id-42",
+            "-H",
+            "X-Forwarded-For: 192.0.2.9",
+        ],
         "/headers",
     );
     assert!(
@@ -900,7 +953,10 @@ cluster = "web"
         w.diag()
     );
     assert_eq!(before, after, "a 404 must not reach any backend");
-    assert!(w.counter("l7_local_4xx") > local_4xx, "l7_local_4xx counts the 404");
+    assert!(
+        w.counter("l7_local_4xx") > local_4xx,
+        "l7_local_4xx counts the 404"
+    );
     let f = w.curl(&["-w", CURL_W, &format!("http://{VIP}:8080/only/x")]);
     let replies = curl_replies(&f.stdout());
     assert!(
@@ -1026,7 +1082,14 @@ fn sticky_cookie_pins_a_client() {
     let jar_s = jar.to_str().unwrap();
     let u = url("/");
     let mut args = vec![
-        "-b", jar_s, "-c", jar_s, "-H", "Connection: close", "-w", CURL_W,
+        "-b",
+        jar_s,
+        "-c",
+        jar_s,
+        "-H",
+        "Connection: close",
+        "-w",
+        CURL_W,
     ];
     for _ in 0..20 {
         args.push(&u);
@@ -1113,7 +1176,10 @@ impl Drop for RssSampler {
 }
 
 fn sha256_file(path: &Path) -> String {
-    let o = Command::new("sha256sum").arg(path).output().expect("sha256sum");
+    let o = Command::new("sha256sum")
+        .arg(path)
+        .output()
+        .expect("sha256sum");
     String::from_utf8_lossy(&o.stdout)
         .split_whitespace()
         .next()
@@ -1202,10 +1268,24 @@ fn big_downloads_and_uploads_stream_in_bounded_memory() {
     // A client that gives up in the middle of a download: Sluice lets go
     // of both sides (checked by assert_drained below).
     let f = w.client_run(
-        &["curl", "-sS", "--max-time", "1", "--limit-rate", "1M", "-o", "/dev/null", &url(&format!("/bytes/{BIG}"))],
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "1",
+            "--limit-rate",
+            "1M",
+            "-o",
+            "/dev/null",
+            &url(&format!("/bytes/{BIG}")),
+        ],
         secs(10),
     );
-    assert!(!f.success(), "the download was meant to be cut short: {}", f.text());
+    assert!(
+        !f.success(),
+        "the download was meant to be cut short: {}",
+        f.text()
+    );
 
     let file = w.tmp.path().join("upload");
     let mk = Command::new("sh")
@@ -1224,7 +1304,14 @@ fn big_downloads_and_uploads_stream_in_bounded_memory() {
         let base = rss_kib(pid);
         let sampler = RssSampler::start(pid);
         let t0 = Instant::now();
-        let mut args = vec!["curl", "-sS", "--max-time", "150", "-T", file.to_str().unwrap()];
+        let mut args = vec![
+            "curl",
+            "-sS",
+            "--max-time",
+            "150",
+            "-T",
+            file.to_str().unwrap(),
+        ];
         args.extend_from_slice(extra);
         let u = url("/upload");
         args.push(&u);
@@ -1528,7 +1615,13 @@ GET /p3 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
 
     // The backend closes in the middle of a body: the client must not
     // take the truncated body for a whole one.
-    let f = w.curl(&["-o", "/dev/null", "-w", "%{http_code} %{size_download}", &url("/truncate/100000")]);
+    let f = w.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{size_download}",
+        &url("/truncate/100000"),
+    ]);
     assert!(
         !f.success() && f.stdout().starts_with("200 "),
         "a body cut short by the backend must end in an error at the client: {}\n{}",
@@ -1973,15 +2066,9 @@ fn a_backend_killed_mid_load_costs_at_most_its_requests_in_flight() {
     w.start(&body);
 
     let log = w.tmp.path().join("wrk.log");
-    let cmd = w.client().cmd(&[
-        "wrk",
-        "-t2",
-        "-c20",
-        "-d6s",
-        "--timeout",
-        "3s",
-        &url("/"),
-    ]);
+    let cmd = w
+        .client()
+        .cmd(&["wrk", "-t2", "-c20", "-d6s", "--timeout", "3s", &url("/")]);
     let mut wrk = Daemon::spawn("wrk", cmd, &log);
     std::thread::sleep(secs(2));
     let victim = w.find_backend("w3");
@@ -1990,7 +2077,10 @@ fn a_backend_killed_mid_load_costs_at_most_its_requests_in_flight() {
     let st = wrk.wait_exit(secs(20));
     let out = wrk.log();
     let (requests, errors, line, non2xx) = parse_wrk(&out);
-    eprintln!("[kill] wrk: {requests} requests, errors {line:?}, non-2xx {non2xx}\n{out}\n{}", w.l7_counters());
+    eprintln!(
+        "[kill] wrk: {requests} requests, errors {line:?}, non-2xx {non2xx}\n{out}\n{}",
+        w.l7_counters()
+    );
     assert!(
         st.is_some_and(|s| s.success()) && requests > 100 && errors + non2xx <= 20,
         "wrk -c20 with w3 killed after 2 s: {requests} requests, socket errors {line:?}, \
@@ -2149,13 +2239,18 @@ fn ten_thousand_idle_keepalive_connections() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         use std::io::BufRead;
-        for line in std::io::BufReader::new(stdout).lines().map_while(Result::ok) {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
             if tx.send(line).is_err() {
                 break;
             }
         }
     });
-    let ready = rx.recv_timeout(secs(50)).unwrap_or_else(|_| "no answer in 50 s".to_string());
+    let ready = rx
+        .recv_timeout(secs(50))
+        .unwrap_or_else(|_| "no answer in 50 s".to_string());
     eprintln!("[many] client: {ready}");
     let opened: usize = ready
         .strip_prefix("ready ")
@@ -2166,7 +2261,9 @@ fn ten_thousand_idle_keepalive_connections() {
     let rss = rss_kib(w.sluice_pid());
     eprintln!(
         "[many] l7_client_conns {conns}, Sluice RSS {rss} KiB, ports {}",
-        w.stats().map(|v| v["ports"].to_string()).unwrap_or_default()
+        w.stats()
+            .map(|v| v["ports"].to_string())
+            .unwrap_or_default()
     );
     assert!(
         opened == N,
