@@ -701,7 +701,9 @@ impl Session {
             self.rin.drain(..head_len);
             return Ok(true);
         }
-        if policy.retry_on_status.contains(&status) && self.can_retry(e, policy) {
+        // Only a request that can be sent again as it was (idempotent, no
+        // body) is retried on a status; anything else gets the answer.
+        if self.retryable && policy.retry_on_status.contains(&status) && self.can_retry(e, policy) {
             e.counters.inc(Counter::l7_retried_status);
             let up = self.upstream;
             self.upstream = NONE;
