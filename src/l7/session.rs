@@ -590,6 +590,13 @@ impl Session {
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
     ) -> Result<bool, Step> {
+        if self.client_gone(e) && !self.upgrade {
+            e.counters.inc(Counter::l7_client_aborts);
+            if let Some(c) = e.conns.get(self.client) {
+                c.socket().close();
+            }
+            return Err(Step::Finished);
+        }
         let state = e.conns.get_ref(self.upstream).map(|c| c.sock().state());
         match state {
             Some(State::Established) => {
@@ -632,12 +639,28 @@ impl Session {
         Ok(false)
     }
 
+    /// The client closed its side before the response head arrived (the
+    /// whole request was read): nobody will read the answer, so give the
+    /// backend connection up instead of waiting for it (nginx's default).
+    fn client_gone(&self, e: &Engine) -> bool {
+        self.req_body == Body::Done
+            && self.cin.is_empty()
+            && e.conns.get_ref(self.client).is_none_or(|c| eof(c.sock()))
+    }
+
     fn waiting(
         &mut self,
         e: &mut Engine,
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
     ) -> Result<bool, Step> {
+        if self.client_gone(e) && !self.upgrade {
+            e.counters.inc(Counter::l7_client_aborts);
+            if let Some(c) = e.conns.get(self.client) {
+                c.socket().close();
+            }
+            return Err(Step::Finished);
+        }
         let mut progress = self.flush_up(e);
         progress |= self.pump_request(e, eg)?;
         let limits = self.listener(eg).limits;

@@ -97,6 +97,9 @@ counters! {
     /// L7: client connections reset (backend failed mid-response, client
     /// gave up mid-body, bad framing from a backend).
     l7_aborted,
+    /// L7: requests given up because the client closed its connection
+    /// before the response head arrived.
+    l7_client_aborts,
     /// L7: new upstream connections opened.
     l7_upstream_connects,
     /// L7: requests sent on a pooled idle upstream connection.
