@@ -63,9 +63,20 @@ pub struct Engine {
     pub(super) request_seq: u64,
 }
 
-/// Bytes smoltcp may hold unacknowledged before it aborts a connection,
-/// expressed as time (see [`SocketOpts::timeout_ms`]).
-const ABORT_AFTER_MS: u64 = 30_000;
+/// smoltcp's abort timer (see [`SocketOpts::timeout_ms`]) for connections
+/// no session drives: handshakes, the idle pool (so an idle upstream
+/// connection lives this long after its last segment), probes, orphans.
+pub(super) const ABORT_AFTER_MS: u64 = 30_000;
+
+/// An orphan (a connection Sluice closed) is reset after this long even if
+/// its peer keeps it alive with bare ACKs.
+const ORPHAN_MAX_NS: u64 = 60_000_000_000;
+
+/// Turn smoltcp's abort timer on (`Some`) or off for `c`.
+pub(super) fn abort_timer(c: &mut super::tcp::Conn, on: bool) {
+    c.socket()
+        .set_timeout(on.then(|| smoltcp::time::Duration::from_millis(ABORT_AFTER_MS)));
+}
 
 impl Engine {
     pub fn new(setup: EngineSetup) -> Engine {
@@ -219,6 +230,8 @@ impl Engine {
             } => match state {
                 State::Established | State::CloseWait => {
                     c.half_open = false;
+                    // The session's deadlines rule from here on.
+                    abort_timer(c, false);
                     self.dec_half_open(listener);
                     let idle = eg
                         .plane
@@ -278,7 +291,24 @@ impl Engine {
                 }
             }
             Owner::Health { backend } => self.probe_event(eg, snat, slot, backend),
-            Owner::Orphan { .. } => self.reap(snat, slot),
+            Owner::Orphan { .. } => {
+                // Lingering close: whatever still arrives is read and
+                // dropped (so a client still sending a body it was refused
+                // sees its window open and can read the answer), and an
+                // orphan kept alive by bare ACKs is reset in the end.
+                let orphaned = c.orphaned_ns;
+                let s = c.socket();
+                while s.can_recv() {
+                    if s.recv(|d| (d.len(), d.len())).unwrap_or(0) == 0 {
+                        break;
+                    }
+                }
+                if eg.now_ns.saturating_sub(orphaned) > ORPHAN_MAX_NS {
+                    s.abort();
+                }
+                self.conns.poll(slot, None, eg.now_ns, eg);
+                self.reap(snat, slot);
+            }
         }
     }
 
@@ -332,7 +362,7 @@ impl Engine {
                 if s.upstream != NONE {
                     let up = s.upstream;
                     s.release_backend(self);
-                    self.close_conn(eg, snat, up, true);
+                    self.close_conn(eg, snat, up, !s.upstream_clean);
                 }
                 // The client connection lives on until its FIN handshake
                 // (or abort) completes.
@@ -341,6 +371,8 @@ impl Engine {
                         c.owner = Owner::Orphan {
                             listener: Some(listener),
                         };
+                        c.orphaned_ns = eg.now_ns;
+                        abort_timer(c, true);
                     }
                 }
                 self.reap(snat, client);
@@ -373,6 +405,8 @@ impl Engine {
         } else {
             c.socket().close();
         }
+        abort_timer(c, true);
+        c.orphaned_ns = eg.now_ns;
         c.owner = Owner::Orphan { listener };
         self.conns.poll(slot, None, eg.now_ns, eg);
         self.reap(snat, slot);
@@ -444,8 +478,8 @@ impl Engine {
             rport: port,
         };
         if self.conns.find(&key).is_some() {
-            // Still in TIME-WAIT from an earlier connection: skip the port.
-            snat.free(src, lport);
+            // Still held by an earlier connection (TIME-WAIT), which frees
+            // the port when it ends.
             return Err(Counter::drop_snat_exhausted);
         }
         let opts = SocketOpts {
@@ -506,6 +540,8 @@ impl Engine {
                 session: NONE,
                 backend,
             };
+            // Idle in the pool: ends 30 s after the backend's last segment.
+            abort_timer(c, true);
         }
         if let Some(v) = self.idle.get_mut(backend as usize) {
             v.push(slot);
@@ -542,7 +578,14 @@ impl Engine {
                 if now >= p.started_ns + hc.timeout_ms * 1_000_000 {
                     p.conn = None;
                     self.probe_result(id, false, hc.rise, hc.fall);
-                    self.close_conn(eg, snat, slot, true);
+                    // Only if the slot still holds this probe.
+                    let ours = self
+                        .conns
+                        .get_ref(slot)
+                        .is_some_and(|c| c.owner == Owner::Health { backend: id });
+                    if ours {
+                        self.close_conn(eg, snat, slot, true);
+                    }
                 }
                 continue;
             }
@@ -572,11 +615,17 @@ impl Engine {
 
     fn probe_event(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32) {
         let plane = eg.plane;
-        let Some(b) = plane.services.backend(backend) else {
-            self.close_conn(eg, snat, slot, true);
-            return;
-        };
-        let Some(hc) = plane.l7.cluster(b.cluster).health.clone() else {
+        let hc = plane
+            .services
+            .backend(backend)
+            .and_then(|b| plane.l7.cluster(b.cluster).health.clone().map(|h| (b, h)));
+        let Some((b, hc)) = hc else {
+            // The backend or its health check went away in a reload.
+            if let Some(p) = self.probes.get_mut(backend as usize) {
+                if p.conn == Some(slot) {
+                    p.conn = None;
+                }
+            }
             self.close_conn(eg, snat, slot, true);
             return;
         };

@@ -211,6 +211,9 @@ pub struct Session {
     deadline: u64,
     armed: u64,
     head_started: u64,
+    /// The upstream connection ended cleanly (both FINs): close it, do
+    /// not reset it.
+    pub upstream_clean: bool,
     /// The time of the current step, and the listener's idle timeout.
     now: u64,
     idle_ns: u64,
@@ -256,6 +259,7 @@ impl Session {
             deadline: now + idle_ns,
             armed: u64::MAX,
             head_started: 0,
+            upstream_clean: false,
             now,
             idle_ns,
         }
@@ -289,9 +293,13 @@ impl Session {
         if !alive {
             return Step::Finished;
         }
-        if eg.plane.l7.listeners.get(self.listener as usize).is_none() {
-            // The listener went away in a reload.
-            return self.abort_client(e);
+        // The listener by the address and port the client connected to, not
+        // by a position a reload may have changed; gone: the connection
+        // goes too.
+        let key = e.conns.get_ref(self.client).map(|c| c.key);
+        match key.and_then(|k| eg.plane.l7.listener(k.local, k.lport)) {
+            Some(li) => self.listener = li,
+            None => return self.abort_client(e),
         }
         if now >= self.deadline {
             if let Some(step) = self.timeout(e, eg, snat) {
@@ -559,6 +567,7 @@ impl Session {
         if let Some(slot) = e.pooled(eg, snat, backend) {
             if let Some(c) = e.conns.get(slot) {
                 c.owner = owner;
+                super::engine::abort_timer(c, false);
             }
             self.upstream = slot;
             self.phase = Phase::Waiting;
@@ -600,6 +609,9 @@ impl Session {
         let state = e.conns.get_ref(self.upstream).map(|c| c.sock().state());
         match state {
             Some(State::Established) => {
+                if let Some(u) = e.conns.get(self.upstream) {
+                    super::engine::abort_timer(u, false);
+                }
                 let policy = eg.plane.l7.cluster(self.cluster);
                 self.phase = Phase::Waiting;
                 self.set_deadline(eg.now_ns + policy.response_timeout_ms * 1_000_000);
@@ -669,7 +681,7 @@ impl Session {
         };
         let n = recv_into(u.socket(), &mut self.rin, limits.max_head_bytes);
         progress |= n > 0;
-        let up_eof = eof(u.sock()) || u.sock().state() == State::Closed;
+        let up_eof = eof(u.sock());
         if self.rin.is_empty() {
             if up_eof {
                 return self.upstream_failed(e, eg, snat, Failure::Refused);
@@ -856,8 +868,7 @@ impl Session {
                 progress = true;
                 self.set_deadline(now + self.listener(eg).timeouts.idle_ms * 1_000_000);
             }
-            if self.resp_body != Body::Done && (eof(u.sock()) || u.sock().state() == State::Closed)
-            {
+            if self.resp_body != Body::Done && eof(u.sock()) {
                 if self.resp_body == Body::UntilClose {
                     self.resp_body = Body::Done;
                 } else {
@@ -881,7 +892,10 @@ impl Session {
         let up = self.upstream;
         let backend = self.backend;
         self.release_backend(e);
+        // A refused upgrade may have had bytes sent behind its head: the
+        // backend would read them as a request, so the connection is done.
         let reusable = self.upstream_keep
+            && !self.upgrade
             && self.req_body == Body::Done
             && self.up_pos >= self.up_out.len()
             && self.rin.is_empty()
@@ -920,22 +934,19 @@ impl Session {
             progress = true;
             self.set_deadline(eg.now_ns + self.listener(eg).timeouts.idle_ms * 1_000_000);
         }
-        let (c_eof, u_eof) = (
-            eof(c.sock()),
-            eof(u.sock()) || u.sock().state() == State::Closed,
-        );
-        if c_eof || u_eof {
-            // One side is done: close both once what it sent is through.
-            if c_eof {
-                u.socket().close();
-            }
-            if u_eof {
-                c.socket().close();
-            }
-            if c_eof && u_eof || c.socket().send_queue() == 0 && u.socket().send_queue() == 0 {
-                c.socket().close();
-                return Err(Step::Finished);
-            }
+        let (c_eof, u_eof) = (eof(c.sock()), eof(u.sock()));
+        // Half-closes pass through: the side that ended has its FIN
+        // forwarded (after what it sent), and the other direction keeps
+        // flowing until it ends too (a WebSocket close handshake).
+        if c_eof {
+            u.socket().close();
+        }
+        if u_eof {
+            c.socket().close();
+        }
+        if c_eof && u_eof {
+            self.upstream_clean = true;
+            return Err(Step::Finished);
         }
         Ok(progress)
     }
@@ -1104,8 +1115,11 @@ impl Session {
         match r {
             Ok(_) => {
                 // Closing and errors are flushed by the loop; give the
-                // client an idle period to read them.
-                self.set_deadline(eg.now_ns + self.listener(eg).timeouts.idle_ms * 1_000_000);
+                // client an idle period to read them, unless the handler
+                // set a deadline of its own (a retry's connect timeout).
+                if self.deadline <= eg.now_ns {
+                    self.set_deadline(eg.now_ns + self.listener(eg).timeouts.idle_ms * 1_000_000);
+                }
                 None
             }
             Err(step) => Some(step),

@@ -75,6 +75,8 @@ pub struct Conn {
     pub half_open: bool,
     /// When the connection was created (ns).
     pub born_ns: u64,
+    /// When Sluice gave the connection up (ns), for orphans.
+    pub orphaned_ns: u64,
     /// Deadline (ms) of this connection's earliest timer-heap entry.
     armed_ms: u64,
 }
@@ -285,6 +287,10 @@ struct Dev<'a, 'e> {
 struct Rx<'a>(&'a [u8]);
 struct Tx<'a, 'e> {
     eg: &'a mut Egress<'e>,
+    /// Taken in `Device::transmit` (so that an empty pool makes smoltcp
+    /// keep the data); `None` for the token that comes with a received
+    /// packet, which allocates in `consume`.
+    m: Option<crate::dpdk::Mbuf>,
 }
 
 impl phy::RxToken for Rx<'_> {
@@ -295,10 +301,11 @@ impl phy::RxToken for Rx<'_> {
 
 impl phy::TxToken for Tx<'_, '_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
-        // The mbuf is taken here and nowhere else; if the pool is empty (or
-        // the packet does not fit), smoltcp's bytes go to a scratch buffer
-        // and the segment is lost: TCP retransmits it.
-        if let Some(mut m) = self.eg.pool.alloc() {
+        // A token frees what it took: the mbuf goes to the tx buffer or is
+        // dropped (freed) here. If there is none (or the packet does not
+        // fit), smoltcp's bytes go to a scratch buffer and the segment is
+        // lost: TCP retransmits it.
+        if let Some(mut m) = self.m.or_else(|| self.eg.pool.alloc()) {
             let fits = {
                 let (buf, off, _) = m.buffer_mut();
                 off.max(L2_ROOM) + len <= buf.len()
@@ -314,8 +321,12 @@ impl phy::TxToken for Tx<'_, '_> {
             }
         }
         self.eg.counters.inc(Counter::drop_l7_tx_error);
-        let mut scratch = vec![0u8; len];
-        f(&mut scratch)
+        let mut scratch = [0u8; 2048];
+        if len <= scratch.len() {
+            f(&mut scratch[..len])
+        } else {
+            f(&mut vec![0u8; len])
+        }
     }
 }
 
@@ -331,14 +342,21 @@ impl<'e> Device for Dev<'_, 'e> {
 
     fn receive(&mut self, _t: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
         let p = self.rx.take()?;
-        Some((Rx(p), Tx { eg: self.eg }))
+        Some((
+            Rx(p),
+            Tx {
+                eg: self.eg,
+                m: None,
+            },
+        ))
     }
 
     fn transmit(&mut self, _t: Instant) -> Option<Self::TxToken<'_>> {
-        if self.eg.pool.available() == 0 {
-            return None;
-        }
-        Some(Tx { eg: self.eg })
+        let m = self.eg.pool.alloc()?;
+        Some(Tx {
+            eg: self.eg,
+            m: Some(m),
+        })
     }
 
     fn capabilities(&self) -> DeviceCapabilities {
@@ -354,8 +372,11 @@ impl<'e> Device for Dev<'_, 'e> {
 pub struct SocketOpts {
     pub rx_buffer: usize,
     pub tx_buffer: usize,
-    /// smoltcp's own abort timer: no ACK for this long while data is in
-    /// flight or a FIN is unanswered.
+    /// smoltcp's own abort timer: nothing heard from the peer for this
+    /// long (smoltcp arms it whenever the socket is open, idle or not).
+    /// Used while shaking hands, in the pool, for probes and for orphans;
+    /// a connection a session drives has it off, the session's deadlines
+    /// rule instead.
     pub timeout_ms: u64,
 }
 
@@ -468,6 +489,7 @@ impl Conns {
             owner,
             half_open: false,
             born_ns: now_ns,
+            orphaned_ns: 0,
             armed_ms: u64::MAX,
         }
     }
@@ -548,7 +570,12 @@ impl Conns {
         let mut dev = Dev { rx, eg, mtu };
         c.iface.poll(now, &mut dev, &mut c.sockets);
         if let Some(at) = c.iface.poll_at(now, &c.sockets) {
-            let ms = (at.total_micros().max(0) as u64).div_ceil(1000);
+            // "Now" (e.g. data that could not go out for want of an mbuf)
+            // means the next millisecond: never a deadline that `due` would
+            // hand back within the same run.
+            let ms = (at.total_micros().max(0) as u64)
+                .div_ceil(1000)
+                .max(now_ns / 1_000_000 + 1);
             if ms < c.armed_ms || c.armed_ms <= now_ns / 1_000_000 {
                 c.armed_ms = ms;
                 self.timers.push(Reverse((ms, slot)));
