@@ -39,6 +39,7 @@ import struct
 import sys
 import threading
 import time
+import socket
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WS_GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC11B85"
@@ -292,6 +293,10 @@ class Server(ThreadingHTTPServer):
     allow_reuse_address = True
 
 
+class Server6(Server):
+    address_family = socket.AF_INET6
+
+
 def main():
     args = sys.argv[1:]
     if len(args) < 2:
@@ -311,7 +316,7 @@ def main():
             sys.exit(f"unknown option {opt}\n{__doc__}")
     Handler.state = State(name, count_file)
     Handler.log_requests = log
-    srv = Server((bind, port), Handler)
+    srv = (Server6 if ":" in bind else Server)((bind, port), Handler)
     print(f"l7-backend {name} listening on {bind}:{port}", flush=True)
     try:
         srv.serve_forever()

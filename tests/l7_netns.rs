@@ -94,6 +94,8 @@ struct World {
     mbufs: u32,
     /// Extra `net_af_packet` device arguments (`,framecnt=N`).
     vdev_extra: String,
+    /// More addresses of Sluice's port (`, "fd00::1/64"`).
+    port_extra: String,
     tmp: TempDir,
 }
 
@@ -123,6 +125,7 @@ impl World {
             tag: tag.to_string(),
             mbufs: 16383,
             vdev_extra: String::new(),
+            port_extra: String::new(),
             tmp,
         }
     }
@@ -262,12 +265,13 @@ level = "info"
 name = "p0"
 vdev = "net_af_packet0,iface=l0{vdev_extra}"
 mac = "{LB_MAC}"
-addresses = ["{LB_ADDR}/24"]
+addresses = ["{LB_ADDR}/24"{port_extra}]
 {body}"#,
             tag = self.tag,
             file_prefix = self.file_prefix,
             mbufs = self.mbufs,
             vdev_extra = self.vdev_extra,
+            port_extra = self.port_extra,
         );
         std::fs::write(&self.config, cfg).unwrap();
     }
@@ -2317,4 +2321,99 @@ fn ten_thousand_idle_keepalive_connections() {
     drop(child);
     w.stop_sluice();
     eprintln!("[many] took {:?}", started.elapsed());
+}
+
+// ---------------------------------------------------------------- IPv6
+
+#[test]
+fn ipv6_clients_and_backends() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("v6", &["fd00:40::2/64"]);
+    w.port_extra = ", \"fd00:40::1/64\"".into();
+    w.backend("w1", "b1", 8080);
+    // An IPv6 backend on host b3 (IPv6 was left off there: turn it on).
+    {
+        let b3 = w.lan.host("b3");
+        b3.sysctl("net.ipv6.conf.eth0.disable_ipv6", "0");
+        b3.ok(&["ip", "addr", "add", "fd00:40::13/64", "dev", "eth0", "nodad"]);
+    }
+    let script = common::repo().join("scripts/l7-backend.py");
+    let cmd = w.lan.host("b3").cmd(&[
+        "python3",
+        script.to_str().unwrap(),
+        "w6",
+        "8081",
+        "--bind",
+        "::",
+    ]);
+    let log = w.tmp.path().join("backend-w6.log");
+    let daemon = Daemon::spawn("backend w6", cmd, &log);
+    w.backends.push(Backend {
+        name: "w6".into(),
+        addr: "fd00:40::13",
+        port: 8081,
+        daemon,
+    });
+    let direct = wait_until(secs(10), || {
+        run(
+            w.client()
+                .cmd(&["curl", "-sS", "-g", "--max-time", "1", "http://[fd00:40::13]:8081/_count"]),
+            secs(3),
+        )
+        .success()
+    });
+    assert!(direct, "the IPv6 backend does not answer the client directly");
+
+    let mut body = w.cluster("mixed", "balance = \"round-robin\"", &["w1", "w6"]);
+    body += &simple_listener("mixed", "");
+    body += r#"
+[[listener]]
+name = "http6"
+address = "fd00:40::100"
+port = 80
+ingress = "p0"
+default_cluster = "mixed"
+"#;
+    w.start(&body);
+
+    // An IPv6 client on the IPv6 VIP, one kept-alive connection, balanced
+    // per request over an IPv4 and an IPv6 backend.
+    let u = "http://[fd00:40::100]/v6";
+    let mut args = vec!["-g", "-w", CURL_W];
+    for _ in 0..6 {
+        args.push(u);
+    }
+    let f = w.curl(&args);
+    let replies = curl_replies(&f.stdout());
+    let connects: u32 = replies.iter().map(|r| r.1).sum();
+    let on = |b: &str| replies.iter().filter(|r| r.2 == b).count();
+    assert!(
+        replies.len() == 6
+            && replies.iter().all(|r| r.0 == "200")
+            && connects == 1
+            && on("w1") == 3
+            && on("w6") == 3,
+        "6 requests from an IPv6 client over one connection, round robin over an IPv4 and an IPv6 backend: {replies:?}\n{}\n{}",
+        f.text(),
+        w.diag()
+    );
+    // Each backend sees the client's IPv6 address in X-Forwarded-For.
+    for _ in 0..2 {
+        let f = w.curl(&["-g", "http://[fd00:40::100]/headers"]);
+        assert!(
+            f.success() && f.stdout().contains("fd00:40::2"),
+            "X-Forwarded-For carries the IPv6 client: {}",
+            f.text()
+        );
+    }
+    // And the IPv4 VIP still reaches the IPv6 backend.
+    let replies = curl_replies(&w.curl(&["-w", CURL_W, &url("/a"), &url("/b")]).stdout());
+    assert!(
+        replies.iter().all(|r| r.0 == "200") && replies.iter().any(|r| r.2 == "w6"),
+        "IPv4 client to an IPv6 backend: {replies:?}"
+    );
+    w.assert_drained();
+    w.stop_sluice();
+    eprintln!("[v6] took {:?}", started.elapsed());
 }
