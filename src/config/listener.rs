@@ -259,7 +259,7 @@ pub struct Listener {
     pub max_half_open: u32,
     /// Milliseconds a client has to finish the TCP handshake,
     /// 1..=86400000.
-    #[serde(default = "dflt::<5000>")]
+    #[serde(default = "dflt::<10000>")]
     pub handshake_timeout_ms: u32,
     /// Milliseconds a client has to send a complete request head, from its
     /// first byte, 1..=86400000; beyond it: 408 and close.

@@ -1959,7 +1959,7 @@ fn l7_defaults() {
             l.header_timeout_ms,
             l.idle_timeout_ms
         ),
-        (5000, 10_000, 60_000)
+        (10_000, 10_000, 60_000)
     );
     assert_eq!(
         (l.max_head_bytes, l.max_headers, l.max_uri_bytes),
@@ -2265,7 +2265,7 @@ fn l7_summary() {
          the egress port's address",
         "  16384 connections per worker (4096 half-open), buffers client 65536/65536 upstream \
          65536/65536 bytes (rx/tx): 4128.0 MiB per worker",
-        "  timeouts handshake 5000 ms, header 10000 ms, idle 60000 ms; limits head 16384 bytes, \
+        "  timeouts handshake 10000 ms, header 10000 ms, idle 60000 ms; limits head 16384 bytes, \
          100 headers, uri 8192 bytes, body 1073741824 bytes",
         "  route 0: host api.example.com, path_prefix /api -> cluster api, rewrite /api to /\n",
     ] {

@@ -255,7 +255,7 @@ impl Engine {
                                 .l7
                                 .listeners
                                 .get(listener as usize)
-                                .map_or(5000, |l| l.timeouts.handshake_ms)
+                                .map_or(10_000, |l| l.timeouts.handshake_ms)
                                 * 1_000_000 =>
                 {
                     // Still shaking hands; the handshake deadline is armed.

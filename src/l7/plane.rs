@@ -111,7 +111,7 @@ pub struct Timeouts {
 impl Default for Timeouts {
     fn default() -> Self {
         Timeouts {
-            handshake_ms: 5000,
+            handshake_ms: 10_000,
             header_ms: 10_000,
             idle_ms: 60_000,
         }
