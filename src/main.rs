@@ -32,7 +32,8 @@ enum Cmd {
         /// Replace a port's device: NAME=DEVARGS (e.g. p0=net_pcap0,rx_pcap=in.pcap,tx_pcap=out.pcap).
         #[arg(long = "port-device", value_name = "NAME=DEVARGS")]
         port_device: Vec<String>,
-        /// Stop once no packet has arrived for this many milliseconds (pcap replay).
+        /// Stop once no packet has arrived for this many milliseconds (pcap replay);
+        /// before the first packet, 5 s more are allowed for the workers to start.
         #[arg(long, value_name = "MS")]
         exit_on_idle: Option<u64>,
         /// Stop after this many seconds.

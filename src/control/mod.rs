@@ -235,6 +235,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             last_change = Instant::now();
         }
         if let Some(idle) = opts.exit_on_idle {
+            // Before the first packet, allow the workers time to start (a
+            // worker builds its connection table first, which takes a while
+            // on a loaded machine): the idle period only counts once
+            // traffic has been seen, or after 5 s more without any.
+            let idle = if last_rx == 0 {
+                idle + Duration::from_secs(5)
+            } else {
+                idle
+            };
             if last_change.elapsed() >= idle {
                 log::info!("no packet for {idle:?}: stopping");
                 break;
