@@ -2336,7 +2336,15 @@ fn ipv6_clients_and_backends() {
     {
         let b3 = w.lan.host("b3");
         b3.sysctl("net.ipv6.conf.eth0.disable_ipv6", "0");
-        b3.ok(&["ip", "addr", "add", "fd00:40::13/64", "dev", "eth0", "nodad"]);
+        b3.ok(&[
+            "ip",
+            "addr",
+            "add",
+            "fd00:40::13/64",
+            "dev",
+            "eth0",
+            "nodad",
+        ]);
     }
     let script = common::repo().join("scripts/l7-backend.py");
     let cmd = w.lan.host("b3").cmd(&[
@@ -2357,13 +2365,22 @@ fn ipv6_clients_and_backends() {
     });
     let direct = wait_until(secs(10), || {
         run(
-            w.client()
-                .cmd(&["curl", "-sS", "-g", "--max-time", "1", "http://[fd00:40::13]:8081/_count"]),
+            w.client().cmd(&[
+                "curl",
+                "-sS",
+                "-g",
+                "--max-time",
+                "1",
+                "http://[fd00:40::13]:8081/_count",
+            ]),
             secs(3),
         )
         .success()
     });
-    assert!(direct, "the IPv6 backend does not answer the client directly");
+    assert!(
+        direct,
+        "the IPv6 backend does not answer the client directly"
+    );
 
     let mut body = w.cluster("mixed", "balance = \"round-robin\"", &["w1", "w6"]);
     body += &simple_listener("mixed", "");
