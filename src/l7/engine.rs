@@ -46,7 +46,9 @@ pub struct Engine {
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
     /// Per backend id: idle upstream connections (most recent last).
-    pub(super) idle: Vec<Vec<u32>>,
+    idle: Vec<Vec<u32>>,
+    /// Connections in `idle`, all backends together.
+    idle_total: usize,
     pub(super) balancer: Balancer,
     /// Retry tokens (the retry budget): each request adds its cluster's
     /// `retry_budget_percent` / 100, each retry spends one.
@@ -92,6 +94,7 @@ impl Engine {
             touched: Vec::with_capacity(256),
             touched_mark: Vec::new(),
             idle: vec![Vec::new(); MAX_BACKENDS],
+            idle_total: 0,
             balancer: Balancer::new(MAX_BACKENDS, 64),
             retry_tokens: 10.0,
             clients: Vec::new(),
@@ -285,7 +288,9 @@ impl Engine {
                 // asked for) takes it out.
                 if !quiet {
                     if let Some(v) = self.idle.get_mut(backend as usize) {
+                        let before = v.len();
                         v.retain(|&s| s != slot);
+                        self.idle_total -= before - v.len();
                     }
                     self.close_conn(eg, snat, slot, true);
                 }
@@ -507,6 +512,7 @@ impl Engine {
         backend: u32,
     ) -> Option<u32> {
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
+            self.idle_total -= 1;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
                 s.state() == State::Established && s.may_send() && s.recv_queue() == 0
@@ -545,6 +551,7 @@ impl Engine {
         }
         if let Some(v) = self.idle.get_mut(backend as usize) {
             v.push(slot);
+            self.idle_total += 1;
         }
     }
 
@@ -709,7 +716,7 @@ impl Engine {
         self.counters.set(Counter::l7_client_conns, clients as u64);
         self.counters
             .set(Counter::l7_conns, self.conns.len() as u64);
-        let idle: usize = self.idle.iter().map(|v| v.len()).sum();
+        let idle = self.idle_total;
         self.counters.set(Counter::l7_upstream_idle, idle as u64);
         self.counters.set(
             Counter::l7_sessions,

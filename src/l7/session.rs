@@ -157,6 +157,25 @@ fn pump_sockets(
     Ok(total)
 }
 
+/// Hand `out[*pos..]` to connection `slot`'s socket, as much as fits;
+/// `out` is emptied once all of it is through. Returns whether anything
+/// moved.
+fn flush(e: &mut Engine, slot: u32, out: &mut Vec<u8>, pos: &mut usize) -> bool {
+    if slot == NONE || *pos >= out.len() {
+        return false;
+    }
+    let Some(c) = e.conns.get(slot) else {
+        return false;
+    };
+    let n = c.socket().send_slice(&out[*pos..]).unwrap_or(0);
+    *pos += n;
+    if *pos == out.len() {
+        out.clear();
+        *pos = 0;
+    }
+    n > 0
+}
+
 /// The peer has closed its side and everything it sent has been read.
 fn eof(s: &tcp::Socket<'_>) -> bool {
     !s.may_recv() && s.recv_queue() == 0
@@ -331,22 +350,7 @@ impl Session {
     }
 
     fn flush_client(&mut self, e: &mut Engine) -> bool {
-        if self.cl_pos >= self.cl_out.len() {
-            return false;
-        }
-        let Some(c) = e.conns.get(self.client) else {
-            return false;
-        };
-        let n = c
-            .socket()
-            .send_slice(&self.cl_out[self.cl_pos..])
-            .unwrap_or(0);
-        self.cl_pos += n;
-        if self.cl_pos == self.cl_out.len() {
-            self.cl_out.clear();
-            self.cl_pos = 0;
-        }
-        n > 0
+        flush(e, self.client, &mut self.cl_out, &mut self.cl_pos)
     }
 
     fn client_flushed(&self) -> bool {
@@ -354,22 +358,7 @@ impl Session {
     }
 
     fn flush_up(&mut self, e: &mut Engine) -> bool {
-        if self.upstream == NONE || self.up_pos >= self.up_out.len() {
-            return false;
-        }
-        let Some(c) = e.conns.get(self.upstream) else {
-            return false;
-        };
-        let n = c
-            .socket()
-            .send_slice(&self.up_out[self.up_pos..])
-            .unwrap_or(0);
-        self.up_pos += n;
-        if self.up_pos == self.up_out.len() {
-            self.up_out.clear();
-            self.up_pos = 0;
-        }
-        n > 0
+        flush(e, self.upstream, &mut self.up_out, &mut self.up_pos)
     }
 
     fn set_deadline(&mut self, at: u64) {
@@ -599,13 +588,7 @@ impl Session {
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
     ) -> Result<bool, Step> {
-        if self.client_gone(e) && !self.upgrade {
-            e.counters.inc(Counter::l7_client_aborts);
-            if let Some(c) = e.conns.get(self.client) {
-                c.socket().close();
-            }
-            return Err(Step::Finished);
-        }
+        self.give_up_if_client_gone(e)?;
         let state = e.conns.get_ref(self.upstream).map(|c| c.sock().state());
         match state {
             Some(State::Established) => {
@@ -654,10 +637,19 @@ impl Session {
     /// The client closed its side before the response head arrived (the
     /// whole request was read): nobody will read the answer, so give the
     /// backend connection up instead of waiting for it (nginx's default).
-    fn client_gone(&self, e: &Engine) -> bool {
-        self.req_body == Body::Done
+    fn give_up_if_client_gone(&mut self, e: &mut Engine) -> Result<(), Step> {
+        let gone = !self.upgrade
+            && self.req_body == Body::Done
             && self.cin.is_empty()
-            && e.conns.get_ref(self.client).is_none_or(|c| eof(c.sock()))
+            && e.conns.get_ref(self.client).is_none_or(|c| eof(c.sock()));
+        if gone {
+            e.counters.inc(Counter::l7_client_aborts);
+            if let Some(c) = e.conns.get(self.client) {
+                c.socket().close();
+            }
+            return Err(Step::Finished);
+        }
+        Ok(())
     }
 
     fn waiting(
@@ -666,13 +658,7 @@ impl Session {
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
     ) -> Result<bool, Step> {
-        if self.client_gone(e) && !self.upgrade {
-            e.counters.inc(Counter::l7_client_aborts);
-            if let Some(c) = e.conns.get(self.client) {
-                c.socket().close();
-            }
-            return Err(Step::Finished);
-        }
+        self.give_up_if_client_gone(e)?;
         let mut progress = self.flush_up(e);
         progress |= self.pump_request(e, eg)?;
         let limits = self.listener(eg).limits;
