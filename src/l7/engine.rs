@@ -719,8 +719,8 @@ impl Engine {
             p.sent = true;
         }
         let s = c.socket();
-        while s.can_recv() && p.buf.len() < 256 {
-            let room = 256 - p.buf.len();
+        while s.can_recv() && p.buf.len() < health::STATUS_LINE_MAX {
+            let room = health::STATUS_LINE_MAX - p.buf.len();
             let buf = &mut p.buf;
             if s.recv(|d| {
                 let n = d.len().min(room);
@@ -733,13 +733,8 @@ impl Engine {
                 break;
             }
         }
-        let verdict = match health::status_of(&p.buf) {
-            Some(Ok(code)) => Some(code >= hc.expect.0 && code <= hc.expect.1),
-            Some(Err(())) => Some(false),
-            None if p.buf.len() >= 256 => Some(false),
-            None if !matches!(state, State::SynSent | State::Established) => Some(false),
-            None => None,
-        };
+        let open = matches!(state, State::SynSent | State::Established);
+        let verdict = health::verdict(&p.buf, hc.expect, open);
         self.conns.poll(slot, None, eg.now_ns, eg);
         if let Some(ok) = verdict {
             self.probes[backend as usize].conn = None;
