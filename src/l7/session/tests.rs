@@ -349,13 +349,13 @@ impl T {
     }
 
     /// What the backend received since the last call.
-    fn to_backend(&mut self) -> String {
+    fn take_backend_bytes(&mut self) -> String {
         let up = self.f.up.as_mut().expect("no upstream");
         String::from_utf8_lossy(&std::mem::take(&mut up.conn.tx)).into_owned()
     }
 
     /// What the client received since the last call.
-    fn to_client(&mut self) -> String {
+    fn take_client_bytes(&mut self) -> String {
         String::from_utf8_lossy(&std::mem::take(&mut self.f.client.tx)).into_owned()
     }
 
@@ -424,16 +424,20 @@ fn keep_alive_requests_reuse_the_pooled_connection() {
     t.f.backends = vec![1, 2];
     t.client(GET);
     assert_eq!(t.opens(), [1]);
-    assert_eq!(t.to_backend(), "", "nothing goes before the handshake");
+    assert_eq!(
+        t.take_backend_bytes(),
+        "",
+        "nothing goes before the handshake"
+    );
     t.accept();
-    let req = t.to_backend();
+    let req = t.take_backend_bytes();
     assert!(req.starts_with("GET /a HTTP/1.1\r\nHost: web\r\n"), "{req}");
     assert!(req.contains("X-Forwarded-For: 192.0.2.7\r\n"), "{req}");
     assert!(req.contains("X-Forwarded-Proto: http\r\n"), "{req}");
     assert!(req.contains("X-Request-Id: 0123456789abcdef\r\n"), "{req}");
     assert!(req.contains("Via: 1.1 sluice\r\n"), "{req}");
     assert_eq!(t.backend(OK), Step::Continue);
-    let resp = t.to_client();
+    let resp = t.take_client_bytes();
     assert_eq!((status_of(&resp), body_of(&resp)), (200, "hi"));
     assert_eq!(t.releases(), [(1, POOL)]);
 
@@ -449,7 +453,7 @@ fn keep_alive_requests_reuse_the_pooled_connection() {
         .up
         .as_ref()
         .is_some_and(|u| u.backend == 1 && !u.connecting));
-    assert!(t.to_backend().starts_with("GET /a"));
+    assert!(t.take_backend_bytes().starts_with("GET /a"));
     t.backend(OK);
     assert_eq!(t.releases(), [(1, POOL), (2, POOL), (1, POOL)]);
     assert_eq!(t.counted(Counter::l7_responses_2xx), 3);
@@ -462,7 +466,7 @@ fn pipelined_requests_are_answered_in_order() {
     let two = [GET, b"GET /b HTTP/1.1\r\nHost: web\r\n\r\n"].concat();
     t.client(&two);
     t.accept();
-    let first = t.to_backend();
+    let first = t.take_backend_bytes();
     assert!(first.starts_with("GET /a "), "{first}");
     assert!(!first.contains("GET /b"), "the second waits: {first}");
     assert_eq!(
@@ -472,10 +476,10 @@ fn pipelined_requests_are_answered_in_order() {
     );
     t.backend(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nA");
     t.accept();
-    let second = t.to_backend();
+    let second = t.take_backend_bytes();
     assert!(second.starts_with("GET /b "), "{second}");
     t.backend(b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\nB");
-    let out = t.to_client();
+    let out = t.take_client_bytes();
     let a = out.find("\r\n\r\nA").unwrap();
     let b = out.find("\r\n\r\nB").unwrap();
     assert!(a < b, "{out}");
@@ -487,7 +491,7 @@ fn connection_close_ends_the_session_after_the_response() {
     t.client(b"GET / HTTP/1.1\r\nHost: web\r\nConnection: close\r\n\r\n");
     t.accept();
     assert_eq!(t.backend(OK), Step::Finished);
-    assert!(t.to_client().contains("Connection: close\r\n"));
+    assert!(t.take_client_bytes().contains("Connection: close\r\n"));
     assert!(t.f.client.closed && !t.f.client.reset);
     // The backend's connection is still good for others.
     assert_eq!(t.releases(), [(1, POOL)]);
@@ -498,14 +502,14 @@ fn a_head_dribbled_a_byte_at_a_time_gives_the_same_request() {
     let mut whole = T::new();
     whole.client(GET);
     whole.accept();
-    let want = whole.to_backend();
+    let want = whole.take_backend_bytes();
     let mut t = T::new();
     for b in GET {
         assert!(t.f.up.is_none(), "opened before the head was complete");
         t.client(&[*b]);
     }
     t.accept();
-    assert_eq!(t.to_backend(), want);
+    assert_eq!(t.take_backend_bytes(), want);
 }
 
 // ------------------------------------------------------------------ bodies
@@ -513,9 +517,11 @@ fn a_head_dribbled_a_byte_at_a_time_gives_the_same_request() {
 /// (what, request, response, backend ends with FIN, request bytes the
 /// backend must see after the head, what the client must get after the
 /// head, the session ends).
+type BodyCase<'a> = (&'a str, &'a [u8], &'a [u8], bool, &'a str, &'a str, bool);
+
 #[test]
 fn bodies_in_every_framing() {
-    let cases: &[(&str, &[u8], &[u8], bool, &str, &str, bool)] = &[
+    let cases: &[BodyCase] = &[
         (
             "Content-Length both ways",
             b"POST /u HTTP/1.1\r\nHost: web\r\nContent-Length: 5\r\n\r\nhello",
@@ -593,13 +599,13 @@ fn bodies_in_every_framing() {
                 t.client(req);
                 t.accept();
             }
-            let got = t.to_backend();
+            let got = t.take_backend_bytes();
             assert_eq!(body_of(&got), body_up, "{what} (split {split}): {got}");
             let mut step = t.backend(resp);
             if fin {
                 step = t.backend_fin();
             }
-            let out = t.to_client();
+            let out = t.take_client_bytes();
             assert_eq!(body_of(&out), body_down, "{what}: {out}");
             assert_eq!(step == Step::Finished, ends, "{what}: {out}");
             assert!(!t.f.client.reset, "{what}");
@@ -613,21 +619,21 @@ fn bodies_move_only_as_fast_as_the_other_side_takes_them() {
     let mut t = T::new();
     t.client(GET);
     t.accept();
-    t.to_backend();
+    t.take_backend_bytes();
     t.f.client.room = 10;
     let body = "x".repeat(100);
     let resp = format!("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n{body}");
     // The head is queued in the session; the body waits in the upstream
     // socket until the client's window opens.
     t.backend(resp.as_bytes());
-    let mut got = t.to_client();
+    let mut got = t.take_client_bytes();
     let mut rounds = 0;
     while t.releases().is_empty() {
         rounds += 1;
         assert!(rounds < 1000);
         t.f.client.room = 10;
         t.poll();
-        got += &t.to_client();
+        got += &t.take_client_bytes();
         let unread = t.f.up.as_ref().map_or(0, |u| u.conn.rx.len());
         assert!(unread + body_of(&got).len() == 100 || t.f.up.is_none());
     }
@@ -640,14 +646,14 @@ fn a_bad_chunk_with_the_head_is_refused_before_a_backend() {
     let step =
         t.client(b"POST /u HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n");
     assert_eq!(step, Step::Finished);
-    assert_eq!(status_of(&t.to_client()), 400);
+    assert_eq!(status_of(&t.take_client_bytes()), 400);
     assert!(t.opens().is_empty());
     // Later: the request went out, no response yet: still a 400.
     let mut t = T::new();
     t.client(b"POST /u HTTP/1.1\r\nHost: web\r\nTransfer-Encoding: chunked\r\n\r\n");
     t.accept();
     assert_eq!(t.client(b"zz\r\n"), Step::Finished);
-    assert_eq!(status_of(&t.to_client()), 400);
+    assert_eq!(status_of(&t.take_client_bytes()), 400);
     assert_eq!(t.releases(), [(1, Release::Reset)]);
 }
 
@@ -656,13 +662,13 @@ fn expect_continue_is_relayed_to_http11_clients() {
     let mut t = T::new();
     t.client(b"POST /u HTTP/1.1\r\nHost: web\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n");
     t.accept();
-    assert!(t.to_backend().contains("Expect: 100-continue\r\n"));
+    assert!(t.take_backend_bytes().contains("Expect: 100-continue\r\n"));
     t.backend(b"HTTP/1.1 100 Continue\r\n\r\n");
-    assert_eq!(t.to_client(), "HTTP/1.1 100 Continue\r\n\r\n");
+    assert_eq!(t.take_client_bytes(), "HTTP/1.1 100 Continue\r\n\r\n");
     t.client(b"ok");
-    assert_eq!(t.to_backend(), "ok");
+    assert_eq!(t.take_backend_bytes(), "ok");
     t.backend(OK);
-    assert_eq!(status_of(&t.to_client()), 200);
+    assert_eq!(status_of(&t.take_client_bytes()), 200);
 }
 
 // ----------------------------------------------------------------- upgrade
@@ -672,21 +678,21 @@ fn upgrade_becomes_a_tunnel_with_half_closes() {
     let mut t = T::new();
     t.client(b"GET /ws HTTP/1.1\r\nHost: web\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n");
     t.accept();
-    let req = t.to_backend();
+    let req = t.take_backend_bytes();
     assert!(req.contains("Upgrade: websocket\r\n") && req.contains("Connection: upgrade\r\n"));
     t.backend(b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nserver-first");
-    let out = t.to_client();
+    let out = t.take_client_bytes();
     assert_eq!(status_of(&out), 101);
     assert_eq!(body_of(&out), "server-first");
     t.client(b"ping");
-    assert_eq!(t.to_backend(), "ping");
+    assert_eq!(t.take_backend_bytes(), "ping");
     t.backend(b"pong");
-    assert_eq!(t.to_client(), "pong");
+    assert_eq!(t.take_client_bytes(), "pong");
     // The client's FIN goes to the backend; the backend may still talk.
     assert_eq!(t.client_fin(), Step::Continue);
     assert!(t.f.up.as_ref().unwrap().conn.closed);
     t.backend(b"bye");
-    assert_eq!(t.to_client(), "bye");
+    assert_eq!(t.take_client_bytes(), "bye");
     assert_eq!(t.backend_fin(), Step::Finished);
     assert!(t.f.client.closed);
     assert_eq!(t.releases(), [(1, Release::Close)]);
@@ -703,29 +709,33 @@ fn a_101_nobody_asked_for_is_a_502() {
         t.backend(b"HTTP/1.1 101 Switching Protocols\r\n\r\n"),
         Step::Finished
     );
-    assert_eq!(status_of(&t.to_client()), 502);
+    assert_eq!(status_of(&t.take_client_bytes()), 502);
     assert_eq!(t.releases(), [(1, Release::Reset)]);
 }
 
 // ------------------------------------------------- failures and retries
 
-/// (what, cluster tweak, script, client status, backends opened, counters).
+type Script = fn(&mut T);
+
+/// (what, cluster tweak, retry tokens, script, client status, backends
+/// opened, counters).
+type FailureCase<'a> = (
+    &'a str,
+    fn(&mut L7Cluster),
+    f64,
+    Script,
+    u16,
+    &'a [u32],
+    &'a [Counter],
+);
+
 #[test]
 fn failures_and_retries() {
-    type Script = fn(&mut T);
     let refused: Script = |t| {
         t.f.up.as_mut().unwrap().conn.reset = true;
         t.poll();
     };
-    let cases: &[(
-        &str,
-        fn(&mut L7Cluster),
-        f64,
-        Script,
-        u16,
-        &[u32],
-        &[Counter],
-    )] = &[
+    let cases: &[FailureCase] = &[
         (
             "connect refused: retried on the next backend",
             |_| {},
@@ -857,7 +867,7 @@ fn failures_and_retries() {
         }
         t.client(GET);
         script(&mut t);
-        let out = t.to_client();
+        let out = t.take_client_bytes();
         assert_eq!(status_of(&out), status, "{what}: {out}");
         assert_eq!(t.opens(), opened, "{what}");
         for c in counters {
@@ -877,7 +887,7 @@ fn a_request_with_a_body_is_not_replayed() {
     t.client(b"POST /u HTTP/1.1\r\nHost: web\r\nContent-Length: 2\r\n\r\nhi");
     t.accept();
     t.backend_fin();
-    assert_eq!(status_of(&t.to_client()), 502);
+    assert_eq!(status_of(&t.take_client_bytes()), 502);
     assert_eq!(t.opens(), [1]);
     assert_eq!(t.counted(Counter::l7_not_retried), 1);
 }
@@ -905,7 +915,7 @@ fn a_slow_head_gets_408_and_an_idle_connection_closes_quietly() {
     t.client(b"Host: web\r\n");
     // Answered, and closed once the answer is out.
     assert_eq!(t.later(501), Step::Finished);
-    let out = t.to_client();
+    let out = t.take_client_bytes();
     assert_eq!(status_of(&out), 408, "{out}");
     assert_eq!(t.counted(Counter::l7_header_timeouts), 1);
     assert!(t.f.client.closed && !t.f.client.reset);
@@ -914,10 +924,10 @@ fn a_slow_head_gets_408_and_an_idle_connection_closes_quietly() {
     t.client(GET);
     t.accept();
     t.backend(OK);
-    t.to_client();
+    t.take_client_bytes();
     assert_eq!(t.later(4999), Step::Continue);
     assert_eq!(t.later(2), Step::Finished);
-    assert_eq!(t.to_client(), "");
+    assert_eq!(t.take_client_bytes(), "");
     assert!(t.f.client.closed && !t.f.client.reset);
     assert_eq!(t.counted(Counter::l7_idle_closed), 1);
 }
@@ -959,7 +969,7 @@ fn local_answers() {
     for &(what, req, status) in cases {
         let mut t = T::with_plane(plane(L7Cluster::default(), limits));
         let step = t.client(req);
-        let out = t.to_client();
+        let out = t.take_client_bytes();
         assert_eq!(status_of(&out), status, "{what}: {out}");
         assert_eq!(step, Step::Finished, "{what}");
         assert!(t.opens().is_empty(), "{what}");
@@ -979,7 +989,7 @@ fn sticky_cookie_is_set_unless_the_request_named_the_backend() {
     t.client(GET);
     t.accept();
     t.backend(OK);
-    let out = t.to_client();
+    let out = t.take_client_bytes();
     assert!(
         out.contains("Set-Cookie: lb=bbbbbbbbbbbbbbbb; Path=/; HttpOnly; Max-Age=60\r\n\r\nhi"),
         "{out}"
@@ -988,7 +998,7 @@ fn sticky_cookie_is_set_unless_the_request_named_the_backend() {
     t.client(b"GET / HTTP/1.1\r\nHost: web\r\nCookie: lb=bbbbbbbbbbbbbbbb\r\n\r\n");
     t.accept();
     t.backend(OK);
-    assert!(!t.to_client().contains("Set-Cookie"));
+    assert!(!t.take_client_bytes().contains("Set-Cookie"));
 }
 
 // ---------------------------------------------------------- allocations
