@@ -14,7 +14,6 @@ use std::str::FromStr;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::sections::{host_address, host_addresses, Cluster};
 use super::spans::KeyPath;
@@ -224,9 +223,7 @@ pub struct Listener {
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the address.
-    /// Spanned so that errors can point at it; read it with
-    /// [`Listener::ingress_name`].
-    pub ingress: Spanned<String>,
+    pub ingress: String,
     /// The source addresses Sluice connects to backends from, each an
     /// address of a `[[port]]`; a backend is connected from those of its
     /// own family. None of a backend's family: the address of the egress
@@ -234,9 +231,8 @@ pub struct Listener {
     #[serde(default, deserialize_with = "host_addresses")]
     pub snat: Vec<IpAddr>,
     /// The `[[cluster]]` of requests that match no route. None: such
-    /// requests get 404. Read it with [`Listener::default_cluster_name`].
-    #[serde(default)]
-    pub default_cluster: Option<Spanned<String>>,
+    /// requests get 404.
+    pub default_cluster: Option<String>,
     /// Receive buffer of each client connection, bytes, 4096..=16777216.
     #[serde(default = "dflt::<65536>")]
     pub client_rx_buffer: u32,
@@ -322,9 +318,8 @@ pub struct ListenerRoute {
     /// present with any value.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The `[[cluster]]` that serves matching requests. Spanned so that
-    /// errors can point at it; read it with [`ListenerRoute::cluster_name`].
-    pub cluster: Spanned<String>,
+    /// The `[[cluster]]` that serves matching requests.
+    pub cluster: String,
     /// Replaces the `path_prefix` part of the path sent to the backend;
     /// requires `path_prefix`.
     pub rewrite_prefix: Option<String>,
@@ -375,12 +370,12 @@ fn name_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
 impl Listener {
     /// The name of the port on which the address is announced.
     pub fn ingress_name(&self) -> &str {
-        self.ingress.get_ref()
+        &self.ingress
     }
 
     /// The name of the cluster of requests that match no route.
     pub fn default_cluster_name(&self) -> Option<&str> {
-        self.default_cluster.as_ref().map(|c| c.get_ref().as_str())
+        self.default_cluster.as_deref()
     }
 
     /// The names of the clusters this listener sends requests to: the
@@ -448,7 +443,7 @@ impl Listener {
 impl ListenerRoute {
     /// The name of the cluster of matching requests.
     pub fn cluster_name(&self) -> &str {
-        self.cluster.get_ref()
+        &self.cluster
     }
 
     /// The route's conditions, each with the path of its key relative to

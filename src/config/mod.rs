@@ -22,10 +22,10 @@
 //!    (defined ports: wan)`.
 //!
 //! The typed structs keep plain values (no spans) so that the control plane
-//! and workers read them directly; positions for step 3 come from a second
-//! parse into a span index (`spans.rs`). Only the references by name (the
-//! port of a `[[route]]` or `[[neighbor]]`, the cluster and ingress port of a
-//! `[[service]]`) are `toml::Spanned`, as the rest of Sluice expects.
+//! and workers read them directly. The text is parsed once into a
+//! `toml_edit` document, which keeps the span of every key, table and value;
+//! serde reads the structs from it, and an error's key path is looked up in
+//! it only when the error is reported (`spans.rs`).
 //!
 //! # Reloading
 //!
@@ -74,7 +74,6 @@ pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
 
-use spans::SpanIndex;
 
 /// A whole config file, checked.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -143,9 +142,13 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// [`ConfigError::Invalid`] for the first problem in the text, at its line
 /// and column.
 pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(e, text, origin))?;
+    let doc = toml_edit::ImDocument::parse(text)
+        .map_err(|e| ConfigError::from_toml(e.message(), e.span(), None, text, origin))?;
+    let cfg: Config = Config::deserialize(toml_edit::de::Deserializer::from(doc.clone())).map_err(|e| {
+        ConfigError::from_toml(e.message(), e.span(), Some(doc.as_table()), text, origin)
+    })?;
     validate::validate(&cfg)
-        .map_err(|p| ConfigError::from_problem(p, Some((text, &SpanIndex::new(text))), origin))?;
+        .map_err(|p| ConfigError::from_problem(p, Some((text, doc.as_table())), origin))?;
     Ok(cfg)
 }
 

@@ -15,7 +15,6 @@ use std::str::FromStr;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::listener::{Balance, HashOn, HealthCheck};
 use super::types::{Cidr, Mac, Parse, PortDevice};
@@ -393,15 +392,14 @@ pub struct Route {
     /// Next hop, of the prefix's family, inside a connected subnet of
     /// `port` (for IPv6 it may instead be link-local).
     pub via: IpAddr,
-    /// The `[[port]]` the next hop is reached through. Spanned so that
-    /// errors can point at it; read it with `get_ref()`.
-    pub port: Spanned<String>,
+    /// The `[[port]]` the next hop is reached through.
+    pub port: String,
 }
 
 impl Route {
     /// The name of the port the next hop is reached through.
     pub fn port_name(&self) -> &str {
-        self.port.get_ref()
+        &self.port
     }
 }
 
@@ -415,15 +413,14 @@ pub struct Neighbor {
     pub ip: IpAddr,
     /// The neighbor's MAC (unicast).
     pub mac: Mac,
-    /// The `[[port]]` the neighbor is attached to. Spanned so that errors
-    /// can point at it; read it with `get_ref()`.
-    pub port: Spanned<String>,
+    /// The `[[port]]` the neighbor is attached to.
+    pub port: String,
 }
 
 impl Neighbor {
     /// The name of the port the neighbor is attached to.
     pub fn port_name(&self) -> &str {
-        self.port.get_ref()
+        &self.port
     }
 }
 
@@ -772,13 +769,10 @@ pub struct Service {
     #[serde(default)]
     pub mode: ForwardMode,
     /// The `[[cluster]]` whose backends serve this service; its backends
-    /// have the vip's family. Spanned so that errors can point at it; read
-    /// it with [`Service::cluster_name`].
-    pub cluster: Spanned<String>,
+    /// have the vip's family.
+    pub cluster: String,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the vip.
-    /// Spanned so that errors can point at it; read it with
-    /// [`Service::ingress_name`].
-    pub ingress: Spanned<String>,
+    pub ingress: String,
     /// Mode `nat` only: the source addresses Sluice uses towards backends,
     /// each an address of a `[[port]]` (without prefix length) of the vip's
     /// family. Empty: the address of the egress port in the backend's
@@ -790,12 +784,12 @@ pub struct Service {
 impl Service {
     /// The name of the cluster this service forwards to.
     pub fn cluster_name(&self) -> &str {
-        self.cluster.get_ref()
+        &self.cluster
     }
 
     /// The name of the port on which the vip is announced.
     pub fn ingress_name(&self) -> &str {
-        self.ingress.get_ref()
+        &self.ingress
     }
 }
 

@@ -11,7 +11,6 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::ops::Range;
 
 use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
@@ -37,8 +36,6 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub enum Locus {
     /// The value at this path, if the file spells it out.
     Path(KeyPath),
-    /// A byte span of the text, from a `Spanned` value.
-    Span(Range<usize>),
     /// The start of the file: for what is missing altogether.
     Start,
 }
@@ -518,19 +515,17 @@ pub(super) fn find_port<'a>(
     cfg: &'a Config,
     name: &str,
     what: &str,
-    span: Range<usize>,
+    at: KeyPath,
 ) -> Result<&'a Port, Problem> {
-    cfg.ports
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| Problem {
-            at: vec![Locus::Span(span)],
-            message: format!(
+    cfg.ports.iter().find(|p| p.name == name).ok_or_else(|| {
+        Problem::new(
+            at,
+            format!(
                 "port {name:?} referenced by {what} is not defined (defined ports: {})",
                 defined_ports(cfg)
             ),
-            see: None,
-        })
+        )
+    })
 }
 
 fn routes(cfg: &Config) -> Check {
@@ -559,7 +554,7 @@ fn routes(cfg: &Config) -> Check {
                 ),
             ));
         }
-        let port = find_port(cfg, r.port.get_ref(), "route", r.port.span())?;
+        let port = find_port(cfg, &r.port, "route", at("port"))?;
         next_hop(port, r.via, true).map_err(|m| {
             Problem::new(
                 at("via"),
@@ -615,7 +610,7 @@ fn neighbors(cfg: &Config) -> Check {
     let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let at = |key: &str| item("neighbor", i).key(key);
-        let port = find_port(cfg, n.port.get_ref(), "neighbor", n.port.span())?;
+        let port = find_port(cfg, &n.port, "neighbor", at("port"))?;
         next_hop(port, n.ip, true)
             .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
         if !n.mac.is_unicast() || n.mac.is_zero() {
@@ -1011,16 +1006,15 @@ fn services(cfg: &Config) -> Check {
         }
 
         let Some((ci, cluster)) = cfg.cluster(v.cluster_name()) else {
-            return Err(Problem {
-                at: vec![Locus::Span(v.cluster.span())],
-                message: format!(
+            return Err(Problem::new(
+                at("cluster"),
+                format!(
                     "cluster {:?} referenced by service {:?} is not defined ({})",
                     v.cluster_name(),
                     v.name,
                     defined_clusters(cfg)
                 ),
-                see: None,
-            });
+            ));
         };
         if let Some((j, b)) = cluster
             .backends
@@ -1028,9 +1022,9 @@ fn services(cfg: &Config) -> Check {
             .enumerate()
             .find(|(_, b)| b.address.is_ipv4() != v.vip.is_ipv4())
         {
-            return Err(Problem {
-                at: vec![Locus::Span(v.cluster.span())],
-                message: format!(
+            return Err(Problem::new(
+                at("cluster"),
+                format!(
                     "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
                      the backends must have the vip's family",
                     v.name,
@@ -1040,14 +1034,14 @@ fn services(cfg: &Config) -> Check {
                     family(b.address),
                     b.address
                 ),
-                see: Some((Locus::Path(backend_key(ci, j, "address")), "backend")),
-            });
+            )
+            .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
         }
         find_port(
             cfg,
             v.ingress_name(),
             &format!("service {:?}", v.name),
-            v.ingress.span(),
+            at("ingress"),
         )?;
         snat(cfg, i)?;
         if v.mode.is_dsr() {

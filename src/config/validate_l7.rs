@@ -279,7 +279,7 @@ pub(super) fn listeners(cfg: &Config) -> Check {
         }
         names.insert(&l.name, i);
         address(cfg, i, l, &owner)?;
-        find_port(cfg, l.ingress_name(), &owner, l.ingress.span())?;
+        find_port(cfg, l.ingress_name(), &owner, at("ingress"))?;
         snat(cfg, i, l, &owner)?;
         sizing(i, l, &owner)?;
         let need = u64::from(l.max_connections) * l.bytes_per_connection();
@@ -301,7 +301,7 @@ pub(super) fn listeners(cfg: &Config) -> Check {
             )
             .or_at(item("listener", i)));
         }
-        clusters_used(cfg, l, &owner)?;
+        clusters_used(cfg, i, l, &owner)?;
         routes(cfg, i, l, &owner)?;
     }
     Ok(())
@@ -486,23 +486,25 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
 
 /// Every cluster the listener sends to exists, and its backends have the
 /// port to connect to.
-fn clusters_used(cfg: &Config, l: &Listener, owner: &str) -> Check {
+fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+    let listener = item("listener", i);
     let references = l
         .default_cluster
         .iter()
-        .map(|c| (c, "default_cluster of"))
-        .chain(l.routes.iter().map(|r| (&r.cluster, "a route of")));
-    for (name, what) in references {
-        let Some((ci, cluster)) = cfg.cluster(name.get_ref()) else {
-            return Err(Problem {
-                at: vec![Locus::Span(name.span())],
-                message: format!(
-                    "cluster {:?} referenced by {what} {owner} is not defined ({})",
-                    name.get_ref(),
+        .map(|c| (c, listener.clone().key("default_cluster"), "default_cluster of"))
+        .chain(l.routes.iter().enumerate().map(|(j, r)| {
+            let at = listener.clone().key("route").index(j).key("cluster");
+            (&r.cluster, at, "a route of")
+        }));
+    for (name, at, what) in references {
+        let Some((ci, cluster)) = cfg.cluster(name) else {
+            return Err(Problem::new(
+                at,
+                format!(
+                    "cluster {name:?} referenced by {what} {owner} is not defined ({})",
                     defined_clusters(cfg)
                 ),
-                see: None,
-            });
+            ));
         };
         if let Some((j, b)) = cluster
             .backends
@@ -520,7 +522,7 @@ fn clusters_used(cfg: &Config, l: &Listener, owner: &str) -> Check {
                 ),
             )
             .or_at(backend_key(ci, j, "address"))
-            .see(Locus::Span(name.span()), "used"));
+            .see(Locus::Path(at), "used"));
         }
     }
     Ok(())
@@ -578,7 +580,7 @@ fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
                 at: l
                     .default_cluster
                     .iter()
-                    .map(|c| Locus::Span(c.span()))
+                    .map(|_| Locus::Path(item("listener", i).key("default_cluster")))
                     .chain([Locus::Path(item("listener", i))])
                     .collect(),
                 message: format!("{owner}: default route: {}", e.message),
