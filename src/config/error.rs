@@ -90,7 +90,10 @@ impl ConfigError {
                 message = format!("{to}{rest}");
             }
         }
-        if let Some(context) = doc.zip(span.clone()).and_then(|(d, s)| spans::context(d, s.start)) {
+        if let Some(context) = doc
+            .zip(span.clone())
+            .and_then(|(d, s)| spans::context(d, s.start))
+        {
             message = format!("{message} {context}");
         }
         ConfigError::Invalid {

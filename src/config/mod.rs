@@ -70,10 +70,9 @@ pub use sections::{
     Protocol, Route, Scheduler, Service,
 };
 pub use spans::Position;
-pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
+pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
-
 
 /// A whole config file, checked.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -144,9 +143,10 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
     let doc = toml_edit::ImDocument::parse(text)
         .map_err(|e| ConfigError::from_toml(e.message(), e.span(), None, text, origin))?;
-    let cfg: Config = Config::deserialize(toml_edit::de::Deserializer::from(doc.clone())).map_err(|e| {
-        ConfigError::from_toml(e.message(), e.span(), Some(doc.as_table()), text, origin)
-    })?;
+    let cfg: Config =
+        Config::deserialize(toml_edit::de::Deserializer::from(doc.clone())).map_err(|e| {
+            ConfigError::from_toml(e.message(), e.span(), Some(doc.as_table()), text, origin)
+        })?;
     validate::validate(&cfg)
         .map_err(|p| ConfigError::from_problem(p, Some((text, doc.as_table())), origin))?;
     Ok(cfg)
@@ -369,7 +369,7 @@ impl Config {
                 if p.rss { "on" } else { "off" }
             )?;
             for c in &p.addresses {
-                writeln!(s, "  address {c} (subnet {})", c.network())?;
+                writeln!(s, "  address {c} (subnet {})", c.trunc())?;
             }
             if let Some(g) = p.gateway {
                 writeln!(s, "  default route 0.0.0.0/0 via {g}")?;

@@ -17,7 +17,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::listener::{Balance, HashOn, HealthCheck};
-use super::types::{Cidr, Mac, Parse, PortDevice};
+use super::types::{cidr, cidrs, Cidr, Mac, Parse, PortDevice};
 
 /// `[eal]`: how the DPDK Environment Abstraction Layer is started.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -225,8 +225,8 @@ impl Port {
     pub fn subnet_of(&self, ip: IpAddr) -> Option<Cidr> {
         self.addresses
             .iter()
-            .find(|c| c.contains(ip))
-            .map(|c| c.network())
+            .find(|c| c.contains(&ip))
+            .map(Cidr::trunc)
     }
 
     /// Whether `ip` is one of this port's own addresses.
@@ -236,12 +236,12 @@ impl Port {
 
     /// This port's IPv4 addresses with their prefixes.
     pub fn ipv4_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.is_ipv4())
+        self.addresses.iter().filter(|c| c.addr().is_ipv4())
     }
 
     /// This port's IPv6 addresses with their prefixes.
     pub fn ipv6_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.is_ipv6())
+        self.addresses.iter().filter(|c| c.addr().is_ipv6())
     }
 }
 
@@ -266,6 +266,7 @@ struct PortTable {
     #[serde(default = "default_rss")]
     rss: bool,
     /// See [`Port::addresses`].
+    #[serde(deserialize_with = "cidrs")]
     addresses: Vec<Cidr>,
     /// See [`Port::gateway`].
     #[serde(default, deserialize_with = "ipv4_gateway")]
@@ -388,6 +389,7 @@ impl TryFrom<PortTable> for Port {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix, IPv4 or IPv6, with the host bits zero.
+    #[serde(deserialize_with = "cidr")]
     pub prefix: Cidr,
     /// Next hop, of the prefix's family, inside a connected subnet of
     /// `port` (for IPv6 it may instead be link-local).

@@ -213,9 +213,7 @@ fn search(node: Node<'_>, offset: usize, path: &mut KeyPath, best: &mut Option<(
         .entries()
         .into_iter()
         .map(|(k, key_span, v)| (Seg::Key(k.to_string()), key_span, v))
-        .chain(
-            (node.elements().into_iter().enumerate()).map(|(i, v)| (Seg::Index(i), None, v)),
-        );
+        .chain((node.elements().into_iter().enumerate()).map(|(i, v)| (Seg::Index(i), None, v)));
     for (seg, key_span, child) in children {
         path.0.push(seg);
         if contains(key_span, offset) {

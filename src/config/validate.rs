@@ -14,7 +14,7 @@ use std::net::IpAddr;
 
 use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
-use super::types::{is_ipv6_link_local, Cidr, PortDevice};
+use super::types::{is_ipv6_link_local, is_reserved_host, Cidr, PortDevice};
 use super::{validate_l7, vip_port, Config};
 use crate::l4::maglev::{is_prime, next_prime};
 
@@ -441,8 +441,8 @@ fn address(p: &Port, c: &Cidr) -> Result<(), String> {
     if let Some(what) = unusable_address(c.addr()) {
         return Err(format!("port {:?}: {} is {what}", p.name, c.addr()));
     }
-    if c.is_reserved_host(c.addr()) {
-        let which = if c.addr() == c.network().addr() {
+    if is_reserved_host(c, c.addr()) {
+        let which = if c.addr() == c.network() {
             "network"
         } else {
             "broadcast"
@@ -450,7 +450,7 @@ fn address(p: &Port, c: &Cidr) -> Result<(), String> {
         return Err(format!(
             "port {:?}: {c} is the {which} address of its subnet {}; give a host address",
             p.name,
-            c.network()
+            c.trunc()
         ));
     }
     Ok(())
@@ -473,13 +473,13 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
     let family_subnets: Vec<String> = p
         .addresses
         .iter()
-        .filter(|c| c.is_ipv4() == ip.is_ipv4())
-        .map(|c| c.network().to_string())
+        .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
+        .map(|c| c.trunc().to_string())
         .collect();
-    match p.addresses.iter().find(|c| c.contains(ip)) {
-        Some(c) if c.is_reserved_host(ip) => Err(format!(
+    match p.addresses.iter().find(|c| c.contains(&ip)) {
+        Some(c) if is_reserved_host(c, ip) => Err(format!(
             "is the network or broadcast address of subnet {} of port {:?}",
-            c.network(),
+            c.trunc(),
             p.name
         )),
         Some(_) => Ok(()),
@@ -532,17 +532,17 @@ fn routes(cfg: &Config) -> Check {
     let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         let at = |key: &str| item("route", i).key(key);
-        if !r.prefix.is_network() {
+        if r.prefix != r.prefix.trunc() {
             return Err(Problem::new(
                 at("prefix"),
                 format!(
                     "route prefix {} has host bits set; did you mean {}?",
                     r.prefix,
-                    r.prefix.network()
+                    r.prefix.trunc()
                 ),
             ));
         }
-        if r.via.is_ipv4() != r.prefix.is_ipv4() {
+        if r.via.is_ipv4() != r.prefix.addr().is_ipv4() {
             return Err(Problem::new(
                 at("via"),
                 format!(
@@ -571,13 +571,13 @@ fn routes(cfg: &Config) -> Check {
         }
         prefixes.insert(r.prefix, i);
         if r.prefix.prefix_len() == 0 {
-            let key = if r.prefix.is_ipv4() {
+            let key = if r.prefix.addr().is_ipv4() {
                 "gateway"
             } else {
                 "gateway6"
             };
             let has_gateway = |p: &Port| {
-                if r.prefix.is_ipv4() {
+                if r.prefix.addr().is_ipv4() {
                     p.gateway.is_some()
                 } else {
                     p.gateway6.is_some()
@@ -712,8 +712,8 @@ fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
         .ports
         .iter()
         .flat_map(|p| &p.addresses)
-        .filter(|c| c.is_ipv4() == ip.is_ipv4())
-        .map(|c| c.network().to_string())
+        .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
+        .map(|c| c.trunc().to_string())
         .collect();
     if subnets.is_empty() {
         format!("no port has an {} address", family(ip))
@@ -726,7 +726,7 @@ fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
 /// `[[route]]`, or a default route of its family.
 fn reachable(cfg: &Config, ip: IpAddr) -> bool {
     cfg.ports.iter().any(|p| p.subnet_of(ip).is_some())
-        || cfg.routes.iter().any(|r| r.prefix.contains(ip))
+        || cfg.routes.iter().any(|r| r.prefix.contains(&ip))
         || cfg.ports.iter().any(|p| {
             if ip.is_ipv4() {
                 p.gateway.is_some()
@@ -1132,7 +1132,7 @@ fn snat(cfg: &Config, i: usize) -> Check {
                 .ports
                 .iter()
                 .flat_map(|p| &p.addresses)
-                .filter(|c| c.is_ipv4() == ip.is_ipv4())
+                .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
                 .map(|c| c.addr().to_string())
                 .collect();
             return Err(Problem::new(

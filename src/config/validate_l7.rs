@@ -491,7 +491,13 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
     let references = l
         .default_cluster
         .iter()
-        .map(|c| (c, listener.clone().key("default_cluster"), "default_cluster of"))
+        .map(|c| {
+            (
+                c,
+                listener.clone().key("default_cluster"),
+                "default_cluster of",
+            )
+        })
         .chain(l.routes.iter().enumerate().map(|(j, r)| {
             let at = listener.clone().key("route").index(j).key("cluster");
             (&r.cluster, at, "a route of")
