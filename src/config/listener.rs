@@ -3,10 +3,11 @@
 //! stickiness, timeouts, retries, `[cluster.health_check]`).
 //!
 //! As in `sections.rs`, only types and single values are checked here;
-//! ranges and relations are checked in `validate_l7.rs`. The conversions at
-//! the end ([`Listener::router_routes`], [`Listener::limits`]) hand the
-//! control plane the types of [`crate::l7`], so that the config check and the
-//! compile step build routes the same way.
+//! ranges and relations are checked in `validate_l7.rs`. A route's
+//! conditions and edits in the terms of [`crate::l7::router`]
+//! ([`ListenerRoute::matchers`], [`ListenerRoute::action`]) are shared by the
+//! config check and the compile step (`control/compile.rs`), so that both
+//! accept exactly the same routes.
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -18,8 +19,8 @@ use serde::Deserialize;
 use super::sections::{host_address, host_addresses, Cluster};
 use super::spans::KeyPath;
 use super::types::Parse;
-use crate::l7::http::{is_valid_field_name, HeaderEdits, Limits, PrefixRewrite};
-use crate::l7::router::{Matcher, Route, RouteAction, ValueMatch};
+use crate::l7::http::{is_valid_field_name, HeaderEdits, PrefixRewrite};
+use crate::l7::router::{Matcher, RouteAction, ValueMatch};
 
 /// `default = "dflt::<N>"`: a field default written next to the field.
 fn dflt<const N: u32>() -> u32 {
@@ -386,43 +387,6 @@ impl Listener {
             .chain(self.routes.iter().map(ListenerRoute::cluster_name))
     }
 
-    /// The routes and default action for [`crate::l7::router::Router::new`],
-    /// clusters numbered by `cluster_index` (normally their position in
-    /// [`super::Config::clusters`]). The default action has no header
-    /// edits.
-    pub fn router_routes(
-        &self,
-        cluster_index: impl Fn(&str) -> u32,
-    ) -> (Vec<Route>, Option<RouteAction>) {
-        let routes = self
-            .routes
-            .iter()
-            .map(|r| Route {
-                matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
-                action: r.action(cluster_index(r.cluster_name())),
-            })
-            .collect();
-        let default = self.default_cluster_name().map(|name| RouteAction {
-            cluster: cluster_index(name),
-            ..RouteAction::default()
-        });
-        (routes, default)
-    }
-
-    /// The request limits of [`crate::l7::http`]; `max_body_bytes` 0 (no
-    /// limit) becomes `u64::MAX`.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_head_bytes: self.max_head_bytes as usize,
-            max_headers: self.max_headers as usize,
-            max_uri_bytes: self.max_uri_bytes as usize,
-            max_body_bytes: match self.max_body_bytes {
-                0 => u64::MAX,
-                n => n,
-            },
-        }
-    }
-
     /// Bytes of buffer one client connection may hold at once: its own
     /// two buffers, one backend connection's, and 2048 for the TCP and
     /// HTTP state.
@@ -449,7 +413,7 @@ impl ListenerRoute {
     /// The route's conditions, each with the path of its key relative to
     /// the route, in a fixed order: host, path, method, headers, cookies,
     /// query.
-    pub(super) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
+    pub(crate) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
         let value = |v: &str| match v {
             "*" => ValueMatch::Present,
             v => ValueMatch::Exact(v.to_string()),
@@ -498,7 +462,7 @@ impl ListenerRoute {
 
     /// What a matching request gets, sent to cluster number `cluster`.
     /// `rewrite_prefix` without `path_prefix` (a config error) is left out.
-    pub(super) fn action(&self, cluster: u32) -> RouteAction {
+    pub(crate) fn action(&self, cluster: u32) -> RouteAction {
         RouteAction {
             cluster,
             request_headers: HeaderEdits {

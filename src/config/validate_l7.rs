@@ -302,7 +302,7 @@ pub(super) fn listeners(cfg: &Config) -> Check {
             .or_at(item("listener", i)));
         }
         clusters_used(cfg, i, l, &owner)?;
-        routes(cfg, i, l, &owner)?;
+        routes(i, l, &owner)?;
     }
     Ok(())
 }
@@ -534,8 +534,8 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
     Ok(())
 }
 
-/// Each route's keys, then the whole table through the route compiler.
-fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+/// Each route's keys, then each route through the route compiler.
+fn routes(i: usize, l: &Listener, owner: &str) -> Check {
     for (j, r) in l.routes.iter().enumerate() {
         let at = |key: &str| item("listener", i).key("route").index(j).key(key);
         let owner = format!("{owner}, route[{j}]");
@@ -576,24 +576,18 @@ fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             }
         }
     }
-    let index = |name: &str| cfg.cluster(name).map_or(u32::MAX, |(ci, _)| ci as u32);
-    let (table, default) = l.router_routes(index);
-    match Router::new(table, default) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(match e.route {
-            Some(j) => route_problem(i, j, &l.routes[j], owner, &e.message),
-            None => Problem {
-                at: l
-                    .default_cluster
-                    .iter()
-                    .map(|_| Locus::Path(item("listener", i).key("default_cluster")))
-                    .chain([Locus::Path(item("listener", i))])
-                    .collect(),
-                message: format!("{owner}: default route: {}", e.message),
-                see: None,
-            },
-        }),
+    // The default route has neither conditions nor edits: nothing to refuse.
+    for (j, r) in l.routes.iter().enumerate() {
+        let matchers = r.matchers().into_iter().map(|(_, m)| m).collect();
+        let route = Route {
+            matchers,
+            action: r.action(0),
+        };
+        if let Err(e) = Router::new(vec![route], None) {
+            return Err(route_problem(i, j, r, owner, &e.message));
+        }
     }
+    Ok(())
 }
 
 /// The problem of route `j` that [`Router::new`] refused with `message`,

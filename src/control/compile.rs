@@ -7,13 +7,14 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
 
-use crate::config::{Config, ForwardMode, Protocol, Scheduler};
+use crate::config::{Config, ForwardMode, Listener, Protocol, Scheduler};
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
+use crate::l7::http::Limits;
 use crate::l7::plane::{
     Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
-use crate::l7::router::Router;
+use crate::l7::router::{Route, RouteAction, Router};
 use crate::worker::plane::{Plane, PortPlane};
 use crate::worker::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
@@ -203,7 +204,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
     };
     let mut listeners = Vec::new();
     for l in &cfg.listeners {
-        let (routes, default) = l.router_routes(cluster_index);
+        let (routes, default) = listener_routes(l, cluster_index);
         let router =
             Router::new(routes, default).map_err(|e| anyhow!("listener {}: {e}", l.name))?;
         listeners.push(ListenerPlane {
@@ -211,7 +212,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             addr: l.address,
             port: l.port,
             router,
-            limits: l.limits(),
+            limits: limits(l),
             buffers: Buffers {
                 client_rx: l.client_rx_buffer as usize,
                 client_tx: l.client_tx_buffer as usize,
@@ -229,6 +230,42 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
         });
     }
     Ok(L7Plane::new(listeners, clusters))
+}
+
+/// The routes and default action of `l` for [`Router::new`], clusters
+/// numbered by `cluster_index` (normally their position in
+/// [`Config::clusters`]). The default action has no header edits.
+pub(crate) fn listener_routes(
+    l: &Listener,
+    cluster_index: impl Fn(&str) -> u32,
+) -> (Vec<Route>, Option<RouteAction>) {
+    let routes = l
+        .routes
+        .iter()
+        .map(|r| Route {
+            matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
+            action: r.action(cluster_index(r.cluster_name())),
+        })
+        .collect();
+    let default = l.default_cluster_name().map(|name| RouteAction {
+        cluster: cluster_index(name),
+        ..RouteAction::default()
+    });
+    (routes, default)
+}
+
+/// The request limits of `l`; `max_body_bytes` 0 (no limit) becomes
+/// `u64::MAX`.
+pub(crate) fn limits(l: &Listener) -> Limits {
+    Limits {
+        max_head_bytes: l.max_head_bytes as usize,
+        max_headers: l.max_headers as usize,
+        max_uri_bytes: l.max_uri_bytes as usize,
+        max_body_bytes: match l.max_body_bytes {
+            0 => u64::MAX,
+            n => n,
+        },
+    }
 }
 
 fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<Services> {
