@@ -394,8 +394,11 @@ mod tests {
         crate::config::from_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
     }
 
-    /// Backend ids by (cluster, last octet), and service ids by name.
-    fn ids(reg: &mut Registry, cfg: &Config) -> (Vec<(String, u8, u32)>, Vec<(String, u16)>) {
+    /// (cluster, last octet of the address, id) of each backend.
+    type BackendIds = Vec<(String, u8, u32)>;
+
+    /// Backend ids, and service ids by name.
+    fn ids(reg: &mut Registry, cfg: &Config) -> (BackendIds, Vec<(String, u16)>) {
         let (backends, services) = reg.assign(cfg).unwrap();
         let backends = cfg
             .clusters
