@@ -423,6 +423,12 @@ pub fn run(setup: WorkerSetup) -> i32 {
                     w.handle(port, m, now, false);
                 }
             }
+            // Received in a shared buffer, and no mbuf left to copy it into.
+            let lost = rx.take_lost();
+            if lost > 0 {
+                w.counters.add(Counter::rx_packets, lost);
+                w.counters.add(Counter::drop_no_mbuf, lost);
+            }
         }
 
         w.l4.expire(now, expire_budget);
