@@ -1,7 +1,8 @@
 //! The control thread (main lcore): brings the data plane up from a config,
 //! launches the workers, serves the admin endpoint, waits for a signal (or
 //! for the input to go idle, in pcap replay), and shuts everything down in
-//! order: workers stop and flush, then ports stop, then the EAL.
+//! order: workers stop and flush, then ports stop (the EAL itself is never
+//! torn down: see [`crate::dpdk::Eal`]).
 
 pub mod admin;
 pub mod compile;
@@ -317,7 +318,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    drop(eal);
+    // No rte_eal_cleanup: see `Eal`'s doc (the kernel reclaims the EAL's
+    // memory at exit, and no safe code can outlive it then).
     if failed {
         bail!("a worker failed");
     }
