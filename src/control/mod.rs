@@ -166,14 +166,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let snat_addrs = compile::owned_addresses(&cfg);
     let worker_stop = Arc::new(AtomicBool::new(false));
     let health = Arc::new(crate::l7::health::HealthState::default());
-    let mut plane_senders = Vec::new();
+    let planes = worker::handoff::Publisher::new(plane);
     for (i, &lcore) in dp.workers.iter().enumerate() {
-        let (tx, rx) = crossbeam::channel::bounded(8);
-        plane_senders.push(tx);
+        let (sub, plane) = planes.subscribe();
         let setup = worker::WorkerSetup {
             index: i,
-            plane: plane.clone(),
-            planes: rx,
+            plane,
+            planes: sub,
             burst: dp.burst as usize,
             drain_ns: dp.tx_drain_us as u64 * 1000,
             neighbor_capacity: NEIGHBOR_CAPACITY,
@@ -259,12 +258,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             match &opts.reload {
                 Some(reload) => match reload_plane(reload, &cfg, &infos, &mut registry, nworkers) {
                     Ok((new_cfg, plane)) => {
-                        let plane = Arc::new(plane);
-                        for tx in &plane_senders {
-                            // A worker that has not taken the previous plane
-                            // yet gets this one next.
-                            let _ = tx.try_send(plane.clone());
-                        }
+                        // Every worker moves to the newest plane at its next
+                        // check, however many reloads came before it looked.
+                        planes.publish(Arc::new(plane));
                         *source.names.lock().unwrap() = registry.clone();
                         log::info!(
                             "reloaded: {} service(s), {} cluster(s)",
@@ -278,6 +274,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 None => log::warn!("SIGHUP: reload not available"),
             }
         }
+        // Planes the workers have let go of are freed here, not on them.
+        planes.collect();
         if let Some(iv) = opts.stats_interval {
             if last_print.elapsed() >= iv {
                 log::info!("stats: {}", source.summary_line());
@@ -294,11 +292,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             failed = true;
         }
     }
-    // Packets left in redirect rings must go back to their pools while the
-    // EAL's memory is still there.
     for q in redirects.iter() {
         while q.pop().is_some() {}
     }
+    planes.collect();
     let elapsed = started.elapsed();
     let final_stats = source.json();
     if let Some(h) = admin {

@@ -12,6 +12,7 @@
 //! flushed every `tx_drain_us` (DPDK's l2fwd pattern).
 
 pub mod counters;
+pub mod handoff;
 pub mod l4lb;
 pub mod neighbor;
 pub mod plane;
@@ -21,7 +22,6 @@ pub mod services;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam::channel::Receiver;
 use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
@@ -78,8 +78,9 @@ pub struct WorkerSetup {
     /// Worker index (0..n), also its queue id on every port.
     pub index: usize,
     pub plane: Arc<Plane>,
-    /// New planes published by the control thread (config reload).
-    pub planes: Receiver<Arc<Plane>>,
+    /// New planes published by the control thread (config reload); the
+    /// plane a worker replaces goes back through it to be freed.
+    pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
     pub drain_ns: u64,
     pub neighbor_capacity: usize,
@@ -295,7 +296,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
         index,
         plane,
-        planes,
+        mut planes,
         burst,
         drain_ns,
         neighbor_capacity,
@@ -385,8 +386,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
 
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
-        if let Ok(p) = planes.try_recv() {
-            w.plane = p;
+        if planes.update(&mut w.plane) {
             w.plan_ahead();
         }
         while let Some(u) = mailboxes[index].pop() {
@@ -493,6 +493,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     for t in w.tx.iter_mut() {
         count_flush(&w.counters, t.flush());
     }
+    planes.retire(w.plane.clone());
     log::info!("worker {index} stopped");
     0
 }
