@@ -180,7 +180,9 @@ mod tests {
         publisher.collect();
         for &(n, changes, _) in &ends {
             assert_eq!(n, RELOADS, "worker ended on the last snapshot");
-            assert!(changes >= 1);
+            // How many intermediate snapshots a worker saw depends on the
+            // scheduler; it never needs more than one pickup per check.
+            assert!(changes <= RELOADS);
         }
         let worker_ids: Vec<_> = ends.iter().map(|e| e.2).collect();
         let drops = dropped_on.lock().unwrap().clone();
