@@ -14,6 +14,7 @@
 pub mod counters;
 pub mod handoff;
 pub mod l4lb;
+pub mod liveness;
 pub mod neighbor;
 pub mod plane;
 pub mod process;
@@ -101,6 +102,8 @@ pub struct WorkerSetup {
     /// Backend health, shared by all workers (worker 0 probes).
     pub health: Arc<crate::l7::health::HealthState>,
     pub stop: Arc<AtomicBool>,
+    /// Bumped once per loop iteration, watched by the control thread.
+    pub heartbeat: Arc<liveness::Heartbeat>,
 }
 
 struct Worker {
@@ -310,6 +313,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         pool,
         health,
         stop,
+        heartbeat,
     } = setup;
     let queue = index as u16;
     let clock = Clock::new();
@@ -380,9 +384,16 @@ pub fn run(setup: WorkerSetup) -> i32 {
         w.tx.len()
     );
     w.plan_ahead();
+    #[cfg(debug_assertions)]
+    let mut fault = liveness::Fault::from_env(index);
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
         w.now = now;
+        heartbeat.beat();
+        #[cfg(debug_assertions)]
+        if let Some(f) = &mut fault {
+            f.check(now);
+        }
 
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
