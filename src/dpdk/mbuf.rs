@@ -512,11 +512,14 @@ mod tests {
             return true;
         }
         let exe = std::env::current_exe().unwrap();
+        let prefix = format!("sluice-test-{}", std::process::id());
         let out = std::process::Command::new(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
-            .env(CHILD, "1")
+            .env(CHILD, &prefix)
             .output()
             .unwrap();
+        // The EAL leaves its (empty) runtime directory behind.
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(prefix));
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(
@@ -539,7 +542,7 @@ mod tests {
         ]
         .iter()
         .map(|s| s.to_string())
-        .chain([format!("--file-prefix=sluice-mbuf-{}", std::process::id())])
+        .chain([format!("--file-prefix={}", std::env::var(CHILD).unwrap())])
         .collect();
         crate::dpdk::Eal::init(&args).expect("EAL (--no-huge)")
     }
