@@ -66,8 +66,8 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use listener::{Balance, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute};
 pub use sections::{
-    Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor, Port,
-    Protocol, Route, Scheduler, Service,
+    Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,
+    OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
 };
 pub use spans::Position;
 pub use types::{Cidr, Mac, PortDevice};

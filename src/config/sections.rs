@@ -76,6 +76,26 @@ pub struct Dataplane {
     /// Milliseconds between two resolution attempts for one next hop, at
     /// least 10.
     pub neighbor_retry_ms: u32,
+    /// What to do when a worker dies (panics, returns) or is stuck (its
+    /// heartbeat does not advance for `worker_stuck_ms`): `/healthz` fails
+    /// either way; `exit` also ends the process with a non-zero status so
+    /// that a supervisor restarts it.
+    pub on_worker_failure: OnWorkerFailure,
+    /// Milliseconds without a heartbeat (one per loop iteration) after
+    /// which a running worker counts as stuck, 100..=600000.
+    pub worker_stuck_ms: u32,
+}
+
+/// `dataplane.on_worker_failure`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnWorkerFailure {
+    /// Log, fail `/healthz`, stop in order and exit non-zero.
+    #[default]
+    Exit,
+    /// Log and fail `/healthz`, keep serving with the other workers (RSS
+    /// still feeds the dead worker's queues: their packets are lost).
+    Keep,
 }
 
 impl Default for Dataplane {
@@ -90,6 +110,8 @@ impl Default for Dataplane {
             tx_drain_us: 100,
             neighbor_timeout_s: 300,
             neighbor_retry_ms: 1000,
+            on_worker_failure: OnWorkerFailure::Exit,
+            worker_stuck_ms: 5000,
         }
     }
 }

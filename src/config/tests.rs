@@ -107,6 +107,8 @@ fn defaults() {
             tx_drain_us: 100,
             neighbor_timeout_s: 300,
             neighbor_retry_ms: 1000,
+            on_worker_failure: OnWorkerFailure::Exit,
+            worker_stuck_ms: 5000,
         }
     );
     assert_eq!(

@@ -248,6 +248,15 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             ),
         ));
     }
+    if !(100..=600_000).contains(&d.worker_stuck_ms) {
+        return Err(Problem::new(
+            at("worker_stuck_ms"),
+            format!(
+                "`dataplane.worker_stuck_ms` {} is out of range 100..=600000",
+                d.worker_stuck_ms
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -23,6 +23,8 @@ pub struct StatsSource {
     pub ports: Vec<(String, u16)>,
     /// Backend health (L7 health checks), by backend id.
     pub health: Arc<crate::l7::health::HealthState>,
+    /// Failed workers, for `/healthz`.
+    pub workers_health: Arc<super::liveness::WorkerHealth>,
 }
 
 /// One labelled metric family of the text exposition.
@@ -347,6 +349,7 @@ mod tests {
             names: Mutex::new(reg),
             ports: Vec::new(),
             health,
+            workers_health: Default::default(),
         };
         let text = src.prometheus();
         let mut seen: Vec<String> = Vec::new();

@@ -82,11 +82,11 @@ pub(super) fn abort_timer(c: &mut super::tcp::Conn, on: bool) {
 
 impl Engine {
     pub fn new(setup: EngineSetup) -> Engine {
-        let mut seed = [0u8; 8];
-        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-            let _ = std::io::Read::read_exact(&mut f, &mut seed);
-        }
-        let seed = u64::from_ne_bytes(seed) ^ (setup.worker as u64).wrapping_mul(0x9e37_79b9);
+        // The seed of initial sequence numbers and SNAT ports: predictable
+        // values would let an off-path attacker inject segments, so no
+        // silent fallback if the OS cannot provide randomness.
+        let seed = getrandom::u64().expect("OS randomness (getrandom) for the L7 TCP seed")
+            ^ (setup.worker as u64).wrapping_mul(0x9e37_79b9);
         Engine {
             conns: Conns::new(4096, setup.mtu, seed),
             sessions: Vec::new(),

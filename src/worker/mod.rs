@@ -12,7 +12,9 @@
 //! flushed every `tx_drain_us` (DPDK's l2fwd pattern).
 
 pub mod counters;
+pub mod handoff;
 pub mod l4lb;
+pub mod liveness;
 pub mod neighbor;
 pub mod plane;
 pub mod process;
@@ -21,7 +23,6 @@ pub mod services;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam::channel::Receiver;
 use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
@@ -78,8 +79,9 @@ pub struct WorkerSetup {
     /// Worker index (0..n), also its queue id on every port.
     pub index: usize,
     pub plane: Arc<Plane>,
-    /// New planes published by the control thread (config reload).
-    pub planes: Receiver<Arc<Plane>>,
+    /// New planes published by the control thread (config reload); the
+    /// plane a worker replaces goes back through it to be freed.
+    pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
     pub drain_ns: u64,
     pub neighbor_capacity: usize,
@@ -100,6 +102,8 @@ pub struct WorkerSetup {
     /// Backend health, shared by all workers (worker 0 probes).
     pub health: Arc<crate::l7::health::HealthState>,
     pub stop: Arc<AtomicBool>,
+    /// Bumped once per loop iteration, watched by the control thread.
+    pub heartbeat: Arc<liveness::Heartbeat>,
 }
 
 struct Worker {
@@ -295,7 +299,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
         index,
         plane,
-        planes,
+        mut planes,
         burst,
         drain_ns,
         neighbor_capacity,
@@ -309,6 +313,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         pool,
         health,
         stop,
+        heartbeat,
     } = setup;
     let queue = index as u16;
     let clock = Clock::new();
@@ -379,14 +384,20 @@ pub fn run(setup: WorkerSetup) -> i32 {
         w.tx.len()
     );
     w.plan_ahead();
+    #[cfg(debug_assertions)]
+    let mut fault = liveness::Fault::from_env(index);
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
         w.now = now;
+        heartbeat.beat();
+        #[cfg(debug_assertions)]
+        if let Some(f) = &mut fault {
+            f.check(now);
+        }
 
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
-        if let Ok(p) = planes.try_recv() {
-            w.plane = p;
+        if planes.update(&mut w.plane) {
             w.plan_ahead();
         }
         while let Some(u) = mailboxes[index].pop() {
@@ -422,6 +433,12 @@ pub fn run(setup: WorkerSetup) -> i32 {
                 if let Some(m) = rx.take(i) {
                     w.handle(port, m, now, false);
                 }
+            }
+            // Received in a shared buffer, and no mbuf left to copy it into.
+            let lost = rx.take_lost();
+            if lost > 0 {
+                w.counters.add(Counter::rx_packets, lost);
+                w.counters.add(Counter::drop_no_mbuf, lost);
             }
         }
 
@@ -487,6 +504,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     for t in w.tx.iter_mut() {
         count_flush(&w.counters, t.flush());
     }
+    planes.retire(w.plane.clone());
     log::info!("worker {index} stopped");
     0
 }
