@@ -50,6 +50,8 @@
 //! is the worker's decision; these modules only take a
 //! [`conntrack::Direction`] from the caller.
 
+pub mod balancer;
 pub mod conntrack;
 pub mod flow;
 pub mod maglev;
+pub mod snat;
