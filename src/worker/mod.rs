@@ -14,6 +14,9 @@
 pub mod local;
 pub mod process;
 
+#[cfg(test)]
+mod tests;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
