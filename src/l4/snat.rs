@@ -3,7 +3,7 @@
 //! Full NAT changes a flow's tuple, so a backend's replies hash to any
 //! worker. Each worker allocates SNAT source ports only from its own slice
 //! of 1024..=65535: a reply's destination port names the worker that owns
-//! the connection (see [`super::balancer`] for the redirect ring that hands
+//! the connection (see `l4::balancer` for the redirect ring that hands
 //! it over). The L4 balancer takes ports for NAT connections and the L7
 //! engine for its upstream connections, from the same slices.
 

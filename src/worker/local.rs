@@ -1,7 +1,7 @@
 //! Packets Sluice answers itself, in place: ARP for its addresses and VIPs
 //! (RFC 826), ICMP and ICMPv6 echo (RFC 792, RFC 4443 §4.2), neighbor
 //! solicitations and advertisements (RFC 4861). Called by
-//! [`super::process`] once it has classified a frame as local; answers
+//! `worker::process` once it has classified a frame as local; answers
 //! leave through [`crate::net::output`].
 
 use std::net::{IpAddr, Ipv6Addr};

@@ -545,6 +545,9 @@ fn verdict_kind(v: Verdict) -> Expect {
     }
 }
 
+/// Checks on the bytes a row sends out.
+type OutCheck = Box<dyn Fn(&[u8])>;
+
 struct Case {
     what: &'static str,
     /// Sent first, each expected to be transmitted (opens the flow).
@@ -552,7 +555,7 @@ struct Case {
     packet: Vec<u8>,
     verdict: Expect,
     /// Checks on the bytes out (Transmit and Solicited).
-    out: Option<Box<dyn Fn(&[u8])>>,
+    out: Option<OutCheck>,
     /// Per-service / per-backend counters after the row.
     counters: Vec<(L4Count, u64)>,
 }
