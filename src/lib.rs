@@ -8,5 +8,6 @@ pub mod control;
 pub mod dpdk;
 pub mod l4;
 pub mod l7;
+pub mod net;
 pub mod wire;
 pub mod worker;

@@ -15,8 +15,8 @@ use crate::l7::plane::{
     Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
 use crate::l7::router::{Route, RouteAction, Router};
-use crate::worker::plane::{Plane, PortPlane};
-use crate::worker::services::{
+use crate::net::plane::{Plane, PortPlane};
+use crate::net::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
     MAX_SERVICES,
 };

@@ -20,9 +20,9 @@ use crossbeam::queue::ArrayQueue;
 use crate::config::{Config, OnWorkerFailure, PortDevice};
 use crate::dpdk::{self, port, Eal, Mempool};
 use crate::l4::conntrack::{ConntrackConfig, RateLimit, Timeouts};
-use crate::worker::l4lb::L4Counters;
+use crate::net::counters::{Counter, L4Counters, WorkerCounters};
 use crate::worker::liveness::{ExitGuard, Heartbeat};
-use crate::worker::{self, counters::Counter, counters::WorkerCounters};
+use crate::worker;
 use compile::Registry;
 use stats::StatsSource;
 
@@ -396,7 +396,7 @@ fn reload_plane(
     infos: &[port::PortInfo],
     registry: &mut Registry,
     workers: usize,
-) -> Result<(Config, worker::plane::Plane)> {
+) -> Result<(Config, crate::net::plane::Plane)> {
     let new = reload().map_err(|e| anyhow!(e))?;
     running.check_reloadable(&new).map_err(|e| anyhow!(e))?;
     let mut reg = registry.clone();

@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use super::health::HealthState;
 use super::plane::{Balance, HashOn, L7Cluster};
 use super::router::RequestView;
-use crate::worker::services::{ClusterPlane, Services};
+use crate::net::services::{ClusterPlane, Services};
 
 /// What one worker remembers between picks.
 pub struct Balancer {

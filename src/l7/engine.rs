@@ -15,14 +15,15 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::dpdk::Mbuf;
-use crate::worker::counters::{Counter, WorkerCounters};
-use crate::worker::l4lb::{L4Counters, SnatPorts};
-use crate::worker::services::MAX_BACKENDS;
+use crate::l4::snat::SnatPorts;
+use crate::net::counters::{Counter, L4Counters, WorkerCounters};
+use crate::net::output::Egress;
+use crate::net::services::MAX_BACKENDS;
 
 use super::balance::Balancer;
 use super::health::{self, HealthState, Probe};
 use super::session::{Session, Step};
-use super::tcp::{key_of, Conns, Egress, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
+use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
 
 use smoltcp::socket::tcp::State;
 

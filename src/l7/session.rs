@@ -20,8 +20,9 @@ use std::net::IpAddr;
 
 use smoltcp::socket::tcp::{self, State};
 
-use crate::worker::counters::Counter;
-use crate::worker::l4lb::{SnatPorts, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS};
+use crate::l4::snat::SnatPorts;
+use crate::net::counters::{Counter, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS};
+use crate::net::output::Egress;
 
 use super::balance::sticky_value;
 use super::engine::Engine;
@@ -30,7 +31,7 @@ use super::http::{
     rewrite_response_head, BodyKind, ChunkedDecoder, HeadEdits, HeaderEdits, HttpError, Method,
     Proto, ResponseEdits, Version,
 };
-use super::tcp::{Egress, Owner, NONE};
+use super::tcp::{Owner, NONE};
 
 /// What the engine does with a session after a step.
 pub enum Step {
@@ -345,7 +346,7 @@ impl Session {
     }
 
     fn listener<'p>(&self, eg: &Egress<'p>) -> &'p crate::l7::plane::ListenerPlane {
-        let plane: &'p crate::worker::plane::Plane = eg.plane;
+        let plane: &'p crate::net::plane::Plane = eg.plane;
         &plane.l7.listeners[self.listener as usize]
     }
 
@@ -428,7 +429,7 @@ impl Session {
         snat: &mut SnatPorts,
         h: super::http::RequestHead,
     ) -> Result<bool, Step> {
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let l = self.listener(eg);
         let view = h.view(&self.cin);
         let Some(action) = l.router.route(&view) else {
@@ -527,7 +528,7 @@ impl Session {
         sticky_named: Option<&[u8]>,
     ) -> Result<bool, Step> {
         let now = eg.now_ns;
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         self.backend = backend;
         self.tried.push(backend);
@@ -698,7 +699,7 @@ impl Session {
         h: super::http::ResponseHead,
     ) -> Result<bool, Step> {
         let now = eg.now_ns;
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         let limits = self.listener(eg).limits;
         let status = h.status();
@@ -961,7 +962,7 @@ impl Session {
         snat: &mut SnatPorts,
         why: Failure,
     ) -> Result<bool, Step> {
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         let nothing_sent = self.phase == Phase::Connecting;
         if self.backend != NONE {
@@ -996,7 +997,7 @@ impl Session {
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
     ) -> Result<bool, Step> {
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let policy = plane.l7.cluster(self.cluster);
         self.attempts += 1;
         e.retry_tokens -= 1.0;
