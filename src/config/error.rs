@@ -2,8 +2,11 @@
 
 use std::fmt;
 use std::io;
+use std::ops::Range;
 
-use super::spans::{Position, SpanIndex};
+use toml_edit::Table;
+
+use super::spans::{self, Position};
 use super::validate::{Locus, Problem};
 
 /// Why a config could not be loaded.
@@ -66,12 +69,18 @@ impl ConfigError {
         }
     }
 
-    /// A serde/toml error on `text`: its span gives the position, and the
-    /// index names the key it concerns.
-    pub(super) fn from_toml(e: toml::de::Error, text: &str, origin: &str) -> ConfigError {
+    /// A syntax or serde error of `text` with its message and span; `doc`,
+    /// when the text parsed, names the key it concerns.
+    pub(super) fn from_toml(
+        message: &str,
+        span: Option<Range<usize>>,
+        doc: Option<&Table>,
+        text: &str,
+        origin: &str,
+    ) -> ConfigError {
         // Syntax errors come in several lines ("invalid table header\nexpected
         // `.`, `]`"); keep one line per error.
-        let mut message = e.message().trim_end().replace('\n', "; ");
+        let mut message = message.trim_end().replace('\n', "; ");
         // serde says "field"; a TOML file has keys.
         for (from, to) in [
             ("unknown field", "unknown key"),
@@ -81,10 +90,9 @@ impl ConfigError {
                 message = format!("{to}{rest}");
             }
         }
-        let span = e.span();
-        if let Some(context) = span
-            .as_ref()
-            .and_then(|s| SpanIndex::new(text).context(s.start))
+        if let Some(context) = doc
+            .zip(span.clone())
+            .and_then(|(d, s)| spans::context(d, s.start))
         {
             message = format!("{message} {context}");
         }
@@ -95,18 +103,17 @@ impl ConfigError {
         }
     }
 
-    /// A failed semantic check, placed with `index` when the file has one
-    /// (`None` for a config changed from the command line).
+    /// A failed semantic check, placed in `doc`, the document of `text`,
+    /// when there is one (`None` for a config changed from the command line).
     pub(super) fn from_problem(
         p: Problem,
-        text: Option<(&str, &SpanIndex)>,
+        text: Option<(&str, &Table)>,
         origin: &str,
     ) -> ConfigError {
         let locate = |locus: &Locus| -> Option<Position> {
-            let (text, index) = text?;
+            let (text, doc) = text?;
             match locus {
-                Locus::Path(path) => index.locate(path).map(|s| Position::of(text, s.start)),
-                Locus::Span(span) => Some(Position::of(text, span.start)),
+                Locus::Path(path) => spans::locate(doc, path).map(|s| Position::of(text, s.start)),
                 Locus::Start => Some(Position { line: 1, column: 1 }),
             }
         };

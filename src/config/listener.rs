@@ -3,10 +3,11 @@
 //! stickiness, timeouts, retries, `[cluster.health_check]`).
 //!
 //! As in `sections.rs`, only types and single values are checked here;
-//! ranges and relations are checked in `validate_l7.rs`. The conversions at
-//! the end ([`Listener::router_routes`], [`Listener::limits`]) hand the
-//! control plane the types of [`crate::l7`], so that the config check and the
-//! compile step build routes the same way.
+//! ranges and relations are checked in `validate_l7.rs`. A route's
+//! conditions and edits in the terms of [`crate::l7::router`]
+//! ([`ListenerRoute::matchers`], [`ListenerRoute::action`]) are shared by the
+//! config check and the compile step (`control/compile.rs`), so that both
+//! accept exactly the same routes.
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -14,13 +15,12 @@ use std::str::FromStr;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::sections::{host_address, host_addresses, Cluster};
 use super::spans::KeyPath;
 use super::types::Parse;
-use crate::l7::http::{is_valid_field_name, HeaderEdits, Limits, PrefixRewrite};
-use crate::l7::router::{Matcher, Route, RouteAction, ValueMatch};
+use crate::l7::http::{is_valid_field_name, HeaderEdits, PrefixRewrite};
+use crate::l7::router::{Matcher, RouteAction, ValueMatch};
 
 /// `default = "dflt::<N>"`: a field default written next to the field.
 fn dflt<const N: u32>() -> u32 {
@@ -224,9 +224,7 @@ pub struct Listener {
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the address.
-    /// Spanned so that errors can point at it; read it with
-    /// [`Listener::ingress_name`].
-    pub ingress: Spanned<String>,
+    pub ingress: String,
     /// The source addresses Sluice connects to backends from, each an
     /// address of a `[[port]]`; a backend is connected from those of its
     /// own family. None of a backend's family: the address of the egress
@@ -234,9 +232,8 @@ pub struct Listener {
     #[serde(default, deserialize_with = "host_addresses")]
     pub snat: Vec<IpAddr>,
     /// The `[[cluster]]` of requests that match no route. None: such
-    /// requests get 404. Read it with [`Listener::default_cluster_name`].
-    #[serde(default)]
-    pub default_cluster: Option<Spanned<String>>,
+    /// requests get 404.
+    pub default_cluster: Option<String>,
     /// Receive buffer of each client connection, bytes, 4096..=16777216.
     #[serde(default = "dflt::<65536>")]
     pub client_rx_buffer: u32,
@@ -322,9 +319,8 @@ pub struct ListenerRoute {
     /// present with any value.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The `[[cluster]]` that serves matching requests. Spanned so that
-    /// errors can point at it; read it with [`ListenerRoute::cluster_name`].
-    pub cluster: Spanned<String>,
+    /// The `[[cluster]]` that serves matching requests.
+    pub cluster: String,
     /// Replaces the `path_prefix` part of the path sent to the backend;
     /// requires `path_prefix`.
     pub rewrite_prefix: Option<String>,
@@ -375,12 +371,12 @@ fn name_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
 impl Listener {
     /// The name of the port on which the address is announced.
     pub fn ingress_name(&self) -> &str {
-        self.ingress.get_ref()
+        &self.ingress
     }
 
     /// The name of the cluster of requests that match no route.
     pub fn default_cluster_name(&self) -> Option<&str> {
-        self.default_cluster.as_ref().map(|c| c.get_ref().as_str())
+        self.default_cluster.as_deref()
     }
 
     /// The names of the clusters this listener sends requests to: the
@@ -389,43 +385,6 @@ impl Listener {
         self.default_cluster_name()
             .into_iter()
             .chain(self.routes.iter().map(ListenerRoute::cluster_name))
-    }
-
-    /// The routes and default action for [`crate::l7::router::Router::new`],
-    /// clusters numbered by `cluster_index` (normally their position in
-    /// [`super::Config::clusters`]). The default action has no header
-    /// edits.
-    pub fn router_routes(
-        &self,
-        cluster_index: impl Fn(&str) -> u32,
-    ) -> (Vec<Route>, Option<RouteAction>) {
-        let routes = self
-            .routes
-            .iter()
-            .map(|r| Route {
-                matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
-                action: r.action(cluster_index(r.cluster_name())),
-            })
-            .collect();
-        let default = self.default_cluster_name().map(|name| RouteAction {
-            cluster: cluster_index(name),
-            ..RouteAction::default()
-        });
-        (routes, default)
-    }
-
-    /// The request limits of [`crate::l7::http`]; `max_body_bytes` 0 (no
-    /// limit) becomes `u64::MAX`.
-    pub fn limits(&self) -> Limits {
-        Limits {
-            max_head_bytes: self.max_head_bytes as usize,
-            max_headers: self.max_headers as usize,
-            max_uri_bytes: self.max_uri_bytes as usize,
-            max_body_bytes: match self.max_body_bytes {
-                0 => u64::MAX,
-                n => n,
-            },
-        }
     }
 
     /// Bytes of buffer one client connection may hold at once: its own
@@ -448,13 +407,13 @@ impl Listener {
 impl ListenerRoute {
     /// The name of the cluster of matching requests.
     pub fn cluster_name(&self) -> &str {
-        self.cluster.get_ref()
+        &self.cluster
     }
 
     /// The route's conditions, each with the path of its key relative to
     /// the route, in a fixed order: host, path, method, headers, cookies,
     /// query.
-    pub(super) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
+    pub(crate) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
         let value = |v: &str| match v {
             "*" => ValueMatch::Present,
             v => ValueMatch::Exact(v.to_string()),
@@ -503,7 +462,7 @@ impl ListenerRoute {
 
     /// What a matching request gets, sent to cluster number `cluster`.
     /// `rewrite_prefix` without `path_prefix` (a config error) is left out.
-    pub(super) fn action(&self, cluster: u32) -> RouteAction {
+    pub(crate) fn action(&self, cluster: u32) -> RouteAction {
         RouteAction {
             cluster,
             request_headers: HeaderEdits {

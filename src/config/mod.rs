@@ -22,10 +22,10 @@
 //!    (defined ports: wan)`.
 //!
 //! The typed structs keep plain values (no spans) so that the control plane
-//! and workers read them directly; positions for step 3 come from a second
-//! parse into a span index (`spans.rs`). Only the references by name (the
-//! port of a `[[route]]` or `[[neighbor]]`, the cluster and ingress port of a
-//! `[[service]]`) are `toml::Spanned`, as the rest of Sluice expects.
+//! and workers read them directly. The text is parsed once into a
+//! `toml_edit` document, which keeps the span of every key, table and value;
+//! serde reads the structs from it, and an error's key path is looked up in
+//! it only when the error is reported (`spans.rs`).
 //!
 //! # Reloading
 //!
@@ -66,15 +66,13 @@ use serde::Deserialize;
 pub use error::ConfigError;
 pub use listener::{Balance, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute};
 pub use sections::{
-    Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor, Port,
-    Protocol, Route, Scheduler, Service,
+    Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,
+    OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
 };
 pub use spans::Position;
-pub use types::{Cidr, CidrError, Mac, MacError, PortDevice};
+pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
-
-use spans::SpanIndex;
 
 /// A whole config file, checked.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -143,9 +141,14 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// [`ConfigError::Invalid`] for the first problem in the text, at its line
 /// and column.
 pub fn from_str(text: &str, origin: &str) -> Result<Config, ConfigError> {
-    let cfg: Config = toml::from_str(text).map_err(|e| ConfigError::from_toml(e, text, origin))?;
+    let doc = toml_edit::ImDocument::parse(text)
+        .map_err(|e| ConfigError::from_toml(e.message(), e.span(), None, text, origin))?;
+    let cfg: Config =
+        Config::deserialize(toml_edit::de::Deserializer::from(doc.clone())).map_err(|e| {
+            ConfigError::from_toml(e.message(), e.span(), Some(doc.as_table()), text, origin)
+        })?;
     validate::validate(&cfg)
-        .map_err(|p| ConfigError::from_problem(p, Some((text, &SpanIndex::new(text))), origin))?;
+        .map_err(|p| ConfigError::from_problem(p, Some((text, doc.as_table())), origin))?;
     Ok(cfg)
 }
 
@@ -366,7 +369,7 @@ impl Config {
                 if p.rss { "on" } else { "off" }
             )?;
             for c in &p.addresses {
-                writeln!(s, "  address {c} (subnet {})", c.network())?;
+                writeln!(s, "  address {c} (subnet {})", c.trunc())?;
             }
             if let Some(g) = p.gateway {
                 writeln!(s, "  default route 0.0.0.0/0 via {g}")?;

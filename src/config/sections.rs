@@ -15,10 +15,9 @@ use std::str::FromStr;
 use serde::de::value::MapAccessDeserializer;
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
-use toml::Spanned;
 
 use super::listener::{Balance, HashOn, HealthCheck};
-use super::types::{Cidr, Mac, Parse, PortDevice};
+use super::types::{cidr, cidrs, Cidr, Mac, Parse, PortDevice};
 
 /// `[eal]`: how the DPDK Environment Abstraction Layer is started.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -77,6 +76,26 @@ pub struct Dataplane {
     /// Milliseconds between two resolution attempts for one next hop, at
     /// least 10.
     pub neighbor_retry_ms: u32,
+    /// What to do when a worker dies (panics, returns) or is stuck (its
+    /// heartbeat does not advance for `worker_stuck_ms`): `/healthz` fails
+    /// either way; `exit` also ends the process with a non-zero status so
+    /// that a supervisor restarts it.
+    pub on_worker_failure: OnWorkerFailure,
+    /// Milliseconds without a heartbeat (one per loop iteration) after
+    /// which a running worker counts as stuck, 100..=600000.
+    pub worker_stuck_ms: u32,
+}
+
+/// `dataplane.on_worker_failure`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OnWorkerFailure {
+    /// Log, fail `/healthz`, stop in order and exit non-zero.
+    #[default]
+    Exit,
+    /// Log and fail `/healthz`, keep serving with the other workers (RSS
+    /// still feeds the dead worker's queues: their packets are lost).
+    Keep,
 }
 
 impl Default for Dataplane {
@@ -91,6 +110,8 @@ impl Default for Dataplane {
             tx_drain_us: 100,
             neighbor_timeout_s: 300,
             neighbor_retry_ms: 1000,
+            on_worker_failure: OnWorkerFailure::Exit,
+            worker_stuck_ms: 5000,
         }
     }
 }
@@ -226,8 +247,8 @@ impl Port {
     pub fn subnet_of(&self, ip: IpAddr) -> Option<Cidr> {
         self.addresses
             .iter()
-            .find(|c| c.contains(ip))
-            .map(|c| c.network())
+            .find(|c| c.contains(&ip))
+            .map(Cidr::trunc)
     }
 
     /// Whether `ip` is one of this port's own addresses.
@@ -237,12 +258,12 @@ impl Port {
 
     /// This port's IPv4 addresses with their prefixes.
     pub fn ipv4_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.is_ipv4())
+        self.addresses.iter().filter(|c| c.addr().is_ipv4())
     }
 
     /// This port's IPv6 addresses with their prefixes.
     pub fn ipv6_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.is_ipv6())
+        self.addresses.iter().filter(|c| c.addr().is_ipv6())
     }
 }
 
@@ -267,6 +288,7 @@ struct PortTable {
     #[serde(default = "default_rss")]
     rss: bool,
     /// See [`Port::addresses`].
+    #[serde(deserialize_with = "cidrs")]
     addresses: Vec<Cidr>,
     /// See [`Port::gateway`].
     #[serde(default, deserialize_with = "ipv4_gateway")]
@@ -389,19 +411,19 @@ impl TryFrom<PortTable> for Port {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix, IPv4 or IPv6, with the host bits zero.
+    #[serde(deserialize_with = "cidr")]
     pub prefix: Cidr,
     /// Next hop, of the prefix's family, inside a connected subnet of
     /// `port` (for IPv6 it may instead be link-local).
     pub via: IpAddr,
-    /// The `[[port]]` the next hop is reached through. Spanned so that
-    /// errors can point at it; read it with `get_ref()`.
-    pub port: Spanned<String>,
+    /// The `[[port]]` the next hop is reached through.
+    pub port: String,
 }
 
 impl Route {
     /// The name of the port the next hop is reached through.
     pub fn port_name(&self) -> &str {
-        self.port.get_ref()
+        &self.port
     }
 }
 
@@ -415,15 +437,14 @@ pub struct Neighbor {
     pub ip: IpAddr,
     /// The neighbor's MAC (unicast).
     pub mac: Mac,
-    /// The `[[port]]` the neighbor is attached to. Spanned so that errors
-    /// can point at it; read it with `get_ref()`.
-    pub port: Spanned<String>,
+    /// The `[[port]]` the neighbor is attached to.
+    pub port: String,
 }
 
 impl Neighbor {
     /// The name of the port the neighbor is attached to.
     pub fn port_name(&self) -> &str {
-        self.port.get_ref()
+        &self.port
     }
 }
 
@@ -772,13 +793,10 @@ pub struct Service {
     #[serde(default)]
     pub mode: ForwardMode,
     /// The `[[cluster]]` whose backends serve this service; its backends
-    /// have the vip's family. Spanned so that errors can point at it; read
-    /// it with [`Service::cluster_name`].
-    pub cluster: Spanned<String>,
+    /// have the vip's family.
+    pub cluster: String,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the vip.
-    /// Spanned so that errors can point at it; read it with
-    /// [`Service::ingress_name`].
-    pub ingress: Spanned<String>,
+    pub ingress: String,
     /// Mode `nat` only: the source addresses Sluice uses towards backends,
     /// each an address of a `[[port]]` (without prefix length) of the vip's
     /// family. Empty: the address of the egress port in the backend's
@@ -790,12 +808,12 @@ pub struct Service {
 impl Service {
     /// The name of the cluster this service forwards to.
     pub fn cluster_name(&self) -> &str {
-        self.cluster.get_ref()
+        &self.cluster
     }
 
     /// The name of the port on which the vip is announced.
     pub fn ingress_name(&self) -> &str {
-        self.ingress.get_ref()
+        &self.ingress
     }
 }
 

@@ -107,6 +107,8 @@ fn defaults() {
             tx_drain_us: 100,
             neighbor_timeout_s: 300,
             neighbor_retry_ms: 1000,
+            on_worker_failure: OnWorkerFailure::Exit,
+            worker_stuck_ms: 5000,
         }
     );
     assert_eq!(
@@ -1968,7 +1970,7 @@ fn l7_defaults() {
     assert_eq!(l.max_body_bytes, 1 << 30);
     assert_eq!(l.bytes_per_connection(), 4 * 65536 + 2048);
     assert_eq!(
-        l.limits(),
+        crate::control::compile::limits(l),
         crate::l7::http::Limits {
             max_head_bytes: 16384,
             max_headers: 100,
@@ -2146,7 +2148,7 @@ ingress = "wan"
     assert_eq!(l.snat.len(), 2);
     assert_eq!(l.default_cluster_name(), None);
     assert_eq!(
-        l.limits(),
+        crate::control::compile::limits(l),
         crate::l7::http::Limits {
             max_head_bytes: 1_048_576,
             max_headers: 128,
@@ -2175,7 +2177,7 @@ ingress = "wan"
     use crate::l7::http::{HeaderEdits, PrefixRewrite};
     use crate::l7::router::{Matcher, Route, RouteAction, ValueMatch};
     let index = |name: &str| cfg.cluster(name).unwrap().0 as u32;
-    let (routes, default) = l.router_routes(index);
+    let (routes, default) = crate::control::compile::listener_routes(l, index);
     assert_eq!(default, None);
     let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
     assert_eq!(
@@ -2230,7 +2232,9 @@ ingress = "wan"
     assert!(routes[2].matchers.is_empty());
     crate::l7::router::Router::new(routes, default).unwrap();
 
-    let (routes, default) = ok(&l7("", "")).listeners[0].router_routes(|n| n.len() as u32);
+    let cfg = ok(&l7("", ""));
+    let (routes, default) =
+        crate::control::compile::listener_routes(&cfg.listeners[0], |n| n.len() as u32);
     assert_eq!(
         default,
         Some(RouteAction {

@@ -1,14 +1,17 @@
 //! Typed values that appear in the config file: prefixes, MAC addresses and
 //! port devices.
 //!
-//! Each parses from the string an operator writes (`FromStr`) and
-//! deserializes through that parser, so a malformed value is reported by
-//! serde with the span of the offending string.
+//! Prefixes are [`ipnet::IpNet`] and MACs wrap [`macaddr::MacAddr6`]; what
+//! is Sluice's own is the forms accepted, the messages that name them, and
+//! which host addresses a subnet reserves. Each deserializes through its
+//! parser ([`Parse`]), so a malformed value is reported by serde with the
+//! span of the offending string.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
 use std::str::FromStr;
 
+use macaddr::MacAddr6;
 use serde::de::{self, Deserialize, Deserializer};
 
 /// An IPv4 or IPv6 address together with a prefix length, as in
@@ -16,177 +19,76 @@ use serde::de::{self, Deserialize, Deserializer};
 ///
 /// The address keeps its host bits: `10.0.0.1/24` is both "the address
 /// 10.0.0.1" and "the subnet 10.0.0.0/24", which is how a port's addresses
-/// are written. [`Cidr::network`] clears the host bits.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Cidr {
-    addr: IpAddr,
-    prefix_len: u8,
+/// are written. `trunc()` clears the host bits.
+pub type Cidr = ipnet::IpNet;
+
+/// `ADDRESS/LENGTH`, the length in decimal digits and at most the address
+/// width.
+fn parse_cidr(text: &str) -> Result<Cidr, String> {
+    let syntax = || {
+        format!(
+            "invalid prefix {text:?}: expected ADDRESS/LENGTH (such as 10.0.0.1/24 or fd00::1/64)"
+        )
+    };
+    let (addr, len) = text.split_once('/').ok_or_else(syntax)?;
+    let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
+    // Digits only: u32's parser would also take a leading '+'.
+    if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(syntax());
+    }
+    let len: u32 = len.parse().map_err(|_| syntax())?;
+    let max = if addr.is_ipv4() { 32 } else { 128 };
+    u8::try_from(len)
+        .ok()
+        .and_then(|len| Cidr::new(addr, len).ok())
+        .ok_or_else(|| format!("invalid prefix {text:?}: prefix length {len} is longer than {max}"))
 }
 
-/// Why a string is not a valid [`Cidr`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-pub enum CidrError {
-    /// No `/LEN` part, or an address or length that does not parse.
-    #[error("invalid prefix {0:?}: expected ADDRESS/LENGTH (such as 10.0.0.1/24 or fd00::1/64)")]
-    Syntax(String),
-    /// The length exceeds the address width (32 or 128).
-    #[error("invalid prefix {text:?}: prefix length {len} is longer than {max}")]
-    TooLong {
-        /// The text as written.
-        text: String,
-        /// The length that was given.
-        len: u32,
-        /// 32 for IPv4, 128 for IPv6.
-        max: u8,
-    },
+/// A [`Cidr`] as serde reads it, with Sluice's messages.
+struct Prefix(Cidr);
+
+impl FromStr for Prefix {
+    type Err = String;
+
+    fn from_str(text: &str) -> Result<Prefix, String> {
+        parse_cidr(text).map(Prefix)
+    }
 }
 
-impl Cidr {
-    /// `addr/prefix_len`, or `None` when the length exceeds the address width.
-    pub fn new(addr: IpAddr, prefix_len: u8) -> Option<Cidr> {
-        (prefix_len <= max_len(addr)).then_some(Cidr { addr, prefix_len })
+impl<'de> Deserialize<'de> for Prefix {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
+        d.deserialize_str(Parse::new("a prefix such as \"10.0.0.1/24\""))
     }
+}
 
-    /// The address as written, host bits included.
-    pub fn addr(&self) -> IpAddr {
-        self.addr
-    }
+/// `prefix`: one [`Cidr`].
+pub(super) fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
+    Prefix::deserialize(d).map(|Prefix(c)| c)
+}
 
-    /// The prefix length: 0..=32 for IPv4, 0..=128 for IPv6.
-    pub fn prefix_len(&self) -> u8 {
-        self.prefix_len
-    }
+/// `addresses`: [`Cidr`]s, each parsed inside its own element so that an
+/// error points at that element.
+pub(super) fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
+    Vec::<Prefix>::deserialize(d).map(|v| v.into_iter().map(|Prefix(c)| c).collect())
+}
 
-    /// Whether this is an IPv4 prefix.
-    pub fn is_ipv4(&self) -> bool {
-        self.addr.is_ipv4()
-    }
-
-    /// Whether this is an IPv6 prefix.
-    pub fn is_ipv6(&self) -> bool {
-        self.addr.is_ipv6()
-    }
-
-    /// The same prefix with the host bits cleared (`10.0.0.1/24` →
-    /// `10.0.0.0/24`).
-    pub fn network(&self) -> Cidr {
-        let addr = match self.addr {
-            IpAddr::V4(a) => IpAddr::V4(Ipv4Addr::from(u32::from(a) & mask32(self.prefix_len))),
-            IpAddr::V6(a) => IpAddr::V6(Ipv6Addr::from(u128::from(a) & mask128(self.prefix_len))),
-        };
-        Cidr {
-            addr,
-            prefix_len: self.prefix_len,
-        }
-    }
-
-    /// Whether the host bits are all zero, i.e. `self == self.network()`.
-    pub fn is_network(&self) -> bool {
-        self.addr == self.network().addr
-    }
-
-    /// The IPv4 directed broadcast address of the subnet (all host bits
-    /// set); `None` for IPv6, which has no broadcast.
-    pub fn broadcast(&self) -> Option<Ipv4Addr> {
-        match self.addr {
-            IpAddr::V4(a) => Some(Ipv4Addr::from(u32::from(a) | !mask32(self.prefix_len))),
-            IpAddr::V6(_) => None,
-        }
-    }
-
-    /// Whether `ip` lies inside this prefix. An address of the other family
-    /// is never inside.
-    pub fn contains(&self, ip: IpAddr) -> bool {
-        match (self.addr, ip) {
-            (IpAddr::V4(net), IpAddr::V4(ip)) => {
-                let m = mask32(self.prefix_len);
-                u32::from(net) & m == u32::from(ip) & m
-            }
-            (IpAddr::V6(net), IpAddr::V6(ip)) => {
-                let m = mask128(self.prefix_len);
-                u128::from(net) & m == u128::from(ip) & m
-            }
-            _ => false,
-        }
-    }
-
-    /// Whether `ip` is the network address of this subnet, or its IPv4
-    /// broadcast address, neither of which may be given to a host.
-    ///
-    /// Only subnets with room for hosts reserve them: IPv4 /31 point-to-point
-    /// links use both addresses (RFC 3021), as do IPv6 /127 links (RFC 6164);
-    /// on longer IPv6 prefixes the all-zero host is the Subnet-Router anycast
-    /// address (RFC 4291 section 2.6.1).
-    pub fn is_reserved_host(&self, ip: IpAddr) -> bool {
-        if !self.contains(ip) {
-            return false;
-        }
-        match ip {
-            IpAddr::V4(v4) => {
-                self.prefix_len < 31 && (ip == self.network().addr || Some(v4) == self.broadcast())
-            }
-            IpAddr::V6(_) => self.prefix_len < 127 && ip == self.network().addr,
-        }
-    }
+/// Whether `ip` is the network address of subnet `c`, or its IPv4
+/// broadcast address, neither of which may be given to a host.
+///
+/// Only subnets with room for hosts reserve them: IPv4 /31 point-to-point
+/// links use both addresses (RFC 3021), as do IPv6 /127 links (RFC 6164);
+/// on longer IPv6 prefixes the all-zero host is the Subnet-Router anycast
+/// address (RFC 4291 section 2.6.1).
+pub fn is_reserved_host(c: &Cidr, ip: IpAddr) -> bool {
+    let room = if ip.is_ipv4() { 31 } else { 127 };
+    c.contains(&ip)
+        && c.prefix_len() < room
+        && (ip == c.network() || (ip.is_ipv4() && ip == c.broadcast()))
 }
 
 /// Whether `ip` is an IPv6 link-local address (fe80::/10, RFC 4291 section 2.5.6).
 pub fn is_ipv6_link_local(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
-}
-
-fn max_len(addr: IpAddr) -> u8 {
-    match addr {
-        IpAddr::V4(_) => 32,
-        IpAddr::V6(_) => 128,
-    }
-}
-
-fn mask32(len: u8) -> u32 {
-    u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0)
-}
-
-fn mask128(len: u8) -> u128 {
-    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
-}
-
-impl fmt::Display for Cidr {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.prefix_len)
-    }
-}
-
-impl FromStr for Cidr {
-    type Err = CidrError;
-
-    fn from_str(text: &str) -> Result<Cidr, CidrError> {
-        let syntax = || CidrError::Syntax(text.to_string());
-        let (addr, len) = text.split_once('/').ok_or_else(syntax)?;
-        let addr: IpAddr = addr.parse().map_err(|_| syntax())?;
-        // Digits only: u32's parser would also take a leading '+'.
-        if len.is_empty() || len.len() > 3 || !len.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(syntax());
-        }
-        let len: u32 = len.parse().map_err(|_| syntax())?;
-        let max = max_len(addr);
-        if len > u32::from(max) {
-            return Err(CidrError::TooLong {
-                text: text.to_string(),
-                len,
-                max,
-            });
-        }
-        Ok(Cidr {
-            addr,
-            prefix_len: len as u8,
-        })
-    }
-}
-
-impl<'de> Deserialize<'de> for Cidr {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
-        d.deserialize_str(Parse::new("a prefix such as \"10.0.0.1/24\""))
-    }
 }
 
 /// Deserializes a string through `T::from_str`.
@@ -225,78 +127,64 @@ where
     }
 }
 
-/// An Ethernet MAC address.
+/// An Ethernet MAC address, written and shown as six two-digit hex octets
+/// separated by colons (shown in lower case).
 ///
 /// Deliberately separate from the wire module's address type: this one only
-/// carries what the operator wrote. Convert with [`Mac::octets`] or
-/// `<[u8; 6]>::from`.
+/// carries what the operator wrote.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub struct Mac([u8; 6]);
-
-/// Why a string is not a valid [`Mac`].
-#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
-#[error("invalid MAC address {0:?}: expected six two-digit hex octets separated by colons (such as 02:00:00:00:00:01)")]
-pub struct MacError(String);
+pub struct Mac(MacAddr6);
 
 impl Mac {
     /// The MAC with these octets, in transmission order.
     pub const fn new(octets: [u8; 6]) -> Mac {
-        Mac(octets)
+        let [a, b, c, d, e, f] = octets;
+        Mac(MacAddr6::new(a, b, c, d, e, f))
     }
 
     /// The six octets, in transmission order.
     pub const fn octets(&self) -> [u8; 6] {
-        self.0
+        self.0.into_array()
     }
 
     /// Unicast: the I/G bit (least significant bit of the first octet) is
     /// clear. Multicast and broadcast addresses cannot name a station.
     pub fn is_unicast(&self) -> bool {
-        self.0[0] & 1 == 0
+        self.0.is_unicast()
     }
 
     /// All zeros, which no station uses.
     pub fn is_zero(&self) -> bool {
-        self.0 == [0; 6]
-    }
-}
-
-impl From<[u8; 6]> for Mac {
-    fn from(octets: [u8; 6]) -> Mac {
-        Mac(octets)
+        self.0.is_nil()
     }
 }
 
 impl From<Mac> for [u8; 6] {
     fn from(mac: Mac) -> [u8; 6] {
-        mac.0
+        mac.octets()
     }
 }
 
 impl fmt::Display for Mac {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let [a, b, c, d, e, g] = self.0;
+        let [a, b, c, d, e, g] = self.octets();
         write!(f, "{a:02x}:{b:02x}:{c:02x}:{d:02x}:{e:02x}:{g:02x}")
     }
 }
 
 impl FromStr for Mac {
-    type Err = MacError;
+    type Err = String;
 
-    fn from_str(text: &str) -> Result<Mac, MacError> {
-        let mut octets = [0u8; 6];
-        let mut parts = text.split(':');
-        for octet in &mut octets {
-            let part = parts.next().ok_or_else(|| MacError(text.to_string()))?;
-            if part.len() != 2 || !part.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(MacError(text.to_string()));
-            }
-            *octet = u8::from_str_radix(part, 16).map_err(|_| MacError(text.to_string()))?;
+    /// Only the colon form: macaddr also reads `-`, `.` and no separator.
+    fn from_str(text: &str) -> Result<Mac, String> {
+        let colons = text.len() == 17 && (2..17).step_by(3).all(|i| text.as_bytes()[i] == b':');
+        match text.parse() {
+            Ok(mac) if colons => Ok(Mac(mac)),
+            _ => Err(format!(
+                "invalid MAC address {text:?}: expected six two-digit hex octets separated by \
+                 colons (such as 02:00:00:00:00:01)"
+            )),
         }
-        if parts.next().is_some() {
-            return Err(MacError(text.to_string()));
-        }
-        Ok(Mac(octets))
     }
 }
 
@@ -408,7 +296,7 @@ mod tests {
     use super::*;
 
     fn cidr(s: &str) -> Cidr {
-        s.parse().unwrap()
+        parse_cidr(s).unwrap()
     }
 
     fn ip(s: &str) -> IpAddr {
@@ -430,47 +318,33 @@ mod tests {
             ("10.0.0/24", false),
             ("abc", false),
         ] {
-            let parsed = text.parse::<Cidr>();
+            let parsed = parse_cidr(text);
             assert_eq!(parsed.is_ok(), ok, "{text}: {parsed:?}");
             if let Ok(c) = parsed {
                 assert_eq!(c.to_string(), text);
             }
         }
-        let err = "10.0.0.1/33".parse::<Cidr>().unwrap_err().to_string();
+        let err = parse_cidr("10.0.0.1/33").unwrap_err();
         assert!(err.contains("prefix length 33 is longer than 32"), "{err}");
-    }
-
-    #[test]
-    fn cidr_network_and_contains() {
-        let c = cidr("10.0.0.77/24");
-        assert_eq!(c.network(), cidr("10.0.0.0/24"));
-        assert!(!c.is_network());
-        assert!(c.network().is_network());
-        assert!(c.contains(ip("10.0.0.254")));
-        assert!(!c.contains(ip("10.0.1.1")));
-        assert!(!c.contains(ip("fd00::1")));
-        assert_eq!(c.broadcast(), Some("10.0.0.255".parse().unwrap()));
-        assert!(cidr("0.0.0.0/0").contains(ip("192.0.2.1")));
-        assert!(cidr("10.0.0.1/32").contains(ip("10.0.0.1")));
-        assert!(!cidr("10.0.0.1/32").contains(ip("10.0.0.2")));
-        let c6 = cidr("fd00:99::1/64");
-        assert_eq!(c6.network(), cidr("fd00:99::/64"));
-        assert!(c6.contains(ip("fd00:99::fe")));
-        assert!(!c6.contains(ip("fd00:98::fe")));
-        assert!(cidr("::/0").contains(ip("2001:db8::1")));
-        assert_eq!(c6.broadcast(), None);
+        let err = parse_cidr("10.0.0.1/999").unwrap_err();
+        assert!(err.contains("prefix length 999 is longer than 32"), "{err}");
     }
 
     #[test]
     fn reserved_hosts() {
         let c = cidr("10.0.0.1/24");
-        assert!(c.is_reserved_host(ip("10.0.0.0")));
-        assert!(c.is_reserved_host(ip("10.0.0.255")));
-        assert!(!c.is_reserved_host(ip("10.0.0.1")));
-        assert!(!cidr("10.0.0.0/31").is_reserved_host(ip("10.0.0.0")));
-        assert!(!cidr("10.0.0.0/31").is_reserved_host(ip("10.0.0.1")));
-        assert!(cidr("fd00::1/64").is_reserved_host(ip("fd00::")));
-        assert!(!cidr("fd00::1/127").is_reserved_host(ip("fd00::")));
+        assert!(is_reserved_host(&c, ip("10.0.0.0")));
+        assert!(is_reserved_host(&c, ip("10.0.0.255")));
+        assert!(!is_reserved_host(&c, ip("10.0.0.1")));
+        assert!(!is_reserved_host(&c, ip("10.0.1.0")));
+        assert!(!is_reserved_host(&cidr("10.0.0.0/31"), ip("10.0.0.0")));
+        assert!(!is_reserved_host(&cidr("10.0.0.0/31"), ip("10.0.0.1")));
+        assert!(is_reserved_host(&cidr("fd00::1/64"), ip("fd00::")));
+        assert!(!is_reserved_host(
+            &cidr("fd00::1/64"),
+            ip("fd00::ffff:ffff:ffff:ffff")
+        ));
+        assert!(!is_reserved_host(&cidr("fd00::1/127"), ip("fd00::")));
     }
 
     #[test]
@@ -495,6 +369,8 @@ mod tests {
             "2:0:0:0:0:1",
             "02-00-00-00-00-01",
             "0g:00:00:00:00:01",
+            "020000000001",
+            "0200.0000.0001",
         ] {
             assert!(bad.parse::<Mac>().is_err(), "{bad}");
         }

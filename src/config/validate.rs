@@ -11,11 +11,10 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::ops::Range;
 
 use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
-use super::types::{is_ipv6_link_local, Cidr, PortDevice};
+use super::types::{is_ipv6_link_local, is_reserved_host, Cidr, PortDevice};
 use super::{validate_l7, vip_port, Config};
 use crate::l4::maglev::{is_prime, next_prime};
 
@@ -37,8 +36,6 @@ pub const MAX_WEIGHT: u32 = 65_535;
 pub enum Locus {
     /// The value at this path, if the file spells it out.
     Path(KeyPath),
-    /// A byte span of the text, from a `Spanned` value.
-    Span(Range<usize>),
     /// The start of the file: for what is missing altogether.
     Start,
 }
@@ -251,6 +248,15 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             ),
         ));
     }
+    if !(100..=600_000).contains(&d.worker_stuck_ms) {
+        return Err(Problem::new(
+            at("worker_stuck_ms"),
+            format!(
+                "`dataplane.worker_stuck_ms` {} is out of range 100..=600000",
+                d.worker_stuck_ms
+            ),
+        ));
+    }
     Ok(())
 }
 
@@ -444,8 +450,8 @@ fn address(p: &Port, c: &Cidr) -> Result<(), String> {
     if let Some(what) = unusable_address(c.addr()) {
         return Err(format!("port {:?}: {} is {what}", p.name, c.addr()));
     }
-    if c.is_reserved_host(c.addr()) {
-        let which = if c.addr() == c.network().addr() {
+    if is_reserved_host(c, c.addr()) {
+        let which = if c.addr() == c.network() {
             "network"
         } else {
             "broadcast"
@@ -453,7 +459,7 @@ fn address(p: &Port, c: &Cidr) -> Result<(), String> {
         return Err(format!(
             "port {:?}: {c} is the {which} address of its subnet {}; give a host address",
             p.name,
-            c.network()
+            c.trunc()
         ));
     }
     Ok(())
@@ -476,13 +482,13 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
     let family_subnets: Vec<String> = p
         .addresses
         .iter()
-        .filter(|c| c.is_ipv4() == ip.is_ipv4())
-        .map(|c| c.network().to_string())
+        .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
+        .map(|c| c.trunc().to_string())
         .collect();
-    match p.addresses.iter().find(|c| c.contains(ip)) {
-        Some(c) if c.is_reserved_host(ip) => Err(format!(
+    match p.addresses.iter().find(|c| c.contains(&ip)) {
+        Some(c) if is_reserved_host(c, ip) => Err(format!(
             "is the network or broadcast address of subnet {} of port {:?}",
-            c.network(),
+            c.trunc(),
             p.name
         )),
         Some(_) => Ok(()),
@@ -518,36 +524,34 @@ pub(super) fn find_port<'a>(
     cfg: &'a Config,
     name: &str,
     what: &str,
-    span: Range<usize>,
+    at: KeyPath,
 ) -> Result<&'a Port, Problem> {
-    cfg.ports
-        .iter()
-        .find(|p| p.name == name)
-        .ok_or_else(|| Problem {
-            at: vec![Locus::Span(span)],
-            message: format!(
+    cfg.ports.iter().find(|p| p.name == name).ok_or_else(|| {
+        Problem::new(
+            at,
+            format!(
                 "port {name:?} referenced by {what} is not defined (defined ports: {})",
                 defined_ports(cfg)
             ),
-            see: None,
-        })
+        )
+    })
 }
 
 fn routes(cfg: &Config) -> Check {
     let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
     for (i, r) in cfg.routes.iter().enumerate() {
         let at = |key: &str| item("route", i).key(key);
-        if !r.prefix.is_network() {
+        if r.prefix != r.prefix.trunc() {
             return Err(Problem::new(
                 at("prefix"),
                 format!(
                     "route prefix {} has host bits set; did you mean {}?",
                     r.prefix,
-                    r.prefix.network()
+                    r.prefix.trunc()
                 ),
             ));
         }
-        if r.via.is_ipv4() != r.prefix.is_ipv4() {
+        if r.via.is_ipv4() != r.prefix.addr().is_ipv4() {
             return Err(Problem::new(
                 at("via"),
                 format!(
@@ -559,7 +563,7 @@ fn routes(cfg: &Config) -> Check {
                 ),
             ));
         }
-        let port = find_port(cfg, r.port.get_ref(), "route", r.port.span())?;
+        let port = find_port(cfg, &r.port, "route", at("port"))?;
         next_hop(port, r.via, true).map_err(|m| {
             Problem::new(
                 at("via"),
@@ -576,13 +580,13 @@ fn routes(cfg: &Config) -> Check {
         }
         prefixes.insert(r.prefix, i);
         if r.prefix.prefix_len() == 0 {
-            let key = if r.prefix.is_ipv4() {
+            let key = if r.prefix.addr().is_ipv4() {
                 "gateway"
             } else {
                 "gateway6"
             };
             let has_gateway = |p: &Port| {
-                if r.prefix.is_ipv4() {
+                if r.prefix.addr().is_ipv4() {
                     p.gateway.is_some()
                 } else {
                     p.gateway6.is_some()
@@ -615,7 +619,7 @@ fn neighbors(cfg: &Config) -> Check {
     let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let at = |key: &str| item("neighbor", i).key(key);
-        let port = find_port(cfg, n.port.get_ref(), "neighbor", n.port.span())?;
+        let port = find_port(cfg, &n.port, "neighbor", at("port"))?;
         next_hop(port, n.ip, true)
             .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
         if !n.mac.is_unicast() || n.mac.is_zero() {
@@ -717,8 +721,8 @@ fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
         .ports
         .iter()
         .flat_map(|p| &p.addresses)
-        .filter(|c| c.is_ipv4() == ip.is_ipv4())
-        .map(|c| c.network().to_string())
+        .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
+        .map(|c| c.trunc().to_string())
         .collect();
     if subnets.is_empty() {
         format!("no port has an {} address", family(ip))
@@ -731,7 +735,7 @@ fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
 /// `[[route]]`, or a default route of its family.
 fn reachable(cfg: &Config, ip: IpAddr) -> bool {
     cfg.ports.iter().any(|p| p.subnet_of(ip).is_some())
-        || cfg.routes.iter().any(|r| r.prefix.contains(ip))
+        || cfg.routes.iter().any(|r| r.prefix.contains(&ip))
         || cfg.ports.iter().any(|p| {
             if ip.is_ipv4() {
                 p.gateway.is_some()
@@ -1011,16 +1015,15 @@ fn services(cfg: &Config) -> Check {
         }
 
         let Some((ci, cluster)) = cfg.cluster(v.cluster_name()) else {
-            return Err(Problem {
-                at: vec![Locus::Span(v.cluster.span())],
-                message: format!(
+            return Err(Problem::new(
+                at("cluster"),
+                format!(
                     "cluster {:?} referenced by service {:?} is not defined ({})",
                     v.cluster_name(),
                     v.name,
                     defined_clusters(cfg)
                 ),
-                see: None,
-            });
+            ));
         };
         if let Some((j, b)) = cluster
             .backends
@@ -1028,9 +1031,9 @@ fn services(cfg: &Config) -> Check {
             .enumerate()
             .find(|(_, b)| b.address.is_ipv4() != v.vip.is_ipv4())
         {
-            return Err(Problem {
-                at: vec![Locus::Span(v.cluster.span())],
-                message: format!(
+            return Err(Problem::new(
+                at("cluster"),
+                format!(
                     "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
                      the backends must have the vip's family",
                     v.name,
@@ -1040,14 +1043,14 @@ fn services(cfg: &Config) -> Check {
                     family(b.address),
                     b.address
                 ),
-                see: Some((Locus::Path(backend_key(ci, j, "address")), "backend")),
-            });
+            )
+            .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
         }
         find_port(
             cfg,
             v.ingress_name(),
             &format!("service {:?}", v.name),
-            v.ingress.span(),
+            at("ingress"),
         )?;
         snat(cfg, i)?;
         if v.mode.is_dsr() {
@@ -1138,7 +1141,7 @@ fn snat(cfg: &Config, i: usize) -> Check {
                 .ports
                 .iter()
                 .flat_map(|p| &p.addresses)
-                .filter(|c| c.is_ipv4() == ip.is_ipv4())
+                .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
                 .map(|c| c.addr().to_string())
                 .collect();
             return Err(Problem::new(

@@ -279,7 +279,7 @@ pub(super) fn listeners(cfg: &Config) -> Check {
         }
         names.insert(&l.name, i);
         address(cfg, i, l, &owner)?;
-        find_port(cfg, l.ingress_name(), &owner, l.ingress.span())?;
+        find_port(cfg, l.ingress_name(), &owner, at("ingress"))?;
         snat(cfg, i, l, &owner)?;
         sizing(i, l, &owner)?;
         let need = u64::from(l.max_connections) * l.bytes_per_connection();
@@ -301,8 +301,8 @@ pub(super) fn listeners(cfg: &Config) -> Check {
             )
             .or_at(item("listener", i)));
         }
-        clusters_used(cfg, l, &owner)?;
-        routes(cfg, i, l, &owner)?;
+        clusters_used(cfg, i, l, &owner)?;
+        routes(i, l, &owner)?;
     }
     Ok(())
 }
@@ -486,23 +486,31 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
 
 /// Every cluster the listener sends to exists, and its backends have the
 /// port to connect to.
-fn clusters_used(cfg: &Config, l: &Listener, owner: &str) -> Check {
+fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+    let listener = item("listener", i);
     let references = l
         .default_cluster
         .iter()
-        .map(|c| (c, "default_cluster of"))
-        .chain(l.routes.iter().map(|r| (&r.cluster, "a route of")));
-    for (name, what) in references {
-        let Some((ci, cluster)) = cfg.cluster(name.get_ref()) else {
-            return Err(Problem {
-                at: vec![Locus::Span(name.span())],
-                message: format!(
-                    "cluster {:?} referenced by {what} {owner} is not defined ({})",
-                    name.get_ref(),
+        .map(|c| {
+            (
+                c,
+                listener.clone().key("default_cluster"),
+                "default_cluster of",
+            )
+        })
+        .chain(l.routes.iter().enumerate().map(|(j, r)| {
+            let at = listener.clone().key("route").index(j).key("cluster");
+            (&r.cluster, at, "a route of")
+        }));
+    for (name, at, what) in references {
+        let Some((ci, cluster)) = cfg.cluster(name) else {
+            return Err(Problem::new(
+                at,
+                format!(
+                    "cluster {name:?} referenced by {what} {owner} is not defined ({})",
                     defined_clusters(cfg)
                 ),
-                see: None,
-            });
+            ));
         };
         if let Some((j, b)) = cluster
             .backends
@@ -520,14 +528,14 @@ fn clusters_used(cfg: &Config, l: &Listener, owner: &str) -> Check {
                 ),
             )
             .or_at(backend_key(ci, j, "address"))
-            .see(Locus::Span(name.span()), "used"));
+            .see(Locus::Path(at), "used"));
         }
     }
     Ok(())
 }
 
-/// Each route's keys, then the whole table through the route compiler.
-fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
+/// Each route's keys, then each route through the route compiler.
+fn routes(i: usize, l: &Listener, owner: &str) -> Check {
     for (j, r) in l.routes.iter().enumerate() {
         let at = |key: &str| item("listener", i).key("route").index(j).key(key);
         let owner = format!("{owner}, route[{j}]");
@@ -568,24 +576,18 @@ fn routes(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             }
         }
     }
-    let index = |name: &str| cfg.cluster(name).map_or(u32::MAX, |(ci, _)| ci as u32);
-    let (table, default) = l.router_routes(index);
-    match Router::new(table, default) {
-        Ok(_) => Ok(()),
-        Err(e) => Err(match e.route {
-            Some(j) => route_problem(i, j, &l.routes[j], owner, &e.message),
-            None => Problem {
-                at: l
-                    .default_cluster
-                    .iter()
-                    .map(|c| Locus::Span(c.span()))
-                    .chain([Locus::Path(item("listener", i))])
-                    .collect(),
-                message: format!("{owner}: default route: {}", e.message),
-                see: None,
-            },
-        }),
+    // The default route has neither conditions nor edits: nothing to refuse.
+    for (j, r) in l.routes.iter().enumerate() {
+        let matchers = r.matchers().into_iter().map(|(_, m)| m).collect();
+        let route = Route {
+            matchers,
+            action: r.action(0),
+        };
+        if let Err(e) = Router::new(vec![route], None) {
+            return Err(route_problem(i, j, r, owner, &e.message));
+        }
     }
+    Ok(())
 }
 
 /// The problem of route `j` that [`Router::new`] refused with `message`,

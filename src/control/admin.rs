@@ -60,7 +60,17 @@ fn serve(s: TcpStream, source: &StatsSource) -> std::io::Result<()> {
     let (status, ctype, body) = match (method, path) {
         ("GET", "/metrics") => ("200 OK", "text/plain; version=0.0.4", source.prometheus()),
         ("GET", "/stats") => ("200 OK", "application/json", source.json().to_string()),
-        ("GET", "/healthz") => ("200 OK", "text/plain", "ok\n".to_string()),
+        ("GET", "/healthz") => {
+            // Not healthy while any worker is dead or stuck: its RSS share
+            // of the traffic is being lost.
+            let failures = source.workers_health.failures();
+            if failures.is_empty() {
+                ("200 OK", "text/plain", "ok\n".to_string())
+            } else {
+                let body = failures.join("\n") + "\n";
+                ("503 Service Unavailable", "text/plain", body)
+            }
+        }
         ("GET", _) => ("404 Not Found", "text/plain", "not found\n".to_string()),
         _ => (
             "405 Method Not Allowed",

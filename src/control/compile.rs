@@ -7,21 +7,29 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
 
-use crate::config::{Config, ForwardMode, Protocol, Scheduler};
+use crate::config::{Config, ForwardMode, Listener, Protocol, Scheduler};
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
+use crate::l7::http::Limits;
 use crate::l7::plane::{
     Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
-use crate::l7::router::Router;
-use crate::worker::plane::{Plane, PortPlane};
-use crate::worker::services::{
+use crate::l7::router::{Route, RouteAction, Router};
+use crate::net::plane::{Plane, PortPlane};
+use crate::net::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
     MAX_SERVICES,
 };
 
 /// Ids of backends and services, stable for the life of the process so
 /// that connection entries and counters survive reloads.
+///
+/// A backend is known by its cluster's name and its address, a service by
+/// its name: each keeps its id across any reload that adds, removes,
+/// reorders or renames others. An id is never reused for something else,
+/// since connections may still refer to it; a backend or service that comes
+/// back gets its old id. So ids only grow, and a process that has seen more
+/// than [`MAX_BACKENDS`] backends or [`MAX_SERVICES`] services must restart.
 #[derive(Default, Debug, Clone)]
 pub struct Registry {
     backends: HashMap<(String, IpAddr), u32>,
@@ -48,6 +56,27 @@ impl Registry {
             self.backend_names[id as usize] = (cluster.into(), name.into());
         }
         Ok(id)
+    }
+
+    /// The ids of `cfg`'s backends, by cluster and in file order, and of
+    /// its services in file order; new ones are assigned the next free id.
+    pub fn assign(&mut self, cfg: &Config) -> Result<(Vec<Vec<u32>>, Vec<u16>)> {
+        let backends = cfg
+            .clusters
+            .iter()
+            .map(|c| {
+                c.backends
+                    .iter()
+                    .map(|b| self.backend_id(&c.name, b.address, &b.name))
+                    .collect::<Result<Vec<_>>>()
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let services = cfg
+            .services
+            .iter()
+            .map(|s| self.service_id(&s.name))
+            .collect::<Result<Vec<_>>>()?;
+        Ok((backends, services))
     }
 
     fn service_id(&mut self, name: &str) -> Result<u16> {
@@ -175,7 +204,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
     };
     let mut listeners = Vec::new();
     for l in &cfg.listeners {
-        let (routes, default) = l.router_routes(cluster_index);
+        let (routes, default) = listener_routes(l, cluster_index);
         let router =
             Router::new(routes, default).map_err(|e| anyhow!("listener {}: {e}", l.name))?;
         listeners.push(ListenerPlane {
@@ -183,7 +212,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             addr: l.address,
             port: l.port,
             router,
-            limits: l.limits(),
+            limits: limits(l),
             buffers: Buffers {
                 client_rx: l.client_rx_buffer as usize,
                 client_tx: l.client_tx_buffer as usize,
@@ -203,13 +232,49 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
     Ok(L7Plane::new(listeners, clusters))
 }
 
+/// The routes and default action of `l` for [`Router::new`], clusters
+/// numbered by `cluster_index` (normally their position in
+/// [`Config::clusters`]). The default action has no header edits.
+pub(crate) fn listener_routes(
+    l: &Listener,
+    cluster_index: impl Fn(&str) -> u32,
+) -> (Vec<Route>, Option<RouteAction>) {
+    let routes = l
+        .routes
+        .iter()
+        .map(|r| Route {
+            matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
+            action: r.action(cluster_index(r.cluster_name())),
+        })
+        .collect();
+    let default = l.default_cluster_name().map(|name| RouteAction {
+        cluster: cluster_index(name),
+        ..RouteAction::default()
+    });
+    (routes, default)
+}
+
+/// The request limits of `l`; `max_body_bytes` 0 (no limit) becomes
+/// `u64::MAX`.
+pub(crate) fn limits(l: &Listener) -> Limits {
+    Limits {
+        max_head_bytes: l.max_head_bytes as usize,
+        max_headers: l.max_headers as usize,
+        max_uri_bytes: l.max_uri_bytes as usize,
+        max_body_bytes: match l.max_body_bytes {
+            0 => u64::MAX,
+            n => n,
+        },
+    }
+}
+
 fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<Services> {
+    let (backend_ids, service_ids) = reg.assign(cfg)?;
     let mut backends: Vec<Option<BackendPlane>> = Vec::new();
     let mut clusters = Vec::new();
     for (ci, c) in cfg.clusters.iter().enumerate() {
         let mut members = Vec::new();
-        for b in &c.backends {
-            let id = reg.backend_id(&c.name, b.address, &b.name)?;
+        for (b, &id) in c.backends.iter().zip(&backend_ids[ci]) {
             // The egress port's own address towards the backend: the NAT
             // source by default, and the tunnel source in DSR modes.
             let src = match b.address {
@@ -263,12 +328,12 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
         });
     }
     let mut services = Vec::new();
-    for s in &cfg.services {
+    for (s, &id) in cfg.services.iter().zip(&service_ids) {
         let (cluster, _) = cfg
             .cluster(s.cluster_name())
             .ok_or_else(|| anyhow!("service {}: no cluster {}", s.name, s.cluster_name()))?;
         services.push(ServicePlane {
-            id: reg.service_id(&s.name)?,
+            id,
             name: s.name.clone(),
             vip: s.vip,
             port: s.port,
@@ -300,4 +365,180 @@ pub fn owned_addresses(cfg: &Config) -> Vec<IpAddr> {
         .iter()
         .flat_map(|p| p.addresses.iter().map(|c| c.addr()))
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A valid config with `clusters` (name, last octets of backends on
+    /// 10.0.0.0/24) and `services` (name, cluster), the services on one VIP
+    /// with ports 80, 81, ...
+    fn config(clusters: &[(&str, &[u8])], services: &[(&str, &str)]) -> Config {
+        let mut text = String::from(
+            "[eal]\nargs = [\"--no-pci\"]\n\n[[port]]\nname = \"wan\"\nvdev = \"net_null0\"\n\
+             addresses = [\"10.0.0.1/24\"]\n",
+        );
+        for (name, backends) in clusters {
+            text += &format!("\n[[cluster]]\nname = \"{name}\"\n");
+            for b in *backends {
+                text += &format!("[[cluster.backend]]\naddress = \"10.0.0.{b}\"\n");
+            }
+        }
+        for (port, (name, cluster)) in (80..).zip(services) {
+            text += &format!(
+                "\n[[service]]\nname = \"{name}\"\nvip = \"10.0.0.100\"\nport = {port}\n\
+                 cluster = \"{cluster}\"\ningress = \"wan\"\n"
+            );
+        }
+        crate::config::from_str(&text, "test.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    /// (cluster, last octet of the address, id) of each backend.
+    type BackendIds = Vec<(String, u8, u32)>;
+
+    /// Backend ids, and service ids by name.
+    fn ids(reg: &mut Registry, cfg: &Config) -> (BackendIds, Vec<(String, u16)>) {
+        let (backends, services) = reg.assign(cfg).unwrap();
+        let backends = cfg
+            .clusters
+            .iter()
+            .zip(&backends)
+            .flat_map(|(c, ids)| {
+                c.backends.iter().zip(ids).map(|(b, &id)| match b.address {
+                    IpAddr::V4(a) => (c.name.clone(), a.octets()[3], id),
+                    IpAddr::V6(_) => unreachable!(),
+                })
+            })
+            .collect();
+        let services = cfg
+            .services
+            .iter()
+            .zip(services)
+            .map(|(s, id)| (s.name.clone(), id))
+            .collect();
+        (backends, services)
+    }
+
+    fn backend(ids: &[(String, u8, u32)], cluster: &str, octet: u8) -> u32 {
+        ids.iter()
+            .find(|(c, o, _)| c == cluster && *o == octet)
+            .map(|&(_, _, id)| id)
+            .unwrap()
+    }
+
+    #[test]
+    fn first_ids_follow_file_order() {
+        let mut reg = Registry::default();
+        let cfg = config(
+            &[("web", &[11, 12]), ("api", &[21])],
+            &[("a", "web"), ("b", "api")],
+        );
+        let (b, s) = ids(&mut reg, &cfg);
+        let b: Vec<u32> = b.iter().map(|&(_, _, id)| id).collect();
+        assert_eq!(b, [0, 1, 2]);
+        assert_eq!(s, [("a".to_string(), 0), ("b".to_string(), 1)]);
+        assert_eq!(reg.backend_names[2], ("api".into(), "10.0.0.21".into()));
+        assert_eq!(reg.service_names, ["a", "b"]);
+    }
+
+    #[test]
+    fn backends_keep_ids_when_others_change() {
+        let mut reg = Registry::default();
+        let (old, _) = ids(
+            &mut reg,
+            &config(&[("web", &[11, 12, 13]), ("api", &[21])], &[]),
+        );
+        // 12 removed, 14 added, web's backends reordered, a cluster added
+        // before the others and the clusters reordered.
+        let (new, _) = ids(
+            &mut reg,
+            &config(
+                &[("db", &[31]), ("api", &[21]), ("web", &[13, 14, 11])],
+                &[],
+            ),
+        );
+        for (cluster, octet) in [("web", 11), ("web", 13), ("api", 21)] {
+            assert_eq!(
+                backend(&new, cluster, octet),
+                backend(&old, cluster, octet),
+                "{cluster} 10.0.0.{octet}"
+            );
+        }
+        // New backends get ids no backend ever had, the removed one's
+        // included: a connection entry may still name it.
+        let (db, web14) = (backend(&new, "db", 31), backend(&new, "web", 14));
+        assert!(db >= 4 && web14 >= 4 && db != web14, "{new:?}");
+    }
+
+    #[test]
+    fn removed_backend_id_is_not_reused_and_comes_back() {
+        let mut reg = Registry::default();
+        let (first, _) = ids(&mut reg, &config(&[("web", &[11, 12])], &[]));
+        let gone = backend(&first, "web", 12);
+        let (second, _) = ids(&mut reg, &config(&[("web", &[11, 13])], &[]));
+        assert_ne!(backend(&second, "web", 13), gone);
+        let (third, _) = ids(&mut reg, &config(&[("web", &[12, 11, 13])], &[]));
+        assert_eq!(backend(&third, "web", 12), gone);
+        assert_eq!(backend(&third, "web", 13), backend(&second, "web", 13));
+    }
+
+    #[test]
+    fn backend_is_its_cluster_and_address() {
+        let mut reg = Registry::default();
+        let (b, _) = ids(&mut reg, &config(&[("web", &[11]), ("api", &[11])], &[]));
+        assert_ne!(backend(&b, "web", 11), backend(&b, "api", 11));
+        // A new name (label) is the same backend, shown by its new name.
+        let id = backend(&b, "web", 11);
+        let mut cfg = config(&[("web", &[11])], &[]);
+        cfg.clusters[0].backends[0].name = "w1".into();
+        let (b, _) = ids(&mut reg, &cfg);
+        assert_eq!(backend(&b, "web", 11), id);
+        assert_eq!(reg.backend_names[id as usize], ("web".into(), "w1".into()));
+    }
+
+    #[test]
+    fn services_keep_ids_when_others_change() {
+        let mut reg = Registry::default();
+        let clusters: &[(&str, &[u8])] = &[("web", &[11])];
+        let (_, old) = ids(
+            &mut reg,
+            &config(clusters, &[("a", "web"), ("b", "web"), ("c", "web")]),
+        );
+        let (_, new) = ids(
+            &mut reg,
+            &config(clusters, &[("d", "web"), ("c", "web"), ("a", "web")]),
+        );
+        let id = |list: &[(String, u16)], name: &str| {
+            list.iter()
+                .find(|(n, _)| n == name)
+                .map(|&(_, id)| id)
+                .unwrap()
+        };
+        assert_eq!(id(&new, "a"), id(&old, "a"));
+        assert_eq!(id(&new, "c"), id(&old, "c"));
+        assert_eq!(id(&new, "d"), 3, "b's id 1 is not reused");
+        let (_, back) = ids(&mut reg, &config(clusters, &[("b", "web")]));
+        assert_eq!(id(&back, "b"), id(&old, "b"));
+        assert_eq!(reg.service_names, ["a", "b", "c", "d"]);
+    }
+
+    #[test]
+    fn ids_run_out_over_a_process_life() {
+        let mut reg = Registry::default();
+        for n in 0..MAX_SERVICES {
+            reg.service_id(&format!("s{n}")).unwrap();
+        }
+        assert!(reg.service_id("one-more").is_err());
+        reg.service_id("s0").unwrap();
+        let mut reg = Registry::default();
+        for n in 0..MAX_BACKENDS as u32 {
+            reg.backend_id("web", IpAddr::from(n.to_be_bytes()), "b")
+                .unwrap();
+        }
+        let more = IpAddr::from([10, 255, 255, 255]);
+        assert!(reg.backend_id("web", more, "b").is_err());
+        reg.backend_id("web", IpAddr::from([0, 0, 0, 0]), "b")
+            .unwrap();
+    }
 }

@@ -1,10 +1,12 @@
 //! The control thread (main lcore): brings the data plane up from a config,
 //! launches the workers, serves the admin endpoint, waits for a signal (or
 //! for the input to go idle, in pcap replay), and shuts everything down in
-//! order: workers stop and flush, then ports stop, then the EAL.
+//! order: workers stop and flush, then ports stop (the EAL itself is never
+//! torn down: see [`crate::dpdk::Eal`]).
 
 pub mod admin;
 pub mod compile;
+pub mod liveness;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -15,11 +17,12 @@ use std::time::{Duration, Instant};
 use anyhow::{anyhow, bail, Context, Result};
 use crossbeam::queue::ArrayQueue;
 
-use crate::config::{Config, PortDevice};
+use crate::config::{Config, OnWorkerFailure, PortDevice};
 use crate::dpdk::{self, port, Eal, Mempool};
 use crate::l4::conntrack::{ConntrackConfig, RateLimit, Timeouts};
-use crate::worker::l4lb::L4Counters;
-use crate::worker::{self, counters::Counter, counters::WorkerCounters};
+use crate::net::counters::{Counter, L4Counters, WorkerCounters};
+use crate::worker::liveness::{ExitGuard, Heartbeat};
+use crate::worker;
 use compile::Registry;
 use stats::StatsSource;
 
@@ -165,14 +168,14 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let snat_addrs = compile::owned_addresses(&cfg);
     let worker_stop = Arc::new(AtomicBool::new(false));
     let health = Arc::new(crate::l7::health::HealthState::default());
-    let mut plane_senders = Vec::new();
+    let planes = worker::handoff::Publisher::new(plane);
+    let heartbeats: Vec<Arc<Heartbeat>> = (0..nworkers).map(|_| Arc::default()).collect();
     for (i, &lcore) in dp.workers.iter().enumerate() {
-        let (tx, rx) = crossbeam::channel::bounded(8);
-        plane_senders.push(tx);
+        let (sub, plane) = planes.subscribe();
         let setup = worker::WorkerSetup {
             index: i,
-            plane: plane.clone(),
-            planes: rx,
+            plane,
+            planes: sub,
             burst: dp.burst as usize,
             drain_ns: dp.tx_drain_us as u64 * 1000,
             neighbor_capacity: NEIGHBOR_CAPACITY,
@@ -191,9 +194,20 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             pool: pools[i],
             health: health.clone(),
             stop: worker_stop.clone(),
+            heartbeat: heartbeats[i].clone(),
         };
-        eal.launch(lcore, move || worker::run(setup))?;
+        // Marks the worker exited however its function ends, panic included.
+        let exit = ExitGuard(heartbeats[i].clone());
+        eal.launch(lcore, move || {
+            let _exit = exit;
+            worker::run(setup)
+        })?;
     }
+    let stuck_after = Duration::from_millis(dp.worker_stuck_ms as u64);
+    let mut monitor = liveness::Monitor::new(&heartbeats, stuck_after, Instant::now());
+    let workers_health = Arc::new(liveness::WorkerHealth::default());
+    let exit_on_failure = dp.on_worker_failure == OnWorkerFailure::Exit;
+    let mut worker_failure = false;
 
     let source = Arc::new(StatsSource {
         workers: counters.clone(),
@@ -206,6 +220,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             .map(|(p, i)| (p.name.clone(), i.id))
             .collect(),
         health: health.clone(),
+        workers_health: workers_health.clone(),
     });
     let mut cfg = cfg;
     let admin = if cfg.admin.enabled {
@@ -229,6 +244,38 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let mut last_print = Instant::now();
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(10));
+        for event in monitor.check(Instant::now()) {
+            match event {
+                liveness::Event::Failed(i, why) => {
+                    let lcore = dp.workers[i];
+                    let what = match why {
+                        liveness::Failure::Died => format!("worker {i} (lcore {lcore}) died"),
+                        liveness::Failure::Stuck(d) => format!(
+                            "worker {i} (lcore {lcore}) is stuck: no heartbeat for {} ms",
+                            d.as_millis()
+                        ),
+                    };
+                    log::error!(
+                        "{what}: its rx queues are not polled and their packets are lost; \
+                         /healthz fails; {}",
+                        if exit_on_failure {
+                            "stopping (dataplane.on_worker_failure = \"exit\")"
+                        } else {
+                            "running on (dataplane.on_worker_failure = \"keep\")"
+                        }
+                    );
+                    workers_health.set_failed(i, what);
+                    worker_failure |= exit_on_failure;
+                }
+                liveness::Event::Resumed(i) => {
+                    log::warn!("worker {i} (lcore {}) is polling again", dp.workers[i]);
+                    workers_health.clear(i);
+                }
+            }
+        }
+        if worker_failure {
+            break;
+        }
         let rx = source.total()[Counter::rx_packets as usize];
         if rx != last_rx {
             last_rx = rx;
@@ -258,12 +305,9 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             match &opts.reload {
                 Some(reload) => match reload_plane(reload, &cfg, &infos, &mut registry, nworkers) {
                     Ok((new_cfg, plane)) => {
-                        let plane = Arc::new(plane);
-                        for tx in &plane_senders {
-                            // A worker that has not taken the previous plane
-                            // yet gets this one next.
-                            let _ = tx.try_send(plane.clone());
-                        }
+                        // Every worker moves to the newest plane at its next
+                        // check, however many reloads came before it looked.
+                        planes.publish(Arc::new(plane));
                         *source.names.lock().unwrap() = registry.clone();
                         log::info!(
                             "reloaded: {} service(s), {} cluster(s)",
@@ -277,6 +321,8 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 None => log::warn!("SIGHUP: reload not available"),
             }
         }
+        // Planes the workers have let go of are freed here, not on them.
+        planes.collect();
         if let Some(iv) = opts.stats_interval {
             if last_print.elapsed() >= iv {
                 log::info!("stats: {}", source.summary_line());
@@ -286,25 +332,41 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     }
     stop.store(true, Ordering::SeqCst);
     worker_stop.store(true, Ordering::SeqCst);
-    let mut failed = false;
-    for &l in &dp.workers {
-        if eal.wait(l) != 0 {
+    // A stuck worker never returns: waiting for its lcore would hang the
+    // shutdown, and stopping ports under a worker that may still poll them
+    // is not allowed. Give the workers a bounded time to stop.
+    let deadline = Instant::now() + stuck_after + Duration::from_secs(1);
+    while heartbeats.iter().any(|h| !h.exited()) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let mut failed = worker_failure;
+    let mut unstopped = Vec::new();
+    for (i, &l) in dp.workers.iter().enumerate() {
+        if !heartbeats[i].exited() {
+            unstopped.push(l);
+        } else if eal.wait(l) != 0 {
             log::error!("worker on lcore {l} failed");
             failed = true;
         }
     }
-    // Packets left in redirect rings must go back to their pools while the
-    // EAL's memory is still there.
     for q in redirects.iter() {
         while q.pop().is_some() {}
     }
+    planes.collect();
     let elapsed = started.elapsed();
     let final_stats = source.json();
     if let Some(h) = admin {
         let _ = h.join();
     }
-    for info in &infos {
-        port::stop(info.id);
+    if unstopped.is_empty() {
+        for info in &infos {
+            port::stop(info.id);
+        }
+    } else {
+        log::error!(
+            "worker lcore(s) {unstopped:?} did not stop within {:?}: leaving the ports running",
+            stuck_after + Duration::from_secs(1)
+        );
     }
     log::info!(
         "stopped after {:.1}s: {}",
@@ -317,7 +379,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         std::fs::write(path, serde_json::to_string_pretty(&v)? + "\n")
             .with_context(|| format!("writing {}", path.display()))?;
     }
-    drop(eal);
+    // No rte_eal_cleanup: see `Eal`'s doc (the kernel reclaims the EAL's
+    // memory at exit, and no safe code can outlive it then).
+    if !unstopped.is_empty() {
+        bail!("worker lcore(s) {unstopped:?} stuck");
+    }
     if failed {
         bail!("a worker failed");
     }
@@ -330,7 +396,7 @@ fn reload_plane(
     infos: &[port::PortInfo],
     registry: &mut Registry,
     workers: usize,
-) -> Result<(Config, worker::plane::Plane)> {
+) -> Result<(Config, crate::net::plane::Plane)> {
     let new = reload().map_err(|e| anyhow!(e))?;
     running.check_reloadable(&new).map_err(|e| anyhow!(e))?;
     let mut reg = registry.clone();

@@ -8,8 +8,7 @@ use std::sync::Mutex;
 
 use super::compile::Registry;
 use crate::dpdk::port;
-use crate::worker::counters::{self, Counter, WorkerCounters};
-use crate::worker::l4lb::{self, L4Counters};
+use crate::net::counters::{self, Counter, L4Counters, WorkerCounters};
 
 /// What the control thread can report: every worker's counters and every
 /// port's driver stats.
@@ -23,6 +22,8 @@ pub struct StatsSource {
     pub ports: Vec<(String, u16)>,
     /// Backend health (L7 health checks), by backend id.
     pub health: Arc<crate::l7::health::HealthState>,
+    /// Failed workers, for `/healthz`.
+    pub workers_health: Arc<super::liveness::WorkerHealth>,
 }
 
 /// One labelled metric family of the text exposition.
@@ -131,25 +132,25 @@ impl StatsSource {
                 "sluice_service_packets_total",
                 "counter",
                 l.clone(),
-                v[l4lb::SVC_PACKETS],
+                v[counters::SVC_PACKETS],
             );
             family(
                 "sluice_service_bytes_total",
                 "counter",
                 l.clone(),
-                v[l4lb::SVC_BYTES],
+                v[counters::SVC_BYTES],
             );
             family(
                 "sluice_service_connections_total",
                 "counter",
                 l.clone(),
-                v[l4lb::SVC_NEW],
+                v[counters::SVC_NEW],
             );
             family(
                 "sluice_service_drops_total",
                 "counter",
                 l,
-                v[l4lb::SVC_DROPS],
+                v[counters::SVC_DROPS],
             );
         }
         let l7 = self.backends_l7();
@@ -161,50 +162,50 @@ impl StatsSource {
                 "sluice_backend_packets_total",
                 "counter",
                 l.clone(),
-                v[l4lb::BE_PACKETS],
+                v[counters::BE_PACKETS],
             );
             family(
                 "sluice_backend_bytes_total",
                 "counter",
                 l.clone(),
-                v[l4lb::BE_BYTES],
+                v[counters::BE_BYTES],
             );
             family(
                 "sluice_backend_connections_total",
                 "counter",
                 l.clone(),
-                v[l4lb::BE_NEW],
+                v[counters::BE_NEW],
             );
             family(
                 "sluice_backend_active_connections",
                 "gauge",
                 l.clone(),
-                v[l4lb::BE_ACTIVE],
+                v[counters::BE_ACTIVE],
             );
             let r = l7.get(id).copied().unwrap_or_default();
             family(
                 "sluice_backend_requests_total",
                 "counter",
                 l.clone(),
-                r[l4lb::BE_L7_REQUESTS],
+                r[counters::BE_L7_REQUESTS],
             );
             family(
                 "sluice_backend_failures_total",
                 "counter",
                 l.clone(),
-                r[l4lb::BE_L7_FAILURES],
+                r[counters::BE_L7_FAILURES],
             );
             family(
                 "sluice_backend_responses_5xx_total",
                 "counter",
                 l.clone(),
-                r[l4lb::BE_L7_5XX],
+                r[counters::BE_L7_5XX],
             );
             family(
                 "sluice_backend_requests_in_flight",
                 "gauge",
                 l,
-                r[l4lb::BE_L7_INFLIGHT],
+                r[counters::BE_L7_INFLIGHT],
             );
         }
         for (name, id) in &self.ports {
@@ -338,7 +339,7 @@ mod tests {
         reg.backend_names = vec![("web".into(), "a".into()), ("web".into(), "b".into())];
         reg.service_names = vec!["s".into()];
         let l4 = Arc::new(L4Counters::default());
-        l4.l7_add(1, l4lb::BE_L7_REQUESTS, 7);
+        l4.l7_add(1, counters::BE_L7_REQUESTS, 7);
         let health = Arc::new(crate::l7::health::HealthState::default());
         health.set(0, false);
         let src = StatsSource {
@@ -347,6 +348,7 @@ mod tests {
             names: Mutex::new(reg),
             ports: Vec::new(),
             health,
+            workers_health: Default::default(),
         };
         let text = src.prometheus();
         let mut seen: Vec<String> = Vec::new();

@@ -26,8 +26,24 @@ pub enum LaunchError {
     Busy(u32, String),
 }
 
-/// The process's one Environment Abstraction Layer. Dropping it calls
-/// `rte_eal_cleanup`; every port, mempool and lcore must be done by then.
+/// The process's one Environment Abstraction Layer: proof that
+/// `rte_eal_init` succeeded.
+///
+/// It is never torn down: Sluice does not call `rte_eal_cleanup`, neither
+/// from `Drop` nor from any other safe method. Cleanup unmaps the EAL's
+/// memory, and nothing in safe Rust can prove that no [`super::Mempool`]
+/// (pools are `'static`: ports keep pointers to their rx pools) and no
+/// [`super::Mbuf`] (owned values that can sit in any queue, thread or
+/// leaked box) is still alive at that moment; touching one afterwards
+/// would be a use after free. A lifetime tying every pool and mbuf to the
+/// `Eal` would make that checkable, at the price of a lifetime on every
+/// packet in the program. What cleanup would release is released by the
+/// kernel when the process exits (memory mappings, file descriptors,
+/// hugepage file locks); ports are stopped and closed explicitly
+/// ([`super::port::stop`]), which is what flushes devices such as
+/// `net_pcap`. The files under the runtime directory
+/// (`/var/run/dpdk/PREFIX/`) stay and are reused by the next primary
+/// process with the same `--file-prefix`.
 pub struct Eal {
     _private: (),
 }
@@ -135,14 +151,6 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f())) {
         Ok(code) => code,
         Err(_) => -1,
-    }
-}
-
-impl Drop for Eal {
-    fn drop(&mut self) {
-        // SAFETY: all lcores have been waited for and all ports stopped by the
-        // owner before the Eal is dropped (run() orders it so).
-        unsafe { sys::rte_eal_cleanup() };
     }
 }
 

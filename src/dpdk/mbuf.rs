@@ -56,6 +56,19 @@ impl Mempool {
 /// One single-segment packet buffer, owned: dropping it returns it to its
 /// pool. Sluice does not enable scattered rx, so every mbuf it receives is a
 /// single segment (multi-segment ones are dropped by the worker and counted).
+///
+/// Invariant: the first segment's buffer is **exclusively** this value's: a
+/// direct mbuf with reference count 1. That is what makes [`Mbuf::data_mut`]
+/// and [`Mbuf::buffer_mut`] (headroom and tailroom included) sound: a clone
+/// (`rte_pktmbuf_clone`, reference count > 1), an indirect mbuf or one with an
+/// external buffer (mlx5 multi-packet rx stores several packets in one
+/// buffer) shares its bytes with other packets, and writing into it would
+/// corrupt them. Every way to obtain an `Mbuf` keeps the invariant: a fresh
+/// allocation is exclusive, and the rx side ([`RxBurst::take`],
+/// [`RxBurst::rx`]) checks every received mbuf and copies a shared one into a
+/// fresh direct mbuf from the same pool before handing it out (a packet
+/// whose copy finds the pool empty is freed and reported by
+/// [`RxBurst::take_lost`]). No method here clones or attaches buffers.
 pub struct Mbuf {
     raw: NonNull<sys::rte_mbuf>,
 }
@@ -66,11 +79,47 @@ unsafe impl Send for Mbuf {}
 
 impl Mbuf {
     /// # Safety
-    /// `raw` must be a valid mbuf that nothing else owns or will free.
+    /// `raw` must be a valid mbuf that nothing else owns or will free, and
+    /// exclusive (see the type's invariant): use [`Mbuf::own`] for mbufs
+    /// that come from outside (rx).
     unsafe fn from_raw(raw: *mut sys::rte_mbuf) -> Mbuf {
         Mbuf {
             raw: NonNull::new_unchecked(raw),
         }
+    }
+
+    /// Take ownership of a received mbuf, copying it first if its buffer is
+    /// shared (see the type's invariant). None if the copy found the pool
+    /// empty; `raw` is then freed.
+    ///
+    /// # Safety
+    /// `raw` must be a valid mbuf that nothing else owns or will free.
+    #[inline]
+    unsafe fn own(raw: *mut sys::rte_mbuf) -> Option<Mbuf> {
+        // SAFETY: raw is a valid mbuf (caller's contract); the check reads two
+        // fields of its header.
+        if unsafe { sys::sluice_pktmbuf_exclusive(raw) } != 0 {
+            // SAFETY: owned (caller's contract) and exclusive (just checked).
+            return Some(unsafe { Mbuf::from_raw(raw) });
+        }
+        // SAFETY: raw is ours to release; on success the shim frees it and
+        // returns a fresh direct mbuf (refcnt 1, exclusive by construction).
+        let copy = unsafe { sys::sluice_pktmbuf_unshare(raw) };
+        if copy.is_null() {
+            // SAFETY: the copy failed and left raw untouched: still ours.
+            unsafe { sys::sluice_pktmbuf_free(raw) };
+            return None;
+        }
+        // SAFETY: as above, the copy is owned and exclusive.
+        Some(unsafe { Mbuf::from_raw(copy) })
+    }
+
+    /// Whether the buffer is this value's alone (always true: the type's
+    /// invariant; exposed for tests and debug assertions).
+    #[inline]
+    pub fn is_exclusive(&self) -> bool {
+        // SAFETY: reads two header fields of an mbuf we own.
+        unsafe { sys::sluice_pktmbuf_exclusive(self.raw.as_ptr()) != 0 }
     }
 
     fn into_raw(self) -> *mut sys::rte_mbuf {
@@ -93,7 +142,10 @@ impl Mbuf {
 
     #[inline]
     pub fn data_mut(&mut self) -> &mut [u8] {
-        // SAFETY: as in `data`, and &mut self guarantees exclusive access.
+        debug_assert!(self.is_exclusive());
+        // SAFETY: as in `data`; &mut self guarantees exclusive access to this
+        // value, and the type's invariant that no other mbuf shares the
+        // buffer.
         unsafe {
             let p = sys::sluice_pktmbuf_data(self.raw.as_ptr());
             let n = sys::sluice_pktmbuf_data_len(self.raw.as_ptr());
@@ -162,12 +214,21 @@ impl Mbuf {
     /// sits in it: `(buffer, data offset, data length)`. Lets the packet
     /// code grow a header in front (encapsulation) or a reply at the end
     /// without another call; commit with [`Mbuf::set_window`].
+    ///
+    /// The caller always gets the whole buffer, which is private to this
+    /// mbuf: a received mbuf whose buffer was shared (a clone, an indirect
+    /// or external-buffer mbuf) was already copied into a fresh direct mbuf
+    /// with the pool's default headroom when it was taken from the rx burst
+    /// (see the type's invariant), so no check or fallback is needed here.
     #[inline]
     pub fn buffer_mut(&mut self) -> (&mut [u8], usize, usize) {
+        debug_assert!(self.is_exclusive());
         let (mut buf_len, mut off, mut len) = (0u16, 0u16, 0u16);
         // SAFETY: the shim reads three fields and returns buf_addr, which
-        // points at buf_len bytes owned by this mbuf; &mut self makes the
-        // slice exclusive for its lifetime.
+        // points at buf_len bytes of this mbuf's buffer; the type's invariant
+        // (direct, refcnt 1) makes the buffer this mbuf's alone, so headroom
+        // and tailroom hold no other packet, and &mut self makes the slice
+        // exclusive for its lifetime.
         unsafe {
             let p = sys::sluice_pktmbuf_buffer(self.raw.as_ptr(), &mut buf_len, &mut off, &mut len);
             (
@@ -211,6 +272,9 @@ pub struct RxBurst {
     pkts: [*mut sys::rte_mbuf; MAX_BURST],
     /// Packets of the last `recv` (taken ones are null).
     n: usize,
+    /// Shared mbufs that could not be copied (pool empty), since the last
+    /// [`RxBurst::take_lost`].
+    lost: u64,
 }
 
 // SAFETY: the array only ever holds mbufs between rx() and the end of the
@@ -222,6 +286,7 @@ impl Default for RxBurst {
         RxBurst {
             pkts: [std::ptr::null_mut(); MAX_BURST],
             n: 0,
+            lost: 0,
         }
     }
 }
@@ -277,14 +342,28 @@ impl RxBurst {
     }
 
     /// Take ownership of packet `i` of the last `recv`; None if out of
-    /// range or already taken.
+    /// range or already taken, or if it was received in a shared buffer and
+    /// could not be copied (the pool is empty: it is freed and counted in
+    /// [`RxBurst::take_lost`]).
     #[inline]
     pub fn take(&mut self, i: usize) -> Option<Mbuf> {
         let slot = self.pkts[..self.n].get_mut(i)?;
         let p = std::mem::replace(slot, std::ptr::null_mut());
+        if p.is_null() {
+            return None;
+        }
         // SAFETY: non-null entries are owned mbufs, each handed out once
         // (the slot is nulled above).
-        (!p.is_null()).then(|| unsafe { Mbuf::from_raw(p) })
+        let m = unsafe { Mbuf::own(p) };
+        self.lost += m.is_none() as u64;
+        m
+    }
+
+    /// Packets received in a shared buffer that were dropped because no
+    /// mbuf was left to copy them into, since the last call.
+    #[inline]
+    pub fn take_lost(&mut self) -> u64 {
+        std::mem::take(&mut self.lost)
     }
 
     /// Receive up to `max` packets and hand each to `f` as an owned [`Mbuf`].
@@ -299,7 +378,10 @@ impl RxBurst {
         for i in 0..n {
             // SAFETY: rx_burst wrote n valid mbufs that we now own; each is
             // wrapped once.
-            f(unsafe { Mbuf::from_raw(self.pkts[i]) });
+            match unsafe { Mbuf::own(self.pkts[i]) } {
+                Some(m) => f(m),
+                None => self.lost += 1,
+            }
         }
         n
     }
@@ -412,5 +494,138 @@ impl Drop for TxBuffer {
             unsafe { sys::sluice_pktmbuf_free_bulk(self.pkts.as_mut_ptr(), self.len as u32) };
             self.len = 0;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Set in the child process that runs the EAL part of a test.
+    const CHILD: &str = "SLUICE_TEST_EAL_CHILD";
+
+    /// Run test `name` of this binary again in a child process with the
+    /// EAL allowed (it starts once per process, and the parent test binary
+    /// runs many tests in one process); true in the child.
+    fn in_child(name: &str) -> bool {
+        if std::env::var_os(CHILD).is_some() {
+            return true;
+        }
+        let exe = std::env::current_exe().unwrap();
+        let prefix = format!("sluice-test-{}", std::process::id());
+        let out = std::process::Command::new(exe)
+            .args([name, "--exact", "--nocapture", "--test-threads=1"])
+            .env(CHILD, &prefix)
+            .output()
+            .unwrap();
+        // The EAL leaves its (empty) runtime directory behind.
+        let _ = std::fs::remove_dir_all(std::path::Path::new("/var/run/dpdk").join(prefix));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && stdout.contains("1 passed"),
+            "child test failed:\n{stdout}\n{stderr}"
+        );
+        false
+    }
+
+    fn start_eal() -> crate::dpdk::Eal {
+        let args: Vec<String> = [
+            "sluice-test",
+            "--no-huge",
+            "-m",
+            "128",
+            "--no-pci",
+            "--no-shconf",
+            "--lcores=0@0",
+            "--log-level=*:warning",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("--file-prefix={}", std::env::var(CHILD).unwrap())])
+        .collect();
+        crate::dpdk::Eal::init(&args).expect("EAL (--no-huge)")
+    }
+
+    /// Hand `raw` to an rx burst as the NIC would, and take it back.
+    fn through_rx(raw: *mut sys::rte_mbuf) -> (Option<Mbuf>, u64) {
+        let mut rx = RxBurst::default();
+        rx.pkts[0] = raw;
+        rx.n = 1;
+        let m = rx.take(0);
+        (m, rx.take_lost())
+    }
+
+    /// A clone (an indirect mbuf on another packet's buffer) and the
+    /// original it shares with (reference count 2) must never be written in
+    /// place: what the rx side hands out is a private copy, and writing its
+    /// whole buffer leaves the other packet intact.
+    #[test]
+    fn shared_mbufs_are_copied_before_anyone_writes() {
+        if !in_child("dpdk::mbuf::tests::shared_mbufs_are_copied_before_anyone_writes") {
+            return;
+        }
+        let _eal = start_eal();
+        let pool = Mempool::new("mbuf_test", 63, 0, -1).unwrap();
+        let mut orig = Mbuf::from_bytes(&pool, &[0xaa; 64]).unwrap();
+        assert!(orig.is_exclusive());
+        let mut free_before = pool.available();
+
+        // SAFETY: orig is a valid mbuf; the clone is a new indirect mbuf
+        // that we own and hand to the rx burst below.
+        let clone = unsafe { sys::rte_pktmbuf_clone(orig.raw.as_ptr(), pool.as_ptr()) };
+        assert!(!clone.is_null());
+        assert!(!orig.is_exclusive(), "refcnt 2 after the clone");
+        let (m, lost) = through_rx(clone);
+        let mut m = m.expect("copied");
+        assert_eq!(lost, 0);
+        assert!(m.is_exclusive());
+        assert_ne!(m.raw.as_ptr(), clone, "a copy, not the clone");
+        assert_eq!(m.data(), &[0xaa; 64]);
+        let (buf, off, len) = m.buffer_mut();
+        assert_eq!(len, 64);
+        assert!(off >= 64, "default headroom in the copy");
+        buf.fill(0x55);
+        assert_eq!(m.data(), &[0x55; 64]);
+        assert_eq!(orig.data(), &[0xaa; 64], "the original is untouched");
+        assert!(orig.is_exclusive(), "the clone's reference was released");
+        drop(m);
+        assert_eq!(pool.available(), free_before, "no mbuf leaked");
+
+        // The original itself while a clone holds a reference: copied too.
+        // SAFETY: as above.
+        let clone = unsafe { sys::rte_pktmbuf_clone(orig.raw.as_ptr(), pool.as_ptr()) };
+        assert!(!clone.is_null());
+        let (m, _) = through_rx(orig.into_raw());
+        let mut m = m.expect("copied");
+        m.data_mut().fill(0x11);
+        // SAFETY: the clone is still a valid mbuf we own; we read its data.
+        let clone = unsafe { Mbuf::from_raw(clone) };
+        assert_eq!(clone.data(), &[0xaa; 64]);
+        drop(clone);
+        orig = m;
+
+        // An exclusive mbuf is handed over as it is, without a copy.
+        let p = orig.into_raw();
+        let (m, _) = through_rx(p);
+        let orig = m.unwrap();
+        assert_eq!(orig.raw.as_ptr(), p);
+
+        // A shared mbuf whose pool has nothing left to copy into is freed
+        // and reported lost.
+        let small = Mempool::new("mbuf_test_small", 2, 0, -1).unwrap();
+        let held = small.alloc().unwrap();
+        free_before = small.available();
+        assert_eq!(free_before, 1);
+        // SAFETY: as above; the clone's header comes from `small`.
+        let clone = unsafe { sys::rte_pktmbuf_clone(orig.raw.as_ptr(), small.as_ptr()) };
+        assert!(!clone.is_null());
+        assert_eq!(small.available(), 0);
+        let (m, lost) = through_rx(clone);
+        assert!(m.is_none());
+        assert_eq!(lost, 1);
+        assert_eq!(small.available(), 1, "the shared mbuf was freed");
+        assert!(orig.is_exclusive());
+        drop(held);
     }
 }

@@ -4,6 +4,11 @@
 //! `shim.c` exports the `static inline` functions and macros bindgen cannot.
 //! Everything above this module uses [`Eal`], [`Mempool`], [`Mbuf`],
 //! [`TxBuffer`] and [`port`] and never touches a raw pointer.
+//!
+//! The package denies `unsafe_code` (Cargo.toml `[lints.rust]`); this module
+//! is the one exception, and every unsafe block in it carries a `// SAFETY:`
+//! comment (`clippy::undocumented_unsafe_blocks` is denied too).
+#![allow(unsafe_code)]
 
 #[allow(
     non_upper_case_globals,

@@ -77,6 +77,20 @@ uint8_t *sluice_pktmbuf_buffer(struct rte_mbuf *m, uint16_t *buf_len, uint16_t *
 	return (uint8_t *)m->buf_addr;
 }
 
+int sluice_pktmbuf_exclusive(const struct rte_mbuf *m)
+{
+	return RTE_MBUF_DIRECT(m) && rte_mbuf_refcnt_read(m) == 1;
+}
+
+struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m)
+{
+	struct rte_mbuf *c = rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);
+	if (c == NULL)
+		return NULL;
+	rte_pktmbuf_free(m);
+	return c;
+}
+
 int sluice_pktmbuf_set_window(struct rte_mbuf *m, uint16_t data_off, uint16_t len)
 {
 	if (m->nb_segs != 1 || (uint32_t)data_off + len > m->buf_len)

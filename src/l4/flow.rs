@@ -10,9 +10,10 @@
 //! for the same flow on every Sluice instance, every process, every machine
 //! and every build, because several boxes behind one ECMP group each receive
 //! a share of a flow's packets and must all choose the same backend (Maglev
-//! §3.4; Katran does the same). They are therefore written out here instead of
-//! relying on `std`'s `DefaultHasher`, whose algorithm is explicitly not
-//! stable across Rust releases, or on a randomly seeded hasher.
+//! §3.4; Katran does the same). They therefore name their algorithm (the
+//! `siphasher` crate's, a fixed specification) instead of relying on `std`'s
+//! `DefaultHasher`, whose algorithm is explicitly not stable across Rust
+//! releases, or on a randomly seeded hasher.
 //!
 //! The algorithm is SipHash-1-3 (Aumasson & Bernstein, "SipHash: a fast
 //! short-input PRF", 2012; the 1-3 round variant is what `std` has used since
@@ -214,64 +215,12 @@ pub fn src_hash(key: &FlowKey, seed: u64) -> u64 {
 }
 
 /// SipHash-1-3 with the 128-bit key `(k0, k1)`, as specified in the SipHash
-/// paper (`c = 1` compression round, `d = 3` finalization rounds). The
-/// implementation is shared with SipHash-2-4, whose published test vectors
-/// the tests check.
+/// paper (`c = 1` compression round, `d = 3` finalization rounds), from the
+/// `siphasher` crate; the tests check its SipHash-2-4 sibling against the
+/// published vectors and freeze this function's outputs.
 #[inline]
 pub fn siphash13(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-    siphash::<1, 3>(k0, k1, msg)
-}
-
-#[inline(always)]
-fn sip_round(v: &mut [u64; 4]) {
-    v[0] = v[0].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(13);
-    v[1] ^= v[0];
-    v[0] = v[0].rotate_left(32);
-    v[2] = v[2].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(16);
-    v[3] ^= v[2];
-    v[0] = v[0].wrapping_add(v[3]);
-    v[3] = v[3].rotate_left(21);
-    v[3] ^= v[0];
-    v[2] = v[2].wrapping_add(v[1]);
-    v[1] = v[1].rotate_left(17);
-    v[1] ^= v[2];
-    v[2] = v[2].rotate_left(32);
-}
-
-#[inline(always)]
-fn siphash<const C: usize, const D: usize>(k0: u64, k1: u64, msg: &[u8]) -> u64 {
-    let mut v = [
-        k0 ^ 0x736f_6d65_7073_6575,
-        k1 ^ 0x646f_7261_6e64_6f6d,
-        k0 ^ 0x6c79_6765_6e65_7261,
-        k1 ^ 0x7465_6462_7974_6573,
-    ];
-    let compress = |v: &mut [u64; 4], m: u64| {
-        v[3] ^= m;
-        for _ in 0..C {
-            sip_round(v);
-        }
-        v[0] ^= m;
-    };
-    let mut words = msg.chunks_exact(8);
-    for w in &mut words {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(w);
-        compress(&mut v, u64::from_le_bytes(b));
-    }
-    let mut last = [0u8; 8];
-    let tail = words.remainder();
-    last[..tail.len()].copy_from_slice(tail);
-    // The final word carries the message length modulo 256 in its top byte.
-    last[7] = msg.len() as u8;
-    compress(&mut v, u64::from_le_bytes(last));
-    v[2] ^= 0xff;
-    for _ in 0..D {
-        sip_round(&mut v);
-    }
-    v[0] ^ v[1] ^ v[2] ^ v[3]
+    siphasher::sip::SipHasher13::new_with_keys(k0, k1).hash(msg)
 }
 
 #[cfg(test)]
@@ -298,7 +247,8 @@ mod tests {
             (63, 0x958a_324c_eb06_4572),
         ];
         for &(len, want) in cases {
-            assert_eq!(siphash::<2, 4>(k0, k1, &msg[..len]), want, "len {len}");
+            let got = siphasher::sip::SipHasher24::new_with_keys(k0, k1).hash(&msg[..len]);
+            assert_eq!(got, want, "len {len}");
         }
     }
 

@@ -1,5 +1,6 @@
-//! L4 load balancing building blocks: flow keys, Maglev, per-core connection
-//! tracking.
+//! L4 load balancing: flow keys, Maglev, per-core connection tracking and
+//! SNAT port slices (the building blocks), and the balancer that uses them
+//! on the worker ([`balancer`]: NAT, DSR, ICMP errors).
 //!
 //! Everything here is pure: no DPDK, no I/O, no clock, no logging. Time comes
 //! in as `now: u64` nanoseconds from the worker (which converts TSC ticks
@@ -44,12 +45,19 @@
 //!   state for idle timeouts. Every connection it frees is handed back to the
 //!   worker (`on_expire`, `Lookup::Expired`, `remove`) to release SNAT ports.
 //!
+//! - [`snat`]: [`snat::SnatPorts`], a worker's slice of the SNAT port
+//!   space, shared by L4 NAT connections and L7 upstream connections.
+//! - [`balancer`]: the L4 packet handling the worker's classification calls
+//!   into; it sends through `crate::net::output` and calls nothing above.
+//!
 //! Conntrack only helps if every packet of a flow, in both directions, is
 //! handled by the core that owns its entry. How return traffic reaches that
 //! core (symmetric RSS, rte_flow partitions of SNAT ports, or a redirect ring)
 //! is the worker's decision; these modules only take a
 //! [`conntrack::Direction`] from the caller.
 
+pub mod balancer;
 pub mod conntrack;
 pub mod flow;
 pub mod maglev;
+pub mod snat;

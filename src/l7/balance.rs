@@ -12,7 +12,7 @@ use std::net::IpAddr;
 use super::health::HealthState;
 use super::plane::{Balance, HashOn, L7Cluster};
 use super::router::RequestView;
-use crate::worker::services::{ClusterPlane, Services};
+use crate::net::services::{ClusterPlane, Services};
 
 /// What one worker remembers between picks.
 pub struct Balancer {
@@ -246,7 +246,7 @@ mod tests {
     use super::*;
     use crate::l4::maglev::MaglevTable;
     use crate::l7::router::RequestView;
-    use crate::worker::services::{wrr_sequence, BackendPlane, ClusterPlane, Sched};
+    use crate::net::services::{wrr_sequence, BackendPlane, ClusterPlane, Sched};
 
     /// One cluster (index 0) of backends with ids 0.. and these weights.
     fn services(weights: &[u32]) -> Services {

@@ -15,18 +15,19 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use crate::dpdk::Mbuf;
-use crate::worker::counters::{Counter, WorkerCounters};
-use crate::worker::l4lb::{
-    L4Counters, SnatPorts, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS,
+use crate::l4::snat::SnatPorts;
+use crate::net::counters::{
+    Counter, L4Counters, WorkerCounters, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS,
 };
-use crate::worker::services::MAX_BACKENDS;
+use crate::net::output::Egress;
+use crate::net::services::MAX_BACKENDS;
 
 use super::balance::Balancer;
 use super::health::{self, HealthState, Probe};
 use super::http::HttpError;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
-use super::tcp::{key_of, Conns, Egress, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
+use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
 
 use smoltcp::socket::tcp::{self, State};
 
@@ -94,11 +95,11 @@ pub(super) fn abort_timer(c: &mut super::tcp::Conn, on: bool) {
 
 impl Engine {
     pub fn new(setup: EngineSetup) -> Engine {
-        let mut seed = [0u8; 8];
-        if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-            let _ = std::io::Read::read_exact(&mut f, &mut seed);
-        }
-        let seed = u64::from_ne_bytes(seed) ^ (setup.worker as u64).wrapping_mul(0x9e37_79b9);
+        // The seed of initial sequence numbers and SNAT ports: predictable
+        // values would let an off-path attacker inject segments, so no
+        // silent fallback if the OS cannot provide randomness.
+        let seed = getrandom::u64().expect("OS randomness (getrandom) for the L7 TCP seed")
+            ^ (setup.worker as u64).wrapping_mul(0x9e37_79b9);
         Engine {
             conns: Conns::new(4096, setup.mtu, seed),
             sessions: Vec::new(),
@@ -364,7 +365,7 @@ impl Engine {
         let Some(mut live) = self.sessions.get_mut(sid as usize).and_then(|s| s.take()) else {
             return;
         };
-        let plane: &crate::worker::plane::Plane = eg.plane;
+        let plane: &crate::net::plane::Plane = eg.plane;
         let now = eg.now_ns;
         let client = live.client;
         let alive = self
@@ -807,7 +808,7 @@ struct SessionEnv<'a, 'e> {
     client: u32,
     upstream: u32,
     listener: u16,
-    plane: &'e crate::worker::plane::Plane,
+    plane: &'e crate::net::plane::Plane,
 }
 
 impl SessionEnv<'_, '_> {

@@ -13,7 +13,7 @@
 
 use std::sync::atomic::{AtomicU8, Ordering};
 
-use crate::worker::services::MAX_BACKENDS;
+use crate::net::services::MAX_BACKENDS;
 
 const UP: u8 = 0;
 const DOWN: u8 = 1;

@@ -1,9 +1,9 @@
 //! The compiled L7 configuration the workers read: listeners with their
 //! routers and limits, and the per-request policy of each cluster. Built by
 //! the control thread (`control::compile`) and published inside a
-//! [`crate::worker::plane::Plane`]; immutable once published.
+//! [`crate::net::plane::Plane`]; immutable once published.
 //!
-//! Backends are the L4 ones ([`crate::worker::services::BackendPlane`]):
+//! Backends are the L4 ones ([`crate::net::services::BackendPlane`]):
 //! a cluster here is indexed like `Services::clusters`, and its members are
 //! the same backend ids, so counters and health state are shared.
 

@@ -26,12 +26,8 @@ use smoltcp::socket::tcp;
 use smoltcp::time::Instant;
 use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
 
-use crate::dpdk::{Mempool, TxBuffer};
-use crate::wire::EtherType;
-use crate::worker::counters::{Counter, WorkerCounters};
-use crate::worker::neighbor::NeighborTable;
-use crate::worker::plane::Plane;
-use crate::worker::process::{self, Unresolved, Verdict};
+use crate::net::counters::Counter;
+use crate::net::output::Egress;
 
 /// Room left before the IP header of an originated packet: Ethernet plus
 /// one VLAN tag.
@@ -90,80 +86,6 @@ impl Conn {
     #[inline]
     pub fn sock(&self) -> &tcp::Socket<'static> {
         self.sockets.get::<tcp::Socket>(self.handle)
-    }
-}
-
-/// What the device needs from the worker to send a packet.
-pub struct Egress<'a> {
-    pub plane: &'a Plane,
-    pub neighbors: &'a mut NeighborTable,
-    pub tx: &'a mut [TxBuffer],
-    pub pool: &'a Mempool,
-    pub counters: &'a WorkerCounters,
-    pub now_ns: u64,
-}
-
-impl Egress<'_> {
-    /// Route, resolve and send the IP packet smoltcp wrote at
-    /// `buf[off..off + len]` of `m`.
-    fn send(&mut self, mut m: crate::dpdk::Mbuf, off: usize, len: usize) {
-        let dst = {
-            let (buf, _, _) = m.buffer_mut();
-            let ip = &buf[off..off + len];
-            match ip.first().map(|b| b >> 4) {
-                Some(4) if len >= 20 => {
-                    IpAddr::from(<[u8; 4]>::try_from(&ip[16..20]).unwrap_or_default())
-                }
-                Some(6) if len >= 40 => {
-                    IpAddr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap_or_default())
-                }
-                _ => {
-                    self.counters.inc(Counter::drop_l7_tx_error);
-                    return;
-                }
-            }
-        };
-        let ethertype = if dst.is_ipv4() {
-            EtherType::Ipv4
-        } else {
-            EtherType::Ipv6
-        };
-        match process::resolve(self.plane, self.neighbors, dst, self.now_ns) {
-            Ok((port, mac)) => {
-                let out = &self.plane.ports[port];
-                let start = off - process::l2_len(out);
-                {
-                    let (buf, _, _) = m.buffer_mut();
-                    process::write_l2(&mut buf[start..], out, mac, ethertype);
-                }
-                if m.set_window(start, off + len - start) {
-                    self.counters.inc(Counter::l7_tx_segments);
-                    count_flush(self.counters, self.tx[port].push(m));
-                } else {
-                    self.counters.inc(Counter::drop_l7_tx_error);
-                }
-            }
-            Err(u) => {
-                let v = match u {
-                    Unresolved::NoRoute => Verdict::Drop(Counter::drop_no_route),
-                    u => {
-                        let (buf, _, _) = m.buffer_mut();
-                        process::solicit(self.plane, u, buf, 0)
-                    }
-                };
-                match v {
-                    Verdict::Solicited { port, start, len } => {
-                        self.counters.inc(Counter::drop_neighbor_miss);
-                        self.counters.inc(Counter::neighbor_solicits);
-                        if m.set_window(start, len) {
-                            count_flush(self.counters, self.tx[port].push(m));
-                        }
-                    }
-                    Verdict::Drop(c) => self.counters.inc(c),
-                    _ => self.counters.inc(Counter::drop_neighbor_miss),
-                }
-            }
-        }
     }
 }
 
@@ -267,13 +189,6 @@ impl Egress<'_> {
             None => false,
         }
     }
-}
-
-#[inline]
-pub fn count_flush(counters: &WorkerCounters, f: crate::dpdk::Flushed) {
-    counters.add(Counter::tx_packets, f.sent as u64);
-    counters.add(Counter::tx_bytes, f.sent_bytes);
-    counters.add(Counter::drop_tx_full, f.dropped as u64);
 }
 
 /// The device of one poll: at most one received packet, and the worker's

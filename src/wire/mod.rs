@@ -48,7 +48,7 @@ pub mod tcp;
 pub mod udp;
 
 #[cfg(test)]
-mod testdata;
+pub(crate) mod testdata;
 #[cfg(test)]
 mod tests;
 

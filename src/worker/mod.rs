@@ -11,25 +11,28 @@
 //! the worker then transmits, or drops and counts. Partial tx bursts are
 //! flushed every `tx_drain_us` (DPDK's l2fwd pattern).
 
-pub mod counters;
-pub mod l4lb;
-pub mod neighbor;
-pub mod plane;
+pub mod handoff;
+pub mod liveness;
+pub mod local;
 pub mod process;
-pub mod services;
+
+#[cfg(test)]
+mod tests;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use crossbeam::channel::Receiver;
 use crossbeam::queue::ArrayQueue;
 
 use crate::dpdk::{self, Mbuf, Mempool, RxBurst, TxBuffer};
-use counters::{Counter, WorkerCounters};
-use l4lb::L4State;
-use neighbor::{NeighborTable, NeighborUpdate, Resolve};
-use plane::Plane;
-use process::Verdict;
+use crate::l4::balancer::{self, L4State};
+use crate::l7::engine::Engine;
+use crate::net::counters::L4Counters;
+use crate::net::counters::{Counter, WorkerCounters};
+use crate::net::neighbor::{NeighborTable, NeighborUpdate, Resolve};
+use crate::net::output::Egress;
+use crate::net::plane::Plane;
+use crate::net::Verdict;
 
 /// A packet handed from one worker to another (port index, mbuf).
 pub type Redirect = (u8, Mbuf);
@@ -70,7 +73,7 @@ pub struct L4Setup {
     pub conntrack: crate::l4::conntrack::ConntrackConfig,
     /// Every address that may serve as a NAT source.
     pub snat_addrs: Vec<std::net::IpAddr>,
-    pub counters: Arc<l4lb::L4Counters>,
+    pub counters: Arc<L4Counters>,
 }
 
 /// Everything a worker is started with.
@@ -78,8 +81,9 @@ pub struct WorkerSetup {
     /// Worker index (0..n), also its queue id on every port.
     pub index: usize,
     pub plane: Arc<Plane>,
-    /// New planes published by the control thread (config reload).
-    pub planes: Receiver<Arc<Plane>>,
+    /// New planes published by the control thread (config reload); the
+    /// plane a worker replaces goes back through it to be freed.
+    pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
     pub drain_ns: u64,
     pub neighbor_capacity: usize,
@@ -100,36 +104,51 @@ pub struct WorkerSetup {
     /// Backend health, shared by all workers (worker 0 probes).
     pub health: Arc<crate::l7::health::HealthState>,
     pub stop: Arc<AtomicBool>,
+    /// Bumped once per loop iteration, watched by the control thread.
+    pub heartbeat: Arc<liveness::Heartbeat>,
 }
 
-struct Worker {
+/// What a worker's packets leave through: the plane and neighbor table to
+/// route and resolve with, one tx buffer per port, the pool for packets it
+/// originates, and its counters.
+struct Outbound {
     plane: Arc<Plane>,
     neighbors: NeighborTable,
-    l4: L4State,
-    counters: Arc<WorkerCounters>,
     tx: Vec<TxBuffer>,
-    redirects: Arc<Vec<ArrayQueue<Redirect>>>,
     pool: &'static Mempool,
-    /// Next hops resolved ahead of traffic, and how far this round got.
-    ahead: Vec<(usize, std::net::IpAddr)>,
-    ahead_cursor: usize,
-    ahead_force: bool,
-    l7: crate::l7::engine::Engine,
-    now: u64,
+    counters: Arc<WorkerCounters>,
 }
 
-impl Worker {
-    /// The L7 engine's view of this worker's egress path.
-    fn l7_run(&mut self) {
-        let mut eg = crate::l7::tcp::Egress {
+impl Outbound {
+    /// The worker's way out, as L4, local answers and the L7 engine use it.
+    fn egress(&mut self, now_ns: u64) -> Egress<'_> {
+        Egress {
             plane: &self.plane,
             neighbors: &mut self.neighbors,
             tx: &mut self.tx,
             pool: self.pool,
             counters: &self.counters,
-            now_ns: self.now,
-        };
-        self.l7.run(&mut eg, &mut self.l4.snat);
+            now_ns,
+        }
+    }
+}
+
+struct Worker {
+    out: Outbound,
+    l4: L4State,
+    redirects: Arc<Vec<ArrayQueue<Redirect>>>,
+    /// Next hops resolved ahead of traffic, and how far this round got.
+    ahead: Vec<(usize, std::net::IpAddr)>,
+    ahead_cursor: usize,
+    ahead_force: bool,
+    l7: Engine,
+    now: u64,
+}
+
+impl Worker {
+    fn l7_run(&mut self) {
+        self.l7
+            .run(&mut self.out.egress(self.now), &mut self.l4.snat);
     }
 
     /// Process one packet received on `port` (or handed over by another
@@ -137,18 +156,18 @@ impl Worker {
     #[inline]
     fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, redirected: bool) {
         if !redirected {
-            self.counters.inc(Counter::rx_packets);
-            self.counters.add(Counter::rx_bytes, m.len() as u64);
+            self.out.counters.inc(Counter::rx_packets);
+            self.out.counters.add(Counter::rx_bytes, m.len() as u64);
         }
         if m.segments() != 1 {
-            self.counters.inc(Counter::drop_multi_segment);
+            self.out.counters.inc(Counter::drop_multi_segment);
             return;
         }
         let verdict = {
             let (buf, off, len) = m.buffer_mut();
             process::process(
-                &self.plane,
-                &mut self.neighbors,
+                &self.out.plane,
+                &mut self.out.neighbors,
                 &mut self.l4,
                 port,
                 buf,
@@ -158,17 +177,9 @@ impl Worker {
             )
         };
         match verdict {
-            Verdict::Drop(c) | Verdict::Consumed(c) => self.counters.inc(c),
+            Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
-                let mut eg = crate::l7::tcp::Egress {
-                    plane: &self.plane,
-                    neighbors: &mut self.neighbors,
-                    tx: &mut self.tx,
-                    pool: self.pool,
-                    counters: &self.counters,
-                    now_ns: now,
-                };
-                self.l7.input(&mut eg, m, l3, end);
+                self.l7.input(&mut self.out.egress(now), m, l3, end);
             }
             Verdict::Transmit {
                 port,
@@ -176,30 +187,24 @@ impl Worker {
                 len,
                 counter,
             } => {
-                self.counters.inc(counter);
-                if m.set_window(start, len) {
-                    count_flush(&self.counters, self.tx[port].push(m));
-                } else {
-                    self.counters.inc(Counter::drop_no_headroom);
+                self.out.counters.inc(counter);
+                if !self.out.egress(now).transmit(port, m, start, len) {
+                    self.out.counters.inc(Counter::drop_no_headroom);
                 }
             }
             Verdict::Solicited { port, start, len } => {
                 // The packet that needed the neighbor is lost (no queueing on
                 // the hot path); its buffer carries the solicitation instead.
-                self.counters.inc(Counter::drop_neighbor_miss);
-                self.counters.inc(Counter::neighbor_solicits);
-                if m.set_window(start, len) {
-                    count_flush(&self.counters, self.tx[port].push(m));
-                }
+                self.out.egress(now).solicited(port, m, start, len);
             }
             Verdict::Redirect { worker } => {
                 if redirected {
                     // Never bounce a packet twice.
-                    self.counters.inc(Counter::drop_no_conn);
+                    self.out.counters.inc(Counter::drop_no_conn);
                 } else if self.redirects[worker].push((port as u8, m)).is_ok() {
-                    self.counters.inc(Counter::redirected);
+                    self.out.counters.inc(Counter::redirected);
                 } else {
-                    self.counters.inc(Counter::drop_redirect_full);
+                    self.out.counters.inc(Counter::drop_redirect_full);
                 }
             }
         }
@@ -210,7 +215,7 @@ impl Worker {
     /// nor NAT replies to clients wait for ARP). Built off the packet path,
     /// when a plane is installed.
     fn plan_ahead(&mut self) {
-        let plane = &self.plane;
+        let plane = &self.out.plane;
         let mut targets: Vec<(usize, std::net::IpAddr)> = Vec::new();
         for b in plane.services.backends.iter().flatten() {
             let nh = match b.addr {
@@ -255,27 +260,13 @@ impl Worker {
         let end = (self.ahead_cursor + AHEAD_PER_LOOP).min(self.ahead.len());
         for i in self.ahead_cursor..end {
             let (port, ip) = self.ahead[i];
-            let solicit = match self.neighbors.resolve(port as u8, ip, now) {
+            let solicit = match self.out.neighbors.resolve(port as u8, ip, now) {
                 Resolve::MissSolicit => true,
                 Resolve::Hit(_) => self.ahead_force,
                 Resolve::Miss => false,
             };
-            if !solicit {
-                continue;
-            }
-            let Some(mut m) = self.pool.alloc() else {
-                self.counters.inc(Counter::drop_no_mbuf);
+            if solicit && !self.out.egress(now).solicit(port, ip) {
                 break;
-            };
-            let written = {
-                let (buf, off, _) = m.buffer_mut();
-                process::build_solicit(&self.plane, port, ip, &mut buf[off..]).map(|len| (off, len))
-            };
-            if let Some((off, len)) = written {
-                if m.set_window(off, len) {
-                    self.counters.inc(Counter::neighbor_solicits);
-                    count_flush(&self.counters, self.tx[port].push(m));
-                }
             }
         }
         self.ahead_cursor = end;
@@ -295,7 +286,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
         index,
         plane,
-        planes,
+        mut planes,
         burst,
         drain_ns,
         neighbor_capacity,
@@ -309,6 +300,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         pool,
         health,
         stop,
+        heartbeat,
     } = setup;
     let queue = index as u16;
     let clock = Clock::new();
@@ -336,7 +328,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         .min()
         .unwrap_or(1500)
         .min(2048 - 18);
-    let l7 = crate::l7::engine::Engine::new(crate::l7::engine::EngineSetup {
+    let l7 = Engine::new(crate::l7::engine::EngineSetup {
         worker: index,
         mtu,
         health,
@@ -350,13 +342,15 @@ pub fn run(setup: WorkerSetup) -> i32 {
         ahead: Vec::new(),
         ahead_cursor: 0,
         ahead_force: false,
-        plane,
-        neighbors,
+        out: Outbound {
+            plane,
+            neighbors,
+            tx,
+            pool,
+            counters,
+        },
         l4,
-        counters,
-        tx,
         redirects,
-        pool,
     };
     let mut rx = RxBurst::default();
     let mut keys = [crate::l4::flow::FlowKey::v4(
@@ -376,21 +370,27 @@ pub fn run(setup: WorkerSetup) -> i32 {
     log::info!(
         "worker {index} on lcore {} polling queue {queue} of {} port(s)",
         dpdk::Eal::lcore_id(),
-        w.tx.len()
+        w.out.tx.len()
     );
     w.plan_ahead();
+    #[cfg(debug_assertions)]
+    let mut fault = liveness::Fault::from_env(index);
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
         w.now = now;
+        heartbeat.beat();
+        #[cfg(debug_assertions)]
+        if let Some(f) = &mut fault {
+            f.check(now);
+        }
 
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
-        if let Ok(p) = planes.try_recv() {
-            w.plane = p;
+        if planes.update(&mut w.out.plane) {
             w.plan_ahead();
         }
         while let Some(u) = mailboxes[index].pop() {
-            w.neighbors.apply(u, now);
+            w.out.neighbors.apply(u, now);
         }
         for _ in 0..burst {
             let Some((port, m)) = w.redirects[index].pop() else {
@@ -399,8 +399,8 @@ pub fn run(setup: WorkerSetup) -> i32 {
             w.handle(port as usize, m, now, true);
         }
 
-        for port in 0..w.plane.ports.len() {
-            let port_id = w.plane.ports[port].port_id;
+        for port in 0..w.out.plane.ports.len() {
+            let port_id = w.out.plane.ports[port].port_id;
             let n = rx.recv(port_id, queue, burst);
             if n == 0 {
                 continue;
@@ -408,10 +408,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
             // With a connection table larger than the caches, each lookup is
             // two dependent cache misses; warming the whole burst's entries
             // first lets the CPU overlap them.
-            if !w.plane.services.is_empty() {
+            if !w.out.plane.services.is_empty() {
                 let mut k = 0;
                 for i in 0..n {
-                    if let Some(key) = l4lb::peek_key(rx.peek(i)) {
+                    if let Some(key) = balancer::peek_key(rx.peek(i)) {
                         keys[k] = key;
                         k += 1;
                     }
@@ -423,33 +423,34 @@ pub fn run(setup: WorkerSetup) -> i32 {
                     w.handle(port, m, now, false);
                 }
             }
+            // Received in a shared buffer, and no mbuf left to copy it into.
+            let lost = rx.take_lost();
+            if lost > 0 {
+                w.out.counters.add(Counter::rx_packets, lost);
+                w.out.counters.add(Counter::drop_no_mbuf, lost);
+            }
         }
 
         w.l4.expire(now, expire_budget);
-        if !w.plane.l7.is_empty() || w.l7_busy() {
+        if !w.out.plane.l7.is_empty() || w.l7_busy() {
             w.l7_run();
             // What the userspace TCP stack sent in this iteration leaves
             // now: each proxied request crosses Sluice twice each way, and
             // waiting for the drain timer would add up to four drain
             // periods to its latency. Under load the buffers fill and
             // flush by themselves; this only sends the partial tails.
-            for t in w.tx.iter_mut() {
-                if !t.is_empty() {
-                    count_flush(&w.counters, t.flush());
-                }
-            }
+            w.out.egress(now).flush();
         }
 
         if now.wrapping_sub(last_drain) >= drain_ns {
-            for t in w.tx.iter_mut() {
-                count_flush(&w.counters, t.flush());
-            }
+            w.out.egress(now).flush();
             last_drain = now;
-            w.counters
-                .set(Counter::neighbor_learned, w.neighbors.learned());
+            w.out
+                .counters
+                .set(Counter::neighbor_learned, w.out.neighbors.learned());
             w.l7.publish();
             // Post what we learned to the other workers.
-            for u in w.neighbors.drain_outbox() {
+            for u in w.out.neighbors.drain_outbox() {
                 for (i, mb) in mailboxes.iter().enumerate() {
                     if i != index {
                         let _ = mb.push(u);
@@ -458,7 +459,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             }
         }
         if now.wrapping_sub(last_sweep) >= SWEEP_NS {
-            w.neighbors.sweep(now);
+            w.out.neighbors.sweep(now);
             last_sweep = now;
         }
         if now.wrapping_sub(last_refresh) >= refresh_ns {
@@ -473,27 +474,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
             w.resolve_ahead(now);
         }
     }
-    {
-        let mut eg = crate::l7::tcp::Egress {
-            plane: &w.plane,
-            neighbors: &mut w.neighbors,
-            tx: &mut w.tx,
-            pool: w.pool,
-            counters: &w.counters,
-            now_ns: clock.now_ns(),
-        };
-        w.l7.shutdown(&mut eg);
-    }
-    for t in w.tx.iter_mut() {
-        count_flush(&w.counters, t.flush());
-    }
+    let mut eg = w.out.egress(clock.now_ns());
+    w.l7.shutdown(&mut eg);
+    eg.flush();
+    planes.retire(w.out.plane.clone());
     log::info!("worker {index} stopped");
     0
-}
-
-#[inline]
-fn count_flush(counters: &WorkerCounters, f: dpdk::Flushed) {
-    counters.add(Counter::tx_packets, f.sent as u64);
-    counters.add(Counter::tx_bytes, f.sent_bytes);
-    counters.add(Counter::drop_tx_full, f.dropped as u64);
 }

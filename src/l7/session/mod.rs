@@ -61,7 +61,7 @@
 use std::io::Write;
 use std::net::IpAddr;
 
-use crate::worker::counters::Counter;
+use crate::net::counters::Counter;
 
 use super::http::{
     error_response, parse_request_head_reusing, parse_response_head_reusing, rewrite_request_head,

@@ -1,5 +1,12 @@
-//! L4 load balancing on the worker: service lookup, backend choice,
-//! connection tracking, full NAT and direct server return.
+//! L4 load balancing on the worker: backend choice, connection tracking,
+//! full NAT and direct server return, ICMP errors about tracked flows.
+//!
+//! The worker's classification (`worker::process`) has already decided
+//! that a packet is L4: a client's packet to a service ([`from_client`]),
+//! a packet to one of our addresses that may be NAT return traffic
+//! ([`nat_return`]), or an ICMP error ([`icmp_error_v4`],
+//! [`icmp_error_v6`]). Finished packets go out through
+//! [`crate::net::output`]; nothing here calls back into the worker.
 //!
 //! ## Which core owns a connection
 //! Client packets of a flow always reach the same worker: the NIC's RSS
@@ -27,14 +34,19 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::counters::Counter;
-use super::neighbor::NeighborTable;
-use super::plane::{Plane, PortPlane};
-use super::process::{l2_len, resolve, solicit, write_l2, Verdict};
-use super::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
-use crate::l4::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
-use crate::l4::flow::{flow_hash, FlowKey};
-use crate::wire::{checksum, EtherType, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
+use super::flow::{flow_hash, FlowKey};
+use super::snat::SnatPorts;
+use crate::net::counters::{
+    Counter, L4Counters, BE_ACTIVE, BE_BYTES, BE_NEW, BE_PACKETS, SVC_BYTES, SVC_DROPS, SVC_NEW,
+    SVC_PACKETS,
+};
+use crate::net::neighbor::NeighborTable;
+use crate::net::output::emit_l2;
+use crate::net::plane::Plane;
+use crate::net::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
+use crate::net::Verdict;
+use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
 
 use Verdict::Drop;
 
@@ -52,55 +64,6 @@ pub struct Ip {
     pub proto: u8,
 }
 
-/// Per-service and per-backend counters of one worker (single writer).
-pub struct L4Counters {
-    /// [packets, bytes, new connections, drops] per service id.
-    pub service: Box<[[AtomicU64; 4]]>,
-    /// [packets, bytes, new connections, active connections] per backend id.
-    pub backend: Box<[[AtomicU64; 4]]>,
-    /// L7: [requests sent, failed attempts, 5xx responses, requests in
-    /// flight] per backend id.
-    pub backend_l7: Box<[[AtomicU64; 4]]>,
-}
-
-pub const BE_L7_REQUESTS: usize = 0;
-pub const BE_L7_FAILURES: usize = 1;
-pub const BE_L7_5XX: usize = 2;
-pub const BE_L7_INFLIGHT: usize = 3;
-
-impl L4Counters {
-    /// Add `n` to L7 counter `which` of `backend` (single writer).
-    #[inline]
-    pub fn l7_add(&self, backend: u32, which: usize, n: i64) {
-        if let Some(c) = self.backend_l7.get(backend as usize) {
-            let c = &c[which];
-            c.store(
-                c.load(Ordering::Relaxed).saturating_add_signed(n),
-                Ordering::Relaxed,
-            );
-        }
-    }
-}
-
-pub const SVC_PACKETS: usize = 0;
-pub const SVC_BYTES: usize = 1;
-pub const SVC_NEW: usize = 2;
-pub const SVC_DROPS: usize = 3;
-pub const BE_PACKETS: usize = 0;
-pub const BE_BYTES: usize = 1;
-pub const BE_NEW: usize = 2;
-pub const BE_ACTIVE: usize = 3;
-
-impl Default for L4Counters {
-    fn default() -> Self {
-        L4Counters {
-            service: (0..MAX_SERVICES).map(|_| Default::default()).collect(),
-            backend: (0..MAX_BACKENDS).map(|_| Default::default()).collect(),
-            backend_l7: (0..MAX_BACKENDS).map(|_| Default::default()).collect(),
-        }
-    }
-}
-
 #[inline(always)]
 fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
@@ -112,71 +75,6 @@ fn drop_one(c: &AtomicU64) {
         c.load(Ordering::Relaxed).saturating_sub(1),
         Ordering::Relaxed,
     );
-}
-
-/// SNAT source ports of one worker: its slice of 1024..=65535 for every
-/// address it may use as a NAT source, handed out oldest-freed first (so a
-/// port's previous connection has long left TIME_WAIT on the backend).
-pub struct SnatPorts {
-    lo: u32,
-    per_worker: u32,
-    pools: Vec<(IpAddr, std::collections::VecDeque<u16>)>,
-}
-
-const SNAT_FIRST: u32 = 1024;
-const SNAT_PORTS: u32 = 65536 - SNAT_FIRST;
-
-impl SnatPorts {
-    pub fn new(worker: usize, workers: usize, addrs: &[IpAddr]) -> SnatPorts {
-        let per_worker = SNAT_PORTS / workers.max(1) as u32;
-        let lo = SNAT_FIRST + per_worker * worker as u32;
-        let pools = addrs
-            .iter()
-            .map(|a| (*a, (lo..lo + per_worker).map(|p| p as u16).collect()))
-            .collect();
-        SnatPorts {
-            lo,
-            per_worker,
-            pools,
-        }
-    }
-
-    /// The worker whose slice holds `port`, if any.
-    #[inline]
-    pub fn owner(&self, port: u16) -> Option<usize> {
-        let p = port as u32;
-        (p >= SNAT_FIRST).then(|| ((p - SNAT_FIRST) / self.per_worker.max(1)) as usize)
-    }
-
-    #[inline]
-    pub fn is_mine(&self, port: u16) -> bool {
-        (self.lo..self.lo + self.per_worker).contains(&(port as u32))
-    }
-
-    #[inline]
-    pub fn alloc(&mut self, addr: IpAddr) -> Option<u16> {
-        self.pools
-            .iter_mut()
-            .find(|(a, _)| *a == addr)?
-            .1
-            .pop_front()
-    }
-
-    #[inline]
-    pub fn free(&mut self, addr: IpAddr, port: u16) {
-        if self.is_mine(port) {
-            if let Some((_, q)) = self.pools.iter_mut().find(|(a, _)| *a == addr) {
-                q.push_back(port);
-            }
-        }
-    }
-
-    pub fn available(&self, addr: IpAddr) -> usize {
-        self.pools
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map_or(0, |(_, q)| q.len())
-    }
 }
 
 /// Most connections one conntrack call may free (expire is called with at
@@ -288,7 +186,7 @@ fn svc_drop(st: &L4State, svc: &ServicePlane) {
 
 /// Ports and TCP flags of a TCP/UDP packet, or None if its header is cut.
 #[inline]
-fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
+pub fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
     let seg = &buf[pkt.l4..pkt.end];
     match pkt.proto {
         6 => {
@@ -390,29 +288,21 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
     }
 }
 
-/// A packet from a client to a VIP.
+/// A TCP/UDP packet from a client to the L4 service `svc` (the worker has
+/// classified it: not an L7 listener's), with its `ports` (source,
+/// destination, TCP flags) as [`ports`] read them.
+#[allow(clippy::too_many_arguments)]
 pub fn from_client(
     plane: &Plane,
     neighbors: &mut NeighborTable,
     st: &mut L4State,
-    port: usize,
+    svc: &ServicePlane,
     buf: &mut [u8],
     pkt: Ip,
+    ports: (u16, u16, u8),
     now: u64,
 ) -> Verdict {
-    let Some((sport, dport, flags)) = ports(buf, &pkt) else {
-        return Drop(Counter::drop_l4_malformed);
-    };
-    if pkt.proto == 6 && plane.l7.listener(pkt.dst, dport).is_some() {
-        return Verdict::L7 {
-            l3: pkt.l3,
-            end: pkt.end,
-        };
-    }
-    let Some(svc) = plane.services.lookup(pkt.dst, dport, pkt.proto) else {
-        return Drop(Counter::drop_no_service);
-    };
-    let _ = port;
+    let (sport, dport, flags) = ports;
     let len = (pkt.end - pkt.l3) as u64;
     {
         let sc = &st.counters.service[svc.id as usize];
@@ -690,30 +580,6 @@ fn rewrite_l4(buf: &mut [u8], pkt: &Ip, change: AddrChange, sport: u16, dport: u
     }
 }
 
-/// Resolve the next hop towards `dst` and write the L2 header in front of
-/// `l3`. On a miss the verdict carries a solicitation instead.
-fn emit_l2(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    buf: &mut [u8],
-    l3: usize,
-    dst: IpAddr,
-    now: u64,
-) -> Result<(usize, usize), Verdict> {
-    let (out, mac) = resolve(plane, neighbors, dst, now).map_err(|u| solicit(plane, u, buf, l3))?;
-    let et = if dst.is_ipv4() {
-        EtherType::Ipv4
-    } else {
-        EtherType::Ipv6
-    };
-    let p: &PortPlane = &plane.ports[out];
-    let Some(start) = l3.checked_sub(l2_len(p)) else {
-        return Err(Drop(Counter::drop_no_headroom));
-    };
-    write_l2(&mut buf[start..], p, mac, et);
-    Ok((out, start))
-}
-
 #[allow(clippy::too_many_arguments)]
 fn nat_forward(
     plane: &Plane,
@@ -772,40 +638,28 @@ fn nat_send(
     }
 }
 
-/// A TCP/UDP packet to one of our own addresses: NAT return traffic.
-pub fn to_local(
+/// A TCP/UDP packet to one of our own addresses, with its `ports`: NAT
+/// return traffic if this worker tracks its connection. `None` if it does
+/// not (the worker decides what else the packet may be).
+#[allow(clippy::too_many_arguments)]
+pub fn nat_return(
     plane: &Plane,
     neighbors: &mut NeighborTable,
     st: &mut L4State,
     buf: &mut [u8],
     pkt: Ip,
+    ports: (u16, u16, u8),
     now: u64,
-) -> Verdict {
-    let Some((sport, dport, flags)) = ports(buf, &pkt) else {
-        return Drop(Counter::drop_l4_malformed);
-    };
+) -> Option<Verdict> {
+    let (sport, dport, flags) = ports;
     let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
     let id: ConnId = match st.conntrack.lookup(&key, now) {
         Lookup::Hit(id, Direction::Reply) => id,
         Lookup::Expired(c) => {
             st.release(&c);
-            return Drop(Counter::drop_no_conn);
+            return Some(Drop(Counter::drop_no_conn));
         }
-        _ => {
-            return match st.snat.owner(dport) {
-                Some(w) if w != st.worker && plane.workers > 1 && w < plane.workers => {
-                    Verdict::Redirect { worker: w }
-                }
-                // An upstream connection of the L7 engine (or a segment it
-                // will count as unknown).
-                Some(_) if pkt.proto == 6 && !plane.l7.is_empty() => Verdict::L7 {
-                    l3: pkt.l3,
-                    end: pkt.end,
-                },
-                Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
-                _ => Drop(Counter::drop_no_service),
-            };
-        }
+        _ => return None,
     };
     conntrack::observe_tcp(
         st.conntrack.conn_mut(id),
@@ -816,7 +670,7 @@ pub fn to_local(
     let conn = *st.conntrack.conn(id);
     // Back to the client: as the reverse of the client's own packets (from
     // the VIP and service port).
-    nat_send(
+    Some(nat_send(
         plane,
         neighbors,
         st,
@@ -826,7 +680,7 @@ pub fn to_local(
         conn.fwd(),
         Counter::l4_returned,
         now,
-    )
+    ))
 }
 
 /// Forward a client packet to `backend` in a DSR mode.
@@ -966,54 +820,6 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
-    }
-
-    #[test]
-    fn snat_slices_partition_the_port_space_and_name_their_owner() {
-        let addrs = [ip("10.0.0.1")];
-        let workers = 3;
-        let pools: Vec<SnatPorts> = (0..workers)
-            .map(|w| SnatPorts::new(w, workers, &addrs))
-            .collect();
-        for w in 0..pools.len() {
-            // Every port a worker hands out is in its slice and names it.
-            let mut p = SnatPorts::new(w, workers, &addrs);
-            let first = p.alloc(addrs[0]).unwrap();
-            assert!(p.is_mine(first));
-            assert_eq!(p.owner(first), Some(w));
-            for other in 0..workers {
-                assert_eq!(
-                    pools[other].is_mine(first),
-                    other == w,
-                    "port {first} in slices {w} and {other}"
-                );
-            }
-            assert!(p.available(addrs[0]) > 20_000);
-        }
-        assert_eq!(
-            pools[0].owner(80),
-            None,
-            "ports below 1024 belong to nobody"
-        );
-    }
-
-    #[test]
-    fn snat_ports_are_reused_oldest_first_and_foreign_ports_are_not_taken() {
-        let a = ip("10.0.0.1");
-        let mut p = SnatPorts::new(0, 2, &[a]);
-        let n = p.available(a);
-        let x = p.alloc(a).unwrap();
-        let y = p.alloc(a).unwrap();
-        p.free(a, x);
-        assert_eq!(p.available(a), n - 1);
-        // x went to the back of the queue: y's successor comes first.
-        assert_ne!(p.alloc(a), Some(x));
-        // A port of the other worker's slice, or of an unknown address, is
-        // never added to this pool.
-        p.free(a, 65000);
-        p.free(ip("10.9.9.9"), y);
-        assert_eq!(p.available(a), n - 2);
-        assert_eq!(p.alloc(ip("10.9.9.9")), None);
     }
 
     #[test]

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use super::services::{MAX_BACKENDS, MAX_SERVICES};
+
 macro_rules! counters {
     ($( $(#[$doc:meta])* $name:ident ),* $(,)?) => {
         /// Every counter a worker keeps. Drop reasons start with `Drop`.
@@ -272,6 +274,55 @@ pub fn total(workers: &[std::sync::Arc<WorkerCounters>]) -> [u64; Counter::COUNT
         }
     }
     t
+}
+
+/// Per-service and per-backend counters of one worker (single writer).
+pub struct L4Counters {
+    /// [packets, bytes, new connections, drops] per service id.
+    pub service: Box<[[AtomicU64; 4]]>,
+    /// [packets, bytes, new connections, active connections] per backend id.
+    pub backend: Box<[[AtomicU64; 4]]>,
+    /// L7: [requests sent, failed attempts, 5xx responses, requests in
+    /// flight] per backend id.
+    pub backend_l7: Box<[[AtomicU64; 4]]>,
+}
+
+pub const BE_L7_REQUESTS: usize = 0;
+pub const BE_L7_FAILURES: usize = 1;
+pub const BE_L7_5XX: usize = 2;
+pub const BE_L7_INFLIGHT: usize = 3;
+
+impl L4Counters {
+    /// Add `n` to L7 counter `which` of `backend` (single writer).
+    #[inline]
+    pub fn l7_add(&self, backend: u32, which: usize, n: i64) {
+        if let Some(c) = self.backend_l7.get(backend as usize) {
+            let c = &c[which];
+            c.store(
+                c.load(Ordering::Relaxed).saturating_add_signed(n),
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+pub const SVC_PACKETS: usize = 0;
+pub const SVC_BYTES: usize = 1;
+pub const SVC_NEW: usize = 2;
+pub const SVC_DROPS: usize = 3;
+pub const BE_PACKETS: usize = 0;
+pub const BE_BYTES: usize = 1;
+pub const BE_NEW: usize = 2;
+pub const BE_ACTIVE: usize = 3;
+
+impl Default for L4Counters {
+    fn default() -> Self {
+        L4Counters {
+            service: (0..MAX_SERVICES).map(|_| Default::default()).collect(),
+            backend: (0..MAX_BACKENDS).map(|_| Default::default()).collect(),
+            backend_l7: (0..MAX_BACKENDS).map(|_| Default::default()).collect(),
+        }
+    }
 }
 
 #[cfg(test)]

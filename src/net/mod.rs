@@ -1,0 +1,57 @@
+//! The shared lower layer of the packet path, below both L4 and L7.
+//!
+//! - [`plane`] and [`services`]: the compiled, immutable snapshot the
+//!   control thread publishes (ports, owned addresses, routes, L4 services,
+//!   clusters and backends, L7 listeners);
+//! - [`neighbor`]: a worker's ARP/NDP table;
+//! - [`output`]: L2 output, the one way out for every packet a worker sends:
+//!   route and next-hop resolution, solicitation on a miss, the Ethernet
+//!   header, and the tx path ([`output::Egress`]);
+//! - [`counters`]: per-worker counters, and per-service / per-backend L4
+//!   and L7 counters;
+//! - [`Verdict`]: what the packet functions answer.
+//!
+//! Nothing here imports from `worker`, `l4::balancer` or the L7 engine; they
+//! all call down into it.
+
+pub mod counters;
+pub mod neighbor;
+pub mod output;
+pub mod plane;
+pub mod services;
+
+use counters::Counter;
+
+/// What to do with a frame.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Verdict {
+    /// Send `buf[start..start + len]` out of `port`, counting `counter`.
+    Transmit {
+        port: usize,
+        start: usize,
+        len: usize,
+        counter: Counter,
+    },
+    /// The frame's answer could not go out because the next hop is
+    /// unresolved; `buf[start..start + len]` now holds a solicitation for it,
+    /// for `port`. Counted as `drop_neighbor_miss` + `neighbor_solicits`.
+    Solicited {
+        port: usize,
+        start: usize,
+        len: usize,
+    },
+    /// The packet belongs to a connection another worker owns (NAT return
+    /// traffic whose SNAT port is in that worker's range): hand it over.
+    Redirect {
+        worker: usize,
+    },
+    /// A TCP segment for the L7 engine (a listener or one of its
+    /// connections): the IP packet is `buf[l3..end]`.
+    L7 {
+        l3: usize,
+        end: usize,
+    },
+    /// Used up without an answer (an ARP reply, a neighbor advertisement).
+    Consumed(Counter),
+    Drop(Counter),
+}
