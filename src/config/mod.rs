@@ -69,7 +69,7 @@ pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor, Port,
     Protocol, Route, Scheduler, Service,
 };
-pub use spans::Position;
+pub use spans::{KeyPath, Position};
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;

@@ -3,15 +3,14 @@
 //! `maglev_table_size` is), then each `[[listener]]` after the services, so
 //! that names and addresses are compared with theirs.
 //!
-//! Route literals are checked by the route compiler itself
-//! ([`Router::new`]), so that the config check and the compile step accept
-//! exactly the same routes; a route it refuses is then taken apart to point
-//! at the key at fault.
+//! Route literals are checked by the route compiler itself, through
+//! [`crate::control::compile::route_refused`], so that the config check and
+//! the compile step accept exactly the same routes.
 
 use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use super::listener::{Balance, HealthCheck, Listener, ListenerRoute};
+use super::listener::{Balance, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
@@ -19,8 +18,7 @@ use super::validate::{
     Problem,
 };
 use super::{vip_port, Config};
-use crate::l7::http::{check_path, is_valid_field_name, PrefixRewrite, MAX_HEADERS};
-use crate::l7::router::{Route, RouteAction, Router};
+use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
 
 /// Most bytes of connection buffers all listeners together may ask of one
 /// worker (`max_connections` × the bytes of one connection, summed): 64 GiB.
@@ -578,63 +576,11 @@ fn routes(i: usize, l: &Listener, owner: &str) -> Check {
     }
     // The default route has neither conditions nor edits: nothing to refuse.
     for (j, r) in l.routes.iter().enumerate() {
-        let matchers = r.matchers().into_iter().map(|(_, m)| m).collect();
-        let route = Route {
-            matchers,
-            action: r.action(0),
-        };
-        if let Err(e) = Router::new(vec![route], None) {
-            return Err(route_problem(i, j, r, owner, &e.message));
+        if let Some((key, why)) = crate::control::compile::route_refused(r) {
+            let base = item("listener", i).key("route").index(j);
+            let at = KeyPath(base.0.iter().cloned().chain(key.0).collect());
+            return Err(Problem::new(at, format!("{owner}, route[{j}]: {why}")).or_at(base));
         }
     }
     Ok(())
-}
-
-/// The problem of route `j` that [`Router::new`] refused with `message`,
-/// placed at the key at fault: each condition and each header edit is
-/// compiled on its own to find it.
-fn route_problem(i: usize, j: usize, r: &ListenerRoute, owner: &str, message: &str) -> Problem {
-    let base = item("listener", i).key("route").index(j);
-    let under = |rel: KeyPath| KeyPath(base.0.iter().cloned().chain(rel.0).collect());
-    let refused = |matchers, action| {
-        Router::new(vec![Route { matchers, action }], None)
-            .err()
-            .map(|e| e.message)
-    };
-    let owner = format!("{owner}, route[{j}]");
-    for (key, m) in r.matchers() {
-        if let Some(why) = refused(vec![m], RouteAction::default()) {
-            return Problem::new(under(key.clone()), format!("{owner}: {key}: {why}"))
-                .or_at(base.clone());
-        }
-    }
-    for (key, action) in r.edits() {
-        if let Some(why) = refused(Vec::new(), action) {
-            return Problem::new(under(key), format!("{owner}: {why}")).or_at(base.clone());
-        }
-    }
-    if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
-        let rewrite = |from: &str, to: &str| RouteAction {
-            rewrite_prefix: Some(PrefixRewrite {
-                from: from.to_string(),
-                to: to.to_string(),
-            }),
-            ..RouteAction::default()
-        };
-        if let Some(why) = refused(Vec::new(), rewrite("/", to)) {
-            return Problem::new(
-                under(KeyPath::root("rewrite_prefix")),
-                format!("{owner}: {why}"),
-            )
-            .or_at(base.clone());
-        }
-        if let Some(why) = refused(Vec::new(), rewrite(from, "/")) {
-            return Problem::new(
-                under(KeyPath::root("path_prefix")),
-                format!("{owner}: {why}"),
-            )
-            .or_at(base.clone());
-        }
-    }
-    Problem::new(base, format!("{owner}: {message}"))
 }
