@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
 use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
 use super::spans::KeyPath;
@@ -82,6 +83,59 @@ pub(super) fn path(section: &str, key: &str) -> KeyPath {
 
 pub(super) fn item(section: &str, index: usize) -> KeyPath {
     KeyPath::root(section).index(index)
+}
+
+/// `value` is within `range`, else "WHAT VALUE is out of range LO..=HI" and
+/// `why` at `at`.
+pub(super) fn in_range(
+    at: KeyPath,
+    what: impl std::fmt::Display,
+    value: impl Into<u64>,
+    range: RangeInclusive<u64>,
+    why: &str,
+) -> Check {
+    let value = value.into();
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let (lo, hi) = range.into_inner();
+    Err(Problem::new(
+        at,
+        format!("{what} {value} is out of range {lo}..={hi}{why}"),
+    ))
+}
+
+/// A bound of a key of a section, as its message words it.
+enum Bound {
+    /// `out of range LO..=HI`.
+    Range(u64, u64),
+    /// `below the minimum of LO`.
+    Min(u64),
+    /// `must be at least 1`, then a hint.
+    Positive(&'static str),
+    /// `must be a power of two in LO..=HI`.
+    PowerOfTwo(u64, u64),
+}
+
+/// Each `(key, value, bound)` of `[section]`, in order.
+fn bounds(section: &str, keys: &[(&str, u64, Bound)]) -> Check {
+    for (key, v, bound) in keys {
+        let (at, name) = (path(section, key), format!("`{section}.{key}`"));
+        let message = match *bound {
+            Bound::Range(lo, hi) => {
+                in_range(at, name, *v, lo..=hi, "")?;
+                continue;
+            }
+            Bound::Min(lo) if *v < lo => format!("{name} {v} is below the minimum of {lo}"),
+            Bound::Positive(hint) if *v < 1 => format!("{name} must be at least 1{hint}"),
+            Bound::PowerOfTwo(lo, hi) if !(lo..=hi).contains(v) || !v.is_power_of_two() => {
+                format!("{name} {v} must be a power of two in {lo}..={hi}")
+            }
+            _ => continue,
+        };
+        return Err(Problem::new(at, message));
+    }
+    Ok(())
 }
 
 /// Check everything; the first problem in file order.
@@ -191,18 +245,14 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             .see(Locus::Path(at("workers").index(first)), "first listed"));
         }
     }
-    if !(1..=256).contains(&d.burst) {
-        return Err(Problem::new(
-            at("burst"),
-            format!("`dataplane.burst` {} is out of range 1..=256", d.burst),
-        ));
-    }
-    if d.mbufs < 1024 {
-        return Err(Problem::new(
-            at("mbufs"),
-            format!("`dataplane.mbufs` {} is below the minimum of 1024", d.mbufs),
-        ));
-    }
+    use Bound::*;
+    bounds(
+        "dataplane",
+        &[
+            ("burst", d.burst.into(), Range(1, 256)),
+            ("mbufs", d.mbufs.into(), Min(1024)),
+        ],
+    )?;
     // rte_mempool_create: cache_size <= RTE_MEMPOOL_CACHE_MAX_SIZE and
     // cache_size * 1.5 <= n.
     let cache_max = 512.min(d.mbufs * 2 / 3);
@@ -216,39 +266,20 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
         )
         .or_at(at("mbufs")));
     }
-    for (key, n) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
-        if !(64..=16384).contains(&n) || !n.is_power_of_two() {
-            return Err(Problem::new(
-                at(key),
-                format!("`dataplane.{key}` {n} must be a power of two in 64..=16384"),
-            ));
-        }
-    }
-    if !(1..=100_000).contains(&d.tx_drain_us) {
-        return Err(Problem::new(
-            at("tx_drain_us"),
-            format!(
-                "`dataplane.tx_drain_us` {} is out of range 1..=100000",
-                d.tx_drain_us
+    bounds(
+        "dataplane",
+        &[
+            ("rx_desc", d.rx_desc.into(), PowerOfTwo(64, 16384)),
+            ("tx_desc", d.tx_desc.into(), PowerOfTwo(64, 16384)),
+            ("tx_drain_us", d.tx_drain_us.into(), Range(1, 100_000)),
+            (
+                "neighbor_timeout_s",
+                d.neighbor_timeout_s.into(),
+                Positive(""),
             ),
-        ));
-    }
-    if d.neighbor_timeout_s < 1 {
-        return Err(Problem::new(
-            at("neighbor_timeout_s"),
-            "`dataplane.neighbor_timeout_s` must be at least 1",
-        ));
-    }
-    if d.neighbor_retry_ms < 10 {
-        return Err(Problem::new(
-            at("neighbor_retry_ms"),
-            format!(
-                "`dataplane.neighbor_retry_ms` {} is below the minimum of 10",
-                d.neighbor_retry_ms
-            ),
-        ));
-    }
-    Ok(())
+            ("neighbor_retry_ms", d.neighbor_retry_ms.into(), Min(10)),
+        ],
+    )
 }
 
 pub(super) fn valid_name(name: &str) -> bool {
@@ -355,19 +386,11 @@ fn ports(cfg: &Config) -> Check {
                 ));
             }
         }
-        if !(68..=9000).contains(&p.mtu) {
-            return Err(Problem::new(
-                at("mtu"),
-                format!("port {:?}: mtu {} is out of range 68..=9000", p.name, p.mtu),
-            ));
-        }
+        let owner = format!("port {:?}", p.name);
+        in_range(at("mtu"), format!("{owner}: mtu"), p.mtu, 68..=9000, "")?;
         if let Some(vlan) = p.vlan {
-            if !(1..=4094).contains(&vlan) {
-                return Err(Problem::new(
-                    at("vlan"),
-                    format!("port {:?}: vlan {vlan} is out of range 1..=4094 (0 and 4095 are reserved by 802.1Q)", p.name),
-                ));
-            }
+            let why = " (0 and 4095 are reserved by 802.1Q)";
+            in_range(at("vlan"), format!("{owner}: vlan"), vlan, 1..=4094, why)?;
         }
 
         if p.addresses.is_empty() {
@@ -638,47 +661,32 @@ fn neighbors(cfg: &Config) -> Check {
 }
 
 fn conntrack(c: &Conntrack) -> Check {
-    let at = |key: &str| path("conntrack", key);
-    if !(1024..=67_108_864).contains(&c.max_flows) {
-        return Err(Problem::new(
-            at("max_flows"),
-            format!(
-                "`conntrack.max_flows` {} is out of range 1024..=67108864",
-                c.max_flows
+    use Bound::*;
+    bounds(
+        "conntrack",
+        &[
+            ("max_flows", c.max_flows.into(), Range(1024, 67_108_864)),
+            (
+                "new_flows_burst",
+                c.new_flows_burst.into(),
+                Positive(" (to lift the cap on new flows, set `new_flows_per_sec` to 0)"),
             ),
-        ));
-    }
-    if c.new_flows_burst < 1 {
-        return Err(Problem::new(
-            at("new_flows_burst"),
-            "`conntrack.new_flows_burst` must be at least 1 (to lift the cap on new flows, set \
-             `new_flows_per_sec` to 0)",
-        ));
-    }
-    for (key, seconds) in [
-        ("syn_timeout_s", c.syn_timeout_s),
-        ("established_timeout_s", c.established_timeout_s),
-        ("closing_timeout_s", c.closing_timeout_s),
-        ("closed_timeout_s", c.closed_timeout_s),
-        ("udp_timeout_s", c.udp_timeout_s),
-    ] {
-        if seconds < 1 {
-            return Err(Problem::new(
-                at(key),
-                format!("`conntrack.{key}` must be at least 1"),
-            ));
-        }
-    }
-    if !(1..=4096).contains(&c.expire_budget) {
-        return Err(Problem::new(
-            at("expire_budget"),
-            format!(
-                "`conntrack.expire_budget` {} is out of range 1..=4096",
-                c.expire_budget
+            ("syn_timeout_s", c.syn_timeout_s.into(), Positive("")),
+            (
+                "established_timeout_s",
+                c.established_timeout_s.into(),
+                Positive(""),
             ),
-        ));
-    }
-    Ok(())
+            (
+                "closing_timeout_s",
+                c.closing_timeout_s.into(),
+                Positive(""),
+            ),
+            ("closed_timeout_s", c.closed_timeout_s.into(), Positive("")),
+            ("udp_timeout_s", c.udp_timeout_s.into(), Positive("")),
+            ("expire_budget", c.expire_budget.into(), Range(1, 4096)),
+        ],
+    )
 }
 
 /// A backend's `name`, its label in logs and metrics. The default, the
@@ -824,16 +832,13 @@ fn clusters(cfg: &Config) -> Check {
 fn maglev_table_size(i: usize, c: &Cluster) -> Check {
     let size = c.maglev_table_size;
     let at = item("cluster", i).key("maglev_table_size");
-    if !(MIN_MAGLEV_TABLE_SIZE..=MAX_MAGLEV_TABLE_SIZE).contains(&size) {
-        return Err(Problem::new(
-            at,
-            format!(
-                "cluster {:?}: maglev_table_size {size} is out of range \
-                 {MIN_MAGLEV_TABLE_SIZE}..={MAX_MAGLEV_TABLE_SIZE}",
-                c.name
-            ),
-        ));
-    }
+    in_range(
+        at.clone(),
+        format!("cluster {:?}: maglev_table_size", c.name),
+        size as u64,
+        MIN_MAGLEV_TABLE_SIZE as u64..=MAX_MAGLEV_TABLE_SIZE as u64,
+        "",
+    )?;
     if !is_prime(size) {
         return Err(Problem::new(
             at,
@@ -883,25 +888,13 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
             ),
         ));
     }
-    if b.port == Some(0) {
-        return Err(Problem::new(
-            at("port"),
-            format!(
-                "backend {} of cluster {:?}: port 0 is out of range 1..=65535; leave `port` out to \
-                 keep the client's destination port",
-                b.address, c.name
-            ),
-        ));
+    let owner = format!("backend {} of cluster {:?}", b.address, c.name);
+    if let Some(port) = b.port {
+        let why = "; leave `port` out to keep the client's destination port";
+        in_range(at("port"), format!("{owner}: port"), port, 1..=65535, why)?;
     }
-    if b.weight > MAX_WEIGHT {
-        return Err(Problem::new(
-            at("weight"),
-            format!(
-                "backend {} of cluster {:?}: weight {} is out of range 0..={MAX_WEIGHT}",
-                b.address, c.name, b.weight
-            ),
-        ));
-    }
+    let weight = format!("{owner}: weight");
+    in_range(at("weight"), weight, b.weight, 0..=MAX_WEIGHT.into(), "")?;
     if !valid_backend_name(&b.name) {
         return Err(Problem::new(
             at("name"),

@@ -14,8 +14,8 @@ use super::listener::{Balance, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
-    backend_key, defined_clusters, find_port, item, unusable_address, valid_name, Check, Locus,
-    Problem,
+    backend_key, defined_clusters, find_port, in_range, item, unusable_address, valid_name, Check,
+    Locus, Problem,
 };
 use super::{vip_port, Config};
 use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
@@ -23,21 +23,6 @@ use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
 /// Most bytes of connection buffers all listeners together may ask of one
 /// worker (`max_connections` × the bytes of one connection, summed): 64 GiB.
 pub const MAX_LISTENER_MEMORY: u64 = 64 << 30;
-
-/// `value` of `key` of `owner` is within `range`.
-fn in_range(at: KeyPath, owner: &str, key: &str, value: u64, range: RangeInclusive<u64>) -> Check {
-    if range.contains(&value) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        at,
-        format!(
-            "{owner}: {key} {value} is out of range {}..={}",
-            range.start(),
-            range.end()
-        ),
-    ))
-}
 
 /// The L7 keys of cluster `i`.
 pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
@@ -101,19 +86,18 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
         ("max_idle_per_backend", c.max_idle_per_backend, 0..=65_536),
     ];
     for (key, value, range) in ranges {
-        in_range(at(key), &owner, key, value.into(), range)?;
+        in_range(at(key), format!("{owner}: {key}"), value, range, "")?;
     }
     for (k, &status) in c.retry_on_status.iter().enumerate() {
         let here = at("retry_on_status").index(k);
-        if !(500..=599).contains(&status) {
-            return Err(Problem::new(
-                here,
-                format!(
-                    "{owner}: retry_on_status {status} is out of range 500..=599: only server \
-                     errors are retried"
-                ),
-            ));
-        }
+        let why = ": only server errors are retried";
+        in_range(
+            here.clone(),
+            format!("{owner}: retry_on_status"),
+            status,
+            500..=599,
+            why,
+        )?;
         if let Some(first) = c.retry_on_status[..k].iter().position(|&s| s == status) {
             return Err(Problem::new(
                 here,
@@ -160,12 +144,13 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         }
     }
     let owner = format!("{owner}: health_check");
+    let what = |key: &str| format!("{owner}: {key}");
     in_range(
         at("interval_ms"),
-        &owner,
-        "interval_ms",
-        hc.interval_ms.into(),
+        what("interval_ms"),
+        hc.interval_ms,
         100..=3_600_000,
+        "",
     )?;
     if hc.timeout_ms < 1 || hc.timeout_ms >= hc.interval_ms {
         return Err(Problem::new(
@@ -178,8 +163,8 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         )
         .or_at(at("interval_ms")));
     }
-    in_range(at("rise"), &owner, "rise", hc.rise.into(), 1..=100)?;
-    in_range(at("fall"), &owner, "fall", hc.fall.into(), 1..=100)?;
+    in_range(at("rise"), what("rise"), hc.rise, 1..=100, "")?;
+    in_range(at("fall"), what("fall"), hc.fall, 1..=100, "")?;
     let [lo, hi] = hc.expect_status;
     for (k, status) in [lo, hi].into_iter().enumerate() {
         if !(100..=599).contains(&status) {
@@ -336,12 +321,8 @@ fn address(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             ));
         }
     }
-    if l.port == 0 {
-        return Err(Problem::new(
-            at("port"),
-            format!("{owner}: port 0 is out of range 1..=65535: a listener takes one TCP port"),
-        ));
-    }
+    let why = ": a listener takes one TCP port";
+    in_range(at("port"), format!("{owner}: port"), l.port, 1..=65535, why)?;
     let here = vip_port(l.address, l.port);
     if let Some((j, other)) = cfg.listeners[..i]
         .iter()
@@ -412,21 +393,18 @@ fn snat(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
 /// Buffers, connection counts, timeouts and request limits.
 fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
+    let range = |key: &str, value: u32, range: RangeInclusive<u64>| {
+        in_range(at(key), format!("{owner}: {key}"), value, range, "")
+    };
     for (key, value) in [
         ("client_rx_buffer", l.client_rx_buffer),
         ("client_tx_buffer", l.client_tx_buffer),
         ("upstream_rx_buffer", l.upstream_rx_buffer),
         ("upstream_tx_buffer", l.upstream_tx_buffer),
     ] {
-        in_range(at(key), owner, key, value.into(), 4096..=16_777_216)?;
+        range(key, value, 4096..=16_777_216)?;
     }
-    in_range(
-        at("max_connections"),
-        owner,
-        "max_connections",
-        l.max_connections.into(),
-        1..=4_194_304,
-    )?;
+    range("max_connections", l.max_connections, 1..=4_194_304)?;
     if !(1..=l.max_connections).contains(&l.max_half_open) {
         return Err(Problem::new(
             at("max_half_open"),
@@ -442,15 +420,9 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
         ("header_timeout_ms", l.header_timeout_ms),
         ("idle_timeout_ms", l.idle_timeout_ms),
     ] {
-        in_range(at(key), owner, key, value.into(), 1..=86_400_000)?;
+        range(key, value, 1..=86_400_000)?;
     }
-    in_range(
-        at("max_head_bytes"),
-        owner,
-        "max_head_bytes",
-        l.max_head_bytes.into(),
-        1024..=1_048_576,
-    )?;
+    range("max_head_bytes", l.max_head_bytes, 1024..=1_048_576)?;
     if l.max_head_bytes > l.client_rx_buffer {
         return Err(Problem::new(
             at("max_head_bytes"),
@@ -462,13 +434,7 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
         )
         .or_at(at("client_rx_buffer")));
     }
-    in_range(
-        at("max_headers"),
-        owner,
-        "max_headers",
-        l.max_headers.into(),
-        1..=MAX_HEADERS as u64,
-    )?;
+    range("max_headers", l.max_headers, 1..=MAX_HEADERS as u64)?;
     if !(16..=l.max_head_bytes).contains(&l.max_uri_bytes) {
         return Err(Problem::new(
             at("max_uri_bytes"),

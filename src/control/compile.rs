@@ -261,14 +261,19 @@ fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
         true => Matcher::HostWildcard(h),
         false => Matcher::HostExact(h),
     };
-    let single: [(&str, &Option<String>, fn(String) -> Matcher); 4] = [
+    type Single<'a> = (&'static str, &'a Option<String>, fn(String) -> Matcher);
+    let single: [Single; 4] = [
         ("host", &r.host, host),
         ("path_prefix", &r.path_prefix, Matcher::PathPrefix),
         ("path_exact", &r.path_exact, Matcher::PathExact),
         ("method", &r.method, Matcher::Method),
     ];
-    type Named = fn(String, ValueMatch) -> Matcher;
-    let named: [(&str, &Vec<(String, String)>, Named); 3] = [
+    type Named<'a> = (
+        &'static str,
+        &'a [(String, String)],
+        fn(String, ValueMatch) -> Matcher,
+    );
+    let named: [Named; 3] = [
         ("headers", &r.headers, |name, value| Matcher::Header {
             name,
             value,
