@@ -13,7 +13,10 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
-use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
+use super::listener::Listener;
+use super::sections::{
+    Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler, Service,
+};
 use super::spans::KeyPath;
 use super::types::{is_ipv6_link_local, is_reserved_host, Cidr, PortDevice};
 use super::{validate_l7, vip_port, Config};
@@ -282,11 +285,69 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     )
 }
 
-pub(super) fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
+/// A table with a `name` that other tables refer to.
+pub(super) trait Named {
+    fn name(&self) -> &str;
+}
+
+macro_rules! named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    )*};
+}
+named!(Port, Cluster, Service, Listener);
+
+/// The name of `[[section]]` number `i` is 1..=32 characters of
+/// `[A-Za-z0-9_-]` and not that of an earlier one.
+pub(super) fn unique_name(section: &str, items: &[impl Named], i: usize) -> Check {
+    let name = items[i].name();
+    let at = |i: usize| item(section, i).key("name");
+    let valid = (1..=32).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(Problem::new(
+            at(i),
+            format!("{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"),
+        ));
+    }
+    match items[..i].iter().position(|t| t.name() == name) {
+        Some(first) => Err(
+            Problem::new(at(i), format!("duplicate {section} name {name:?}"))
+                .see(Locus::Path(at(first)), "first defined"),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The `[[section]]` named `name`, which `what` refers to at `at`, and its
+/// index.
+pub(super) fn find<'a, T: Named>(
+    section: &str,
+    items: &'a [T],
+    name: &str,
+    what: &str,
+    at: KeyPath,
+) -> Result<(usize, &'a T), Problem> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = items.iter().map(Named::name).collect();
+            let defined = match names.len() {
+                0 => format!("no [[{section}]] is defined"),
+                _ => format!("defined {section}s: {}", names.join(", ")),
+            };
+            let message =
+                format!("{section} {name:?} referenced by {what} is not defined ({defined})");
+            Problem::new(at, message)
+        })
 }
 
 /// Whether `ip` can be a host's address at all, whatever its subnet.
@@ -312,7 +373,6 @@ fn ports(cfg: &Config) -> Check {
             see: None,
         });
     }
-    let mut names: HashMap<&str, usize> = HashMap::new();
     let mut devices: HashMap<String, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, (usize, usize)> = HashMap::new();
     let mut gateway4: Option<usize> = None;
@@ -320,24 +380,7 @@ fn ports(cfg: &Config) -> Check {
     let no_pci = cfg.eal.args.iter().position(|a| a == "--no-pci");
     for (i, p) in cfg.ports.iter().enumerate() {
         let at = |key: &str| item("port", i).key(key);
-        if !valid_name(&p.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "port name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    p.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(p.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate port name {:?}", p.name)).see(
-                    Locus::Path(item("port", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&p.name, i);
+        unique_name("port", &cfg.ports, i)?;
 
         let device_key = match p.device {
             PortDevice::Pci(_) => "pci",
@@ -525,32 +568,6 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
     }
 }
 
-/// "wan, lan": the defined port names, for errors about an undefined one.
-fn defined_ports(cfg: &Config) -> String {
-    cfg.ports
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub(super) fn find_port<'a>(
-    cfg: &'a Config,
-    name: &str,
-    what: &str,
-    at: KeyPath,
-) -> Result<&'a Port, Problem> {
-    cfg.ports.iter().find(|p| p.name == name).ok_or_else(|| {
-        Problem::new(
-            at,
-            format!(
-                "port {name:?} referenced by {what} is not defined (defined ports: {})",
-                defined_ports(cfg)
-            ),
-        )
-    })
-}
-
 fn routes(cfg: &Config) -> Check {
     let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -577,7 +594,7 @@ fn routes(cfg: &Config) -> Check {
                 ),
             ));
         }
-        let port = find_port(cfg, &r.port, "route", at("port"))?;
+        let (_, port) = find("port", &cfg.ports, &r.port, "route", at("port"))?;
         next_hop(port, r.via, true).map_err(|m| {
             Problem::new(
                 at("via"),
@@ -633,7 +650,7 @@ fn neighbors(cfg: &Config) -> Check {
     let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let at = |key: &str| item("neighbor", i).key(key);
-        let port = find_port(cfg, &n.port, "neighbor", at("port"))?;
+        let (_, port) = find("port", &cfg.ports, &n.port, "neighbor", at("port"))?;
         next_hop(port, n.ip, true)
             .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
         if !n.mac.is_unicast() || n.mac.is_zero() {
@@ -745,27 +762,9 @@ fn reachable(cfg: &Config, ip: IpAddr) -> bool {
 }
 
 fn clusters(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, c) in cfg.clusters.iter().enumerate() {
         let at = |key: &str| item("cluster", i).key(key);
-        if !valid_name(&c.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "cluster name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    c.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(c.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate cluster name {:?}", c.name)).see(
-                    Locus::Path(item("cluster", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&c.name, i);
+        unique_name("cluster", &cfg.clusters, i)?;
         maglev_table_size(i, c)?;
         if c.backends.is_empty() {
             return Err(Problem::new(
@@ -907,38 +906,10 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
     Ok(())
 }
 
-/// "web, api", or a sentence when there is none.
-pub(super) fn defined_clusters(cfg: &Config) -> String {
-    if cfg.clusters.is_empty() {
-        "no [[cluster]] is defined".to_string()
-    } else {
-        let names: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
-        format!("defined clusters: {}", names.join(", "))
-    }
-}
-
 fn services(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, v) in cfg.services.iter().enumerate() {
         let at = |key: &str| item("service", i).key(key);
-        if !valid_name(&v.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "service name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    v.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(v.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate service name {:?}", v.name)).see(
-                    Locus::Path(item("service", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&v.name, i);
+        unique_name("service", &cfg.services, i)?;
 
         if let Some(what) = unusable_address(v.vip) {
             return Err(Problem::new(
@@ -998,17 +969,8 @@ fn services(cfg: &Config) -> Check {
             }
         }
 
-        let Some((ci, cluster)) = cfg.cluster(v.cluster_name()) else {
-            return Err(Problem::new(
-                at("cluster"),
-                format!(
-                    "cluster {:?} referenced by service {:?} is not defined ({})",
-                    v.cluster_name(),
-                    v.name,
-                    defined_clusters(cfg)
-                ),
-            ));
-        };
+        let what = format!("service {:?}", v.name);
+        let (ci, cluster) = find("cluster", &cfg.clusters, &v.cluster, &what, at("cluster"))?;
         if let Some((j, b)) = cluster
             .backends
             .iter()
@@ -1030,12 +992,7 @@ fn services(cfg: &Config) -> Check {
             )
             .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
         }
-        find_port(
-            cfg,
-            v.ingress_name(),
-            &format!("service {:?}", v.name),
-            at("ingress"),
-        )?;
+        find("port", &cfg.ports, &v.ingress, &what, at("ingress"))?;
         snat(cfg, i)?;
         if v.mode.is_dsr() {
             if let Some((j, b)) = cluster

@@ -7,15 +7,13 @@
 //! [`crate::control::compile::route_refused`], so that the config check and
 //! the compile step accept exactly the same routes.
 
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
 use super::listener::{Balance, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
-    backend_key, defined_clusters, find_port, in_range, item, unusable_address, valid_name, Check,
-    Locus, Problem,
+    backend_key, find, in_range, item, unique_name, unusable_address, Check, Locus, Problem,
 };
 use super::{vip_port, Config};
 use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
@@ -227,28 +225,11 @@ fn valid_host_port(text: &str) -> bool {
 
 /// Every `[[listener]]`, after clusters and services.
 pub(super) fn listeners(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     let mut memory: u64 = 0;
     for (i, l) in cfg.listeners.iter().enumerate() {
         let at = |key: &str| item("listener", i).key(key);
         let owner = format!("listener {:?}", l.name);
-        if !valid_name(&l.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "listener name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    l.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(l.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate listener name {:?}", l.name)).see(
-                    Locus::Path(item("listener", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
+        unique_name("listener", &cfg.listeners, i)?;
         if let Some(v) = cfg.services.iter().position(|v| v.name == l.name) {
             return Err(Problem::new(
                 at("name"),
@@ -260,9 +241,8 @@ pub(super) fn listeners(cfg: &Config) -> Check {
             )
             .see(Locus::Path(item("service", v).key("name")), "service"));
         }
-        names.insert(&l.name, i);
         address(cfg, i, l, &owner)?;
-        find_port(cfg, l.ingress_name(), &owner, at("ingress"))?;
+        find("port", &cfg.ports, &l.ingress, &owner, at("ingress"))?;
         snat(cfg, i, l, &owner)?;
         sizing(i, l, &owner)?;
         let need = u64::from(l.max_connections) * l.bytes_per_connection();
@@ -467,15 +447,8 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             (&r.cluster, at, "a route of")
         }));
     for (name, at, what) in references {
-        let Some((ci, cluster)) = cfg.cluster(name) else {
-            return Err(Problem::new(
-                at,
-                format!(
-                    "cluster {name:?} referenced by {what} {owner} is not defined ({})",
-                    defined_clusters(cfg)
-                ),
-            ));
-        };
+        let what = format!("{what} {owner}");
+        let (ci, cluster) = find("cluster", &cfg.clusters, name, &what, at.clone())?;
         if let Some((j, b)) = cluster
             .backends
             .iter()
