@@ -412,33 +412,24 @@ impl Listener {
     /// The first key that sizes memory allocated at start-up (buffers,
     /// connection counts) and differs in `new`, with both values.
     pub(super) fn memory_differs(&self, new: &Listener) -> Option<String> {
-        [
-            (
-                "client_rx_buffer",
-                self.client_rx_buffer,
-                new.client_rx_buffer,
-            ),
-            (
-                "client_tx_buffer",
-                self.client_tx_buffer,
-                new.client_tx_buffer,
-            ),
-            (
-                "upstream_rx_buffer",
-                self.upstream_rx_buffer,
-                new.upstream_rx_buffer,
-            ),
-            (
-                "upstream_tx_buffer",
-                self.upstream_tx_buffer,
-                new.upstream_tx_buffer,
-            ),
-            ("max_connections", self.max_connections, new.max_connections),
-            ("max_half_open", self.max_half_open, new.max_half_open),
-        ]
-        .into_iter()
-        .find(|(_, old, new)| old != new)
-        .map(|(key, old, new)| format!("{key} ({old} now, {new} in the new config)"))
+        let memory = |l: &Listener| {
+            [
+                ("client_rx_buffer", l.client_rx_buffer),
+                ("client_tx_buffer", l.client_tx_buffer),
+                ("upstream_rx_buffer", l.upstream_rx_buffer),
+                ("upstream_tx_buffer", l.upstream_tx_buffer),
+                ("max_connections", l.max_connections),
+                ("max_half_open", l.max_half_open),
+            ]
+        };
+        let (old, new) = memory(self)
+            .into_iter()
+            .zip(memory(new))
+            .find(|(old, new)| old != new)?;
+        Some(format!(
+            "{} ({} now, {} in the new config)",
+            old.0, old.1, new.1
+        ))
     }
 
     /// The listener's lines of [`super::Config::summary`].
