@@ -184,8 +184,17 @@ impl World {
         let client = Ns::new(&format!("{prefix}-c"));
         let router = lan.host("r");
         ip(&[
-            "link", "add", "c0", "netns", client.name(), "type", "veth", "peer", "r1",
-            "netns", router.name(),
+            "link",
+            "add",
+            "c0",
+            "netns",
+            client.name(),
+            "type",
+            "veth",
+            "peer",
+            "r1",
+            "netns",
+            router.name(),
         ]);
         for (ns, ifname, addr) in [
             (&client, "c0", CLIENT_ADDR),
@@ -236,9 +245,7 @@ impl World {
             servers: Vec::new(),
             _dpdk_dirs: BOXES
                 .iter()
-                .map(|b| {
-                    RemoveOnDrop(PathBuf::from("/var/run/dpdk").join(file_prefix(tag, b)))
-                })
+                .map(|b| RemoveOnDrop(PathBuf::from("/var/run/dpdk").join(file_prefix(tag, b))))
                 .collect(),
             client,
             lan,
@@ -362,7 +369,9 @@ http {{
     }
 
     fn config_path(&self, i: usize) -> PathBuf {
-        self.tmp.path().join(format!("sluice-{}.toml", BOXES[i].name))
+        self.tmp
+            .path()
+            .join(format!("sluice-{}.toml", BOXES[i].name))
     }
 
     /// Box `i`'s config. Everything that decides a backend (the cluster,
@@ -430,7 +439,10 @@ ingress = "p0"
     }
 
     fn sluice_log(&self, i: usize) -> String {
-        self.sluices[i].as_ref().map(|d| d.log()).unwrap_or_default()
+        self.sluices[i]
+            .as_ref()
+            .map(|d| d.log())
+            .unwrap_or_default()
     }
 
     fn logs(&self) -> String {
@@ -538,7 +550,9 @@ ingress = "p0"
     /// A counter of box `i`'s running Sluice (`counters.NAME`, or a path
     /// such as `services.web.connections`).
     fn counter(&self, i: usize, path: &str) -> u64 {
-        let v = self.stats(i).unwrap_or_else(|e| panic!("box {}: {e}", BOXES[i].name));
+        let v = self
+            .stats(i)
+            .unwrap_or_else(|e| panic!("box {}: {e}", BOXES[i].name));
         let mut cur = &v;
         for part in path.split('.') {
             cur = &cur[part];
@@ -554,7 +568,9 @@ ingress = "p0"
 
     /// The router's next hops for the VIP (empty: no route).
     fn vip_next_hops(&self) -> BTreeSet<String> {
-        let o = self.router().ok(&["ip", "-4", "route", "show", &format!("{VIP}/32")]);
+        let o = self
+            .router()
+            .ok(&["ip", "-4", "route", "show", &format!("{VIP}/32")]);
         let text = String::from_utf8_lossy(&o.stdout).into_owned();
         let words: Vec<&str> = text.split_whitespace().collect();
         words
@@ -565,7 +581,9 @@ ingress = "p0"
     }
 
     fn route_text(&self) -> String {
-        let o = self.router().ok(&["ip", "-4", "route", "show", &format!("{VIP}/32")]);
+        let o = self
+            .router()
+            .ok(&["ip", "-4", "route", "show", &format!("{VIP}/32")]);
         String::from_utf8_lossy(&o.stdout).into_owned()
     }
 
@@ -600,12 +618,14 @@ ingress = "p0"
             "-w",
             "::%{http_code}\n",
         ];
-        args.extend(std::iter::repeat(URL).take(n));
+        args.extend(std::iter::repeat_n(URL, n));
         let f = run(self.client.cmd(&args), secs(30));
-        let ok = f
-            .stdout()
-            .lines()
-            .filter(|l| l.ends_with("::200") && l.starts_with('b'))
+        // Each answer: the backend's name line, then curl's `::200`.
+        let out = f.stdout();
+        let lines: Vec<&str> = out.lines().collect();
+        let ok = lines
+            .windows(2)
+            .filter(|p| p[0].starts_with('b') && p[1] == "::200")
             .count();
         assert!(
             ok == n,
@@ -760,7 +780,11 @@ ingress = "p0"
         ]);
         let mut d = Daemon::spawn(&format!("bird {ns_role}"), cmd, &dir.join("bird.log"));
         let up = wait_until(secs(10), || sock.exists() || !d.running());
-        assert!(up && d.running(), "bird in {ns_role} did not start\n{}", d.log());
+        assert!(
+            up && d.running(),
+            "bird in {ns_role} did not start\n{}",
+            d.log()
+        );
         self.bgp.push(d);
         sock
     }
@@ -908,7 +932,10 @@ fn nat_download_dies_with_its_box() {
     eprintln!("[nat] 40 connections per box: {per_box:?}");
     assert!(per_box.iter().all(|&(_, n)| n > 0), "{per_box:?}");
 
-    let download = w.start_download(5);
+    // No speed limit: the client's keepalive (1 s idle, 1 s interval, 9
+    // probes) is what ends the stalled connection, about 10 s after the
+    // kill.
+    let download = w.start_download(30);
     let backend = w.download_backend(&download);
     let carrier = w.carrier(&[0, 1]);
     let survivor = 1 - carrier;
@@ -1010,9 +1037,13 @@ fn bgp_ecmp_follows_sluice_health() {
     w.connections(10, &[0]);
 
     // It comes back: announced again after `rise` good checks.
+    let t = Instant::now();
     w.start_sluice(1);
-    let t = w.await_next_hops(&[0, 1], secs(15));
-    eprintln!("[bgp] lb2's Sluice started: path back after {t:?}");
+    w.await_next_hops(&[0, 1], secs(15));
+    eprintln!(
+        "[bgp] lb2's Sluice started: path back {:?} after the start",
+        t.elapsed()
+    );
 
     // The whole chain under a live flow: the box carrying a download is
     // killed, its checker withdraws the VIP, the router moves the flow to
@@ -1048,5 +1079,22 @@ fn bgp_ecmp_follows_sluice_health() {
         BOXES[survivor].name
     );
     w.connections(10, &[carrier]);
+
+    // A checker that is stopped withdraws before it exits: a box nobody
+    // watches attracts no traffic. That was the last path.
+    let health_idx = 2 + 2 * carrier;
+    assert!(w.bgp[health_idx].name == format!("health {}", BOXES[carrier].name));
+    let st = w.bgp[health_idx].stop(secs(5));
+    assert!(
+        st.is_some_and(|s| s.success()),
+        "the checker should exit 0 on SIGTERM: {st:?}\n{}",
+        w.bgp[health_idx].log()
+    );
+    w.await_next_hops(&[], secs(5));
+    eprintln!(
+        "[bgp] checker of {} stopped: no path left\n{}",
+        BOXES[carrier].name,
+        w.bgp[health_idx].log()
+    );
     eprintln!("[bgp] took {:?}", started.elapsed());
 }
