@@ -932,9 +932,9 @@ fn nat_download_dies_with_its_box() {
     eprintln!("[nat] 40 connections per box: {per_box:?}");
     assert!(per_box.iter().all(|&(_, n)| n > 0), "{per_box:?}");
 
-    // No speed limit: the client's keepalive (1 s idle, 1 s interval, 9
-    // probes) is what ends the stalled connection, about 10 s after the
-    // kill.
+    // The speed limit (30 s without progress) is out of reach: the
+    // client's keepalive (1 s idle, 1 s interval, 9 probes) ends the
+    // stalled connection about 10 s after the kill.
     let download = w.start_download(30);
     let backend = w.download_backend(&download);
     let carrier = w.carrier(&[0, 1]);
@@ -950,9 +950,9 @@ fn nat_download_dies_with_its_box() {
     w.set_static_route(&[survivor]);
 
     // The backend answers the dead box's address (its SNAT address for the
-    // flow); the client's keepalive probes and its final FIN reach the
-    // survivor, which has no entry for the flow and drops them. The
-    // transfer stalls until curl gives up.
+    // flow); the client's packets (keepalive probes) reach the survivor,
+    // which has no entry for the flow and drops them. The transfer stalls
+    // until the client's kernel gives up on the connection.
     let (st, result, log) = w.end_download(download, secs(30));
     let after = killed.elapsed();
     let size: u64 = result
