@@ -964,7 +964,8 @@ fn nat_download_dies_with_its_box() {
     let dropped = w.counter(survivor, "counters.drop_no_conn") - no_conn_before;
     eprintln!(
         "[nat] curl exit {st:?} {after:?} after the kill with {size} of {BIG_BYTES} bytes; \
-         survivor dropped {dropped} packets of the flow (drop_no_conn)"
+         survivor dropped {dropped} packets of the flow (drop_no_conn); curl said: {}",
+        log.lines().rfind(|l| l.starts_with("curl: ")).unwrap_or("")
     );
     assert!(
         st.is_some_and(|c| c != 0) && size < BIG_BYTES,
