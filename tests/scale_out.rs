@@ -29,7 +29,9 @@
 //! - `dsr_download_survives_losing_its_box`: a download's box is killed
 //!   (SIGKILL) mid-transfer and its path removed from the router, as a
 //!   routing daemon would; the other box, which never saw the flow, sends
-//!   its packets to the same backend and the file arrives whole (sha256).
+//!   its packets to the same backend; the killed box is started again, the
+//!   flow hashes back to it, and it too sends it to the same backend. The
+//!   file arrives whole (sha256).
 //! - `nat_download_dies_with_its_box`: the same in NAT mode fails, and the
 //!   test records how (docs/SCALE-OUT.md quotes it).
 //! - `bgp_ecmp_follows_sluice_health`: BIRD on the router learns the VIP
