@@ -281,7 +281,11 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
                 Positive(""),
             ),
             ("neighbor_retry_ms", d.neighbor_retry_ms.into(), Min(10)),
-            ("worker_stuck_ms", d.worker_stuck_ms.into(), Range(100, 600_000)),
+            (
+                "worker_stuck_ms",
+                d.worker_stuck_ms.into(),
+                Range(100, 600_000),
+            ),
         ],
     )
 }
