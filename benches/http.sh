@@ -33,7 +33,7 @@
 # on every veth, as DPDK needs, so every endpoint sends MTU-sized segments
 # with software checksums.
 #
-# Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k"; also "1m"),
+# Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k 1m"),
 # CONNS ("1 64 1000"), WARM (2 s of warm-up per run), DEVICE (af_xdp, or
 # af_packet), AFP_ARGS (extra net_af_packet devargs, ",framecnt=4096"),
 # MBUFS (Sluice's mbufs per worker, 8191), IDLE_COUNTS ("2000 10000"),
@@ -45,7 +45,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-SIZES=${SIZES:-"small 64k"}
+SIZES=${SIZES:-"small 64k 1m"}
 CONNS=${CONNS:-"1 64 1000"}
 WARM=${WARM:-2}
 DEVICE=${DEVICE:-af_xdp}
