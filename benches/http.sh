@@ -1,52 +1,73 @@
 #!/usr/bin/env bash
 # L7 (HTTP/1.1) benchmark: Sluice (one worker core) against HAProxy (one
-# thread) on the same namespace topology, same nginx backends and same wrk
-# client, measured in the same run (issue 4):
+# thread) on the same two-leg namespace topology, the same three nginx
+# backends and the same wrk client, with the harness's own ceiling measured
+# in the same run: wrk straight at the backends, and wrk through a plain
+# Linux router namespace over the same two legs.
 #
 #   benches/http.sh [SECONDS]          (default 8 s per measured point)
 #
-#   client 10.50.0.2 ──┐
-#   Sluice 10.50.0.1 ──┤  (lb namespace, af_packet on l0; VIP 10.50.0.100:80)
-#   HAProxy 10.50.0.3 ─┤ bridge  (lb namespace, kernel TCP on h0; :80)
-#   nginx 10.50.0.11 ──┤  (backend namespace, two addresses, one nginx,
-#         10.50.0.12 ──┘   port 8080: /small 13 bytes, /64k.bin 65536 bytes)
+#          client leg: bridge br0 (10.50.1.0/24)   server leg: bridge br1 (10.50.2.0/24)
+#   client c0 10.50.1.2 ─┐                       ┌─ c1 10.50.2.2 client (direct runs)
+#   Sluice l0 (af_xdp) ──┤ VIP 10.50.1.100:80    ├── l1 (af_xdp) Sluice 10.50.2.1
+#   HAProxy h0 10.50.1.3 ┤                       ├── h1 10.50.2.3 HAProxy
+#   router r0 10.50.1.4 ─┘                       ├── r1 10.50.2.4 router (ip_forward)
+#                                                └── be1..be3 10.50.2.11-13 (and
+#                                                    10.50.3.11-13 via the router):
+#                                                    one nginx each, :8080
 #
-# 1. Requests/s and p50/p99 (wrk --latency) at 1, 64 and 1000 connections,
-#    small and 64 KiB responses, Sluice then HAProxy at each point.
-# 2. Memory per idle keep-alive connection (VmRSS delta / N after N
-#    connections have each had one response), N = 2000 and 10000, each
-#    proxy freshly started.
-# 3. Per-packet cost as connections grow: wrk -c 64 (small responses) while
-#    100, then 10000, idle connections are held open.
+# Per point (response size x connections), in this order: Sluice, HAProxy,
+# kernel router (wrk to 10.50.3.11-13 through rt), direct (wrk from c1 to
+# 10.50.2.11-13). wrk runs min(3, connections) threads in every run; in the
+# router and direct runs thread i talks to backend i (benches/wrk_spread.lua).
+# Then, unless skipped: memory per idle keep-alive connection (VmRSS delta /
+# N, each proxy freshly started) and wrk -c 64 with N idle connections held.
 #
-# CPUs: Sluice's worker (lcore 1) and HAProxy run on CPU 1; Sluice's main
-# lcore, wrk, nginx and the memory client on CPU 0. Sluice's worker polls, so
-# it takes all of CPU 1 whatever the load: it is stopped (SIGSTOP) while
-# HAProxy is measured; HAProxy sleeps in epoll while Sluice is measured. Kernel
-# interfaces have checksum offload (and so TSO) off, as af_packet needs, so
-# every endpoint sends MTU-sized segments with software checksums.
-# Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k"), CONNS
-# ("1 64 1000"), IDLE_COUNTS ("2000 10000"), COST_COUNTS ("100 10000"),
-# SKIP_MEM=1, SKIP_COST=1, AFP_ARGS (extra net_af_packet devargs,
-# ",framecnt=4096"; empty for the PMD's 512), BACKLOG (10000), RESULTS=DIR
-# (keep wrk outputs, Sluice counters and logs there), PAUSE=SECS (keep the
-# set-up up that long before measuring, to probe by hand). Run as root.
-# See docs/BENCHMARKS.md section 4.
+# CPUs: Sluice's worker (lcore 1) and HAProxy on PROXY_CPU; wrk, the three
+# nginx, Sluice's main lcore and the idle-connection client on CLIENT_CPU.
+# Sluice's worker polls, so it takes all of its CPU whatever the load: it is
+# stopped (SIGSTOP) while anything else is measured; HAProxy sleeps in epoll
+# while Sluice is measured. Softirq work (veth delivery, the router's
+# forwarding, the AF_XDP copy) runs on the CPU that sent the packet; the
+# report shows both CPUs' load per run. Checksum offload (and so TSO) is off
+# on every veth, as DPDK needs, so every endpoint sends MTU-sized segments
+# with software checksums.
+#
+# Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k 1m"),
+# CONNS ("1 64 1000"), WARM (2 s of warm-up per run), DEVICE (af_xdp, or
+# af_packet), AFP_ARGS (extra net_af_packet devargs, ",framecnt=4096"),
+# MBUFS (Sluice's mbufs per worker, 8191), IDLE_COUNTS ("2000 10000"),
+# COST_COUNTS ("100 10000"), SKIP_MEM=1, SKIP_COST=1, SKIP_CEILING=1 (no
+# router or direct runs), BACKLOG (10000), RESULTS=DIR (keep wrk outputs,
+# Sluice counters and logs there), PAUSE=SECS (keep the set-up up that long
+# before measuring, to probe by hand). Run as root on an otherwise idle
+# machine. See docs/BENCHMARKS.md section 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-SIZES=${SIZES:-"small 64k"}
+SIZES=${SIZES:-"small 64k 1m"}
 CONNS=${CONNS:-"1 64 1000"}
+WARM=${WARM:-2}
+DEVICE=${DEVICE:-af_xdp}
+AFP_ARGS=${AFP_ARGS-,framecnt=4096}
+MBUFS=${MBUFS:-8191}
 IDLE_COUNTS=${IDLE_COUNTS:-"2000 10000"}
 COST_COUNTS=${COST_COUNTS:-"100 10000"}
-AFP_ARGS=${AFP_ARGS-,framecnt=4096}
 BACKLOG=${BACKLOG:-10000}
 PROXY_CPU=${PROXY_CPU:-1}
 CLIENT_CPU=${CLIENT_CPU:-0}
-WARM=2
+case "$DEVICE" in
+  af_xdp) vdev() { echo "net_af_xdp$1,iface=$2"; } ;;
+  af_packet) vdev() { echo "net_af_packet$1,iface=$2$AFP_ARGS"; } ;;
+  *) echo "http.sh: DEVICE must be af_xdp or af_packet, not $DEVICE" >&2; exit 2 ;;
+esac
+TARGETS="sluice haproxy"
+[ -z "${SKIP_CEILING:-}" ] && TARGETS="$TARGETS router direct"
 
 P=slhb
-NS=(sw client lb be)
+NS=(sw client lb rt be1 be2 be3)
+BACKENDS=(10.50.2.11 10.50.2.12 10.50.2.13)
+ROUTED=(10.50.3.11 10.50.3.12 10.50.3.13)
 TMP=$(mktemp -d)
 PIDS=()
 SLUICE=""
@@ -66,7 +87,7 @@ cleanup() {
     mkdir -p "$RESULTS"
     cp "$TMP"/*.wrk "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.loss \
       "$TMP"/*.l0 "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/cost "$TMP"/mem "$RESULTS"/ 2>/dev/null || true
-    cp "$TMP/nginx/error.log" "$RESULTS/nginx-error.log" 2>/dev/null || true
+    for i in 1 2 3; do cp "$TMP/nginx$i/error.log" "$RESULTS/nginx$i-error.log" 2>/dev/null || true; done
   fi
   rm -rf "$TMP"
   rm -rf /var/run/dpdk/sluice-httpbench
@@ -84,58 +105,75 @@ ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
 
 cargo build --release --locked -q
 # veth queues what it sends on the sending CPU's backlog, 1000 packets by
-# default: one burst of 1000 connections overflows it (for both proxies).
+# default: one burst of 1000 connections overflows it (for every target).
 # Raised for the run, restored on exit (a machine-wide setting).
 if [ "$BACKLOG" -gt "$OLD_BACKLOG" ]; then echo "$BACKLOG" >/proc/sys/net/core/netdev_max_backlog; fi
 SLUICE_BIN=$PWD/target/release/sluice
 
-# --- topology (as scripts/demo.sh)
+# --- topology: two bridges (legs) in one switch namespace
 for n in "${NS[@]}"; do ip netns del "$P-$n" 2>/dev/null || true; done
-ip netns add "$P-sw"
-ip -n "$P-sw" link add br0 type bridge
-ip -n "$P-sw" link set br0 up
-attach() { # NS IFNAME PEER [ADDR...]
-  local n=$1 ifn=$2 peer=$3; shift 3
-  ip netns list | grep -qw "$P-$n" || ip netns add "$P-$n"
-  ip link add "$ifn" netns "$P-$n" type veth peer "$peer" netns "$P-sw"
-  ip -n "$P-sw" link set "$peer" master br0 up
-  ip -n "$P-$n" link set lo up
+for n in "${NS[@]}"; do ip netns add "$P-$n"; ip -n "$P-$n" link set lo up; done
+for br in br0 br1; do
+  ip -n "$P-sw" link add "$br" type bridge
+  ip -n "$P-sw" link set "$br" up
+done
+attach() { # NS IFNAME BRIDGE [ADDR...]
+  local n=$1 ifn=$2 br=$3; shift 3
+  local peer="s-${n:0:6}-$ifn"
+  ip link add "$ifn" netns "$P-$n" type veth peer "${peer:0:15}" netns "$P-sw"
+  ip -n "$P-sw" link set "${peer:0:15}" master "$br" up
   ip -n "$P-$n" link set "$ifn" up
-  # af_packet must not get partial checksums; every endpoint alike.
+  # DPDK must not get partial checksums; every endpoint alike.
   ns "$n" ethtool -K "$ifn" tx off >/dev/null
   for a in "$@"; do ip -n "$P-$n" addr add "$a" dev "$ifn"; done
 }
-attach client c0 sw-c0 10.50.0.2/24
-attach lb l0 sw-l0
-attach lb h0 sw-h0 10.50.0.3/24
-attach be eth0 sw-be 10.50.0.11/24 10.50.0.12/24
-ns lb sysctl -qw net.ipv6.conf.l0.disable_ipv6=1
-# l0 belongs to Sluice: the lb kernel must not answer ARP on it for h0's
-# address.
+attach client c0 br0 10.50.1.2/24
+attach client c1 br1 10.50.2.2/24
+attach lb l0 br0
+attach lb l1 br1
+attach lb h0 br0 10.50.1.3/24
+attach lb h1 br1 10.50.2.3/24
+attach rt r0 br0 10.50.1.4/24
+attach rt r1 br1 10.50.2.4/24
+for i in 1 2 3; do
+  attach "be$i" eth0 br1 "10.50.2.1$i/24" "10.50.3.1$i/24"
+  # Replies to the client leg go through the router; the proxies' upstream
+  # connections come from their own server-leg addresses, on link.
+  ip -n "$P-be$i" route add 10.50.1.0/24 via 10.50.2.4
+done
+ip -n "$P-client" route add 10.50.3.0/24 via 10.50.1.4
+ip -n "$P-rt" route add 10.50.3.0/24 dev r1
+ns rt sysctl -qw net.ipv4.ip_forward=1
+# l0 and l1 belong to Sluice: no kernel addresses, no IPv6, and the lb
+# kernel must not answer ARP on them for h0's and h1's addresses.
+ns lb sysctl -qw net.ipv6.conf.l0.disable_ipv6=1 net.ipv6.conf.l1.disable_ipv6=1
 ns lb sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-for n in client lb be; do
+for n in client lb rt be1 be2 be3; do
   ns "$n" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000" \
     net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
 done
 
-# --- backends: one nginx (one worker process) on CPU 0
-mkdir -p "$TMP/www" "$TMP/nginx/logs"
+# --- backends: three nginx (one worker process each) on the client CPU
+mkdir -p "$TMP/www"
 head -c 65536 /dev/urandom >"$TMP/www/64k.bin"
-chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www/64k.bin"  # nginx workers run as nobody
-cat >"$TMP/nginx/nginx.conf" <<EOF
+head -c 1048576 /dev/urandom >"$TMP/www/1m.bin"
+chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www/"*.bin  # nginx workers run as nobody
+for i in 1 2 3; do
+  mkdir -p "$TMP/nginx$i"
+  cat >"$TMP/nginx$i/nginx.conf" <<NGX
 worker_processes 1;
 worker_rlimit_nofile $(ulimit -n);
 daemon off;
-pid $TMP/nginx/nginx.pid;
-error_log $TMP/nginx/error.log warn;
+pid $TMP/nginx$i/nginx.pid;
+error_log $TMP/nginx$i/error.log warn;
 events { worker_connections $(($(ulimit -n) - 100)); multi_accept on; }
 http {
   access_log off;
-  client_body_temp_path $TMP/nginx/body;
-  proxy_temp_path $TMP/nginx/proxy;
-  fastcgi_temp_path $TMP/nginx/fastcgi;
-  uwsgi_temp_path $TMP/nginx/uwsgi;
-  scgi_temp_path $TMP/nginx/scgi;
+  client_body_temp_path $TMP/nginx$i/body;
+  proxy_temp_path $TMP/nginx$i/proxy;
+  fastcgi_temp_path $TMP/nginx$i/fastcgi;
+  uwsgi_temp_path $TMP/nginx$i/uwsgi;
+  scgi_temp_path $TMP/nginx$i/scgi;
   sendfile on;
   keepalive_requests 100000000;
   keepalive_timeout 900s;
@@ -145,12 +183,13 @@ http {
     location = /small { default_type text/plain; return 200 "hello, world\n"; }
   }
 }
-EOF
-ip netns exec "$P-be" taskset -c "$CLIENT_CPU" nginx -p "$TMP/nginx" -c "$TMP/nginx/nginx.conf" &
-PIDS+=($!)
+NGX
+  ip netns exec "$P-be$i" taskset -c "$CLIENT_CPU" nginx -p "$TMP/nginx$i" -c "$TMP/nginx$i/nginx.conf" &
+  PIDS+=($!)
+done
 
-# --- HAProxy: one thread on CPU 1, the same proxy headers Sluice adds
-cat >"$TMP/haproxy.cfg" <<EOF
+# --- HAProxy: one thread on the proxy CPU, the same proxy headers Sluice adds
+cat >"$TMP/haproxy.cfg" <<EOF2
 global
   nbthread 1
   maxconn $HAP_MAXCONN
@@ -166,7 +205,7 @@ defaults
   http-reuse always
   maxconn $HAP_MAXCONN
 frontend fe
-  bind 10.50.0.3:80 backlog 65535
+  bind 10.50.1.3:80 backlog 65535
   option forwardfor
   unique-id-format %{+X}o%Ts%rt%cp
   unique-id-header X-Request-Id
@@ -176,20 +215,24 @@ frontend fe
   default_backend web
 backend web
   balance roundrobin
-  server web-1 10.50.0.11:8080
-  server web-2 10.50.0.12:8080
-EOF
+  server web-1 10.50.2.11:8080
+  server web-2 10.50.2.12:8080
+  server web-3 10.50.2.13:8080
+EOF2
 
-# --- Sluice: one worker on lcore 1, main lcore 0
+# --- Sluice: one worker on lcore PROXY_CPU, main lcore on CLIENT_CPU; one
+# port per leg
 sluice_config() { # BUFFER_BYTES
-  cat <<EOF
+  cat <<EOF2
 [eal]
+# Two ports' pools: about 19 MiB per 8191 mbufs (their af_xdp UMEM).
 args = ["--no-huge", "-m", "1024", "--no-pci", "--log-level=lib.eal:warning"]
 main_lcore = $CLIENT_CPU
 file_prefix = "sluice-httpbench"
 
 [dataplane]
 workers = [$PROXY_CPU]
+mbufs = $MBUFS
 
 [admin]
 listen = "127.0.0.1:9197"
@@ -199,30 +242,26 @@ level = "info"
 
 [[port]]
 name = "p0"
-vdev = "net_af_packet0,iface=l0$AFP_ARGS"
-addresses = ["10.50.0.1/24"]
+vdev = "$(vdev 0 l0)"
+addresses = ["10.50.1.1/24"]
+
+[[port]]
+name = "p1"
+vdev = "$(vdev 1 l1)"
+addresses = ["10.50.2.1/24"]
 
 [[cluster]]
 name = "web"
 balance = "round-robin"
 max_idle_per_backend = 4096
-
-[[cluster.backend]]
-address = "10.50.0.11"
-port = 8080
-name = "web-1"
-
-[[cluster.backend]]
-address = "10.50.0.12"
-port = 8080
-name = "web-2"
+$(for i in 1 2 3; do printf '\n[[cluster.backend]]\naddress = "10.50.2.1%d"\nport = 8080\nname = "web-%d"\n' "$i" "$i"; done)
 
 [[listener]]
 name = "http"
-address = "10.50.0.100"
+address = "10.50.1.100"
 port = 80
 ingress = "p0"
-snat = ["10.50.0.1"]
+snat = ["10.50.2.1"]
 default_cluster = "web"
 max_connections = 16384
 max_half_open = 4096
@@ -233,29 +272,30 @@ upstream_tx_buffer = $1
 max_head_bytes = $(($1 < 16384 ? $1 : 16384))
 max_uri_bytes = 4096
 idle_timeout_ms = 900000
-EOF
+EOF2
 }
 sluice_config 65536 >"$TMP/sluice-65536.toml"
 sluice_config 16384 >"$TMP/sluice-16384.toml"
 "$SLUICE_BIN" check --config "$TMP/sluice-65536.toml" >/dev/null
 SLUICE_CFG=$TMP/sluice-65536.toml
 
-wait_http() { # URL
+wait_http() { # NS URL
   local i
   for i in $(seq 150); do
-    ns client curl -s -o /dev/null --max-time 1 "$1" && return 0
+    ns "$1" curl -s -o /dev/null --max-time 1 "$2" && return 0
     sleep 0.2
   done
-  echo "http.sh: $1 does not answer" >&2
+  echo "http.sh: $2 does not answer from $1" >&2
   return 1
 }
 start_sluice() { # CONFIG
   SLUICE_CFG=$1
   ip netns exec "$P-lb" "$SLUICE_BIN" run --config "$SLUICE_CFG" >>"$TMP/sluice.log" 2>&1 &
   SLUICE=$!
-  wait_http http://10.50.0.100/small
+  wait_http client http://10.50.1.100/small
 }
 stop_sluice() {
+  kill -CONT "$SLUICE" 2>/dev/null || true
   kill -TERM "$SLUICE" 2>/dev/null || true
   wait "$SLUICE" 2>/dev/null || true
   SLUICE=""
@@ -263,7 +303,7 @@ stop_sluice() {
 start_haproxy() {
   ip netns exec "$P-lb" taskset -c "$PROXY_CPU" haproxy -db -f "$TMP/haproxy.cfg" >>"$TMP/haproxy.log" 2>&1 &
   HAPROXY=$!
-  wait_http http://10.50.0.3/small
+  wait_http client http://10.50.1.3/small
 }
 stop_haproxy() {
   kill -TERM "$HAPROXY" 2>/dev/null || true
@@ -279,50 +319,54 @@ cpu_ticks() { # -> "busy total" of the client CPU, then of the proxy CPU
     t = 0; for (i = 2; i <= NF; i++) t += $i; v[$1] = (t - $5 - $6) " " t
   } END { print v[c], v[p] }' /proc/stat
 }
-proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
-# -> "retransmitted segments (client + backend + lb kernels) softnet_drops"
+proc_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
+# -> "retransmitted segments (every namespace's kernel) softnet_drops"
 kernel_losses() {
   local n r=0 x
-  for n in client be lb; do
+  for n in client lb rt be1 be2 be3; do
     x=$(ns "$n" awk '/^Tcp: [0-9]/ {print $13}' /proc/net/snmp)
     r=$((r + x))
   done
   python3 -c 'import sys; print(sum(int(l.split()[1], 16) for l in open("/proc/net/softnet_stat")))' |
     { read -r d; echo "$r $d"; }
 }
+l_rx() { echo "$(ns lb cat /sys/class/net/l0/statistics/rx_packets) $(ns lb cat /sys/class/net/l1/statistics/rx_packets)"; }
 
-url_of() { # PROXY SIZE
-  local host path
-  host=$([ "$1" = sluice ] && echo 10.50.0.100 || echo 10.50.0.3)
-  path=$([ "$2" = small ] && echo /small || echo /64k.bin)
-  echo "http://$host$path"
-}
-# One measured wrk run; writes $TMP/NAME.{wrk,cpu} (and Sluice counters).
-measure() { # NAME PROXY SIZE CONNS SECS
-  local name=$1 proxy=$2 url t pid c0 c1 p0=0 p1=0
-  url=$(url_of "$2" "$3")
-  t=$(($4 < 2 ? 1 : 2))
-  pid=$([ "$proxy" = sluice ] && echo "$SLUICE" || echo "$HAPROXY")
-  # Sluice's worker polls: stopped while HAProxy runs on the same CPU.
-  [ "$proxy" = haproxy ] && kill -STOP "$SLUICE"
+path_of() { case "$1" in small) echo /small ;; 64k) echo /64k.bin ;; 1m) echo /1m.bin ;; *) echo "/$1" ;; esac; }
+# One measured wrk run; writes $TMP/NAME.{wrk,cpu,loss} (and Sluice counters).
+measure() { # NAME TARGET SIZE CONNS SECS
+  local name=$1 target=$2 c=$4 url pid="" from=client t c0 c1 p0 p1 k0 k1 l0a hosts=""
+  local path; path=$(path_of "$3")
+  t=$((c < 3 ? c : 3))
+  case "$target" in
+    sluice) url=http://10.50.1.100$path; pid=$SLUICE ;;
+    haproxy) url=http://10.50.1.3$path; pid=$HAPROXY ;;
+    router) url=http://${ROUTED[0]}:8080$path; hosts="${ROUTED[*]}" ;;
+    direct) url=http://${BACKENDS[0]}:8080$path; hosts="${BACKENDS[*]}" ;;
+  esac
+  local wrk=(taskset -c "$CLIENT_CPU" env WRK_HOSTS="$hosts" wrk -t"$t" -c"$c" --timeout 10s -s benches/wrk_spread.lua)
+  # Sluice's worker polls: stopped while anything else runs.
+  [ "$target" != sluice ] && kill -STOP "$SLUICE"
   # Warm-up: upstream connections opened, caches and pools filled.
-  ns client taskset -c "$CLIENT_CPU" wrk -t"$t" -c"$4" -d"${WARM}s" --timeout 10s "$url" >/dev/null 2>&1 || true
-  [ "$proxy" = sluice ] && sluice_stats "$TMP/$name.before.json"
-  l0a=$(ns lb cat /sys/class/net/l0/statistics/rx_packets)
+  ns "$from" "${wrk[@]}" -d"${WARM}s" "$url" >/dev/null 2>&1 || true
+  [ "$target" = sluice ] && sluice_stats "$TMP/$name.before.json"
+  l0a=$(l_rx)
   c0=$(cpu_ticks); p0=$(proc_ticks "$pid"); k0=$(kernel_losses)
-  ns client taskset -c "$CLIENT_CPU" wrk -t"$t" -c"$4" -d"${5}s" --timeout 10s --latency "$url" \
-    >"$TMP/$name.wrk" 2>&1 || echo "wrk failed: $?" >>"$TMP/$name.wrk"
+  ns "$from" "${wrk[@]}" -d"${5}s" --latency "$url" >"$TMP/$name.wrk" 2>&1 || echo "wrk failed: $?" >>"$TMP/$name.wrk"
   c1=$(cpu_ticks); p1=$(proc_ticks "$pid"); k1=$(kernel_losses)
-  [ "$proxy" = sluice ] && sluice_stats "$TMP/$name.after.json"
-  echo "$l0a $(ns lb cat /sys/class/net/l0/statistics/rx_packets)" >"$TMP/$name.l0"
+  [ "$target" = sluice ] && sluice_stats "$TMP/$name.after.json"
+  echo "$l0a $(l_rx)" >"$TMP/$name.l0"
   echo "$c0 $c1 $p0 $p1" >"$TMP/$name.cpu"
   echo "$k0 $k1" >"$TMP/$name.loss"
-  [ "$proxy" = haproxy ] && kill -CONT "$SLUICE"
-  echo "$name $proxy $3 $4" >>"$TMP/points"
+  [ "$target" != sluice ] && kill -CONT "$SLUICE"
+  echo "$name $target $3 $c" >>"$TMP/points"
 }
 
-echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg); $SECS s per point (after ${WARM} s warm-up)"
-wait_http http://10.50.0.11:8080/small
+echo "== load average: $(cut -d' ' -f1-3 /proc/loadavg); $SECS s per point (after ${WARM} s warm-up); Sluice on $DEVICE"
+for i in 0 1 2; do
+  wait_http client "http://${BACKENDS[$i]}:8080/small"
+  wait_http client "http://${ROUTED[$i]}:8080/small"
+done
 start_haproxy
 start_sluice "$TMP/sluice-65536.toml"
 if [ -n "${PAUSE:-}" ]; then # keep everything up for manual probing
@@ -330,24 +374,23 @@ if [ -n "${PAUSE:-}" ]; then # keep everything up for manual probing
   sleep "$PAUSE"
 fi
 
-# --- 1. throughput and latency
+# --- 1. throughput and latency, with the ceiling
 : >"$TMP/points"
 for size in $SIZES; do
   for c in $CONNS; do
-    for proxy in sluice haproxy; do
-      echo "-- $proxy $size c=$c" >&2
-      measure "tp-$size-$c-$proxy" "$proxy" "$size" "$c" "$SECS"
+    for target in $TARGETS; do
+      echo "-- $target $size c=$c" >&2
+      measure "tp-$size-$c-$target" "$target" "$size" "$c" "$SECS"
     done
   done
 done
-
 # --- 3. per-packet cost with many idle connections held open
 : >"$TMP/cost"
 if [ -z "${SKIP_COST:-}" ]; then
   for n in $COST_COUNTS; do
     for proxy in sluice haproxy; do
       echo "-- $proxy c=64 with $n idle" >&2
-      host=$([ "$proxy" = sluice ] && echo 10.50.0.100 || echo 10.50.0.3)
+      host=$([ "$proxy" = sluice ] && echo 10.50.1.100 || echo 10.50.1.3)
       m=$n
       [ "$proxy" = haproxy ] && [ "$m" -gt "$HAP_IDLE_CAP" ] && m=$HAP_IDLE_CAP
       rm -f "$TMP/ready"
@@ -373,9 +416,9 @@ if [ -z "${SKIP_MEM:-}" ]; then
       proxy=${variant%-*}
       echo "-- memory: $variant, $n idle" >&2
       if [ "$proxy" = sluice ]; then
-        stop_sluice; start_sluice "$TMP/$variant.toml"; pid=$SLUICE; host=10.50.0.100
+        stop_sluice; start_sluice "$TMP/$variant.toml"; pid=$SLUICE; host=10.50.1.100
       else
-        stop_haproxy; start_haproxy; pid=$HAPROXY; host=10.50.0.3
+        stop_haproxy; start_haproxy; pid=$HAPROXY; host=10.50.1.3
       fi
       # Upstream connections opened and the allocators warmed first.
       ns client curl -s -o /dev/null -o /dev/null "http://$host/small" "http://$host/small"
@@ -403,11 +446,13 @@ if [ -z "${SKIP_MEM:-}" ]; then
 fi
 
 
-python3 - "$TMP" "$SECS" <<'PY'
+
+python3 - "$TMP" "$SECS" "$DEVICE" <<'PY'
 import json, os, re, sys
 
-tmp, secs = sys.argv[1], sys.argv[2]
+tmp, secs, device = sys.argv[1], sys.argv[2], sys.argv[3]
 HZ = os.sysconf("SC_CLK_TCK")
+NAN = float("nan")
 
 def ms(v):
     m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
@@ -415,9 +460,12 @@ def ms(v):
     return x * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
 
 def parse_wrk(path):
-    text = open(path).read()
-    r = {"rps": 0.0, "p50": float("nan"), "p99": float("nan"), "req": 0, "bytes": 0,
-         "sock": 0, "non2xx": 0, "failed": "wrk failed" in text}
+    try:
+        text = open(path).read()
+    except OSError:
+        text = "wrk failed: no output"
+    r = {"rps": 0.0, "p50": NAN, "p99": NAN, "req": 0, "bytes": 0,
+         "sock": 0, "sockd": "", "non2xx": 0, "failed": "wrk failed" in text}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if m: r["rps"] = float(m.group(1))
     for p, key in (("50", "p50"), ("99", "p99")):
@@ -428,17 +476,22 @@ def parse_wrk(path):
         r["req"] = int(m.group(1))
         r["bytes"] = float(m.group(2)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(3)]
     m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m: r["sock"] = sum(map(int, m.groups()))
+    if m:
+        r["sock"] = sum(map(int, m.groups()))
+        r["sockd"] = ", ".join(f"{v} {k}" for k, v in zip(("connect", "read", "write", "timeout"), m.groups()) if v != "0")
     m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
     if m: r["non2xx"] = int(m.group(1))
     r["bad"] = r["failed"] or r["req"] == 0 or r["sock"] > 0 or r["non2xx"] > 0
     return r
 
 def cpu(name):
-    b00, t00, b10, t10, b01, t01, b11, t11, p0, p1 = map(int, open(f"{tmp}/{name}.cpu").read().split())
-    pct = lambda b, t: 100.0 * b / t if t else float("nan")
-    wall = (t01 - t00) / HZ  # seconds of cpu0's clock
-    return pct(b01 - b00, t01 - t00), pct(b11 - b10, t11 - t10), 100.0 * (p1 - p0) / HZ / wall if wall else float("nan")
+    try:
+        b00, t00, b10, t10, b01, t01, b11, t11, p0, p1 = map(int, open(f"{tmp}/{name}.cpu").read().split())
+    except (OSError, ValueError):
+        return NAN, NAN, NAN
+    pct = lambda b, t: 100.0 * b / t if t else NAN
+    wall = (t01 - t00) / HZ  # seconds of the client CPU's clock
+    return pct(b01 - b00, t01 - t00), pct(b11 - b10, t11 - t10), 100.0 * (p1 - p0) / HZ / wall if wall else NAN
 
 # When wrk stops it resets its connections with responses in flight: Sluice
 # resets their upstream connections, and the segments still in flight both
@@ -456,23 +509,36 @@ def sluice_delta(name):
         return {}
     ca, cb = a.get("counters", {}), b.get("counters", {})
     d = {k: cb[k] - ca.get(k, 0) for k in cb if isinstance(cb[k], int) and cb[k] != ca.get(k, 0)}
-    # Frames the kernel delivered to l0 that Sluice never read: af_packet
-    # ring overflow (the PMD does not report it).
-    try:
-        l0a, l0b = map(int, open(f"{tmp}/{name}.l0").read().split())
-        rx = b["ports"]["p0"]["rx_packets"] - a["ports"]["p0"]["rx_packets"]
-        if (l0b - l0a) - rx > 0: d["p0.af_packet_ring_drops"] = (l0b - l0a) - rx
-    except (OSError, ValueError, KeyError):
-        pass
+    # af_packet: frames the kernel delivered to l0/l1 that Sluice never read
+    # (ring overflow; the PMD does not report it). af_xdp reports its drops
+    # itself (rx_missed, from XDP_STATISTICS).
+    if device == "af_packet":
+        try:
+            v = list(map(int, open(f"{tmp}/{name}.l0").read().split()))
+            for port, (x0, x1) in (("p0", (v[0], v[2])), ("p1", (v[1], v[3]))):
+                rx = b["ports"][port]["rx_packets"] - a["ports"][port]["rx_packets"]
+                if (x1 - x0) - rx > 0: d[f"{port}.af_packet_ring_drops"] = (x1 - x0) - rx
+        except (OSError, ValueError, KeyError, IndexError):
+            pass
     for port, s in b.get("ports", {}).items():
         for k in ("rx_missed", "rx_errors", "tx_errors", "rx_nombuf"):
             v = s.get(k, 0) - a.get("ports", {}).get(port, {}).get(k, 0)
             if v: d[f"{port}.{k}"] = v
     return d
 
-def cell(r):
-    flag = " ⚠" if r["bad"] else ""
-    return f"{r['rps']:,.0f}{flag} | {r['p50']:.2f} | {r['p99']:.2f}"
+def errors(r):
+    e = []
+    if r["failed"]: e.append("wrk failed")
+    if r["sock"]: e.append(r["sockd"])
+    if r["non2xx"]: e.append(f"{r['non2xx']} non-2xx")
+    if r["req"] == 0 and not r["failed"]: e.append("no request")
+    return "; ".join(e) if e else "0"
+
+def cell(r, err=True):
+    if r is None:
+        return "– | – | –" + (" | –" if err else "")
+    s = f"{r['rps']:,.0f} | {r['p50']:.2f} | {r['p99']:.2f}"
+    return s + (f" | {errors(r)}" if err else ("" if not r["bad"] else " ⚠"))
 
 def loss(name):
     try:
@@ -482,14 +548,11 @@ def loss(name):
         return 0, 0
 
 notes = []
-def describe(name, proxy, r):
+def describe(name, target, r):
     parts = []
     if loss(name)[1]: parts.append(f"{loss(name)[1]} packets dropped by the kernel backlog (softnet_stat, whole machine)")
-    if r["failed"]: parts.append("wrk failed")
-    if r["sock"]: parts.append(f"{r['sock']} socket errors")
-    if r["non2xx"]: parts.append(f"{r['non2xx']} non-2xx responses")
-    if r["req"] == 0: parts.append("no request completed")
-    if proxy == "sluice":
+    if r["bad"]: parts.append("errors: " + errors(r))
+    if target == "sluice":
         d = sluice_delta(name)
         odd = {k: v for k, v in d.items() if k in WATCH or "." in k or (k.startswith("drop_") and k not in EXPECTED)}
         if odd: parts.append("Sluice counters: " + ", ".join(f"{k} +{v}" for k, v in sorted(odd.items())))
@@ -497,20 +560,40 @@ def describe(name, proxy, r):
 
 points = [l.split() for l in open(f"{tmp}/points")]
 res = {p[0]: (p, parse_wrk(f"{tmp}/{p[0]}.wrk")) for p in points}
-print(f"\n### Throughput and latency ({secs} s per point; p50/p99 in ms)\n")
-print("| point | Sluice req/s | p50 | p99 | HAProxy req/s | p50 | p99 | ratio | B/resp | client CPU busy S/H | HAProxy CPU | TCP retrans S/H |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|")
-for name, (p, r) in res.items():
-    if p[1] != "sluice" or not name.startswith("tp-"): continue
-    hname = name[: -len("sluice")] + "haproxy"
-    h = res[hname][1]
-    cs0, _, _ = cpu(name)
-    ch0, _, hp = cpu(hname)
-    ratio = r["rps"] / h["rps"] if h["rps"] else float("nan")
-    bpr = r["bytes"] / r["req"] if r["req"] else 0
-    print(f"| {p[2]}, {p[3]} conn | {cell(r)} | {cell(h)} | {ratio:.2f} | {bpr:,.0f} | {cs0:.0f}% / {ch0:.0f}% | {hp:.0f}% | {loss(name)[0]:,} / {loss(hname)[0]:,} |")
-    describe(name, "sluice", r)
-    describe(hname, "haproxy", h)
+get = lambda name: res[name][1] if name in res else None
+SIZE = {"small": "13 B", "64k": "64 KiB", "1m": "1 MiB"}
+def label(size, c):
+    c = int(c); t = min(3, c)
+    opened = c // t * t
+    return f"{SIZE.get(size, size)}, {c} conn" + (f" ({opened} open)" if opened != c else "")
+
+tp = [(n, p) for n, (p, _) in res.items() if n.startswith("tp-") and p[1] == "sluice"]
+print(f"\n### Throughput and latency ({secs} s per point; p50/p99 in ms; Sluice on {device})\n")
+print("| point | Sluice req/s | p50 | p99 | errors | HAProxy req/s | p50 | p99 | errors | Sluice/HAProxy | kernel router req/s | p50 | p99 | direct req/s | p50 | p99 |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+for name, p in tp:
+    base = name[: -len("sluice")]
+    s, h, rt, di = (get(base + t) for t in ("sluice", "haproxy", "router", "direct"))
+    ratio = s["rps"] / h["rps"] if h and h["rps"] else NAN
+    print(f"| {label(p[2], p[3])} | {cell(s)} | {cell(h)} | {ratio:.2f} | {cell(rt, False)} | {cell(di, False)} |")
+    for t, r in (("sluice", s), ("haproxy", h), ("router", rt), ("direct", di)):
+        if r is not None: describe(base + t, t, r)
+
+print(f"\n### Where the CPUs went (busy % of client CPU / proxy CPU during each run)\n")
+print("| point | Sluice | HAProxy (its own share) | kernel router | direct | bytes/response | TCP retrans S/H/R/D |")
+print("|---|---|---|---|---|---|---|")
+for name, p in tp:
+    base = name[: -len("sluice")]
+    cols, rts = [], []
+    for t in ("sluice", "haproxy", "router", "direct"):
+        if base + t not in res:
+            cols.append("–"); rts.append("–"); continue
+        c0, c1, own = cpu(base + t)
+        cols.append(f"{c0:.0f}% / {c1:.0f}%" + (f" ({own:.0f}%)" if t == "haproxy" else ""))
+        rts.append(f"{loss(base + t)[0]:,}")
+    s = get(base + "sluice")
+    bpr = s["bytes"] / s["req"] if s["req"] else 0
+    print(f"| {label(p[2], p[3])} | {' | '.join(cols)} | {bpr:,.0f} | {' / '.join(rts)} |")
 
 cost = [l.split() for l in open(f"{tmp}/cost")]
 if cost:
@@ -522,9 +605,9 @@ if cost:
         byn.setdefault(c[2], {})[c[1]] = c
     for n, d in byn.items():
         s, h = res[d["sluice"][0]][1], res[d["haproxy"][0]][1]
-        ratio = s["rps"] / h["rps"] if h["rps"] else float("nan")
+        ratio = s["rps"] / h["rps"] if h["rps"] else NAN
         op = lambda c: f"{c[4]}" + (f" ({c[6]} failed)" if c[6] != "0" else "")
-        print(f"| {n} | {cell(s)} | {cell(h)} | {ratio:.2f} | {op(d['sluice'])} / {op(d['haproxy'])} |")
+        print(f"| {n} | {cell(s, False)} | {cell(h, False)} | {ratio:.2f} | {op(d['sluice'])} / {op(d['haproxy'])} |")
         describe(d["sluice"][0], "sluice", s)
         describe(d["haproxy"][0], "haproxy", h)
 
@@ -534,7 +617,7 @@ if mem:
     print("| proxy, buffers | N asked | RSS before | RSS after | per connection | opened (failed) | Sluice l7_client_conns |")
     print("|---|---|---|---|---|---|---|")
     for v, n, r0, r1, _, opened, _, failed, _, *g in mem:
-        per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else float("nan")
+        per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
         print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) | {g[0] if g else ''} |")
 
 print("\n### Errors and Sluice counters\n")

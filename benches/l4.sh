@@ -11,13 +11,28 @@
 # pcap opens a connection per flow (the "new connections" rate); every
 # later pass finds it (the steady-state rate). infinite_rx keeps the whole
 # pcap in mbufs, so the pools hold FLOWS + 32768 mbufs (-m 6144, no
-# hugepages). Run on an otherwise idle machine.
+# hugepages). Each program is measured once it forwards (preloading a
+# million packets takes seconds), never after a fixed sleep; a reference or
+# a mode that measured nothing fails the script. Run on an otherwise idle
+# machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-10}
 FLOWS=${2:-1048576}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench' EXIT
+TP=""
+SL=""
+cleanup() {
+  for pid in $TP $SL; do kill -TERM "$pid" 2>/dev/null || true; done
+  wait 2>/dev/null || true
+  rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+die() { echo "l4.sh: $*" >&2; exit 1; }
+# How long a program may take to start forwarding (EAL, pools, the pcap
+# preloaded into mbufs, a connection table touched page by page).
+START_LIMIT=${START_LIMIT:-180}
 MBUFS=$((FLOWS + 32768))
 
 cargo build --release --locked -q
@@ -31,11 +46,26 @@ dpdk-testpmd -l 0,1 "${EAL_MEM[@]}" --file-prefix "tp$$" --vdev "$SRC" --vdev "$
   --forward-mode=macswap --total-num-mbufs="$MBUFS" --stats-period 1 --auto-start \
   >"$TMP/testpmd.log" 2>&1 &
 TP=$!
-sleep $((SECS + 8))
-kill -INT $TP 2>/dev/null || true
-wait $TP 2>/dev/null || true
-TESTPMD_PPS=$(awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" \
-  | awk '$1 > 0' | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
+# Port 1's Tx-pps samples (one a second) once forwarding has started.
+tx_samples() {
+  awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" | awk '$1 > 0'
+}
+for ((i = 0; i < START_LIMIT * 10; i++)); do
+  [ -n "$(tx_samples)" ] && break
+  kill -0 "$TP" 2>/dev/null || die "testpmd exited before forwarding; its log:
+$(tail -20 "$TMP/testpmd.log")"
+  sleep 0.1
+done
+[ -n "$(tx_samples)" ] || die "testpmd did not forward within ${START_LIMIT} s (START_LIMIT); its log:
+$(tail -20 "$TMP/testpmd.log")"
+# The first sample may cover the start; SECS more after it.
+sleep $((SECS + 2))
+kill -INT "$TP" 2>/dev/null || true
+wait "$TP" 2>/dev/null || true
+TP=""
+TESTPMD_PPS=$(tx_samples | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
+[ "${TESTPMD_PPS:-0}" -gt 0 ] || die "testpmd's reference rate is missing (fewer than two Tx-pps samples); its log:
+$(tail -20 "$TMP/testpmd.log")"
 
 config() { # MODE
   local snat="" i
@@ -103,9 +133,17 @@ counter() { # NAME
 run_mode() { # MODE -> prints "pps new_per_sec"
   config "$1" >"$TMP/$1.toml"
   target/release/sluice run --config "$TMP/$1.toml" --port-device "p0=$SRC" \
-    --duration $((SECS + 6)) --stats-out "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
-  local pid=$! a b t0 t1 c0 c1 peak=0
-  for _ in $(seq 1200); do counter tx_packets >/dev/null 2>&1 && break; sleep 0.05; done
+    --stats-out "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
+  SL=$!
+  local a b t0 t1 c0 c1 peak=0 i
+  # Forwarding has started once the first packet went out.
+  for ((i = 0; i < START_LIMIT * 10; i++)); do
+    [ "$(counter tx_packets 2>/dev/null || echo 0)" -gt 0 ] && break
+    kill -0 "$SL" 2>/dev/null || die "sluice ($1) exited before forwarding; its log:
+$(tail -20 "$TMP/$1.log")"
+    sleep 0.1
+  done
+  [ "$(counter tx_packets 2>/dev/null || echo 0)" -gt 0 ] || die "sluice ($1) did not forward within ${START_LIMIT} s (START_LIMIT)"
   # New connections: sample the service's connection counter while the
   # first pass over the pcap is still opening them.
   c0=$(counter connections); t0=$(date +%s.%N)
@@ -118,17 +156,26 @@ run_mode() { # MODE -> prints "pps new_per_sec"
   done
   sleep 1
   a=$(counter tx_packets); sleep "$SECS"; b=$(counter tx_packets)
-  wait $pid
-  echo "$(( (b - a) / SECS )) ${peak%.*}"
+  kill -TERM "$SL" 2>/dev/null || true
+  wait "$SL" 2>/dev/null || true
+  SL=""
+  [ "$b" -gt "$a" ] || die "sluice ($1) forwarded nothing in the measured ${SECS} s"
+  echo "$(( (b - a) / SECS )) ${peak%.*}" >"$TMP/$1.rate"
 }
 
-read -r NAT_PPS NAT_NEW < <(run_mode nat)
-read -r DSR_PPS DSR_NEW < <(run_mode ipip)
+# Not in a subshell: a failure must stop the script, and the cleanup must
+# know the pid.
+run_mode nat
+read -r NAT_PPS NAT_NEW <"$TMP/nat.rate"
+run_mode ipip
+read -r DSR_PPS DSR_NEW <"$TMP/ipip.rate"
 
 python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$FLOWS" <<'PY'
 import sys
 tp, nat, dsr, nat_new, dsr_new, flows = (int(float(x)) for x in sys.argv[1:7])
-r = lambda x: x / tp if tp else float("nan")
+if tp <= 0 or nat <= 0 or dsr <= 0:
+    sys.exit(f"l4.sh: a rate is missing (testpmd {tp}, NAT {nat}, IPIP {dsr} pps): no ratio")
+r = lambda x: x / tp
 print(f"flows                       : {flows}")
 print(f"testpmd macswap             : {tp/1e6:8.2f} Mpps")
 print(f"sluice NAT  (steady state)  : {nat/1e6:8.2f} Mpps   ratio {r(nat):.2f}")

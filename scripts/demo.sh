@@ -3,7 +3,7 @@
 # balancer between network namespaces, with no NIC and no hugepages:
 #
 #   client 10.30.0.2, 10.40.0.2 ──┐
-#   sluice (DPDK, net_af_packet) ─┤ bridge ── web-1/2/3  10.30.0.11-13:80 (L4)
+#   sluice (DPDK, net_af_xdp) ────┤ bridge ── web-1/2/3  10.30.0.11-13:80 (L4)
 #                                 │                      10.40.0.11-13:8080 (L7)
 #                                 └────────── api-1/2    10.40.0.21-22:8080 (L7)
 #
@@ -15,8 +15,11 @@
 # HTTP request by host, path and header to the "web" or "api" cluster; one
 # kept-alive client connection is spread over backends, and a sticky cookie
 # pins a client to one backend.
-# Every backend answers with its own name. Everything the demo creates is
-# removed on exit. Run as root.
+# Every backend answers with its own name. Sluice's port is DPDK's AF_XDP
+# driver on its veth (copy mode): it attaches an XDP program to l0 while it
+# runs (removed on exit) and libxdp prints a few lines about bpffs and its
+# dispatcher as it does; they are expected (docs/CONFIG.md, "net_af_xdp").
+# Everything the demo creates is removed on exit. Run as root.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh
@@ -84,7 +87,7 @@ for i in 1 2; do
   PIDS+=($!)
 done
 
-echo "== part 1, L4: sluice in namespace $P-lb on net_af_packet(l0): dpdk-config/l4-nat.toml"
+echo "== part 1, L4: sluice in namespace $P-lb on net_af_xdp(l0): dpdk-config/l4-nat.toml"
 ip netns exec "$P-lb" target/release/sluice run --config dpdk-config/l4-nat.toml >"$TMP/sluice.log" 2>&1 &
 SLUICE=$!
 PIDS+=($SLUICE)

@@ -7,6 +7,10 @@ set -euo pipefail
 packages=(
   # build
   libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev gcc
+  # run time of the net_af_xdp device (the demo's and benchmarks' ports):
+  # the PMD plugin links libxdp and libbpf, and libxdp1 ships the XDP
+  # program it attaches (/usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o)
+  librte-net-af-xdp23 libxdp1 libbpf1
   # namespace tests and demo
   iproute2 ethtool iputils-ping iputils-arping curl python3 procps
   # benchmarks and HTTP backends

@@ -10,7 +10,9 @@
 //!  fd00:30::2    VIP 10.30.0.100:80/tcp        nginx on each
 //! ```
 //!
-//! Sluice runs on `net_af_packet` over its veth and answers ARP for the VIP.
+//! Sluice runs on `net_af_packet` over its veth and answers ARP for the VIP;
+//! `nat_over_af_xdp` runs the NAT test on `net_af_xdp` instead (one queue,
+//! copy mode on a veth), as the demo and the benchmarks do.
 //! In NAT mode the backends see Sluice's address and reply through it; in
 //! `ipip` mode each backend decapsulates with `scripts/dsr-decap.py` (this
 //! kernel has no tunnel devices), holds the VIP on the helper's TUN device
@@ -85,6 +87,22 @@ impl Mode {
     }
 }
 
+/// The DPDK device Sluice's port uses on its veth.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+enum Device {
+    AfPacket,
+    AfXdp,
+}
+
+impl Device {
+    fn vdev(self) -> &'static str {
+        match self {
+            Device::AfPacket => "net_af_packet0,iface=l0",
+            Device::AfXdp => "net_af_xdp0,iface=l0",
+        }
+    }
+}
+
 /// One busy-polling Sluice at a time: two would share lcore 1, and
 /// `cargo test` runs this file's tests on parallel threads.
 static SERIAL: Mutex<()> = Mutex::new(());
@@ -124,6 +142,7 @@ struct World {
     _dpdk_dir: RemoveOnDrop,
     lan: Lan,
     mode: Mode,
+    device: Device,
     weights: [u32; 3],
     config: PathBuf,
     tag: String,
@@ -151,6 +170,7 @@ impl World {
             file_prefix,
             lan,
             mode,
+            device: Device::AfPacket,
             weights: [1; 3],
             config: tmp.path().join("sluice.toml"),
             tag: tag.to_string(),
@@ -295,7 +315,7 @@ max_flows = 65536
 
 [[port]]
 name = "p0"
-vdev = "net_af_packet0,iface=l0"
+vdev = "{vdev}"
 mac = "{LB_MAC}"
 addresses = ["{LB_ADDR}/24"]
 
@@ -305,6 +325,7 @@ scheduler = "maglev"
 "#,
             tag = self.tag,
             file_prefix = self.file_prefix,
+            vdev = self.device.vdev(),
         );
         for ((name, addr), weight) in BACKENDS.iter().zip(self.weights) {
             cfg += &format!(
@@ -325,6 +346,13 @@ ingress = "p0"
             mode = self.mode.config_name()
         );
         std::fs::write(&self.config, cfg).unwrap();
+    }
+
+    /// Whether an XDP program is attached to Sluice's veth.
+    fn xdp_attached(&self) -> bool {
+        let f = run(self.lb().cmd(&["ip", "link", "show", "dev", "l0"]), secs(5));
+        assert!(f.success(), "ip link show l0\n{}", f.text());
+        f.stdout().contains("prog/xdp")
     }
 
     fn sluice_log(&self) -> String {
@@ -682,7 +710,37 @@ fn nat_spreads_requests_and_keeps_connections() {
     let started = Instant::now();
     let mut w = World::new("nat", Mode::Nat);
     w.start_sluice();
+    nat_spread_keepalive_and_load(&mut w, "nat");
+    w.stop_sluice();
+    eprintln!("[nat] took {:?}", started.elapsed());
+}
 
+/// The NAT test on `net_af_xdp`: the PMD attaches an XDP program to l0 that
+/// hands every frame to Sluice's AF_XDP socket, and removes it when Sluice
+/// stops.
+#[test]
+fn nat_over_af_xdp() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("xdp", Mode::Nat);
+    w.device = Device::AfXdp;
+    assert!(!w.xdp_attached(), "no XDP program on l0 before Sluice starts");
+    w.start_sluice();
+    assert!(
+        w.xdp_attached(),
+        "net_af_xdp attached its XDP program to l0\n{}",
+        w.sluice_log()
+    );
+    nat_spread_keepalive_and_load(&mut w, "xdp");
+    w.stop_sluice();
+    assert!(
+        !w.xdp_attached(),
+        "the XDP program is removed from l0 when Sluice stops"
+    );
+    eprintln!("[xdp] took {:?}", started.elapsed());
+}
+
+fn nat_spread_keepalive_and_load(w: &mut World, tag: &str) {
     // New connections spread by Maglev over three equal backends: 20 each
     // on average, fewer than 10 is more than 2.7 standard deviations off.
     let tally = w.spread(60);
@@ -708,7 +766,7 @@ fn nat_spreads_requests_and_keeps_connections() {
     );
     let out = f.stdout();
     let (requests, errors, non2xx) = parse_wrk(&out);
-    eprintln!("[nat] wrk: {requests} requests, errors {errors:?}, non-2xx {non2xx}");
+    eprintln!("[{tag}] wrk: {requests} requests, errors {errors:?}, non-2xx {non2xx}");
     assert!(
         f.success() && requests > 0 && errors.is_none() && non2xx == 0,
         "wrk through Sluice: {requests} requests, socket errors {errors:?}, non-2xx {non2xx}\n{}\n--- counters\n{}",
@@ -722,8 +780,6 @@ fn nat_spreads_requests_and_keeps_connections() {
 
     w.assert_vip_is_sluices();
     w.assert_no_unexpected_drops();
-    w.stop_sluice();
-    eprintln!("[nat] took {:?}", started.elapsed());
 }
 
 #[test]

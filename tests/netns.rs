@@ -1,6 +1,6 @@
-//! Sluice on `net_af_packet` over a veth pair into a client namespace: the
-//! kernel's own ping, arping and neighbor discovery must reach Sluice's
-//! addresses, IPv4 and IPv6. Needs root (network namespaces); everything the
+//! Sluice on `net_af_packet`, and on `net_af_xdp`, over a veth pair into a
+//! client namespace: the kernel's own ping, arping and neighbor discovery
+//! must reach Sluice's addresses, IPv4 and IPv6. Needs root (network namespaces); everything the
 //! test creates is removed on drop, also when an assertion fails.
 
 mod common;
@@ -144,7 +144,7 @@ file_prefix = "FILE_PREFIX"
 
 [dataplane]
 workers = [1]
-mbufs = 2048
+mbufs = MBUFS
 mbuf_cache = 64
 
 [admin]
@@ -152,7 +152,7 @@ listen = "127.0.0.1:9100"
 
 [[port]]
 name = "l0"
-vdev = "net_af_packet0,iface=l0"
+vdev = "VDEV"
 mac = "02:00:00:99:00:01"
 addresses = ["10.99.0.1/24", "fd00:99::1/64"]
 "#;
@@ -170,13 +170,32 @@ fn wait_until<F: FnMut() -> bool>(what: &str, secs: u64, mut f: F) {
 
 #[test]
 fn kernel_ping_arping_and_ndp_reach_sluice() {
-    let tmp = TempDir::new("netns");
+    ping_arping_ndp("ping", "net_af_packet0,iface=l0", 2048);
+}
+
+/// The same over `net_af_xdp` (copy mode on a veth). Its fill ring takes
+/// 2048 mbufs of the pool, hence the larger pool.
+#[test]
+fn kernel_ping_arping_and_ndp_reach_sluice_over_af_xdp() {
+    ping_arping_ndp("xdp", "net_af_xdp0,iface=l0", 4095);
+}
+
+/// One busy-polling Sluice at a time: both would poll on lcore 1.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn ping_arping_ndp(tag: &str, vdev: &str, mbufs: u32) {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let tmp = TempDir::new(&format!("netns-{tag}"));
     let cfg = tmp.path().join("sluice.toml");
-    let prefix = format!("sluice-netns-{}", std::process::id());
-    std::fs::write(&cfg, CONFIG.replace("FILE_PREFIX", &prefix)).unwrap();
+    let prefix = format!("sluice-netns-{tag}-{}", std::process::id());
+    let text = CONFIG
+        .replace("FILE_PREFIX", &prefix)
+        .replace("VDEV", vdev)
+        .replace("MBUFS", &mbufs.to_string());
+    std::fs::write(&cfg, text).unwrap();
     // DPDK leaves its runtime directory behind even with --no-shconf.
     let _runtime = RuntimeDir(std::path::PathBuf::from("/var/run/dpdk").join(&prefix));
-    let mut t = Topology::new("ping");
+    let mut t = Topology::new(tag);
     t.start_sluice(&cfg);
     let client = t.client.clone();
 

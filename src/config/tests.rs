@@ -549,6 +549,35 @@ fn device() {
 }
 
 #[test]
+fn af_xdp_needs_mbufs_for_its_fill_rings() {
+    // Two af_xdp ports: 2 x 2048 for the fill rings + 1024 spare.
+    let two = edit("net_af_packet0,", "net_af_xdp0,").replace("net_af_packet1,", "net_af_xdp1,");
+    // The default 8191 is enough.
+    ok(&two);
+    let small = two.replace("workers = [1, 2]", "workers = [1, 2]\nmbufs = 5119");
+    rejects(
+        &small,
+        "mbufs = 5119",
+        &[
+            "`dataplane.mbufs` 5119 is too small for 2 net_af_xdp port(s)",
+            "at least 5120",
+        ],
+    );
+    ok(&small.replace("5119", "5120"));
+    // Left at a default that is too small for many ports, the error points
+    // at the first af_xdp port.
+    let mut many = two.clone();
+    for i in 2..4 {
+        many.push_str(&format!(
+            "\n[[port]]\nname = \"x{i}\"\nvdev = \"net_af_xdp{i},iface=x{i}\"\naddresses = [\"10.{i}.0.1/24\"]\n"
+        ));
+    }
+    rejects(&many, "\"net_af_xdp0", &["8191 is too small for 4 net_af_xdp port(s)", "9216"]);
+    // af_packet ports take nothing from the pool for good.
+    ok(&edit("workers = [1, 2]", "workers = [1, 2]\nmbufs = 1024"));
+}
+
+#[test]
 fn port_names() {
     rejects(
         &edit("name = \"lan\"", "name = \"wan\""),

@@ -147,6 +147,7 @@ pub fn validate(cfg: &Config) -> Check {
     dataplane(&cfg.dataplane, &cfg.eal)?;
     conntrack(&cfg.conntrack)?;
     ports(cfg)?;
+    af_xdp_pool(cfg)?;
     routes(cfg)?;
     neighbors(cfg)?;
     clusters(cfg)?;
@@ -288,6 +289,43 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             ),
         ],
     )
+}
+
+/// Mbufs a `net_af_xdp` rx queue hands to the kernel for good: the PMD
+/// fills its fill ring with this many buffers from the worker's pool at set-up
+/// (`ETH_AF_XDP_DFLT_NUM_DESCS` in DPDK 22.11) and refills it as packets
+/// arrive, so they are never available to the worker.
+pub const AF_XDP_FILL_MBUFS: u32 = 2048;
+
+/// Mbufs a worker's pool must keep beyond the af_xdp fill rings, for
+/// packets being received, processed and sent.
+pub const AF_XDP_SPARE_MBUFS: u32 = 1024;
+
+/// Each worker's pool serves one rx queue of every port. A `net_af_xdp`
+/// queue takes [`AF_XDP_FILL_MBUFS`] of it at set-up (its UMEM is the pool's
+/// memory); with too few the PMD fails with a bare "Invalid argument".
+fn af_xdp_pool(cfg: &Config) -> Check {
+    let xdp: Vec<usize> = (0..cfg.ports.len())
+        .filter(|&i| cfg.ports[i].device.eal_name().starts_with("net_af_xdp"))
+        .collect();
+    let Some(&first) = xdp.first() else {
+        return Ok(());
+    };
+    let need = xdp.len() as u32 * AF_XDP_FILL_MBUFS + AF_XDP_SPARE_MBUFS;
+    if cfg.dataplane.mbufs < need {
+        return Err(Problem::new(
+            path("dataplane", "mbufs"),
+            format!(
+                "`dataplane.mbufs` {} is too small for {} net_af_xdp port(s): each takes {AF_XDP_FILL_MBUFS} \
+                 mbufs of every worker's pool for its fill ring, and {AF_XDP_SPARE_MBUFS} more must stay free; \
+                 at least {need} are needed",
+                cfg.dataplane.mbufs,
+                xdp.len()
+            ),
+        )
+        .or_at(item("port", first).key("vdev")));
+    }
+    Ok(())
 }
 
 /// A table with a `name` that other tables refer to.

@@ -56,6 +56,39 @@ fn device_name(dev: &PortDevice) -> String {
     }
 }
 
+/// Bytes of EAL memory one mbuf of a worker's pool takes: the default data
+/// room (2048 + 128 bytes of headroom), the `rte_mbuf` header (two cache
+/// lines) and the mempool's object header, rounded up.
+pub const MBUF_FOOTPRINT: u64 = 2432;
+
+/// A mempool creation error with what it needs: without hugepages the EAL
+/// has only the `-m` megabytes it was given.
+fn pool_error(e: &str, mbufs: u32, eal_args: &[String]) -> String {
+    let need = (u64::from(mbufs) * MBUF_FOOTPRINT).div_ceil(1 << 20);
+    let given = eal_args
+        .iter()
+        .position(|a| a == "-m" || a == "--socket-mem")
+        .and_then(|i| eal_args.get(i + 1))
+        .map(|m| format!(" (`eal.args` gives {m} MB)"))
+        .unwrap_or_default();
+    format!(
+        "{e}: each worker's pool of {mbufs} mbufs takes about {need} MiB of EAL memory; \
+         raise -m in `eal.args`{given} or lower `dataplane.mbufs`"
+    )
+}
+
+/// A hint for a port that failed to start, when its driver is known to
+/// fail for a reason its own message does not name.
+fn port_hint(dev: &PortDevice, e: &str) -> &'static str {
+    if device_name(dev).starts_with("net_af_xdp") && e.contains("rx queue") {
+        " (net_af_xdp fails so when the interface has no such queue (`start_queue`, \
+         `queue_count`), when the worker's pool has fewer than 2048 free mbufs for the \
+         port's fill ring, or without root: CAP_NET_ADMIN, CAP_NET_RAW, CAP_BPF, CAP_IPC_LOCK)"
+    } else {
+        ""
+    }
+}
+
 /// Run the appliance until SIGINT/SIGTERM (or the idle/duration limits).
 pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let stop = Arc::new(AtomicBool::new(false));
@@ -93,15 +126,23 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 eal.lcore_socket(l),
             )
             .map(|p| &*Box::leak(Box::new(p)))
-            .map_err(|e| anyhow!(e))
+            .map_err(|e| anyhow!(pool_error(&e, dp.mbufs, &cfg.eal.args)))
         })
         .collect::<Result<_>>()?;
 
+    // Ports that fail to start, and those started before a later step
+    // fails, are closed before the error is returned: a device may hold
+    // kernel state beyond the process (net_af_xdp attaches an XDP program
+    // to its interface and only removes it on close).
+    let mut opened: Vec<u16> = Vec::new();
+    let close_opened = |opened: &[u16]| opened.iter().for_each(|&id| port::stop(id));
     let mut infos = Vec::new();
     for p in &cfg.ports {
         let name = device_name(&p.device);
-        let id = port::find(&name)
-            .ok_or_else(|| anyhow!("port {:?}: DPDK has no device named {name:?}", p.name))?;
+        let Some(id) = port::find(&name) else {
+            close_opened(&opened);
+            bail!("port {:?}: DPDK has no device named {name:?}", p.name);
+        };
         let info = port::start(
             id,
             &port::PortSetup {
@@ -114,7 +155,12 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 pools: pools.clone(),
             },
         )
-        .map_err(|e| anyhow!("port {:?}: {e}", p.name))?;
+        .map_err(|e| {
+            port::close(id);
+            close_opened(&opened);
+            anyhow!("port {:?}: {e}{}", p.name, port_hint(&p.device, &e))
+        })?;
+        opened.push(id);
         log::info!(
             "port {} = dpdk port {} ({}), mac {}, {} queue(s){}{}",
             p.name,
@@ -133,7 +179,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     }
 
     let mut registry = Registry::default();
-    let plane = Arc::new(compile::build_plane(&cfg, &infos, &mut registry, nworkers)?);
+    let plane = match compile::build_plane(&cfg, &infos, &mut registry, nworkers) {
+        Ok(plane) => Arc::new(plane),
+        Err(e) => {
+            close_opened(&opened);
+            return Err(e);
+        }
+    };
     let counters: Vec<Arc<WorkerCounters>> = (0..nworkers)
         .map(|_| Arc::new(WorkerCounters::default()))
         .collect();
@@ -231,6 +283,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 for &l in &dp.workers {
                     eal.wait(l);
                 }
+                close_opened(&opened);
                 bail!("admin listen {}: {e}", cfg.admin.listen);
             }
         }

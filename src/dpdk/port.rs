@@ -237,6 +237,15 @@ pub fn stop(id: u16) {
     }
 }
 
+/// Close a port that was configured but not started (its set-up failed).
+pub fn close(id: u16) {
+    // SAFETY: valid port id; closing releases what configure and queue
+    // set-up acquired (an af_xdp socket and its XDP program, for one).
+    unsafe {
+        sys::rte_eth_dev_close(id);
+    }
+}
+
 pub fn link_up(id: u16) -> bool {
     let mut link = sys::rte_eth_link::default();
     // SAFETY: link is a valid out-pointer; nowait does not block.
