@@ -8,7 +8,7 @@ packages=(
   # build
   libdpdk-dev dpdk dpdk-dev pkg-config libclang-dev gcc
   # namespace tests and demo
-  iproute2 ethtool iputils-ping iputils-arping curl python3 procps
+  iproute2 ethtool iputils-ping iputils-arping curl python3 procps openssl
   # benchmarks and HTTP backends
   wrk nginx-light haproxy tcpdump
 )

@@ -407,7 +407,10 @@ impl Engine {
         };
         let s = sockets.get_mut::<tcp::Socket>(*handle);
         let read = t.read_from(&mut SocketIo(&mut *s));
-        t.write_to(&mut SocketIo(&mut *s));
+        // A plain HTTP client gets a plain answer instead of the alert.
+        if read != Err(Failure::PlainHttp) {
+            t.write_to(&mut SocketIo(&mut *s));
+        }
         let handshaking = t.handshaking();
         let resumed = t.resumed();
         let peer_gone = !s.may_recv() || !s.is_open();
