@@ -54,7 +54,10 @@ fn tail(s: &str, lines: usize) -> String {
 }
 
 fn openssl(args: &[&str]) {
-    let o = Command::new("openssl").args(args).output().expect("openssl");
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
     assert!(
         o.status.success(),
         "openssl {args:?}: {}",
@@ -68,20 +71,51 @@ fn openssl(args: &[&str]) {
 fn make_certs(dir: &Path) {
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
     openssl(&[
-        "req", "-x509", "-nodes", "-days", "30", "-subj", "/CN=Sluice test CA", "-newkey", "ec",
-        "-pkeyopt", "ec_paramgen_curve:P-256", "-keyout", &p("ca.key"), "-out", &p("ca.crt"),
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Sluice test CA",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.crt"),
     ]);
     for (name, san, key) in [
-        ("a", "DNS:a.example", &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..]),
+        (
+            "a",
+            "DNS:a.example",
+            &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
         ("b", "DNS:*.b.example", &["rsa:2048"][..]),
     ] {
         let mut args = vec![
-            "req".to_string(), "-x509".into(), "-nodes".into(), "-days".into(), "30".into(),
-            "-subj".into(), format!("/CN={name}"), "-addext".into(),
-            format!("subjectAltName={san}"), "-addext".into(),
-            "basicConstraints=critical,CA:FALSE".into(), "-CA".into(), p("ca.crt"),
-            "-CAkey".into(), p("ca.key"), "-keyout".into(), p(&format!("{name}.key")),
-            "-out".into(), p(&format!("{name}.leaf")), "-newkey".into(),
+            "req".to_string(),
+            "-x509".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "30".into(),
+            "-subj".into(),
+            format!("/CN={name}"),
+            "-addext".into(),
+            format!("subjectAltName={san}"),
+            "-addext".into(),
+            "basicConstraints=critical,CA:FALSE".into(),
+            "-CA".into(),
+            p("ca.crt"),
+            "-CAkey".into(),
+            p("ca.key"),
+            "-keyout".into(),
+            p(&format!("{name}.key")),
+            "-out".into(),
+            p(&format!("{name}.leaf")),
+            "-newkey".into(),
         ];
         args.extend(key.iter().map(|s| s.to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
@@ -139,7 +173,11 @@ impl World {
             .lan
             .host("b1")
             .cmd(&["python3", script.to_str().unwrap(), "w1", "8080"]);
-        self.backend = Some(Daemon::spawn("backend w1", cmd, &self.tmp.path().join("b.log")));
+        self.backend = Some(Daemon::spawn(
+            "backend w1",
+            cmd,
+            &self.tmp.path().join("b.log"),
+        ));
         let target = format!("http://{BACKEND_ADDR}:8080/_count");
         assert!(
             wait_until(secs(10), || self
@@ -217,14 +255,24 @@ key = "{b_key}"
             secs(20),
         );
         assert!(check.success(), "sluice check:\n{}", check.text());
-        let cmd = self
-            .lan
-            .host("lb")
-            .cmd(&[env!("CARGO_BIN_EXE_sluice"), "run", "--config", &path]);
-        self.sluice = Some(Daemon::spawn("sluice", cmd, &self.tmp.path().join("sluice.log")));
+        let cmd =
+            self.lan
+                .host("lb")
+                .cmd(&[env!("CARGO_BIN_EXE_sluice"), "run", "--config", &path]);
+        self.sluice = Some(Daemon::spawn(
+            "sluice",
+            cmd,
+            &self.tmp.path().join("sluice.log"),
+        ));
         let up = wait_until(secs(30), || {
-            self.curl(&["-o", "/dev/null", "-w", "%{http_code}", &format!("http://{VIP}/_count")])
-                .stdout()
+            self.curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{VIP}/_count"),
+            ])
+            .stdout()
                 == "200"
                 && self.https("a.example", "/_count", &[]).stdout() == "200"
         });
@@ -338,10 +386,20 @@ fn https_sni_alpn_versions_keepalive_resumption_and_a_big_download() {
     // The right certificate per name: curl verifies name and chain.
     for name in ["a.example", "x.b.example"] {
         let f = w.https(name, "/", &[]);
-        assert_eq!(f.stdout(), "200", "https://{name}/: {}\n{}", f.text(), w.diag());
+        assert_eq!(
+            f.stdout(),
+            "200",
+            "https://{name}/: {}\n{}",
+            f.text(),
+            w.diag()
+        );
     }
     // Scheme seen by the backend.
-    let f = w.https("a.example", "/headers", &["-H", "X-Forwarded-Proto: gopher"]);
+    let f = w.https(
+        "a.example",
+        "/headers",
+        &["-H", "X-Forwarded-Proto: gopher"],
+    );
     assert!(
         f.stdout().contains("[\"X-Forwarded-Proto\", \"https\"]") && !f.stdout().contains("gopher"),
         "X-Forwarded-Proto: {}",
@@ -355,33 +413,66 @@ fn https_sni_alpn_versions_keepalive_resumption_and_a_big_download() {
         ("", "CN = a"),
     ] {
         let (_, out) = w.s_client(&[args], 0.5);
-        let subject = out.lines().find(|l| l.starts_with("subject=")).unwrap_or("");
-        assert!(subject.contains(cn), "s_client {args}: {subject:?} want {cn}\n{out}");
+        let subject = out
+            .lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("");
+        assert!(
+            subject.contains(cn),
+            "s_client {args}: {subject:?} want {cn}\n{out}"
+        );
     }
     // ALPN and versions.
     let (_, out) = w.s_client(&["-alpn", "h2,http/1.1"], 0.5);
     assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
     for (flag, want) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
         let (_, out) = w.s_client(&[flag, "-servername", "a.example"], 0.5);
-        assert!(out.contains(&format!("Protocol  : {want}")) || out.contains(&format!(", {want},")), "{flag}: {out}");
+        assert!(
+            out.contains(&format!("Protocol  : {want}")) || out.contains(&format!(", {want},")),
+            "{flag}: {out}"
+        );
     }
     let before = w.counter("l7_tls_old_version");
     let (ok, out) = w.s_client(&["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], 0.5);
     assert!(!ok || !out.contains("Cipher is"), "TLS 1.1 accepted: {out}");
-    assert!(w.counter("l7_tls_old_version") > before, "TLS 1.1 not counted\n{out}\n{}", w.diag());
+    assert!(
+        w.counter("l7_tls_old_version") > before,
+        "TLS 1.1 not counted\n{out}\n{}",
+        w.diag()
+    );
 
     // Keep-alive: five requests, one connection, one handshake.
     let full = w.counter("l7_tls_handshakes_full");
     let u = "https://a.example/";
-    let f = w.https("a.example", "/", &["-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n", u, u, u, u]);
+    let f = w.https(
+        "a.example",
+        "/",
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}\n",
+            u,
+            u,
+            u,
+            u,
+        ],
+    );
     // The bodies ("w1 /") are interleaved with the -w lines.
     let lines: Vec<String> = f
         .stdout()
         .lines()
-        .filter(|l| l.split(' ').next().is_some_and(|t| t.parse::<u16>().is_ok()))
+        .filter(|l| {
+            l.split(' ')
+                .next()
+                .is_some_and(|t| t.parse::<u16>().is_ok())
+        })
         .map(str::to_string)
         .collect();
-    let connects: u32 = lines.iter().filter_map(|l| l.split(' ').nth(1)?.parse::<u32>().ok()).sum();
+    let connects: u32 = lines
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<u32>().ok())
+        .sum();
     assert!(
         lines.len() == 5 && lines.iter().all(|l| l.starts_with("200")) && connects == 1,
         "keep-alive over TLS: {lines:?}\n{}",
@@ -400,10 +491,15 @@ fn https_sni_alpn_versions_keepalive_resumption_and_a_big_download() {
     const BIG: u64 = 32 << 20;
     let out = w.file("download");
     let t0 = Instant::now();
-    let f = w.https("x.b.example", &format!("/bytes/{BIG}"), &["-o", &out, "-w", "%{http_code} %{size_download}"]);
+    let f = w.https(
+        "x.b.example",
+        &format!("/bytes/{BIG}"),
+        &["-o", &out, "-w", "%{http_code} %{size_download}"],
+    );
     let took = t0.elapsed();
     let data = std::fs::read(&out).unwrap_or_default();
-    let good = data.len() as u64 == BIG && data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    let good =
+        data.len() as u64 == BIG && data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
     eprintln!("[tls] {BIG} bytes over TLS in {took:?}: {}", f.stdout());
     assert!(
         f.stdout() == format!("200 {BIG}") && good,
@@ -446,9 +542,15 @@ print(json.dumps({"response": buf.decode("latin-1"), "end": end, "elapsed": time
 const HOLD: &str = r#"
 import socket, sys, time
 n, port, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
-conns = [socket.create_connection((sys.argv[4], port), timeout=3) for _ in range(n)]
+conns, failed = [], 0
+for _ in range(n):
+    try:
+        conns.append(socket.create_connection((sys.argv[4], port), timeout=3))
+    except OSError as e:
+        failed += 1
+        print("connect:", e, file=sys.stderr)
 time.sleep(hold)
-print(sum(1 for c in conns if c.fileno() >= 0))
+print(len(conns), failed)
 "#;
 
 fn hex(b: &[u8]) -> String {
@@ -482,7 +584,15 @@ key = "{}"
     );
     let raw = |bytes: &[u8], port: u16, wait: f64| -> serde_json::Value {
         let f = w.client_run(
-            &["python3", "-c", RAW, &hex(bytes), &port.to_string(), &wait.to_string(), VIP],
+            &[
+                "python3",
+                "-c",
+                RAW,
+                &hex(bytes),
+                &port.to_string(),
+                &wait.to_string(),
+                VIP,
+            ],
             Duration::from_secs_f64(wait + 10.0),
         );
         assert!(f.success(), "raw client: {}", f.text());
@@ -498,20 +608,38 @@ key = "{}"
     // (what, bytes, counter, the connection ends within this many s)
     let cases: &[(&str, Vec<u8>, &str, f64)] = &[
         ("garbage", (0u8..64).collect(), "l7_tls_not_tls", 3.0),
-        ("plain HTTP", b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n".to_vec(), "l7_tls_plain_http", 3.0),
+        (
+            "plain HTTP",
+            b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n".to_vec(),
+            "l7_tls_plain_http",
+            3.0,
+        ),
         ("oversized ClientHello", huge, "l7_tls_too_large", 3.0),
-        ("stops mid-handshake", vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01], "l7_tls_handshake_timeouts", 5.0),
+        (
+            "stops mid-handshake",
+            vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01],
+            "l7_tls_handshake_timeouts",
+            5.0,
+        ),
     ];
     let mut failures = Vec::new();
     for (what, bytes, counter, within) in cases {
         let before = w.counter(counter);
         let r = raw(bytes, 443, *within);
         let after = w.counter(counter);
-        eprintln!("[tls] {what}: end {} after {:.2}s, {counter} {before} -> {after}", r["end"], r["elapsed"]);
+        eprintln!(
+            "[tls] {what}: end {} after {:.2}s, {counter} {before} -> {after}",
+            r["end"], r["elapsed"]
+        );
         if r["end"] == "timeout" || after != before + 1 {
             failures.push(format!("{what}: {r} {counter} {before} -> {after}"));
         }
-        if *what == "plain HTTP" && !r["response"].as_str().unwrap_or("").starts_with("HTTP/1.1 400") {
+        if *what == "plain HTTP"
+            && !r["response"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("HTTP/1.1 400")
+        {
             failures.push(format!("{what}: no plain 400 answer: {r}"));
         }
     }
@@ -520,8 +648,13 @@ key = "{}"
     let before = w.counter("l7_tls_handshake_refused");
     let f = w.client_run(&["python3", "-c", HOLD, "5", "8443", "1", VIP], secs(15));
     let refused = w.counter("l7_tls_handshake_refused") - before;
-    if !f.success() || refused != 2 {
-        failures.push(format!("5 handshakes on max 3: refused {refused}\n{}", f.text()));
+    // (A reset may reach the client while it connects the next one: the
+    // counter is what is checked.)
+    if refused != 2 {
+        failures.push(format!(
+            "5 handshakes on max 3: refused {refused}\n{}",
+            f.text()
+        ));
     }
     // Established traffic still flows.
     if w.https("a.example", "/", &[]).stdout() != "200" {

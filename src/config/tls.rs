@@ -104,7 +104,10 @@ impl ListenerCertificate {
             let ee = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| {
                 (
                     "cert",
-                    format!("{}: cannot parse the certificate: {e:?}", self.cert.display()),
+                    format!(
+                        "{}: cannot parse the certificate: {e:?}",
+                        self.cert.display()
+                    ),
                 )
             })?;
             let names: Vec<String> = ee.valid_dns_names().map(str::to_ascii_lowercase).collect();
@@ -198,9 +201,7 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
             if let Some(v) = l.tls_min_version {
                 return Err(Problem::new(
                     at("tls_min_version"),
-                    format!(
-                        "{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""
-                    ),
+                    format!("{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""),
                 ));
             }
             return Ok(());

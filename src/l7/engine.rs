@@ -257,12 +257,10 @@ impl Engine {
                         abort_timer(c, false);
                         self.dec_half_open(listener);
                     }
-                    let tls = eg
-                        .plane
-                        .l7
-                        .listeners
-                        .get(listener as usize)
-                        .and_then(|l| l.tls.as_ref().map(|t| (t.clone(), l.max_tls_handshakes)));
+                    let tls =
+                        eg.plane.l7.listeners.get(listener as usize).and_then(|l| {
+                            l.tls.as_ref().map(|t| (t.clone(), l.max_tls_handshakes))
+                        });
                     if let Some((config, max)) = tls {
                         if !self.tls_handshake(eg, snat, slot, listener, &config, max) {
                             return;

@@ -37,7 +37,9 @@ use std::sync::Arc;
 use hashbrown::HashMap;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::{Error, HandshakeKind, InvalidMessage, PeerIncompatible, ServerConfig, ServerConnection};
+use rustls::{
+    Error, HandshakeKind, InvalidMessage, PeerIncompatible, ServerConfig, ServerConnection,
+};
 use smoltcp::socket::tcp;
 
 use crate::config::{LoadedCertificate, TlsVersion};

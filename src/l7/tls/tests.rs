@@ -55,7 +55,15 @@ fn ca(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     if !cert.exists() {
         run(Command::new("openssl")
-            .args(["req", "-x509", "-nodes", "-days", "30", "-subj", "/CN=Sluice test CA"])
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Sluice test CA",
+            ])
             .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
             .arg("-keyout")
             .arg(&key)
@@ -67,7 +75,11 @@ fn ca(dir: &Path) -> (PathBuf, PathBuf) {
 
 fn run(cmd: &mut Command) {
     let out = cmd.output().expect("openssl");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 /// A certificate for `sans` (ECDSA P-256, or RSA-2048) signed by the test
@@ -133,12 +145,16 @@ fn setup(min: TlsVersion) -> Setup {
     }
 }
 
-fn client_config(s: &Setup, versions: &[&'static rustls::SupportedProtocolVersion]) -> Arc<ClientConfig> {
-    let mut c = ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
-        .with_protocol_versions(versions)
-        .unwrap()
-        .with_root_certificates(s.roots.clone())
-        .with_no_client_auth();
+fn client_config(
+    s: &Setup,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut c =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(s.roots.clone())
+            .with_no_client_auth();
     c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Arc::new(c)
 }
@@ -185,8 +201,8 @@ fn sni_picks_the_certificate_exact_wildcard_and_default() {
     }
     // No SNI (an address): the default certificate, which the client
     // then refuses for the address; the server sent certificate 0.
-    let mut c = ClientConnection::new(cfg.clone(), ServerName::try_from("192.0.2.1").unwrap())
-        .unwrap();
+    let mut c =
+        ClientConnection::new(cfg.clone(), ServerName::try_from("192.0.2.1").unwrap()).unwrap();
     let mut t = Tls::new(&s.server).unwrap();
     let (mut up, mut down) = (Pipe::default(), Pipe::default());
     c.write_tls(&mut up).unwrap();
@@ -199,7 +215,10 @@ fn sni_picks_the_certificate_exact_wildcard_and_default() {
 
 #[test]
 fn bytes_both_ways_and_close_notify() {
-    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
         let s = setup(TlsVersion::Tls12);
         let cfg = client_config(&s, versions);
         let mut c = client(&cfg, "a.example");
@@ -241,7 +260,10 @@ fn bytes_both_ways_and_close_notify() {
 #[test]
 fn resumption_is_counted_as_resumed() {
     let s = setup(TlsVersion::Tls12);
-    for versions in [&[&rustls::version::TLS13][..], &[&rustls::version::TLS12][..]] {
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
         let cfg = client_config(&s, versions);
         let mut c = client(&cfg, "a.example");
         let t = handshake(&s, &mut c).unwrap();
@@ -272,8 +294,16 @@ fn hostile_clients_fail_with_their_reason() {
         huge.extend_from_slice(&big);
     }
     let table: &[(&str, &[u8], Failure)] = &[
-        ("garbage", b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09", Failure::NotTls),
-        ("plain http", b"GET / HTTP/1.1\r\nHost: a\r\n\r\n", Failure::PlainHttp),
+        (
+            "garbage",
+            b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09",
+            Failure::NotTls,
+        ),
+        (
+            "plain http",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            Failure::PlainHttp,
+        ),
         ("http POST", b"POST /x HTTP/1.1\r\n", Failure::PlainHttp),
         ("hello over 32 KiB", &huge, Failure::TooLarge),
     ];
@@ -292,7 +322,11 @@ fn hostile_clients_fail_with_their_reason() {
     c.write_tls(&mut hello).unwrap();
     for n in 0..hello.0.len() {
         let mut t = Tls::new(&s.server).unwrap();
-        assert_eq!(t.read_from(&mut Pipe(hello.0[..n].to_vec())), Ok(()), "prefix {n}");
+        assert_eq!(
+            t.read_from(&mut Pipe(hello.0[..n].to_vec())),
+            Ok(()),
+            "prefix {n}"
+        );
         assert!(t.handshaking());
     }
 }
