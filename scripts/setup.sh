@@ -12,7 +12,7 @@ packages=(
   # program it attaches (/usr/lib/x86_64-linux-gnu/bpf/xsk_def_xdp_prog*.o)
   librte-net-af-xdp23 libxdp1 libbpf1
   # namespace tests and demo
-  iproute2 ethtool iputils-ping iputils-arping curl python3 procps
+  iproute2 ethtool iputils-ping iputils-arping curl python3 procps openssl
   # benchmarks and HTTP backends
   wrk nginx-light haproxy tcpdump
   # scale-out tests: BGP between the ECMP router and the Sluice boxes

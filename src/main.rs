@@ -97,6 +97,9 @@ fn main() -> ExitCode {
             init_log(&cli.log_level, None);
             match load(&config, &port_device) {
                 Ok(cfg) => {
+                    for w in sluice::config::tls_warnings(&cfg) {
+                        eprintln!("warning: {}: {w}", config.display());
+                    }
                     print!("{}", cfg.summary());
                     println!("{}: ok", config.display());
                     ExitCode::SUCCESS

@@ -14,6 +14,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::sections::{host_address, host_addresses, Cluster};
+use super::tls::{ListenerCertificate, TlsVersion};
 use super::types::Parse;
 use crate::l7::http::is_valid_field_name;
 
@@ -179,6 +180,9 @@ pub enum ListenerProtocol {
     /// HTTP/1.1 (and 1.0) over TCP, terminated by Sluice.
     #[default]
     Http,
+    /// HTTP/1.1 over TLS 1.2 or 1.3 (ALPN `http/1.1`), terminated by
+    /// Sluice with the listener's `[[listener.certificate]]`s.
+    Https,
 }
 
 impl ListenerProtocol {
@@ -186,6 +190,7 @@ impl ListenerProtocol {
     pub fn as_str(&self) -> &'static str {
         match self {
             ListenerProtocol::Http => "http",
+            ListenerProtocol::Https => "https",
         }
     }
 }
@@ -280,6 +285,17 @@ pub struct Listener {
     /// wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<ListenerRoute>,
+    /// `[[listener.certificate]]`: with `protocol = "https"`, at least
+    /// one; chosen by the server name the client sends (SNI).
+    #[serde(default, rename = "certificate")]
+    pub certificates: Vec<ListenerCertificate>,
+    /// The oldest TLS version accepted, `"1.2"` (default) or `"1.3"`.
+    pub tls_min_version: Option<TlsVersion>,
+    /// TLS handshakes in progress per worker on this listener,
+    /// 1..=1000000; a connection beyond it is reset once its TCP handshake
+    /// completes. Bounds the CPU a handshake flood can take.
+    #[serde(default = "dflt::<1024>")]
+    pub max_tls_handshakes: u32,
 }
 
 fn default_max_body_bytes() -> u64 {

@@ -50,6 +50,7 @@ mod error;
 mod listener;
 mod sections;
 mod spans;
+mod tls;
 mod types;
 mod validate;
 mod validate_l7;
@@ -70,6 +71,9 @@ pub use sections::{
     OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
 };
 pub use spans::{KeyPath, Position};
+pub use tls::{
+    valid_server_name, warnings as tls_warnings, ListenerCertificate, LoadedCertificate, TlsVersion,
+};
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;

@@ -2538,9 +2538,9 @@ fn listener_keys() {
         &["missing key `port`", "(in `listener[0]`)"],
     );
     rejects(
-        &listener("protocol = \"https\""),
-        "\"https\"",
-        &["unknown variant `https`, expected `http`"],
+        &listener("protocol = \"h2\""),
+        "\"h2\"",
+        &["unknown variant `h2`, expected `http` or `https`"],
     );
     rejects(
         &listener("tls = true"),

@@ -266,6 +266,7 @@ pub(super) fn listeners(cfg: &Config) -> Check {
         }
         clusters_used(cfg, i, l, &owner)?;
         routes(i, l, &owner)?;
+        super::tls::listener(i, l, &owner)?;
     }
     Ok(())
 }

@@ -227,9 +227,31 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             max_connections: l.max_connections,
             max_half_open: l.max_half_open,
             snat: l.snat.clone(),
+            tls: listener_tls(l)?,
+            max_tls_handshakes: l.max_tls_handshakes,
         });
     }
     Ok(L7Plane::new(listeners, clusters))
+}
+
+/// The rustls configuration of an `https` listener: its certificate files
+/// read again (a reload picks up new files).
+fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConfig>>> {
+    if l.protocol != crate::config::ListenerProtocol::Https {
+        return Ok(None);
+    }
+    let mut loaded = Vec::new();
+    for c in &l.certificates {
+        loaded.push(
+            c.load()
+                .map_err(|(_, e)| anyhow!("listener {}: {e}", l.name))?,
+        );
+    }
+    let default = l.certificates.iter().position(|c| c.default).unwrap_or(0);
+    let min = l.tls_min_version.unwrap_or_default();
+    crate::l7::tls::server_config(&loaded, default, min)
+        .map(Some)
+        .map_err(|e| anyhow!("listener {}: {e}", l.name))
 }
 
 /// The routes and default action of `l` for [`Router::new`], clusters

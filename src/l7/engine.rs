@@ -28,6 +28,7 @@ use super::http::HttpError;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
+use super::tls::{send_room, Failure, SocketIo, Tls, PLAIN_HTTP_ANSWER};
 
 use smoltcp::socket::tcp::{self, State};
 
@@ -61,6 +62,8 @@ pub struct Engine {
     /// Per listener index: client connections, half-open ones.
     clients: Vec<u32>,
     half_open: Vec<u32>,
+    /// Per listener index: TLS handshakes in progress.
+    tls_handshaking: Vec<u32>,
     pub(super) health: Arc<HealthState>,
     prober: bool,
     probes: Vec<Probe>,
@@ -112,6 +115,7 @@ impl Engine {
             retry_tokens: 10.0,
             clients: Vec::new(),
             half_open: Vec::new(),
+            tls_handshaking: Vec::new(),
             health: setup.health,
             prober: setup.prober,
             probes: Vec::new(),
@@ -181,6 +185,7 @@ impl Engine {
         if self.clients.len() <= i {
             self.clients.resize(i + 1, 0);
             self.half_open.resize(i + 1, 0);
+            self.tls_handshaking.resize(i + 1, 0);
         }
         if self.clients[i] >= l.max_connections || self.half_open[i] >= l.max_half_open {
             self.counters.inc(Counter::drop_l7_syn_over_cap);
@@ -245,10 +250,22 @@ impl Engine {
                 listener,
             } => match state {
                 State::Established | State::CloseWait => {
-                    c.half_open = false;
-                    // The session's deadlines rule from here on.
-                    abort_timer(c, false);
-                    self.dec_half_open(listener);
+                    if c.half_open {
+                        c.half_open = false;
+                        // The session's (or the TLS handshake's)
+                        // deadlines rule from here on.
+                        abort_timer(c, false);
+                        self.dec_half_open(listener);
+                    }
+                    let tls =
+                        eg.plane.l7.listeners.get(listener as usize).and_then(|l| {
+                            l.tls.as_ref().map(|t| (t.clone(), l.max_tls_handshakes))
+                        });
+                    if let Some((config, max)) = tls {
+                        if !self.tls_handshake(eg, snat, slot, listener, &config, max) {
+                            return;
+                        }
+                    }
                     let idle = eg
                         .plane
                         .l7
@@ -279,6 +296,7 @@ impl Engine {
                 _ => {
                     // Handshake failed or timed out.
                     self.dec_half_open(listener);
+                    self.tls_released(slot, listener);
                     if let Some(c) = self.conns.get(slot) {
                         c.half_open = false;
                         c.socket().abort();
@@ -328,6 +346,147 @@ impl Engine {
                 self.reap(snat, slot);
             }
         }
+    }
+
+    /// Drive the TLS handshake of client connection `slot` on a listener
+    /// with `config`; `true` once it is complete (the session may start).
+    /// A failed, refused or timed-out handshake ends the connection here,
+    /// counted by reason.
+    fn tls_handshake(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        slot: u32,
+        listener: u16,
+        config: &Arc<rustls::ServerConfig>,
+        max: u32,
+    ) -> bool {
+        let now = eg.now_ns;
+        let deadline = eg
+            .plane
+            .l7
+            .listeners
+            .get(listener as usize)
+            .map_or(10_000, |l| l.timeouts.handshake_ms)
+            * 1_000_000;
+        let li = listener as usize;
+        let Some(c) = self.conns.get(slot) else {
+            return false;
+        };
+        let born = c.born_ns;
+        if c.tls.is_none() {
+            if self.tls_handshaking.get(li).copied().unwrap_or(0) >= max {
+                self.counters.inc(Counter::l7_tls_handshake_refused);
+                self.end_client(eg, snat, slot, listener, true);
+                return false;
+            }
+            let Some(mut t) = Tls::new(config) else {
+                self.counters.inc(Counter::l7_tls_protocol_errors);
+                self.end_client(eg, snat, slot, listener, true);
+                return false;
+            };
+            t.in_progress = true;
+            c.tls = Some(Box::new(t));
+            if let Some(n) = self.tls_handshaking.get_mut(li) {
+                *n += 1;
+            }
+        }
+        let Some(c) = self.conns.get(slot) else {
+            return false;
+        };
+        let super::tcp::Conn {
+            tls,
+            sockets,
+            handle,
+            ..
+        } = c;
+        let Some(t) = tls.as_mut() else {
+            return false;
+        };
+        let s = sockets.get_mut::<tcp::Socket>(*handle);
+        let read = t.read_from(&mut SocketIo(&mut *s));
+        // A plain HTTP client gets a plain answer instead of the alert.
+        if read != Err(Failure::PlainHttp) {
+            t.write_to(&mut SocketIo(&mut *s));
+        }
+        let handshaking = t.handshaking();
+        let resumed = t.resumed();
+        let peer_gone = !s.may_recv() || !s.is_open();
+        match read {
+            Err(f) => {
+                if f == Failure::PlainHttp {
+                    let _ = s.send_slice(PLAIN_HTTP_ANSWER);
+                }
+                self.counters.inc(f.counter());
+                self.tls_released(slot, listener);
+                self.end_client(eg, snat, slot, listener, false);
+                false
+            }
+            Ok(()) if !handshaking => {
+                self.tls_released(slot, listener);
+                self.counters.inc(if resumed {
+                    Counter::l7_tls_handshakes_resumed
+                } else {
+                    Counter::l7_tls_handshakes_full
+                });
+                true
+            }
+            Ok(()) if peer_gone => {
+                self.counters.inc(Counter::l7_tls_handshake_aborted);
+                self.tls_released(slot, listener);
+                self.end_client(eg, snat, slot, listener, true);
+                false
+            }
+            Ok(()) if now >= born + deadline => {
+                self.counters.inc(Counter::l7_tls_handshake_timeouts);
+                self.tls_released(slot, listener);
+                self.end_client(eg, snat, slot, listener, true);
+                false
+            }
+            Ok(()) => {
+                self.conns.arm(slot, born + deadline);
+                self.conns.poll(slot, None, now, eg);
+                false
+            }
+        }
+    }
+
+    /// The connection no longer counts as a TLS handshake in progress.
+    fn tls_released(&mut self, slot: u32, listener: u16) {
+        let Some(t) = self.conns.get(slot).and_then(|c| c.tls.as_mut()) else {
+            return;
+        };
+        if std::mem::replace(&mut t.in_progress, false) {
+            if let Some(n) = self.tls_handshaking.get_mut(listener as usize) {
+                *n = n.saturating_sub(1);
+            }
+        }
+    }
+
+    /// End a client connection that has no session yet: FIN after what is
+    /// queued (an alert, an answer), or RST.
+    fn end_client(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        slot: u32,
+        listener: u16,
+        abort: bool,
+    ) {
+        if let Some(c) = self.conns.get(slot) {
+            if abort {
+                c.socket().abort();
+            } else {
+                c.socket().close();
+            }
+            abort_timer(c, true);
+            c.orphaned_ns = eg.now_ns;
+            c.owner = Owner::Orphan {
+                listener: Some(listener),
+            };
+        }
+        self.conns.poll(slot, None, eg.now_ns, eg);
+        self.reap(snat, slot);
     }
 
     fn dec_half_open(&mut self, listener: u16) {
@@ -396,12 +555,16 @@ impl Engine {
             // The listener is gone: the connection goes too.
             (true, None) => live.session.abort(&mut env),
             (true, Some(li)) => {
+                let tls = env.tls_pull();
                 let cx = Cx {
                     listener: &plane.l7.listeners[li as usize],
                     l7: &plane.l7,
                     now,
+                    tls,
                 };
-                live.session.poll(&cx, &mut env)
+                let step = live.session.poll(&cx, &mut env);
+                env.tls_flush();
+                step
             }
         };
         live.upstream = env.upstream;
@@ -489,6 +652,11 @@ impl Engine {
         if let Some(c) = self.conns.remove(slot) {
             match owner {
                 Owner::Orphan { listener: Some(l) } | Owner::Client { listener: l, .. } => {
+                    if c.tls.as_ref().is_some_and(|t| t.in_progress) {
+                        if let Some(n) = self.tls_handshaking.get_mut(l as usize) {
+                            *n = n.saturating_sub(1);
+                        }
+                    }
                     if let Some(n) = self.clients.get_mut(l as usize) {
                         *n = n.saturating_sub(1);
                     }
@@ -773,6 +941,9 @@ impl Engine {
             .set(Counter::l7_conns, self.conns.len() as u64);
         let idle = self.idle_total;
         self.counters.set(Counter::l7_upstream_idle, idle as u64);
+        let handshaking: u32 = self.tls_handshaking.iter().sum();
+        self.counters
+            .set(Counter::l7_tls_handshaking, handshaking as u64);
         self.counters.set(
             Counter::l7_sessions,
             (self.sessions.len() - self.free_sessions.len()) as u64,
@@ -823,6 +994,130 @@ impl SessionEnv<'_, '_> {
         let slot = self.slot(side);
         self.e.conns.get(slot).map(|c| c.socket())
     }
+
+    /// The client connection's TLS layer and socket, if it is TLS.
+    fn client_tls(&mut self) -> Option<(&mut Tls, &mut tcp::Socket<'static>)> {
+        let c = self.e.conns.get(self.client)?;
+        let super::tcp::Conn {
+            tls,
+            sockets,
+            handle,
+            ..
+        } = c;
+        let t = tls.as_deref_mut()?;
+        Some((t, sockets.get_mut::<tcp::Socket>(*handle)))
+    }
+
+    /// Decrypt what the client sent. A TLS error is final: its alert is
+    /// sent, the connection closed, and `link(Client)` says `Gone`.
+    /// Returns whether the client side is TLS.
+    fn tls_pull(&mut self) -> bool {
+        let Some((t, s)) = self.client_tls() else {
+            return false;
+        };
+        if t.failed().is_some() {
+            return true;
+        }
+        if let Err(f) = t.read_from(&mut SocketIo(&mut *s)) {
+            t.write_to(&mut SocketIo(&mut *s));
+            s.close();
+            self.e.counters.inc(f.counter());
+        }
+        true
+    }
+
+    /// [`Env::forward`] when the client side is TLS: plaintext from rustls
+    /// straight into the upstream send buffer, or upstream bytes straight
+    /// into rustls, which encrypts them at once into at most the client
+    /// socket's free space (see `tls.rs`). The upstream side keeps no
+    /// copy; the only intermediate buffers are rustls' own, bounded.
+    fn forward_tls(
+        &mut self,
+        from: Side,
+        mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])) -> Result<usize, HttpError>,
+    ) -> Result<usize, HttpError> {
+        let Some((up, cl)) = self.e.conns.pair(self.upstream, self.client) else {
+            return Ok(0);
+        };
+        let super::tcp::Conn {
+            tls,
+            sockets,
+            handle,
+            ..
+        } = cl;
+        let (Some(t), cs) = (tls.as_deref_mut(), sockets.get_mut::<tcp::Socket>(*handle)) else {
+            return Ok(0);
+        };
+        let us = up.socket();
+        let mut total = 0;
+        match from {
+            Side::Client => {
+                let mut failed = None;
+                for _ in 0..4 {
+                    if t.read_from(&mut SocketIo(&mut *cs)).is_err() {
+                        // Reported by the next pull.
+                        break;
+                    }
+                    if !us.may_send() {
+                        break;
+                    }
+                    let n = t.recv(|d| {
+                        let room = send_room(us);
+                        if room == 0 {
+                            return 0;
+                        }
+                        let win = &d[..d.len().min(room)];
+                        match f(win, &mut |bytes| {
+                            let _ = us.send_slice(bytes);
+                        }) {
+                            Ok(n) => n,
+                            Err(e) => {
+                                failed = Some(e);
+                                0
+                            }
+                        }
+                    });
+                    if let Some(e) = failed {
+                        return Err(e);
+                    }
+                    if n == 0 {
+                        break;
+                    }
+                    total += n;
+                }
+            }
+            Side::Upstream => {
+                for _ in 0..2 {
+                    t.write_to(&mut SocketIo(&mut *cs));
+                    let room = t.plain_room(send_room(cs));
+                    if !us.can_recv() || room == 0 {
+                        break;
+                    }
+                    let r = us.recv(|d| {
+                        let win = &d[..d.len().min(room)];
+                        match f(win, &mut |bytes| t.write_plain(bytes)) {
+                            Ok(n) => (n, Ok(n)),
+                            Err(e) => (0, Err(e)),
+                        }
+                    });
+                    t.write_to(&mut SocketIo(&mut *cs));
+                    match r {
+                        Ok(Ok(0)) | Err(_) => break,
+                        Ok(Ok(n)) => total += n,
+                        Ok(Err(e)) => return Err(e),
+                    }
+                }
+            }
+        }
+        Ok(total)
+    }
+
+    /// Send what rustls has for the client.
+    fn tls_flush(&mut self) {
+        if let Some((t, s)) = self.client_tls() {
+            t.write_to(&mut SocketIo(s));
+        }
+    }
 }
 
 impl Env for SessionEnv<'_, '_> {
@@ -831,6 +1126,17 @@ impl Env for SessionEnv<'_, '_> {
             return Link::Gone;
         };
         let s = c.sock();
+        if let (Side::Client, Some(t)) = (side, c.tls.as_deref()) {
+            // What counts is the plaintext: rustls may hold some after the
+            // socket has been read to its end.
+            return match s.state() {
+                _ if t.failed().is_some() => Link::Gone,
+                State::Closed => Link::Gone,
+                _ if t.at_eof() => Link::Eof,
+                _ if !t.has_plaintext() && !s.may_recv() && s.recv_queue() == 0 => Link::Eof,
+                _ => Link::Open,
+            };
+        }
         match s.state() {
             State::Closed => Link::Gone,
             State::Listen | State::SynSent | State::SynReceived => Link::Connecting,
@@ -840,6 +1146,23 @@ impl Env for SessionEnv<'_, '_> {
     }
 
     fn recv(&mut self, side: Side, mut f: impl FnMut(&[u8]) -> usize) -> usize {
+        if side == Side::Client && self.client_tls().is_some() {
+            // Plaintext in rustls, then more from the socket once rustls
+            // has room for it.
+            let mut total = 0;
+            for _ in 0..4 {
+                let Some((t, _)) = self.client_tls() else {
+                    break;
+                };
+                let n = t.recv(&mut f);
+                if n == 0 {
+                    break;
+                }
+                total += n;
+                self.tls_pull();
+            }
+            return total;
+        }
         let Some(s) = self.socket(side) else {
             return 0;
         };
@@ -864,6 +1187,14 @@ impl Env for SessionEnv<'_, '_> {
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> usize {
+        if side == Side::Client {
+            if let Some((t, s)) = self.client_tls() {
+                t.write_to(&mut SocketIo(&mut *s));
+                let n = t.send(bytes, send_room(s));
+                t.write_to(&mut SocketIo(&mut *s));
+                return n;
+            }
+        }
         self.socket(side)
             .map_or(0, |s| s.send_slice(bytes).unwrap_or(0))
     }
@@ -873,6 +1204,9 @@ impl Env for SessionEnv<'_, '_> {
         from: Side,
         mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])) -> Result<usize, HttpError>,
     ) -> Result<usize, HttpError> {
+        if self.client_tls().is_some() {
+            return self.forward_tls(from, f);
+        }
         let (src, dst) = match from {
             Side::Client => (self.client, self.upstream),
             Side::Upstream => (self.upstream, self.client),
@@ -910,6 +1244,19 @@ impl Env for SessionEnv<'_, '_> {
     }
 
     fn close(&mut self, side: Side) {
+        if side == Side::Client {
+            if let Some((t, s)) = self.client_tls() {
+                // close_notify, then FIN; an alert that does not fit the
+                // send buffer any more is dropped (the FIN still ends the
+                // stream, and HTTP framing tells complete from cut).
+                if t.failed().is_none() {
+                    t.close_notify();
+                    t.write_to(&mut SocketIo(&mut *s));
+                }
+                s.close();
+                return;
+            }
+        }
         if let Some(s) = self.socket(side) {
             s.close();
         }

@@ -8,6 +8,8 @@
 //! - [`http`]: sans-I/O request/response heads, bodies and rewriting;
 //! - [`router`]: per-request routing; [`balance`]: per-request backend
 //!   choice; [`health`]: active health checks;
+//! - [`tls`]: TLS termination of client connections (rustls, sans-I/O),
+//!   a layer between the client socket and the session;
 //! - [`plane`]: the compiled L7 configuration the workers read.
 
 pub mod balance;
@@ -18,3 +20,4 @@ pub mod plane;
 pub mod router;
 pub mod session;
 pub mod tcp;
+pub mod tls;

@@ -133,6 +133,11 @@ pub struct ListenerPlane {
     pub max_half_open: u32,
     /// Source addresses towards backends; empty: each backend's `src`.
     pub snat: Vec<IpAddr>,
+    /// `protocol = "https"`: the TLS configuration, shared by every worker
+    /// (and with it the session ticket key).
+    pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
+    /// TLS handshakes in progress per worker.
+    pub max_tls_handshakes: u32,
 }
 
 /// Everything L7 in a plane.

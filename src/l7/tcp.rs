@@ -75,6 +75,9 @@ pub struct Conn {
     pub orphaned_ns: u64,
     /// Deadline (ms) of this connection's earliest timer-heap entry.
     armed_ms: u64,
+    /// The TLS layer of a client connection on an `https` listener, from
+    /// the end of the TCP handshake on.
+    pub tls: Option<Box<super::tls::Tls>>,
 }
 
 impl Conn {
@@ -406,6 +409,7 @@ impl Conns {
             born_ns: now_ns,
             orphaned_ns: 0,
             armed_ms: u64::MAX,
+            tls: None,
         }
     }
 

@@ -125,6 +125,29 @@ counters! {
     l7_truncated_responses,
     /// L7: connections upgraded (101, e.g. WebSocket) and tunnelled.
     l7_upgrades,
+    /// L7 TLS: full and resumed handshakes completed.
+    l7_tls_handshakes_full,
+    l7_tls_handshakes_resumed,
+    /// L7 TLS: connections reset because the listener's
+    /// `max_tls_handshakes` were in progress on this worker.
+    l7_tls_handshake_refused,
+    /// L7 TLS: handshakes not done within `handshake_timeout_ms`.
+    l7_tls_handshake_timeouts,
+    /// L7 TLS: clients that closed or reset mid-handshake.
+    l7_tls_handshake_aborted,
+    /// L7 TLS: connections given up, by reason: not TLS at all, a plain
+    /// HTTP request (answered 400), only old versions offered, a handshake
+    /// flight too large, nothing in common, a fatal alert from the client,
+    /// any other protocol error (during or after the handshake).
+    l7_tls_not_tls,
+    l7_tls_plain_http,
+    l7_tls_old_version,
+    l7_tls_too_large,
+    l7_tls_incompatible,
+    l7_tls_alerts_received,
+    l7_tls_protocol_errors,
+    /// L7 TLS gauge: handshakes in progress.
+    l7_tls_handshaking,
     /// L7: health probes that passed / failed (worker 0 only).
     l7_health_ok,
     l7_health_failed,
@@ -219,6 +242,7 @@ impl Counter {
                 | Counter::l7_conns
                 | Counter::l7_upstream_idle
                 | Counter::l7_sessions
+                | Counter::l7_tls_handshaking
         )
     }
 }

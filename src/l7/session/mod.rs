@@ -204,6 +204,9 @@ pub struct Cx<'a> {
     pub l7: &'a L7Plane,
     /// Nanoseconds, the engine's clock.
     pub now: u64,
+    /// The client connection is TLS (its bytes reach the session
+    /// decrypted): the scheme is `https`.
+    pub tls: bool,
 }
 
 const NONE: u32 = u32::MAX;
@@ -598,7 +601,7 @@ impl Session {
                 headers: &action.request_headers,
                 rewrite_prefix: action.rewrite_prefix.as_ref(),
                 client_addr: self.peer,
-                proto: Proto::Http,
+                proto: if cx.tls { Proto::Https } else { Proto::Http },
                 request_id: &id,
             },
             &mut self.up_out,

@@ -265,6 +265,8 @@ fn plane(cluster: L7Cluster, limits: Limits) -> L7Plane {
         max_connections: 100,
         max_half_open: 100,
         snat: vec![],
+        tls: None,
+        max_tls_handshakes: 100,
     };
     L7Plane::new(vec![listener], vec![cluster])
 }
@@ -304,6 +306,7 @@ impl T {
             listener: &self.l7.listeners[0],
             l7: &self.l7,
             now: self.now,
+            tls: false,
         };
         self.last = self.s.poll(&cx, &mut self.f);
         self.last

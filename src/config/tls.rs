@@ -1,0 +1,399 @@
+//! TLS keys of `[[listener]]`: `protocol = "https"`, `tls_min_version`,
+//! `max_tls_handshakes` and `[[listener.certificate]]`, their checks, and
+//! the loading of certificate chains and keys from PEM files, which both
+//! `sluice check` and the control plane's compile step use, so that they
+//! accept exactly the same files.
+//!
+//! Files are read when the config is checked: a file that is missing,
+//! unreadable, not PEM, a key that does not match its certificate, or a
+//! certificate without names is an error at the `cert`/`key`/`names` key.
+//! An expired certificate, or one expiring within [`EXPIRY_WARNING_DAYS`],
+//! is a warning ([`warnings`]), as it is for haproxy: the listener still
+//! serves it.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use serde::Deserialize;
+
+use super::listener::{Listener, ListenerProtocol};
+use super::validate::{item, Check, Locus, Problem};
+use super::Config;
+
+/// A certificate expiring within this many days gets a warning.
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// Most certificates of one listener.
+pub const MAX_CERTIFICATES: usize = 256;
+
+/// The oldest TLS version a listener accepts.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+pub enum TlsVersion {
+    /// TLS 1.2 and 1.3.
+    #[default]
+    #[serde(rename = "1.2")]
+    Tls12,
+    /// TLS 1.3 only.
+    #[serde(rename = "1.3")]
+    Tls13,
+}
+
+impl fmt::Display for TlsVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            TlsVersion::Tls12 => "1.2",
+            TlsVersion::Tls13 => "1.3",
+        })
+    }
+}
+
+/// `[[listener.certificate]]`: one certificate chain and its key, served
+/// to clients that ask for one of its names (SNI).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenerCertificate {
+    /// PEM file: the server certificate first, then its intermediates.
+    pub cert: PathBuf,
+    /// PEM file: the private key (PKCS#8, PKCS#1 RSA or SEC1 EC).
+    pub key: PathBuf,
+    /// Server names this certificate answers: `"a.example"` (exact,
+    /// case-insensitive) or `"*.example"` (one label under it). Empty: the
+    /// DNS names of the certificate's subjectAltName.
+    #[serde(default)]
+    pub names: Vec<String>,
+    /// Served to clients that send no server name or one no certificate
+    /// of the listener has. At most one per listener; none: the first.
+    #[serde(default)]
+    pub default: bool,
+}
+
+/// A certificate and key read from their files and checked.
+#[derive(Debug)]
+pub struct LoadedCertificate {
+    pub chain: Vec<CertificateDer<'static>>,
+    pub key: PrivateKeyDer<'static>,
+    /// Lowercase; `*.x` for wildcards.
+    pub names: Vec<String>,
+    /// The end-entity certificate's notAfter, seconds since the epoch.
+    pub not_after: Option<i64>,
+}
+
+impl ListenerCertificate {
+    /// Read and check the files. `Err((key, message))` names the key
+    /// (`cert`, `key`, `names`) the problem is at.
+    pub fn load(&self) -> Result<LoadedCertificate, (&'static str, String)> {
+        let chain = read_chain(&self.cert).map_err(|e| ("cert", e))?;
+        let key = read_key(&self.key).map_err(|e| ("key", e))?;
+        let provider = rustls::crypto::ring::default_provider();
+        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
+            |e| {
+                (
+                    "key",
+                    format!(
+                        "key {} does not fit certificate {}: {e}",
+                        self.key.display(),
+                        self.cert.display()
+                    ),
+                )
+            },
+        )?;
+        let names = if self.names.is_empty() {
+            let ee = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| {
+                (
+                    "cert",
+                    format!(
+                        "{}: cannot parse the certificate: {e:?}",
+                        self.cert.display()
+                    ),
+                )
+            })?;
+            let names: Vec<String> = ee.valid_dns_names().map(str::to_ascii_lowercase).collect();
+            if names.is_empty() {
+                return Err((
+                    "cert",
+                    format!(
+                        "{} has no DNS names in its subjectAltName: list the server names it \
+                         answers in `names`",
+                        self.cert.display()
+                    ),
+                ));
+            }
+            names
+        } else {
+            for n in &self.names {
+                if !valid_server_name(n) {
+                    return Err((
+                        "names",
+                        format!(
+                            "invalid server name {n:?}: expected a DNS name such as \
+                             \"www.example.com\" or a wildcard such as \"*.example.com\""
+                        ),
+                    ));
+                }
+            }
+            self.names.iter().map(|n| n.to_ascii_lowercase()).collect()
+        };
+        Ok(LoadedCertificate {
+            not_after: not_after(&chain[0]),
+            chain,
+            key,
+            names,
+        })
+    }
+}
+
+fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let chain = CertificateDer::pem_slice_iter(&text)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", path.display()))?;
+    if chain.is_empty() {
+        return Err(format!(
+            "{} holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", the \
+             server's first",
+            path.display()
+        ));
+    }
+    Ok(chain)
+}
+
+fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
+    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
+        format!(
+            "{}: no private key (PKCS#8, RSA or EC PEM) in it: {e}",
+            path.display()
+        )
+    })
+}
+
+/// `a.example`, or `*.a.example`: labels of letters, digits and hyphens.
+pub fn valid_server_name(name: &str) -> bool {
+    let name = name.strip_prefix("*.").unwrap_or(name);
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|l| {
+            (1..=63).contains(&l.len())
+                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+        })
+}
+
+/// The TLS keys of listener `i`.
+pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
+    let at = |key: &str| item("listener", i).key(key);
+    let cert_at = |j: usize, key: &str| item("listener", i).key("certificate").index(j).key(key);
+    match l.protocol {
+        ListenerProtocol::Http => {
+            if !l.certificates.is_empty() {
+                return Err(Problem::new(
+                    cert_at(0, "cert"),
+                    format!(
+                        "{owner}: [[listener.certificate]] given but protocol is \"http\"; set \
+                         protocol = \"https\" to terminate TLS"
+                    ),
+                ));
+            }
+            if let Some(v) = l.tls_min_version {
+                return Err(Problem::new(
+                    at("tls_min_version"),
+                    format!("{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""),
+                ));
+            }
+            return Ok(());
+        }
+        ListenerProtocol::Https => {}
+    }
+    if l.certificates.is_empty() {
+        return Err(Problem::new(
+            at("protocol"),
+            format!(
+                "{owner}: protocol \"https\" needs at least one [[listener.certificate]] with \
+                 `cert` and `key` PEM files"
+            ),
+        ));
+    }
+    if l.certificates.len() > MAX_CERTIFICATES {
+        return Err(Problem::new(
+            cert_at(MAX_CERTIFICATES, "cert"),
+            format!("{owner}: at most {MAX_CERTIFICATES} certificates per listener"),
+        ));
+    }
+    if !(1..=1_000_000).contains(&l.max_tls_handshakes) {
+        return Err(Problem::new(
+            at("max_tls_handshakes"),
+            format!(
+                "{owner}: max_tls_handshakes {} is out of range 1..=1000000",
+                l.max_tls_handshakes
+            ),
+        ));
+    }
+    let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
+    if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
+        return Err(Problem::new(
+            cert_at(j, "default"),
+            format!("{owner}: more than one certificate has default = true"),
+        ));
+    }
+    let mut seen: Vec<(String, usize)> = Vec::new();
+    for (j, c) in l.certificates.iter().enumerate() {
+        let loaded = c
+            .load()
+            .map_err(|(key, msg)| Problem::new(cert_at(j, key), format!("{owner}: {msg}")))?;
+        for n in loaded.names {
+            if let Some((_, k)) = seen.iter().find(|(m, _)| *m == n) {
+                return Err(Problem::new(
+                    cert_at(j, if c.names.is_empty() { "cert" } else { "names" }),
+                    format!(
+                        "{owner}: server name {n:?} is already served by certificate {k}; each \
+                         name picks one certificate"
+                    ),
+                )
+                .see(
+                    Locus::Path(item("listener", i).key("certificate").index(*k)),
+                    "certificate",
+                ));
+            }
+            seen.push((n, j));
+        }
+    }
+    Ok(())
+}
+
+/// Certificates that have expired or expire within
+/// [`EXPIRY_WARNING_DAYS`], as messages for `sluice check`.
+pub fn warnings(cfg: &Config) -> Vec<String> {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut out = Vec::new();
+    for l in &cfg.listeners {
+        for c in &l.certificates {
+            let Some(end) = c.load().ok().and_then(|x| x.not_after) else {
+                continue;
+            };
+            let days = (end - now).div_euclid(86_400);
+            if end <= now {
+                out.push(format!(
+                    "listener {:?}: certificate {} expired {} days ago",
+                    l.name,
+                    c.cert.display(),
+                    -days
+                ));
+            } else if days < EXPIRY_WARNING_DAYS {
+                out.push(format!(
+                    "listener {:?}: certificate {} expires in {days} days",
+                    l.name,
+                    c.cert.display()
+                ));
+            }
+        }
+    }
+    out
+}
+
+// A minimal DER walk to the validity of an X.509 certificate (RFC 5280
+// §4.1): webpki checks validity against a time but does not expose it.
+
+/// One TLV: (tag, contents, rest).
+fn der(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = buf.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (len, rest) = if first < 0x80 {
+        (first as usize, rest)
+    } else {
+        let n = (first & 0x7f) as usize;
+        if n == 0 || n > 4 || rest.len() < n {
+            return None;
+        }
+        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
+        (len, &rest[n..])
+    };
+    if rest.len() < len {
+        return None;
+    }
+    Some((tag, &rest[..len], &rest[len..]))
+}
+
+/// notAfter of a DER certificate, seconds since the epoch.
+pub fn not_after(cert: &[u8]) -> Option<i64> {
+    let (_, certificate, _) = der(cert)?;
+    let (_, tbs, _) = der(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    if tag == 0xa0 {
+        rest = r; // version
+    }
+    let (_, _, rest) = der(rest)?; // serialNumber
+    let (_, _, rest) = der(rest)?; // signature
+    let (_, _, rest) = der(rest)?; // issuer
+    let (_, validity, _) = der(rest)?;
+    let (_, _, validity) = der(validity)?; // notBefore
+    let (tag, time, _) = der(validity)?;
+    let text = std::str::from_utf8(time).ok()?;
+    let digits = |s: &str| s.parse::<i64>().ok();
+    let (year, rest) = match tag {
+        // UTCTime: YYMMDDHHMMSSZ, 50..99 are 19xx.
+        0x17 if text.len() >= 12 => {
+            let y = digits(&text[..2])?;
+            (if y >= 50 { 1900 + y } else { 2000 + y }, &text[2..])
+        }
+        // GeneralizedTime: YYYYMMDDHHMMSSZ.
+        0x18 if text.len() >= 14 => (digits(&text[..4])?, &text[4..]),
+        _ => return None,
+    };
+    let (mo, d, h, mi, s) = (
+        digits(&rest[0..2])?,
+        digits(&rest[2..4])?,
+        digits(&rest[4..6])?,
+        digits(&rest[6..8])?,
+        digits(&rest[8..10])?,
+    );
+    Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
+/// `days_from_civil`).
+fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn civil_days() {
+        assert_eq!(days_from_civil(1970, 1, 1), 0);
+        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
+        assert_eq!(days_from_civil(2038, 1, 19), 24_855);
+    }
+
+    #[test]
+    fn server_names() {
+        for ok in ["a.example", "*.a.example", "localhost", "x-1.y"] {
+            assert!(valid_server_name(ok), "{ok}");
+        }
+        for bad in ["", "*.", "a..b", "-a.b", "a_b.c", "*a.b", "a.*.b", "*"] {
+            assert!(!valid_server_name(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn der_walk_survives_every_prefix() {
+        // A truncated certificate never panics and never yields a time.
+        let cert = b"\x30\x82\x01\x00\x30\x81\xf0\xa0\x03\x02\x01\x02\x02\x01\x01";
+        for n in 0..cert.len() {
+            assert_eq!(not_after(&cert[..n]), None);
+        }
+    }
+}

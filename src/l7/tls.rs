@@ -1,0 +1,476 @@
+//! TLS termination of a client connection: a rustls [`ServerConnection`]
+//! driven sans-I/O between the connection's TCP socket and the session.
+//!
+//! ```text
+//!   smoltcp rx ──read_from──▶ read_tls → process_new_packets ──recv──▶ session
+//!   session ──send──▶ writer() (encrypts) ──write_to──▶ write_tls → smoltcp tx
+//! ```
+//!
+//! [`Tls`] owns only the rustls state and a few facts about it; the
+//! engine hands it the socket as an [`io::Read`] / [`io::Write`]
+//! ([`SocketIo`]) and tells it how much room the socket has. The session
+//! never sees it: the engine's `Env` goes through it for the client side
+//! of a TLS listener, and `Cx::tls` tells the session the scheme.
+//!
+//! # Buffers
+//!
+//! - Received plaintext stays in rustls' own buffer, which
+//!   `read_tls` refuses to grow past its limit (`wants_read()` turns
+//!   false), so the socket's receive window closes behind it: the peer is
+//!   flow-controlled as on a plain connection.
+//! - Plaintext is taken from the session only when rustls has nothing left
+//!   to write and only as much as, once encrypted, fits the socket's free
+//!   send space ([`Tls::plain_room`]). What rustls holds between
+//!   encryption and `write_tls` is therefore at most one socket's worth,
+//!   and normally nothing (a session ticket or an alert may wait a round).
+//!
+//! # Limits
+//!
+//! A client's handshake flight may be at most [`MAX_HANDSHAKE_BYTES`]
+//! (rustls itself allows 64 KiB per handshake message); more is refused
+//! as [`Failure::TooLarge`]. Every failure has a reason with its own
+//! counter ([`Failure::counter`]).
+
+use std::io::{self, BufRead, Read, Write};
+use std::sync::Arc;
+
+use hashbrown::HashMap;
+use rustls::server::{ClientHello, ResolvesServerCert};
+use rustls::sign::CertifiedKey;
+use rustls::{
+    Error, HandshakeKind, InvalidMessage, PeerIncompatible, ServerConfig, ServerConnection,
+};
+use smoltcp::socket::tcp;
+
+use crate::config::{LoadedCertificate, TlsVersion};
+use crate::net::counters::Counter;
+
+/// Most ciphertext bytes a client may send before its handshake completes.
+pub const MAX_HANDSHAKE_BYTES: usize = 32 * 1024;
+
+/// Largest TLS record plaintext (RFC 8446 §5.1) and an upper bound of the
+/// bytes a record adds to it (header 5, explicit nonce 8 for TLS 1.2 GCM,
+/// content type 1, tag 16), rounded up.
+const RECORD: usize = 16 * 1024;
+const RECORD_OVERHEAD: usize = 40;
+
+/// Why a TLS connection was given up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Failure {
+    /// Bytes that are not TLS records where a ClientHello was expected.
+    NotTls,
+    /// A plain HTTP request on the TLS port (answered with a plain 400).
+    PlainHttp,
+    /// A client that offers only versions older than the listener's
+    /// minimum (TLS 1.0/1.1, or 1.2 on a 1.3-only listener).
+    OldVersion,
+    /// A handshake flight larger than [`MAX_HANDSHAKE_BYTES`].
+    TooLarge,
+    /// No cipher suite, group, signature scheme or protocol in common.
+    Incompatible,
+    /// The client sent a fatal alert.
+    AlertReceived,
+    /// Anything else the peer did wrong (bad records, bad MACs, unexpected
+    /// messages), during or after the handshake.
+    Protocol,
+}
+
+impl Failure {
+    pub fn counter(self) -> Counter {
+        match self {
+            Failure::NotTls => Counter::l7_tls_not_tls,
+            Failure::PlainHttp => Counter::l7_tls_plain_http,
+            Failure::OldVersion => Counter::l7_tls_old_version,
+            Failure::TooLarge => Counter::l7_tls_too_large,
+            Failure::Incompatible => Counter::l7_tls_incompatible,
+            Failure::AlertReceived => Counter::l7_tls_alerts_received,
+            Failure::Protocol => Counter::l7_tls_protocol_errors,
+        }
+    }
+
+    fn of(e: &Error) -> Failure {
+        use InvalidMessage as M;
+        use PeerIncompatible as P;
+        match e {
+            Error::InvalidMessage(M::HandshakePayloadTooLarge | M::MessageTooLarge) => {
+                Failure::TooLarge
+            }
+            Error::InvalidMessage(M::InvalidContentType | M::UnknownProtocolVersion) => {
+                Failure::NotTls
+            }
+            Error::PeerIncompatible(
+                P::Tls12NotOffered
+                | P::Tls12NotOfferedOrEnabled
+                | P::SupportedVersionsExtensionRequired,
+            ) => Failure::OldVersion,
+            Error::PeerIncompatible(_) => Failure::Incompatible,
+            Error::NoApplicationProtocol => Failure::Incompatible,
+            Error::AlertReceived(_) => Failure::AlertReceived,
+            _ => Failure::Protocol,
+        }
+    }
+}
+
+/// The answer to a plain HTTP request on a TLS port (as nginx does; the
+/// client sees a reason instead of a decode_error alert it cannot read).
+pub const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
+Content-Length: 40\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https:// .\r\n";
+
+/// The TLS state of one client connection.
+pub struct Tls {
+    conn: ServerConnection,
+    /// The first bytes the client sent, to tell plain HTTP from garbage.
+    head: [u8; 16],
+    head_len: usize,
+    /// Ciphertext bytes fed while handshaking.
+    handshake_bytes: usize,
+    /// Plaintext rustls holds for the session.
+    plain: usize,
+    /// The peer's close_notify arrived, or its TCP FIN.
+    ended: bool,
+    failed: Option<Failure>,
+    /// Counted in the worker's handshakes in progress.
+    pub(super) in_progress: bool,
+}
+
+impl Tls {
+    pub fn new(config: &Arc<ServerConfig>) -> Option<Tls> {
+        let mut conn = ServerConnection::new(config.clone()).ok()?;
+        // Sluice bounds what rustls holds itself (see the module doc).
+        conn.set_buffer_limit(None);
+        Some(Tls {
+            conn,
+            head: [0; 16],
+            head_len: 0,
+            handshake_bytes: 0,
+            plain: 0,
+            ended: false,
+            failed: None,
+            in_progress: false,
+        })
+    }
+
+    pub fn handshaking(&self) -> bool {
+        self.conn.is_handshaking()
+    }
+
+    pub fn failed(&self) -> Option<Failure> {
+        self.failed
+    }
+
+    /// Nothing more will come from the peer, and the session has read all
+    /// it sent.
+    pub fn at_eof(&self) -> bool {
+        self.ended && self.plain == 0
+    }
+
+    pub fn has_plaintext(&self) -> bool {
+        self.plain > 0
+    }
+
+    pub fn resumed(&self) -> bool {
+        self.conn.handshake_kind() == Some(HandshakeKind::Resumed)
+    }
+
+    /// The server name the client asked for (SNI), lowercase.
+    pub fn server_name(&self) -> Option<&str> {
+        self.conn.server_name()
+    }
+
+    pub fn alpn(&self) -> Option<&[u8]> {
+        self.conn.alpn_protocol()
+    }
+
+    /// Take ciphertext from `rx` (until it would block, or rustls holds as
+    /// much plaintext as it will) and process it. An error is final: the
+    /// alert to send waits in rustls for [`Tls::write_to`].
+    pub fn read_from(&mut self, rx: &mut impl Read) -> Result<(), Failure> {
+        if let Some(f) = self.failed {
+            return Err(f);
+        }
+        while self.conn.wants_read() {
+            let mut sniff = Sniff {
+                inner: &mut *rx,
+                head: &mut self.head,
+                len: &mut self.head_len,
+            };
+            match self.conn.read_tls(&mut sniff) {
+                Ok(0) => {
+                    self.ended = true;
+                    break;
+                }
+                Ok(n) => {
+                    if self.conn.is_handshaking() {
+                        self.handshake_bytes += n;
+                        if self.handshake_bytes > MAX_HANDSHAKE_BYTES {
+                            return Err(self.fail(Failure::TooLarge));
+                        }
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(_) => return Err(self.fail(Failure::Protocol)),
+            }
+            match self.conn.process_new_packets() {
+                Ok(io) => {
+                    self.plain = io.plaintext_bytes_to_read();
+                    if io.peer_has_closed() {
+                        self.ended = true;
+                    }
+                }
+                Err(e) => {
+                    let f = match Failure::of(&e) {
+                        _ if self.looks_like_http() => Failure::PlainHttp,
+                        // rustls may trip over a missing TLS 1.2 extension
+                        // before it looks at the version.
+                        Failure::Incompatible if self.offers_before_tls12() => Failure::OldVersion,
+                        f => f,
+                    };
+                    return Err(self.fail(f));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, f: Failure) -> Failure {
+        self.failed = Some(f);
+        self.plain = 0;
+        f
+    }
+
+    /// A ClientHello whose legacy_version (RFC 8446 §4.1.2) is below
+    /// TLS 1.2 (0x0303): record header 5 bytes, handshake type and length
+    /// 4, then the version.
+    fn offers_before_tls12(&self) -> bool {
+        let h = &self.head[..self.head_len];
+        h.len() >= 11 && h[0] == 0x16 && h[5] == 0x01 && u16::from_be_bytes([h[9], h[10]]) < 0x0303
+    }
+
+    /// An HTTP method token and a space where a TLS record should start.
+    fn looks_like_http(&self) -> bool {
+        let h = &self.head[..self.head_len];
+        match h.iter().position(|&b| b == b' ') {
+            Some(sp) => sp >= 3 && h[..sp].iter().all(u8::is_ascii_uppercase),
+            None => false,
+        }
+    }
+
+    /// Write what rustls has to send (handshake, records, alerts) to `tx`
+    /// until it would block; returns the bytes written.
+    pub fn write_to(&mut self, tx: &mut impl Write) -> usize {
+        let mut total = 0;
+        while self.conn.wants_write() {
+            match self.conn.write_tls(tx) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => total += n,
+            }
+        }
+        total
+    }
+
+    /// How many plaintext bytes [`Tls::send`] takes now, given `cipher_room`
+    /// bytes free in the socket: none while rustls still has ciphertext to
+    /// write or the handshake is not done.
+    pub fn plain_room(&self, cipher_room: usize) -> usize {
+        if self.conn.wants_write() || self.conn.is_handshaking() || self.failed.is_some() {
+            return 0;
+        }
+        cipher_room.saturating_sub((cipher_room / RECORD + 1) * RECORD_OVERHEAD)
+    }
+
+    /// Encrypt at most [`Tls::plain_room`]`(cipher_room)` bytes of `bytes`;
+    /// returns how many were taken.
+    pub fn send(&mut self, bytes: &[u8], cipher_room: usize) -> usize {
+        let n = bytes.len().min(self.plain_room(cipher_room));
+        if n == 0 {
+            return 0;
+        }
+        self.write_plain(&bytes[..n]);
+        n
+    }
+
+    /// Encrypt all of `bytes`: the caller has checked [`Tls::plain_room`].
+    pub fn write_plain(&mut self, bytes: &[u8]) {
+        let _ = self.conn.writer().write_all(bytes);
+    }
+
+    /// Offer received plaintext to `f`, which returns how many bytes it
+    /// took (fewer than offered: stop); returns the total taken.
+    pub fn recv(&mut self, mut f: impl FnMut(&[u8]) -> usize) -> usize {
+        if self.failed.is_some() {
+            return 0;
+        }
+        let mut total = 0;
+        let mut r = self.conn.reader();
+        loop {
+            let buf = match r.fill_buf() {
+                Ok(b) if !b.is_empty() => b,
+                _ => break,
+            };
+            let len = buf.len();
+            let n = f(buf).min(len);
+            r.consume(n);
+            total += n;
+            if n < len {
+                break;
+            }
+        }
+        self.plain = self.plain.saturating_sub(total);
+        total
+    }
+
+    /// Queue a close_notify alert (RFC 8446 §6.1).
+    pub fn close_notify(&mut self) {
+        self.conn.send_close_notify();
+    }
+}
+
+/// Copies the first bytes read into `head`.
+struct Sniff<'a, R: Read> {
+    inner: &'a mut R,
+    head: &'a mut [u8; 16],
+    len: &'a mut usize,
+}
+
+impl<R: Read> Read for Sniff<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        let take = n.min(self.head.len() - *self.len);
+        self.head[*self.len..*self.len + take].copy_from_slice(&buf[..take]);
+        *self.len += take;
+        Ok(n)
+    }
+}
+
+/// A smoltcp socket as the byte stream rustls reads from and writes to:
+/// empty is `WouldBlock`, the peer's FIN (all read) is end of file.
+pub struct SocketIo<'a>(pub &'a mut tcp::Socket<'static>);
+
+impl Read for SocketIo<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let s = &mut *self.0;
+        if s.can_recv() {
+            return s
+                .recv_slice(buf)
+                .map_err(|_| io::ErrorKind::ConnectionReset.into());
+        }
+        if !s.may_recv() {
+            return Ok(0);
+        }
+        Err(io::ErrorKind::WouldBlock.into())
+    }
+}
+
+impl Write for SocketIo<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let s = &mut *self.0;
+        if !s.may_send() {
+            return Err(io::ErrorKind::BrokenPipe.into());
+        }
+        match s.send_slice(buf) {
+            Ok(0) => Err(io::ErrorKind::WouldBlock.into()),
+            Ok(n) => Ok(n),
+            Err(_) => Err(io::ErrorKind::BrokenPipe.into()),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Free send space of a socket.
+pub fn send_room(s: &tcp::Socket<'_>) -> usize {
+    if !s.may_send() {
+        return 0;
+    }
+    s.send_capacity() - s.send_queue()
+}
+
+// ------------------------------------------------------------ configuration
+
+/// Certificates by server name: exact names, then `*.parent` for a name
+/// one label under `parent`, then the default (RFC 6125 §6.4.3: a
+/// wildcard stands for exactly one label).
+#[derive(Debug)]
+struct ByName {
+    exact: HashMap<String, Arc<CertifiedKey>>,
+    wildcard: HashMap<String, Arc<CertifiedKey>>,
+    default: Arc<CertifiedKey>,
+}
+
+impl ByName {
+    fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+        let Some(name) = name else {
+            return self.default.clone();
+        };
+        let name = name.to_ascii_lowercase();
+        if let Some(k) = self.exact.get(&name) {
+            return k.clone();
+        }
+        if let Some((_, parent)) = name.split_once('.') {
+            if let Some(k) = self.wildcard.get(parent) {
+                return k.clone();
+            }
+        }
+        self.default.clone()
+    }
+}
+
+impl ResolvesServerCert for ByName {
+    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.find(hello.server_name()))
+    }
+}
+
+/// The rustls configuration of a listener: its certificates (`default` is
+/// the index of the one for clients without or with an unknown SNI),
+/// the versions from `min` up, ALPN `http/1.1`, the ring provider, and
+/// stateless session tickets whose key every worker shares (the config is
+/// shared) and which rotates every 6 hours.
+pub fn server_config(
+    certs: &[LoadedCertificate],
+    default: usize,
+    min: TlsVersion,
+) -> Result<Arc<ServerConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut exact = HashMap::new();
+    let mut wildcard = HashMap::new();
+    let mut keys = Vec::new();
+    for c in certs {
+        let key = Arc::new(
+            CertifiedKey::from_der(c.chain.clone(), c.key.clone_key(), &provider)
+                .map_err(|e| e.to_string())?,
+        );
+        for n in &c.names {
+            match n.strip_prefix("*.") {
+                Some(parent) => wildcard.insert(parent.to_string(), key.clone()),
+                None => exact.insert(n.clone(), key.clone()),
+            };
+        }
+        keys.push(key);
+    }
+    let default = keys
+        .get(default)
+        .cloned()
+        .ok_or_else(|| "no certificate".to_string())?;
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+        TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
+        TlsVersion::Tls13 => &[&rustls::version::TLS13],
+    };
+    let mut cfg = ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)
+        .map_err(|e| e.to_string())?
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(ByName {
+            exact,
+            wildcard,
+            default,
+        }));
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    Ok(Arc::new(cfg))
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,350 @@
+//! The TLS layer against a rustls client, in memory: no sockets, no DPDK.
+//! Certificates are made by the `openssl` CLI in a temporary directory.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+
+use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::{ClientConfig, ClientConnection, RootCertStore};
+
+use super::*;
+use crate::config::ListenerCertificate;
+
+/// Bytes in flight one way; empty reads would block (never EOF).
+#[derive(Default)]
+struct Pipe(Vec<u8>);
+
+impl Read for Pipe {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.0.is_empty() {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.0.len());
+        buf[..n].copy_from_slice(&self.0[..n]);
+        self.0.drain(..n);
+        Ok(n)
+    }
+}
+
+impl Write for Pipe {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+fn dir() -> PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let d = std::env::temp_dir().join(format!(
+        "sluice-tls-unit-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// A test CA in `dir` (made once per directory).
+fn ca(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
+    if !cert.exists() {
+        run(Command::new("openssl")
+            .args([
+                "req",
+                "-x509",
+                "-nodes",
+                "-days",
+                "30",
+                "-subj",
+                "/CN=Sluice test CA",
+            ])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert));
+    }
+    (cert, key)
+}
+
+fn run(cmd: &mut Command) {
+    let out = cmd.output().expect("openssl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A certificate for `sans` (ECDSA P-256, or RSA-2048) signed by the test
+/// CA; its file holds the chain (leaf, then the CA).
+fn make_cert(dir: &Path, name: &str, sans: &str, rsa: bool) -> ListenerCertificate {
+    let (ca_cert, ca_key) = ca(dir);
+    let cert = dir.join(format!("{name}.crt"));
+    let key = dir.join(format!("{name}.key"));
+    let mut cmd = Command::new("openssl");
+    cmd.args(["req", "-x509", "-nodes", "-days", "30", "-subj"])
+        .arg(format!("/CN={name}"))
+        .arg("-addext")
+        .arg(format!("subjectAltName={sans}"))
+        .args(["-addext", "basicConstraints=critical,CA:FALSE"])
+        .arg("-CA")
+        .arg(&ca_cert)
+        .arg("-CAkey")
+        .arg(&ca_key)
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert);
+    if rsa {
+        cmd.args(["-newkey", "rsa:2048"]);
+    } else {
+        cmd.args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    }
+    run(&mut cmd);
+    let mut chain = std::fs::read(&cert).unwrap();
+    chain.extend(std::fs::read(&ca_cert).unwrap());
+    std::fs::write(&cert, chain).unwrap();
+    ListenerCertificate {
+        cert,
+        key,
+        names: vec![],
+        default: false,
+    }
+}
+
+struct Setup {
+    server: Arc<ServerConfig>,
+    roots: RootCertStore,
+    ders: Vec<CertificateDer<'static>>,
+}
+
+/// Certificate 0: a.example (default); 1: *.b.example (RSA).
+fn setup(min: TlsVersion) -> Setup {
+    let d = dir();
+    let a = make_cert(&d, "a", "DNS:a.example", false).load().unwrap();
+    let b = make_cert(&d, "b", "DNS:*.b.example", true).load().unwrap();
+    assert_eq!(b.names, vec!["*.b.example".to_string()]);
+    assert!(a.not_after.unwrap() > 1_700_000_000);
+    assert_eq!(a.chain.len(), 2);
+    let mut roots = RootCertStore::empty();
+    roots.add(a.chain[1].clone()).unwrap();
+    let ders = vec![a.chain[0].clone(), b.chain[0].clone()];
+    let server = server_config(&[a, b], 0, min).unwrap();
+    let _ = std::fs::remove_dir_all(&d);
+    Setup {
+        server,
+        roots,
+        ders,
+    }
+}
+
+fn client_config(
+    s: &Setup,
+    versions: &[&'static rustls::SupportedProtocolVersion],
+) -> Arc<ClientConfig> {
+    let mut c =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(versions)
+            .unwrap()
+            .with_root_certificates(s.roots.clone())
+            .with_no_client_auth();
+    c.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Arc::new(c)
+}
+
+/// Run the handshake to its end (or a failure); returns the server side.
+fn handshake(s: &Setup, client: &mut ClientConnection) -> Result<Tls, Failure> {
+    let mut t = Tls::new(&s.server).unwrap();
+    let (mut up, mut down) = (Pipe::default(), Pipe::default());
+    for _ in 0..10 {
+        client.write_tls(&mut up).unwrap();
+        t.read_from(&mut up)?;
+        t.write_to(&mut down);
+        if !down.0.is_empty() {
+            client.read_tls(&mut down).unwrap();
+            client.process_new_packets().unwrap();
+        }
+        if !t.handshaking() && !client.is_handshaking() {
+            // Tickets and the last flight.
+            client.write_tls(&mut up).unwrap();
+            t.read_from(&mut up)?;
+            return Ok(t);
+        }
+    }
+    panic!("handshake did not finish");
+}
+
+fn client(cfg: &Arc<ClientConfig>, name: &str) -> ClientConnection {
+    let name = ServerName::try_from(name.to_string()).unwrap();
+    ClientConnection::new(cfg.clone(), name).unwrap()
+}
+
+#[test]
+fn sni_picks_the_certificate_exact_wildcard_and_default() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    // (name sent, certificate expected)
+    let table: &[(&str, usize)] = &[("a.example", 0), ("x.b.example", 1), ("A.Example", 0)];
+    for &(name, want) in table {
+        let mut c = client(&cfg, name);
+        let t = handshake(&s, &mut c).unwrap();
+        assert_eq!(c.peer_certificates().unwrap()[0], s.ders[want], "{name}");
+        assert_eq!(t.server_name(), Some(name.to_ascii_lowercase().as_str()));
+        assert_eq!(t.alpn(), Some(&b"http/1.1"[..]));
+    }
+    // No SNI (an address): the default certificate, which the client
+    // then refuses for the address; the server sent certificate 0.
+    let mut c =
+        ClientConnection::new(cfg.clone(), ServerName::try_from("192.0.2.1").unwrap()).unwrap();
+    let mut t = Tls::new(&s.server).unwrap();
+    let (mut up, mut down) = (Pipe::default(), Pipe::default());
+    c.write_tls(&mut up).unwrap();
+    t.read_from(&mut up).unwrap();
+    assert_eq!(t.server_name(), None);
+    t.write_to(&mut down);
+    c.read_tls(&mut down).unwrap();
+    assert!(c.process_new_packets().is_err());
+}
+
+#[test]
+fn bytes_both_ways_and_close_notify() {
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let s = setup(TlsVersion::Tls12);
+        let cfg = client_config(&s, versions);
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        let (mut up, mut down) = (Pipe::default(), Pipe::default());
+        c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+        c.write_tls(&mut up).unwrap();
+        t.read_from(&mut up).unwrap();
+        let mut got = Vec::new();
+        t.recv(|d| {
+            got.extend_from_slice(d);
+            d.len()
+        });
+        assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+        // A response bigger than the room: only what fits, encrypted,
+        // fits the room.
+        let body = vec![7u8; 100_000];
+        let room = 50_000;
+        let n = t.send(&body, room);
+        assert!(n > 49_000 && n < room, "{n}");
+        assert!(t.write_to(&mut down) <= room);
+        assert_eq!(t.plain_room(room), room - 4 * RECORD_OVERHEAD);
+        let mut plain = Vec::new();
+        while !down.0.is_empty() {
+            c.read_tls(&mut down).unwrap();
+            c.process_new_packets().unwrap();
+            let _ = c.reader().read_to_end(&mut plain);
+        }
+        assert_eq!(plain.len(), n);
+        assert!(plain.iter().all(|&b| b == 7));
+        // close_notify from the client: end of stream.
+        c.send_close_notify();
+        c.write_tls(&mut up).unwrap();
+        t.read_from(&mut up).unwrap();
+        assert!(t.at_eof());
+    }
+}
+
+#[test]
+fn resumption_is_counted_as_resumed() {
+    let s = setup(TlsVersion::Tls12);
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let cfg = client_config(&s, versions);
+        let mut c = client(&cfg, "a.example");
+        let t = handshake(&s, &mut c).unwrap();
+        assert!(!t.resumed());
+        // The client takes the ticket.
+        let mut c2 = client(&cfg, "a.example");
+        let t2 = handshake(&s, &mut c2).unwrap();
+        assert!(t2.resumed(), "{versions:?}");
+    }
+}
+
+#[test]
+fn hostile_clients_fail_with_their_reason() {
+    let s = setup(TlsVersion::Tls13);
+    let feed = |bytes: &[u8]| {
+        let mut t = Tls::new(&s.server).unwrap();
+        let r = t.read_from(&mut Pipe(bytes.to_vec()));
+        let mut alert = Pipe::default();
+        t.write_to(&mut alert);
+        (r, alert.0.len())
+    };
+    // (what, bytes, failure)
+    let mut big = vec![0x16, 0x03, 0x01, 0x40, 0x00];
+    big.extend_from_slice(&[0x01, 0x00, 0xff, 0xfb]);
+    big.resize(big.len() + 0x3ffc, 0);
+    let mut huge = Vec::new();
+    for _ in 0..3 {
+        huge.extend_from_slice(&big);
+    }
+    let table: &[(&str, &[u8], Failure)] = &[
+        (
+            "garbage",
+            b"\x00\x01\x02\x03\x04\x05\x06\x07\x08\x09",
+            Failure::NotTls,
+        ),
+        (
+            "plain http",
+            b"GET / HTTP/1.1\r\nHost: a\r\n\r\n",
+            Failure::PlainHttp,
+        ),
+        ("http POST", b"POST /x HTTP/1.1\r\n", Failure::PlainHttp),
+        ("hello over 32 KiB", &huge, Failure::TooLarge),
+    ];
+    for &(what, bytes, want) in table {
+        let (r, _) = feed(bytes);
+        assert_eq!(r, Err(want), "{what}");
+    }
+    // A TLS 1.2-only client against a 1.3-only listener.
+    let cfg = client_config(&s, &[&rustls::version::TLS12]);
+    let mut c = client(&cfg, "a.example");
+    assert_eq!(handshake(&s, &mut c).err(), Some(Failure::OldVersion));
+    // Every prefix of a real ClientHello is no error, only "more".
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    let mut c = client(&cfg, "a.example");
+    let mut hello = Pipe::default();
+    c.write_tls(&mut hello).unwrap();
+    for n in 0..hello.0.len() {
+        let mut t = Tls::new(&s.server).unwrap();
+        assert_eq!(
+            t.read_from(&mut Pipe(hello.0[..n].to_vec())),
+            Ok(()),
+            "prefix {n}"
+        );
+        assert!(t.handshaking());
+    }
+}
+
+#[test]
+fn a_tls_1_1_hello_is_an_old_version() {
+    // A ClientHello with legacy_version 0x0302 and no supported_versions,
+    // as `openssl s_client -tls1_1` sends (trimmed to what rustls reads).
+    let s = setup(TlsVersion::Tls12);
+    let mut body = vec![0x03, 0x02];
+    body.extend_from_slice(&[0x11; 32]); // random
+    body.push(0); // session id
+    body.extend_from_slice(&[0x00, 0x02, 0xc0, 0x13]); // ECDHE-RSA-AES128-SHA
+    body.extend_from_slice(&[0x01, 0x00]); // null compression
+    let mut hs = vec![0x01, 0x00, 0x00, body.len() as u8];
+    hs.extend_from_slice(&body);
+    let mut rec = vec![0x16, 0x03, 0x01, 0x00, hs.len() as u8];
+    rec.extend_from_slice(&hs);
+    let mut t = Tls::new(&s.server).unwrap();
+    assert_eq!(t.read_from(&mut Pipe(rec)), Err(Failure::OldVersion));
+}

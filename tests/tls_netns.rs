@@ -1,0 +1,668 @@
+//! TLS termination end to end: curl and `openssl s_client` in a client
+//! namespace, an `l7-backend.py` backend, Sluice terminating TLS in its
+//! userspace stack. Same segment as `tests/l7_netns.rs`:
+//!
+//! ```text
+//!                 namespace stls-TAG-PID-sw: bridge br0
+//!      ┌─────────────┬─────────────┐
+//!      c0            l0            eth0
+//!    client        Sluice          b1
+//!  10.40.0.2     10.40.0.1      10.40.0.11
+//!                VIP 10.40.0.100:80 (http), :443 and :8443 (https)
+//! ```
+//!
+//! Certificates are made by each test with the `openssl` CLI in its own
+//! temporary directory (a test CA, an ECDSA P-256 certificate for
+//! `a.example`, the default, and an RSA-2048 one for `*.b.example`, each
+//! file holding the full chain); no key is committed.
+//!
+//! Needs root, curl, openssl, python3 (`scripts/setup.sh`). Every command
+//! is bounded in time; guards remove namespaces, processes and files, also
+//! on panic. Tests take a lock so that one Sluice runs at a time.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
+use common::TempDir;
+
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const LB_ADDR: &str = "10.40.0.1";
+const LB_MAC: &str = "02:00:00:40:00:01";
+const CLIENT_ADDR: &str = "10.40.0.2";
+const BACKEND_ADDR: &str = "10.40.0.11";
+const VIP: &str = "10.40.0.100";
+const ADMIN: &str = "127.0.0.1:9100";
+
+fn serial() -> MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn secs(s: u64) -> Duration {
+    Duration::from_secs(s)
+}
+
+fn tail(s: &str, lines: usize) -> String {
+    let v: Vec<_> = s.lines().collect();
+    v[v.len().saturating_sub(lines)..].join("\n")
+}
+
+fn openssl(args: &[&str]) {
+    let o = Command::new("openssl")
+        .args(args)
+        .output()
+        .expect("openssl");
+    assert!(
+        o.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// The test CA and two certificates in `dir`: `ca.crt`, `a.crt`/`a.key`
+/// (ECDSA, a.example), `b.crt`/`b.key` (RSA, *.b.example); the
+/// certificate files hold the chain.
+fn make_certs(dir: &Path) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "30",
+        "-subj",
+        "/CN=Sluice test CA",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("ca.key"),
+        "-out",
+        &p("ca.crt"),
+    ]);
+    for (name, san, key) in [
+        (
+            "a",
+            "DNS:a.example",
+            &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"][..],
+        ),
+        ("b", "DNS:*.b.example", &["rsa:2048"][..]),
+    ] {
+        let mut args = vec![
+            "req".to_string(),
+            "-x509".into(),
+            "-nodes".into(),
+            "-days".into(),
+            "30".into(),
+            "-subj".into(),
+            format!("/CN={name}"),
+            "-addext".into(),
+            format!("subjectAltName={san}"),
+            "-addext".into(),
+            "basicConstraints=critical,CA:FALSE".into(),
+            "-CA".into(),
+            p("ca.crt"),
+            "-CAkey".into(),
+            p("ca.key"),
+            "-keyout".into(),
+            p(&format!("{name}.key")),
+            "-out".into(),
+            p(&format!("{name}.leaf")),
+            "-newkey".into(),
+        ];
+        args.extend(key.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        openssl(&args);
+        let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
+        chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
+        std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
+    }
+}
+
+/// Segment, backend and Sluice of one test; fields drop in order.
+struct World {
+    sluice: Option<Daemon>,
+    backend: Option<Daemon>,
+    _dpdk_dir: RemoveOnDrop,
+    file_prefix: String,
+    lan: Lan,
+    tag: String,
+    tmp: TempDir,
+}
+
+impl World {
+    fn new(tag: &str) -> World {
+        let tmp = TempDir::new(&format!("tls-{tag}"));
+        let prefix = format!("stls-{tag}-{}", std::process::id());
+        let mut lan = Lan::new(&prefix);
+        lan.attach("c", "c0", &[&format!("{CLIENT_ADDR}/24")]);
+        lan.attach("lb", "l0", &[]);
+        lan.attach("b1", "eth0", &[&format!("{BACKEND_ADDR}/24")]);
+        make_certs(tmp.path());
+        World {
+            sluice: None,
+            backend: None,
+            _dpdk_dir: RemoveOnDrop(PathBuf::from("/var/run/dpdk").join(&prefix)),
+            file_prefix: prefix,
+            lan,
+            tag: tag.to_string(),
+            tmp,
+        }
+    }
+
+    fn client(&self) -> &Ns {
+        self.lan.host("c")
+    }
+
+    fn file(&self, name: &str) -> String {
+        self.tmp.path().join(name).to_str().unwrap().to_string()
+    }
+
+    /// The backend, then Sluice with an http listener on 80 and an https
+    /// one on 443 (plus `extra` TOML), up and answering on both.
+    fn start(&mut self, listener_keys: &str, extra: &str) {
+        let script = common::repo().join("scripts/l7-backend.py");
+        let cmd = self
+            .lan
+            .host("b1")
+            .cmd(&["python3", script.to_str().unwrap(), "w1", "8080"]);
+        self.backend = Some(Daemon::spawn(
+            "backend w1",
+            cmd,
+            &self.tmp.path().join("b.log"),
+        ));
+        let target = format!("http://{BACKEND_ADDR}:8080/_count");
+        assert!(
+            wait_until(secs(10), || self
+                .client_run(&["curl", "-sS", "--max-time", "1", &target], secs(3))
+                .success()),
+            "backend does not answer"
+        );
+        let cfg = format!(
+            r#"# Written by tests/tls_netns.rs ({tag}).
+[eal]
+args = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf"]
+file_prefix = "{prefix}"
+
+[dataplane]
+workers = [1]
+mbufs = 16383
+mbuf_cache = 256
+
+[admin]
+listen = "{ADMIN}"
+
+[[port]]
+name = "p0"
+vdev = "net_af_packet0,iface=l0"
+mac = "{LB_MAC}"
+addresses = ["{LB_ADDR}/24"]
+
+[[cluster]]
+name = "web"
+[[cluster.backend]]
+address = "{BACKEND_ADDR}"
+port = 8080
+name = "w1"
+
+[[listener]]
+name = "plain"
+address = "{VIP}"
+port = 80
+ingress = "p0"
+default_cluster = "web"
+
+[[listener]]
+name = "tls"
+address = "{VIP}"
+port = 443
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+max_body_bytes = 0
+{listener_keys}
+
+[[listener.certificate]]
+cert = "{a_crt}"
+key = "{a_key}"
+
+[[listener.certificate]]
+cert = "{b_crt}"
+key = "{b_key}"
+{extra}"#,
+            tag = self.tag,
+            prefix = self.file_prefix,
+            a_crt = self.file("a.crt"),
+            a_key = self.file("a.key"),
+            b_crt = self.file("b.crt"),
+            b_key = self.file("b.key"),
+        );
+        let path = self.file("sluice.toml");
+        std::fs::write(&path, cfg).unwrap();
+        let check = run(
+            {
+                let mut c = common::sluice();
+                c.args(["check", "--config", &path]);
+                c
+            },
+            secs(20),
+        );
+        assert!(check.success(), "sluice check:\n{}", check.text());
+        let cmd =
+            self.lan
+                .host("lb")
+                .cmd(&[env!("CARGO_BIN_EXE_sluice"), "run", "--config", &path]);
+        self.sluice = Some(Daemon::spawn(
+            "sluice",
+            cmd,
+            &self.tmp.path().join("sluice.log"),
+        ));
+        let up = wait_until(secs(30), || {
+            self.curl(&[
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                &format!("http://{VIP}/_count"),
+            ])
+            .stdout()
+                == "200"
+                && self.https("a.example", "/_count", &[]).stdout() == "200"
+        });
+        assert!(up, "Sluice does not serve http and https\n{}", self.diag());
+    }
+
+    fn client_run(&self, cmd: &[&str], limit: Duration) -> Finished {
+        run(self.client().cmd(cmd), limit)
+    }
+
+    fn curl(&self, args: &[&str]) -> Finished {
+        let mut v = vec!["curl", "-sS", "--connect-timeout", "3", "--max-time", "20"];
+        v.extend_from_slice(args);
+        self.client_run(&v, secs(30))
+    }
+
+    /// curl `https://NAME/PATH` (NAME resolved to the VIP, the test CA
+    /// trusted), writing the status unless `args` says otherwise.
+    fn https(&self, name: &str, path: &str, args: &[&str]) -> Finished {
+        let resolve = format!("{name}:443:{VIP}");
+        let ca = self.file("ca.crt");
+        let u = format!("https://{name}{path}");
+        let mut v = vec!["--cacert", &ca, "--resolve", &resolve];
+        if args.is_empty() {
+            v.extend_from_slice(&["-o", "/dev/null", "-w", "%{http_code}"]);
+        }
+        v.extend_from_slice(args);
+        v.push(&u);
+        self.curl(&v)
+    }
+
+    /// `openssl s_client` to the VIP's port 443 with `args`, stdin closed
+    /// after `hold` seconds; (exit status, output).
+    fn s_client(&self, args: &[&str], hold: f64) -> (bool, String) {
+        let script = format!(
+            "sleep {hold} | timeout 10 openssl s_client -connect {VIP}:443 {} 2>&1",
+            args.join(" ")
+        );
+        let f = self.client_run(&["sh", "-c", &script], secs(20));
+        (f.success(), f.stdout())
+    }
+
+    fn counters(&self) -> BTreeMap<String, u64> {
+        let f = run(
+            self.lan.host("lb").cmd(&[
+                env!("CARGO_BIN_EXE_sluice"),
+                "stats",
+                "--admin",
+                ADMIN,
+                "--json",
+            ]),
+            secs(10),
+        );
+        let v: serde_json::Value = serde_json::from_slice(&f.output.stdout).unwrap_or_default();
+        v["counters"]
+            .as_object()
+            .map(|m| {
+                m.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    fn counter(&self, name: &str) -> u64 {
+        *self
+            .counters()
+            .get(name)
+            .unwrap_or_else(|| panic!("no counter {name}\n{}", self.diag()))
+    }
+
+    fn diag(&self) -> String {
+        let c: BTreeMap<_, _> = self
+            .counters()
+            .into_iter()
+            .filter(|(k, v)| (k.starts_with("l7_") || k.starts_with("drop_")) && *v != 0)
+            .collect();
+        format!(
+            "--- counters\n{c:?}\n--- sluice log (tail)\n{}",
+            tail(
+                &self.sluice.as_ref().map(|d| d.log()).unwrap_or_default(),
+                30
+            )
+        )
+    }
+
+    /// No session and no handshake left, and Sluice exits cleanly.
+    fn finish(&mut self) {
+        let drained = wait_until(secs(5), || {
+            let c = self.counters();
+            c.get("l7_sessions") == Some(&0) && c.get("l7_tls_handshaking") == Some(&0)
+        });
+        assert!(drained, "sessions or handshakes left\n{}", self.diag());
+        let mut s = self.sluice.take().unwrap();
+        let st = s.stop(secs(10));
+        assert!(
+            st.is_some_and(|st| st.success()),
+            "Sluice did not exit cleanly: {st:?}\n{}",
+            tail(&s.log(), 40)
+        );
+    }
+}
+
+#[test]
+fn https_sni_alpn_versions_keepalive_resumption_and_a_big_download() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("main");
+    w.start("", "");
+
+    // The right certificate per name: curl verifies name and chain.
+    for name in ["a.example", "x.b.example"] {
+        let f = w.https(name, "/", &[]);
+        assert_eq!(
+            f.stdout(),
+            "200",
+            "https://{name}/: {}\n{}",
+            f.text(),
+            w.diag()
+        );
+    }
+    // Scheme seen by the backend.
+    let f = w.https(
+        "a.example",
+        "/headers",
+        &["-H", "X-Forwarded-Proto: gopher"],
+    );
+    assert!(
+        f.stdout().contains("[\"X-Forwarded-Proto\", \"https\"]") && !f.stdout().contains("gopher"),
+        "X-Forwarded-Proto: {}",
+        f.text()
+    );
+    // Subjects: by SNI, and the default without SNI (an address).
+    for (args, cn) in [
+        ("-servername x.b.example", "CN = b"),
+        ("-servername a.example", "CN = a"),
+        ("-servername unknown.example", "CN = a"),
+        ("", "CN = a"),
+    ] {
+        let (_, out) = w.s_client(&[args], 0.5);
+        let subject = out
+            .lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("");
+        assert!(
+            subject.contains(cn),
+            "s_client {args}: {subject:?} want {cn}\n{out}"
+        );
+    }
+    // ALPN and versions.
+    let (_, out) = w.s_client(&["-alpn", "h2,http/1.1"], 0.5);
+    assert!(out.contains("ALPN protocol: http/1.1"), "{out}");
+    for (flag, want) in [("-tls1_2", "TLSv1.2"), ("-tls1_3", "TLSv1.3")] {
+        let (_, out) = w.s_client(&[flag, "-servername", "a.example"], 0.5);
+        assert!(
+            out.contains(&format!("Protocol  : {want}")) || out.contains(&format!(", {want},")),
+            "{flag}: {out}"
+        );
+    }
+    let before = w.counter("l7_tls_old_version");
+    let (ok, out) = w.s_client(&["-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"], 0.5);
+    assert!(!ok || !out.contains("Cipher is"), "TLS 1.1 accepted: {out}");
+    assert!(
+        w.counter("l7_tls_old_version") > before,
+        "TLS 1.1 not counted\n{out}\n{}",
+        w.diag()
+    );
+
+    // Keep-alive: five requests, one connection, one handshake.
+    let full = w.counter("l7_tls_handshakes_full");
+    let u = "https://a.example/";
+    let f = w.https(
+        "a.example",
+        "/",
+        &[
+            "-o",
+            "/dev/null",
+            "-w",
+            "%{http_code} %{num_connects}\n",
+            u,
+            u,
+            u,
+            u,
+        ],
+    );
+    // The bodies ("w1 /") are interleaved with the -w lines.
+    let lines: Vec<String> = f
+        .stdout()
+        .lines()
+        .filter(|l| {
+            l.split(' ')
+                .next()
+                .is_some_and(|t| t.parse::<u16>().is_ok())
+        })
+        .map(str::to_string)
+        .collect();
+    let connects: u32 = lines
+        .iter()
+        .filter_map(|l| l.split(' ').nth(1)?.parse::<u32>().ok())
+        .sum();
+    assert!(
+        lines.len() == 5 && lines.iter().all(|l| l.starts_with("200")) && connects == 1,
+        "keep-alive over TLS: {lines:?}\n{}",
+        f.text()
+    );
+    assert_eq!(w.counter("l7_tls_handshakes_full"), full + 1);
+
+    // Resumption (TLS 1.3 ticket): the second connection is resumed.
+    let sess = w.file("sess.pem");
+    let _ = w.s_client(&["-servername", "a.example", "-sess_out", &sess], 1.0);
+    let (_, out) = w.s_client(&["-servername", "a.example", "-sess_in", &sess], 0.5);
+    assert!(out.contains("Reused, TLSv1.3"), "no resumption: {out}");
+    assert!(w.counter("l7_tls_handshakes_resumed") >= 1, "{}", w.diag());
+
+    // A large download, checked byte by byte (byte i is i % 251).
+    const BIG: u64 = 32 << 20;
+    let out = w.file("download");
+    let t0 = Instant::now();
+    let f = w.https(
+        "x.b.example",
+        &format!("/bytes/{BIG}"),
+        &["-o", &out, "-w", "%{http_code} %{size_download}"],
+    );
+    let took = t0.elapsed();
+    let data = std::fs::read(&out).unwrap_or_default();
+    let good =
+        data.len() as u64 == BIG && data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    eprintln!("[tls] {BIG} bytes over TLS in {took:?}: {}", f.stdout());
+    assert!(
+        f.stdout() == format!("200 {BIG}") && good,
+        "download over TLS: {} ({} bytes, content {})\n{}",
+        f.text(),
+        data.len(),
+        if good { "ok" } else { "wrong" },
+        w.diag()
+    );
+    let _ = std::fs::remove_file(&out);
+
+    w.finish();
+    eprintln!("[tls] main took {:?}", started.elapsed());
+}
+
+/// Send `bytes` (then wait `hold` seconds without sending), read until
+/// closed or `wait`; JSON {response, end, elapsed}.
+const RAW: &str = r#"
+import json, socket, sys, time
+data = bytes.fromhex(sys.argv[1]); port = int(sys.argv[2]); wait = float(sys.argv[3])
+s = socket.create_connection((sys.argv[4], port), timeout=3)
+t0 = time.monotonic()
+s.sendall(data)
+s.settimeout(0.1)
+buf, end = b"", "timeout"
+while time.monotonic() < t0 + wait:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        continue
+    except ConnectionResetError:
+        end = "reset"; break
+    if not b:
+        end = "closed"; break
+    buf += b
+print(json.dumps({"response": buf.decode("latin-1"), "end": end, "elapsed": time.monotonic() - t0}))
+"#;
+
+/// Hold `n` TCP connections to `port` open without sending for `hold` s.
+const HOLD: &str = r#"
+import socket, sys, time
+n, port, hold = int(sys.argv[1]), int(sys.argv[2]), float(sys.argv[3])
+conns, failed = [], 0
+for _ in range(n):
+    try:
+        conns.append(socket.create_connection((sys.argv[4], port), timeout=3))
+    except OSError as e:
+        failed += 1
+        print("connect:", e, file=sys.stderr)
+time.sleep(hold)
+print(len(conns), failed)
+"#;
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+#[test]
+fn hostile_tls_clients_are_counted_by_reason_and_never_leak() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("hostile");
+    w.start(
+        "handshake_timeout_ms = 1500",
+        &format!(
+            r#"
+[[listener]]
+name = "tls-small"
+address = "{VIP}"
+port = 8443
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+max_tls_handshakes = 3
+[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
+            w.file("a.crt"),
+            w.file("a.key")
+        ),
+    );
+    let raw = |bytes: &[u8], port: u16, wait: f64| -> serde_json::Value {
+        let f = w.client_run(
+            &[
+                "python3",
+                "-c",
+                RAW,
+                &hex(bytes),
+                &port.to_string(),
+                &wait.to_string(),
+                VIP,
+            ],
+            Duration::from_secs_f64(wait + 10.0),
+        );
+        assert!(f.success(), "raw client: {}", f.text());
+        serde_json::from_str(f.stdout().trim()).unwrap()
+    };
+    // A ClientHello header promising 40 KiB, then that much filler.
+    let mut huge = vec![0x16, 0x03, 0x01, 0x40, 0x00, 0x01, 0x00, 0xa0, 0x00];
+    huge.resize(5 + 0x4000, 0);
+    let rec = huge.clone();
+    huge.extend_from_slice(&[0x16, 0x03, 0x01, 0x40, 0x00]);
+    huge.extend_from_slice(&rec[5..]);
+    huge.extend_from_slice(&rec);
+    // (what, bytes, counter, the connection ends within this many s)
+    let cases: &[(&str, Vec<u8>, &str, f64)] = &[
+        ("garbage", (0u8..64).collect(), "l7_tls_not_tls", 3.0),
+        (
+            "plain HTTP",
+            b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n".to_vec(),
+            "l7_tls_plain_http",
+            3.0,
+        ),
+        ("oversized ClientHello", huge, "l7_tls_too_large", 3.0),
+        (
+            "stops mid-handshake",
+            vec![0x16, 0x03, 0x01, 0x02, 0x00, 0x01],
+            "l7_tls_handshake_timeouts",
+            5.0,
+        ),
+    ];
+    let mut failures = Vec::new();
+    for (what, bytes, counter, within) in cases {
+        let before = w.counter(counter);
+        let r = raw(bytes, 443, *within);
+        let after = w.counter(counter);
+        eprintln!(
+            "[tls] {what}: end {} after {:.2}s, {counter} {before} -> {after}",
+            r["end"], r["elapsed"]
+        );
+        if r["end"] == "timeout" || after != before + 1 {
+            failures.push(format!("{what}: {r} {counter} {before} -> {after}"));
+        }
+        if *what == "plain HTTP"
+            && !r["response"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("HTTP/1.1 400")
+        {
+            failures.push(format!("{what}: no plain 400 answer: {r}"));
+        }
+    }
+    // Handshakes in progress are bounded: 5 silent connections to a
+    // listener allowing 3; two are reset, counted.
+    let before = w.counter("l7_tls_handshake_refused");
+    let f = w.client_run(&["python3", "-c", HOLD, "5", "8443", "1", VIP], secs(15));
+    let refused = w.counter("l7_tls_handshake_refused") - before;
+    // (A reset may reach the client while it connects the next one: the
+    // counter is what is checked.)
+    if refused != 2 {
+        failures.push(format!(
+            "5 handshakes on max 3: refused {refused}\n{}",
+            f.text()
+        ));
+    }
+    // Established traffic still flows.
+    if w.https("a.example", "/", &[]).stdout() != "200" {
+        failures.push("https after the hostile clients fails".into());
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    // The held connections time out (1.5 s handshake timeout).
+    std::thread::sleep(secs(2));
+    w.finish();
+    eprintln!("[tls] hostile took {:?}", started.elapsed());
+}
