@@ -724,7 +724,10 @@ fn nat_over_af_xdp() {
     let started = Instant::now();
     let mut w = World::new("xdp", Mode::Nat);
     w.device = Device::AfXdp;
-    assert!(!w.xdp_attached(), "no XDP program on l0 before Sluice starts");
+    assert!(
+        !w.xdp_attached(),
+        "no XDP program on l0 before Sluice starts"
+    );
     w.start_sluice();
     assert!(
         w.xdp_attached(),

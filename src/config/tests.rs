@@ -572,7 +572,11 @@ fn af_xdp_needs_mbufs_for_its_fill_rings() {
             "\n[[port]]\nname = \"x{i}\"\nvdev = \"net_af_xdp{i},iface=x{i}\"\naddresses = [\"10.{i}.0.1/24\"]\n"
         ));
     }
-    rejects(&many, "\"net_af_xdp0", &["8191 is too small for 4 net_af_xdp port(s)", "9216"]);
+    rejects(
+        &many,
+        "\"net_af_xdp0",
+        &["8191 is too small for 4 net_af_xdp port(s)", "9216"],
+    );
     // af_packet ports take nothing from the pool for good.
     ok(&edit("workers = [1, 2]", "workers = [1, 2]\nmbufs = 1024"));
 }
