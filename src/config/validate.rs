@@ -21,6 +21,9 @@ use crate::l4::maglev::{is_prime, next_prime};
 /// Highest lcore id + 1 (`RTE_MAX_LCORE` of a default DPDK build).
 pub const MAX_LCORE: u32 = 128;
 
+/// Highest CPU id + 1 that the EAL's `--lcores` accepts (`CPU_SETSIZE`).
+pub const MAX_CPU: u32 = 1024;
+
 /// Smallest `maglev_table_size` a cluster may ask for.
 pub const MIN_MAGLEV_TABLE_SIZE: usize = 7;
 
@@ -101,7 +104,10 @@ pub fn validate(cfg: &Config) -> Check {
 const DERIVED_OPTIONS: &[(&str, &str)] = &[
     ("-l", "`eal.main_lcore` and `dataplane.workers`"),
     ("-c", "`eal.main_lcore` and `dataplane.workers`"),
-    ("--lcores", "`eal.main_lcore` and `dataplane.workers`"),
+    (
+        "--lcores",
+        "`eal.main_lcore`, `dataplane.workers` and `dataplane.worker_cpus`",
+    ),
     ("--main-lcore", "`eal.main_lcore`"),
     ("--master-lcore", "`eal.main_lcore`"),
     ("--file-prefix", "`eal.file_prefix`"),
@@ -190,6 +196,38 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             )
             .see(Locus::Path(at("workers").index(first)), "first listed"));
         }
+    }
+    // The EAL's --lcores takes CPUs below CPU_SETSIZE (1024).
+    if !d.worker_cpus.is_empty() {
+        if d.worker_cpus.len() != d.workers.len() {
+            return Err(Problem::new(
+                at("worker_cpus"),
+                format!(
+                    "`dataplane.worker_cpus` names {} CPU(s) for {} worker(s): give one CPU per worker, in the order of `dataplane.workers`",
+                    d.worker_cpus.len(),
+                    d.workers.len()
+                ),
+            ));
+        }
+        if let Some(j) = d.worker_cpus.iter().position(|&c| c >= MAX_CPU) {
+            return Err(Problem::new(
+                at("worker_cpus").index(j),
+                format!(
+                    "CPU {} is out of range: CPU ids are 0..={}",
+                    d.worker_cpus[j],
+                    MAX_CPU - 1
+                ),
+            ));
+        }
+    }
+    if d.idle_sleep_us > 10_000 {
+        return Err(Problem::new(
+            at("idle_sleep_us"),
+            format!(
+                "`dataplane.idle_sleep_us` {} is out of range 0..=10000",
+                d.idle_sleep_us
+            ),
+        ));
     }
     if !(1..=256).contains(&d.burst) {
         return Err(Problem::new(

@@ -86,6 +86,8 @@ pub struct WorkerSetup {
     pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
     pub drain_ns: u64,
+    /// Idle back-off: how long to sleep once idle (0: busy-poll forever).
+    pub idle_sleep: std::time::Duration,
     pub neighbor_capacity: usize,
     pub neighbor_timeout_ns: u64,
     pub neighbor_retry_ns: u64,
@@ -281,6 +283,41 @@ impl Worker {
     }
 }
 
+/// Adaptive idle back-off, after VPP's adaptive polling: a worker that has
+/// found no packet for `PAUSE_AFTER` iterations in a row executes a pause
+/// instruction per iteration (the sibling hyperthread gets the core's
+/// pipeline), and after `SLEEP_AFTER` it sleeps `sleep` per iteration,
+/// giving the CPU to whatever else the scheduler has: another worker
+/// mapped to the same CPU (`dataplane.worker_cpus`) hands a redirected
+/// packet over in microseconds instead of the scheduler's time slice. The
+/// first packet, redirected packet or neighbor update resets it. Off
+/// (`sleep` zero) the worker never leaves the CPU.
+struct Backoff {
+    sleep: std::time::Duration,
+    empty: u32,
+}
+
+impl Backoff {
+    const PAUSE_AFTER: u32 = 64;
+    const SLEEP_AFTER: u32 = 1024;
+
+    fn idle(&mut self, worked: bool) {
+        if self.sleep.is_zero() {
+            return;
+        }
+        if worked {
+            self.empty = 0;
+            return;
+        }
+        self.empty = self.empty.saturating_add(1);
+        if self.empty >= Self::SLEEP_AFTER {
+            std::thread::sleep(self.sleep);
+        } else if self.empty >= Self::PAUSE_AFTER {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Run the worker loop until `stop` is set. Returns 0.
 pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
@@ -289,6 +326,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         mut planes,
         burst,
         drain_ns,
+        idle_sleep,
         neighbor_capacity,
         neighbor_timeout_ns,
         neighbor_retry_ns,
@@ -360,6 +398,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
         0,
         0,
     ); dpdk::MAX_BURST];
+    let mut backoff = Backoff {
+        sleep: idle_sleep,
+        empty: 0,
+    };
     let mut last_drain = 0u64;
     let mut last_sweep = 0u64;
     let mut last_refresh = 0u64;
@@ -389,14 +431,17 @@ pub fn run(setup: WorkerSetup) -> i32 {
         if planes.update(&mut w.out.plane) {
             w.plan_ahead();
         }
+        let mut worked = false;
         while let Some(u) = mailboxes[index].pop() {
             w.out.neighbors.apply(u, now);
+            worked = true;
         }
         for _ in 0..burst {
             let Some((port, m)) = w.redirects[index].pop() else {
                 break;
             };
             w.handle(port as usize, m, now, true);
+            worked = true;
         }
 
         for port in 0..w.out.plane.ports.len() {
@@ -405,6 +450,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             if n == 0 {
                 continue;
             }
+            worked = true;
             // With a connection table larger than the caches, each lookup is
             // two dependent cache misses; warming the whole burst's entries
             // first lets the CPU overlap them.
@@ -473,6 +519,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         if w.ahead_pending() {
             w.resolve_ahead(now);
         }
+        backoff.idle(worked);
     }
     let mut eg = w.out.egress(clock.now_ns());
     w.l7.shutdown(&mut eg);
