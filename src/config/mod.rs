@@ -305,7 +305,12 @@ impl Config {
             // The main lcore keeps the CPU of its own number, as with -l.
             let main = self.eal.main_lcore;
             let l: Vec<String> = std::iter::once((main, main))
-                .chain(dp.workers.iter().copied().zip(dp.worker_cpus.iter().copied()))
+                .chain(
+                    dp.workers
+                        .iter()
+                        .copied()
+                        .zip(dp.worker_cpus.iter().copied()),
+                )
                 .map(|(lcore, cpu)| format!("{lcore}@{cpu}"))
                 .collect();
             ("--lcores", l.join(","))

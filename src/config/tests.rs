@@ -700,19 +700,28 @@ fn worker_cpus_map_lcores_onto_fewer_cpus() {
         &["names 1 CPU(s) for 2 worker(s)"],
     );
     rejects(
-        &edit("workers = [1, 2]", "workers = [1, 2]\nworker_cpus = [0, 1024]"),
+        &edit(
+            "workers = [1, 2]",
+            "workers = [1, 2]\nworker_cpus = [0, 1024]",
+        ),
         "worker_cpus = [0, 1024]",
         &["CPU 1024 is out of range: CPU ids are 0..=1023"],
     );
     rejects(
-        &edit("workers = [1, 2]", "workers = [1, 2]\nidle_sleep_us = 20000"),
+        &edit(
+            "workers = [1, 2]",
+            "workers = [1, 2]\nidle_sleep_us = 20000",
+        ),
         "idle_sleep_us = 20000",
         &["`dataplane.idle_sleep_us` 20000 is out of range 0..=10000"],
     );
     rejects(
         &edit("\"--no-pci\"]", "\"--no-pci\", \"--lcores\", \"0@0\"]"),
         "args = ",
-        &["EAL option --lcores is derived from", "`dataplane.worker_cpus`"],
+        &[
+            "EAL option --lcores is derived from",
+            "`dataplane.worker_cpus`",
+        ],
     );
 }
 

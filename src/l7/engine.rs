@@ -159,6 +159,22 @@ impl Engine {
         self.touch(slot);
     }
 
+    /// Whether `pkt` (an IP packet holding a TCP segment) is this
+    /// worker's: a segment of one of its connections, a SYN that may open
+    /// one, or a malformed segment [`Engine::input`] will count. With
+    /// several workers, a segment the device put on the wrong worker's
+    /// queue (af_packet's fanout moves a busy flow when its socket is
+    /// nearly full) is handed on to the worker that has the connection
+    /// instead of being answered with a RST that would kill it.
+    pub fn claims(&self, pkt: &[u8]) -> bool {
+        match key_of(pkt) {
+            Some((key, flags)) => {
+                flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN || self.conns.find(&key).is_some()
+            }
+            None => true,
+        }
+    }
+
     fn accept(&mut self, eg: &mut Egress<'_>, key: Key) -> Option<u32> {
         let Some(li) = eg.plane.l7.listener(key.local, key.lport) else {
             self.counters.inc(Counter::drop_l7_no_conn);

@@ -34,8 +34,16 @@ use crate::net::output::Egress;
 use crate::net::plane::Plane;
 use crate::net::Verdict;
 
-/// A packet handed from one worker to another (port index, mbuf).
-pub type Redirect = (u8, Mbuf);
+/// A packet handed from one worker to another.
+pub struct Redirect {
+    /// The index of the port it arrived on.
+    pub port: u8,
+    /// Workers it has been handed through: 1 for a packet handed straight
+    /// to its owner ([`Verdict::Redirect`]), up to `workers - 1` along the
+    /// chain of [`Verdict::PassOn`].
+    pub hops: u8,
+    pub m: Mbuf,
+}
 
 /// Nanoseconds from the TSC, read once per loop iteration.
 #[derive(Clone, Copy)]
@@ -153,10 +161,31 @@ impl Worker {
             .run(&mut self.out.egress(self.now), &mut self.l4.snat);
     }
 
-    /// Process one packet received on `port` (or handed over by another
-    /// worker) and act on the verdict.
+    /// Hand `m` to worker `to`'s redirect ring (counted as `redirected`).
+    fn hand_over(&mut self, to: usize, port: usize, hops: u8, m: Mbuf) {
+        let r = Redirect {
+            port: port as u8,
+            hops,
+            m,
+        };
+        if self.redirects[to].push(r).is_ok() {
+            self.out.counters.inc(Counter::redirected);
+        } else {
+            self.out.counters.inc(Counter::drop_redirect_full);
+        }
+    }
+
+    /// Process one packet received on `port` (`hops` 0), or handed over by
+    /// another worker (`hops` > 0), and act on the verdict.
     #[inline]
-    fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, redirected: bool) {
+    fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, hops: u8) {
+        let redirected = hops > 0;
+        // With several workers, a packet no connection of this worker has
+        // may be one of another worker's connection: the workers after
+        // this one look before the last one gives up on it.
+        let workers = self.out.plane.workers.max(1);
+        let pass_on = (hops as usize) + 1 < workers;
+        self.l4.pass_misses = pass_on;
         if !redirected {
             self.out.counters.inc(Counter::rx_packets);
             self.out.counters.add(Counter::rx_bytes, m.len() as u64);
@@ -181,8 +210,19 @@ impl Worker {
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
-                self.l7.input(&mut self.out.egress(now), m, l3, end);
+                if pass_on && !self.l7.claims(m.buffer_mut().0.get(l3..end).unwrap_or(&[])) {
+                    let next = (self.l4.worker + 1) % workers;
+                    self.hand_over(next, port, hops + 1, m);
+                } else {
+                    self.l7.input(&mut self.out.egress(now), m, l3, end);
+                }
             }
+            Verdict::PassOn if pass_on => {
+                let next = (self.l4.worker + 1) % workers;
+                self.hand_over(next, port, hops + 1, m);
+            }
+            // Not reached: PassOn only comes when pass_misses is set.
+            Verdict::PassOn => self.out.counters.inc(Counter::drop_no_conn),
             Verdict::Transmit {
                 port,
                 start,
@@ -203,10 +243,8 @@ impl Worker {
                 if redirected {
                     // Never bounce a packet twice.
                     self.out.counters.inc(Counter::drop_no_conn);
-                } else if self.redirects[worker].push((port as u8, m)).is_ok() {
-                    self.out.counters.inc(Counter::redirected);
                 } else {
-                    self.out.counters.inc(Counter::drop_redirect_full);
+                    self.hand_over(worker, port, 1, m);
                 }
             }
         }
@@ -437,10 +475,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
             worked = true;
         }
         for _ in 0..burst {
-            let Some((port, m)) = w.redirects[index].pop() else {
+            let Some(r) = w.redirects[index].pop() else {
                 break;
             };
-            w.handle(port as usize, m, now, true);
+            w.handle(r.port as usize, r.m, now, r.hops.max(1));
             worked = true;
         }
 
@@ -466,7 +504,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             }
             for i in 0..n {
                 if let Some(m) = rx.take(i) {
-                    w.handle(port, m, now, false);
+                    w.handle(port, m, now, 0);
                 }
             }
             // Received in a shared buffer, and no mbuf left to copy it into.

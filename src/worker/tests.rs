@@ -528,6 +528,7 @@ enum Expect {
     Drop(Counter),
     Consumed(Counter),
     Redirect(usize),
+    PassOn,
     L7,
 }
 
@@ -542,6 +543,7 @@ fn verdict_kind(v: Verdict) -> Expect {
         Verdict::Consumed(c) => Expect::Consumed(c),
         Verdict::Redirect { worker } => Expect::Redirect(worker),
         Verdict::L7 { .. } => Expect::L7,
+        Verdict::PassOn => Expect::PassOn,
     }
 }
 
@@ -614,6 +616,54 @@ fn run_table(cases: Vec<Case>) {
 
 fn v4(a: Ipv4Addr) -> IpAddr {
     IpAddr::V4(a)
+}
+
+/// With several workers, a client's packet of a TCP flow this worker does
+/// not track may be another worker's: while `pass_misses` is set it is
+/// handed on, uncounted; the last worker (flag clear) handles the miss.
+/// A SYN, and UDP (which opens flows with any packet), are never handed on.
+#[test]
+fn misses_are_handed_on_while_other_workers_may_own_them() {
+    let svc = |vip| L4Count::Svc(v4(vip), 80, 6, SVC_PACKETS);
+    for (vip, last) in [
+        (VIP4, Expect::Drop(Counter::drop_no_conn)),
+        (VIP_IPIP, Expect::Transmit(Counter::l4_stateless)),
+    ] {
+        let mut w = World::new();
+        w.l4.pass_misses = true;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT, 80, ACK));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::PassOn,
+            "{vip}: ACK of an unknown flow"
+        );
+        assert_eq!(
+            w.count(svc(vip)),
+            0,
+            "{vip}: nothing counted before the last worker"
+        );
+        w.l4.pass_misses = false;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT, 80, ACK));
+        assert_eq!(verdict_kind(v), last, "{vip}: the last worker");
+        assert_eq!(w.count(svc(vip)), 1, "{vip}");
+        w.l4.pass_misses = true;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT + 1, 80, SYN));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::Transmit(Counter::l4_forwarded),
+            "{vip}: a SYN opens the flow here"
+        );
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT + 1, 80, ACK));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::Transmit(Counter::l4_forwarded),
+            "{vip}: a tracked flow stays"
+        );
+    }
+    let mut w = World::new();
+    w.l4.pass_misses = true;
+    let (v, _) = w.run(&udp4(CLIENT4, VIP4, CPORT, 53));
+    assert_ne!(verdict_kind(v), Expect::PassOn, "UDP is never handed on");
 }
 
 #[test]
