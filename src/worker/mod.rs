@@ -161,15 +161,15 @@ impl Worker {
             .run(&mut self.out.egress(self.now), &mut self.l4.snat);
     }
 
-    /// Hand `m` to worker `to`'s redirect ring (counted as `redirected`).
-    fn hand_over(&mut self, to: usize, port: usize, hops: u8, m: Mbuf) {
+    /// Hand `m` to worker `to`'s redirect ring, counting `counter`.
+    fn hand_over(&mut self, to: usize, port: usize, hops: u8, m: Mbuf, counter: Counter) {
         let r = Redirect {
             port: port as u8,
             hops,
             m,
         };
         if self.redirects[to].push(r).is_ok() {
-            self.out.counters.inc(Counter::redirected);
+            self.out.counters.inc(counter);
         } else {
             self.out.counters.inc(Counter::drop_redirect_full);
         }
@@ -210,16 +210,17 @@ impl Worker {
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
-                if pass_on && !self.l7.claims(m.buffer_mut().0.get(l3..end).unwrap_or(&[])) {
+                let seg = m.buffer_mut().0.get(l3..end).unwrap_or(&[]);
+                if pass_on && !self.l7.claims(&self.out.plane, seg) {
                     let next = (self.l4.worker + 1) % workers;
-                    self.hand_over(next, port, hops + 1, m);
+                    self.hand_over(next, port, hops + 1, m, Counter::passed_on);
                 } else {
                     self.l7.input(&mut self.out.egress(now), m, l3, end);
                 }
             }
             Verdict::PassOn if pass_on => {
                 let next = (self.l4.worker + 1) % workers;
-                self.hand_over(next, port, hops + 1, m);
+                self.hand_over(next, port, hops + 1, m, Counter::passed_on);
             }
             // Not reached: PassOn only comes when pass_misses is set.
             Verdict::PassOn => self.out.counters.inc(Counter::drop_no_conn),
@@ -244,7 +245,7 @@ impl Worker {
                     // Never bounce a packet twice.
                     self.out.counters.inc(Counter::drop_no_conn);
                 } else {
-                    self.hand_over(worker, port, 1, m);
+                    self.hand_over(worker, port, 1, m, Counter::redirected);
                 }
             }
         }
