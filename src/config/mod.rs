@@ -425,6 +425,29 @@ impl Config {
             )?;
         }
         self.write_l4_summary(s)?;
+        // Every worker polls a queue of every port; af_packet opens one
+        // socket (queue pair) unless told otherwise, and the port would
+        // fail to start.
+        let workers = self.dataplane.workers.len();
+        for p in &self.ports {
+            let PortDevice::Vdev(v) = &p.device else {
+                continue;
+            };
+            if !v.starts_with("net_af_packet") {
+                continue;
+            }
+            let qpairs = v
+                .split(',')
+                .find_map(|a| a.strip_prefix("qpairs="))
+                .map_or(Some(1), |n| n.parse::<usize>().ok());
+            if qpairs != Some(workers) {
+                writeln!(
+                    s,
+                    "note: port {}: net_af_packet needs qpairs={workers} in its device arguments, one queue pair per worker",
+                    p.name
+                )?;
+            }
+        }
         let pci = self
             .ports
             .iter()

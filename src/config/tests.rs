@@ -284,6 +284,17 @@ fn summary_names_what_runs() {
     ] {
         assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
     }
+    // BASE has two workers on af_packet ports without qpairs.
+    assert!(
+        s.contains("note: port wan: net_af_packet needs qpairs=2 in its device arguments"),
+        "{s}"
+    );
+    let s = ok(&edit("workers = [1, 2]", "workers = [1]")).summary();
+    assert!(!s.contains("note:"), "{s}");
+    let s = ok(&BASE
+        .replace("iface=veth0", "iface=veth0,qpairs=2")
+        .replace("iface=veth1", "iface=veth1,qpairs=2"))
+    .summary();
     assert!(!s.contains("note:"), "{s}");
     let s = ok(&edit(", \"--no-pci\"", "")).summary();
     assert!(
