@@ -788,8 +788,8 @@ fn l4_round(w: &mut World, workers: usize) {
     // 48 connections, spread by the kernel's flow hash over the queues: a
     // worker without any has probability below 1e-5 at four workers.
     let tally = w.spread(48);
-    assert_spread(&tally, 6, None);
-    w.assert_every_worker_busy(Some(&before), 20);
+    assert_spread(&tally, 3, None);
+    w.assert_every_worker_busy(Some(&before), 5);
     w.wrk(64);
     w.downloads(4);
     w.assert_every_worker_learned();
@@ -846,8 +846,8 @@ fn nat_with_two_and_four_workers() {
         !tally.contains_key("b3"),
         "drained b3 got connections: {tally:?}"
     );
-    assert_spread(&tally, 6, Some("b3"));
-    w.assert_every_worker_busy(Some(&before), 20);
+    assert_spread(&tally, 3, Some("b3"));
+    w.assert_every_worker_busy(Some(&before), 5);
     w.assert_no_unexpected_drops();
     w.stop_sluice();
     eprintln!("[nat] took {:?}", started.elapsed());
@@ -872,7 +872,7 @@ fn l7_round(w: &mut World, workers: usize) {
     // Round robin per request: every backend gets a third.
     let tally = w.spread(48);
     assert_spread(&tally, 12, None);
-    w.assert_every_worker_busy(Some(&before), 20);
+    w.assert_every_worker_busy(Some(&before), 5);
     w.wrk(64);
     w.downloads(4);
     w.assert_counters_add_up();
@@ -913,7 +913,7 @@ fn l7_with_two_and_four_workers() {
         !tally.contains_key("b3"),
         "b3 is down but got requests: {tally:?}"
     );
-    w.assert_every_worker_busy(Some(&before), 20);
+    w.assert_every_worker_busy(Some(&before), 5);
     w.stop_sluice();
     eprintln!("[l7] took {:?}", started.elapsed());
 }
