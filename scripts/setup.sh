@@ -11,6 +11,8 @@ packages=(
   iproute2 ethtool iputils-ping iputils-arping curl python3 procps
   # benchmarks and HTTP backends
   wrk nginx-light haproxy tcpdump
+  # scale-out tests: BGP between the ECMP router and the Sluice boxes
+  bird2
 )
 
 missing=()

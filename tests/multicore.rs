@@ -502,7 +502,7 @@ name = "web"
             "-w",
             "::%{http_code} %{num_connects}\n",
         ];
-        args.extend(std::iter::repeat(URL).take(n));
+        args.extend(std::iter::repeat_n(URL, n));
         let f = run(self.client().cmd(&args), secs(60));
         let mut tally = BTreeMap::new();
         let mut ok = 0;
@@ -1060,10 +1060,10 @@ fn replay_on(workers: usize) {
     // slice's owner (when that is not the receiver) and dropped there once.
     let mut returns = 0;
     let mut foreign = 0;
-    for q in 0..workers {
+    for (q, queue) in queues.iter_mut().enumerate() {
         for owner in 0..workers {
             let port = (1024 + owner * ((65536 - 1024) / workers) + 7) as u16;
-            queues[q].push(tcp_frame(PCAP_BACKENDS[0], PCAP_LB, 80, port, SYN_ACK, 0));
+            queue.push(tcp_frame(PCAP_BACKENDS[0], PCAP_LB, 80, port, SYN_ACK, 0));
             returns += 1;
             foreign += usize::from(owner != q);
         }

@@ -3,11 +3,8 @@
 //! stickiness, timeouts, retries, `[cluster.health_check]`).
 //!
 //! As in `sections.rs`, only types and single values are checked here;
-//! ranges and relations are checked in `validate_l7.rs`. A route's
-//! conditions and edits in the terms of [`crate::l7::router`]
-//! ([`ListenerRoute::matchers`], [`ListenerRoute::action`]) are shared by the
-//! config check and the compile step (`control/compile.rs`), so that both
-//! accept exactly the same routes.
+//! ranges and relations are checked in `validate_l7.rs`. A route in the
+//! router's terms is built in `control/compile.rs`.
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
@@ -17,10 +14,8 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::sections::{host_address, host_addresses, Cluster};
-use super::spans::KeyPath;
 use super::types::Parse;
-use crate::l7::http::{is_valid_field_name, HeaderEdits, PrefixRewrite};
-use crate::l7::router::{Matcher, RouteAction, ValueMatch};
+use crate::l7::http::is_valid_field_name;
 
 /// `default = "dflt::<N>"`: a field default written next to the field.
 fn dflt<const N: u32>() -> u32 {
@@ -409,140 +404,6 @@ impl ListenerRoute {
     pub fn cluster_name(&self) -> &str {
         &self.cluster
     }
-
-    /// The route's conditions, each with the path of its key relative to
-    /// the route, in a fixed order: host, path, method, headers, cookies,
-    /// query.
-    pub(crate) fn matchers(&self) -> Vec<(KeyPath, Matcher)> {
-        let value = |v: &str| match v {
-            "*" => ValueMatch::Present,
-            v => ValueMatch::Exact(v.to_string()),
-        };
-        let mut out = Vec::new();
-        if let Some(host) = &self.host {
-            let m = if host.starts_with("*.") {
-                Matcher::HostWildcard(host.clone())
-            } else {
-                Matcher::HostExact(host.clone())
-            };
-            out.push((KeyPath::root("host"), m));
-        }
-        if let Some(p) = &self.path_prefix {
-            out.push((KeyPath::root("path_prefix"), Matcher::PathPrefix(p.clone())));
-        }
-        if let Some(p) = &self.path_exact {
-            out.push((KeyPath::root("path_exact"), Matcher::PathExact(p.clone())));
-        }
-        if let Some(m) = &self.method {
-            out.push((KeyPath::root("method"), Matcher::Method(m.clone())));
-        }
-        for (name, v) in &self.headers {
-            let m = Matcher::Header {
-                name: name.clone(),
-                value: value(v),
-            };
-            out.push((KeyPath::root("headers").key(name), m));
-        }
-        for (name, v) in &self.cookies {
-            let m = Matcher::Cookie {
-                name: name.clone(),
-                value: value(v),
-            };
-            out.push((KeyPath::root("cookies").key(name), m));
-        }
-        for (name, v) in &self.query {
-            let m = Matcher::Query {
-                name: name.clone(),
-                value: value(v),
-            };
-            out.push((KeyPath::root("query").key(name), m));
-        }
-        out
-    }
-
-    /// What a matching request gets, sent to cluster number `cluster`.
-    /// `rewrite_prefix` without `path_prefix` (a config error) is left out.
-    pub(crate) fn action(&self, cluster: u32) -> RouteAction {
-        RouteAction {
-            cluster,
-            request_headers: HeaderEdits {
-                remove: self.request_headers_remove.clone(),
-                set: self.request_headers_set.clone(),
-                add: self.request_headers_add.clone(),
-            },
-            response_headers: HeaderEdits {
-                remove: self.response_headers_remove.clone(),
-                set: self.response_headers_set.clone(),
-                add: self.response_headers_add.clone(),
-            },
-            rewrite_prefix: self
-                .path_prefix
-                .clone()
-                .zip(self.rewrite_prefix.clone())
-                .map(|(from, to)| PrefixRewrite { from, to }),
-        }
-    }
-
-    /// Each header edit on its own, with the path of its key relative to
-    /// the route, in key order: request set, add, remove, then response.
-    pub(super) fn edits(&self) -> Vec<(KeyPath, RouteAction)> {
-        let mut out = Vec::new();
-        let mut push = |path: KeyPath, request: bool, edit: HeaderEdits| {
-            let mut action = RouteAction::default();
-            if request {
-                action.request_headers = edit;
-            } else {
-                action.response_headers = edit;
-            }
-            out.push((path, action));
-        };
-        let sides = [
-            (
-                true,
-                [
-                    "request_headers_set",
-                    "request_headers_add",
-                    "request_headers_remove",
-                ],
-                [&self.request_headers_set, &self.request_headers_add],
-                &self.request_headers_remove,
-            ),
-            (
-                false,
-                [
-                    "response_headers_set",
-                    "response_headers_add",
-                    "response_headers_remove",
-                ],
-                [&self.response_headers_set, &self.response_headers_add],
-                &self.response_headers_remove,
-            ),
-        ];
-        for (request, [set_key, add_key, remove_key], [set, add], remove) in sides {
-            for (name, value) in set {
-                let edit = HeaderEdits {
-                    set: vec![(name.clone(), value.clone())],
-                    ..HeaderEdits::default()
-                };
-                push(KeyPath::root(set_key).key(name), request, edit);
-            }
-            for (name, value) in add {
-                let edit = HeaderEdits {
-                    add: vec![(name.clone(), value.clone())],
-                    ..HeaderEdits::default()
-                };
-                push(KeyPath::root(add_key).key(name), request, edit);
-            }
-            for (k, name) in remove.iter().enumerate() {
-                let edit = HeaderEdits {
-                    remove: vec![name.clone()],
-                    ..HeaderEdits::default()
-                };
-                push(KeyPath::root(remove_key).index(k), request, edit);
-            }
-        }
-        out
-    }
 }
 
 // `sluice check` and reloads.
@@ -551,33 +412,24 @@ impl Listener {
     /// The first key that sizes memory allocated at start-up (buffers,
     /// connection counts) and differs in `new`, with both values.
     pub(super) fn memory_differs(&self, new: &Listener) -> Option<String> {
-        [
-            (
-                "client_rx_buffer",
-                self.client_rx_buffer,
-                new.client_rx_buffer,
-            ),
-            (
-                "client_tx_buffer",
-                self.client_tx_buffer,
-                new.client_tx_buffer,
-            ),
-            (
-                "upstream_rx_buffer",
-                self.upstream_rx_buffer,
-                new.upstream_rx_buffer,
-            ),
-            (
-                "upstream_tx_buffer",
-                self.upstream_tx_buffer,
-                new.upstream_tx_buffer,
-            ),
-            ("max_connections", self.max_connections, new.max_connections),
-            ("max_half_open", self.max_half_open, new.max_half_open),
-        ]
-        .into_iter()
-        .find(|(_, old, new)| old != new)
-        .map(|(key, old, new)| format!("{key} ({old} now, {new} in the new config)"))
+        let memory = |l: &Listener| {
+            [
+                ("client_rx_buffer", l.client_rx_buffer),
+                ("client_tx_buffer", l.client_tx_buffer),
+                ("upstream_rx_buffer", l.upstream_rx_buffer),
+                ("upstream_tx_buffer", l.upstream_tx_buffer),
+                ("max_connections", l.max_connections),
+                ("max_half_open", l.max_half_open),
+            ]
+        };
+        let (old, new) = memory(self)
+            .into_iter()
+            .zip(memory(new))
+            .find(|(old, new)| old != new)?;
+        Some(format!(
+            "{} ({} now, {} in the new config)",
+            old.0, old.1, new.1
+        ))
     }
 
     /// The listener's lines of [`super::Config::summary`].

@@ -69,7 +69,7 @@ pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,
     OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
 };
-pub use spans::Position;
+pub use spans::{KeyPath, Position};
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
@@ -224,14 +224,13 @@ impl Config {
                  their buffers or their connection limits)"
             ))
         };
-        if self.eal != new.eal {
-            return differs("[eal]".to_string());
-        }
-        if self.dataplane != new.dataplane {
-            return differs("[dataplane]".to_string());
-        }
-        if self.admin != new.admin {
-            return differs("[admin]".to_string());
+        let sections = [
+            ("[eal]", self.eal != new.eal),
+            ("[dataplane]", self.dataplane != new.dataplane),
+            ("[admin]", self.admin != new.admin),
+        ];
+        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+            return differs(what.to_string());
         }
         let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
         if names(self) != names(new) {
@@ -244,14 +243,13 @@ impl Config {
         if let Some(p) = self.ports.iter().zip(&new.ports).find(|(a, b)| a != b) {
             return differs(format!("[[port]] {:?}", p.0.name));
         }
-        if self.routes != new.routes {
-            return differs("[[route]]".to_string());
-        }
-        if self.neighbors != new.neighbors {
-            return differs("[[neighbor]]".to_string());
-        }
-        if self.conntrack != new.conntrack {
-            return differs("[conntrack]".to_string());
+        let sections = [
+            ("[[route]]", self.routes != new.routes),
+            ("[[neighbor]]", self.neighbors != new.neighbors),
+            ("[conntrack]", self.conntrack != new.conntrack),
+        ];
+        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+            return differs(what.to_string());
         }
         let names = |c: &Config| {
             let mut names: Vec<String> = c.listeners.iter().map(|l| l.name.clone()).collect();
@@ -484,12 +482,16 @@ impl Config {
             ct.udp_timeout_s,
             ct.expire_budget
         )?;
+        // Whether a service, and whether a listener, uses cluster `c`.
+        let used = |c: &Cluster| {
+            let by_listener = |l: &Listener| l.cluster_names().any(|n| n == c.name);
+            (
+                self.services.iter().any(|v| v.cluster_name() == c.name),
+                self.listeners.iter().any(by_listener),
+            )
+        };
         for c in &self.clusters {
-            let by_service = self.services.iter().any(|v| v.cluster_name() == c.name);
-            let by_listener = self
-                .listeners
-                .iter()
-                .any(|l| l.cluster_names().any(|n| n == c.name));
+            let (by_service, by_listener) = used(c);
             // The scheduler is for services; a cluster only listeners use
             // shows their `balance` below instead.
             let how = match c.scheduler {
@@ -553,12 +555,7 @@ impl Config {
             l.write_summary(s)?;
         }
         for c in &self.clusters {
-            let by_service = self.services.iter().any(|v| v.cluster_name() == c.name);
-            let by_listener = self
-                .listeners
-                .iter()
-                .any(|l| l.cluster_names().any(|n| n == c.name));
-            if !by_service && !by_listener {
+            if used(c) == (false, false) {
                 writeln!(
                     s,
                     "note: cluster {} is not used by any service or listener",

@@ -284,29 +284,21 @@ impl Port {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct PortTable {
-    /// See [`Port::name`].
     name: String,
     /// A PCI address `DDDD:BB:DD.F`; exclusive with `vdev`.
     pci: Option<String>,
     /// A DPDK vdev string `net_...[,key=value...]`; exclusive with `pci`.
     vdev: Option<String>,
-    /// See [`Port::mac`].
     mac: Option<Mac>,
-    /// See [`Port::mtu`].
     #[serde(default = "default_mtu")]
     mtu: u16,
-    /// See [`Port::vlan`].
     vlan: Option<u16>,
-    /// See [`Port::rss`].
     #[serde(default = "default_rss")]
     rss: bool,
-    /// See [`Port::addresses`].
     #[serde(deserialize_with = "cidrs")]
     addresses: Vec<Cidr>,
-    /// See [`Port::gateway`].
     #[serde(default, deserialize_with = "ipv4_gateway")]
     gateway: Option<Ipv4Addr>,
-    /// See [`Port::gateway6`].
     #[serde(default, deserialize_with = "ipv6_gateway")]
     gateway6: Option<Ipv6Addr>,
 }
@@ -319,47 +311,46 @@ fn default_rss() -> bool {
     true
 }
 
-/// `gateway`: an IPv4 address, with a hint when an IPv6 one was given.
-fn ipv4_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
-    let Gateway4(ip) = d.deserialize_str(Parse::new("an IPv4 address"))?;
-    Ok(Some(ip))
-}
+/// `gateway` (IPv4, `V6` false) or `gateway6`: an address of that family,
+/// with a hint when one of the other family was given.
+struct Gateway<const V6: bool>(IpAddr);
 
-/// `gateway6`: an IPv6 address, with a hint when an IPv4 one was given.
-fn ipv6_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv6Addr>, D::Error> {
-    let Gateway6(ip) = d.deserialize_str(Parse::new("an IPv6 address"))?;
-    Ok(Some(ip))
-}
-
-struct Gateway4(Ipv4Addr);
-
-impl FromStr for Gateway4 {
+impl<const V6: bool> FromStr for Gateway<V6> {
     type Err = String;
 
-    fn from_str(text: &str) -> Result<Gateway4, String> {
+    fn from_str(text: &str) -> Result<Self, String> {
+        let [(key, family), (other_key, other)] = if V6 {
+            [("gateway6", "IPv6"), ("gateway", "IPv4")]
+        } else {
+            [("gateway", "IPv4"), ("gateway6", "IPv6")]
+        };
         match text.parse::<IpAddr>() {
-            Ok(IpAddr::V4(ip)) => Ok(Gateway4(ip)),
-            Ok(IpAddr::V6(ip)) => Err(format!(
-                "{ip} is an IPv6 address; `gateway` is the IPv4 default route, use `gateway6`"
+            Ok(ip) if ip.is_ipv6() == V6 => Ok(Gateway(ip)),
+            Ok(ip) => Err(format!(
+                "{ip} is an {other} address; `{key}` is the {family} default route, use `{other_key}`"
             )),
-            Err(_) => Err(format!("invalid IPv4 address {text:?}")),
+            Err(_) => Err(format!("invalid {family} address {text:?}")),
         }
     }
 }
 
-struct Gateway6(Ipv6Addr);
+fn ipv4_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
+    match d
+        .deserialize_str(Parse::<Gateway<false>>::new("an IPv4 address"))?
+        .0
+    {
+        IpAddr::V4(ip) => Ok(Some(ip)),
+        IpAddr::V6(_) => unreachable!("Gateway<false> is IPv4"),
+    }
+}
 
-impl FromStr for Gateway6 {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Gateway6, String> {
-        match text.parse::<IpAddr>() {
-            Ok(IpAddr::V6(ip)) => Ok(Gateway6(ip)),
-            Ok(IpAddr::V4(ip)) => Err(format!(
-                "{ip} is an IPv4 address; `gateway6` is the IPv6 default route, use `gateway`"
-            )),
-            Err(_) => Err(format!("invalid IPv6 address {text:?}")),
-        }
+fn ipv6_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv6Addr>, D::Error> {
+    match d
+        .deserialize_str(Parse::<Gateway<true>>::new("an IPv6 address"))?
+        .0
+    {
+        IpAddr::V6(ip) => Ok(Some(ip)),
+        IpAddr::V4(_) => unreachable!("Gateway<true> is IPv6"),
     }
 }
 
@@ -673,12 +664,9 @@ pub struct Backend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "Backend")]
 struct BackendTable {
-    /// See [`Backend::address`].
     #[serde(deserialize_with = "host_address")]
     address: IpAddr,
-    /// See [`Backend::port`].
     port: Option<u16>,
-    /// See [`Backend::weight`].
     #[serde(default = "default_weight")]
     weight: u32,
     /// See [`Backend::name`]; `None` when left to its default.

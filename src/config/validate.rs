@@ -11,8 +11,12 @@
 
 use std::collections::HashMap;
 use std::net::IpAddr;
+use std::ops::RangeInclusive;
 
-use super::sections::{Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler};
+use super::listener::Listener;
+use super::sections::{
+    Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler, Service,
+};
 use super::spans::KeyPath;
 use super::types::{is_ipv6_link_local, is_reserved_host, Cidr, PortDevice};
 use super::{validate_l7, vip_port, Config};
@@ -85,6 +89,59 @@ pub(super) fn path(section: &str, key: &str) -> KeyPath {
 
 pub(super) fn item(section: &str, index: usize) -> KeyPath {
     KeyPath::root(section).index(index)
+}
+
+/// `value` is within `range`, else "WHAT VALUE is out of range LO..=HI" and
+/// `why` at `at`.
+pub(super) fn in_range(
+    at: KeyPath,
+    what: impl std::fmt::Display,
+    value: impl Into<u64>,
+    range: RangeInclusive<u64>,
+    why: &str,
+) -> Check {
+    let value = value.into();
+    if range.contains(&value) {
+        return Ok(());
+    }
+    let (lo, hi) = range.into_inner();
+    Err(Problem::new(
+        at,
+        format!("{what} {value} is out of range {lo}..={hi}{why}"),
+    ))
+}
+
+/// A bound of a key of a section, as its message words it.
+enum Bound {
+    /// `out of range LO..=HI`.
+    Range(u64, u64),
+    /// `below the minimum of LO`.
+    Min(u64),
+    /// `must be at least 1`, then a hint.
+    Positive(&'static str),
+    /// `must be a power of two in LO..=HI`.
+    PowerOfTwo(u64, u64),
+}
+
+/// Each `(key, value, bound)` of `[section]`, in order.
+fn bounds(section: &str, keys: &[(&str, u64, Bound)]) -> Check {
+    for (key, v, bound) in keys {
+        let (at, name) = (path(section, key), format!("`{section}.{key}`"));
+        let message = match *bound {
+            Bound::Range(lo, hi) => {
+                in_range(at, name, *v, lo..=hi, "")?;
+                continue;
+            }
+            Bound::Min(lo) if *v < lo => format!("{name} {v} is below the minimum of {lo}"),
+            Bound::Positive(hint) if *v < 1 => format!("{name} must be at least 1{hint}"),
+            Bound::PowerOfTwo(lo, hi) if !(lo..=hi).contains(v) || !v.is_power_of_two() => {
+                format!("{name} {v} must be a power of two in {lo}..={hi}")
+            }
+            _ => continue,
+        };
+        return Err(Problem::new(at, message));
+    }
+    Ok(())
 }
 
 /// Check everything; the first problem in file order.
@@ -220,27 +277,15 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             ));
         }
     }
-    if d.idle_sleep_us > 10_000 {
-        return Err(Problem::new(
-            at("idle_sleep_us"),
-            format!(
-                "`dataplane.idle_sleep_us` {} is out of range 0..=10000",
-                d.idle_sleep_us
-            ),
-        ));
-    }
-    if !(1..=256).contains(&d.burst) {
-        return Err(Problem::new(
-            at("burst"),
-            format!("`dataplane.burst` {} is out of range 1..=256", d.burst),
-        ));
-    }
-    if d.mbufs < 1024 {
-        return Err(Problem::new(
-            at("mbufs"),
-            format!("`dataplane.mbufs` {} is below the minimum of 1024", d.mbufs),
-        ));
-    }
+    use Bound::*;
+    bounds(
+        "dataplane",
+        &[
+            ("idle_sleep_us", d.idle_sleep_us.into(), Range(0, 10_000)),
+            ("burst", d.burst.into(), Range(1, 256)),
+            ("mbufs", d.mbufs.into(), Min(1024)),
+        ],
+    )?;
     // rte_mempool_create: cache_size <= RTE_MEMPOOL_CACHE_MAX_SIZE and
     // cache_size * 1.5 <= n.
     let cache_max = 512.min(d.mbufs * 2 / 3);
@@ -254,55 +299,90 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
         )
         .or_at(at("mbufs")));
     }
-    for (key, n) in [("rx_desc", d.rx_desc), ("tx_desc", d.tx_desc)] {
-        if !(64..=16384).contains(&n) || !n.is_power_of_two() {
-            return Err(Problem::new(
-                at(key),
-                format!("`dataplane.{key}` {n} must be a power of two in 64..=16384"),
-            ));
-        }
-    }
-    if !(1..=100_000).contains(&d.tx_drain_us) {
-        return Err(Problem::new(
-            at("tx_drain_us"),
-            format!(
-                "`dataplane.tx_drain_us` {} is out of range 1..=100000",
-                d.tx_drain_us
+    bounds(
+        "dataplane",
+        &[
+            ("rx_desc", d.rx_desc.into(), PowerOfTwo(64, 16384)),
+            ("tx_desc", d.tx_desc.into(), PowerOfTwo(64, 16384)),
+            ("tx_drain_us", d.tx_drain_us.into(), Range(1, 100_000)),
+            (
+                "neighbor_timeout_s",
+                d.neighbor_timeout_s.into(),
+                Positive(""),
             ),
-        ));
-    }
-    if d.neighbor_timeout_s < 1 {
-        return Err(Problem::new(
-            at("neighbor_timeout_s"),
-            "`dataplane.neighbor_timeout_s` must be at least 1",
-        ));
-    }
-    if d.neighbor_retry_ms < 10 {
-        return Err(Problem::new(
-            at("neighbor_retry_ms"),
-            format!(
-                "`dataplane.neighbor_retry_ms` {} is below the minimum of 10",
-                d.neighbor_retry_ms
+            ("neighbor_retry_ms", d.neighbor_retry_ms.into(), Min(10)),
+            (
+                "worker_stuck_ms",
+                d.worker_stuck_ms.into(),
+                Range(100, 600_000),
             ),
-        ));
-    }
-    if !(100..=600_000).contains(&d.worker_stuck_ms) {
-        return Err(Problem::new(
-            at("worker_stuck_ms"),
-            format!(
-                "`dataplane.worker_stuck_ms` {} is out of range 100..=600000",
-                d.worker_stuck_ms
-            ),
-        ));
-    }
-    Ok(())
+        ],
+    )
 }
 
-pub(super) fn valid_name(name: &str) -> bool {
-    (1..=32).contains(&name.len())
+/// A table with a `name` that other tables refer to.
+pub(super) trait Named {
+    fn name(&self) -> &str;
+}
+
+macro_rules! named {
+    ($($t:ty),*) => {$(
+        impl Named for $t {
+            fn name(&self) -> &str {
+                &self.name
+            }
+        }
+    )*};
+}
+named!(Port, Cluster, Service, Listener);
+
+/// The name of `[[section]]` number `i` is 1..=32 characters of
+/// `[A-Za-z0-9_-]` and not that of an earlier one.
+pub(super) fn unique_name(section: &str, items: &[impl Named], i: usize) -> Check {
+    let name = items[i].name();
+    let at = |i: usize| item(section, i).key("name");
+    let valid = (1..=32).contains(&name.len())
         && name
             .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if !valid {
+        return Err(Problem::new(
+            at(i),
+            format!("{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"),
+        ));
+    }
+    match items[..i].iter().position(|t| t.name() == name) {
+        Some(first) => Err(
+            Problem::new(at(i), format!("duplicate {section} name {name:?}"))
+                .see(Locus::Path(at(first)), "first defined"),
+        ),
+        None => Ok(()),
+    }
+}
+
+/// The `[[section]]` named `name`, which `what` refers to at `at`, and its
+/// index.
+pub(super) fn find<'a, T: Named>(
+    section: &str,
+    items: &'a [T],
+    name: &str,
+    what: &str,
+    at: KeyPath,
+) -> Result<(usize, &'a T), Problem> {
+    items
+        .iter()
+        .enumerate()
+        .find(|(_, t)| t.name() == name)
+        .ok_or_else(|| {
+            let names: Vec<&str> = items.iter().map(Named::name).collect();
+            let defined = match names.len() {
+                0 => format!("no [[{section}]] is defined"),
+                _ => format!("defined {section}s: {}", names.join(", ")),
+            };
+            let message =
+                format!("{section} {name:?} referenced by {what} is not defined ({defined})");
+            Problem::new(at, message)
+        })
 }
 
 /// Whether `ip` can be a host's address at all, whatever its subnet.
@@ -328,7 +408,6 @@ fn ports(cfg: &Config) -> Check {
             see: None,
         });
     }
-    let mut names: HashMap<&str, usize> = HashMap::new();
     let mut devices: HashMap<String, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, (usize, usize)> = HashMap::new();
     let mut gateway4: Option<usize> = None;
@@ -336,24 +415,7 @@ fn ports(cfg: &Config) -> Check {
     let no_pci = cfg.eal.args.iter().position(|a| a == "--no-pci");
     for (i, p) in cfg.ports.iter().enumerate() {
         let at = |key: &str| item("port", i).key(key);
-        if !valid_name(&p.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "port name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    p.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(p.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate port name {:?}", p.name)).see(
-                    Locus::Path(item("port", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&p.name, i);
+        unique_name("port", &cfg.ports, i)?;
 
         let device_key = match p.device {
             PortDevice::Pci(_) => "pci",
@@ -402,19 +464,11 @@ fn ports(cfg: &Config) -> Check {
                 ));
             }
         }
-        if !(68..=9000).contains(&p.mtu) {
-            return Err(Problem::new(
-                at("mtu"),
-                format!("port {:?}: mtu {} is out of range 68..=9000", p.name, p.mtu),
-            ));
-        }
+        let owner = format!("port {:?}", p.name);
+        in_range(at("mtu"), format!("{owner}: mtu"), p.mtu, 68..=9000, "")?;
         if let Some(vlan) = p.vlan {
-            if !(1..=4094).contains(&vlan) {
-                return Err(Problem::new(
-                    at("vlan"),
-                    format!("port {:?}: vlan {vlan} is out of range 1..=4094 (0 and 4095 are reserved by 802.1Q)", p.name),
-                ));
-            }
+            let why = " (0 and 4095 are reserved by 802.1Q)";
+            in_range(at("vlan"), format!("{owner}: vlan"), vlan, 1..=4094, why)?;
         }
 
         if p.addresses.is_empty() {
@@ -549,32 +603,6 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
     }
 }
 
-/// "wan, lan": the defined port names, for errors about an undefined one.
-fn defined_ports(cfg: &Config) -> String {
-    cfg.ports
-        .iter()
-        .map(|p| p.name.as_str())
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
-pub(super) fn find_port<'a>(
-    cfg: &'a Config,
-    name: &str,
-    what: &str,
-    at: KeyPath,
-) -> Result<&'a Port, Problem> {
-    cfg.ports.iter().find(|p| p.name == name).ok_or_else(|| {
-        Problem::new(
-            at,
-            format!(
-                "port {name:?} referenced by {what} is not defined (defined ports: {})",
-                defined_ports(cfg)
-            ),
-        )
-    })
-}
-
 fn routes(cfg: &Config) -> Check {
     let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
     for (i, r) in cfg.routes.iter().enumerate() {
@@ -601,7 +629,7 @@ fn routes(cfg: &Config) -> Check {
                 ),
             ));
         }
-        let port = find_port(cfg, &r.port, "route", at("port"))?;
+        let (_, port) = find("port", &cfg.ports, &r.port, "route", at("port"))?;
         next_hop(port, r.via, true).map_err(|m| {
             Problem::new(
                 at("via"),
@@ -657,7 +685,7 @@ fn neighbors(cfg: &Config) -> Check {
     let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
     for (i, n) in cfg.neighbors.iter().enumerate() {
         let at = |key: &str| item("neighbor", i).key(key);
-        let port = find_port(cfg, &n.port, "neighbor", at("port"))?;
+        let (_, port) = find("port", &cfg.ports, &n.port, "neighbor", at("port"))?;
         next_hop(port, n.ip, true)
             .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
         if !n.mac.is_unicast() || n.mac.is_zero() {
@@ -685,47 +713,32 @@ fn neighbors(cfg: &Config) -> Check {
 }
 
 fn conntrack(c: &Conntrack) -> Check {
-    let at = |key: &str| path("conntrack", key);
-    if !(1024..=67_108_864).contains(&c.max_flows) {
-        return Err(Problem::new(
-            at("max_flows"),
-            format!(
-                "`conntrack.max_flows` {} is out of range 1024..=67108864",
-                c.max_flows
+    use Bound::*;
+    bounds(
+        "conntrack",
+        &[
+            ("max_flows", c.max_flows.into(), Range(1024, 67_108_864)),
+            (
+                "new_flows_burst",
+                c.new_flows_burst.into(),
+                Positive(" (to lift the cap on new flows, set `new_flows_per_sec` to 0)"),
             ),
-        ));
-    }
-    if c.new_flows_burst < 1 {
-        return Err(Problem::new(
-            at("new_flows_burst"),
-            "`conntrack.new_flows_burst` must be at least 1 (to lift the cap on new flows, set \
-             `new_flows_per_sec` to 0)",
-        ));
-    }
-    for (key, seconds) in [
-        ("syn_timeout_s", c.syn_timeout_s),
-        ("established_timeout_s", c.established_timeout_s),
-        ("closing_timeout_s", c.closing_timeout_s),
-        ("closed_timeout_s", c.closed_timeout_s),
-        ("udp_timeout_s", c.udp_timeout_s),
-    ] {
-        if seconds < 1 {
-            return Err(Problem::new(
-                at(key),
-                format!("`conntrack.{key}` must be at least 1"),
-            ));
-        }
-    }
-    if !(1..=4096).contains(&c.expire_budget) {
-        return Err(Problem::new(
-            at("expire_budget"),
-            format!(
-                "`conntrack.expire_budget` {} is out of range 1..=4096",
-                c.expire_budget
+            ("syn_timeout_s", c.syn_timeout_s.into(), Positive("")),
+            (
+                "established_timeout_s",
+                c.established_timeout_s.into(),
+                Positive(""),
             ),
-        ));
-    }
-    Ok(())
+            (
+                "closing_timeout_s",
+                c.closing_timeout_s.into(),
+                Positive(""),
+            ),
+            ("closed_timeout_s", c.closed_timeout_s.into(), Positive("")),
+            ("udp_timeout_s", c.udp_timeout_s.into(), Positive("")),
+            ("expire_budget", c.expire_budget.into(), Range(1, 4096)),
+        ],
+    )
 }
 
 /// A backend's `name`, its label in logs and metrics. The default, the
@@ -784,27 +797,9 @@ fn reachable(cfg: &Config, ip: IpAddr) -> bool {
 }
 
 fn clusters(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, c) in cfg.clusters.iter().enumerate() {
         let at = |key: &str| item("cluster", i).key(key);
-        if !valid_name(&c.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "cluster name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    c.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(c.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate cluster name {:?}", c.name)).see(
-                    Locus::Path(item("cluster", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&c.name, i);
+        unique_name("cluster", &cfg.clusters, i)?;
         maglev_table_size(i, c)?;
         if c.backends.is_empty() {
             return Err(Problem::new(
@@ -871,16 +866,13 @@ fn clusters(cfg: &Config) -> Check {
 fn maglev_table_size(i: usize, c: &Cluster) -> Check {
     let size = c.maglev_table_size;
     let at = item("cluster", i).key("maglev_table_size");
-    if !(MIN_MAGLEV_TABLE_SIZE..=MAX_MAGLEV_TABLE_SIZE).contains(&size) {
-        return Err(Problem::new(
-            at,
-            format!(
-                "cluster {:?}: maglev_table_size {size} is out of range \
-                 {MIN_MAGLEV_TABLE_SIZE}..={MAX_MAGLEV_TABLE_SIZE}",
-                c.name
-            ),
-        ));
-    }
+    in_range(
+        at.clone(),
+        format!("cluster {:?}: maglev_table_size", c.name),
+        size as u64,
+        MIN_MAGLEV_TABLE_SIZE as u64..=MAX_MAGLEV_TABLE_SIZE as u64,
+        "",
+    )?;
     if !is_prime(size) {
         return Err(Problem::new(
             at,
@@ -930,25 +922,13 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
             ),
         ));
     }
-    if b.port == Some(0) {
-        return Err(Problem::new(
-            at("port"),
-            format!(
-                "backend {} of cluster {:?}: port 0 is out of range 1..=65535; leave `port` out to \
-                 keep the client's destination port",
-                b.address, c.name
-            ),
-        ));
+    let owner = format!("backend {} of cluster {:?}", b.address, c.name);
+    if let Some(port) = b.port {
+        let why = "; leave `port` out to keep the client's destination port";
+        in_range(at("port"), format!("{owner}: port"), port, 1..=65535, why)?;
     }
-    if b.weight > MAX_WEIGHT {
-        return Err(Problem::new(
-            at("weight"),
-            format!(
-                "backend {} of cluster {:?}: weight {} is out of range 0..={MAX_WEIGHT}",
-                b.address, c.name, b.weight
-            ),
-        ));
-    }
+    let weight = format!("{owner}: weight");
+    in_range(at("weight"), weight, b.weight, 0..=MAX_WEIGHT.into(), "")?;
     if !valid_backend_name(&b.name) {
         return Err(Problem::new(
             at("name"),
@@ -961,38 +941,10 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
     Ok(())
 }
 
-/// "web, api", or a sentence when there is none.
-pub(super) fn defined_clusters(cfg: &Config) -> String {
-    if cfg.clusters.is_empty() {
-        "no [[cluster]] is defined".to_string()
-    } else {
-        let names: Vec<&str> = cfg.clusters.iter().map(|c| c.name.as_str()).collect();
-        format!("defined clusters: {}", names.join(", "))
-    }
-}
-
 fn services(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     for (i, v) in cfg.services.iter().enumerate() {
         let at = |key: &str| item("service", i).key(key);
-        if !valid_name(&v.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "service name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    v.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(v.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate service name {:?}", v.name)).see(
-                    Locus::Path(item("service", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
-        names.insert(&v.name, i);
+        unique_name("service", &cfg.services, i)?;
 
         if let Some(what) = unusable_address(v.vip) {
             return Err(Problem::new(
@@ -1052,17 +1004,8 @@ fn services(cfg: &Config) -> Check {
             }
         }
 
-        let Some((ci, cluster)) = cfg.cluster(v.cluster_name()) else {
-            return Err(Problem::new(
-                at("cluster"),
-                format!(
-                    "cluster {:?} referenced by service {:?} is not defined ({})",
-                    v.cluster_name(),
-                    v.name,
-                    defined_clusters(cfg)
-                ),
-            ));
-        };
+        let what = format!("service {:?}", v.name);
+        let (ci, cluster) = find("cluster", &cfg.clusters, &v.cluster, &what, at("cluster"))?;
         if let Some((j, b)) = cluster
             .backends
             .iter()
@@ -1084,12 +1027,7 @@ fn services(cfg: &Config) -> Check {
             )
             .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
         }
-        find_port(
-            cfg,
-            v.ingress_name(),
-            &format!("service {:?}", v.name),
-            at("ingress"),
-        )?;
+        find("port", &cfg.ports, &v.ingress, &what, at("ingress"))?;
         snat(cfg, i)?;
         if v.mode.is_dsr() {
             if let Some((j, b)) = cluster

@@ -3,43 +3,24 @@
 //! `maglev_table_size` is), then each `[[listener]]` after the services, so
 //! that names and addresses are compared with theirs.
 //!
-//! Route literals are checked by the route compiler itself
-//! ([`Router::new`]), so that the config check and the compile step accept
-//! exactly the same routes; a route it refuses is then taken apart to point
-//! at the key at fault.
+//! Route literals are checked by the route compiler itself, through
+//! [`crate::control::compile::route_refused`], so that the config check and
+//! the compile step accept exactly the same routes.
 
-use std::collections::HashMap;
 use std::ops::RangeInclusive;
 
-use super::listener::{Balance, HealthCheck, Listener, ListenerRoute};
+use super::listener::{Balance, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
-    backend_key, defined_clusters, find_port, item, unusable_address, valid_name, Check, Locus,
-    Problem,
+    backend_key, find, in_range, item, unique_name, unusable_address, Check, Locus, Problem,
 };
 use super::{vip_port, Config};
-use crate::l7::http::{check_path, is_valid_field_name, PrefixRewrite, MAX_HEADERS};
-use crate::l7::router::{Route, RouteAction, Router};
+use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
 
 /// Most bytes of connection buffers all listeners together may ask of one
 /// worker (`max_connections` × the bytes of one connection, summed): 64 GiB.
 pub const MAX_LISTENER_MEMORY: u64 = 64 << 30;
-
-/// `value` of `key` of `owner` is within `range`.
-fn in_range(at: KeyPath, owner: &str, key: &str, value: u64, range: RangeInclusive<u64>) -> Check {
-    if range.contains(&value) {
-        return Ok(());
-    }
-    Err(Problem::new(
-        at,
-        format!(
-            "{owner}: {key} {value} is out of range {}..={}",
-            range.start(),
-            range.end()
-        ),
-    ))
-}
 
 /// The L7 keys of cluster `i`.
 pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
@@ -103,19 +84,18 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
         ("max_idle_per_backend", c.max_idle_per_backend, 0..=65_536),
     ];
     for (key, value, range) in ranges {
-        in_range(at(key), &owner, key, value.into(), range)?;
+        in_range(at(key), format!("{owner}: {key}"), value, range, "")?;
     }
     for (k, &status) in c.retry_on_status.iter().enumerate() {
         let here = at("retry_on_status").index(k);
-        if !(500..=599).contains(&status) {
-            return Err(Problem::new(
-                here,
-                format!(
-                    "{owner}: retry_on_status {status} is out of range 500..=599: only server \
-                     errors are retried"
-                ),
-            ));
-        }
+        let why = ": only server errors are retried";
+        in_range(
+            here.clone(),
+            format!("{owner}: retry_on_status"),
+            status,
+            500..=599,
+            why,
+        )?;
         if let Some(first) = c.retry_on_status[..k].iter().position(|&s| s == status) {
             return Err(Problem::new(
                 here,
@@ -162,12 +142,13 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         }
     }
     let owner = format!("{owner}: health_check");
+    let what = |key: &str| format!("{owner}: {key}");
     in_range(
         at("interval_ms"),
-        &owner,
-        "interval_ms",
-        hc.interval_ms.into(),
+        what("interval_ms"),
+        hc.interval_ms,
         100..=3_600_000,
+        "",
     )?;
     if hc.timeout_ms < 1 || hc.timeout_ms >= hc.interval_ms {
         return Err(Problem::new(
@@ -180,8 +161,8 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         )
         .or_at(at("interval_ms")));
     }
-    in_range(at("rise"), &owner, "rise", hc.rise.into(), 1..=100)?;
-    in_range(at("fall"), &owner, "fall", hc.fall.into(), 1..=100)?;
+    in_range(at("rise"), what("rise"), hc.rise, 1..=100, "")?;
+    in_range(at("fall"), what("fall"), hc.fall, 1..=100, "")?;
     let [lo, hi] = hc.expect_status;
     for (k, status) in [lo, hi].into_iter().enumerate() {
         if !(100..=599).contains(&status) {
@@ -244,28 +225,11 @@ fn valid_host_port(text: &str) -> bool {
 
 /// Every `[[listener]]`, after clusters and services.
 pub(super) fn listeners(cfg: &Config) -> Check {
-    let mut names: HashMap<&str, usize> = HashMap::new();
     let mut memory: u64 = 0;
     for (i, l) in cfg.listeners.iter().enumerate() {
         let at = |key: &str| item("listener", i).key(key);
         let owner = format!("listener {:?}", l.name);
-        if !valid_name(&l.name) {
-            return Err(Problem::new(
-                at("name"),
-                format!(
-                    "listener name {:?} must be 1..=32 characters of [A-Za-z0-9_-]",
-                    l.name
-                ),
-            ));
-        }
-        if let Some(&first) = names.get(l.name.as_str()) {
-            return Err(
-                Problem::new(at("name"), format!("duplicate listener name {:?}", l.name)).see(
-                    Locus::Path(item("listener", first).key("name")),
-                    "first defined",
-                ),
-            );
-        }
+        unique_name("listener", &cfg.listeners, i)?;
         if let Some(v) = cfg.services.iter().position(|v| v.name == l.name) {
             return Err(Problem::new(
                 at("name"),
@@ -277,9 +241,8 @@ pub(super) fn listeners(cfg: &Config) -> Check {
             )
             .see(Locus::Path(item("service", v).key("name")), "service"));
         }
-        names.insert(&l.name, i);
         address(cfg, i, l, &owner)?;
-        find_port(cfg, l.ingress_name(), &owner, at("ingress"))?;
+        find("port", &cfg.ports, &l.ingress, &owner, at("ingress"))?;
         snat(cfg, i, l, &owner)?;
         sizing(i, l, &owner)?;
         let need = u64::from(l.max_connections) * l.bytes_per_connection();
@@ -338,12 +301,8 @@ fn address(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             ));
         }
     }
-    if l.port == 0 {
-        return Err(Problem::new(
-            at("port"),
-            format!("{owner}: port 0 is out of range 1..=65535: a listener takes one TCP port"),
-        ));
-    }
+    let why = ": a listener takes one TCP port";
+    in_range(at("port"), format!("{owner}: port"), l.port, 1..=65535, why)?;
     let here = vip_port(l.address, l.port);
     if let Some((j, other)) = cfg.listeners[..i]
         .iter()
@@ -414,21 +373,18 @@ fn snat(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
 /// Buffers, connection counts, timeouts and request limits.
 fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
+    let range = |key: &str, value: u32, range: RangeInclusive<u64>| {
+        in_range(at(key), format!("{owner}: {key}"), value, range, "")
+    };
     for (key, value) in [
         ("client_rx_buffer", l.client_rx_buffer),
         ("client_tx_buffer", l.client_tx_buffer),
         ("upstream_rx_buffer", l.upstream_rx_buffer),
         ("upstream_tx_buffer", l.upstream_tx_buffer),
     ] {
-        in_range(at(key), owner, key, value.into(), 4096..=16_777_216)?;
+        range(key, value, 4096..=16_777_216)?;
     }
-    in_range(
-        at("max_connections"),
-        owner,
-        "max_connections",
-        l.max_connections.into(),
-        1..=4_194_304,
-    )?;
+    range("max_connections", l.max_connections, 1..=4_194_304)?;
     if !(1..=l.max_connections).contains(&l.max_half_open) {
         return Err(Problem::new(
             at("max_half_open"),
@@ -444,15 +400,9 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
         ("header_timeout_ms", l.header_timeout_ms),
         ("idle_timeout_ms", l.idle_timeout_ms),
     ] {
-        in_range(at(key), owner, key, value.into(), 1..=86_400_000)?;
+        range(key, value, 1..=86_400_000)?;
     }
-    in_range(
-        at("max_head_bytes"),
-        owner,
-        "max_head_bytes",
-        l.max_head_bytes.into(),
-        1024..=1_048_576,
-    )?;
+    range("max_head_bytes", l.max_head_bytes, 1024..=1_048_576)?;
     if l.max_head_bytes > l.client_rx_buffer {
         return Err(Problem::new(
             at("max_head_bytes"),
@@ -464,13 +414,7 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
         )
         .or_at(at("client_rx_buffer")));
     }
-    in_range(
-        at("max_headers"),
-        owner,
-        "max_headers",
-        l.max_headers.into(),
-        1..=MAX_HEADERS as u64,
-    )?;
+    range("max_headers", l.max_headers, 1..=MAX_HEADERS as u64)?;
     if !(16..=l.max_head_bytes).contains(&l.max_uri_bytes) {
         return Err(Problem::new(
             at("max_uri_bytes"),
@@ -503,15 +447,8 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             (&r.cluster, at, "a route of")
         }));
     for (name, at, what) in references {
-        let Some((ci, cluster)) = cfg.cluster(name) else {
-            return Err(Problem::new(
-                at,
-                format!(
-                    "cluster {name:?} referenced by {what} {owner} is not defined ({})",
-                    defined_clusters(cfg)
-                ),
-            ));
-        };
+        let what = format!("{what} {owner}");
+        let (ci, cluster) = find("cluster", &cfg.clusters, name, &what, at.clone())?;
         if let Some((j, b)) = cluster
             .backends
             .iter()
@@ -578,63 +515,11 @@ fn routes(i: usize, l: &Listener, owner: &str) -> Check {
     }
     // The default route has neither conditions nor edits: nothing to refuse.
     for (j, r) in l.routes.iter().enumerate() {
-        let matchers = r.matchers().into_iter().map(|(_, m)| m).collect();
-        let route = Route {
-            matchers,
-            action: r.action(0),
-        };
-        if let Err(e) = Router::new(vec![route], None) {
-            return Err(route_problem(i, j, r, owner, &e.message));
+        if let Some((key, why)) = crate::control::compile::route_refused(r) {
+            let base = item("listener", i).key("route").index(j);
+            let at = KeyPath(base.0.iter().cloned().chain(key.0).collect());
+            return Err(Problem::new(at, format!("{owner}, route[{j}]: {why}")).or_at(base));
         }
     }
     Ok(())
-}
-
-/// The problem of route `j` that [`Router::new`] refused with `message`,
-/// placed at the key at fault: each condition and each header edit is
-/// compiled on its own to find it.
-fn route_problem(i: usize, j: usize, r: &ListenerRoute, owner: &str, message: &str) -> Problem {
-    let base = item("listener", i).key("route").index(j);
-    let under = |rel: KeyPath| KeyPath(base.0.iter().cloned().chain(rel.0).collect());
-    let refused = |matchers, action| {
-        Router::new(vec![Route { matchers, action }], None)
-            .err()
-            .map(|e| e.message)
-    };
-    let owner = format!("{owner}, route[{j}]");
-    for (key, m) in r.matchers() {
-        if let Some(why) = refused(vec![m], RouteAction::default()) {
-            return Problem::new(under(key.clone()), format!("{owner}: {key}: {why}"))
-                .or_at(base.clone());
-        }
-    }
-    for (key, action) in r.edits() {
-        if let Some(why) = refused(Vec::new(), action) {
-            return Problem::new(under(key), format!("{owner}: {why}")).or_at(base.clone());
-        }
-    }
-    if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
-        let rewrite = |from: &str, to: &str| RouteAction {
-            rewrite_prefix: Some(PrefixRewrite {
-                from: from.to_string(),
-                to: to.to_string(),
-            }),
-            ..RouteAction::default()
-        };
-        if let Some(why) = refused(Vec::new(), rewrite("/", to)) {
-            return Problem::new(
-                under(KeyPath::root("rewrite_prefix")),
-                format!("{owner}: {why}"),
-            )
-            .or_at(base.clone());
-        }
-        if let Some(why) = refused(Vec::new(), rewrite(from, "/")) {
-            return Problem::new(
-                under(KeyPath::root("path_prefix")),
-                format!("{owner}: {why}"),
-            )
-            .or_at(base.clone());
-        }
-    }
-    Problem::new(base, format!("{owner}: {message}"))
 }

@@ -7,14 +7,14 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
 
-use crate::config::{Config, ForwardMode, Listener, Protocol, Scheduler};
+use crate::config::{Config, ForwardMode, KeyPath, Listener, ListenerRoute, Protocol, Scheduler};
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
-use crate::l7::http::Limits;
+use crate::l7::http::{HeaderEdits, Limits, PrefixRewrite};
 use crate::l7::plane::{
     Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
-use crate::l7::router::{Route, RouteAction, Router};
+use crate::l7::router::{Matcher, Route, RouteAction, Router, ValueMatch};
 use crate::net::plane::{Plane, PortPlane};
 use crate::net::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
@@ -243,8 +243,8 @@ pub(crate) fn listener_routes(
         .routes
         .iter()
         .map(|r| Route {
-            matchers: r.matchers().into_iter().map(|(_, m)| m).collect(),
-            action: r.action(cluster_index(r.cluster_name())),
+            matchers: matchers(r).into_iter().map(|(_, m)| m).collect(),
+            action: action(r, cluster_index(r.cluster_name())),
         })
         .collect();
     let default = l.default_cluster_name().map(|name| RouteAction {
@@ -252,6 +252,168 @@ pub(crate) fn listener_routes(
         ..RouteAction::default()
     });
     (routes, default)
+}
+
+/// The conditions of `r`, each with the path of its key relative to the
+/// route, in a fixed order: host, path, method, headers, cookies, query.
+fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
+    let host = |h: String| match h.starts_with("*.") {
+        true => Matcher::HostWildcard(h),
+        false => Matcher::HostExact(h),
+    };
+    type Single<'a> = (&'static str, &'a Option<String>, fn(String) -> Matcher);
+    let single: [Single; 4] = [
+        ("host", &r.host, host),
+        ("path_prefix", &r.path_prefix, Matcher::PathPrefix),
+        ("path_exact", &r.path_exact, Matcher::PathExact),
+        ("method", &r.method, Matcher::Method),
+    ];
+    type Named<'a> = (
+        &'static str,
+        &'a [(String, String)],
+        fn(String, ValueMatch) -> Matcher,
+    );
+    let named: [Named; 3] = [
+        ("headers", &r.headers, |name, value| Matcher::Header {
+            name,
+            value,
+        }),
+        ("cookies", &r.cookies, |name, value| Matcher::Cookie {
+            name,
+            value,
+        }),
+        ("query", &r.query, |name, value| Matcher::Query {
+            name,
+            value,
+        }),
+    ];
+    let single = single
+        .into_iter()
+        .filter_map(|(key, v, make)| v.as_ref().map(|v| (KeyPath::root(key), make(v.clone()))));
+    let named = named.into_iter().flat_map(|(key, pairs, make)| {
+        pairs.iter().map(move |(name, v)| {
+            let value = match v.as_str() {
+                "*" => ValueMatch::Present,
+                v => ValueMatch::Exact(v.to_string()),
+            };
+            (KeyPath::root(key).key(name), make(name.clone(), value))
+        })
+    });
+    single.chain(named).collect()
+}
+
+/// What a request matching `r` gets, sent to cluster number `cluster`.
+/// `rewrite_prefix` without `path_prefix` (a config error) is left out.
+fn action(r: &ListenerRoute, cluster: u32) -> RouteAction {
+    RouteAction {
+        cluster,
+        request_headers: HeaderEdits {
+            remove: r.request_headers_remove.clone(),
+            set: r.request_headers_set.clone(),
+            add: r.request_headers_add.clone(),
+        },
+        response_headers: HeaderEdits {
+            remove: r.response_headers_remove.clone(),
+            set: r.response_headers_set.clone(),
+            add: r.response_headers_add.clone(),
+        },
+        rewrite_prefix: r
+            .path_prefix
+            .clone()
+            .zip(r.rewrite_prefix.clone())
+            .map(|(from, to)| PrefixRewrite { from, to }),
+    }
+}
+
+/// Why [`Router::new`] refuses route `r`, if it does, with the key at
+/// fault relative to the route (empty when no one key is): each condition,
+/// header edit and half of the prefix rewrite is compiled on its own to
+/// find it. The message of a condition starts with its key.
+pub(crate) fn route_refused(r: &ListenerRoute) -> Option<(KeyPath, String)> {
+    let refused = |matchers, action| {
+        Router::new(vec![Route { matchers, action }], None)
+            .err()
+            .map(|e| e.message)
+    };
+    let whole = refused(
+        matchers(r).into_iter().map(|(_, m)| m).collect(),
+        action(r, 0),
+    )?;
+    for (key, m) in matchers(r) {
+        if let Some(why) = refused(vec![m], RouteAction::default()) {
+            return Some((key.clone(), format!("{key}: {why}")));
+        }
+    }
+    // Each header edit on its own, in key order: request set, add, remove,
+    // then the same of the response.
+    let mut edits: Vec<(KeyPath, RouteAction)> = Vec::new();
+    for (request, side) in [(true, "request"), (false, "response")] {
+        let act = action(r, 0);
+        let all = if request {
+            act.request_headers
+        } else {
+            act.response_headers
+        };
+        let one = |edit: HeaderEdits| {
+            let mut a = RouteAction::default();
+            *(if request {
+                &mut a.request_headers
+            } else {
+                &mut a.response_headers
+            }) = edit;
+            a
+        };
+        for (name, value) in all.set {
+            let key = KeyPath::root(&format!("{side}_headers_set")).key(&name);
+            let set = vec![(name, value)];
+            edits.push((
+                key,
+                one(HeaderEdits {
+                    set,
+                    ..HeaderEdits::default()
+                }),
+            ));
+        }
+        for (name, value) in all.add {
+            let key = KeyPath::root(&format!("{side}_headers_add")).key(&name);
+            let add = vec![(name, value)];
+            edits.push((
+                key,
+                one(HeaderEdits {
+                    add,
+                    ..HeaderEdits::default()
+                }),
+            ));
+        }
+        for (k, name) in all.remove.into_iter().enumerate() {
+            let key = KeyPath::root(&format!("{side}_headers_remove")).index(k);
+            let remove = vec![name];
+            edits.push((
+                key,
+                one(HeaderEdits {
+                    remove,
+                    ..HeaderEdits::default()
+                }),
+            ));
+        }
+    }
+    if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
+        let rewrite = |from: &str, to: &str| RouteAction {
+            rewrite_prefix: Some(PrefixRewrite {
+                from: from.to_string(),
+                to: to.to_string(),
+            }),
+            ..RouteAction::default()
+        };
+        edits.push((KeyPath::root("rewrite_prefix"), rewrite("/", to)));
+        edits.push((KeyPath::root("path_prefix"), rewrite(from, "/")));
+    }
+    for (key, action) in edits {
+        if let Some(why) = refused(Vec::new(), action) {
+            return Some((key, why));
+        }
+    }
+    Some((KeyPath::default(), whole))
 }
 
 /// The request limits of `l`; `max_body_bytes` 0 (no limit) becomes

@@ -21,8 +21,8 @@ use crate::config::{Config, OnWorkerFailure, PortDevice};
 use crate::dpdk::{self, port, Eal, Mempool};
 use crate::l4::conntrack::{ConntrackConfig, RateLimit, Timeouts};
 use crate::net::counters::{Counter, L4Counters, WorkerCounters};
-use crate::worker::liveness::{ExitGuard, Heartbeat};
 use crate::worker;
+use crate::worker::liveness::{ExitGuard, Heartbeat};
 use compile::Registry;
 use stats::StatsSource;
 

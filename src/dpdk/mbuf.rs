@@ -77,6 +77,24 @@ pub struct Mbuf {
 // lcore is how DPDK rings hand packets over.
 unsafe impl Send for Mbuf {}
 
+/// `RTE_MBUF_DIRECT(m) && rte_mbuf_refcnt_read(m) == 1`, read in Rust so
+/// that the per-packet check on the rx path costs two loads, not a call
+/// into the C shim.
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+unsafe fn exclusive(m: *mut sys::rte_mbuf) -> bool {
+    // SAFETY: m is valid (caller's contract); ol_flags is only written by
+    // the mbuf's owner, which is the caller.
+    let flags = unsafe { (*m).ol_flags };
+    // SAFETY: refcnt is a naturally aligned u16 inside a valid mbuf; DPDK
+    // updates it atomically when the buffer is shared, so read it the same way.
+    let refcnt = unsafe { std::sync::atomic::AtomicU16::from_ptr(&raw mut (*m).refcnt) };
+    flags & (sys::RTE_MBUF_F_INDIRECT | sys::RTE_MBUF_F_EXTERNAL) == 0
+        && refcnt.load(std::sync::atomic::Ordering::Relaxed) == 1
+}
+
 impl Mbuf {
     /// # Safety
     /// `raw` must be a valid mbuf that nothing else owns or will free, and
@@ -96,9 +114,8 @@ impl Mbuf {
     /// `raw` must be a valid mbuf that nothing else owns or will free.
     #[inline]
     unsafe fn own(raw: *mut sys::rte_mbuf) -> Option<Mbuf> {
-        // SAFETY: raw is a valid mbuf (caller's contract); the check reads two
-        // fields of its header.
-        if unsafe { sys::sluice_pktmbuf_exclusive(raw) } != 0 {
+        // SAFETY: raw is a valid mbuf (caller's contract).
+        if unsafe { exclusive(raw) } {
             // SAFETY: owned (caller's contract) and exclusive (just checked).
             return Some(unsafe { Mbuf::from_raw(raw) });
         }
@@ -118,8 +135,8 @@ impl Mbuf {
     /// invariant; exposed for tests and debug assertions).
     #[inline]
     pub fn is_exclusive(&self) -> bool {
-        // SAFETY: reads two header fields of an mbuf we own.
-        unsafe { sys::sluice_pktmbuf_exclusive(self.raw.as_ptr()) != 0 }
+        // SAFETY: an mbuf we own is valid.
+        unsafe { exclusive(self.raw.as_ptr()) }
     }
 
     fn into_raw(self) -> *mut sys::rte_mbuf {

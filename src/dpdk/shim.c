@@ -77,11 +77,6 @@ uint8_t *sluice_pktmbuf_buffer(struct rte_mbuf *m, uint16_t *buf_len, uint16_t *
 	return (uint8_t *)m->buf_addr;
 }
 
-int sluice_pktmbuf_exclusive(const struct rte_mbuf *m)
-{
-	return RTE_MBUF_DIRECT(m) && rte_mbuf_refcnt_read(m) == 1;
-}
-
 struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m)
 {
 	struct rte_mbuf *c = rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);

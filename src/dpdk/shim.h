@@ -51,10 +51,6 @@ uint16_t sluice_pktmbuf_port(const struct rte_mbuf *m);
 /* The whole buffer: returns buf_addr and writes buf_len, data_off and
  * data_len. */
 uint8_t *sluice_pktmbuf_buffer(struct rte_mbuf *m, uint16_t *buf_len, uint16_t *data_off, uint16_t *data_len);
-/* 1 if the first segment's buffer is writable by its owner alone: a direct
- * mbuf (neither attached to another mbuf's buffer nor to an external one,
- * as mlx5 multi-packet rx hands out) whose reference count is 1. */
-int sluice_pktmbuf_exclusive(const struct rte_mbuf *m);
 /* A private copy of a shared or indirect mbuf, in fresh direct mbufs from
  * m's own pool with the default headroom; m's reference is released. NULL
  * (and m untouched) if the pool is empty. */

@@ -240,3 +240,212 @@ impl Balancer {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::l4::maglev::MaglevTable;
+    use crate::l7::router::RequestView;
+    use crate::net::services::{wrr_sequence, BackendPlane, ClusterPlane, Sched};
+
+    /// One cluster (index 0) of backends with ids 0.. and these weights.
+    fn services(weights: &[u32]) -> Services {
+        let backends: Vec<Option<BackendPlane>> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &weight)| {
+                Some(BackendPlane {
+                    id: i as u32,
+                    name: format!("b{i}"),
+                    cluster: 0,
+                    addr: IpAddr::from([10, 0, 0, i as u8 + 1]),
+                    port: Some(8080),
+                    weight,
+                    src: None,
+                })
+            })
+            .collect();
+        let names: Vec<(String, u32)> = weights
+            .iter()
+            .enumerate()
+            .map(|(i, &w)| (format!("b{i}"), w))
+            .collect();
+        let cluster = ClusterPlane {
+            name: "web".into(),
+            sched: Sched::Maglev,
+            seed: 7,
+            members: (0..weights.len() as u32).collect(),
+            maglev: MaglevTable::build(&names, 65537).unwrap(),
+            wrr: wrr_sequence(weights),
+        };
+        Services::new(vec![], vec![cluster], backends)
+    }
+
+    fn policy(balance: Balance) -> L7Cluster {
+        L7Cluster {
+            balance,
+            ..L7Cluster::default()
+        }
+    }
+
+    /// A request with these header lines.
+    struct Req(Vec<(&'static [u8], &'static [u8])>);
+
+    impl RequestView for Req {
+        fn method(&self) -> &[u8] {
+            b"GET"
+        }
+        fn path(&self) -> &[u8] {
+            b"/"
+        }
+        fn query(&self) -> Option<&[u8]> {
+            None
+        }
+        fn host(&self) -> Option<&[u8]> {
+            None
+        }
+        fn header_values<'s>(&'s self, name: &'s [u8]) -> impl Iterator<Item = &'s [u8]> + 's {
+            self.0
+                .iter()
+                .filter(move |(n, _)| n.eq_ignore_ascii_case(name))
+                .map(|(_, v)| *v)
+        }
+    }
+
+    const PEER: IpAddr = IpAddr::V4(std::net::Ipv4Addr::new(192, 0, 2, 1));
+
+    fn picks(b: &mut Balancer, s: &Services, p: &L7Cluster, h: &HealthState, n: usize) -> Vec<u32> {
+        let req = Req(vec![]);
+        (0..n as u64)
+            .filter_map(|i| {
+                b.pick(
+                    s,
+                    p,
+                    h,
+                    0,
+                    &req,
+                    PEER,
+                    &[],
+                    i.wrapping_mul(0x9e37_79b9_7f4a_7c15),
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn round_robin_skips_down_zero_weight_and_excluded_backends() {
+        let s = services(&[1, 0, 1, 1]);
+        let h = HealthState::default();
+        h.set(2, false);
+        let mut b = Balancer::new(8, 1);
+        let p = policy(Balance::RoundRobin);
+        assert_eq!(picks(&mut b, &s, &p, &h, 4), [0, 3, 0, 3]);
+        let req = Req(vec![]);
+        assert_eq!(b.pick(&s, &p, &h, 0, &req, PEER, &[0], 0), Some(3));
+        assert_eq!(b.pick(&s, &p, &h, 0, &req, PEER, &[0, 3], 0), None);
+    }
+
+    /// (policy, weights, share each backend must get within 10 %).
+    #[test]
+    fn weights_are_honoured() {
+        let cases = [
+            (Balance::WeightedRoundRobin, [1u32, 2, 3]),
+            (Balance::Random, [1, 2, 3]),
+        ];
+        for (balance, weights) in cases {
+            let s = services(&weights);
+            let h = HealthState::default();
+            let mut b = Balancer::new(8, 1);
+            let p = policy(balance.clone());
+            let n = 6000;
+            let mut count = [0usize; 3];
+            for id in picks(&mut b, &s, &p, &h, n) {
+                count[id as usize] += 1;
+            }
+            for (i, &w) in weights.iter().enumerate() {
+                let want = n * w as usize / 6;
+                assert!(
+                    count[i].abs_diff(want) <= want / 10,
+                    "{balance:?}: {count:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn least_request_prefers_the_less_loaded() {
+        let s = services(&[1, 1]);
+        let h = HealthState::default();
+        let mut b = Balancer::new(8, 1);
+        for _ in 0..5 {
+            b.started(0);
+        }
+        let p = policy(Balance::LeastRequest);
+        // Whenever the two choices differ, backend 1 wins.
+        let got = picks(&mut b, &s, &p, &h, 200);
+        assert!(got.iter().filter(|&&id| id == 1).count() > 80, "{got:?}");
+        assert!(got.iter().all(|&id| id == 1 || id == 0));
+        for _ in 0..5 {
+            b.finished(0);
+        }
+        b.finished(0);
+        assert_eq!(b.inflight[0], 0, "finished never goes below zero");
+    }
+
+    #[test]
+    fn consistent_hash_is_stable_and_moves_only_a_failed_backends_keys() {
+        let s = services(&[1, 1, 1, 1]);
+        let h = HealthState::default();
+        let mut b = Balancer::new(8, 1);
+        let p = policy(Balance::ConsistentHash(HashOn::Header(b"x-user".to_vec())));
+        const USERS: [&[u8]; 8] = [b"a", b"b", b"c", b"d", b"e", b"f", b"g", b"h"];
+        let pick = |b: &mut Balancer, h: &HealthState, u: &'static [u8]| {
+            let req = Req(vec![(b"X-User", u)]);
+            b.pick(&s, &p, h, 0, &req, PEER, &[], 1).unwrap()
+        };
+        let first: Vec<u32> = USERS.iter().map(|u| pick(&mut b, &h, u)).collect();
+        let again: Vec<u32> = USERS.iter().map(|u| pick(&mut b, &h, u)).collect();
+        assert_eq!(first, again);
+        let down = first[0];
+        h.set(down, false);
+        for (u, &was) in USERS.iter().zip(&first) {
+            let now = pick(&mut b, &h, u);
+            if was == down {
+                assert_ne!(now, down);
+            } else {
+                assert_eq!(now, was, "a key of a healthy backend moved");
+            }
+        }
+    }
+
+    #[test]
+    fn a_sticky_cookie_pins_the_backend_while_it_is_eligible() {
+        let s = services(&[1, 1, 1]);
+        let h = HealthState::default();
+        let mut b = Balancer::new(8, 1);
+        let p = L7Cluster {
+            sticky_cookie: Some(b"lb".to_vec()),
+            ..policy(Balance::RoundRobin)
+        };
+        let value = sticky_value(IpAddr::from([10, 0, 0, 3]), 8080);
+        let cookie: &'static [u8] =
+            Box::leak([&b"a=1; lb="[..], &value[..]].concat().into_boxed_slice());
+        let req = Req(vec![(b"cookie", cookie)]);
+        for _ in 0..3 {
+            assert_eq!(b.pick(&s, &p, &h, 0, &req, PEER, &[], 0), Some(2));
+        }
+        // Excluded (a retry) or down: the policy decides.
+        assert_ne!(b.pick(&s, &p, &h, 0, &req, PEER, &[2], 0), Some(2));
+        h.set(2, false);
+        assert_ne!(b.pick(&s, &p, &h, 0, &req, PEER, &[], 0), Some(2));
+    }
+
+    #[test]
+    fn sticky_values_are_stable_and_distinct() {
+        let a = sticky_value(IpAddr::from([10, 0, 0, 1]), 80);
+        assert_eq!(a, sticky_value(IpAddr::from([10, 0, 0, 1]), 80));
+        assert_ne!(a, sticky_value(IpAddr::from([10, 0, 0, 1]), 81));
+        assert_ne!(a, sticky_value(IpAddr::from([10, 0, 0, 2]), 80));
+        assert!(a.iter().all(u8::is_ascii_hexdigit));
+    }
+}

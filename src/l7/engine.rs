@@ -16,17 +16,21 @@ use std::sync::Arc;
 
 use crate::dpdk::Mbuf;
 use crate::l4::snat::SnatPorts;
-use crate::net::counters::{Counter, L4Counters, WorkerCounters};
+use crate::net::counters::{
+    Counter, L4Counters, WorkerCounters, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS,
+};
 use crate::net::output::Egress;
 use crate::net::plane::Plane;
 use crate::net::services::MAX_BACKENDS;
 
 use super::balance::Balancer;
 use super::health::{self, HealthState, Probe};
-use super::session::{Session, Step};
+use super::http::HttpError;
+use super::router::RequestView;
+use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
 
-use smoltcp::socket::tcp::State;
+use smoltcp::socket::tcp::{self, State};
 
 /// Everything a worker's engine is built from.
 pub struct EngineSetup {
@@ -42,7 +46,7 @@ pub struct EngineSetup {
 
 pub struct Engine {
     pub(super) conns: Conns,
-    pub(super) sessions: Vec<Option<Box<Session>>>,
+    sessions: Vec<Option<Box<Live>>>,
     free_sessions: Vec<u32>,
     /// Connections touched since the last [`Engine::run`].
     touched: Vec<u32>,
@@ -65,6 +69,14 @@ pub struct Engine {
     pub(super) counters: Arc<WorkerCounters>,
     pub(super) backends: Arc<L4Counters>,
     pub(super) request_seq: u64,
+}
+
+/// A session and the connections it drives: its client connection and the
+/// upstream connection of its current request (or `NONE`).
+struct Live {
+    session: Session,
+    client: u32,
+    upstream: u32,
 }
 
 /// smoltcp's abort timer (see [`SocketOpts::timeout_ms`]) for connections
@@ -359,36 +371,83 @@ impl Engine {
                 (self.sessions.len() - 1) as u32
             }
         };
-        self.sessions[sid as usize] = Some(Box::new(Session::new(
-            sid, client, listener, peer, now, idle_ns,
-        )));
+        let _ = listener;
+        self.sessions[sid as usize] = Some(Box::new(Live {
+            session: Session::new(peer, now, idle_ns),
+            client,
+            upstream: NONE,
+        }));
         sid
     }
 
     /// Step session `sid` and settle what it asked for.
     pub(super) fn step(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, sid: u32) {
-        let Some(mut s) = self.sessions.get_mut(sid as usize).and_then(|s| s.take()) else {
+        let Some(mut live) = self.sessions.get_mut(sid as usize).and_then(|s| s.take()) else {
             return;
         };
-        let result = s.step(self, eg, snat);
-        let (client, upstream) = (s.client, s.upstream);
+        let plane: &crate::net::plane::Plane = eg.plane;
+        let now = eg.now_ns;
+        let client = live.client;
+        let alive = self
+            .conns
+            .get_ref(client)
+            .is_some_and(|c| !matches!(c.sock().state(), State::Closed | State::TimeWait));
+        // The listener by the address and port the client connected to, not
+        // by a position a reload may have changed.
+        let listener = self
+            .conns
+            .get_ref(client)
+            .and_then(|c| plane.l7.listener(c.key.local, c.key.lport));
+        let mut env = SessionEnv {
+            e: self,
+            eg,
+            snat,
+            sid,
+            client,
+            upstream: live.upstream,
+            listener: listener.unwrap_or(u16::MAX),
+            plane,
+        };
+        let result = match (alive, listener) {
+            (false, _) => {
+                live.session.end(&mut env);
+                Step::Finished
+            }
+            // The listener is gone: the connection goes too.
+            (true, None) => live.session.abort(&mut env),
+            (true, Some(li)) => {
+                let cx = Cx {
+                    listener: &plane.l7.listeners[li as usize],
+                    l7: &plane.l7,
+                    now,
+                };
+                live.session.poll(&cx, &mut env)
+            }
+        };
+        live.upstream = env.upstream;
+        let upstream = live.upstream;
         // Poll the sockets the session read from or wrote to.
-        self.conns.poll(client, None, eg.now_ns, eg);
+        self.conns.poll(client, None, now, eg);
         if upstream != NONE {
-            self.conns.poll(upstream, None, eg.now_ns, eg);
+            if let Some(u) = self.conns.get(upstream) {
+                if u.sock().state() == State::Established {
+                    // Up: the session's deadlines rule from here on.
+                    abort_timer(u, false);
+                }
+            }
+            self.conns.poll(upstream, None, now, eg);
         }
         match result {
             Step::Continue => {
-                if let Some(at) = s.wake_at(eg.now_ns) {
+                if let Some(at) = live.session.wake_at(now) {
                     self.conns.arm(client, at);
                 }
-                self.sessions[sid as usize] = Some(s);
+                self.sessions[sid as usize] = Some(live);
             }
             Step::Finished => {
-                if s.upstream != NONE {
-                    let up = s.upstream;
-                    s.release_backend(self);
-                    self.close_conn(eg, snat, up, !s.upstream_clean);
+                if upstream != NONE {
+                    // The session releases what it holds; this is a guard.
+                    self.close_conn(eg, snat, upstream, true);
                 }
                 // The client connection lives on until its FIN handshake
                 // (or abort) completes.
@@ -397,7 +456,7 @@ impl Engine {
                         c.owner = Owner::Orphan {
                             listener: Some(listener),
                         };
-                        c.orphaned_ns = eg.now_ns;
+                        c.orphaned_ns = now;
                         abort_timer(c, true);
                     }
                 }
@@ -681,8 +740,8 @@ impl Engine {
             p.sent = true;
         }
         let s = c.socket();
-        while s.can_recv() && p.buf.len() < 256 {
-            let room = 256 - p.buf.len();
+        while s.can_recv() && p.buf.len() < health::STATUS_LINE_MAX {
+            let room = health::STATUS_LINE_MAX - p.buf.len();
             let buf = &mut p.buf;
             if s.recv(|d| {
                 let n = d.len().min(room);
@@ -695,13 +754,8 @@ impl Engine {
                 break;
             }
         }
-        let verdict = match health::status_of(&p.buf) {
-            Some(Ok(code)) => Some(code >= hc.expect.0 && code <= hc.expect.1),
-            Some(Err(())) => Some(false),
-            None if p.buf.len() >= 256 => Some(false),
-            None if !matches!(state, State::SynSent | State::Established) => Some(false),
-            None => None,
-        };
+        let open = matches!(state, State::SynSent | State::Established);
+        let verdict = health::verdict(&p.buf, hc.expect, open);
         self.conns.poll(slot, None, eg.now_ns, eg);
         if let Some(ok) = verdict {
             self.probes[backend as usize].conn = None;
@@ -760,5 +814,254 @@ impl Engine {
     /// Connections remain (e.g. after the last listener was removed).
     pub fn busy(&self) -> bool {
         !self.conns.is_empty()
+    }
+}
+
+/// A session's view of the engine during one step (see [`Env`]): its two
+/// connections' sockets, the pool, the balancer, the retry budget and the
+/// counters.
+struct SessionEnv<'a, 'e> {
+    e: &'a mut Engine,
+    eg: &'a mut Egress<'e>,
+    snat: &'a mut SnatPorts,
+    sid: u32,
+    client: u32,
+    upstream: u32,
+    listener: u16,
+    plane: &'e crate::net::plane::Plane,
+}
+
+impl SessionEnv<'_, '_> {
+    fn slot(&self, side: Side) -> u32 {
+        match side {
+            Side::Client => self.client,
+            Side::Upstream => self.upstream,
+        }
+    }
+
+    fn socket(&mut self, side: Side) -> Option<&mut tcp::Socket<'static>> {
+        let slot = self.slot(side);
+        self.e.conns.get(slot).map(|c| c.socket())
+    }
+}
+
+impl Env for SessionEnv<'_, '_> {
+    fn link(&self, side: Side) -> Link {
+        let Some(c) = self.e.conns.get_ref(self.slot(side)) else {
+            return Link::Gone;
+        };
+        let s = c.sock();
+        match s.state() {
+            State::Closed => Link::Gone,
+            State::Listen | State::SynSent | State::SynReceived => Link::Connecting,
+            _ if !s.may_recv() && s.recv_queue() == 0 => Link::Eof,
+            _ => Link::Open,
+        }
+    }
+
+    fn recv(&mut self, side: Side, mut f: impl FnMut(&[u8]) -> usize) -> usize {
+        let Some(s) = self.socket(side) else {
+            return 0;
+        };
+        // Twice: the receive buffer is a ring, its bytes may wrap.
+        let mut total = 0;
+        for _ in 0..2 {
+            if !s.can_recv() {
+                break;
+            }
+            let n = s
+                .recv(|d| {
+                    let n = f(d).min(d.len());
+                    (n, n)
+                })
+                .unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            total += n;
+        }
+        total
+    }
+
+    fn send(&mut self, side: Side, bytes: &[u8]) -> usize {
+        self.socket(side)
+            .map_or(0, |s| s.send_slice(bytes).unwrap_or(0))
+    }
+
+    fn forward(
+        &mut self,
+        from: Side,
+        mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])) -> Result<usize, HttpError>,
+    ) -> Result<usize, HttpError> {
+        let (src, dst) = match from {
+            Side::Client => (self.client, self.upstream),
+            Side::Upstream => (self.upstream, self.client),
+        };
+        let Some((a, b)) = self.e.conns.pair(src, dst) else {
+            return Ok(0);
+        };
+        let (src, dst) = (a.socket(), b.socket());
+        let mut total = 0;
+        for _ in 0..2 {
+            if !src.can_recv() || !dst.may_send() {
+                break;
+            }
+            let room = dst.send_capacity() - dst.send_queue();
+            if room == 0 {
+                break;
+            }
+            // Straight from one socket buffer into the other.
+            let r = src.recv(|d| {
+                let win = &d[..d.len().min(room)];
+                match f(win, &mut |bytes| {
+                    let _ = dst.send_slice(bytes);
+                }) {
+                    Ok(n) => (n, Ok(n)),
+                    Err(e) => (0, Err(e)),
+                }
+            });
+            match r {
+                Ok(Ok(0)) | Err(_) => break,
+                Ok(Ok(n)) => total += n,
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        Ok(total)
+    }
+
+    fn close(&mut self, side: Side) {
+        if let Some(s) = self.socket(side) {
+            s.close();
+        }
+    }
+
+    fn abort(&mut self, side: Side) {
+        if let Some(s) = self.socket(side) {
+            s.abort();
+        }
+    }
+
+    fn pick(
+        &mut self,
+        cluster: usize,
+        req: &impl RequestView,
+        peer: IpAddr,
+        exclude: &[u32],
+    ) -> Option<u32> {
+        let rand = self.e.random();
+        let e = &mut *self.e;
+        e.balancer.pick(
+            &self.plane.services,
+            self.plane.l7.cluster(cluster),
+            &e.health,
+            cluster,
+            req,
+            peer,
+            exclude,
+            rand,
+        )
+    }
+
+    fn open(&mut self, backend: u32) -> Opened {
+        let owner = Owner::Upstream {
+            session: self.sid,
+            backend,
+        };
+        if let Some(slot) = self.e.pooled(self.eg, self.snat, backend) {
+            if let Some(c) = self.e.conns.get(slot) {
+                c.owner = owner;
+                abort_timer(c, false);
+            }
+            self.upstream = slot;
+            return Opened::Pooled;
+        }
+        let bufs = self
+            .plane
+            .l7
+            .listeners
+            .get(self.listener as usize)
+            .map_or((64 * 1024, 64 * 1024), |l| {
+                (l.buffers.upstream_rx, l.buffers.upstream_tx)
+            });
+        match self
+            .e
+            .connect(self.eg, self.snat, self.listener, backend, owner, bufs)
+        {
+            Ok(slot) => {
+                self.upstream = slot;
+                Opened::Connecting
+            }
+            Err(c) => Opened::Failed(c),
+        }
+    }
+
+    fn release(&mut self, how: Release) {
+        let up = std::mem::replace(&mut self.upstream, NONE);
+        if up == NONE {
+            return;
+        }
+        match how {
+            Release::Pool { max_idle } => {
+                let pooled = self.e.conns.get_ref(up).and_then(|c| {
+                    let clean =
+                        c.sock().state() == State::Established && c.sock().recv_queue() == 0;
+                    match c.owner {
+                        Owner::Upstream { backend, .. } if clean => Some(backend),
+                        _ => None,
+                    }
+                });
+                match pooled {
+                    Some(backend) => self.e.release(self.eg, self.snat, up, backend, max_idle),
+                    None => self.e.close_conn(self.eg, self.snat, up, false),
+                }
+            }
+            Release::Close => self.e.close_conn(self.eg, self.snat, up, false),
+            Release::Reset => self.e.close_conn(self.eg, self.snat, up, true),
+        }
+    }
+
+    fn sticky_value(&self, backend: u32) -> Option<[u8; 16]> {
+        self.plane
+            .services
+            .backend(backend)
+            .map(|b| super::balance::sticky_value(b.addr, b.port.unwrap_or(0)))
+    }
+
+    fn request_id(&mut self) -> u64 {
+        self.e.request_seq = self.e.request_seq.wrapping_add(1);
+        self.e.request_seq ^ (self.e.random() & 0xffff_ffff_0000_0000)
+    }
+
+    fn add_retry_budget(&mut self, percent: u32) {
+        self.e.retry_tokens = (self.e.retry_tokens + percent as f64 / 100.0).min(100.0);
+    }
+
+    fn spend_retry_token(&mut self) -> bool {
+        if self.e.retry_tokens >= 1.0 {
+            self.e.retry_tokens -= 1.0;
+            return true;
+        }
+        false
+    }
+
+    fn count(&mut self, c: Counter) {
+        self.e.counters.inc(c);
+    }
+
+    fn backend(&mut self, backend: u32, ev: BackendEvent) {
+        let b = &self.e.backends;
+        match ev {
+            BackendEvent::Started => {
+                self.e.balancer.started(backend);
+                b.l7_add(backend, BE_L7_REQUESTS, 1);
+                b.l7_add(backend, BE_L7_INFLIGHT, 1);
+            }
+            BackendEvent::Finished => {
+                self.e.balancer.finished(backend);
+                b.l7_add(backend, BE_L7_INFLIGHT, -1);
+            }
+            BackendEvent::Failure => b.l7_add(backend, BE_L7_FAILURES, 1),
+            BackendEvent::Status5xx => b.l7_add(backend, BE_L7_5XX, 1),
+        }
     }
 }

@@ -77,6 +77,25 @@ pub fn status_of(buf: &[u8]) -> Option<Result<u16, ()>> {
         .fold(0u16, |a, d| a * 10 + (d - b'0') as u16)))
 }
 
+/// How much of a probe's answer is read to find its status line.
+pub const STATUS_LINE_MAX: usize = 256;
+
+/// The verdict on a probe from what it has read so far (`buf`, at most
+/// [`STATUS_LINE_MAX`] bytes) and whether its connection is still opening
+/// or open: `Some(true)` for a status within `expect`, `Some(false)` for
+/// anything else that is final (another status, not HTTP, no status line
+/// in [`STATUS_LINE_MAX`] bytes, the connection ended first), `None` to
+/// wait for more.
+pub fn verdict(buf: &[u8], expect: (u16, u16), open: bool) -> Option<bool> {
+    match status_of(buf) {
+        Some(Ok(code)) => Some(code >= expect.0 && code <= expect.1),
+        Some(Err(())) => Some(false),
+        None if buf.len() >= STATUS_LINE_MAX => Some(false),
+        None if !open => Some(false),
+        None => None,
+    }
+}
+
 /// Apply one probe result; returns `Some(new state)` when the backend
 /// changes state.
 pub fn record(p: &mut Probe, ok: bool, was_up: bool, rise: u32, fall: u32) -> Option<bool> {
@@ -116,6 +135,52 @@ mod tests {
         assert_eq!(record(&mut p, false, false, 2, 3), None);
         assert_eq!(record(&mut p, true, false, 2, 3), None);
         assert_eq!(record(&mut p, true, false, 2, 3), Some(true));
+    }
+
+    #[test]
+    fn verdicts() {
+        let long = [b'x'; STATUS_LINE_MAX];
+        // (what was read, connection open, verdict) with expect 200..=399.
+        let cases: &[(&[u8], bool, Option<bool>)] = &[
+            (b"HTTP/1.1 200 OK\r\n", true, Some(true)),
+            (b"HTTP/1.1 399 X\r\n", false, Some(true)),
+            (b"HTTP/1.1 404 Not Found\r\n", true, Some(false)),
+            (b"HTTP/1.1 500 Oops\r\n", true, Some(false)),
+            (b"HTTP/1.1 20", true, None),
+            (b"HTTP/1.1 20", false, Some(false)),
+            (b"", true, None),
+            (b"", false, Some(false)),
+            (b"SSH-2.0-OpenSSH_9\r\n", true, Some(false)),
+            (&long, true, Some(false)),
+        ];
+        for &(buf, open, want) in cases {
+            assert_eq!(
+                verdict(buf, (200, 399), open),
+                want,
+                "{:?} open {open}",
+                String::from_utf8_lossy(buf)
+            );
+        }
+    }
+
+    /// A probe sequence against rise 2 / fall 2, from up: the published
+    /// state after each result.
+    #[test]
+    fn flapping_needs_rise_and_fall_in_a_row() {
+        let results = [
+            true, false, true, false, false, true, false, true, true, true,
+        ];
+        let want = [
+            true, true, true, true, false, false, false, false, true, true,
+        ];
+        let mut p = Probe::default();
+        let mut up = true;
+        for (i, (&ok, &w)) in results.iter().zip(&want).enumerate() {
+            if let Some(s) = record(&mut p, ok, up, 2, 2) {
+                up = s;
+            }
+            assert_eq!(up, w, "after result {i}");
+        }
     }
 
     #[test]

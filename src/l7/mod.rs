@@ -3,7 +3,8 @@
 //! - [`tcp`]: userspace TCP, one smoltcp interface per connection, picked by
 //!   Sluice's own table, with the mbuf device glue (docs/L7-DESIGN.md);
 //! - [`engine`]: a worker's listeners, sessions, upstream pool and timers;
-//! - [`session`]: the HTTP/1.1 proxy state machine of one client;
+//! - [`session`]: the HTTP/1.1 proxy state machine of one client, sans-I/O:
+//!   driven by the engine through [`session::Env`], tested without DPDK;
 //! - [`http`]: sans-I/O request/response heads, bodies and rewriting;
 //! - [`router`]: per-request routing; [`balance`]: per-request backend
 //!   choice; [`health`]: active health checks;

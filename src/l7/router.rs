@@ -290,13 +290,42 @@ impl Router {
     /// The action of the first route that matches `req`, else the default;
     /// `None` means 404.
     pub fn route(&self, req: &impl RequestView) -> Option<&RouteAction> {
-        let host = req.host().map(host_for_routing);
-        self.routes
-            .iter()
-            .find(|route| route.matchers.iter().all(|m| m.matches(req, host)))
-            .map(|route| &route.action)
-            .or(self.default.as_ref())
+        self.route_id(req).and_then(|id| self.action(id))
     }
+
+    /// Like [`Router::route`], but names the route instead of borrowing its
+    /// action, so that a session can keep it across steps and look the
+    /// action up again ([`Router::action`]) when the response arrives,
+    /// instead of cloning the edits.
+    pub fn route_id(&self, req: &impl RequestView) -> Option<RouteId> {
+        let host = req.host().map(host_for_routing);
+        match self
+            .routes
+            .iter()
+            .position(|route| route.matchers.iter().all(|m| m.matches(req, host)))
+        {
+            Some(i) => Some(RouteId(i as u32)),
+            None => self.default.as_ref().map(|_| RouteId(u32::MAX)),
+        }
+    }
+
+    /// The action of route `id`; `None` if this router has no such route
+    /// (an id from before a reload that shortened the table).
+    pub fn action(&self, id: RouteId) -> Option<&RouteAction> {
+        match id.0 {
+            u32::MAX => self.default.as_ref(),
+            i => self.routes.get(i as usize).map(|r| &r.action),
+        }
+    }
+}
+
+/// Names a route of a [`Router`]: its position, or the default route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RouteId(u32);
+
+impl RouteId {
+    /// The default route.
+    pub const DEFAULT: RouteId = RouteId(u32::MAX);
 }
 
 fn check_action(action: &RouteAction) -> Result<(), String> {

@@ -155,6 +155,46 @@ impl Lan {
         &self.hosts.last().unwrap().1
     }
 
+    /// Give host `role`, already attached, a second interface `ifname` on
+    /// the same segment (switch port `p{role}{ifname}`), holding IPv4
+    /// `addresses`; IPv6 is off on it. For a host whose first interface is
+    /// taken by DPDK and whose kernel needs a leg of its own (a management
+    /// or BGP interface).
+    pub fn add_leg(&mut self, role: &str, ifname: &str, addresses: &[&str]) -> &Ns {
+        let port = format!("p{role}{ifname}");
+        assert!(
+            port.len() <= 15 && ifname.len() <= 15,
+            "interface names: at most 15 bytes"
+        );
+        let host = self.host(role).name().to_string();
+        ip(&[
+            "link",
+            "add",
+            ifname,
+            "netns",
+            &host,
+            "type",
+            "veth",
+            "peer",
+            &port,
+            "netns",
+            self.sw.name(),
+        ]);
+        self.sw
+            .sysctl(&format!("net.ipv6.conf.{port}.disable_ipv6"), "1");
+        self.sw.ok(&["ip", "link", "set", &port, "master", "br0"]);
+        self.sw.ok(&["ethtool", "-K", &port, "tx", "off"]);
+        self.sw.ok(&["ip", "link", "set", &port, "up"]);
+        let host = self.host(role);
+        host.sysctl(&format!("net.ipv6.conf.{ifname}.disable_ipv6"), "1");
+        host.ok(&["ethtool", "-K", ifname, "tx", "off"]);
+        for a in addresses {
+            host.ok(&["ip", "addr", "add", a, "dev", ifname]);
+        }
+        host.ok(&["ip", "link", "set", ifname, "up"]);
+        host
+    }
+
     /// The namespace of host `role`.
     pub fn host(&self, role: &str) -> &Ns {
         self.hosts

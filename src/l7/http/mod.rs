@@ -56,6 +56,7 @@ mod fields;
 mod request;
 mod response;
 mod rewrite;
+mod scan;
 mod target;
 
 #[cfg(test)]
@@ -63,12 +64,15 @@ mod tests;
 
 pub use chunked::{ChunkedDecoder, MAX_CHUNK_EXT_BYTES};
 pub use fields::{host_for_routing, is_valid_field_name, is_valid_field_value, list_elements};
-pub use request::{parse_request_head, RequestHead, RequestRef, TargetForm};
-pub use response::{parse_response_head, ResponseHead};
+pub use request::{
+    parse_request_head, parse_request_head_reusing, RequestHead, RequestRef, TargetForm,
+};
+pub use response::{parse_response_head, parse_response_head_reusing, ResponseHead};
 pub use rewrite::{
     rewrite_request_head, rewrite_response_head, HeadEdits, HeaderEdits, PrefixRewrite, Proto,
     ResponseEdits, ResponseFraming,
 };
+pub use scan::HeadScan;
 pub use target::{check_path, path_eq, path_prefix_len};
 
 /// Capacity of the on-stack `httparse` header array. [`Limits::max_headers`]

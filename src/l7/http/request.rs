@@ -12,12 +12,12 @@ use super::{BodyKind, HeaderLine, HttpError, Limits, Method, Span, Version, MAX_
 /// parsed from. Every accessor that returns bytes takes that buffer again;
 /// given another buffer it returns garbage or empty slices, never panics.
 ///
-/// The field lines live in a `Vec` allocated once per complete head, with
-/// exactly the capacity needed: 16 bytes per field line, instead of a fixed
-/// `MAX_HEADERS`-slot array carried by every connection. `Ok(None)` and
-/// errors allocate nothing. This is one allocation per request, not per
-/// packet; if it ever shows in a profile, a reuse-the-`Vec` variant is the
-/// obvious next step.
+/// The field lines live in a `Vec` (16 bytes per field line), instead of a
+/// fixed `MAX_HEADERS`-slot array carried by every connection. A caller
+/// that parses head after head hands the `Vec` of the last head back
+/// ([`RequestHead::into_lines`], [`parse_request_head_reusing`]), so that a
+/// keep-alive connection stops allocating once it has seen its largest
+/// head. `Ok(None)` and errors allocate nothing.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestHead {
     method: Method,
@@ -45,13 +45,24 @@ pub struct RequestHead {
 /// examined. Bytes after [`RequestHead::head_len`] are body or the next
 /// pipelined request and are not looked at.
 pub fn parse_request_head(buf: &[u8], limits: &Limits) -> Result<Option<RequestHead>, HttpError> {
+    parse_request_head_reusing(buf, limits, &mut Vec::new())
+}
+
+/// [`parse_request_head`], with the field lines written into `spare` (a
+/// `Vec` from [`RequestHead::into_lines`]; cleared first), which the head
+/// then owns. On `Ok(None)` and errors `spare` is left as it was.
+pub fn parse_request_head_reusing(
+    buf: &[u8],
+    limits: &Limits,
+    spare: &mut Vec<HeaderLine>,
+) -> Result<Option<RequestHead>, HttpError> {
     let max_head = limits.max_head_bytes.min(u32::MAX as usize);
     let window = &buf[..buf.len().min(max_head)];
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut req = httparse::Request::new(&mut fields[..limits.max_headers.min(MAX_HEADERS)]);
     let error = match req.parse(window) {
         Ok(httparse::Status::Complete(head_len)) => {
-            return build(&req, buf, head_len, limits).map(Some)
+            return build(&req, buf, head_len, limits, spare).map(Some)
         }
         Ok(httparse::Status::Partial) => None,
         Err(e) => classify(e, window),
@@ -147,8 +158,11 @@ pub(super) fn version_error(version: &[u8]) -> Option<HttpError> {
 pub(super) fn header_lines(
     fields: &[httparse::Header<'_>],
     buf: &[u8],
+    spare: &mut Vec<HeaderLine>,
 ) -> Result<Vec<HeaderLine>, HttpError> {
-    let mut lines = Vec::with_capacity(fields.len());
+    let mut lines = std::mem::take(spare);
+    lines.clear();
+    lines.reserve(fields.len());
     for field in fields {
         let name = Span::within(buf, field.name.as_bytes()).ok_or(HttpError::BadHeaderName)?;
         let value = match Span::within(buf, field.value) {
@@ -166,6 +180,7 @@ fn build(
     buf: &[u8],
     head_len: usize,
     limits: &Limits,
+    spare: &mut Vec<HeaderLine>,
 ) -> Result<RequestHead, HttpError> {
     let head = buf.get(..head_len).ok_or(HttpError::HeadTooLarge)?;
     if has_bare_lf(head) {
@@ -188,7 +203,7 @@ fn build(
         return Err(HttpError::MethodNotSupported);
     }
     let target_parts = parse_target(method, target, buf)?;
-    let headers = header_lines(req.headers, buf)?;
+    let headers = header_lines(req.headers, buf, spare)?;
 
     let mut content_length = None;
     let mut codings = TransferCodings::default();
@@ -351,6 +366,11 @@ impl RequestHead {
     /// Bytes of `buf` the head occupies, blank line included.
     pub fn head_len(&self) -> usize {
         self.head_len
+    }
+
+    /// The field-line `Vec`, to parse the next head into.
+    pub fn into_lines(self) -> Vec<HeaderLine> {
+        self.headers
     }
 
     /// This head bound to its buffer, for the router.

@@ -40,13 +40,24 @@ pub fn parse_response_head(
     limits: &Limits,
     request_method: Method,
 ) -> Result<Option<ResponseHead>, HttpError> {
+    parse_response_head_reusing(buf, limits, request_method, &mut Vec::new())
+}
+
+/// [`parse_response_head`] with a reused field-line `Vec`, as
+/// [`super::parse_request_head_reusing`].
+pub fn parse_response_head_reusing(
+    buf: &[u8],
+    limits: &Limits,
+    request_method: Method,
+    spare: &mut Vec<HeaderLine>,
+) -> Result<Option<ResponseHead>, HttpError> {
     let max_head = limits.max_head_bytes.min(u32::MAX as usize);
     let window = &buf[..buf.len().min(max_head)];
     let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut resp = httparse::Response::new(&mut fields[..limits.max_headers.min(MAX_HEADERS)]);
     let error = match resp.parse(window) {
         Ok(httparse::Status::Complete(head_len)) => {
-            return build(&resp, buf, head_len, request_method).map(Some)
+            return build(&resp, buf, head_len, request_method, spare).map(Some)
         }
         Ok(httparse::Status::Partial) => None,
         Err(e) => classify(e, window),
@@ -87,6 +98,7 @@ fn build(
     buf: &[u8],
     head_len: usize,
     request_method: Method,
+    spare: &mut Vec<HeaderLine>,
 ) -> Result<ResponseHead, HttpError> {
     let version = match resp.version {
         Some(0) => Version::Http10,
@@ -103,7 +115,7 @@ fn build(
         .reason
         .and_then(|r| Span::within(buf, r.as_bytes()))
         .unwrap_or_default();
-    let headers = header_lines(resp.headers, buf)?;
+    let headers = header_lines(resp.headers, buf, spare)?;
 
     let mut content_length = Ok(None);
     let mut codings = TransferCodings::default();
@@ -224,5 +236,10 @@ impl ResponseHead {
 
     pub fn head_len(&self) -> usize {
         self.head_len
+    }
+
+    /// The field-line `Vec`, to parse the next head into.
+    pub fn into_lines(self) -> Vec<HeaderLine> {
+        self.headers
     }
 }
