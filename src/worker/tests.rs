@@ -1204,3 +1204,34 @@ fn nat_rewrite_checksums_match_recomputation() {
         assert_eq!(checksum::checksum(&out[14..34]), 0);
     }
 }
+
+/// The idle back-off sleeps only after `SLEEP_AFTER` empty polls in a row,
+/// starts over at the first packet, and is off with a zero sleep.
+#[test]
+fn idle_backoff_sleeps_only_after_many_empty_polls() {
+    use super::Backoff;
+    use std::time::{Duration, Instant};
+    let sleep = Duration::from_millis(5);
+    let mut b = Backoff { sleep, empty: 0 };
+    let t = Instant::now();
+    for _ in 1..Backoff::SLEEP_AFTER {
+        b.idle(false);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "no sleep before SLEEP_AFTER empty polls"
+    );
+    let t = Instant::now();
+    b.idle(false);
+    assert!(t.elapsed() >= sleep, "sleeps once idle");
+    b.idle(true);
+    assert_eq!(b.empty, 0, "a packet starts it over");
+    let mut off = Backoff {
+        sleep: Duration::ZERO,
+        empty: 0,
+    };
+    for _ in 0..2 * Backoff::SLEEP_AFTER {
+        off.idle(false);
+    }
+    assert_eq!(off.empty, 0, "off: never counts, never sleeps");
+}
