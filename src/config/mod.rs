@@ -292,16 +292,35 @@ impl Config {
         lcores
     }
 
-    /// The full EAL argv: the program name; `-l`, `--main-lcore` and
-    /// `--file-prefix` derived from `eal.main_lcore`, `dataplane.workers`
-    /// and `eal.file_prefix`; each port's `-a PCI` or `--vdev SPEC` in port
-    /// order (DPDK then numbers the ports in that order); then `eal.args`.
+    /// The full EAL argv: the program name; `-l` (or, with
+    /// `dataplane.worker_cpus`, `--lcores LCORE@CPU,...`), `--main-lcore`
+    /// and `--file-prefix` derived from `eal.main_lcore`,
+    /// `dataplane.workers` and `eal.file_prefix`; each port's `-a PCI` or
+    /// `--vdev SPEC` in port order (DPDK then numbers the ports in that
+    /// order); then `eal.args`.
     pub fn eal_argv(&self) -> Vec<String> {
-        let lcores: Vec<String> = self.lcores().iter().map(u32::to_string).collect();
+        let dp = &self.dataplane;
+        let (opt, lcores) = if dp.worker_cpus.is_empty() {
+            let l: Vec<String> = self.lcores().iter().map(u32::to_string).collect();
+            ("-l", l.join(","))
+        } else {
+            // The main lcore keeps the CPU of its own number, as with -l.
+            let main = self.eal.main_lcore;
+            let l: Vec<String> = std::iter::once((main, main))
+                .chain(
+                    dp.workers
+                        .iter()
+                        .copied()
+                        .zip(dp.worker_cpus.iter().copied()),
+                )
+                .map(|(lcore, cpu)| format!("{lcore}@{cpu}"))
+                .collect();
+            ("--lcores", l.join(","))
+        };
         let mut argv = vec![
             PROGRAM.to_string(),
-            "-l".to_string(),
-            lcores.join(","),
+            opt.to_string(),
+            lcores,
             "--main-lcore".to_string(),
             self.eal.main_lcore.to_string(),
             "--file-prefix".to_string(),
@@ -340,6 +359,21 @@ impl Config {
             if dp.workers.len() == 1 { "" } else { "s" },
             workers.join(",")
         )?;
+        if !dp.worker_cpus.is_empty() {
+            let cpus: Vec<String> = dp.worker_cpus.iter().map(u32::to_string).collect();
+            writeln!(
+                s,
+                "  workers run on CPUs {} (dataplane.worker_cpus: for tests; in production one worker per isolated core)",
+                cpus.join(",")
+            )?;
+        }
+        if dp.idle_sleep_us > 0 {
+            writeln!(
+                s,
+                "  idle workers pause, then sleep {} us at a time (dataplane.idle_sleep_us)",
+                dp.idle_sleep_us
+            )?;
+        }
         writeln!(
             s,
             "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx drain {} us",
@@ -393,6 +427,29 @@ impl Config {
             )?;
         }
         self.write_l4_summary(s)?;
+        // Every worker polls a queue of every port; af_packet opens one
+        // socket (queue pair) unless told otherwise, and the port would
+        // fail to start.
+        let workers = self.dataplane.workers.len();
+        for p in &self.ports {
+            let PortDevice::Vdev(v) = &p.device else {
+                continue;
+            };
+            if !v.starts_with("net_af_packet") {
+                continue;
+            }
+            let qpairs = v
+                .split(',')
+                .find_map(|a| a.strip_prefix("qpairs="))
+                .map_or(Some(1), |n| n.parse::<usize>().ok());
+            if qpairs != Some(workers) {
+                writeln!(
+                    s,
+                    "note: port {}: net_af_packet needs qpairs={workers} in its device arguments, one queue pair per worker",
+                    p.name
+                )?;
+            }
+        }
         let pci = self
             .ports
             .iter()

@@ -54,6 +54,17 @@ pub struct Dataplane {
     /// rx queue of every port. Non-empty, unique, each below 128
     /// (`RTE_MAX_LCORE`), none equal to `eal.main_lcore`.
     pub workers: Vec<u32>,
+    /// The CPU each worker lcore runs on, in the order of `workers`; empty
+    /// (the default): lcore N runs on CPU N. For tests only, to run more
+    /// workers than the machine has CPUs (the EAL's `--lcores L@CPU`); in
+    /// production each worker has an isolated core of its own.
+    pub worker_cpus: Vec<u32>,
+    /// Microseconds an idle worker sleeps once it has found nothing to do
+    /// for many polls in a row (it pauses the CPU before that); 0 (the
+    /// default) never sleeps: the worker busy-polls. Lets workers that
+    /// share a CPU hand it to each other, and lightly loaded boxes save
+    /// power, at the cost of up to this much latency after a quiet spell.
+    pub idle_sleep_us: u32,
     /// Packets per rx burst and per full tx burst, 1..=256.
     pub burst: u16,
     /// Mbufs in each worker's packet pool (one pool per worker, on the
@@ -102,6 +113,8 @@ impl Default for Dataplane {
     fn default() -> Dataplane {
         Dataplane {
             workers: vec![1],
+            worker_cpus: Vec::new(),
+            idle_sleep_us: 0,
             burst: 32,
             mbufs: 8191,
             mbuf_cache: 256,

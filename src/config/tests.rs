@@ -99,6 +99,8 @@ fn defaults() {
         cfg.dataplane,
         Dataplane {
             workers: vec![1],
+            worker_cpus: vec![],
+            idle_sleep_us: 0,
             burst: 32,
             mbufs: 8191,
             mbuf_cache: 256,
@@ -282,6 +284,17 @@ fn summary_names_what_runs() {
     ] {
         assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
     }
+    // BASE has two workers on af_packet ports without qpairs.
+    assert!(
+        s.contains("note: port wan: net_af_packet needs qpairs=2 in its device arguments"),
+        "{s}"
+    );
+    let s = ok(&edit("workers = [1, 2]", "workers = [1]")).summary();
+    assert!(!s.contains("note:"), "{s}");
+    let s = ok(&BASE
+        .replace("iface=veth0", "iface=veth0,qpairs=2")
+        .replace("iface=veth1", "iface=veth1,qpairs=2"))
+    .summary();
     assert!(!s.contains("note:"), "{s}");
     let s = ok(&edit(", \"--no-pci\"", "")).summary();
     assert!(
@@ -698,6 +711,60 @@ fn gateways() {
         &[
             "port \"lan\" sets `gateway`, but port \"wan\" already does",
             "first set at line 11",
+        ],
+    );
+}
+
+#[test]
+fn worker_cpus_map_lcores_onto_fewer_cpus() {
+    // Three workers on a two-CPU machine: the EAL gets --lcores instead of
+    // -l, the main lcore on the CPU of its own number.
+    let text = edit(
+        "workers = [1, 2]",
+        "workers = [1, 2, 3]\nworker_cpus = [1, 1, 0]\nidle_sleep_us = 50",
+    );
+    let cfg = ok(&text);
+    assert_eq!(cfg.dataplane.idle_sleep_us, 50);
+    assert_eq!(
+        cfg.eal_argv()[..5],
+        ["sluice", "--lcores", "0@0,1@1,2@1,3@0", "--main-lcore", "0"]
+    );
+    let s = cfg.summary();
+    for want in [
+        "eal: sluice --lcores 0@0,1@1,2@1,3@0 --main-lcore 0",
+        "lcores: main 0, 3 workers on 1,2,3",
+        "workers run on CPUs 1,1,0 (dataplane.worker_cpus: for tests",
+        "idle workers pause, then sleep 50 us",
+    ] {
+        assert!(s.contains(want), "summary lacks {want:?}:\n{s}");
+    }
+    rejects(
+        &edit("workers = [1, 2]", "workers = [1, 2]\nworker_cpus = [0]"),
+        "worker_cpus = [0]",
+        &["names 1 CPU(s) for 2 worker(s)"],
+    );
+    rejects(
+        &edit(
+            "workers = [1, 2]",
+            "workers = [1, 2]\nworker_cpus = [0, 1024]",
+        ),
+        "worker_cpus = [0, 1024]",
+        &["CPU 1024 is out of range: CPU ids are 0..=1023"],
+    );
+    rejects(
+        &edit(
+            "workers = [1, 2]",
+            "workers = [1, 2]\nidle_sleep_us = 20000",
+        ),
+        "idle_sleep_us = 20000",
+        &["`dataplane.idle_sleep_us` 20000 is out of range 0..=10000"],
+    );
+    rejects(
+        &edit("\"--no-pci\"]", "\"--no-pci\", \"--lcores\", \"0@0\"]"),
+        "args = ",
+        &[
+            "EAL option --lcores is derived from",
+            "`dataplane.worker_cpus`",
         ],
     );
 }

@@ -25,6 +25,9 @@ use crate::l4::maglev::{is_prime, next_prime};
 /// Highest lcore id + 1 (`RTE_MAX_LCORE` of a default DPDK build).
 pub const MAX_LCORE: u32 = 128;
 
+/// Highest CPU id + 1 that the EAL's `--lcores` accepts (`CPU_SETSIZE`).
+pub const MAX_CPU: u32 = 1024;
+
 /// Smallest `maglev_table_size` a cluster may ask for.
 pub const MIN_MAGLEV_TABLE_SIZE: usize = 7;
 
@@ -159,7 +162,10 @@ pub fn validate(cfg: &Config) -> Check {
 const DERIVED_OPTIONS: &[(&str, &str)] = &[
     ("-l", "`eal.main_lcore` and `dataplane.workers`"),
     ("-c", "`eal.main_lcore` and `dataplane.workers`"),
-    ("--lcores", "`eal.main_lcore` and `dataplane.workers`"),
+    (
+        "--lcores",
+        "`eal.main_lcore`, `dataplane.workers` and `dataplane.worker_cpus`",
+    ),
     ("--main-lcore", "`eal.main_lcore`"),
     ("--master-lcore", "`eal.main_lcore`"),
     ("--file-prefix", "`eal.file_prefix`"),
@@ -249,10 +255,34 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
             .see(Locus::Path(at("workers").index(first)), "first listed"));
         }
     }
+    // The EAL's --lcores takes CPUs below CPU_SETSIZE (1024).
+    if !d.worker_cpus.is_empty() {
+        if d.worker_cpus.len() != d.workers.len() {
+            return Err(Problem::new(
+                at("worker_cpus"),
+                format!(
+                    "`dataplane.worker_cpus` names {} CPU(s) for {} worker(s): give one CPU per worker, in the order of `dataplane.workers`",
+                    d.worker_cpus.len(),
+                    d.workers.len()
+                ),
+            ));
+        }
+        if let Some(j) = d.worker_cpus.iter().position(|&c| c >= MAX_CPU) {
+            return Err(Problem::new(
+                at("worker_cpus").index(j),
+                format!(
+                    "CPU {} is out of range: CPU ids are 0..={}",
+                    d.worker_cpus[j],
+                    MAX_CPU - 1
+                ),
+            ));
+        }
+    }
     use Bound::*;
     bounds(
         "dataplane",
         &[
+            ("idle_sleep_us", d.idle_sleep_us.into(), Range(0, 10_000)),
             ("burst", d.burst.into(), Range(1, 256)),
             ("mbufs", d.mbufs.into(), Min(1024)),
         ],

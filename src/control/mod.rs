@@ -230,6 +230,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             planes: sub,
             burst: dp.burst as usize,
             drain_ns: dp.tx_drain_us as u64 * 1000,
+            idle_sleep: Duration::from_micros(dp.idle_sleep_us.into()),
             neighbor_capacity: NEIGHBOR_CAPACITY,
             neighbor_timeout_ns: dp.neighbor_timeout_s as u64 * 1_000_000_000,
             neighbor_retry_ns: dp.neighbor_retry_ms as u64 * 1_000_000,

@@ -20,6 +20,7 @@ use crate::net::counters::{
     Counter, L4Counters, WorkerCounters, BE_L7_5XX, BE_L7_FAILURES, BE_L7_INFLIGHT, BE_L7_REQUESTS,
 };
 use crate::net::output::Egress;
+use crate::net::plane::Plane;
 use crate::net::services::MAX_BACKENDS;
 
 use super::balance::Balancer;
@@ -173,6 +174,25 @@ impl Engine {
         self.counters.inc(Counter::l7_rx_segments);
         self.conns.poll(slot, Some(pkt), eg.now_ns, eg);
         self.touch(slot);
+    }
+
+    /// Whether `pkt` (an IP packet holding a TCP segment) is this
+    /// worker's: a segment of one of its connections, a SYN that may open
+    /// one, a segment of an upstream connection (the SNAT port already
+    /// named this worker), or a malformed segment [`Engine::input`] will
+    /// count. With several workers, a client's segment the device put on
+    /// the wrong worker's queue (af_packet's fanout moves a busy flow when
+    /// its socket is nearly full) is handed on to the worker that has the
+    /// connection instead of being answered with a RST that would kill it.
+    pub fn claims(&self, plane: &Plane, pkt: &[u8]) -> bool {
+        match key_of(pkt) {
+            Some((key, flags)) => {
+                flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
+                    || plane.l7.listener(key.local, key.lport).is_none()
+                    || self.conns.find(&key).is_some()
+            }
+            None => true,
+        }
     }
 
     fn accept(&mut self, eg: &mut Egress<'_>, key: Key) -> Option<u32> {

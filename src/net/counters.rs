@@ -64,6 +64,11 @@ counters! {
     /// Packets handed to the worker that owns their connection (not a
     /// terminal verdict: the owner counts what happens to them).
     redirected,
+    /// Client packets of a TCP flow this worker does not track, handed on
+    /// to the next worker in case it does (several workers only; not a
+    /// terminal verdict: the worker that has the flow, or the last one,
+    /// counts what happens to them).
+    passed_on,
     /// L7: TCP segments delivered to a userspace TCP connection.
     l7_rx_segments,
     /// L7: TCP segments sent by the userspace TCP stack.

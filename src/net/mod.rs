@@ -45,6 +45,15 @@ pub enum Verdict {
     Redirect {
         worker: usize,
     },
+    /// A client's packet for an L4 service that is not a connection's
+    /// first and that this worker has no state for: with several workers it
+    /// may be a packet of another worker's connection that the device put
+    /// on this worker's queue (af_packet's fanout moves a busy flow to
+    /// another socket when its own is nearly full; a NIC's redirection
+    /// table may change). The worker hands it on to the next worker, and
+    /// the last one handles it as a miss. Only returned when
+    /// `L4State::pass_misses` is set; nothing is counted for it yet.
+    PassOn,
     /// A TCP segment for the L7 engine (a listener or one of its
     /// connections): the IP packet is `buf[l3..end]`.
     L7 {

@@ -34,8 +34,16 @@ use crate::net::output::Egress;
 use crate::net::plane::Plane;
 use crate::net::Verdict;
 
-/// A packet handed from one worker to another (port index, mbuf).
-pub type Redirect = (u8, Mbuf);
+/// A packet handed from one worker to another.
+pub struct Redirect {
+    /// The index of the port it arrived on.
+    pub port: u8,
+    /// Workers it has been handed through: 1 for a packet handed straight
+    /// to its owner ([`Verdict::Redirect`]), up to `workers - 1` along the
+    /// chain of [`Verdict::PassOn`].
+    pub hops: u8,
+    pub m: Mbuf,
+}
 
 /// Nanoseconds from the TSC, read once per loop iteration.
 #[derive(Clone, Copy)]
@@ -86,6 +94,8 @@ pub struct WorkerSetup {
     pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
     pub drain_ns: u64,
+    /// Idle back-off: how long to sleep once idle (0: busy-poll forever).
+    pub idle_sleep: std::time::Duration,
     pub neighbor_capacity: usize,
     pub neighbor_timeout_ns: u64,
     pub neighbor_retry_ns: u64,
@@ -151,10 +161,31 @@ impl Worker {
             .run(&mut self.out.egress(self.now), &mut self.l4.snat);
     }
 
-    /// Process one packet received on `port` (or handed over by another
-    /// worker) and act on the verdict.
+    /// Hand `m` to worker `to`'s redirect ring, counting `counter`.
+    fn hand_over(&mut self, to: usize, port: usize, hops: u8, m: Mbuf, counter: Counter) {
+        let r = Redirect {
+            port: port as u8,
+            hops,
+            m,
+        };
+        if self.redirects[to].push(r).is_ok() {
+            self.out.counters.inc(counter);
+        } else {
+            self.out.counters.inc(Counter::drop_redirect_full);
+        }
+    }
+
+    /// Process one packet received on `port` (`hops` 0), or handed over by
+    /// another worker (`hops` > 0), and act on the verdict.
     #[inline]
-    fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, redirected: bool) {
+    fn handle(&mut self, port: usize, mut m: Mbuf, now: u64, hops: u8) {
+        let redirected = hops > 0;
+        // With several workers, a packet no connection of this worker has
+        // may be one of another worker's connection: the workers after
+        // this one look before the last one gives up on it.
+        let workers = self.out.plane.workers.max(1);
+        let pass_on = (hops as usize) + 1 < workers;
+        self.l4.pass_misses = pass_on;
         if !redirected {
             self.out.counters.inc(Counter::rx_packets);
             self.out.counters.add(Counter::rx_bytes, m.len() as u64);
@@ -179,8 +210,20 @@ impl Worker {
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
-                self.l7.input(&mut self.out.egress(now), m, l3, end);
+                let seg = m.buffer_mut().0.get(l3..end).unwrap_or(&[]);
+                if pass_on && !self.l7.claims(&self.out.plane, seg) {
+                    let next = (self.l4.worker + 1) % workers;
+                    self.hand_over(next, port, hops + 1, m, Counter::passed_on);
+                } else {
+                    self.l7.input(&mut self.out.egress(now), m, l3, end);
+                }
             }
+            Verdict::PassOn if pass_on => {
+                let next = (self.l4.worker + 1) % workers;
+                self.hand_over(next, port, hops + 1, m, Counter::passed_on);
+            }
+            // Not reached: PassOn only comes when pass_misses is set.
+            Verdict::PassOn => self.out.counters.inc(Counter::drop_no_conn),
             Verdict::Transmit {
                 port,
                 start,
@@ -201,10 +244,8 @@ impl Worker {
                 if redirected {
                     // Never bounce a packet twice.
                     self.out.counters.inc(Counter::drop_no_conn);
-                } else if self.redirects[worker].push((port as u8, m)).is_ok() {
-                    self.out.counters.inc(Counter::redirected);
                 } else {
-                    self.out.counters.inc(Counter::drop_redirect_full);
+                    self.hand_over(worker, port, 1, m, Counter::redirected);
                 }
             }
         }
@@ -281,6 +322,41 @@ impl Worker {
     }
 }
 
+/// Adaptive idle back-off, after VPP's adaptive polling: a worker that has
+/// found no packet for `PAUSE_AFTER` iterations in a row executes a pause
+/// instruction per iteration (the sibling hyperthread gets the core's
+/// pipeline), and after `SLEEP_AFTER` it sleeps `sleep` per iteration,
+/// giving the CPU to whatever else the scheduler has: another worker
+/// mapped to the same CPU (`dataplane.worker_cpus`) hands a redirected
+/// packet over in microseconds instead of the scheduler's time slice. The
+/// first packet, redirected packet or neighbor update resets it. Off
+/// (`sleep` zero) the worker never leaves the CPU.
+struct Backoff {
+    sleep: std::time::Duration,
+    empty: u32,
+}
+
+impl Backoff {
+    const PAUSE_AFTER: u32 = 64;
+    const SLEEP_AFTER: u32 = 1024;
+
+    fn idle(&mut self, worked: bool) {
+        if self.sleep.is_zero() {
+            return;
+        }
+        if worked {
+            self.empty = 0;
+            return;
+        }
+        self.empty = self.empty.saturating_add(1);
+        if self.empty >= Self::SLEEP_AFTER {
+            std::thread::sleep(self.sleep);
+        } else if self.empty >= Self::PAUSE_AFTER {
+            std::hint::spin_loop();
+        }
+    }
+}
+
 /// Run the worker loop until `stop` is set. Returns 0.
 pub fn run(setup: WorkerSetup) -> i32 {
     let WorkerSetup {
@@ -289,6 +365,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         mut planes,
         burst,
         drain_ns,
+        idle_sleep,
         neighbor_capacity,
         neighbor_timeout_ns,
         neighbor_retry_ns,
@@ -360,6 +437,10 @@ pub fn run(setup: WorkerSetup) -> i32 {
         0,
         0,
     ); dpdk::MAX_BURST];
+    let mut backoff = Backoff {
+        sleep: idle_sleep,
+        empty: 0,
+    };
     let mut last_drain = 0u64;
     let mut last_sweep = 0u64;
     let mut last_refresh = 0u64;
@@ -389,14 +470,17 @@ pub fn run(setup: WorkerSetup) -> i32 {
         if planes.update(&mut w.out.plane) {
             w.plan_ahead();
         }
+        let mut worked = false;
         while let Some(u) = mailboxes[index].pop() {
             w.out.neighbors.apply(u, now);
+            worked = true;
         }
         for _ in 0..burst {
-            let Some((port, m)) = w.redirects[index].pop() else {
+            let Some(r) = w.redirects[index].pop() else {
                 break;
             };
-            w.handle(port as usize, m, now, true);
+            w.handle(r.port as usize, r.m, now, r.hops.max(1));
+            worked = true;
         }
 
         for port in 0..w.out.plane.ports.len() {
@@ -405,6 +489,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             if n == 0 {
                 continue;
             }
+            worked = true;
             // With a connection table larger than the caches, each lookup is
             // two dependent cache misses; warming the whole burst's entries
             // first lets the CPU overlap them.
@@ -420,7 +505,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             }
             for i in 0..n {
                 if let Some(m) = rx.take(i) {
-                    w.handle(port, m, now, false);
+                    w.handle(port, m, now, 0);
                 }
             }
             // Received in a shared buffer, and no mbuf left to copy it into.
@@ -473,6 +558,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         if w.ahead_pending() {
             w.resolve_ahead(now);
         }
+        backoff.idle(worked);
     }
     let mut eg = w.out.egress(clock.now_ns());
     w.l7.shutdown(&mut eg);

@@ -528,6 +528,7 @@ enum Expect {
     Drop(Counter),
     Consumed(Counter),
     Redirect(usize),
+    PassOn,
     L7,
 }
 
@@ -542,6 +543,7 @@ fn verdict_kind(v: Verdict) -> Expect {
         Verdict::Consumed(c) => Expect::Consumed(c),
         Verdict::Redirect { worker } => Expect::Redirect(worker),
         Verdict::L7 { .. } => Expect::L7,
+        Verdict::PassOn => Expect::PassOn,
     }
 }
 
@@ -614,6 +616,54 @@ fn run_table(cases: Vec<Case>) {
 
 fn v4(a: Ipv4Addr) -> IpAddr {
     IpAddr::V4(a)
+}
+
+/// With several workers, a client's packet of a TCP flow this worker does
+/// not track may be another worker's: while `pass_misses` is set it is
+/// handed on, uncounted; the last worker (flag clear) handles the miss.
+/// A SYN, and UDP (which opens flows with any packet), are never handed on.
+#[test]
+fn misses_are_handed_on_while_other_workers_may_own_them() {
+    let svc = |vip| L4Count::Svc(v4(vip), 80, 6, SVC_PACKETS);
+    for (vip, last) in [
+        (VIP4, Expect::Drop(Counter::drop_no_conn)),
+        (VIP_IPIP, Expect::Transmit(Counter::l4_stateless)),
+    ] {
+        let mut w = World::new();
+        w.l4.pass_misses = true;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT, 80, ACK));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::PassOn,
+            "{vip}: ACK of an unknown flow"
+        );
+        assert_eq!(
+            w.count(svc(vip)),
+            0,
+            "{vip}: nothing counted before the last worker"
+        );
+        w.l4.pass_misses = false;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT, 80, ACK));
+        assert_eq!(verdict_kind(v), last, "{vip}: the last worker");
+        assert_eq!(w.count(svc(vip)), 1, "{vip}");
+        w.l4.pass_misses = true;
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT + 1, 80, SYN));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::Transmit(Counter::l4_forwarded),
+            "{vip}: a SYN opens the flow here"
+        );
+        let (v, _) = w.run(&tcp4(CLIENT4, vip, CPORT + 1, 80, ACK));
+        assert_eq!(
+            verdict_kind(v),
+            Expect::Transmit(Counter::l4_forwarded),
+            "{vip}: a tracked flow stays"
+        );
+    }
+    let mut w = World::new();
+    w.l4.pass_misses = true;
+    let (v, _) = w.run(&udp4(CLIENT4, VIP4, CPORT, 53));
+    assert_ne!(verdict_kind(v), Expect::PassOn, "UDP is never handed on");
 }
 
 #[test]
@@ -1153,4 +1203,35 @@ fn nat_rewrite_checksums_match_recomputation() {
         assert_eq!(out, again, "source port {sport}");
         assert_eq!(checksum::checksum(&out[14..34]), 0);
     }
+}
+
+/// The idle back-off sleeps only after `SLEEP_AFTER` empty polls in a row,
+/// starts over at the first packet, and is off with a zero sleep.
+#[test]
+fn idle_backoff_sleeps_only_after_many_empty_polls() {
+    use super::Backoff;
+    use std::time::{Duration, Instant};
+    let sleep = Duration::from_millis(5);
+    let mut b = Backoff { sleep, empty: 0 };
+    let t = Instant::now();
+    for _ in 1..Backoff::SLEEP_AFTER {
+        b.idle(false);
+    }
+    assert!(
+        t.elapsed() < Duration::from_secs(1),
+        "no sleep before SLEEP_AFTER empty polls"
+    );
+    let t = Instant::now();
+    b.idle(false);
+    assert!(t.elapsed() >= sleep, "sleeps once idle");
+    b.idle(true);
+    assert_eq!(b.empty, 0, "a packet starts it over");
+    let mut off = Backoff {
+        sleep: Duration::ZERO,
+        empty: 0,
+    };
+    for _ in 0..2 * Backoff::SLEEP_AFTER {
+        off.idle(false);
+    }
+    assert_eq!(off.empty, 0, "off: never counts, never sleeps");
 }

@@ -91,6 +91,12 @@ pub struct L4State {
     /// Per backend id: this worker's open connections (least-conn).
     active: Vec<u32>,
     pub counters: Arc<L4Counters>,
+    /// Set by the worker for each packet: whether a client's packet that
+    /// no connection of this worker has, and that could not open one (TCP
+    /// without SYN), is handed on to another worker ([`Verdict::PassOn`])
+    /// rather than dropped (NAT) or placed without state (DSR). False on
+    /// the last worker a packet reaches, and with one worker.
+    pub pass_misses: bool,
     /// Connections freed inside a conntrack call, released after it
     /// returns (preallocated; never grows past RECLAIM_MAX).
     reclaimed: Vec<Conn>,
@@ -111,6 +117,7 @@ impl L4State {
             wrr_pos: vec![0; MAX_SERVICES],
             active: vec![0; MAX_BACKENDS],
             counters,
+            pass_misses: false,
             reclaimed: Vec::with_capacity(RECLAIM_MAX),
         }
     }
@@ -304,11 +311,6 @@ pub fn from_client(
 ) -> Verdict {
     let (sport, dport, flags) = ports;
     let len = (pkt.end - pkt.l3) as u64;
-    {
-        let sc = &st.counters.service[svc.id as usize];
-        bump(&sc[SVC_PACKETS], 1);
-        bump(&sc[SVC_BYTES], len);
-    }
     let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
     let tcp_flags = conntrack::TcpFlags(flags);
 
@@ -319,6 +321,17 @@ pub fn from_client(
         Lookup::Hit(_, Direction::Reply) => {}
         Lookup::Expired(c) => st.release(&c),
         Lookup::Miss => {}
+    }
+    // Another worker's connection, perhaps: let the others look first.
+    // Not for UDP, where any packet may open a flow (passing every new
+    // flow's first packet around would cost more than the rare split).
+    if existing.is_none() && st.pass_misses && !conntrack::may_create(pkt.proto, tcp_flags) {
+        return Verdict::PassOn;
+    }
+    {
+        let sc = &st.counters.service[svc.id as usize];
+        bump(&sc[SVC_PACKETS], 1);
+        bump(&sc[SVC_BYTES], len);
     }
     let backend = match existing {
         Some(id) => {
