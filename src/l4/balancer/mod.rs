@@ -274,7 +274,7 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
                 let Some(b) = services.backend(id) else {
                     continue;
                 };
-                if b.weight == 0 {
+                if b.weight == 0 || !b.up {
                     continue;
                 }
                 let a = st.active[id as usize] as u64;
@@ -328,12 +328,15 @@ pub fn from_client(
             // the connection has the shape the service's mode needs (a
             // reload may have switched between NAT and DSR).
             let same_mode = conn.has_rev() == (svc.mode == Mode::Nat);
-            if same_mode
+            let in_cluster = same_mode
                 && plane
                     .services
                     .backend(b)
-                    .is_some_and(|be| be.cluster == svc.cluster)
-            {
+                    .is_some_and(|be| be.cluster == svc.cluster);
+            if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
+                return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, now);
+            }
+            if in_cluster && !plane.services.reset_now(b) {
                 conntrack::observe_tcp(
                     st.conntrack.conn_mut(id),
                     tcp_flags,
@@ -346,7 +349,9 @@ pub fn from_client(
                 }
                 Some(b)
             } else {
-                // The backend left the cluster: its connections end here.
+                // The backend left the cluster (or, UDP, is down and its
+                // cluster resets): its connections end here, and this
+                // packet is balanced again.
                 let conn = st.conntrack.remove(id);
                 st.release(&conn);
                 None
@@ -661,6 +666,17 @@ pub fn nat_return(
         }
         _ => return None,
     };
+    let backend = st.conntrack.conn(id).backend;
+    if plane.services.reset_now(backend) {
+        if pkt.proto == 6 {
+            return Some(backend_down_reset(
+                plane, neighbors, st, buf, pkt, id, flags, now,
+            ));
+        }
+        let conn = st.conntrack.remove(id);
+        st.release(&conn);
+        return Some(Drop(Counter::drop_backend_down));
+    }
     conntrack::observe_tcp(
         st.conntrack.conn_mut(id),
         conntrack::TcpFlags(flags),
@@ -681,6 +697,47 @@ pub fn nat_return(
         Counter::l4_returned,
         now,
     ))
+}
+
+/// A TCP segment, from either side, of tracked connection `id` whose
+/// backend is down in a cluster with `on_backend_down = "reset"`: answered
+/// with a RST to its sender (RFC 9293 §3.10.7.1 sequence numbers, from the
+/// address and port the sender talks to: the VIP for the client, the SNAT
+/// address for the backend), and the connection marked closed, so that a
+/// segment from the other side within `closed_timeout_s` gets its RST too
+/// before the entry expires. A RST is not answered.
+#[allow(clippy::too_many_arguments)]
+fn backend_down_reset(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    id: ConnId,
+    flags: u8,
+    now: u64,
+) -> Verdict {
+    conntrack::observe_tcp(
+        st.conntrack.conn_mut(id),
+        conntrack::TcpFlags(0x04),
+        Direction::Original,
+        now,
+    );
+    let mut out = [0u8; 60];
+    let n = match crate::wire::tcp::write_reset(&buf[pkt.l3..pkt.end], &mut out) {
+        Some(n) if flags & 0x04 == 0 => n,
+        _ => return Drop(Counter::drop_backend_down),
+    };
+    buf[pkt.l3..pkt.l3 + n].copy_from_slice(&out[..n]);
+    match emit_l2(plane, neighbors, buf, pkt.l3, pkt.src, now) {
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.l3 + n - start,
+            counter: Counter::l4_backend_down_resets,
+        },
+        Err(v) => v,
+    }
 }
 
 /// Forward a client packet to `backend` in a DSR mode.
