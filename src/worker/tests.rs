@@ -1217,6 +1217,16 @@ fn connections_of_a_backend_that_goes_down() {
         let other = if gone == BE1 { BE2 } else { BE1 };
         let (_, out) = w.run(&udp4(CLIENT4, VIP4, 5353, 53));
         let udp_backend = nat_dst(&out);
+        // A second TCP flow on the same backend, whose backend speaks
+        // first after the down.
+        let (second, second_snat) = (1..500u16)
+            .find_map(|p| {
+                let (_, out) = w.run(&tcp4(CLIENT4, VIP4, 30000 + p, 80, SYN));
+                let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+                let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                (ip.dst_addr() == gone).then_some((30000 + p, t.src_port()))
+            })
+            .unwrap();
         // Down: the control thread's new plane, the worker's state kept.
         health.set(w.backend(v4(gone)) as u32, false);
         w.plane = World::plane(&text, &health);
@@ -1251,6 +1261,28 @@ fn connections_of_a_backend_that_goes_down() {
             let t = TcpPacket::new_checked(ip.payload()).unwrap();
             assert!(t.rst() && t.verify_checksum_v4(&LB4, &gone));
             assert_eq!((t.src_port(), t.dst_port()), (SNAT0, 80));
+            // The backend speaks first on the second flow: the client is
+            // reset, in the backend's sequence space; then the backend.
+            let (v, out) = w.run(&tcp4(gone, LB4, 80, second_snat, ACK));
+            assert_eq!(
+                verdict_kind(v),
+                Expect::Transmit(Counter::l4_backend_down_resets),
+                "{}",
+                what("backend first")
+            );
+            check_l2(&out, CLIENT_MAC.0, 0x0800);
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(
+                (ip.src_addr(), ip.dst_addr(), ip.total_len()),
+                (VIP4, CLIENT4, 40)
+            );
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.rst() && !t.ack() && t.verify_checksum_v4(&VIP4, &CLIENT4));
+            assert_eq!((t.src_port(), t.dst_port()), (80, second));
+            let (_, out) = w.run(&tcp4(gone, LB4, 80, second_snat, ACK));
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LB4, gone));
             // A RST is never answered.
             let (v, _) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, 0x04));
             assert_eq!(verdict_kind(v), Expect::Drop(Counter::drop_backend_down));

@@ -334,7 +334,7 @@ pub fn from_client(
                     .backend(b)
                     .is_some_and(|be| be.cluster == svc.cluster);
             if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
-                return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, now);
+                return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, false, now);
             }
             if in_cluster && !plane.services.reset_now(b) {
                 conntrack::observe_tcp(
@@ -670,7 +670,7 @@ pub fn nat_return(
     if plane.services.reset_now(backend) {
         if pkt.proto == 6 {
             return Some(backend_down_reset(
-                plane, neighbors, st, buf, pkt, id, flags, now,
+                plane, neighbors, st, buf, pkt, id, flags, true, now,
             ));
         }
         let conn = st.conntrack.remove(id);
@@ -700,12 +700,22 @@ pub fn nat_return(
 }
 
 /// A TCP segment, from either side, of tracked connection `id` whose
-/// backend is down in a cluster with `on_backend_down = "reset"`: answered
-/// with a RST to its sender (RFC 9293 §3.10.7.1 sequence numbers, from the
-/// address and port the sender talks to: the VIP for the client, the SNAT
-/// address for the backend), and the connection marked closed, so that a
-/// segment from the other side within `closed_timeout_s` gets its RST too
-/// before the entry expires. A RST is not answered.
+/// backend is down in a cluster with `on_backend_down = "reset"`.
+///
+/// The connection is marked closed (it expires after `closed_timeout_s`)
+/// and the segment becomes a RST (RFC 9293 §3.10.7.1), sent:
+/// - for a client's segment, back to the client, from the VIP, with the
+///   sequence number the client acknowledged;
+/// - for the backend's first segment, to the client instead, from the VIP,
+///   with the backend's sequence number (the client's next expected byte
+///   when the segment is in order): a client that is only receiving (a
+///   download) sends nothing that could be answered, and its peer's next
+///   segment is the one that carries the news;
+/// - for the backend's later segments (its retransmissions), back to the
+///   backend, from the SNAT address and port.
+///
+/// A RST is never answered. DSR backends send nothing through Sluice, so
+/// there only the client is reset, at its next segment.
 #[allow(clippy::too_many_arguments)]
 fn backend_down_reset(
     plane: &Plane,
@@ -715,25 +725,76 @@ fn backend_down_reset(
     pkt: Ip,
     id: ConnId,
     flags: u8,
+    from_backend: bool,
     now: u64,
 ) -> Verdict {
+    let conn = *st.conntrack.conn(id);
+    let first = conn.state() != conntrack::ConnState::Closed;
     conntrack::observe_tcp(
         st.conntrack.conn_mut(id),
         conntrack::TcpFlags(0x04),
         Direction::Original,
         now,
     );
-    let mut out = [0u8; 60];
-    let n = match crate::wire::tcp::write_reset(&buf[pkt.l3..pkt.end], &mut out) {
-        Some(n) if flags & 0x04 == 0 => n,
-        _ => return Drop(Counter::drop_backend_down),
+    if flags & 0x04 != 0 || pkt.end < pkt.l4 + 20 {
+        return Drop(Counter::drop_backend_down);
+    }
+    let end = if from_backend && first {
+        let seq = TcpPacket::new_unchecked(&buf[pkt.l4..pkt.end]).seq_number();
+        let fwd = conn.fwd();
+        let end = pkt.l4 + 20;
+        let (src, dst) = (fwd.dst_ip(), fwd.src_ip());
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..end]);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                ip.set_total_len(40);
+                ip.set_ttl(64);
+                ip.fill_checksum();
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..end]);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                ip.set_payload_len(20);
+                ip.set_hop_limit(64);
+            }
+            _ => return Drop(Counter::drop_backend_down),
+        }
+        let mut t = TcpPacket::new_unchecked(&mut buf[pkt.l4..end]);
+        t.set_src_port(fwd.dst_port);
+        t.set_dst_port(fwd.src_port);
+        t.set_seq_number(seq);
+        t.set_ack_number(0);
+        t.set_header_len(20);
+        t.set_flags(crate::wire::TcpFlags::RST);
+        t.set_window_len(0);
+        t.set_urgent_at(0);
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => t.fill_checksum_v4(&s, &d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => t.fill_checksum_v6(&s, &d),
+            _ => {}
+        }
+        end
+    } else {
+        let mut out = [0u8; 60];
+        let Some(n) = crate::wire::tcp::write_reset(&buf[pkt.l3..pkt.end], &mut out) else {
+            return Drop(Counter::drop_backend_down);
+        };
+        buf[pkt.l3..pkt.l3 + n].copy_from_slice(&out[..n]);
+        pkt.l3 + n
     };
-    buf[pkt.l3..pkt.l3 + n].copy_from_slice(&out[..n]);
-    match emit_l2(plane, neighbors, buf, pkt.l3, pkt.src, now) {
+    let dst = if from_backend && first {
+        conn.fwd().src_ip()
+    } else {
+        pkt.src
+    };
+    match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
         Ok((port, start)) => Verdict::Transmit {
             port,
             start,
-            len: pkt.l3 + n - start,
+            len: end - start,
             counter: Counter::l4_backend_down_resets,
         },
         Err(v) => v,
