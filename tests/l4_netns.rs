@@ -144,6 +144,8 @@ struct World {
     mode: Mode,
     device: Device,
     weights: [u32; 3],
+    /// Extra keys of the cluster (health check, on_backend_down).
+    cluster_extra: String,
     config: PathBuf,
     tag: String,
     starts: u32,
@@ -172,6 +174,7 @@ impl World {
             mode,
             device: Device::AfPacket,
             weights: [1; 3],
+            cluster_extra: String::new(),
             config: tmp.path().join("sluice.toml"),
             tag: tag.to_string(),
             starts: 0,
@@ -242,6 +245,7 @@ http {{
         add_header X-Backend {name} always;
         add_header X-Client $remote_addr always;
         location / {{ return 200 "{name}\n"; }}
+        location = /hc {{ if (-f {d}/down) {{ return 503; }} return 200 "ok\n"; }}
         location /big {{ limit_rate {BIG_RATE}; }}
     }}
 }}
@@ -327,6 +331,7 @@ scheduler = "maglev"
             file_prefix = self.file_prefix,
             vdev = self.device.vdev(),
         );
+        cfg += &self.cluster_extra;
         for ((name, addr), weight) in BACKENDS.iter().zip(self.weights) {
             cfg += &format!(
                 "\n[[cluster.backend]]\naddress = \"{addr}\"\nweight = {weight}\nname = \"{name}\"\n"
@@ -1019,4 +1024,139 @@ fn dsr_decap_helper_answers_from_the_vip() {
             .unwrap();
         assert!(!gone.status.success(), "{mode}: dsr0 outlived the helper");
     }
+}
+
+/// Health-checked L4 service (NAT): a backend whose check fails (its
+/// `/hc` answers 503, or its nginx is stopped) takes no new connections
+/// once `fall` checks have failed, that is within fall × interval + one
+/// interval; its open connections are reset (`on_backend_down = "reset"`)
+/// or carry on (`"keep"`, after a reload); it takes new connections again
+/// once its check passes `rise` times.
+#[test]
+fn nat_health_checks_take_backends_out_and_back() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("health", Mode::Nat);
+    const INTERVAL_MS: u64 = 200;
+    const FALL: u64 = 2;
+    const RISE: u64 = 2;
+    let extra = |policy: &str| {
+        format!(
+            // A small table: the debug build compiles a 65537-slot one in
+            // about 200 ms, which would eat most of the time bound below.
+            "maglev_table_size = 1009\non_backend_down = \"{policy}\"\n\
+             [cluster.health_check]\npath = \"/hc\"\n\
+             interval_ms = {INTERVAL_MS}\ntimeout_ms = 150\nrise = {RISE}\nfall = {FALL}\n"
+        )
+    };
+    // Out (or back) within this: the checks, plus the control thread's
+    // 10 ms loop and the workers' next burst.
+    let out_within = Duration::from_millis(FALL * INTERVAL_MS + INTERVAL_MS + 50);
+    let back_within = Duration::from_millis(RISE * INTERVAL_MS + INTERVAL_MS + 50);
+    w.cluster_extra = extra("reset");
+    w.start_sluice();
+    assert_spread(&w.spread(30), 1);
+    let down_file = |w: &World, name: &str| w.tmp.path().join(name).join("down");
+
+    // 1. A failing check (nginx alive), policy reset: new connections go
+    // elsewhere, the open download is reset.
+    let download = w.start_download();
+    let sick = w.download_backend(&download);
+    eprintln!("[health] /big is served by {sick}; its check starts failing");
+    std::fs::write(down_file(&w, &sick), b"").unwrap();
+    let t0 = Instant::now();
+    let wall = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap();
+    eprintln!(
+        "[health] check failing from second {}.{:03} of the minute (UTC)",
+        wall.as_secs() % 60,
+        wall.subsec_millis()
+    );
+    std::thread::sleep(out_within);
+    eprintln!(
+        "[health] new connections from {:?} after the check started failing",
+        t0.elapsed()
+    );
+    let tally = w.spread(30);
+    assert!(
+        !tally.contains_key(&sick),
+        "{sick} failed its checks but got new connections: {tally:?}\n--- sluice log\n{}",
+        w.sluice_log()
+    );
+    let mut d = download;
+    let st = d.0.wait_exit(secs(10));
+    assert!(
+        st.is_some_and(|s| !s.success()),
+        "the download from {sick} should have been reset: {st:?}\n{}",
+        tail(&d.0.log(), 20)
+    );
+    let v = w.stats().unwrap();
+    let be = &v["backends"][format!("web/{sick}")];
+    assert_eq!(be["up"], false, "{be}");
+    assert!(be["checks_failed"].as_u64().unwrap_or(0) >= FALL, "{be}");
+    assert!(
+        v["counters"]["l4_backend_down_resets"]
+            .as_u64()
+            .unwrap_or(0)
+            >= 1,
+        "{}",
+        v["counters"]
+    );
+    // It passes again: back within rise × interval + one interval.
+    std::fs::remove_file(down_file(&w, &sick)).unwrap();
+    std::thread::sleep(back_within);
+    let tally = w.spread(30);
+    assert!(tally.contains_key(&sick), "{sick} is not back: {tally:?}");
+
+    // 2. nginx stopped mid-run: every new connection still succeeds (none
+    // reaches the stopped backend) once its checks failed; back after a
+    // restart.
+    let (dead, _) = BACKENDS[2];
+    eprintln!("[health] stopping nginx on {dead}");
+    let i = w
+        .servers
+        .iter()
+        .position(|d| d.name == format!("nginx {dead}"))
+        .unwrap();
+    let mut nginx = w.servers.remove(i);
+    let _ = nginx.stop(secs(5));
+    std::thread::sleep(out_within);
+    let tally = w.spread(30);
+    assert!(!tally.contains_key(dead), "{tally:?}");
+    w.start_nginx(dead);
+    let back = wait_until(secs(10), || {
+        w.stats()
+            .is_ok_and(|v| v["backends"][format!("web/{dead}")]["up"] == true)
+    });
+    assert!(
+        back,
+        "{dead} did not come back after its restart\n{}",
+        w.stats_text()
+    );
+    std::thread::sleep(Duration::from_millis(50));
+    assert_spread(&w.spread(30), 1);
+
+    // 3. Policy keep (by reload): the open download finishes on the
+    // backend whose check fails, new connections avoid it.
+    w.cluster_extra = extra("keep");
+    w.reload();
+    let reloaded = wait_until(secs(10), || w.sluice_log().contains("reloaded:"));
+    assert!(reloaded, "{}", w.sluice_log());
+    let download = w.start_download();
+    let sick = w.download_backend(&download);
+    std::fs::write(down_file(&w, &sick), b"").unwrap();
+    std::thread::sleep(out_within);
+    let tally = w.spread(30);
+    assert!(!tally.contains_key(&sick), "{tally:?}");
+    let mut download = download;
+    assert!(
+        download.0.running(),
+        "the download ended before new connections were checked"
+    );
+    w.finish_download(download, secs(30));
+    std::fs::remove_file(down_file(&w, &sick)).unwrap();
+
+    w.stop_sluice();
+    eprintln!("[health] took {:?}", started.elapsed());
 }

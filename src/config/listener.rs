@@ -124,15 +124,43 @@ impl fmt::Display for HashOn {
     }
 }
 
-/// `[cluster.health_check]`: active HTTP health checks of the cluster's
-/// backends, sent by L7 listeners' workers. A backend that fails `fall`
-/// checks in a row takes no new requests until it passes `rise` in a row.
+/// What a health check sends and what passes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum CheckType {
+    /// `GET path`; a status in `expect_status` passes.
+    #[default]
+    Http,
+    /// A TCP connection that is accepted passes (it is then reset).
+    Tcp,
+}
+
+impl CheckType {
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            CheckType::Http => "http",
+            CheckType::Tcp => "tcp",
+        }
+    }
+}
+
+/// `[cluster.health_check]`: active health checks of the cluster's
+/// backends, sent by worker 0 through the data plane, for L7 listeners and
+/// L4 services alike. A backend that fails `fall` checks in a row takes no
+/// new requests or connections until it passes `rise` in a row.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
+    /// `"http"` (default) or `"tcp"`.
+    #[serde(default, rename = "type")]
+    pub check: CheckType,
     /// The request target of `GET`: an absolute path, optionally with a
-    /// query (`/healthz`, `/status?full=1`).
-    pub path: String,
+    /// query (`/healthz`, `/status?full=1`). Required with `type = "http"`,
+    /// not allowed otherwise.
+    pub path: Option<String>,
+    /// The port checked. None: the backend's `port`, else the port of the
+    /// services that use the cluster (all must have the same, non-zero).
+    pub port: Option<u16>,
     /// The `Host` header to send, `host[:port]`. None: the backend's
     /// address.
     pub host: Option<String>,
@@ -598,18 +626,28 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
             Some(h) => format!(", Host {h}"),
             None => String::new(),
         };
-        writeln!(
-            s,
-            "  health check: GET {}{host} every {} ms (timeout {} ms), up after {} passes, down \
-             after {} failures, pass on status {}..={}",
-            hc.path,
-            hc.interval_ms,
-            hc.timeout_ms,
-            hc.rise,
-            hc.fall,
-            hc.expect_status[0],
-            hc.expect_status[1]
-        )?;
+        let port = match hc.port {
+            Some(p) => format!(" on port {p}"),
+            None => String::new(),
+        };
+        let what = match (&hc.check, &hc.path) {
+            (CheckType::Http, Some(path)) => format!(
+                "GET {path}{host}{port} every {} ms (timeout {} ms), up after {} passes, down \
+                 after {} failures, pass on status {}..={}",
+                hc.interval_ms,
+                hc.timeout_ms,
+                hc.rise,
+                hc.fall,
+                hc.expect_status[0],
+                hc.expect_status[1]
+            ),
+            _ => format!(
+                "TCP connect{port} every {} ms (timeout {} ms), up after {} passes, down after {} \
+                 failures",
+                hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall
+            ),
+        };
+        writeln!(s, "  health check: {what}")?;
     }
     Ok(())
 }

@@ -65,10 +65,12 @@ use std::path::Path;
 use serde::Deserialize;
 
 pub use error::ConfigError;
-pub use listener::{Balance, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute};
+pub use listener::{
+    Balance, CheckType, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute,
+};
 pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,
-    OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
+    OnBackendDown, OnWorkerFailure, Port, Protocol, Route, Scheduler, Service,
 };
 pub use spans::{KeyPath, Position};
 pub use tls::{
@@ -203,6 +205,20 @@ impl Config {
             .iter()
             .enumerate()
             .find(|(_, c)| c.name == name)
+    }
+
+    /// The port L4 health checks of cluster `name` use for a backend with
+    /// no `port` (and no `health_check.port`): the port of the services
+    /// that forward to the cluster, when they all have the same non-zero
+    /// one.
+    pub fn check_port(&self, name: &str) -> Option<u16> {
+        let mut ports = self
+            .services
+            .iter()
+            .filter(|s| s.cluster_name() == name)
+            .map(|s| s.port);
+        let first = ports.next()?;
+        (first != 0 && ports.all(|p| p == first)).then_some(first)
     }
 
     /// Whether `new` may replace this running config on a reload (SIGHUP).

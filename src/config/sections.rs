@@ -503,6 +503,19 @@ impl Default for Conntrack {
     }
 }
 
+/// What happens to the tracked L4 connections of a backend that goes down.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnBackendDown {
+    /// They carry on to the backend (as when it is drained with weight 0).
+    #[default]
+    Keep,
+    /// TCP: the next packet of either side is answered with a RST and the
+    /// connection is forgotten; UDP: the flow is forgotten and its next
+    /// datagram balanced again.
+    Reset,
+}
+
 /// How a cluster picks the backend of a new connection.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -560,6 +573,10 @@ pub struct Cluster {
     /// backend. TOML integers are signed, so 0..=2^63-1 can be written.
     #[serde(default)]
     pub hash_seed: u64,
+    /// What happens to the tracked L4 connections of a backend that its
+    /// health check takes down.
+    #[serde(default)]
+    pub on_backend_down: OnBackendDown,
     /// `[[cluster.backend]]`: the backends, in file order; at least one.
     #[serde(default, rename = "backend")]
     pub backends: Vec<Backend>,

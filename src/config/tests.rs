@@ -2220,7 +2220,9 @@ ingress = "wan"
     assert_eq!(
         web.health_check,
         Some(HealthCheck {
-            path: "/healthz?full=1".into(),
+            check: crate::config::CheckType::Http,
+            port: None,
+            path: Some("/healthz?full=1".into()),
             host: Some("www.example.com:8080".into()),
             interval_ms: 100,
             timeout_ms: 99,
@@ -2517,7 +2519,26 @@ fn health_checks() {
     rejects(
         &hc("interval_ms = 1000"),
         "[cluster.health_check]",
-        &["missing key `path`", "(in `cluster[0].health_check`)"],
+        &[
+            "cluster \"web\": health_check of type \"http\" needs `path`",
+            "or set type = \"tcp\"",
+        ],
+    );
+    ok(&hc("type = \"tcp\"\nport = 9000"));
+    rejects(
+        &hc("type = \"tcp\"\npath = \"/\""),
+        "path =",
+        &["health_check.path applies only to type \"http\", not \"tcp\""],
+    );
+    rejects(
+        &hc("type = \"udp\""),
+        "type =",
+        &["unknown variant `udp`, expected `http` or `tcp`"],
+    );
+    rejects(
+        &hc("path = \"/\"\nport = 0"),
+        "port =",
+        &["health_check.port 0 is not a port"],
     );
     rejects(
         &hc("path = \"/\"\nmethod = \"HEAD\""),

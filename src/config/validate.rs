@@ -1092,6 +1092,23 @@ fn services(cfg: &Config) -> Check {
                 .see(Locus::Path(at("mode")), "mode set"));
             }
         }
+        if let Some(hc) = &cluster.health_check {
+            let j = cluster.backends.iter().position(|b| {
+                hc.port.is_none() && b.port.is_none() && cfg.check_port(&cluster.name).is_none()
+            });
+            if let Some(j) = j {
+                return Err(Problem::new(
+                    item("cluster", ci).key("health_check"),
+                    format!(
+                        "cluster {:?}: health_check has no port to check backend {}: it has no \
+                         `port`, and the services that use the cluster do not share one non-zero \
+                         port. Set health_check.port",
+                        cluster.name, cluster.backends[j].address
+                    ),
+                )
+                .see(Locus::Path(at("port")), "service port"));
+            }
+        }
         if v.mode == ForwardMode::L2Dsr {
             if let Some((j, b)) = cluster
                 .backends

@@ -9,7 +9,7 @@
 
 use std::ops::RangeInclusive;
 
-use super::listener::{Balance, HealthCheck, Listener};
+use super::listener::{Balance, CheckType, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
@@ -115,19 +115,48 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
 
 fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
     let at = |key: &str| item("cluster", i).key("health_check").key(key);
-    let (path, query) = match hc.path.split_once('?') {
+    let target = match (hc.check, &hc.path) {
+        (CheckType::Http, Some(target)) => target.as_str(),
+        (CheckType::Http, None) => {
+            return Err(Problem::new(
+                item("cluster", i).key("health_check"),
+                format!(
+                    "{owner}: health_check of type \"http\" needs `path`, the request target to GET \
+                     (such as \"/healthz\"); or set type = \"tcp\" to check that connections are \
+                     accepted"
+                ),
+            ));
+        }
+        (t, Some(_)) => {
+            return Err(Problem::new(
+                at("path"),
+                format!(
+                    "{owner}: health_check.path applies only to type \"http\", not {:?}",
+                    t.as_str()
+                ),
+            )
+            .or_at(at("type")));
+        }
+        (_, None) => "/",
+    };
+    let (path, query) = match target.split_once('?') {
         Some((path, query)) => (path, Some(query)),
-        None => (hc.path.as_str(), None),
+        None => (target, None),
     };
     let query_ok = query.is_none_or(|q| q.bytes().all(|b| b.is_ascii_graphic() && b != b'#'));
     if !path.starts_with('/') || check_path(path.as_bytes()).is_err() || !query_ok {
         return Err(Problem::new(
             at("path"),
             format!(
-                "{owner}: health_check.path {:?} is not a request target Sluice sends: expected an \
-                 absolute path such as \"/healthz\", optionally with a query (\"/status?full=1\")",
-                hc.path
+                "{owner}: health_check.path {target:?} is not a request target Sluice sends: expected an \
+                 absolute path such as \"/healthz\", optionally with a query (\"/status?full=1\")"
             ),
+        ));
+    }
+    if hc.port == Some(0) {
+        return Err(Problem::new(
+            at("port"),
+            format!("{owner}: health_check.port 0 is not a port: expected 1..=65535"),
         ));
     }
     if let Some(host) = &hc.host {

@@ -7,12 +7,16 @@ use std::net::IpAddr;
 use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
 
-use crate::config::{Config, ForwardMode, KeyPath, Listener, ListenerRoute, Protocol, Scheduler};
+use crate::config::{
+    CheckType, Config, ForwardMode, KeyPath, Listener, ListenerRoute, OnBackendDown, Protocol,
+    Scheduler,
+};
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
+use crate::l7::health::HealthState;
 use crate::l7::http::{HeaderEdits, Limits, PrefixRewrite};
 use crate::l7::plane::{
-    Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
+    Balance, Buffers, CheckKind, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
 use crate::l7::router::{Matcher, Route, RouteAction, Router, ValueMatch};
 use crate::net::plane::{Plane, PortPlane};
@@ -92,12 +96,26 @@ impl Registry {
     }
 }
 
-/// Build the plane for `cfg` on the started ports `infos`.
+/// Build the plane for `cfg` on the started ports `infos`, every backend
+/// up.
 pub fn build_plane(
     cfg: &Config,
     infos: &[PortInfo],
     reg: &mut Registry,
     workers: usize,
+) -> Result<Plane> {
+    build_plane_with_health(cfg, infos, reg, workers, &HealthState::default())
+}
+
+/// Build the plane for `cfg` with the backends `health` has down left out
+/// of new connections' choices (Maglev tables, round-robin sequences,
+/// least-conn).
+pub fn build_plane_with_health(
+    cfg: &Config,
+    infos: &[PortInfo],
+    reg: &mut Registry,
+    workers: usize,
+    health: &HealthState,
 ) -> Result<Plane> {
     let mut ports = Vec::new();
     let mut gateways = Vec::new();
@@ -146,7 +164,7 @@ pub fn build_plane(
         .collect();
     let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
     plane.workers = workers;
-    plane.services = compile_services(cfg, &plane, reg)?;
+    plane.services = compile_services(cfg, &plane, reg, health)?;
     plane.l7 = compile_l7(cfg)?;
     for l in &cfg.listeners {
         let ingress = cfg
@@ -186,7 +204,11 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             retry_budget_percent: c.retry_budget_percent,
             max_idle_per_backend: c.max_idle_per_backend,
             health: c.health_check.as_ref().map(|h| HealthCheck {
-                path: h.path.clone(),
+                kind: match h.check {
+                    CheckType::Http => CheckKind::Http,
+                    CheckType::Tcp => CheckKind::Tcp,
+                },
+                path: h.path.clone().unwrap_or_else(|| "/".into()),
                 host: h.host.clone(),
                 interval_ms: h.interval_ms as u64,
                 timeout_ms: h.timeout_ms as u64,
@@ -452,12 +474,34 @@ pub(crate) fn limits(l: &Listener) -> Limits {
     }
 }
 
-fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<Services> {
+fn compile_services(
+    cfg: &Config,
+    plane: &Plane,
+    reg: &mut Registry,
+    health: &HealthState,
+) -> Result<Services> {
     let (backend_ids, service_ids) = reg.assign(cfg)?;
     let mut backends: Vec<Option<BackendPlane>> = Vec::new();
     let mut clusters = Vec::new();
     for (ci, c) in cfg.clusters.iter().enumerate() {
         let mut members = Vec::new();
+        // A down backend weighs nothing for new connections, as if drained
+        // with weight 0, unless every backend with a weight is down: then
+        // the cluster keeps them all (a check failing everywhere is more
+        // likely wrong than every backend dead, and "no backend" helps no
+        // client; Envoy's panic mode does the same).
+        let ids = &backend_ids[ci];
+        let checked = c.health_check.is_some();
+        let all_down = checked
+            && c.backends
+                .iter()
+                .zip(ids)
+                .all(|(b, &id)| b.weight == 0 || !health.is_up(id));
+        let up = |id: u32| !checked || all_down || health.is_up(id);
+        let check_port = |b: &crate::config::Backend| {
+            let hc = c.health_check.as_ref()?;
+            hc.port.or(b.port).or_else(|| cfg.check_port(&c.name))
+        };
         for (b, &id) in c.backends.iter().zip(&backend_ids[ci]) {
             // The egress port's own address towards the backend: the NAT
             // source by default, and the tunnel source in DSR modes.
@@ -484,19 +528,24 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
                 port: b.port,
                 weight: b.weight,
                 src,
+                up: up(id),
+                check_port: check_port(b),
             });
             members.push(id);
         }
+        let weight = |(b, &id): (&crate::config::Backend, &u32)| if up(id) { b.weight } else { 0 };
         // Keyed by the backend's address as text: a pure function of the
-        // config, independent of the order of backends in the file.
+        // config, independent of the order of backends in the file. A down
+        // backend keeps its key with weight 0, so that only its slots move.
         let keys: Vec<(String, u32)> = c
             .backends
             .iter()
-            .map(|b| (b.address.to_string(), b.weight))
+            .zip(ids)
+            .map(|(b, id)| (b.address.to_string(), weight((b, id))))
             .collect();
         let maglev = MaglevTable::build(&keys, c.maglev_table_size)
             .map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
-        let wrr = wrr_sequence(&c.backends.iter().map(|b| b.weight).collect::<Vec<_>>());
+        let wrr = wrr_sequence(&c.backends.iter().zip(ids).map(weight).collect::<Vec<_>>());
         clusters.push(ClusterPlane {
             name: c.name.clone(),
             sched: match c.scheduler {
@@ -509,6 +558,7 @@ fn compile_services(cfg: &Config, plane: &Plane, reg: &mut Registry) -> Result<S
             members,
             maglev,
             wrr,
+            reset_on_down: c.on_backend_down == OnBackendDown::Reset,
         });
     }
     let mut services = Vec::new();
@@ -609,6 +659,111 @@ mod tests {
             .find(|(c, o, _)| c == cluster && *o == octet)
             .map(|&(_, _, id)| id)
             .unwrap()
+    }
+
+    fn port_info() -> PortInfo {
+        PortInfo {
+            id: 0,
+            driver: "net_null".into(),
+            mac: [2, 0, 0, 0, 0, 1],
+            promiscuous: false,
+            rss: false,
+            queues: 1,
+            max_queues: 1,
+            mtu_set: true,
+            tx_offloads: 0,
+        }
+    }
+
+    /// The churn test of `l4::maglev`, through the health path: a backend
+    /// its check takes down leaves the Maglev table and round-robin
+    /// sequence, only its own slots move (each to some other backend),
+    /// and when it comes back the table is the one it had before.
+    #[test]
+    fn a_down_backend_loses_only_its_slots_and_gets_them_back() {
+        let mut cfg = config(&[("web", &[11, 12, 13, 14, 15])], &[("a", "web")]);
+        cfg.clusters[0].health_check = Some(crate::config::HealthCheck {
+            check: CheckType::Tcp,
+            path: None,
+            port: None,
+            host: None,
+            interval_ms: 1000,
+            timeout_ms: 500,
+            rise: 2,
+            fall: 3,
+            expect_status: [200, 399],
+        });
+        cfg.clusters[0].on_backend_down = OnBackendDown::Reset;
+        let health = HealthState::default();
+        let mut reg = Registry::default();
+        let build = |reg: &mut Registry, h: &HealthState| {
+            build_plane_with_health(&cfg, &[port_info()], reg, 1, h).unwrap()
+        };
+        let up = build(&mut reg, &health);
+        let c = &up.services.clusters[0];
+        let before: Vec<u32> = c
+            .maglev
+            .slots()
+            .iter()
+            .map(|&i| c.members[i as usize])
+            .collect();
+        // The check port is the service's (80): the backends have none.
+        assert!(up.services.probing);
+        assert!(up
+            .services
+            .backends
+            .iter()
+            .flatten()
+            .all(|b| b.check_port == Some(80)));
+        let gone = c.members[2];
+        health.set(gone, false);
+        let down = build(&mut reg, &health);
+        let d = &down.services.clusters[0];
+        let after: Vec<u32> = d
+            .maglev
+            .slots()
+            .iter()
+            .map(|&i| d.members[i as usize])
+            .collect();
+        // Maglev's own bounds (`l4::maglev`'s churn test): about 1/N of the
+        // table moves, the down backend's slots, and few others.
+        assert!(!after.contains(&gone), "the down backend still owns a slot");
+        let n = c.members.len() as f64;
+        let moved = before.iter().zip(&after).filter(|(b, a)| b != a).count();
+        let survivors = before.iter().filter(|&&b| b != gone).count();
+        let moved_survivors = before
+            .iter()
+            .zip(&after)
+            .filter(|(b, a)| **b != gone && b != a)
+            .count();
+        assert!(
+            moved as f64 <= 1.3 * before.len() as f64 / n,
+            "{moved} slots moved"
+        );
+        assert!(
+            (moved_survivors as f64) < 0.3 / n * survivors as f64,
+            "{moved_survivors} of {survivors} surviving slots moved"
+        );
+        assert!(!d.wrr.iter().any(|&i| d.members[i as usize] == gone));
+        let b = down.services.backend(gone).unwrap();
+        assert!(
+            !b.up && b.weight == 1,
+            "configured weight kept, up flag off"
+        );
+        assert!(down.services.reset_now(gone));
+        assert!(!down.services.reset_now(d.members[0]));
+        // Back up: the table it had.
+        health.set(gone, true);
+        let back = build(&mut reg, &health);
+        let k = &back.services.clusters[0];
+        assert_eq!(k.maglev.slots(), c.maglev.slots());
+        // Every backend down: the cluster keeps them all rather than none.
+        for &id in &c.members {
+            health.set(id, false);
+        }
+        let all = build(&mut reg, &health);
+        assert_eq!(all.services.clusters[0].maglev.slots(), c.maglev.slots());
+        assert!(!all.services.reset_now(gone));
     }
 
     #[test]

@@ -293,6 +293,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     };
 
     let started = Instant::now();
+    let mut health_seen = 0u64;
     let mut last_rx = 0u64;
     let mut last_change = Instant::now();
     let mut last_print = Instant::now();
@@ -357,22 +358,39 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         }
         if hup.swap(false, Ordering::SeqCst) {
             match &opts.reload {
-                Some(reload) => match reload_plane(reload, &cfg, &infos, &mut registry, nworkers) {
-                    Ok((new_cfg, plane)) => {
-                        // Every worker moves to the newest plane at its next
-                        // check, however many reloads came before it looked.
-                        planes.publish(Arc::new(plane));
-                        *source.names.lock().unwrap() = registry.clone();
-                        log::info!(
-                            "reloaded: {} service(s), {} cluster(s)",
-                            new_cfg.services.len(),
-                            new_cfg.clusters.len()
-                        );
-                        cfg = new_cfg;
+                Some(reload) => {
+                    match reload_plane(reload, &cfg, &infos, &mut registry, nworkers, &health) {
+                        Ok((new_cfg, plane)) => {
+                            // Every worker moves to the newest plane at its next
+                            // check, however many reloads came before it looked.
+                            planes.publish(Arc::new(plane));
+                            *source.names.lock().unwrap() = registry.clone();
+                            log::info!(
+                                "reloaded: {} service(s), {} cluster(s)",
+                                new_cfg.services.len(),
+                                new_cfg.clusters.len()
+                            );
+                            cfg = new_cfg;
+                        }
+                        Err(e) => log::error!("reload rejected, keeping the running config: {e}"),
                     }
-                    Err(e) => log::error!("reload rejected, keeping the running config: {e}"),
-                },
+                }
                 None => log::warn!("SIGHUP: reload not available"),
+            }
+        }
+        // A backend changed state by its health check: the same compile
+        // as a reload, with the down backends out of the Maglev tables,
+        // here and not on the workers (glb-director's control loop does
+        // the same). Workers pick the plane up between bursts.
+        let generation = health.generation();
+        if generation != health_seen {
+            health_seen = generation;
+            match compile::build_plane_with_health(&cfg, &infos, &mut registry, nworkers, &health) {
+                Ok(plane) => {
+                    planes.publish(Arc::new(plane));
+                    log::info!("backend health changed: new plane published");
+                }
+                Err(e) => log::error!("backend health changed, plane not rebuilt: {e}"),
             }
         }
         // Planes the workers have let go of are freed here, not on them.
@@ -450,11 +468,12 @@ fn reload_plane(
     infos: &[port::PortInfo],
     registry: &mut Registry,
     workers: usize,
+    health: &crate::l7::health::HealthState,
 ) -> Result<(Config, crate::net::plane::Plane)> {
     let new = reload().map_err(|e| anyhow!(e))?;
     running.check_reloadable(&new).map_err(|e| anyhow!(e))?;
     let mut reg = registry.clone();
-    let plane = compile::build_plane(&new, infos, &mut reg, workers)?;
+    let plane = compile::build_plane_with_health(&new, infos, &mut reg, workers, health)?;
     *registry = reg;
     Ok((new, plane))
 }

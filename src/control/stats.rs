@@ -158,6 +158,19 @@ impl StatsSource {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
             let up = u64::from(self.health.is_up(id as u32));
             family("sluice_backend_up", "gauge", l.clone(), up);
+            let (passed, failed) = self.health.checks(id as u32);
+            family(
+                "sluice_backend_health_checks_total",
+                "counter",
+                format!("{l},result=\"passed\""),
+                passed,
+            );
+            family(
+                "sluice_backend_health_checks_total",
+                "counter",
+                format!("{l},result=\"failed\""),
+                failed,
+            );
             family(
                 "sluice_backend_packets_total",
                 "counter",
@@ -304,6 +317,8 @@ impl StatsSource {
                     format!("{c}/{n}"),
                     serde_json::json!({"packets": v[0], "bytes": v[1], "connections": v[2], "active": v[3],
                         "up": self.health.is_up(id as u32),
+                        "checks_passed": self.health.checks(id as u32).0,
+                        "checks_failed": self.health.checks(id as u32).1,
                         "requests": r[0], "failures": r[1], "responses_5xx": r[2], "in_flight": r[3]}),
                 )
             })

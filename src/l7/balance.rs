@@ -262,6 +262,8 @@ mod tests {
                     port: Some(8080),
                     weight,
                     src: None,
+                    up: true,
+                    check_port: None,
                 })
             })
             .collect();
@@ -277,6 +279,7 @@ mod tests {
             members: (0..weights.len() as u32).collect(),
             maglev: MaglevTable::build(&names, 65537).unwrap(),
             wrr: wrr_sequence(weights),
+            reset_on_down: false,
         };
         Services::new(vec![], vec![cluster], backends)
     }

@@ -26,6 +26,7 @@ use crate::net::services::MAX_BACKENDS;
 use super::balance::Balancer;
 use super::health::{self, HealthState, Probe};
 use super::http::HttpError;
+use super::plane::CheckKind;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
@@ -703,12 +704,27 @@ impl Engine {
         owner: Owner,
         bufs: (usize, usize),
     ) -> Result<u32, Counter> {
+        self.connect_to(eg, snat, li, backend, None, owner, bufs)
+    }
+
+    /// A new connection to `backend` on `port` (None: its own `port`).
+    #[allow(clippy::too_many_arguments)]
+    fn connect_to(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        li: u16,
+        backend: u32,
+        port: Option<u16>,
+        owner: Owner,
+        bufs: (usize, usize),
+    ) -> Result<u32, Counter> {
         let b = eg
             .plane
             .services
             .backend(backend)
             .ok_or(Counter::l7_upstream_connect_failed)?;
-        let port = b.port.ok_or(Counter::l7_upstream_connect_failed)?;
+        let port = port.or(b.port).ok_or(Counter::l7_upstream_connect_failed)?;
         let listener_snat = eg
             .plane
             .l7
@@ -824,9 +840,9 @@ impl Engine {
             let Some(hc) = plane.l7.cluster(b.cluster).health.as_ref() else {
                 continue;
             };
-            if b.port.is_none() {
+            let Some(port) = b.check_port else {
                 continue;
-            }
+            };
             let id = b.id;
             let p = &mut self.probes[id as usize];
             if let Some(slot) = p.conn {
@@ -851,11 +867,12 @@ impl Engine {
             p.started_ns = now;
             p.sent = false;
             p.buf.clear();
-            match self.connect(
+            match self.connect_to(
                 eg,
                 snat,
                 u16::MAX,
                 id,
+                Some(port),
                 Owner::Health { backend: id },
                 (4096, 4096),
             ) {
@@ -895,6 +912,19 @@ impl Engine {
             return;
         };
         let state = c.sock().state();
+        if hc.kind == CheckKind::Tcp {
+            let open = matches!(state, State::SynSent | State::SynReceived);
+            let verdict = health::verdict_tcp(state == State::Established, open);
+            self.conns.poll(slot, None, eg.now_ns, eg);
+            if let Some(ok) = verdict {
+                self.probes[backend as usize].conn = None;
+                self.probe_result(backend, ok, hc.rise, hc.fall);
+                // A RST: nothing was asked, and no TIME-WAIT holds the SNAT
+                // port (HAProxy's tcp-check closes the same way).
+                self.close_conn(eg, snat, slot, true);
+            }
+            return;
+        }
         if state == State::Established && !p.sent {
             let host = hc.host.clone().unwrap_or_else(|| match b.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
@@ -936,6 +966,7 @@ impl Engine {
 
     fn probe_result(&mut self, backend: u32, ok: bool, rise: u32, fall: u32) {
         let was_up = self.health.is_up(backend);
+        self.health.count(backend, ok);
         self.counters.inc(if ok {
             Counter::l7_health_ok
         } else {

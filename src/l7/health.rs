@@ -1,17 +1,22 @@
-//! Active HTTP health checks of L7 backends.
+//! Active health checks of backends, for L7 listeners and L4 services.
 //!
 //! One worker (worker 0) probes: every `interval_ms` it opens a TCP
-//! connection to each checked backend through its own userspace stack,
-//! sends `GET <path>` with `Connection: close`, and reads the status line.
-//! A status in the expected range within `timeout_ms` is a success;
-//! anything else (refused, reset, timeout, other status) a failure. `rise`
-//! successes in a row bring a backend up, `fall` failures take it down. The
-//! verdict is published in [`HealthState`], which every worker reads when
-//! it picks a backend. Backends start up, so that a restart does not turn
-//! away traffic while the first probes run; connection failures are retried
-//! on another backend meanwhile.
+//! connection to each checked backend through its own userspace stack (the
+//! data ports belong to DPDK, so the kernel usually has no route to the
+//! backends). An HTTP check sends `GET <path>` with `Connection: close` and
+//! reads the status line: a status in the expected range within
+//! `timeout_ms` is a success, anything else (refused, reset, timeout, other
+//! status) a failure. A TCP check succeeds when the connection is
+//! accepted. `rise` successes in a row bring a backend up, `fall` failures
+//! take it down. The verdict is published in [`HealthState`]: L7 workers
+//! read it when they pick a backend for a request; for L4 services the
+//! control thread watches [`HealthState::generation`] and publishes a plane
+//! whose Maglev tables leave the down backends out (`control::compile`).
+//! Backends start up, so that a restart does not turn away traffic while
+//! the first probes run; connection failures are retried on another
+//! backend meanwhile.
 
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 
 use crate::net::services::MAX_BACKENDS;
 
@@ -19,14 +24,23 @@ const UP: u8 = 0;
 const DOWN: u8 = 1;
 
 /// Health of every backend id, shared by all workers and the admin thread.
+/// Written by the probing worker only.
 pub struct HealthState {
     state: Vec<AtomicU8>,
+    /// Checks passed and failed, by backend id.
+    passed: Vec<AtomicU64>,
+    failed: Vec<AtomicU64>,
+    /// Bumped after every change of a backend's state.
+    generation: AtomicU64,
 }
 
 impl Default for HealthState {
     fn default() -> Self {
         HealthState {
             state: (0..MAX_BACKENDS).map(|_| AtomicU8::new(UP)).collect(),
+            passed: (0..MAX_BACKENDS).map(|_| AtomicU64::new(0)).collect(),
+            failed: (0..MAX_BACKENDS).map(|_| AtomicU64::new(0)).collect(),
+            generation: AtomicU64::new(0),
         }
     }
 }
@@ -41,8 +55,31 @@ impl HealthState {
 
     pub fn set(&self, id: u32, up: bool) {
         if let Some(s) = self.state.get(id as usize) {
-            s.store(if up { UP } else { DOWN }, Ordering::Relaxed);
+            let new = if up { UP } else { DOWN };
+            if s.swap(new, Ordering::Relaxed) != new {
+                self.generation.fetch_add(1, Ordering::Release);
+            }
         }
+    }
+
+    /// Changes so far: the control thread republishes the plane when this
+    /// moves.
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    /// Count one check result of `id` (single writer: the probing worker).
+    pub fn count(&self, id: u32, ok: bool) {
+        let v = if ok { &self.passed } else { &self.failed };
+        if let Some(c) = v.get(id as usize) {
+            c.store(c.load(Ordering::Relaxed) + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// (passed, failed) checks of `id`.
+    pub fn checks(&self, id: u32) -> (u64, u64) {
+        let get = |v: &Vec<AtomicU64>| v.get(id as usize).map_or(0, |c| c.load(Ordering::Relaxed));
+        (get(&self.passed), get(&self.failed))
     }
 }
 
@@ -93,6 +130,17 @@ pub fn verdict(buf: &[u8], expect: (u16, u16), open: bool) -> Option<bool> {
         None if buf.len() >= STATUS_LINE_MAX => Some(false),
         None if !open => Some(false),
         None => None,
+    }
+}
+
+/// The verdict on a TCP check: passed once the connection is established,
+/// failed once it is closed (refused or reset) without having been, `None`
+/// while it is still opening. The timeout is the caller's.
+pub fn verdict_tcp(established: bool, open: bool) -> Option<bool> {
+    match (established, open) {
+        (true, _) => Some(true),
+        (false, false) => Some(false),
+        (false, true) => None,
     }
 }
 
@@ -187,9 +235,29 @@ mod tests {
     fn state_defaults_up() {
         let s = HealthState::default();
         assert!(s.is_up(7));
+        assert_eq!(s.generation(), 0);
         s.set(7, false);
         assert!(!s.is_up(7));
         assert!(s.is_up(8));
         assert!(s.is_up(u32::MAX));
+        // Only changes move the generation.
+        assert_eq!(s.generation(), 1);
+        s.set(7, false);
+        s.set(8, true);
+        assert_eq!(s.generation(), 1);
+        s.set(7, true);
+        assert_eq!(s.generation(), 2);
+        s.count(7, true);
+        s.count(7, false);
+        s.count(7, false);
+        assert_eq!(s.checks(7), (1, 2));
+    }
+
+    #[test]
+    fn tcp_verdicts() {
+        assert_eq!(verdict_tcp(true, true), Some(true));
+        assert_eq!(verdict_tcp(true, false), Some(true));
+        assert_eq!(verdict_tcp(false, true), None);
+        assert_eq!(verdict_tcp(false, false), Some(false));
     }
 }

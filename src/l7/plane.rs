@@ -34,9 +34,21 @@ pub enum HashOn {
     Cookie(Vec<u8>),
 }
 
-/// Active HTTP health check of a cluster's backends.
+/// What a health check does.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CheckKind {
+    /// `GET path`, status in `expect`.
+    Http,
+    /// The connection is accepted.
+    Tcp,
+}
+
+/// Active health check of a cluster's backends (the port of each backend's
+/// check is its [`crate::net::services::BackendPlane::check_port`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct HealthCheck {
+    pub kind: CheckKind,
+    /// HTTP: the request target.
     pub path: String,
     /// `None`: the backend's address.
     pub host: Option<String>,

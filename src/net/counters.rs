@@ -59,6 +59,9 @@ counters! {
     /// DSR: new flows forwarded without state because of the per-core
     /// new-connection rate cap.
     l4_rate_limited,
+    /// RSTs sent, to either side, for tracked TCP connections of a backend
+    /// its health check took down (`on_backend_down = "reset"`).
+    l4_backend_down_resets,
     /// ICMP errors about a tracked flow sent on to the other side.
     icmp_errors_forwarded,
     /// Packets handed to the worker that owns their connection (not a
@@ -215,6 +218,10 @@ counters! {
     drop_no_conn,
     /// The service's cluster has no backend with weight above 0.
     drop_no_backend,
+    /// A packet of a tracked connection of a backend its health check took
+    /// down (`on_backend_down = "reset"`) that is not answered with a RST:
+    /// a RST itself, or a UDP reply (the flow is forgotten).
+    drop_backend_down,
     /// NAT: this worker has no free SNAT port for the chosen source address.
     drop_snat_exhausted,
     /// NAT: connection table full (NAT cannot forward without state).

@@ -59,6 +59,12 @@ pub struct BackendPlane {
     /// Source address of packets Sluice sends to this backend (the egress
     /// port's own address: SNAT default and tunnel outer source).
     pub src: Option<IpAddr>,
+    /// Up by its health check (or unchecked) when the plane was built. A
+    /// down backend is out of the cluster's Maglev table and round-robin
+    /// sequence and takes no new L4 connections.
+    pub up: bool,
+    /// The port its cluster's health check connects to; None: not checked.
+    pub check_port: Option<u16>,
 }
 
 #[derive(Clone, Debug)]
@@ -75,6 +81,9 @@ pub struct ClusterPlane {
     pub maglev: MaglevTable,
     /// Smooth weighted round-robin sequence over `members` (indexes).
     pub wrr: Vec<u32>,
+    /// `on_backend_down = "reset"`: tracked connections of a down backend
+    /// are reset (TCP) or forgotten (UDP) at their next packet.
+    pub reset_on_down: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -96,6 +105,10 @@ pub struct ServicePlane {
 
 #[derive(Clone, Debug, Default)]
 pub struct Services {
+    /// Some backend has a health check: worker 0's engine runs to probe
+    /// it, and TCP segments to Sluice's own addresses that no L4
+    /// connection claims go to that engine.
+    pub probing: bool,
     pub services: Vec<ServicePlane>,
     pub clusters: Vec<ClusterPlane>,
     /// By backend id; `None` for ids of removed backends.
@@ -121,7 +134,9 @@ impl Services {
                 vips.push((s.ingress, s.vip));
             }
         }
+        let probing = backends.iter().flatten().any(|b| b.check_port.is_some());
         Services {
+            probing,
             services,
             clusters,
             backends,
@@ -174,6 +189,19 @@ impl Services {
     #[inline]
     pub fn backend(&self, id: u32) -> Option<&BackendPlane> {
         self.backends.get(id as usize).and_then(|b| b.as_ref())
+    }
+
+    /// Whether the tracked connections of backend `id` end now: it is down
+    /// and its cluster resets the connections of down backends.
+    #[inline]
+    pub fn reset_now(&self, id: u32) -> bool {
+        self.backend(id).is_some_and(|b| {
+            !b.up
+                && self
+                    .clusters
+                    .get(b.cluster)
+                    .is_some_and(|c| c.reset_on_down)
+        })
     }
 
     /// The backend Maglev picks for a flow without state.

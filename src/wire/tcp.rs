@@ -291,6 +291,90 @@ impl<T: AsRef<[u8]>> AsRef<[u8]> for Packet<T> {
     }
 }
 
+/// Write into `out` the RST that answers the segment `pkt` (an IPv4 or
+/// IPv6 packet carrying TCP, no options or extension headers) for which
+/// there is no connection, per RFC 9293 §3.10.7.1: if the segment has an
+/// ACK, the RST takes its sequence number from it; otherwise it has
+/// sequence 0 and acknowledges the segment. Returns the packet's length;
+/// `None` for a RST (never answered) or a malformed segment.
+pub fn write_reset(pkt: &[u8], out: &mut [u8]) -> Option<usize> {
+    use super::checksum::{checksum, fold, pseudo_header_v4, pseudo_header_v6, sum};
+    const TCP_FIN: u8 = 0x01;
+    const TCP_SYN: u8 = 0x02;
+    const TCP_RST: u8 = 0x04;
+    const TCP_ACK: u8 = 0x10;
+    let v6 = pkt.first()? >> 4 == 6;
+    let (l4, total) = if v6 {
+        (
+            40,
+            40 + u16::from_be_bytes([*pkt.get(4)?, *pkt.get(5)?]) as usize,
+        )
+    } else {
+        (
+            ((pkt[0] & 0x0f) as usize) * 4,
+            u16::from_be_bytes([*pkt.get(2)?, *pkt.get(3)?]) as usize,
+        )
+    };
+    let t = pkt.get(l4..total.min(pkt.len()))?;
+    if t.len() < 20 {
+        return None;
+    }
+    let flags = t[13];
+    if flags & TCP_RST != 0 {
+        return None;
+    }
+    let data_off = ((t[12] >> 4) as usize) * 4;
+    let payload = t.len().checked_sub(data_off)? as u32;
+    let seq = u32::from_be_bytes([t[4], t[5], t[6], t[7]]);
+    let ack = u32::from_be_bytes([t[8], t[9], t[10], t[11]]);
+    let (rseq, rack, rflags) = if flags & TCP_ACK != 0 {
+        (ack, 0, TCP_RST)
+    } else {
+        let len = payload + u32::from(flags & TCP_SYN != 0) + u32::from(flags & TCP_FIN != 0);
+        (0, seq.wrapping_add(len), TCP_RST | TCP_ACK)
+    };
+    let ip_len = if v6 { 40 } else { 20 };
+    let out = out.get_mut(..ip_len + 20)?;
+    out.fill(0);
+    let tcp_at = ip_len;
+    {
+        let r = &mut out[tcp_at..];
+        r[0..2].copy_from_slice(&t[2..4]);
+        r[2..4].copy_from_slice(&t[0..2]);
+        r[4..8].copy_from_slice(&rseq.to_be_bytes());
+        r[8..12].copy_from_slice(&rack.to_be_bytes());
+        r[12] = 5 << 4;
+        r[13] = rflags;
+    }
+    let pseudo = if v6 {
+        out[0] = 0x60;
+        out[4..6].copy_from_slice(&20u16.to_be_bytes());
+        out[6] = 6;
+        out[7] = 64;
+        out[8..24].copy_from_slice(&pkt[24..40]);
+        out[24..40].copy_from_slice(&pkt[8..24]);
+        let src = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&out[8..24]).ok()?);
+        let dst = std::net::Ipv6Addr::from(<[u8; 16]>::try_from(&out[24..40]).ok()?);
+        pseudo_header_v6(&src, &dst, IpProtocol::Tcp, 20)
+    } else {
+        out[0] = 0x45;
+        out[2..4].copy_from_slice(&40u16.to_be_bytes());
+        out[6] = 0x40; // don't fragment
+        out[8] = 64;
+        out[9] = 6;
+        out[12..16].copy_from_slice(&pkt[16..20]);
+        out[16..20].copy_from_slice(&pkt[12..16]);
+        let c = checksum(&out[..20]);
+        out[10..12].copy_from_slice(&c.to_be_bytes());
+        let src = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&out[12..16]).ok()?);
+        let dst = std::net::Ipv4Addr::from(<[u8; 4]>::try_from(&out[16..20]).ok()?);
+        pseudo_header_v4(&src, &dst, IpProtocol::Tcp, 20)
+    };
+    let c = !fold(pseudo + sum(&out[tcp_at..tcp_at + 20]));
+    out[tcp_at + 16..tcp_at + 18].copy_from_slice(&c.to_be_bytes());
+    Some(ip_len + 20)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -330,12 +330,14 @@ fn tcp_udp(
         Some(w) if w != l4st.worker && plane.workers > 1 && w < plane.workers => {
             Verdict::Redirect { worker: w }
         }
-        // An upstream connection of the L7 engine (or a segment it will
-        // count as unknown).
-        Some(_) if pkt.proto == 6 && !plane.l7.is_empty() => Verdict::L7 {
-            l3: pkt.l3,
-            end: pkt.end,
-        },
+        // An upstream or health-check connection of the L7 engine (or a
+        // segment it will count as unknown).
+        Some(_) if pkt.proto == 6 && (!plane.l7.is_empty() || plane.services.probing) => {
+            Verdict::L7 {
+                l3: pkt.l3,
+                end: pkt.end,
+            }
+        }
         Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
         _ => Drop(Counter::drop_no_service),
     }

@@ -231,7 +231,12 @@ struct World {
 
 impl World {
     fn new() -> World {
-        let cfg = crate::config::from_str(CONFIG, "worker-tests.toml").expect("test config");
+        World::build(CONFIG, &crate::l7::health::HealthState::default())
+    }
+
+    /// The plane of config `text` with the backends `health` has down.
+    fn plane(text: &str, health: &crate::l7::health::HealthState) -> Plane {
+        let cfg = crate::config::from_str(text, "worker-tests.toml").expect("test config");
         let info = PortInfo {
             id: 0,
             driver: "net_null".into(),
@@ -244,7 +249,25 @@ impl World {
             tx_offloads: 0,
         };
         let mut reg = crate::control::compile::Registry::default();
-        let plane = crate::control::compile::build_plane(&cfg, &[info], &mut reg, 2).unwrap();
+        crate::control::compile::build_plane_with_health(&cfg, &[info], &mut reg, 2, health)
+            .unwrap()
+    }
+
+    fn build(text: &str, health: &crate::l7::health::HealthState) -> World {
+        let cfg = crate::config::from_str(text, "worker-tests.toml").expect("test config");
+        let info = PortInfo {
+            id: 0,
+            driver: "net_null".into(),
+            mac: LB_MAC.0,
+            promiscuous: false,
+            rss: false,
+            queues: 2,
+            max_queues: 2,
+            mtu_set: true,
+            tx_offloads: 0,
+        };
+        let _ = info;
+        let plane = World::plane(text, health);
         let mut neighbors = NeighborTable::new(64, 60 * NOW, NOW);
         for &(port, ip, mac) in &plane.static_neighbors {
             neighbors.add_static(port as u8, ip, mac);
@@ -1234,4 +1257,134 @@ fn idle_backoff_sleeps_only_after_many_empty_polls() {
         off.idle(false);
     }
     assert_eq!(off.empty, 0, "off: never counts, never sleeps");
+}
+
+/// Cluster "one" (service web-nat, and here dns-nat too) with two backends,
+/// a TCP health check and `on_backend_down = policy`.
+fn checked_config(policy: &str) -> String {
+    let one = "[[cluster]]\nname = \"one\"\n[[cluster.backend]]\naddress = \"192.0.2.11\"\n";
+    let checked = format!(
+        "[[cluster]]\nname = \"one\"\non_backend_down = \"{policy}\"\n\
+         [cluster.health_check]\ntype = \"tcp\"\nport = 80\n\
+         [[cluster.backend]]\naddress = \"192.0.2.11\"\n\
+         [[cluster.backend]]\naddress = \"192.0.2.12\"\n"
+    );
+    let dns = "port = 53\nprotocol = \"udp\"\nmode = \"nat\"\ncluster = \"two\"";
+    assert!(CONFIG.contains(one) && CONFIG.contains(dns));
+    CONFIG
+        .replace(one, &checked)
+        .replace(dns, &dns.replace("\"two\"", "\"one\""))
+}
+
+/// The backend a forwarded NAT packet went to.
+fn nat_dst(out: &[u8]) -> Ipv4Addr {
+    Ipv4Packet::new_checked(l3(out)).unwrap().dst_addr()
+}
+
+/// A backend its health check takes down while one of its TCP flows and
+/// one UDP flow are open: with `reset`, the next TCP segment of either side
+/// is answered with a RST to its sender and a UDP flow is balanced again;
+/// with `keep`, both carry on to it; either way new flows avoid it.
+#[test]
+fn connections_of_a_backend_that_goes_down() {
+    use crate::l7::health::HealthState;
+    for policy in ["reset", "keep"] {
+        let text = checked_config(policy);
+        let health = HealthState::default();
+        let mut w = World::build(&text, &health);
+        let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, SYN));
+        assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+        let gone = nat_dst(&out);
+        let other = if gone == BE1 { BE2 } else { BE1 };
+        let (_, out) = w.run(&udp4(CLIENT4, VIP4, 5353, 53));
+        let udp_backend = nat_dst(&out);
+        // A second TCP flow on the same backend, whose backend speaks
+        // first after the down.
+        let (second, second_snat) = (1..500u16)
+            .find_map(|p| {
+                let (_, out) = w.run(&tcp4(CLIENT4, VIP4, 30000 + p, 80, SYN));
+                let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+                let t = TcpPacket::new_checked(ip.payload()).unwrap();
+                (ip.dst_addr() == gone).then_some((30000 + p, t.src_port()))
+            })
+            .unwrap();
+        // Down: the control thread's new plane, the worker's state kept.
+        health.set(w.backend(v4(gone)) as u32, false);
+        w.plane = World::plane(&text, &health);
+        let what = |s: &str| format!("{policy}: {s}");
+
+        let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, ACK));
+        if policy == "reset" {
+            assert_eq!(
+                verdict_kind(v),
+                Expect::Transmit(Counter::l4_backend_down_resets),
+                "{}",
+                what("client segment")
+            );
+            check_l2(&out, CLIENT_MAC.0, 0x0800);
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP4, CLIENT4));
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.rst() && t.verify_checksum_v4(&VIP4, &CLIENT4));
+            assert_eq!((t.src_port(), t.dst_port()), (80, CPORT));
+            // The backend's next segment gets its RST, from the SNAT side.
+            let (v, out) = w.run(&tcp4(gone, LB4, 80, SNAT0, ACK));
+            assert_eq!(
+                verdict_kind(v),
+                Expect::Transmit(Counter::l4_backend_down_resets),
+                "{}",
+                what("backend segment")
+            );
+            check_l2(&out, mac(if gone == BE1 { 0x11 } else { 0x12 }), 0x0800);
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LB4, gone));
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.rst() && t.verify_checksum_v4(&LB4, &gone));
+            assert_eq!((t.src_port(), t.dst_port()), (SNAT0, 80));
+            // The backend speaks first on the second flow: the client is
+            // reset, in the backend's sequence space; then the backend.
+            let (v, out) = w.run(&tcp4(gone, LB4, 80, second_snat, ACK));
+            assert_eq!(
+                verdict_kind(v),
+                Expect::Transmit(Counter::l4_backend_down_resets),
+                "{}",
+                what("backend first")
+            );
+            check_l2(&out, CLIENT_MAC.0, 0x0800);
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert!(ip.verify_checksum());
+            assert_eq!(
+                (ip.src_addr(), ip.dst_addr(), ip.total_len()),
+                (VIP4, CLIENT4, 40)
+            );
+            let t = TcpPacket::new_checked(ip.payload()).unwrap();
+            assert!(t.rst() && !t.ack() && t.verify_checksum_v4(&VIP4, &CLIENT4));
+            assert_eq!((t.src_port(), t.dst_port()), (80, second));
+            let (_, out) = w.run(&tcp4(gone, LB4, 80, second_snat, ACK));
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LB4, gone));
+            // A RST is never answered.
+            let (v, _) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, 0x04));
+            assert_eq!(verdict_kind(v), Expect::Drop(Counter::drop_backend_down));
+        } else {
+            assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+            assert_eq!(nat_dst(&out), gone, "{}", what("kept on its backend"));
+        }
+        // UDP: forgotten and balanced again (reset), or kept.
+        let (v, out) = w.run(&udp4(CLIENT4, VIP4, 5353, 53));
+        assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+        let want = if policy == "reset" && udp_backend == gone {
+            other
+        } else {
+            udp_backend
+        };
+        assert_eq!(nat_dst(&out), want, "{}", what("UDP flow"));
+        // New connections avoid the down backend.
+        for port in 1..200u16 {
+            let (v, out) = w.run(&tcp4(CLIENT4, VIP4, 20000 + port, 80, SYN));
+            assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+            assert_eq!(nat_dst(&out), other, "{}", what("new flow"));
+        }
+    }
 }

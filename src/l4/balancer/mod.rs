@@ -281,7 +281,7 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
                 let Some(b) = services.backend(id) else {
                     continue;
                 };
-                if b.weight == 0 {
+                if b.weight == 0 || !b.up {
                     continue;
                 }
                 let a = st.active[id as usize] as u64;
@@ -341,12 +341,15 @@ pub fn from_client(
             // the connection has the shape the service's mode needs (a
             // reload may have switched between NAT and DSR).
             let same_mode = conn.has_rev() == (svc.mode == Mode::Nat);
-            if same_mode
+            let in_cluster = same_mode
                 && plane
                     .services
                     .backend(b)
-                    .is_some_and(|be| be.cluster == svc.cluster)
-            {
+                    .is_some_and(|be| be.cluster == svc.cluster);
+            if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
+                return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, false, now);
+            }
+            if in_cluster && !plane.services.reset_now(b) {
                 conntrack::observe_tcp(
                     st.conntrack.conn_mut(id),
                     tcp_flags,
@@ -359,7 +362,9 @@ pub fn from_client(
                 }
                 Some(b)
             } else {
-                // The backend left the cluster: its connections end here.
+                // The backend left the cluster (or, UDP, is down and its
+                // cluster resets): its connections end here, and this
+                // packet is balanced again.
                 let conn = st.conntrack.remove(id);
                 st.release(&conn);
                 None
@@ -674,6 +679,17 @@ pub fn nat_return(
         }
         _ => return None,
     };
+    let backend = st.conntrack.conn(id).backend;
+    if plane.services.reset_now(backend) {
+        if pkt.proto == 6 {
+            return Some(backend_down_reset(
+                plane, neighbors, st, buf, pkt, id, flags, true, now,
+            ));
+        }
+        let conn = st.conntrack.remove(id);
+        st.release(&conn);
+        return Some(Drop(Counter::drop_backend_down));
+    }
     conntrack::observe_tcp(
         st.conntrack.conn_mut(id),
         conntrack::TcpFlags(flags),
@@ -694,6 +710,108 @@ pub fn nat_return(
         Counter::l4_returned,
         now,
     ))
+}
+
+/// A TCP segment, from either side, of tracked connection `id` whose
+/// backend is down in a cluster with `on_backend_down = "reset"`.
+///
+/// The connection is marked closed (it expires after `closed_timeout_s`)
+/// and the segment becomes a RST (RFC 9293 §3.10.7.1), sent:
+/// - for a client's segment, back to the client, from the VIP, with the
+///   sequence number the client acknowledged;
+/// - for the backend's first segment, to the client instead, from the VIP,
+///   with the backend's sequence number (the client's next expected byte
+///   when the segment is in order): a client that is only receiving (a
+///   download) sends nothing that could be answered, and its peer's next
+///   segment is the one that carries the news;
+/// - for the backend's later segments (its retransmissions), back to the
+///   backend, from the SNAT address and port.
+///
+/// A RST is never answered. DSR backends send nothing through Sluice, so
+/// there only the client is reset, at its next segment.
+#[allow(clippy::too_many_arguments)]
+fn backend_down_reset(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    id: ConnId,
+    flags: u8,
+    from_backend: bool,
+    now: u64,
+) -> Verdict {
+    let conn = *st.conntrack.conn(id);
+    let first = conn.state() != conntrack::ConnState::Closed;
+    conntrack::observe_tcp(
+        st.conntrack.conn_mut(id),
+        conntrack::TcpFlags(0x04),
+        Direction::Original,
+        now,
+    );
+    if flags & 0x04 != 0 || pkt.end < pkt.l4 + 20 {
+        return Drop(Counter::drop_backend_down);
+    }
+    let end = if from_backend && first {
+        let seq = TcpPacket::new_unchecked(&buf[pkt.l4..pkt.end]).seq_number();
+        let fwd = conn.fwd();
+        let end = pkt.l4 + 20;
+        let (src, dst) = (fwd.dst_ip(), fwd.src_ip());
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => {
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..end]);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                ip.set_total_len(40);
+                ip.set_ttl(64);
+                ip.fill_checksum();
+            }
+            (IpAddr::V6(s), IpAddr::V6(d)) => {
+                let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..end]);
+                ip.set_src_addr(s);
+                ip.set_dst_addr(d);
+                ip.set_payload_len(20);
+                ip.set_hop_limit(64);
+            }
+            _ => return Drop(Counter::drop_backend_down),
+        }
+        let mut t = TcpPacket::new_unchecked(&mut buf[pkt.l4..end]);
+        t.set_src_port(fwd.dst_port);
+        t.set_dst_port(fwd.src_port);
+        t.set_seq_number(seq);
+        t.set_ack_number(0);
+        t.set_header_len(20);
+        t.set_flags(crate::wire::TcpFlags::RST);
+        t.set_window_len(0);
+        t.set_urgent_at(0);
+        match (src, dst) {
+            (IpAddr::V4(s), IpAddr::V4(d)) => t.fill_checksum_v4(&s, &d),
+            (IpAddr::V6(s), IpAddr::V6(d)) => t.fill_checksum_v6(&s, &d),
+            _ => {}
+        }
+        end
+    } else {
+        let mut out = [0u8; 60];
+        let Some(n) = crate::wire::tcp::write_reset(&buf[pkt.l3..pkt.end], &mut out) else {
+            return Drop(Counter::drop_backend_down);
+        };
+        buf[pkt.l3..pkt.l3 + n].copy_from_slice(&out[..n]);
+        pkt.l3 + n
+    };
+    let dst = if from_backend && first {
+        conn.fwd().src_ip()
+    } else {
+        pkt.src
+    };
+    match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: end - start,
+            counter: Counter::l4_backend_down_resets,
+        },
+        Err(v) => v,
+    }
 }
 
 /// Forward a client packet to `backend` in a DSR mode.
