@@ -136,6 +136,7 @@ pub fn build_plane_with_health(
             mtu: p.mtu,
             v4,
             v6,
+            flows_may_move: info.driver == "net_af_packet",
         });
         if let Some(g) = p.gateway {
             gateways.push((i, IpAddr::V4(g)));
@@ -672,6 +673,26 @@ mod tests {
             max_queues: 1,
             mtu_set: true,
             tx_offloads: 0,
+        }
+    }
+
+    /// Only a device that may move a flow between queues (af_packet's
+    /// fanout rollover) makes workers pass each other packets of flows
+    /// they do not track; with RSS a miss stays a miss.
+    #[test]
+    fn only_af_packet_ports_pass_misses_between_workers() {
+        let cfg = config(&[("web", &[11])], &[("a", "web")]);
+        for (driver, moves) in [
+            ("net_af_packet", true),
+            ("net_null", false),
+            ("mlx5_pci", false),
+        ] {
+            let info = PortInfo {
+                driver: driver.into(),
+                ..port_info()
+            };
+            let plane = build_plane(&cfg, &[info], &mut Registry::default(), 2).unwrap();
+            assert_eq!(plane.ports[0].flows_may_move, moves, "{driver}");
         }
     }
 

@@ -22,6 +22,15 @@ pub struct PortPlane {
     pub v4: Vec<(Ipv4Addr, u8)>,
     /// Owned IPv6 addresses with their prefix lengths.
     pub v6: Vec<(Ipv6Addr, u8)>,
+    /// The device may deliver the packets of one flow to different queues
+    /// over time: `net_af_packet`'s PACKET_FANOUT rollover moves a busy flow
+    /// to another socket when a ring is nearly full. Workers then pass a
+    /// packet of a flow they do not track on to each other before the last
+    /// one gives up on it (`worker::Worker::handle`). False for RSS, whose
+    /// queue is a pure function of the tuple: there a miss is a miss, and
+    /// passing it on would only multiply the cost of a flood of stray
+    /// segments by the number of workers.
+    pub flows_may_move: bool,
 }
 
 impl PortPlane {
@@ -286,6 +295,7 @@ mod tests {
             mtu: 1500,
             v4: v4.iter().map(|(a, l)| (a.parse().unwrap(), *l)).collect(),
             v6: v6.iter().map(|(a, l)| (a.parse().unwrap(), *l)).collect(),
+            flows_may_move: false,
         }
     }
 

@@ -184,7 +184,13 @@ impl Worker {
         // may be one of another worker's connection: the workers after
         // this one look before the last one gives up on it.
         let workers = self.out.plane.workers.max(1);
-        let pass_on = (hops as usize) + 1 < workers;
+        let may_move = self
+            .out
+            .plane
+            .ports
+            .get(port)
+            .is_some_and(|p| p.flows_may_move);
+        let pass_on = may_move && (hops as usize) + 1 < workers;
         self.l4.pass_misses = pass_on;
         if !redirected {
             self.out.counters.inc(Counter::rx_packets);
