@@ -23,6 +23,10 @@ fn dflt<const N: u32>() -> u32 {
     N
 }
 
+fn yes() -> bool {
+    true
+}
+
 // `[[cluster]]`, L7 keys.
 
 /// How an L7 listener picks the backend of each request (not of each
@@ -282,6 +286,16 @@ pub struct Listener {
     /// 1..=`max_connections`: bounds what a SYN flood can hold.
     #[serde(default = "dflt::<4096>")]
     pub max_half_open: u32,
+    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) instead of opening a
+    /// connection once `syn_cookie_threshold` is reached: a SYN flood then
+    /// holds no memory and real clients still connect.
+    #[serde(default = "yes")]
+    pub syn_cookies: bool,
+    /// Half-open client connections per worker from which new SYNs get a
+    /// cookie, 0..=4194304 (0: every SYN); at most `max_half_open` takes
+    /// effect.
+    #[serde(default = "dflt::<256>")]
+    pub syn_cookie_threshold: u32,
     /// Milliseconds a client has to finish the TCP handshake,
     /// 1..=86400000.
     #[serde(default = "dflt::<10000>")]

@@ -2055,6 +2055,7 @@ fn l7_defaults() {
         [65536; 4]
     );
     assert_eq!((l.max_connections, l.max_half_open), (16384, 4096));
+    assert_eq!((l.syn_cookies, l.syn_cookie_threshold), (true, 256));
     assert_eq!(
         (
             l.handshake_timeout_ms,
@@ -2793,6 +2794,10 @@ fn listener_sizing() {
         (
             "max_head_bytes = 1023",
             "listener \"http\": max_head_bytes 1023 is out of range 1024..=1048576",
+        ),
+        (
+            "syn_cookie_threshold = 4194305",
+            "listener \"http\": syn_cookie_threshold 4194305 is out of range 0..=4194304",
         ),
         (
             "max_headers = 129",

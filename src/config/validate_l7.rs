@@ -425,6 +425,11 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
         )
         .or_at(at("max_connections")));
     }
+    range(
+        "syn_cookie_threshold",
+        l.syn_cookie_threshold,
+        0..=4_194_304,
+    )?;
     for (key, value) in [
         ("handshake_timeout_ms", l.handshake_timeout_ms),
         ("header_timeout_ms", l.header_timeout_ms),

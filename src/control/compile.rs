@@ -249,6 +249,9 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             },
             max_connections: l.max_connections,
             max_half_open: l.max_half_open,
+            syn_cookie_threshold: l
+                .syn_cookies
+                .then_some(l.syn_cookie_threshold.min(l.max_half_open)),
             snat: l.snat.clone(),
             tls: listener_tls(l)?,
             max_tls_handshakes: l.max_tls_handshakes,

@@ -29,6 +29,7 @@ use super::http::HttpError;
 use super::plane::CheckKind;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
+use super::syncookie;
 use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
 use super::tls::{send_room, Failure, SocketIo, Tls, PLAIN_HTTP_ANSWER};
 
@@ -64,6 +65,10 @@ pub struct Engine {
     /// Per listener index: client connections, half-open ones.
     clients: Vec<u32>,
     half_open: Vec<u32>,
+    /// Per listener index: when this worker last sent a SYN cookie (ns;
+    /// 0: never). ACKs of no connection are checked for a cookie only
+    /// within [`syncookie::LIFE_NS`] of it.
+    cookies_at: Vec<u64>,
     /// Per listener index: TLS handshakes in progress.
     tls_handshaking: Vec<u32>,
     pub(super) health: Arc<HealthState>,
@@ -98,6 +103,21 @@ pub(super) fn abort_timer(c: &mut super::tcp::Conn, on: bool) {
         .set_timeout(on.then(|| smoltcp::time::Duration::from_millis(ABORT_AFTER_MS)));
 }
 
+/// The cookie an ACK `pkt` of `key` carries and the MSS it stands for, if
+/// valid at `now_ns` (None: its MAC only, for [`Engine::claims`], which
+/// has no clock; [`Engine::input`] then checks its age).
+fn cookie_of(key: &Key, pkt: &[u8], now_ns: Option<u64>) -> Option<(u32, u16)> {
+    let (seq, ack, _, _) = syncookie::parse(pkt)?;
+    let cookie = ack.wrapping_sub(1);
+    let client_isn = seq.wrapping_sub(1);
+    let k = syncookie::key();
+    let mss = match now_ns {
+        Some(now) => syncookie::validate(k, key, client_isn, cookie, now)?,
+        None => syncookie::validate_any_time(k, key, client_isn, cookie)?,
+    };
+    Some((cookie, mss))
+}
+
 impl Engine {
     pub fn new(setup: EngineSetup) -> Engine {
         // The seed of initial sequence numbers and SNAT ports: predictable
@@ -117,6 +137,7 @@ impl Engine {
             retry_tokens: 10.0,
             clients: Vec::new(),
             half_open: Vec::new(),
+            cookies_at: Vec::new(),
             tls_handshaking: Vec::new(),
             health: setup.health,
             prober: setup.prober,
@@ -156,10 +177,22 @@ impl Engine {
         let slot = match self.conns.find(&key) {
             Some(s) => s,
             None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
-                match self.accept(eg, key) {
+                match self.accept(eg, key, pkt) {
                     Some(s) => s,
                     None => return,
                 }
+            }
+            None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+                && self.cookies_recent(eg.plane, &key, Some(eg.now_ns)) =>
+            {
+                if let Some(slot) = self.accept_cookie(eg, key, pkt) {
+                    // The ACK went in with the synthetic SYN.
+                    self.counters.inc(Counter::l7_rx_segments);
+                    self.touch(slot);
+                } else if eg.reset(pkt) {
+                    self.counters.inc(Counter::l7_resets_sent);
+                }
+                return;
             }
             None => {
                 // No connection: answer with a RST (RFC 9293 §3.10.7.1), so
@@ -191,22 +224,57 @@ impl Engine {
                 flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN
                     || plane.l7.listener(key.local, key.lport).is_none()
                     || self.conns.find(&key).is_some()
+                    || (flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
+                        && self.cookies_recent(plane, &key, None)
+                        && cookie_of(&key, pkt, None).is_some())
             }
             None => true,
         }
     }
 
-    fn accept(&mut self, eg: &mut Egress<'_>, key: Key) -> Option<u32> {
+    fn accept(&mut self, eg: &mut Egress<'_>, key: Key, syn: &[u8]) -> Option<u32> {
         let Some(li) = eg.plane.l7.listener(key.local, key.lport) else {
             self.counters.inc(Counter::drop_l7_no_conn);
             return None;
         };
         let l = &eg.plane.l7.listeners[li as usize];
         let i = li as usize;
-        if self.clients.len() <= i {
-            self.clients.resize(i + 1, 0);
-            self.half_open.resize(i + 1, 0);
-            self.tls_handshaking.resize(i + 1, 0);
+        self.grow_listeners(i);
+        if self.clients[i] < l.max_connections
+            && l.syn_cookie_threshold
+                .is_some_and(|t| self.half_open[i] >= t)
+        {
+            let window = l.buffers.client_rx.min(65535) as u16;
+            // RFC 4987 §3.6: answer statelessly.
+            if let Some((isn, _, _, opts)) = syncookie::parse(syn) {
+                let (cookie, _) = syncookie::encode(
+                    syncookie::key(),
+                    &key,
+                    isn,
+                    syncookie::mss_option(opts),
+                    eg.now_ns,
+                );
+                let header = if key.local.is_ipv6() { 60 } else { 40 };
+                let synack = syncookie::Segment {
+                    src: key.local,
+                    dst: key.remote,
+                    sport: key.lport,
+                    dport: key.rport,
+                    seq: cookie,
+                    ack: isn.wrapping_add(1),
+                    flags: TCP_SYN | TCP_ACK,
+                    // No window scale is offered: smoltcp's window is then
+                    // its receive buffer, at most 65535.
+                    window,
+                    mss: Some(self.conns.mtu().saturating_sub(header) as u16),
+                };
+                if eg.send_built(|out| syncookie::write_segment(&synack, out)) {
+                    self.counters.inc(Counter::l7_syncookies_sent);
+                    self.counters.inc(Counter::l7_tx_segments);
+                    self.cookies_at[i] = eg.now_ns.max(1);
+                }
+            }
+            return None;
         }
         if self.clients[i] >= l.max_connections || self.half_open[i] >= l.max_half_open {
             self.counters.inc(Counter::drop_l7_syn_over_cap);
@@ -230,6 +298,89 @@ impl Engine {
         self.half_open[i] += 1;
         self.counters.inc(Counter::l7_accepted);
         self.conns.arm(slot, eg.now_ns + handshake * 1_000_000);
+        Some(slot)
+    }
+
+    fn grow_listeners(&mut self, i: usize) {
+        if self.clients.len() <= i {
+            self.clients.resize(i + 1, 0);
+            self.half_open.resize(i + 1, 0);
+            self.cookies_at.resize(i + 1, 0);
+            self.tls_handshaking.resize(i + 1, 0);
+        }
+    }
+
+    /// Whether this worker sent SYN cookies for the listener of `key`
+    /// within their life before `now_ns` (None: ever).
+    fn cookies_recent(&self, plane: &Plane, key: &Key, now_ns: Option<u64>) -> bool {
+        plane.l7.listener(key.local, key.lport).is_some_and(|li| {
+            self.cookies_at.get(li as usize).is_some_and(|&at| {
+                at != 0 && now_ns.is_none_or(|now| now.saturating_sub(at) < syncookie::LIFE_NS)
+            })
+        })
+    }
+
+    /// An ACK of no connection on a listener that sent cookies: if it
+    /// carries a valid cookie, the connection it stands for, established.
+    fn accept_cookie(&mut self, eg: &mut Egress<'_>, key: Key, pkt: &[u8]) -> Option<u32> {
+        let li = eg.plane.l7.listener(key.local, key.lport)?;
+        let Some((cookie, mss)) = cookie_of(&key, pkt, Some(eg.now_ns)) else {
+            self.counters.inc(Counter::l7_syncookies_failed);
+            return None;
+        };
+        let l = &eg.plane.l7.listeners[li as usize];
+        let i = li as usize;
+        self.grow_listeners(i);
+        if self.clients[i] >= l.max_connections {
+            self.counters.inc(Counter::drop_l7_syn_over_cap);
+            return None;
+        }
+        let (seq, _, window, _) = syncookie::parse(pkt)?;
+        let syn = syncookie::Segment {
+            src: key.remote,
+            dst: key.local,
+            sport: key.rport,
+            dport: key.lport,
+            seq: seq.wrapping_sub(1),
+            ack: 0,
+            flags: TCP_SYN,
+            window,
+            mss: Some(mss),
+        };
+        let mut b = [0u8; 64];
+        let n = syncookie::write_segment(&syn, &mut b)?;
+        let opts = SocketOpts {
+            rx_buffer: l.buffers.client_rx,
+            tx_buffer: l.buffers.client_tx,
+            timeout_ms: ABORT_AFTER_MS,
+        };
+        let owner = Owner::Client {
+            session: NONE,
+            listener: li,
+        };
+        let slot =
+            self.conns
+                .accept_cookie(key, owner, opts, cookie, &b[..n], pkt, eg.now_ns, eg)?;
+        let up = self
+            .conns
+            .get(slot)
+            .is_some_and(|c| matches!(c.sock().state(), State::Established | State::CloseWait));
+        if !up {
+            // smoltcp did not take the cookie as its ISN (see
+            // syncookie's module doc): never leave a half-made socket.
+            self.counters.inc(Counter::l7_syncookies_failed);
+            if let Some(c) = self.conns.get(slot) {
+                c.socket().abort();
+            }
+            self.conns.remove(slot);
+            return None;
+        }
+        // Counted as half-open until `event` sees it established, like
+        // any accepted connection.
+        self.clients[i] += 1;
+        self.half_open[i] += 1;
+        self.counters.inc(Counter::l7_accepted);
+        self.counters.inc(Counter::l7_syncookies_validated);
         Some(slot)
     }
 

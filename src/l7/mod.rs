@@ -10,6 +10,7 @@
 //!   choice; [`health`]: active health checks;
 //! - [`tls`]: TLS termination of client connections (rustls, sans-I/O),
 //!   a layer between the client socket and the session;
+//! - [`syncookie`]: SYN cookies for listeners under a SYN flood;
 //! - [`plane`]: the compiled L7 configuration the workers read.
 
 pub mod balance;
@@ -19,5 +20,6 @@ pub mod http;
 pub mod plane;
 pub mod router;
 pub mod session;
+pub mod syncookie;
 pub mod tcp;
 pub mod tls;

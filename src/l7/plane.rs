@@ -143,6 +143,9 @@ pub struct ListenerPlane {
     /// Client connections per worker, and half-open ones among them.
     pub max_connections: u32,
     pub max_half_open: u32,
+    /// Half-open connections per worker from which SYNs are answered
+    /// with SYN cookies; None: no cookies.
+    pub syn_cookie_threshold: Option<u32>,
     /// Source addresses towards backends; empty: each backend's `src`.
     pub snat: Vec<IpAddr>,
     /// `protocol = "https"`: the TLS configuration, shared by every worker

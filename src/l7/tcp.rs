@@ -97,13 +97,19 @@ pub use crate::wire::tcp::write_reset;
 impl Egress<'_> {
     /// Answer a segment that has no connection with a RST.
     pub fn reset(&mut self, pkt: &[u8]) -> bool {
+        self.send_built(|out| write_reset(pkt, out))
+    }
+
+    /// Send the IP packet `write` puts in a fresh mbuf (it returns the
+    /// length written, None to send nothing).
+    pub fn send_built(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
         let Some(mut m) = self.pool.alloc() else {
             return false;
         };
         let written = {
             let (buf, off, _) = m.buffer_mut();
             let off = off.max(L2_ROOM);
-            write_reset(pkt, &mut buf[off..]).map(|len| (off, len))
+            write(&mut buf[off..]).map(|len| (off, len))
         };
         match written {
             Some((off, len)) => {
@@ -119,6 +125,9 @@ impl Egress<'_> {
 /// egress path.
 struct Dev<'a, 'e> {
     rx: Option<&'a [u8]>,
+    /// A second packet, after `rx` in the same poll (a SYN cookie's
+    /// synthetic SYN, then the client's ACK).
+    rx2: Option<&'a [u8]>,
     eg: &'a mut Egress<'e>,
     mtu: usize,
 }
@@ -180,7 +189,7 @@ impl<'e> Device for Dev<'_, 'e> {
         Self: 'b;
 
     fn receive(&mut self, _t: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let p = self.rx.take()?;
+        let p = self.rx.take().or_else(|| self.rx2.take())?;
         Some((
             Rx(p),
             Tx {
@@ -259,6 +268,10 @@ impl Conns {
         z ^ (z >> 31)
     }
 
+    pub fn mtu(&self) -> usize {
+        self.mtu
+    }
+
     pub fn len(&self) -> usize {
         self.index.len()
     }
@@ -297,10 +310,24 @@ impl Conns {
         now_ns: u64,
         eg: &mut Egress<'_>,
     ) -> Conn {
+        let seed = self.random();
+        self.new_conn_seeded(key, owner, opts, now_ns, eg, seed)
+    }
+
+    fn new_conn_seeded(
+        &mut self,
+        key: Key,
+        owner: Owner,
+        opts: SocketOpts,
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+        seed: u64,
+    ) -> Conn {
         let mut cfg = Config::new(HardwareAddress::Ip);
-        cfg.random_seed = self.random();
+        cfg.random_seed = seed;
         let mut dev = Dev {
             rx: None,
+            rx2: None,
             eg,
             mtu: self.mtu,
         };
@@ -366,6 +393,42 @@ impl Conns {
         Some(self.insert(c))
     }
 
+    /// A connection opened by a valid SYN cookie `cookie`
+    /// (super::syncookie): a listening socket whose ISN will be the cookie
+    /// is fed `syn` (rebuilt from the cookie) and then `ack` (the client's
+    /// segment) in one poll. The caller checks that it is established.
+    #[allow(clippy::too_many_arguments)]
+    pub fn accept_cookie(
+        &mut self,
+        key: Key,
+        owner: Owner,
+        opts: SocketOpts,
+        cookie: u32,
+        syn: &[u8],
+        ack: &[u8],
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+    ) -> Option<u32> {
+        let seed = super::syncookie::seed_for_isn(cookie, self.random());
+        let mut c = self.new_conn_seeded(key, owner, opts, now_ns, eg, seed);
+        c.socket().listen(key.lport).ok()?;
+        c.half_open = true;
+        let slot = self.insert(c);
+        let mtu = self.mtu;
+        let c = self.slots[slot as usize].as_deref_mut()?;
+        let now = instant(now_ns);
+        let mut dev = Dev {
+            rx: Some(syn),
+            rx2: Some(ack),
+            eg,
+            mtu,
+        };
+        c.iface.poll(now, &mut dev, &mut c.sockets);
+        // Re-arm the timer as any poll does.
+        self.poll(slot, None, now_ns, eg);
+        Some(slot)
+    }
+
     /// An active open from `key.local:key.lport` to `key.remote:key.rport`.
     pub fn connect(
         &mut self,
@@ -407,7 +470,12 @@ impl Conns {
             return false;
         };
         let now = instant(now_ns);
-        let mut dev = Dev { rx, eg, mtu };
+        let mut dev = Dev {
+            rx,
+            rx2: None,
+            eg,
+            mtu,
+        };
         c.iface.poll(now, &mut dev, &mut c.sockets);
         if let Some(at) = c.iface.poll_at(now, &c.sockets) {
             // "Now" (e.g. data that could not go out for want of an mbuf)

@@ -82,6 +82,15 @@ counters! {
     l7_accepted,
     /// L7: client handshakes that did not complete in time.
     l7_handshake_failed,
+    /// L7: SYNs answered with a SYN cookie (the listener's half-open
+    /// connections at its `syn_cookie_threshold`); nothing is kept.
+    l7_syncookies_sent,
+    /// L7: ACKs whose SYN cookie was valid: connections opened from one.
+    l7_syncookies_validated,
+    /// L7: ACKs of no connection, on a listener that sent cookies in the
+    /// last two minutes, whose cookie was invalid or expired (answered
+    /// with a RST).
+    l7_syncookies_failed,
     /// L7: client sessions ended.
     l7_sessions_closed,
     /// L7: requests whose head was read (well-formed or not).

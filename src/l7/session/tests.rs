@@ -264,6 +264,7 @@ fn plane(cluster: L7Cluster, limits: Limits) -> L7Plane {
         },
         max_connections: 100,
         max_half_open: 100,
+        syn_cookie_threshold: None,
         snat: vec![],
         tls: None,
         max_tls_handshakes: 100,
