@@ -666,3 +666,127 @@ key = "{}"
     w.finish();
     eprintln!("[tls] hostile took {:?}", started.elapsed());
 }
+
+#[test]
+fn routing_sees_tls_facts_redirects_plain_http_and_refuses_unknown_names() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("facts");
+    // The https listener on 443 sends the TLS fields and routes
+    // *.b.example by SNI; a plain listener on 8080 redirects to https; an
+    // https listener on 8443 refuses unknown names.
+    w.start(
+        "tls_headers = true",
+        &format!(
+            r#"
+[[listener.route]]
+sni = "*.b.example"
+cluster = "web"
+request_headers_set = {{ X-Route = "sni-b" }}
+
+[[listener]]
+name = "redirect"
+address = "{VIP}"
+port = 8080
+ingress = "p0"
+[[listener.route]]
+path_prefix = "/"
+redirect_https = 308
+
+[[listener]]
+name = "strict"
+address = "{VIP}"
+port = 8443
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+sni_strict = true
+[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
+            w.file("a.crt"),
+            w.file("a.key")
+        ),
+    );
+    let mut failures = Vec::new();
+    // TLS fields, the client's spoofed one dropped; no SNI route.
+    let f = w.https(
+        "a.example",
+        "/headers",
+        &["-H", "X-Forwarded-TLS-Version: SSLv3", "--tlsv1.3"],
+    );
+    let got = f.stdout();
+    for want in [
+        r#"["X-Forwarded-TLS-Version", "TLSv1.3"]"#,
+        r#"["X-Forwarded-TLS-Cipher", "TLS13_"#,
+        r#"["X-Forwarded-TLS-SNI", "a.example"]"#,
+    ] {
+        if !got.contains(want) {
+            failures.push(format!("a.example: no {want} in {got}"));
+        }
+    }
+    if got.contains("SSLv3") || got.contains("X-Route") {
+        failures.push(format!("a.example: spoofed field or wrong route: {got}"));
+    }
+    // TLS 1.2 and the SNI route (whatever Host says).
+    let f = w.https(
+        "x.b.example",
+        "/headers",
+        &["-H", "Host: a.example", "--tls-max", "1.2"],
+    );
+    let got = f.stdout();
+    for want in [
+        r#"["X-Route", "sni-b"]"#,
+        r#"["X-Forwarded-TLS-Version", "TLSv1.2"]"#,
+        r#"["X-Forwarded-TLS-SNI", "x.b.example"]"#,
+    ] {
+        if !got.contains(want) {
+            failures.push(format!("x.b.example: no {want} in {got}"));
+        }
+    }
+    // Plain HTTP on 8080: 308 to the same host and target over https.
+    let before = w.counter("l7_https_redirects");
+    let f = w.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-H",
+        "Host: shop.example:8080",
+        &format!("http://{VIP}:8080/some/path?q=1"),
+    ]);
+    if f.stdout() != "308 https://shop.example/some/path?q=1" {
+        failures.push(format!("redirect: {}", f.text()));
+    }
+    if w.counter("l7_https_redirects") != before + 1 {
+        failures.push("redirect not counted".into());
+    }
+    // Strict SNI: a known name is served, an unknown one or none refused
+    // with unrecognized_name.
+    let s_client = |args: &str| {
+        let script =
+            format!("sleep 0.5 | timeout 10 openssl s_client -connect {VIP}:8443 {args} 2>&1");
+        w.client_run(&["sh", "-c", &script], secs(20)).stdout()
+    };
+    let out = s_client("-servername a.example");
+    if !out.contains("CN = a") || out.contains("alert") {
+        failures.push(format!("strict, a.example: {out}"));
+    }
+    let before = w.counter("l7_tls_unknown_sni");
+    for args in ["-servername unknown.example", "-noservername"] {
+        let out = s_client(args);
+        if !out.contains("unrecognized name") {
+            failures.push(format!("strict, {args}: no unrecognized_name alert: {out}"));
+        }
+    }
+    let refused = w.counter("l7_tls_unknown_sni") - before;
+    if refused != 2 {
+        failures.push(format!(
+            "strict: l7_tls_unknown_sni counted {refused}, want 2"
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] facts took {:?}", started.elapsed());
+}

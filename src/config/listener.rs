@@ -296,6 +296,16 @@ pub struct Listener {
     /// completes. Bounds the CPU a handshake flood can take.
     #[serde(default = "dflt::<1024>")]
     pub max_tls_handshakes: u32,
+    /// Refuse clients whose server name (SNI) no certificate answers, or
+    /// that send none, with an `unrecognized_name` alert, instead of
+    /// serving the default certificate.
+    #[serde(default)]
+    pub sni_strict: bool,
+    /// Send the TLS facts of the client connection to backends
+    /// (`X-Forwarded-TLS-Version`, `-Cipher`, `-SNI`, `-Client-Subject`);
+    /// lines the client sent with these names are dropped.
+    #[serde(default)]
+    pub tls_headers: bool,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -330,8 +340,19 @@ pub struct ListenerRoute {
     /// present with any value.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The `[[cluster]]` that serves matching requests.
-    pub cluster: String,
+    /// The server name the client sent in its TLS handshake (SNI):
+    /// `"a.example"` or `"*.example"`, compared like `host`; https
+    /// listeners only.
+    pub sni: Option<String>,
+    /// The `[[cluster]]` that serves matching requests; required unless
+    /// `redirect_https` is given.
+    pub cluster: Option<String>,
+    /// Answer matching requests with a redirect to `https://` on the same
+    /// host and target, with this status (301 or 308), instead of sending
+    /// them to a cluster; http listeners only.
+    pub redirect_https: Option<u16>,
+    /// The port written in the redirect's `Location`; none or 443: no port.
+    pub redirect_https_port: Option<u16>,
     /// Replaces the `path_prefix` part of the path sent to the backend;
     /// requires `path_prefix`.
     pub rewrite_prefix: Option<String>,
@@ -395,7 +416,7 @@ impl Listener {
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
         self.default_cluster_name()
             .into_iter()
-            .chain(self.routes.iter().map(ListenerRoute::cluster_name))
+            .chain(self.routes.iter().filter_map(ListenerRoute::cluster_name))
     }
 
     /// Bytes of buffer one client connection may hold at once: its own
@@ -416,9 +437,9 @@ impl Listener {
 }
 
 impl ListenerRoute {
-    /// The name of the cluster of matching requests.
-    pub fn cluster_name(&self) -> &str {
-        &self.cluster
+    /// The name of the cluster of matching requests; none for a redirect.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 }
 
@@ -514,6 +535,7 @@ impl fmt::Display for ListenerRoute {
         };
         let mut when: Vec<String> = Vec::new();
         for (key, v) in [
+            ("sni", &self.sni),
             ("host", &self.host),
             ("path_prefix", &self.path_prefix),
             ("path_exact", &self.path_exact),
@@ -535,7 +557,11 @@ impl fmt::Display for ListenerRoute {
         } else {
             f.write_str(&when.join(", "))?;
         }
-        write!(f, " -> cluster {}", self.cluster_name())?;
+        match (self.redirect_https, self.cluster_name()) {
+            (Some(status), _) => write!(f, " -> redirect to https ({status})")?,
+            (None, Some(c)) => write!(f, " -> cluster {c}")?,
+            (None, None) => f.write_str(" -> nothing")?,
+        }
         if let (Some(from), Some(to)) = (&self.path_prefix, &self.rewrite_prefix) {
             write!(f, ", rewrite {from} to {to}")?;
         }

@@ -1,5 +1,7 @@
 //! TLS keys of `[[listener]]`: `protocol = "https"`, `tls_min_version`,
-//! `max_tls_handshakes` and `[[listener.certificate]]`, their checks, and
+//! `max_tls_handshakes`, `sni_strict`, `tls_headers` and
+//! `[[listener.certificate]]`, the TLS keys of routes (`sni`,
+//! `redirect_https`, `redirect_https_port`), their checks, and
 //! the loading of certificate chains and keys from PEM files, which both
 //! `sluice check` and the control plane's compile step use, so that they
 //! accept exactly the same files.
@@ -183,12 +185,72 @@ pub fn valid_server_name(name: &str) -> bool {
         })
 }
 
-/// The TLS keys of listener `i`.
+/// The TLS keys of listener `i`, and the route keys that depend on TLS:
+/// `sni` (https only), `redirect_https` (http only, instead of `cluster`).
 pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
     let cert_at = |j: usize, key: &str| item("listener", i).key("certificate").index(j).key(key);
+    let https = l.protocol == ListenerProtocol::Https;
+    for (j, r) in l.routes.iter().enumerate() {
+        let route_at = |key: &str| item("listener", i).key("route").index(j).key(key);
+        let route = item("listener", i).key("route").index(j);
+        match (&r.cluster, r.redirect_https) {
+            (None, None) => {
+                return Err(Problem::new(
+                    route,
+                    format!(
+                        "{owner}, route[{j}]: no `cluster` to send matching requests to (or \
+                         `redirect_https = 308` to redirect them to https)"
+                    ),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(Problem::new(
+                    route_at("redirect_https"),
+                    format!(
+                        "{owner}, route[{j}]: redirect_https and cluster: a route either \
+                         redirects or sends to a cluster"
+                    ),
+                )
+                .see(Locus::Path(route_at("cluster")), "cluster"))
+            }
+            _ => {}
+        }
+        if r.redirect_https_port.is_some() && r.redirect_https.is_none() {
+            return Err(Problem::new(
+                route_at("redirect_https_port"),
+                format!("{owner}, route[{j}]: redirect_https_port needs redirect_https"),
+            ));
+        }
+        if https && r.redirect_https.is_some() {
+            return Err(Problem::new(
+                route_at("redirect_https"),
+                format!(
+                    "{owner}, route[{j}]: redirect_https on an https listener would redirect \
+                     requests to where they already are; put it on the http listener"
+                ),
+            ));
+        }
+        if !https && r.sni.is_some() {
+            return Err(Problem::new(
+                route_at("sni"),
+                format!(
+                    "{owner}, route[{j}]: sni needs protocol = \"https\": a plain HTTP \
+                     connection has no server name, so this route could never match"
+                ),
+            ));
+        }
+    }
     match l.protocol {
         ListenerProtocol::Http => {
+            for (key, on) in [("sni_strict", l.sni_strict), ("tls_headers", l.tls_headers)] {
+                if on {
+                    return Err(Problem::new(
+                        at(key),
+                        format!("{owner}: {key} = true needs protocol = \"https\""),
+                    ));
+                }
+            }
             if !l.certificates.is_empty() {
                 return Err(Problem::new(
                     cert_at(0, "cert"),

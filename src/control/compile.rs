@@ -14,7 +14,7 @@ use crate::l7::http::{HeaderEdits, Limits, PrefixRewrite};
 use crate::l7::plane::{
     Balance, Buffers, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
-use crate::l7::router::{Matcher, Route, RouteAction, Router, ValueMatch};
+use crate::l7::router::{HttpsRedirect, Matcher, Route, RouteAction, Router, ValueMatch};
 use crate::net::plane::{Plane, PortPlane};
 use crate::net::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
@@ -229,6 +229,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             snat: l.snat.clone(),
             tls: listener_tls(l)?,
             max_tls_handshakes: l.max_tls_handshakes,
+            tls_headers: l.tls_headers,
         });
     }
     Ok(L7Plane::new(listeners, clusters))
@@ -248,8 +249,12 @@ fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConf
         );
     }
     let default = l.certificates.iter().position(|c| c.default).unwrap_or(0);
-    let min = l.tls_min_version.unwrap_or_default();
-    crate::l7::tls::server_config(&loaded, default, min)
+    let opts = crate::l7::tls::ServerOptions {
+        min: l.tls_min_version.unwrap_or_default(),
+        sni_strict: l.sni_strict,
+        ticketer: None,
+    };
+    crate::l7::tls::server_config(&loaded, default, &opts)
         .map(Some)
         .map_err(|e| anyhow!("listener {}: {e}", l.name))
 }
@@ -266,7 +271,7 @@ pub(crate) fn listener_routes(
         .iter()
         .map(|r| Route {
             matchers: matchers(r).into_iter().map(|(_, m)| m).collect(),
-            action: action(r, cluster_index(r.cluster_name())),
+            action: action(r, r.cluster_name().map_or(u32::MAX, &cluster_index)),
         })
         .collect();
     let default = l.default_cluster_name().map(|name| RouteAction {
@@ -283,8 +288,13 @@ fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
         true => Matcher::HostWildcard(h),
         false => Matcher::HostExact(h),
     };
+    let sni = |h: String| match h.starts_with("*.") {
+        true => Matcher::SniWildcard(h),
+        false => Matcher::SniExact(h),
+    };
     type Single<'a> = (&'static str, &'a Option<String>, fn(String) -> Matcher);
-    let single: [Single; 4] = [
+    let single: [Single; 5] = [
+        ("sni", &r.sni, sni),
         ("host", &r.host, host),
         ("path_prefix", &r.path_prefix, Matcher::PathPrefix),
         ("path_exact", &r.path_exact, Matcher::PathExact),
@@ -329,6 +339,10 @@ fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
 fn action(r: &ListenerRoute, cluster: u32) -> RouteAction {
     RouteAction {
         cluster,
+        redirect: r.redirect_https.map(|status| HttpsRedirect {
+            status,
+            port: r.redirect_https_port,
+        }),
         request_headers: HeaderEdits {
             remove: r.request_headers_remove.clone(),
             set: r.request_headers_set.clone(),
@@ -418,6 +432,17 @@ pub(crate) fn route_refused(r: &ListenerRoute) -> Option<(KeyPath, String)> {
                 }),
             ));
         }
+    }
+    if let Some(status) = r.redirect_https {
+        let redirect = |port| RouteAction {
+            redirect: Some(HttpsRedirect { status, port }),
+            ..RouteAction::default()
+        };
+        edits.push((KeyPath::root("redirect_https"), redirect(None)));
+        edits.push((
+            KeyPath::root("redirect_https_port"),
+            redirect(r.redirect_https_port),
+        ));
     }
     if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
         let rewrite = |from: &str, to: &str| RouteAction {

@@ -70,6 +70,10 @@ pub enum Failure {
     Incompatible,
     /// The client sent a fatal alert.
     AlertReceived,
+    /// A server name no certificate answers (or none) on a listener with
+    /// `sni_strict`: refused with an `unrecognized_name` alert
+    /// (RFC 6066 §3).
+    UnknownSni,
     /// Anything else the peer did wrong (bad records, bad MACs, unexpected
     /// messages), during or after the handshake.
     Protocol,
@@ -84,6 +88,7 @@ impl Failure {
             Failure::TooLarge => Counter::l7_tls_too_large,
             Failure::Incompatible => Counter::l7_tls_incompatible,
             Failure::AlertReceived => Counter::l7_tls_alerts_received,
+            Failure::UnknownSni => Counter::l7_tls_unknown_sni,
             Failure::Protocol => Counter::l7_tls_protocol_errors,
         }
     }
@@ -106,10 +111,23 @@ impl Failure {
             Error::PeerIncompatible(_) => Failure::Incompatible,
             Error::NoApplicationProtocol => Failure::Incompatible,
             Error::AlertReceived(_) => Failure::AlertReceived,
+            // What rustls says when the resolver has no certificate: only
+            // `ByName` in strict mode returns none.
+            Error::General(m) if m == NO_CERTIFICATE => Failure::UnknownSni,
             _ => Failure::Protocol,
         }
     }
 }
+
+/// rustls' error when the certificate resolver returns none
+/// (`server/hs.rs`); a unit test notices if it changes.
+const NO_CERTIFICATE: &str = "no server certificate chain resolved";
+
+/// A fatal `unrecognized_name` alert (RFC 6066 §3, RFC 8446 §6.2) as a
+/// plaintext record: it goes before any ServerHello, so it is never
+/// encrypted. rustls would send `access_denied` for a resolver without a
+/// certificate; Sluice sends this one instead.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
 
 /// The answer to a plain HTTP request on a TLS port (as nginx does; the
 /// client sees a reason instead of a decode_error alert it cannot read).
@@ -129,6 +147,9 @@ pub struct Tls {
     /// The peer's close_notify arrived, or its TCP FIN.
     ended: bool,
     failed: Option<Failure>,
+    /// The `unrecognized_name` alert of [`Failure::UnknownSni`] is
+    /// written (rustls' own queued alert never is).
+    refused_name: bool,
     /// Counted in the worker's handshakes in progress.
     pub(super) in_progress: bool,
 }
@@ -146,6 +167,7 @@ impl Tls {
             plain: 0,
             ended: false,
             failed: None,
+            refused_name: false,
             in_progress: false,
         })
     }
@@ -179,6 +201,25 @@ impl Tls {
 
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
+    }
+
+    /// What routing and the backend may learn of this connection, once the
+    /// handshake is done.
+    pub fn facts(&self) -> TlsFacts {
+        use rustls::ProtocolVersion as V;
+        TlsFacts {
+            sni: self.server_name().map(Box::from),
+            version: match self.conn.protocol_version() {
+                Some(V::TLSv1_3) => "TLSv1.3",
+                Some(V::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: self
+                .conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or(""),
+        }
     }
 
     /// Take ciphertext from `rx` (until it would block, or rustls holds as
@@ -258,6 +299,13 @@ impl Tls {
     /// Write what rustls has to send (handshake, records, alerts) to `tx`
     /// until it would block; returns the bytes written.
     pub fn write_to(&mut self, tx: &mut impl Write) -> usize {
+        if self.failed == Some(Failure::UnknownSni) {
+            // Our alert instead of rustls' access_denied, once.
+            if std::mem::replace(&mut self.refused_name, true) {
+                return 0;
+            }
+            return tx.write(&UNRECOGNIZED_NAME_ALERT).unwrap_or(0);
+        }
         let mut total = 0;
         while self.conn.wants_write() {
             match self.conn.write_tls(tx) {
@@ -323,6 +371,20 @@ impl Tls {
     pub fn close_notify(&mut self) {
         self.conn.send_close_notify();
     }
+}
+
+/// The TLS facts of a client connection that routing (`sni`) and the
+/// optional TLS headers to backends use. Made once per connection when its
+/// handshake completes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The server name the client sent (SNI), lowercase.
+    pub sni: Option<Box<str>>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite as rustls names it (`TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`).
+    pub cipher: &'static str,
 }
 
 /// Copies the first bytes read into `head`.
@@ -397,30 +459,45 @@ struct ByName {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
+    /// `sni_strict`: no default; a name no certificate has (or none) gets
+    /// no certificate, and the handshake ends in `unrecognized_name`.
+    strict: bool,
 }
 
 impl ByName {
-    fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+    fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let fallback = (!self.strict).then(|| self.default.clone());
         let Some(name) = name else {
-            return self.default.clone();
+            return fallback;
         };
         let name = name.to_ascii_lowercase();
         if let Some(k) = self.exact.get(&name) {
-            return k.clone();
+            return Some(k.clone());
         }
         if let Some((_, parent)) = name.split_once('.') {
             if let Some(k) = self.wildcard.get(parent) {
-                return k.clone();
+                return Some(k.clone());
             }
         }
-        self.default.clone()
+        fallback
     }
 }
 
 impl ResolvesServerCert for ByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.find(hello.server_name()))
+        self.find(hello.server_name())
     }
+}
+
+/// How a listener's TLS is set up, besides its certificates.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    pub min: TlsVersion,
+    /// Refuse clients whose server name no certificate has (or none).
+    pub sni_strict: bool,
+    /// The session ticket key source to use; `None`: a new rotating one.
+    /// A reload passes the running one on so that tickets stay valid.
+    pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
 }
 
 /// The rustls configuration of a listener: its certificates (`default` is
@@ -431,7 +508,7 @@ impl ResolvesServerCert for ByName {
 pub fn server_config(
     certs: &[LoadedCertificate],
     default: usize,
-    min: TlsVersion,
+    opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut exact = HashMap::new();
@@ -454,7 +531,7 @@ pub fn server_config(
         .get(default)
         .cloned()
         .ok_or_else(|| "no certificate".to_string())?;
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
@@ -466,9 +543,13 @@ pub fn server_config(
             exact,
             wildcard,
             default,
+            strict: opts.sni_strict,
         }));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    cfg.ticketer = match &opts.ticketer {
+        Some(t) => t.clone(),
+        None => rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
+    };
     Ok(Arc::new(cfg))
 }
 

@@ -125,6 +125,9 @@ counters! {
     l7_truncated_responses,
     /// L7: connections upgraded (101, e.g. WebSocket) and tunnelled.
     l7_upgrades,
+    /// L7: plain HTTP requests answered with a redirect to https by their
+    /// route.
+    l7_https_redirects,
     /// L7 TLS: full and resumed handshakes completed.
     l7_tls_handshakes_full,
     l7_tls_handshakes_resumed,
@@ -146,6 +149,9 @@ counters! {
     l7_tls_incompatible,
     l7_tls_alerts_received,
     l7_tls_protocol_errors,
+    /// L7 TLS: clients refused for a server name no certificate has, on a
+    /// listener with `sni_strict`.
+    l7_tls_unknown_sni,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
     /// L7: health probes that passed / failed (worker 0 only).

@@ -127,6 +127,13 @@ struct Setup {
 
 /// Certificate 0: a.example (default); 1: *.b.example (RSA).
 fn setup(min: TlsVersion) -> Setup {
+    setup_with(ServerOptions {
+        min,
+        ..ServerOptions::default()
+    })
+}
+
+fn setup_with(opts: ServerOptions) -> Setup {
     let d = dir();
     let a = make_cert(&d, "a", "DNS:a.example", false).load().unwrap();
     let b = make_cert(&d, "b", "DNS:*.b.example", true).load().unwrap();
@@ -136,7 +143,7 @@ fn setup(min: TlsVersion) -> Setup {
     let mut roots = RootCertStore::empty();
     roots.add(a.chain[1].clone()).unwrap();
     let ders = vec![a.chain[0].clone(), b.chain[0].clone()];
-    let server = server_config(&[a, b], 0, min).unwrap();
+    let server = server_config(&[a, b], 0, &opts).unwrap();
     let _ = std::fs::remove_dir_all(&d);
     Setup {
         server,
@@ -347,4 +354,56 @@ fn a_tls_1_1_hello_is_an_old_version() {
     rec.extend_from_slice(&hs);
     let mut t = Tls::new(&s.server).unwrap();
     assert_eq!(t.read_from(&mut Pipe(rec)), Err(Failure::OldVersion));
+}
+
+#[test]
+fn strict_sni_refuses_unknown_names_with_unrecognized_name() {
+    let s = setup_with(ServerOptions {
+        sni_strict: true,
+        ..ServerOptions::default()
+    });
+    let cfg = client_config(&s, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    // Known names still work, exact and wildcard.
+    for name in ["a.example", "x.b.example"] {
+        let mut c = client(&cfg, name);
+        assert!(handshake(&s, &mut c).is_ok(), "{name}");
+    }
+    // An unknown name, and no name at all (an address).
+    for name in ["unknown.example", "b.example", "192.0.2.1"] {
+        let mut c = client(&cfg, name);
+        let mut t = Tls::new(&s.server).unwrap();
+        let (mut up, mut down) = (Pipe::default(), Pipe::default());
+        c.write_tls(&mut up).unwrap();
+        assert_eq!(t.read_from(&mut up), Err(Failure::UnknownSni), "{name}");
+        t.write_to(&mut down);
+        assert_eq!(down.0, UNRECOGNIZED_NAME_ALERT, "{name}");
+        // Once: nothing more, and the failure stays.
+        assert_eq!(t.write_to(&mut down), 0);
+        assert_eq!(t.failed(), Some(Failure::UnknownSni));
+        c.read_tls(&mut down).unwrap();
+        let e = c.process_new_packets().unwrap_err();
+        assert_eq!(
+            e,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnrecognisedName),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn facts_name_version_cipher_and_server_name() {
+    let s = setup(TlsVersion::Tls12);
+    let table: &[(&[&'static rustls::SupportedProtocolVersion], &str, &str)] = &[
+        (&[&rustls::version::TLS13], "TLSv1.3", "TLS13_"),
+        (&[&rustls::version::TLS12], "TLSv1.2", "TLS_ECDHE_"),
+    ];
+    for &(versions, version, cipher) in table {
+        let cfg = client_config(&s, versions);
+        let mut c = client(&cfg, "x.b.example");
+        let t = handshake(&s, &mut c).unwrap();
+        let f = t.facts();
+        assert_eq!(f.sni.as_deref(), Some("x.b.example"));
+        assert_eq!(f.version, version);
+        assert!(f.cipher.starts_with(cipher), "{}", f.cipher);
+    }
 }
