@@ -95,35 +95,42 @@ fn make_certs(dir: &Path) {
         ),
         ("b", "DNS:*.b.example", &["rsa:2048"][..]),
     ] {
-        let mut args = vec![
-            "req".to_string(),
-            "-x509".into(),
-            "-nodes".into(),
-            "-days".into(),
-            "30".into(),
-            "-subj".into(),
-            format!("/CN={name}"),
-            "-addext".into(),
-            format!("subjectAltName={san}"),
-            "-addext".into(),
-            "basicConstraints=critical,CA:FALSE".into(),
-            "-CA".into(),
-            p("ca.crt"),
-            "-CAkey".into(),
-            p("ca.key"),
-            "-keyout".into(),
-            p(&format!("{name}.key")),
-            "-out".into(),
-            p(&format!("{name}.leaf")),
-            "-newkey".into(),
-        ];
-        args.extend(key.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        openssl(&args);
-        let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
-        chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
-        std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
+        make_leaf(dir, name, name, san, key);
     }
+}
+
+/// A certificate `NAME.crt` (chain: leaf, CA) and key `NAME.key` for
+/// `san`, subject CN `cn`, signed by the test CA of `dir`.
+fn make_leaf(dir: &Path, name: &str, cn: &str, san: &str, key: &[&str]) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut args = vec![
+        "req".to_string(),
+        "-x509".into(),
+        "-nodes".into(),
+        "-days".into(),
+        "30".into(),
+        "-subj".into(),
+        format!("/CN={cn}"),
+        "-addext".into(),
+        format!("subjectAltName={san}"),
+        "-addext".into(),
+        "basicConstraints=critical,CA:FALSE".into(),
+        "-CA".into(),
+        p("ca.crt"),
+        "-CAkey".into(),
+        p("ca.key"),
+        "-keyout".into(),
+        p(&format!("{name}.key")),
+        "-out".into(),
+        p(&format!("{name}.leaf")),
+        "-newkey".into(),
+    ];
+    args.extend(key.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    openssl(&args);
+    let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
+    chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
+    std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
 }
 
 /// Segment, backend and Sluice of one test; fields drop in order.
@@ -789,4 +796,124 @@ key = "{}"
     assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
     w.finish();
     eprintln!("[tls] facts took {:?}", started.elapsed());
+}
+
+#[test]
+fn sighup_swaps_certificates_without_dropping_a_download_and_keeps_tickets() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("reload");
+    w.start("", "");
+    let subject = |w: &World| {
+        let (_, out) = w.s_client(&["-servername", "a.example"], 0.3);
+        out.lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(subject(&w).contains("CN = a"), "{}", subject(&w));
+    // A ticket from before the reload.
+    let sess = w.file("sess.pem");
+    let _ = w.s_client(&["-servername", "a.example", "-sess_out", &sess], 1.0);
+
+    // A download over TLS, slowed to about 5 s, runs across the reload.
+    const BIG: u64 = 24 << 20;
+    let out = w.file("download");
+    let resolve = format!("a.example:443:{VIP}");
+    let url = format!("https://a.example/bytes/{BIG}");
+    let mut download = w
+        .client()
+        .cmd(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "5M",
+            "--cacert",
+            &w.file("ca.crt"),
+            "--resolve",
+            &resolve,
+            "-o",
+            &out,
+            "-w",
+            "%{http_code} %{size_download}",
+            &url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(secs(1));
+
+    // New files for a.example (CN a2), swapped in by rename, then SIGHUP.
+    let dir = w.tmp.path().to_path_buf();
+    make_leaf(
+        &dir,
+        "a2",
+        "a2",
+        "DNS:a.example",
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    std::fs::rename(dir.join("a2.key"), dir.join("a.key")).unwrap();
+    std::fs::rename(dir.join("a2.crt"), dir.join("a.crt")).unwrap();
+    let full = w.counter("l7_tls_handshakes_full");
+    w.sluice.as_ref().unwrap().signal("HUP");
+    let swapped = wait_until(secs(10), || subject(&w).contains("CN = a2"));
+    let mut failures = Vec::new();
+    if download.try_wait().unwrap().is_some() {
+        failures.push("the download ended before the new certificate was served".into());
+    }
+    if !swapped {
+        failures.push(format!("no new certificate after SIGHUP: {}", subject(&w)));
+    }
+    // curl verifies the new chain on a new connection.
+    if w.https("a.example", "/", &[]).stdout() != "200" {
+        failures.push("https to a.example after the reload fails".into());
+    }
+    // The ticket from before the reload still resumes.
+    let (_, resumed) = w.s_client(&["-servername", "a.example", "-sess_in", &sess], 0.5);
+    if !resumed.contains("Reused, TLSv1.3") {
+        failures.push(format!(
+            "ticket from before the reload not accepted: {resumed}"
+        ));
+    }
+    let reloads = w.sluice.as_ref().unwrap().log().matches("reloaded").count();
+    if reloads != 1 {
+        failures.push(format!("{reloads} reloads logged"));
+    }
+
+    // The download finishes, whole and right (byte i is i % 251).
+    let t0 = Instant::now();
+    let done = loop {
+        match download.try_wait().unwrap() {
+            Some(_) => break true,
+            None if t0.elapsed() > secs(40) => {
+                let _ = download.kill();
+                break false;
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let o = download.wait_with_output().unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).to_string();
+    let data = std::fs::read(&out).unwrap_or_default();
+    let good =
+        data.len() as u64 == BIG && data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    if !done || status != format!("200 {BIG}") || !good {
+        failures.push(format!(
+            "download across the reload: {status} {} ({} bytes, content {})",
+            String::from_utf8_lossy(&o.stderr),
+            data.len(),
+            if good { "ok" } else { "wrong" }
+        ));
+    }
+    let _ = std::fs::remove_file(&out);
+    eprintln!(
+        "[tls] reload: full handshakes since the swap {}, download {status}",
+        w.counter("l7_tls_handshakes_full") - full
+    );
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] reload took {:?}", started.elapsed());
 }

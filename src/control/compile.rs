@@ -252,7 +252,10 @@ fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConf
     let opts = crate::l7::tls::ServerOptions {
         min: l.tls_min_version.unwrap_or_default(),
         sni_strict: l.sni_strict,
-        ticketer: None,
+        ticketer: Some(
+            crate::l7::tls::listener_ticketer(&l.name)
+                .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+        ),
     };
     crate::l7::tls::server_config(&loaded, default, &opts)
         .map(Some)

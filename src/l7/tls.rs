@@ -500,6 +500,28 @@ pub struct ServerOptions {
     pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
 }
 
+/// The session ticket key source of listener `name`, kept for the life of
+/// the process: a reload that compiles the listener again gets the same
+/// one, so tickets issued before the reload stay valid (the key source
+/// has not changed; a key file, when there is one, is part of the key).
+/// Control plane only: the workers see the ticketer inside the
+/// `ServerConfig`.
+pub fn listener_ticketer(name: &str) -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    use std::sync::{Mutex, OnceLock};
+    type Map = std::collections::HashMap<String, Arc<dyn rustls::server::ProducesTickets>>;
+    static TICKETERS: OnceLock<Mutex<Map>> = OnceLock::new();
+    let mut map = TICKETERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = map.get(name) {
+        return Ok(t.clone());
+    }
+    let t = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    map.insert(name.to_string(), t.clone());
+    Ok(t)
+}
+
 /// The rustls configuration of a listener: its certificates (`default` is
 /// the index of the one for clients without or with an unknown SNI),
 /// the versions from `min` up, ALPN `http/1.1`, the ring provider, and
