@@ -917,3 +917,109 @@ fn sighup_swaps_certificates_without_dropping_a_download_and_keeps_tickets() {
     w.finish();
     eprintln!("[tls] reload took {:?}", started.elapsed());
 }
+
+#[test]
+fn client_certificates_required_or_requested() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("mtls");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    // A certificate no CA of the listener signed.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=stranger",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("stranger.key"),
+        "-out",
+        &p("stranger.crt"),
+    ]);
+    let listener = |name: &str, port: u16, auth: &str| {
+        format!(
+            r#"
+[[listener]]
+name = "{name}"
+address = "{VIP}"
+port = {port}
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+tls_headers = true
+client_auth = "{auth}"
+client_ca = "{}"
+[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
+            w.file("ca.crt"),
+            w.file("a.crt"),
+            w.file("a.key")
+        )
+    };
+    let extra = listener("require", 8443, "require") + &listener("request", 8444, "request");
+    w.start("", &extra);
+    let curl = |port: u16, cert: Option<&str>| {
+        let resolve = format!("a.example:{port}:{VIP}");
+        let url = format!("https://a.example:{port}/headers");
+        let ca = w.file("ca.crt");
+        let (crt, key) = cert.map_or((String::new(), String::new()), |c| {
+            (w.file(&format!("{c}.crt")), w.file(&format!("{c}.key")))
+        });
+        let mut args = vec![
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-H",
+            "X-Forwarded-TLS-Client-Subject: CN=root",
+        ];
+        if cert.is_some() {
+            args.extend_from_slice(&["--cert", &crt, "--key", &key]);
+        }
+        args.push(&url);
+        w.curl(&args)
+    };
+    let mut failures = Vec::new();
+    let subject = r#"["X-Forwarded-TLS-Client-Subject", "CN=client"]"#;
+    // (port, certificate, served, subject the backend sees)
+    let cases: &[(u16, Option<&str>, bool, bool)] = &[
+        (8443, Some("client"), true, true),
+        (8443, None, false, false),
+        (8443, Some("stranger"), false, false),
+        (8444, Some("client"), true, true),
+        (8444, None, true, false),
+        (8444, Some("stranger"), false, false),
+    ];
+    for &(port, cert, served, with_subject) in cases {
+        let before = w.counter("l7_tls_client_cert_refused");
+        let f = curl(port, cert);
+        let out = f.stdout();
+        let refused = w.counter("l7_tls_client_cert_refused") - before;
+        let ok = out.contains("\"path\": \"/headers\"");
+        eprintln!("[tls] mtls {port} {cert:?}: served {ok}, refused {refused}");
+        if ok != served
+            || out.contains(subject) != with_subject
+            || out.contains("CN=root")
+            || refused != u64::from(!served)
+        {
+            failures.push(format!(
+                "{port} with {cert:?}: served {ok} (want {served}), refused {refused}: {}",
+                f.text()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] mtls took {:?}", started.elapsed());
+}

@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::sections::{host_address, host_addresses, Cluster};
-use super::tls::{ListenerCertificate, TlsVersion};
+use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
 use super::types::Parse;
 use crate::l7::http::is_valid_field_name;
 
@@ -306,6 +306,12 @@ pub struct Listener {
     /// lines the client sent with these names are dropped.
     #[serde(default)]
     pub tls_headers: bool,
+    /// Client certificates: `"none"` (default), `"request"` (asked for,
+    /// optional) or `"require"`; verified against `client_ca`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM file of the CA certificates client certificates must chain to.
+    pub client_ca: Option<std::path::PathBuf>,
 }
 
 fn default_max_body_bytes() -> u64 {

@@ -3126,6 +3126,21 @@ fn tls_listener_keys_and_defaults() {
     ));
     let l = &cfg.listeners[1];
     assert_eq!(l.tls_min_version, Some(crate::config::TlsVersion::Tls13));
+    assert_eq!(l.client_auth, crate::config::ClientAuth::None);
+    let ca = tls_files().join("a.crt");
+    let cfg = ok(&https(
+        &format!(
+            "client_auth = \"require\"\nclient_ca = \"{}\"",
+            ca.display()
+        ),
+        "",
+        "",
+    ));
+    assert_eq!(
+        cfg.listeners[1].client_auth,
+        crate::config::ClientAuth::Require
+    );
+    assert_eq!(cfg.listeners[1].client_ca.as_deref(), Some(ca.as_path()));
     assert_eq!(
         (l.max_tls_handshakes, l.sni_strict, l.tls_headers),
         (10, true, true)
@@ -3199,6 +3214,16 @@ fn tls_keys_rejected_where_they_cannot_work() {
             "cert =", &["server name \"a.example\" is already served by certificate 0"]),
         ("unknown TLS version", https("tls_min_version = \"1.1\"", "", ""), "tls_min_version",
             &["1.1"]),
+        ("client_auth on http", listener("client_auth = \"require\""), "client_auth",
+            &["client_auth needs protocol = \"https\""]),
+        ("client_auth without client_ca", https("client_auth = \"request\"", "", ""), "client_auth",
+            &["client_auth = \"request\" needs client_ca"]),
+        ("client_ca without client_auth", https(&format!("client_ca = \"{a_crt}\""), "", ""),
+            "client_ca", &["client_auth is \"none\""]),
+        ("client_ca unreadable", https("client_auth = \"require\"\nclient_ca = \"/nonexistent/ca.pem\"", "", ""),
+            "client_ca", &["cannot read /nonexistent/ca.pem"]),
+        ("client_auth value", https("client_auth = \"optional\"", "", ""), "client_auth",
+            &["unknown variant `optional`"]),
     ];
     for (what, text, needle, words) in cases {
         let e = match from_str(&text, "sluice.toml") {

@@ -52,6 +52,35 @@ impl fmt::Display for TlsVersion {
     }
 }
 
+/// Whether a listener asks clients for a certificate (`client_auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates.
+    #[default]
+    None,
+    /// Asked for; a client without one is served, one with a certificate
+    /// that does not verify is refused.
+    Request,
+    /// Required: a client without a verified certificate is refused.
+    Require,
+}
+
+/// The CA certificates of `client_ca` (a PEM bundle) as rustls roots.
+pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let certs = read_chain(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, c) in certs.into_iter().enumerate() {
+        roots.add(c).map_err(|e| {
+            format!(
+                "{}: certificate {i} is not a usable CA certificate: {e}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
 /// `[[listener.certificate]]`: one certificate chain and its key, served
 /// to clients that ask for one of its names (SNI).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -185,6 +214,36 @@ pub fn valid_server_name(name: &str) -> bool {
         })
 }
 
+/// The `client_auth` and `client_ca` keys of listener `i` (https).
+fn client_auth(i: usize, l: &Listener, owner: &str) -> Check {
+    let at = |key: &str| item("listener", i).key(key);
+    match (l.client_auth, &l.client_ca) {
+        (ClientAuth::None, None) => Ok(()),
+        (ClientAuth::None, Some(_)) => Err(Problem::new(
+            at("client_ca"),
+            format!(
+                "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
+                 \"require\" or \"request\" to ask clients for certificates"
+            ),
+        )),
+        (_, None) => Err(Problem::new(
+            at("client_auth"),
+            format!(
+                "{owner}: client_auth = \"{}\" needs client_ca, the PEM file of the CAs client \
+                 certificates must chain to",
+                if l.client_auth == ClientAuth::Require {
+                    "require"
+                } else {
+                    "request"
+                }
+            ),
+        )),
+        (_, Some(path)) => load_client_ca(path)
+            .map(|_| ())
+            .map_err(|e| Problem::new(at("client_ca"), format!("{owner}: {e}"))),
+    }
+}
+
 /// The TLS keys of listener `i`, and the route keys that depend on TLS:
 /// `sni` (https only), `redirect_https` (http only, instead of `cluster`).
 pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
@@ -243,22 +302,22 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
     }
     match l.protocol {
         ListenerProtocol::Http => {
-            for (key, on) in [("sni_strict", l.sni_strict), ("tls_headers", l.tls_headers)] {
-                if on {
+            let client_auth = if l.client_auth != ClientAuth::None {
+                Some("client_auth")
+            } else {
+                l.client_ca.as_ref().map(|_| "client_ca")
+            };
+            for (key, on) in [
+                ("sni_strict", l.sni_strict.then_some("sni_strict = true")),
+                ("tls_headers", l.tls_headers.then_some("tls_headers = true")),
+                (client_auth.unwrap_or(""), client_auth),
+            ] {
+                if let Some(what) = on {
                     return Err(Problem::new(
                         at(key),
-                        format!("{owner}: {key} = true needs protocol = \"https\""),
+                        format!("{owner}: {what} needs protocol = \"https\""),
                     ));
                 }
-            }
-            if !l.certificates.is_empty() {
-                return Err(Problem::new(
-                    cert_at(0, "cert"),
-                    format!(
-                        "{owner}: [[listener.certificate]] given but protocol is \"http\"; set \
-                         protocol = \"https\" to terminate TLS"
-                    ),
-                ));
             }
             if let Some(v) = l.tls_min_version {
                 return Err(Problem::new(
@@ -294,6 +353,7 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
             ),
         ));
     }
+    client_auth(i, l, owner)?;
     let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
     if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
         return Err(Problem::new(
@@ -416,6 +476,81 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
         digits(&rest[8..10])?,
     );
     Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+/// The subject of a DER certificate as an RFC 4514 string (last RDN first:
+/// `CN=client,O=Example,C=FR`), with the usual attribute names (CN, O,
+/// OU, C, L, ST, emailAddress as `E`; others by dotted OID is not done:
+/// they are left out). Special and non-printable characters are escaped
+/// (`\,`, `\0A`), so the result is a valid header value.
+pub fn subject_of(cert: &[u8]) -> Option<Box<str>> {
+    let (_, certificate, _) = der(cert)?;
+    let (_, tbs, _) = der(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    if tag == 0xa0 {
+        rest = r; // version
+    }
+    let (_, _, rest) = der(rest)?; // serialNumber
+    let (_, _, rest) = der(rest)?; // signature
+    let (_, _, rest) = der(rest)?; // issuer
+    let (_, _, rest) = der(rest)?; // validity
+    let (_, mut rdns, _) = der(rest)?; // subject
+    let mut parts: Vec<String> = Vec::new();
+    while !rdns.is_empty() {
+        let (_, set, next) = der(rdns)?;
+        rdns = next;
+        let mut set = set;
+        let mut rdn: Vec<String> = Vec::new();
+        while !set.is_empty() {
+            let (_, atv, next) = der(set)?;
+            set = next;
+            let (_, oid, atv) = der(atv)?;
+            let (vtag, value, _) = der(atv)?;
+            let name = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                [0x55, 0x04, 0x06] => "C",
+                [0x55, 0x04, 0x07] => "L",
+                [0x55, 0x04, 0x08] => "ST",
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E",
+                _ => continue,
+            };
+            // UTF8String, PrintableString, IA5String, TeletexString.
+            if !matches!(vtag, 0x0c | 0x13 | 0x16 | 0x14) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(value);
+            let mut v = String::with_capacity(text.len());
+            for (k, ch) in text.chars().enumerate() {
+                let edge = k == 0 || k + 1 == text.chars().count();
+                match ch {
+                    ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                        v.push('\\');
+                        v.push(ch);
+                    }
+                    ' ' | '#' if edge => {
+                        v.push('\\');
+                        v.push(ch);
+                    }
+                    c if c.is_control() => {
+                        let mut b = [0u8; 4];
+                        for byte in c.encode_utf8(&mut b).bytes() {
+                            v.push_str(&format!("\\{byte:02X}"));
+                        }
+                    }
+                    c => v.push(c),
+                }
+            }
+            rdn.push(format!("{name}={v}"));
+        }
+        if !rdn.is_empty() {
+            parts.push(rdn.join("+"));
+        }
+    }
+    parts.reverse();
+    (!parts.is_empty()).then(|| parts.join(",").into_boxed_str())
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's

@@ -252,6 +252,16 @@ fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConf
     let opts = crate::l7::tls::ServerOptions {
         min: l.tls_min_version.unwrap_or_default(),
         sni_strict: l.sni_strict,
+        client_roots: match (&l.client_ca, l.client_auth) {
+            (Some(path), auth) if auth != crate::config::ClientAuth::None => Some((
+                std::sync::Arc::new(
+                    crate::config::load_client_ca(path)
+                        .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+                ),
+                auth == crate::config::ClientAuth::Require,
+            )),
+            _ => None,
+        },
         ticketer: Some(
             crate::l7::tls::listener_ticketer(&l.name)
                 .map_err(|e| anyhow!("listener {}: {e}", l.name))?,

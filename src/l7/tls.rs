@@ -70,6 +70,9 @@ pub enum Failure {
     Incompatible,
     /// The client sent a fatal alert.
     AlertReceived,
+    /// No client certificate on a listener that requires one, or one that
+    /// does not verify against its `client_ca`.
+    ClientCert,
     /// A server name no certificate answers (or none) on a listener with
     /// `sni_strict`: refused with an `unrecognized_name` alert
     /// (RFC 6066 §3).
@@ -89,6 +92,7 @@ impl Failure {
             Failure::Incompatible => Counter::l7_tls_incompatible,
             Failure::AlertReceived => Counter::l7_tls_alerts_received,
             Failure::UnknownSni => Counter::l7_tls_unknown_sni,
+            Failure::ClientCert => Counter::l7_tls_client_cert_refused,
             Failure::Protocol => Counter::l7_tls_protocol_errors,
         }
     }
@@ -111,6 +115,7 @@ impl Failure {
             Error::PeerIncompatible(_) => Failure::Incompatible,
             Error::NoApplicationProtocol => Failure::Incompatible,
             Error::AlertReceived(_) => Failure::AlertReceived,
+            Error::NoCertificatesPresented | Error::InvalidCertificate(_) => Failure::ClientCert,
             // What rustls says when the resolver has no certificate: only
             // `ByName` in strict mode returns none.
             Error::General(m) if m == NO_CERTIFICATE => Failure::UnknownSni,
@@ -219,6 +224,11 @@ impl Tls {
                 .negotiated_cipher_suite()
                 .and_then(|s| s.suite().as_str())
                 .unwrap_or(""),
+            client_subject: self
+                .conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::config::subject_of(c)),
         }
     }
 
@@ -385,6 +395,10 @@ pub struct TlsFacts {
     /// The cipher suite as rustls names it (`TLS13_AES_128_GCM_SHA256`,
     /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`).
     pub cipher: &'static str,
+    /// The subject of the client certificate the listener verified
+    /// (`client_auth`), as an RFC 4514 string: `CN=client,O=Example,C=FR`
+    /// (the certificate's last RDN first).
+    pub client_subject: Option<Box<str>>,
 }
 
 /// Copies the first bytes read into `head`.
@@ -495,6 +509,10 @@ pub struct ServerOptions {
     pub min: TlsVersion,
     /// Refuse clients whose server name no certificate has (or none).
     pub sni_strict: bool,
+    /// Client certificates (`client_auth`): the CAs they must chain to,
+    /// and whether a client without one is refused (`require`) or served
+    /// (`request`).
+    pub client_roots: Option<(Arc<rustls::RootCertStore>, bool)>,
     /// The session ticket key source to use; `None`: a new rotating one.
     /// A reload passes the running one on so that tickets stay valid.
     pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
@@ -557,16 +575,30 @@ pub fn server_config(
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(ByName {
-            exact,
-            wildcard,
-            default,
-            strict: opts.sni_strict,
-        }));
+        .map_err(|e| e.to_string())?;
+    let builder = match &opts.client_roots {
+        None => builder.with_no_client_auth(),
+        Some((roots, required)) => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.clone(),
+                provider.clone(),
+            );
+            let v = if *required {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(ByName {
+        exact,
+        wildcard,
+        default,
+        strict: opts.sni_strict,
+    }));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.ticketer = match &opts.ticketer {
         Some(t) => t.clone(),

@@ -152,6 +152,9 @@ counters! {
     /// L7 TLS: clients refused for a server name no certificate has, on a
     /// listener with `sni_strict`.
     l7_tls_unknown_sni,
+    /// L7 TLS: clients refused for their certificate (none where one is
+    /// required, or one that does not verify against `client_ca`).
+    l7_tls_client_cert_refused,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
     /// L7: health probes that passed / failed (worker 0 only).

@@ -621,7 +621,7 @@ impl Session {
                     version: t.version,
                     cipher: t.cipher,
                     sni: t.sni.as_deref(),
-                    client_subject: None,
+                    client_subject: t.client_subject.as_deref(),
                 }),
                 request_id: &id,
             },

@@ -407,3 +407,114 @@ fn facts_name_version_cipher_and_server_name() {
         assert!(f.cipher.starts_with(cipher), "{}", f.cipher);
     }
 }
+
+/// A rustls client config presenting `cert` (its chain and key), trusting
+/// the test CA of `s`.
+fn client_with_cert(s: &Setup, cert: &ListenerCertificate) -> Arc<ClientConfig> {
+    let c = cert.load().unwrap();
+    let mut cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(s.roots.clone())
+            .with_client_auth_cert(c.chain, c.key)
+            .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[test]
+fn client_certificates_required_or_requested() {
+    let d = dir();
+    let a = make_cert(&d, "a", "DNS:a.example", false).load().unwrap();
+    let good = make_cert(&d, "client", "DNS:client.example", false);
+    // Another CA's client: its own directory, its own CA.
+    let other_dir = dir();
+    let stranger = make_cert(&other_dir, "stranger", "DNS:client.example", false);
+    let mut roots = RootCertStore::empty();
+    roots.add(a.chain[1].clone()).unwrap();
+    let roots = Arc::new(roots);
+    for required in [true, false] {
+        let server = server_config(
+            &[make_cert(&d, "a", "DNS:a.example", false).load().unwrap()],
+            0,
+            &ServerOptions {
+                client_roots: Some((roots.clone(), required)),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap();
+        let s = Setup {
+            server,
+            roots: (*roots).clone(),
+            ders: vec![],
+        };
+        // A verified client: its subject is a fact.
+        let mut c = client(&client_with_cert(&s, &good), "a.example");
+        let t = handshake(&s, &mut c).unwrap();
+        assert_eq!(t.facts().client_subject.as_deref(), Some("CN=client"));
+        // Another CA's certificate is refused either way.
+        let mut c = client(&client_with_cert(&s, &stranger), "a.example");
+        assert_eq!(handshake(&s, &mut c).err(), Some(Failure::ClientCert));
+        // No certificate: refused if required, else served without subject.
+        let cfg = client_config(&s, &[&rustls::version::TLS13]);
+        let mut c = client(&cfg, "a.example");
+        match handshake(&s, &mut c) {
+            Ok(t) => {
+                assert!(!required);
+                assert_eq!(t.facts().client_subject, None);
+            }
+            Err(f) => {
+                assert!(required);
+                assert_eq!(f, Failure::ClientCert);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&other_dir);
+}
+
+#[test]
+fn subjects_are_rfc4514_strings_and_valid_header_values() {
+    let d = dir();
+    let (ca_cert, ca_key) = ca(&d);
+    // (subject given to openssl, string expected)
+    let table: &[(&str, &str)] = &[
+        ("/CN=client", "CN=client"),
+        (
+            "/C=FR/O=Example, Inc/OU=ops/CN=a b",
+            "CN=a b,OU=ops,O=Example\\, Inc,C=FR",
+        ),
+        ("/CN= semi;colon<x>", "CN=\\ semi\\;colon\\<x\\>"),
+        ("/O=o/CN=a+OU=b", "CN=a+OU=b,O=o"),
+    ];
+    for (i, &(subj, want)) in table.iter().enumerate() {
+        let cert = d.join(format!("s{i}.crt"));
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "1", "-subj", subj])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .arg("-CA")
+            .arg(&ca_cert)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-keyout")
+            .arg(d.join(format!("s{i}.key")))
+            .arg("-out")
+            .arg(&cert));
+        let pem = std::fs::read(&cert).unwrap();
+        let der = {
+            use rustls::pki_types::pem::PemObject;
+            CertificateDer::from_pem_slice(&pem).unwrap()
+        };
+        assert_eq!(
+            crate::config::subject_of(&der).as_deref(),
+            Some(want),
+            "{subj}"
+        );
+        // Every prefix is no panic.
+        for n in 0..der.len() {
+            let _ = crate::config::subject_of(&der[..n]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
