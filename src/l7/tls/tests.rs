@@ -518,3 +518,162 @@ fn subjects_are_rfc4514_strings_and_valid_header_values() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+/// A TLS 1.2 (AES-128-GCM) connection, then the client's write keys, to
+/// send what no well-behaved client sends: records encrypted by hand.
+fn tls12_with_client_keys(
+    s: &Setup,
+) -> (Tls, Box<dyn rustls::crypto::cipher::MessageEncrypter>, u64) {
+    use rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as SUITE;
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![SUITE],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(s.roots.clone())
+        .with_no_client_auth();
+    cfg.enable_secret_extraction = true;
+    let mut c = client(&Arc::new(cfg), "a.example");
+    let t = handshake(s, &mut c).unwrap();
+    let secrets = c.dangerous_extract_secrets().unwrap();
+    let (seq, rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }) = secrets.tx else {
+        panic!("not AES-128-GCM");
+    };
+    let rustls::SupportedCipherSuite::Tls12(suite) = SUITE else {
+        unreachable!()
+    };
+    let enc = suite
+        .aead_alg
+        .encrypter(key, &iv.as_ref()[..4], &iv.as_ref()[4..]);
+    (t, enc, seq)
+}
+
+fn record(
+    enc: &mut dyn rustls::crypto::cipher::MessageEncrypter,
+    seq: &mut u64,
+    typ: rustls::ContentType,
+    payload: &[u8],
+) -> Vec<u8> {
+    use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
+    let m = OutboundPlainMessage {
+        typ,
+        version: rustls::ProtocolVersion::TLSv1_2,
+        payload: OutboundChunks::Single(payload),
+    };
+    let r = enc.encrypt(m, *seq).unwrap().encode();
+    *seq += 1;
+    r
+}
+
+#[test]
+fn a_renegotiation_attempt_gets_no_renegotiation_and_the_connection_goes_on() {
+    let s = setup(TlsVersion::Tls12);
+    let (mut t, mut enc, mut seq) = tls12_with_client_keys(&s);
+    // A ClientHello (the handshake message of a fresh client's first
+    // record), encrypted under the running session: renegotiation
+    // (RFC 5746), which Sluice (rustls) does not do.
+    let cfg = client_config(&s, &[&rustls::version::TLS12]);
+    let mut fresh = client(&cfg, "a.example");
+    let mut hello = Pipe::default();
+    fresh.write_tls(&mut hello).unwrap();
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::Handshake,
+        &hello.0[5..],
+    ));
+    assert_eq!(t.read_from(&mut up), Ok(()));
+    // A warning alert (no_renegotiation) goes back, encrypted: one record.
+    let mut down = Pipe::default();
+    let n = t.write_to(&mut down);
+    assert!(n > 0 && n < 64 && down.0[0] == 0x15, "{:?}", down.0);
+    // And requests still arrive.
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::ApplicationData,
+        b"GET / HTTP/1.1\r\n\r\n",
+    ));
+    assert_eq!(t.read_from(&mut up), Ok(()));
+    let mut got = Vec::new();
+    t.recv(|d| {
+        got.extend_from_slice(d);
+        d.len()
+    });
+    assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+}
+
+#[test]
+fn an_alert_storm_ends_with_a_reason() {
+    let s = setup(TlsVersion::Tls12);
+    // Before the handshake: plaintext warning alerts (close_notify is
+    // excluded: it ends the stream), thousands in one flight.
+    let warning: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a]; // user_canceled
+    let storm: Vec<u8> = warning.repeat(10_000);
+    let mut t = Tls::new(&s.server).unwrap();
+    let r = t.read_from(&mut Pipe(storm));
+    // rustls stops a run of warning alerts itself (a few are allowed,
+    // `PeerMisbehaved::TooManyWarningAlertsReceived`), before the 32 KiB
+    // bound of the flight would.
+    assert_eq!(r, Err(Failure::Protocol));
+    // After a TLS 1.2 handshake: encrypted warning alerts, as fast as they
+    // come: the same.
+    let (mut t, mut enc, mut seq) = tls12_with_client_keys(&s);
+    let mut storm = Vec::new();
+    for _ in 0..5_000 {
+        storm.extend(record(
+            &mut *enc,
+            &mut seq,
+            rustls::ContentType::Alert,
+            &[0x01, 0x5a],
+        ));
+    }
+    let r = t.read_from(&mut Pipe(storm));
+    assert_eq!(r, Err(Failure::Protocol));
+    assert!(!t.has_plaintext());
+}
+
+/// Gives `bytes`, then fails with `end` (EOF as `Ok(0)`, or an error).
+struct Then(Vec<u8>, Option<io::ErrorKind>);
+
+impl Read for Then {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.0.is_empty() {
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            return Ok(n);
+        }
+        match self.1 {
+            None => Ok(0),
+            Some(k) => Err(k.into()),
+        }
+    }
+}
+
+#[test]
+fn a_reset_or_fin_mid_record_ends_the_connection() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    for end in [None, Some(io::ErrorKind::ConnectionReset)] {
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        c.writer().write_all(&[b'x'; 1000]).unwrap();
+        let mut rec = Pipe::default();
+        c.write_tls(&mut rec).unwrap();
+        // Half of the record, then the end.
+        let half = rec.0[..rec.0.len() / 2].to_vec();
+        let r = t.read_from(&mut Then(half, end));
+        match end {
+            // A FIN: end of stream, no plaintext from the half record.
+            None => {
+                assert_eq!(r, Ok(()));
+                assert!(t.at_eof() && !t.has_plaintext());
+            }
+            Some(_) => assert_eq!(r, Err(Failure::Protocol)),
+        }
+        assert_eq!(t.recv(|d| d.len()), 0);
+    }
+}
