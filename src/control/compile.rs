@@ -38,6 +38,9 @@ pub struct Registry {
     pub backend_names: Vec<(String, String)>,
     /// By service id: service name.
     pub service_names: Vec<String>,
+    /// (listener, certificate file, notAfter in seconds since the epoch)
+    /// of every certificate of an https listener, as last loaded.
+    pub certificates: Vec<(String, String, i64)>,
 }
 
 impl Registry {
@@ -148,6 +151,16 @@ pub fn build_plane(
     plane.workers = workers;
     plane.services = compile_services(cfg, &plane, reg)?;
     plane.l7 = compile_l7(cfg)?;
+    reg.certificates = cfg
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            l.certificates.iter().filter_map(|c| {
+                let end = c.load().ok()?.not_after?;
+                Some((l.name.clone(), c.cert.display().to_string(), end))
+            })
+        })
+        .collect();
     for l in &cfg.listeners {
         let ingress = cfg
             .ports
