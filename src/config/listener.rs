@@ -312,6 +312,10 @@ pub struct Listener {
     pub client_auth: ClientAuth,
     /// PEM file of the CA certificates client certificates must chain to.
     pub client_ca: Option<std::path::PathBuf>,
+    /// Session ticket keys from a file (lines of 64 hex digits; the first
+    /// encrypts), so that boxes given the same file accept each other's
+    /// tickets. None: a random key per process, rotated every 6 hours.
+    pub ticket_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_max_body_bytes() -> u64 {

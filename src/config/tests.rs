@@ -3141,6 +3141,22 @@ fn tls_listener_keys_and_defaults() {
         crate::config::ClientAuth::Require
     );
     assert_eq!(cfg.listeners[1].client_ca.as_deref(), Some(ca.as_path()));
+    let keys = tls_files().join("ticket.keys");
+    std::fs::write(
+        &keys,
+        format!("{}\n\n{}\n", "01".repeat(32), "02".repeat(32)),
+    )
+    .unwrap();
+    let cfg = ok(&https(
+        &format!("ticket_key_file = \"{}\"", keys.display()),
+        "",
+        "",
+    ));
+    let path = cfg.listeners[1].ticket_key_file.as_deref().unwrap();
+    assert_eq!(
+        crate::config::read_ticket_keys(path).unwrap(),
+        [[1u8; 32], [2u8; 32]]
+    );
     assert_eq!(
         (l.max_tls_handshakes, l.sni_strict, l.tls_headers),
         (10, true, true)
@@ -3170,6 +3186,12 @@ fn tls_keys_rejected_where_they_cannot_work() {
     let d = tls_files();
     let a_crt = d.join("a.crt").display().to_string();
     let b_key = d.join("b.key").display().to_string();
+    let bad_keys = d.join("bad.keys");
+    std::fs::write(
+        &bad_keys,
+        format!("# keys\n{}\n{}\n", "ab".repeat(32), "xy".repeat(32)),
+    )
+    .unwrap();
     // (what, config, needle whose last line the error is on, words)
     let cases: Vec<(&str, String, &str, &[&str])> = vec![
         ("sni on an http listener", route("sni = \"a.example\""), "sni =",
@@ -3224,6 +3246,12 @@ fn tls_keys_rejected_where_they_cannot_work() {
             "client_ca", &["cannot read /nonexistent/ca.pem"]),
         ("client_auth value", https("client_auth = \"optional\"", "", ""), "client_auth",
             &["unknown variant `optional`"]),
+        ("ticket_key_file on http", listener("ticket_key_file = \"/x\""), "ticket_key_file",
+            &["ticket_key_file needs protocol = \"https\""]),
+        ("ticket key file unreadable", https("ticket_key_file = \"/nonexistent/t\"", "", ""),
+            "ticket_key_file", &["cannot read /nonexistent/t"]),
+        ("ticket key file with a bad line", https(&format!("ticket_key_file = \"{}\"", bad_keys.display()), "", ""),
+            "ticket_key_file", &["bad.keys:3: expected a key of 64 hex digits"]),
     ];
     for (what, text, needle, words) in cases {
         let e = match from_str(&text, "sluice.toml") {

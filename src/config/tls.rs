@@ -1,5 +1,6 @@
 //! TLS keys of `[[listener]]`: `protocol = "https"`, `tls_min_version`,
-//! `max_tls_handshakes`, `sni_strict`, `tls_headers` and
+//! `max_tls_handshakes`, `sni_strict`, `tls_headers`, `client_auth`,
+//! `client_ca`, `ticket_key_file` and
 //! `[[listener.certificate]]`, the TLS keys of routes (`sni`,
 //! `redirect_https`, `redirect_https_port`), their checks, and
 //! the loading of certificate chains and keys from PEM files, which both
@@ -79,6 +80,46 @@ pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
         })?;
     }
     Ok(roots)
+}
+
+/// Read a session ticket key file: one or more lines of 64 hex digits
+/// (32-byte AES-256-GCM keys); blank lines and `#` comments are skipped.
+/// The first key encrypts new tickets, every key decrypts. `Err` names
+/// the line at fault.
+pub fn read_ticket_keys(path: &Path) -> Result<Vec<[u8; 32]>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bytes = (line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| {
+                let mut k = [0u8; 32];
+                for (i, o) in k.iter_mut().enumerate() {
+                    *o = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap_or(0);
+                }
+                k
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{}:{}: expected a key of 64 hex digits (32 bytes, such as the output of \
+                     `openssl rand -hex 32`)",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+        keys.push(bytes);
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "{} holds no key: expected lines of 64 hex digits (`openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(keys)
 }
 
 /// `[[listener.certificate]]`: one certificate chain and its key, served
@@ -310,6 +351,10 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
             for (key, on) in [
                 ("sni_strict", l.sni_strict.then_some("sni_strict = true")),
                 ("tls_headers", l.tls_headers.then_some("tls_headers = true")),
+                (
+                    "ticket_key_file",
+                    l.ticket_key_file.as_ref().map(|_| "ticket_key_file"),
+                ),
                 (client_auth.unwrap_or(""), client_auth),
             ] {
                 if let Some(what) = on {
@@ -354,6 +399,10 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
         ));
     }
     client_auth(i, l, owner)?;
+    if let Some(path) = &l.ticket_key_file {
+        read_ticket_keys(path)
+            .map_err(|e| Problem::new(at("ticket_key_file"), format!("{owner}: {e}")))?;
+    }
     let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
     if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
         return Err(Problem::new(

@@ -275,10 +275,15 @@ fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConf
             )),
             _ => None,
         },
-        ticketer: Some(
-            crate::l7::tls::listener_ticketer(&l.name)
+        ticketer: Some(match &l.ticket_key_file {
+            // Read again on every reload: rotation is editing the file.
+            Some(path) => std::sync::Arc::new(crate::l7::tls::FileTicketer::new(
+                &crate::config::read_ticket_keys(path)
+                    .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+            )),
+            None => crate::l7::tls::listener_ticketer(&l.name)
                 .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
-        ),
+        }),
     };
     crate::l7::tls::server_config(&loaded, default, &opts)
         .map(Some)

@@ -540,6 +540,94 @@ pub fn listener_ticketer(name: &str) -> Result<Arc<dyn rustls::server::ProducesT
     Ok(t)
 }
 
+/// Session tickets sealed with keys an operator gives every box (a
+/// `ticket_key_file`), so that any of them resumes a session another
+/// started. AES-256-GCM with a random 96-bit nonce per ticket; a ticket
+/// is `key id (4) ‖ nonce (12) ‖ sealed state ‖ tag (16)`, the key id
+/// being the first bytes of the key's SHA-256, so that a ticket sealed
+/// with an older key of the file is still opened after a rotation (the
+/// operator puts the new key first and keeps the old one for a ticket
+/// lifetime). Random nonces are safe up to about 2^32 tickets per key:
+/// rotate keys well before that.
+pub struct FileTicketer {
+    keys: Vec<([u8; 4], ring::aead::LessSafeKey)>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for FileTicketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileTicketer({} keys)", self.keys.len())
+    }
+}
+
+/// How long a ticket from a key file is valid, seconds (as rustls' own
+/// rotating ticketer: 6 hours).
+const TICKET_LIFETIME: u32 = 6 * 3600;
+
+impl FileTicketer {
+    pub fn new(keys: &[[u8; 32]]) -> FileTicketer {
+        use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+        let keys = keys
+            .iter()
+            .map(|k| {
+                let digest = ring::digest::digest(&ring::digest::SHA256, k);
+                let mut id = [0u8; 4];
+                id.copy_from_slice(&digest.as_ref()[..4]);
+                let key = UnboundKey::new(&AES_256_GCM, k).expect("32-byte AES-256 key");
+                (id, LessSafeKey::new(key))
+            })
+            .collect();
+        FileTicketer {
+            keys,
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+}
+
+impl rustls::server::ProducesTickets for FileTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce};
+        use ring::rand::SecureRandom;
+        let (id, key) = self.keys.first()?;
+        let mut nonce = [0u8; 12];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(4 + 12 + plain.len() + 16);
+        out.extend_from_slice(id);
+        out.extend_from_slice(&nonce);
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(id),
+            &mut sealed,
+        )
+        .ok()?;
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce};
+        if ticket.len() < 4 + 12 + 16 {
+            return None;
+        }
+        let (id, rest) = ticket.split_at(4);
+        let (nonce, sealed) = rest.split_at(12);
+        let (kid, key) = self.keys.iter().find(|(k, _)| k == id)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key.open_in_place(nonce, Aad::from(kid), &mut buf).ok()?;
+        Some(plain.to_vec())
+    }
+}
+
 /// The rustls configuration of a listener: its certificates (`default` is
 /// the index of the one for clients without or with an unknown SNI),
 /// the versions from `min` up, ALPN `http/1.1`, the ring provider, and

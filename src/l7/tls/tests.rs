@@ -677,3 +677,63 @@ fn a_reset_or_fin_mid_record_ends_the_connection() {
         assert_eq!(t.recv(|d| d.len()), 0);
     }
 }
+
+#[test]
+fn boxes_sharing_a_ticket_key_file_resume_each_others_sessions() {
+    let d = dir();
+    let cert = make_cert(&d, "a", "DNS:a.example", false);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.load().unwrap().chain[1].clone()).unwrap();
+    let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let boxed = |keys: &[[u8; 32]]| Setup {
+        server: server_config(
+            &[cert.load().unwrap()],
+            0,
+            &ServerOptions {
+                ticketer: Some(Arc::new(FileTicketer::new(keys))),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap(),
+        roots: roots.clone(),
+        ders: vec![],
+    };
+    let one = boxed(&[k1]);
+    // (box that resumes, resumed)
+    let table: &[(&[[u8; 32]], bool)] = &[
+        (&[k1], true),     // another box, same file
+        (&[k2, k1], true), // after a rotation: the old key still opens
+        (&[k3], false),    // another file: a full handshake
+    ];
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        for &(keys, resumed) in table {
+            // A fresh client: its only ticket is from box one.
+            let cfg = client_config(&one, versions);
+            let mut c = client(&cfg, "a.example");
+            assert!(!handshake(&one, &mut c).unwrap().resumed());
+            let other = boxed(keys);
+            let mut c = client(&cfg, "a.example");
+            let t = handshake(&other, &mut c).unwrap();
+            assert_eq!(t.resumed(), resumed, "{versions:?} keys {}", keys.len());
+        }
+    }
+    // Tickets: a key id, a nonce, the sealed state; tampering is refused.
+    use rustls::server::ProducesTickets;
+    let t = FileTicketer::new(&[k1]);
+    let sealed = t.encrypt(b"state").unwrap();
+    assert_eq!(sealed.len(), 4 + 12 + 5 + 16);
+    assert_ne!(t.encrypt(b"state").unwrap(), sealed, "nonces repeat");
+    assert_eq!(t.decrypt(&sealed).as_deref(), Some(&b"state"[..]));
+    for i in 0..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 1;
+        assert_eq!(t.decrypt(&bad), None, "flipped byte {i}");
+    }
+    for n in 0..sealed.len() {
+        assert_eq!(t.decrypt(&sealed[..n]), None);
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
