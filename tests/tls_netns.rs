@@ -95,35 +95,42 @@ fn make_certs(dir: &Path) {
         ),
         ("b", "DNS:*.b.example", &["rsa:2048"][..]),
     ] {
-        let mut args = vec![
-            "req".to_string(),
-            "-x509".into(),
-            "-nodes".into(),
-            "-days".into(),
-            "30".into(),
-            "-subj".into(),
-            format!("/CN={name}"),
-            "-addext".into(),
-            format!("subjectAltName={san}"),
-            "-addext".into(),
-            "basicConstraints=critical,CA:FALSE".into(),
-            "-CA".into(),
-            p("ca.crt"),
-            "-CAkey".into(),
-            p("ca.key"),
-            "-keyout".into(),
-            p(&format!("{name}.key")),
-            "-out".into(),
-            p(&format!("{name}.leaf")),
-            "-newkey".into(),
-        ];
-        args.extend(key.iter().map(|s| s.to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        openssl(&args);
-        let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
-        chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
-        std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
+        make_leaf(dir, name, name, san, key);
     }
+}
+
+/// A certificate `NAME.crt` (chain: leaf, CA) and key `NAME.key` for
+/// `san`, subject CN `cn`, signed by the test CA of `dir`.
+fn make_leaf(dir: &Path, name: &str, cn: &str, san: &str, key: &[&str]) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let mut args = vec![
+        "req".to_string(),
+        "-x509".into(),
+        "-nodes".into(),
+        "-days".into(),
+        "30".into(),
+        "-subj".into(),
+        format!("/CN={cn}"),
+        "-addext".into(),
+        format!("subjectAltName={san}"),
+        "-addext".into(),
+        "basicConstraints=critical,CA:FALSE".into(),
+        "-CA".into(),
+        p("ca.crt"),
+        "-CAkey".into(),
+        p("ca.key"),
+        "-keyout".into(),
+        p(&format!("{name}.key")),
+        "-out".into(),
+        p(&format!("{name}.leaf")),
+        "-newkey".into(),
+    ];
+    args.extend(key.iter().map(|s| s.to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    openssl(&args);
+    let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
+    chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
+    std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
 }
 
 /// Segment, backend and Sluice of one test; fields drop in order.
@@ -665,4 +672,354 @@ key = "{}"
     std::thread::sleep(secs(2));
     w.finish();
     eprintln!("[tls] hostile took {:?}", started.elapsed());
+}
+
+#[test]
+fn routing_sees_tls_facts_redirects_plain_http_and_refuses_unknown_names() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("facts");
+    // The https listener on 443 sends the TLS fields and routes
+    // *.b.example by SNI; a plain listener on 8080 redirects to https; an
+    // https listener on 8443 refuses unknown names.
+    w.start(
+        "tls_headers = true",
+        &format!(
+            r#"
+[[listener.route]]
+sni = "*.b.example"
+cluster = "web"
+request_headers_set = {{ X-Route = "sni-b" }}
+
+[[listener]]
+name = "redirect"
+address = "{VIP}"
+port = 8080
+ingress = "p0"
+[[listener.route]]
+path_prefix = "/"
+redirect_https = 308
+
+[[listener]]
+name = "strict"
+address = "{VIP}"
+port = 8443
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+sni_strict = true
+[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
+            w.file("a.crt"),
+            w.file("a.key")
+        ),
+    );
+    let mut failures = Vec::new();
+    // TLS fields, the client's spoofed one dropped; no SNI route.
+    let f = w.https(
+        "a.example",
+        "/headers",
+        &["-H", "X-Forwarded-TLS-Version: SSLv3", "--tlsv1.3"],
+    );
+    let got = f.stdout();
+    for want in [
+        r#"["X-Forwarded-TLS-Version", "TLSv1.3"]"#,
+        r#"["X-Forwarded-TLS-Cipher", "TLS13_"#,
+        r#"["X-Forwarded-TLS-SNI", "a.example"]"#,
+    ] {
+        if !got.contains(want) {
+            failures.push(format!("a.example: no {want} in {got}"));
+        }
+    }
+    if got.contains("SSLv3") || got.contains("X-Route") {
+        failures.push(format!("a.example: spoofed field or wrong route: {got}"));
+    }
+    // TLS 1.2 and the SNI route (whatever Host says).
+    let f = w.https(
+        "x.b.example",
+        "/headers",
+        &["-H", "Host: a.example", "--tls-max", "1.2"],
+    );
+    let got = f.stdout();
+    for want in [
+        r#"["X-Route", "sni-b"]"#,
+        r#"["X-Forwarded-TLS-Version", "TLSv1.2"]"#,
+        r#"["X-Forwarded-TLS-SNI", "x.b.example"]"#,
+    ] {
+        if !got.contains(want) {
+            failures.push(format!("x.b.example: no {want} in {got}"));
+        }
+    }
+    // Plain HTTP on 8080: 308 to the same host and target over https.
+    let before = w.counter("l7_https_redirects");
+    let f = w.curl(&[
+        "-o",
+        "/dev/null",
+        "-w",
+        "%{http_code} %{redirect_url}",
+        "-H",
+        "Host: shop.example:8080",
+        &format!("http://{VIP}:8080/some/path?q=1"),
+    ]);
+    if f.stdout() != "308 https://shop.example/some/path?q=1" {
+        failures.push(format!("redirect: {}", f.text()));
+    }
+    if w.counter("l7_https_redirects") != before + 1 {
+        failures.push("redirect not counted".into());
+    }
+    // Strict SNI: a known name is served, an unknown one or none refused
+    // with unrecognized_name.
+    let s_client = |args: &str| {
+        let script =
+            format!("sleep 0.5 | timeout 10 openssl s_client -connect {VIP}:8443 {args} 2>&1");
+        w.client_run(&["sh", "-c", &script], secs(20)).stdout()
+    };
+    let out = s_client("-servername a.example");
+    if !out.contains("CN = a") || out.contains("alert") {
+        failures.push(format!("strict, a.example: {out}"));
+    }
+    let before = w.counter("l7_tls_unknown_sni");
+    for args in ["-servername unknown.example", "-noservername"] {
+        let out = s_client(args);
+        if !out.contains("unrecognized name") {
+            failures.push(format!("strict, {args}: no unrecognized_name alert: {out}"));
+        }
+    }
+    let refused = w.counter("l7_tls_unknown_sni") - before;
+    if refused != 2 {
+        failures.push(format!(
+            "strict: l7_tls_unknown_sni counted {refused}, want 2"
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] facts took {:?}", started.elapsed());
+}
+
+#[test]
+fn sighup_swaps_certificates_without_dropping_a_download_and_keeps_tickets() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("reload");
+    w.start("", "");
+    let subject = |w: &World| {
+        let (_, out) = w.s_client(&["-servername", "a.example"], 0.3);
+        out.lines()
+            .find(|l| l.starts_with("subject="))
+            .unwrap_or("")
+            .to_string()
+    };
+    assert!(subject(&w).contains("CN = a"), "{}", subject(&w));
+    // A ticket from before the reload.
+    let sess = w.file("sess.pem");
+    let _ = w.s_client(&["-servername", "a.example", "-sess_out", &sess], 1.0);
+
+    // A download over TLS, slowed to about 5 s, runs across the reload.
+    const BIG: u64 = 24 << 20;
+    let out = w.file("download");
+    let resolve = format!("a.example:443:{VIP}");
+    let url = format!("https://a.example/bytes/{BIG}");
+    let mut download = w
+        .client()
+        .cmd(&[
+            "curl",
+            "-sS",
+            "--max-time",
+            "30",
+            "--limit-rate",
+            "5M",
+            "--cacert",
+            &w.file("ca.crt"),
+            "--resolve",
+            &resolve,
+            "-o",
+            &out,
+            "-w",
+            "%{http_code} %{size_download}",
+            &url,
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("curl");
+    std::thread::sleep(secs(1));
+
+    // New files for a.example (CN a2), swapped in by rename, then SIGHUP.
+    let dir = w.tmp.path().to_path_buf();
+    make_leaf(
+        &dir,
+        "a2",
+        "a2",
+        "DNS:a.example",
+        &["ec", "-pkeyopt", "ec_paramgen_curve:P-256"],
+    );
+    std::fs::rename(dir.join("a2.key"), dir.join("a.key")).unwrap();
+    std::fs::rename(dir.join("a2.crt"), dir.join("a.crt")).unwrap();
+    let full = w.counter("l7_tls_handshakes_full");
+    w.sluice.as_ref().unwrap().signal("HUP");
+    let swapped = wait_until(secs(10), || subject(&w).contains("CN = a2"));
+    let mut failures = Vec::new();
+    if download.try_wait().unwrap().is_some() {
+        failures.push("the download ended before the new certificate was served".into());
+    }
+    if !swapped {
+        failures.push(format!("no new certificate after SIGHUP: {}", subject(&w)));
+    }
+    // curl verifies the new chain on a new connection.
+    if w.https("a.example", "/", &[]).stdout() != "200" {
+        failures.push("https to a.example after the reload fails".into());
+    }
+    // The ticket from before the reload still resumes.
+    let (_, resumed) = w.s_client(&["-servername", "a.example", "-sess_in", &sess], 0.5);
+    if !resumed.contains("Reused, TLSv1.3") {
+        failures.push(format!(
+            "ticket from before the reload not accepted: {resumed}"
+        ));
+    }
+    let reloads = w.sluice.as_ref().unwrap().log().matches("reloaded").count();
+    if reloads != 1 {
+        failures.push(format!("{reloads} reloads logged"));
+    }
+
+    // The download finishes, whole and right (byte i is i % 251).
+    let t0 = Instant::now();
+    let done = loop {
+        match download.try_wait().unwrap() {
+            Some(_) => break true,
+            None if t0.elapsed() > secs(40) => {
+                let _ = download.kill();
+                break false;
+            }
+            None => std::thread::sleep(Duration::from_millis(100)),
+        }
+    };
+    let o = download.wait_with_output().unwrap();
+    let status = String::from_utf8_lossy(&o.stdout).to_string();
+    let data = std::fs::read(&out).unwrap_or_default();
+    let good =
+        data.len() as u64 == BIG && data.iter().enumerate().all(|(i, &b)| b == (i % 251) as u8);
+    if !done || status != format!("200 {BIG}") || !good {
+        failures.push(format!(
+            "download across the reload: {status} {} ({} bytes, content {})",
+            String::from_utf8_lossy(&o.stderr),
+            data.len(),
+            if good { "ok" } else { "wrong" }
+        ));
+    }
+    let _ = std::fs::remove_file(&out);
+    eprintln!(
+        "[tls] reload: full handshakes since the swap {}, download {status}",
+        w.counter("l7_tls_handshakes_full") - full
+    );
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] reload took {:?}", started.elapsed());
+}
+
+#[test]
+fn client_certificates_required_or_requested() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("mtls");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    // A certificate no CA of the listener signed.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=stranger",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("stranger.key"),
+        "-out",
+        &p("stranger.crt"),
+    ]);
+    let listener = |name: &str, port: u16, auth: &str| {
+        format!(
+            r#"
+[[listener]]
+name = "{name}"
+address = "{VIP}"
+port = {port}
+ingress = "p0"
+protocol = "https"
+default_cluster = "web"
+tls_headers = true
+client_auth = "{auth}"
+client_ca = "{}"
+[[listener.certificate]]
+cert = "{}"
+key = "{}"
+"#,
+            w.file("ca.crt"),
+            w.file("a.crt"),
+            w.file("a.key")
+        )
+    };
+    let extra = listener("require", 8443, "require") + &listener("request", 8444, "request");
+    w.start("", &extra);
+    let curl = |port: u16, cert: Option<&str>| {
+        let resolve = format!("a.example:{port}:{VIP}");
+        let url = format!("https://a.example:{port}/headers");
+        let ca = w.file("ca.crt");
+        let (crt, key) = cert.map_or((String::new(), String::new()), |c| {
+            (w.file(&format!("{c}.crt")), w.file(&format!("{c}.key")))
+        });
+        let mut args = vec![
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-H",
+            "X-Forwarded-TLS-Client-Subject: CN=root",
+        ];
+        if cert.is_some() {
+            args.extend_from_slice(&["--cert", &crt, "--key", &key]);
+        }
+        args.push(&url);
+        w.curl(&args)
+    };
+    let mut failures = Vec::new();
+    let subject = r#"["X-Forwarded-TLS-Client-Subject", "CN=client"]"#;
+    // (port, certificate, served, subject the backend sees)
+    let cases: &[(u16, Option<&str>, bool, bool)] = &[
+        (8443, Some("client"), true, true),
+        (8443, None, false, false),
+        (8443, Some("stranger"), false, false),
+        (8444, Some("client"), true, true),
+        (8444, None, true, false),
+        (8444, Some("stranger"), false, false),
+    ];
+    for &(port, cert, served, with_subject) in cases {
+        let before = w.counter("l7_tls_client_cert_refused");
+        let f = curl(port, cert);
+        let out = f.stdout();
+        let refused = w.counter("l7_tls_client_cert_refused") - before;
+        let ok = out.contains("\"path\": \"/headers\"");
+        eprintln!("[tls] mtls {port} {cert:?}: served {ok}, refused {refused}");
+        if ok != served
+            || out.contains(subject) != with_subject
+            || out.contains("CN=root")
+            || refused != u64::from(!served)
+        {
+            failures.push(format!(
+                "{port} with {cert:?}: served {ok} (want {served}), refused {refused}: {}",
+                f.text()
+            ));
+        }
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] mtls took {:?}", started.elapsed());
 }

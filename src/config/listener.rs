@@ -14,7 +14,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::sections::{host_address, host_addresses, Cluster};
-use super::tls::{ListenerCertificate, TlsVersion};
+use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
 use super::types::Parse;
 use crate::l7::http::is_valid_field_name;
 
@@ -338,6 +338,26 @@ pub struct Listener {
     /// completes. Bounds the CPU a handshake flood can take.
     #[serde(default = "dflt::<1024>")]
     pub max_tls_handshakes: u32,
+    /// Refuse clients whose server name (SNI) no certificate answers, or
+    /// that send none, with an `unrecognized_name` alert, instead of
+    /// serving the default certificate.
+    #[serde(default)]
+    pub sni_strict: bool,
+    /// Send the TLS facts of the client connection to backends
+    /// (`X-Forwarded-TLS-Version`, `-Cipher`, `-SNI`, `-Client-Subject`);
+    /// lines the client sent with these names are dropped.
+    #[serde(default)]
+    pub tls_headers: bool,
+    /// Client certificates: `"none"` (default), `"request"` (asked for,
+    /// optional) or `"require"`; verified against `client_ca`.
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// PEM file of the CA certificates client certificates must chain to.
+    pub client_ca: Option<std::path::PathBuf>,
+    /// Session ticket keys from a file (lines of 64 hex digits; the first
+    /// encrypts), so that boxes given the same file accept each other's
+    /// tickets. None: a random key per process, rotated every 6 hours.
+    pub ticket_key_file: Option<std::path::PathBuf>,
 }
 
 fn default_max_body_bytes() -> u64 {
@@ -372,8 +392,19 @@ pub struct ListenerRoute {
     /// present with any value.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The `[[cluster]]` that serves matching requests.
-    pub cluster: String,
+    /// The server name the client sent in its TLS handshake (SNI):
+    /// `"a.example"` or `"*.example"`, compared like `host`; https
+    /// listeners only.
+    pub sni: Option<String>,
+    /// The `[[cluster]]` that serves matching requests; required unless
+    /// `redirect_https` is given.
+    pub cluster: Option<String>,
+    /// Answer matching requests with a redirect to `https://` on the same
+    /// host and target, with this status (301 or 308), instead of sending
+    /// them to a cluster; http listeners only.
+    pub redirect_https: Option<u16>,
+    /// The port written in the redirect's `Location`; none or 443: no port.
+    pub redirect_https_port: Option<u16>,
     /// Replaces the `path_prefix` part of the path sent to the backend;
     /// requires `path_prefix`.
     pub rewrite_prefix: Option<String>,
@@ -437,7 +468,7 @@ impl Listener {
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
         self.default_cluster_name()
             .into_iter()
-            .chain(self.routes.iter().map(ListenerRoute::cluster_name))
+            .chain(self.routes.iter().filter_map(ListenerRoute::cluster_name))
     }
 
     /// Bytes of buffer one client connection may hold at once: its own
@@ -458,9 +489,9 @@ impl Listener {
 }
 
 impl ListenerRoute {
-    /// The name of the cluster of matching requests.
-    pub fn cluster_name(&self) -> &str {
-        &self.cluster
+    /// The name of the cluster of matching requests; none for a redirect.
+    pub fn cluster_name(&self) -> Option<&str> {
+        self.cluster.as_deref()
     }
 }
 
@@ -556,6 +587,7 @@ impl fmt::Display for ListenerRoute {
         };
         let mut when: Vec<String> = Vec::new();
         for (key, v) in [
+            ("sni", &self.sni),
             ("host", &self.host),
             ("path_prefix", &self.path_prefix),
             ("path_exact", &self.path_exact),
@@ -577,7 +609,11 @@ impl fmt::Display for ListenerRoute {
         } else {
             f.write_str(&when.join(", "))?;
         }
-        write!(f, " -> cluster {}", self.cluster_name())?;
+        match (self.redirect_https, self.cluster_name()) {
+            (Some(status), _) => write!(f, " -> redirect to https ({status})")?,
+            (None, Some(c)) => write!(f, " -> cluster {c}")?,
+            (None, None) => f.write_str(" -> nothing")?,
+        }
         if let (Some(from), Some(to)) = (&self.path_prefix, &self.rewrite_prefix) {
             write!(f, ", rewrite {from} to {to}")?;
         }

@@ -74,7 +74,8 @@ pub use sections::{
 };
 pub use spans::{KeyPath, Position};
 pub use tls::{
-    valid_server_name, warnings as tls_warnings, ListenerCertificate, LoadedCertificate, TlsVersion,
+    load_client_ca, read_ticket_keys, subject_of, valid_server_name, warnings as tls_warnings,
+    ClientAuth, ListenerCertificate, LoadedCertificate, TlsVersion,
 };
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};

@@ -2083,7 +2083,7 @@ fn l7_defaults() {
     let r = &l.routes[0];
     assert_eq!(
         (r.host.as_deref(), r.cluster_name()),
-        (Some("api.example.com"), "api")
+        (Some("api.example.com"), Some("api"))
     );
     assert!(r.path_prefix.is_none() && r.headers.is_empty() && r.request_headers_set.is_empty());
 
@@ -2327,6 +2327,7 @@ ingress = "wan"
                     from: "/api".into(),
                     to: "/v2".into()
                 }),
+                redirect: None,
             },
         }
     );
@@ -2973,7 +2974,7 @@ fn route_keys() {
     rejects(
         &l7("cluster = \"api\"\n", ""),
         "[[listener.route]]",
-        &["missing key `cluster`", "(in `listener[0].route[0]`)"],
+        &["route[0]: no `cluster` to send matching requests to"],
     );
     rejects(
         &route("request_headers_set = { X-Env = \"a\", x-env = \"b\" }"),
@@ -3142,4 +3143,222 @@ fn l7_reload() {
         e.starts_with("the set of [[listener]]s (http now, none in the new config)"),
         "{e}"
     );
+}
+
+// ------------------------------------------------------------------ TLS
+
+/// Self-signed pairs made once by the `openssl` CLI: `a.crt`/`a.key`
+/// (ECDSA, a.example, a year), `b.key` (another key), in a directory of
+/// this test process.
+fn tls_files() -> &'static std::path::Path {
+    static DIR: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+    DIR.get_or_init(|| {
+        let d = std::env::temp_dir().join(format!("sluice-config-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&d).unwrap();
+        for (name, san) in [("a", "DNS:a.example"), ("b", "DNS:b.example")] {
+            let out = std::process::Command::new("openssl")
+                .args(["req", "-x509", "-nodes", "-days", "365", "-subj"])
+                .arg(format!("/CN={name}"))
+                .arg("-addext")
+                .arg(format!("subjectAltName={san}"))
+                .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+                .arg("-keyout")
+                .arg(d.join(format!("{name}.key")))
+                .arg("-out")
+                .arg(d.join(format!("{name}.crt")))
+                .output()
+                .expect("openssl");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        d
+    })
+}
+
+/// BASE + L7 + an https listener "tls" on port 443 with `keys`, then its
+/// certificate a.example (`cert_keys` added to it), then `after`.
+fn https(keys: &str, cert_keys: &str, after: &str) -> String {
+    let d = tls_files();
+    l7_with(&format!(
+        "[[listener]]\nname = \"tls\"\naddress = \"10.0.0.100\"\nport = 443\ningress = \"wan\"\n\
+         protocol = \"https\"\ndefault_cluster = \"web\"\n{keys}\n\n[[listener.certificate]]\n\
+         cert = \"{}\"\nkey = \"{}\"\n{cert_keys}\n{after}",
+        d.join("a.crt").display(),
+        d.join("a.key").display(),
+    ))
+}
+
+#[test]
+fn tls_listener_keys_and_defaults() {
+    let cfg = ok(&https("", "", ""));
+    let l = &cfg.listeners[1];
+    assert_eq!(l.protocol, ListenerProtocol::Https);
+    assert_eq!(
+        (
+            l.tls_min_version,
+            l.max_tls_handshakes,
+            l.sni_strict,
+            l.tls_headers
+        ),
+        (None, 1024, false, false)
+    );
+    assert_eq!(l.certificates.len(), 1);
+    assert!(!l.certificates[0].default && l.certificates[0].names.is_empty());
+    let loaded = l.certificates[0].load().unwrap();
+    assert_eq!(loaded.names, ["a.example"]);
+    assert!(crate::config::tls_warnings(&cfg).is_empty());
+
+    let cfg = ok(&https(
+        "tls_min_version = \"1.3\"\nmax_tls_handshakes = 10\nsni_strict = true\ntls_headers = true",
+        "names = [\"a.example\", \"*.a.example\"]\ndefault = true",
+        "[[listener.route]]\nsni = \"*.a.example\"\ncluster = \"api\"\n\n\
+         [[listener.route]]\nsni = \"a.example\"\npath_prefix = \"/x\"\ncluster = \"web\"\n",
+    ));
+    let l = &cfg.listeners[1];
+    assert_eq!(l.tls_min_version, Some(crate::config::TlsVersion::Tls13));
+    assert_eq!(l.client_auth, crate::config::ClientAuth::None);
+    let ca = tls_files().join("a.crt");
+    let cfg = ok(&https(
+        &format!(
+            "client_auth = \"require\"\nclient_ca = \"{}\"",
+            ca.display()
+        ),
+        "",
+        "",
+    ));
+    assert_eq!(
+        cfg.listeners[1].client_auth,
+        crate::config::ClientAuth::Require
+    );
+    assert_eq!(cfg.listeners[1].client_ca.as_deref(), Some(ca.as_path()));
+    let keys = tls_files().join("ticket.keys");
+    std::fs::write(
+        &keys,
+        format!("{}\n\n{}\n", "01".repeat(32), "02".repeat(32)),
+    )
+    .unwrap();
+    let cfg = ok(&https(
+        &format!("ticket_key_file = \"{}\"", keys.display()),
+        "",
+        "",
+    ));
+    let path = cfg.listeners[1].ticket_key_file.as_deref().unwrap();
+    assert_eq!(
+        crate::config::read_ticket_keys(path).unwrap(),
+        [[1u8; 32], [2u8; 32]]
+    );
+    assert_eq!(
+        (l.max_tls_handshakes, l.sni_strict, l.tls_headers),
+        (10, true, true)
+    );
+    assert_eq!(l.routes[0].sni.as_deref(), Some("*.a.example"));
+    assert!(l.routes[1]
+        .to_string()
+        .starts_with("sni a.example, path_prefix /x -> cluster web"));
+}
+
+#[test]
+fn redirect_routes_need_no_cluster() {
+    let cfg = ok(&l7_with(
+        "[[listener.route]]\npath_prefix = \"/\"\nredirect_https = 308\nredirect_https_port = 8443\n",
+    ));
+    let r = &cfg.listeners[0].routes[1];
+    assert_eq!(
+        (r.redirect_https, r.redirect_https_port, r.cluster_name()),
+        (Some(308), Some(8443), None)
+    );
+    assert_eq!(r.to_string(), "path_prefix / -> redirect to https (308)");
+    ok(&l7_with("[[listener.route]]\nredirect_https = 301\n"));
+}
+
+#[test]
+fn tls_keys_rejected_where_they_cannot_work() {
+    let d = tls_files();
+    let a_crt = d.join("a.crt").display().to_string();
+    let b_key = d.join("b.key").display().to_string();
+    let bad_keys = d.join("bad.keys");
+    std::fs::write(
+        &bad_keys,
+        format!("# keys\n{}\n{}\n", "ab".repeat(32), "xy".repeat(32)),
+    )
+    .unwrap();
+    // (what, config, needle whose last line the error is on, words)
+    let cases: Vec<(&str, String, &str, &[&str])> = vec![
+        ("sni on an http listener", route("sni = \"a.example\""), "sni =",
+            &["sni needs protocol = \"https\""]),
+        ("sni_strict on http", listener("sni_strict = true"), "sni_strict",
+            &["sni_strict = true needs protocol = \"https\""]),
+        ("tls_headers on http", listener("tls_headers = true"), "tls_headers",
+            &["tls_headers = true needs protocol = \"https\""]),
+        ("tls_min_version on http", listener("tls_min_version = \"1.3\""), "tls_min_version",
+            &["needs protocol = \"https\""]),
+        ("redirect on https", https("", "", "[[listener.route]]\nredirect_https = 308\n"),
+            "redirect_https", &["already are"]),
+        ("redirect and cluster", route("redirect_https = 308"), "redirect_https",
+            &["either redirects or sends to a cluster"]),
+        ("neither redirect nor cluster", l7_with("[[listener.route]]\nhost = \"x\"\n"),
+            "[[listener.route]]", &["no `cluster`", "redirect_https = 308"]),
+        ("redirect status", l7_with("[[listener.route]]\nredirect_https = 302\n"),
+            "redirect_https", &["302 is not 301 or 308"]),
+        ("redirect port without redirect", route("redirect_https_port = 8443"),
+            "redirect_https_port", &["needs redirect_https"]),
+        ("redirect port 0", l7_with("[[listener.route]]\nredirect_https = 308\nredirect_https_port = 0\n"),
+            "redirect_https_port", &["port 0"]),
+        ("bad sni", https("", "", "[[listener.route]]\nsni = \"a b\"\ncluster = \"web\"\n"),
+            "sni =", &["sni", "not a host name"]),
+        ("https without certificates",
+            l7_with("[[listener]]\nname = \"t\"\naddress = \"10.0.0.100\"\nport = 443\ningress = \"wan\"\nprotocol = \"https\"\n"),
+            "protocol = \"https\"", &["needs at least one [[listener.certificate]]"]),
+        ("missing cert file", https("", "", "").replace(&a_crt, "/nonexistent/x.crt"),
+            "cert =", &["cannot read /nonexistent/x.crt"]),
+        ("key of another certificate", https("", "", "").replace(&d.join("a.key").display().to_string(), &b_key),
+            "key =", &["does not fit certificate"]),
+        ("bad name", https("", "names = [\"a..example\"]", ""), "names =",
+            &["invalid server name \"a..example\""]),
+        ("max_tls_handshakes 0", https("max_tls_handshakes = 0", "", ""), "max_tls_handshakes",
+            &["out of range 1..=1000000"]),
+        ("two defaults", https("", "default = true",
+            &format!("[[listener.certificate]]\ncert = \"{a_crt}\"\nkey = \"{}\"\nnames = [\"c.example\"]\ndefault = true\n",
+                d.join("a.key").display())),
+            "default = true", &["more than one certificate has default = true"]),
+        ("a name twice", https("", "",
+            &format!("[[listener.certificate]]\ncert = \"{a_crt}\"\nkey = \"{}\"\n", d.join("a.key").display())),
+            "cert =", &["server name \"a.example\" is already served by certificate 0"]),
+        ("unknown TLS version", https("tls_min_version = \"1.1\"", "", ""), "tls_min_version",
+            &["1.1"]),
+        ("client_auth on http", listener("client_auth = \"require\""), "client_auth",
+            &["client_auth needs protocol = \"https\""]),
+        ("client_auth without client_ca", https("client_auth = \"request\"", "", ""), "client_auth",
+            &["client_auth = \"request\" needs client_ca"]),
+        ("client_ca without client_auth", https(&format!("client_ca = \"{a_crt}\""), "", ""),
+            "client_ca", &["client_auth is \"none\""]),
+        ("client_ca unreadable", https("client_auth = \"require\"\nclient_ca = \"/nonexistent/ca.pem\"", "", ""),
+            "client_ca", &["cannot read /nonexistent/ca.pem"]),
+        ("client_auth value", https("client_auth = \"optional\"", "", ""), "client_auth",
+            &["unknown variant `optional`"]),
+        ("ticket_key_file on http", listener("ticket_key_file = \"/x\""), "ticket_key_file",
+            &["ticket_key_file needs protocol = \"https\""]),
+        ("ticket key file unreadable", https("ticket_key_file = \"/nonexistent/t\"", "", ""),
+            "ticket_key_file", &["cannot read /nonexistent/t"]),
+        ("ticket key file with a bad line", https(&format!("ticket_key_file = \"{}\"", bad_keys.display()), "", ""),
+            "ticket_key_file", &["bad.keys:3: expected a key of 64 hex digits"]),
+    ];
+    for (what, text, needle, words) in cases {
+        let e = match from_str(&text, "sluice.toml") {
+            Ok(_) => panic!("{what}: accepted\n{text}"),
+            Err(e) => e,
+        };
+        let shown = e.to_string();
+        assert_eq!(
+            e.line(),
+            Some(last_line_of(&text, needle)),
+            "{what}: {shown}"
+        );
+        for w in words {
+            assert!(shown.contains(w), "{what}: {shown:?} lacks {w:?}");
+        }
+    }
 }

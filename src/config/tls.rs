@@ -1,5 +1,8 @@
 //! TLS keys of `[[listener]]`: `protocol = "https"`, `tls_min_version`,
-//! `max_tls_handshakes` and `[[listener.certificate]]`, their checks, and
+//! `max_tls_handshakes`, `sni_strict`, `tls_headers`, `client_auth`,
+//! `client_ca`, `ticket_key_file` and
+//! `[[listener.certificate]]`, the TLS keys of routes (`sni`,
+//! `redirect_https`, `redirect_https_port`), their checks, and
 //! the loading of certificate chains and keys from PEM files, which both
 //! `sluice check` and the control plane's compile step use, so that they
 //! accept exactly the same files.
@@ -48,6 +51,75 @@ impl fmt::Display for TlsVersion {
             TlsVersion::Tls13 => "1.3",
         })
     }
+}
+
+/// Whether a listener asks clients for a certificate (`client_auth`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ClientAuth {
+    /// No client certificates.
+    #[default]
+    None,
+    /// Asked for; a client without one is served, one with a certificate
+    /// that does not verify is refused.
+    Request,
+    /// Required: a client without a verified certificate is refused.
+    Require,
+}
+
+/// The CA certificates of `client_ca` (a PEM bundle) as rustls roots.
+pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
+    let certs = read_chain(path)?;
+    let mut roots = rustls::RootCertStore::empty();
+    for (i, c) in certs.into_iter().enumerate() {
+        roots.add(c).map_err(|e| {
+            format!(
+                "{}: certificate {i} is not a usable CA certificate: {e}",
+                path.display()
+            )
+        })?;
+    }
+    Ok(roots)
+}
+
+/// Read a session ticket key file: one or more lines of 64 hex digits
+/// (32-byte AES-256-GCM keys); blank lines and `#` comments are skipped.
+/// The first key encrypts new tickets, every key decrypts. `Err` names
+/// the line at fault.
+pub fn read_ticket_keys(path: &Path) -> Result<Vec<[u8; 32]>, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let mut keys = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let bytes = (line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()))
+            .then(|| {
+                let mut k = [0u8; 32];
+                for (i, o) in k.iter_mut().enumerate() {
+                    *o = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap_or(0);
+                }
+                k
+            })
+            .ok_or_else(|| {
+                format!(
+                    "{}:{}: expected a key of 64 hex digits (32 bytes, such as the output of \
+                     `openssl rand -hex 32`)",
+                    path.display(),
+                    n + 1
+                )
+            })?;
+        keys.push(bytes);
+    }
+    if keys.is_empty() {
+        return Err(format!(
+            "{} holds no key: expected lines of 64 hex digits (`openssl rand -hex 32`)",
+            path.display()
+        ));
+    }
+    Ok(keys)
 }
 
 /// `[[listener.certificate]]`: one certificate chain and its key, served
@@ -183,20 +255,114 @@ pub fn valid_server_name(name: &str) -> bool {
         })
 }
 
-/// The TLS keys of listener `i`.
+/// The `client_auth` and `client_ca` keys of listener `i` (https).
+fn client_auth(i: usize, l: &Listener, owner: &str) -> Check {
+    let at = |key: &str| item("listener", i).key(key);
+    match (l.client_auth, &l.client_ca) {
+        (ClientAuth::None, None) => Ok(()),
+        (ClientAuth::None, Some(_)) => Err(Problem::new(
+            at("client_ca"),
+            format!(
+                "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
+                 \"require\" or \"request\" to ask clients for certificates"
+            ),
+        )),
+        (_, None) => Err(Problem::new(
+            at("client_auth"),
+            format!(
+                "{owner}: client_auth = \"{}\" needs client_ca, the PEM file of the CAs client \
+                 certificates must chain to",
+                if l.client_auth == ClientAuth::Require {
+                    "require"
+                } else {
+                    "request"
+                }
+            ),
+        )),
+        (_, Some(path)) => load_client_ca(path)
+            .map(|_| ())
+            .map_err(|e| Problem::new(at("client_ca"), format!("{owner}: {e}"))),
+    }
+}
+
+/// The TLS keys of listener `i`, and the route keys that depend on TLS:
+/// `sni` (https only), `redirect_https` (http only, instead of `cluster`).
 pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
     let cert_at = |j: usize, key: &str| item("listener", i).key("certificate").index(j).key(key);
+    let https = l.protocol == ListenerProtocol::Https;
+    for (j, r) in l.routes.iter().enumerate() {
+        let route_at = |key: &str| item("listener", i).key("route").index(j).key(key);
+        let route = item("listener", i).key("route").index(j);
+        match (&r.cluster, r.redirect_https) {
+            (None, None) => {
+                return Err(Problem::new(
+                    route,
+                    format!(
+                        "{owner}, route[{j}]: no `cluster` to send matching requests to (or \
+                         `redirect_https = 308` to redirect them to https)"
+                    ),
+                ))
+            }
+            (Some(_), Some(_)) => {
+                return Err(Problem::new(
+                    route_at("redirect_https"),
+                    format!(
+                        "{owner}, route[{j}]: redirect_https and cluster: a route either \
+                         redirects or sends to a cluster"
+                    ),
+                )
+                .see(Locus::Path(route_at("cluster")), "cluster"))
+            }
+            _ => {}
+        }
+        if r.redirect_https_port.is_some() && r.redirect_https.is_none() {
+            return Err(Problem::new(
+                route_at("redirect_https_port"),
+                format!("{owner}, route[{j}]: redirect_https_port needs redirect_https"),
+            ));
+        }
+        if https && r.redirect_https.is_some() {
+            return Err(Problem::new(
+                route_at("redirect_https"),
+                format!(
+                    "{owner}, route[{j}]: redirect_https on an https listener would redirect \
+                     requests to where they already are; put it on the http listener"
+                ),
+            ));
+        }
+        if !https && r.sni.is_some() {
+            return Err(Problem::new(
+                route_at("sni"),
+                format!(
+                    "{owner}, route[{j}]: sni needs protocol = \"https\": a plain HTTP \
+                     connection has no server name, so this route could never match"
+                ),
+            ));
+        }
+    }
     match l.protocol {
         ListenerProtocol::Http => {
-            if !l.certificates.is_empty() {
-                return Err(Problem::new(
-                    cert_at(0, "cert"),
-                    format!(
-                        "{owner}: [[listener.certificate]] given but protocol is \"http\"; set \
-                         protocol = \"https\" to terminate TLS"
-                    ),
-                ));
+            let client_auth = if l.client_auth != ClientAuth::None {
+                Some("client_auth")
+            } else {
+                l.client_ca.as_ref().map(|_| "client_ca")
+            };
+            for (key, on) in [
+                ("sni_strict", l.sni_strict.then_some("sni_strict = true")),
+                ("tls_headers", l.tls_headers.then_some("tls_headers = true")),
+                (
+                    "ticket_key_file",
+                    l.ticket_key_file.as_ref().map(|_| "ticket_key_file"),
+                ),
+                (client_auth.unwrap_or(""), client_auth),
+            ] {
+                if let Some(what) = on {
+                    return Err(Problem::new(
+                        at(key),
+                        format!("{owner}: {what} needs protocol = \"https\""),
+                    ));
+                }
             }
             if let Some(v) = l.tls_min_version {
                 return Err(Problem::new(
@@ -231,6 +397,11 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
                 l.max_tls_handshakes
             ),
         ));
+    }
+    client_auth(i, l, owner)?;
+    if let Some(path) = &l.ticket_key_file {
+        read_ticket_keys(path)
+            .map_err(|e| Problem::new(at("ticket_key_file"), format!("{owner}: {e}")))?;
     }
     let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
     if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
@@ -354,6 +525,81 @@ pub fn not_after(cert: &[u8]) -> Option<i64> {
         digits(&rest[8..10])?,
     );
     Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
+}
+
+/// The subject of a DER certificate as an RFC 4514 string (last RDN first:
+/// `CN=client,O=Example,C=FR`), with the usual attribute names (CN, O,
+/// OU, C, L, ST, emailAddress as `E`; others by dotted OID is not done:
+/// they are left out). Special and non-printable characters are escaped
+/// (`\,`, `\0A`), so the result is a valid header value.
+pub fn subject_of(cert: &[u8]) -> Option<Box<str>> {
+    let (_, certificate, _) = der(cert)?;
+    let (_, tbs, _) = der(certificate)?;
+    let mut rest = tbs;
+    let (tag, _, r) = der(rest)?;
+    if tag == 0xa0 {
+        rest = r; // version
+    }
+    let (_, _, rest) = der(rest)?; // serialNumber
+    let (_, _, rest) = der(rest)?; // signature
+    let (_, _, rest) = der(rest)?; // issuer
+    let (_, _, rest) = der(rest)?; // validity
+    let (_, mut rdns, _) = der(rest)?; // subject
+    let mut parts: Vec<String> = Vec::new();
+    while !rdns.is_empty() {
+        let (_, set, next) = der(rdns)?;
+        rdns = next;
+        let mut set = set;
+        let mut rdn: Vec<String> = Vec::new();
+        while !set.is_empty() {
+            let (_, atv, next) = der(set)?;
+            set = next;
+            let (_, oid, atv) = der(atv)?;
+            let (vtag, value, _) = der(atv)?;
+            let name = match oid {
+                [0x55, 0x04, 0x03] => "CN",
+                [0x55, 0x04, 0x0a] => "O",
+                [0x55, 0x04, 0x0b] => "OU",
+                [0x55, 0x04, 0x06] => "C",
+                [0x55, 0x04, 0x07] => "L",
+                [0x55, 0x04, 0x08] => "ST",
+                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E",
+                _ => continue,
+            };
+            // UTF8String, PrintableString, IA5String, TeletexString.
+            if !matches!(vtag, 0x0c | 0x13 | 0x16 | 0x14) {
+                continue;
+            }
+            let text = String::from_utf8_lossy(value);
+            let mut v = String::with_capacity(text.len());
+            for (k, ch) in text.chars().enumerate() {
+                let edge = k == 0 || k + 1 == text.chars().count();
+                match ch {
+                    ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
+                        v.push('\\');
+                        v.push(ch);
+                    }
+                    ' ' | '#' if edge => {
+                        v.push('\\');
+                        v.push(ch);
+                    }
+                    c if c.is_control() => {
+                        let mut b = [0u8; 4];
+                        for byte in c.encode_utf8(&mut b).bytes() {
+                            v.push_str(&format!("\\{byte:02X}"));
+                        }
+                    }
+                    c => v.push(c),
+                }
+            }
+            rdn.push(format!("{name}={v}"));
+        }
+        if !rdn.is_empty() {
+            parts.push(rdn.join("+"));
+        }
+    }
+    parts.reverse();
+    (!parts.is_empty()).then(|| parts.join(",").into_boxed_str())
 }
 
 /// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's

@@ -477,9 +477,9 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
                 "default_cluster of",
             )
         })
-        .chain(l.routes.iter().enumerate().map(|(j, r)| {
+        .chain(l.routes.iter().enumerate().filter_map(|(j, r)| {
             let at = listener.clone().key("route").index(j).key("cluster");
-            (&r.cluster, at, "a route of")
+            Some((r.cluster.as_ref()?, at, "a route of"))
         }));
     for (name, at, what) in references {
         let what = format!("{what} {owner}");

@@ -18,7 +18,7 @@ use crate::l7::http::{HeaderEdits, Limits, PrefixRewrite};
 use crate::l7::plane::{
     Balance, Buffers, CheckKind, HashOn, HealthCheck, L7Cluster, L7Plane, ListenerPlane, Timeouts,
 };
-use crate::l7::router::{Matcher, Route, RouteAction, Router, ValueMatch};
+use crate::l7::router::{HttpsRedirect, Matcher, Route, RouteAction, Router, ValueMatch};
 use crate::net::plane::{Plane, PortPlane};
 use crate::net::services::{
     wrr_sequence, BackendPlane, ClusterPlane, Mode, Sched, ServicePlane, Services, MAX_BACKENDS,
@@ -42,6 +42,9 @@ pub struct Registry {
     pub backend_names: Vec<(String, String)>,
     /// By service id: service name.
     pub service_names: Vec<String>,
+    /// (listener, certificate file, notAfter in seconds since the epoch)
+    /// of every certificate of an https listener, as last loaded.
+    pub certificates: Vec<(String, String, i64)>,
 }
 
 impl Registry {
@@ -167,6 +170,16 @@ pub fn build_plane_with_health(
     plane.workers = workers;
     plane.services = compile_services(cfg, &plane, reg, health)?;
     plane.l7 = compile_l7(cfg)?;
+    reg.certificates = cfg
+        .listeners
+        .iter()
+        .flat_map(|l| {
+            l.certificates.iter().filter_map(|c| {
+                let end = c.load().ok()?.not_after?;
+                Some((l.name.clone(), c.cert.display().to_string(), end))
+            })
+        })
+        .collect();
     for l in &cfg.listeners {
         let ingress = cfg
             .ports
@@ -255,6 +268,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             snat: l.snat.clone(),
             tls: listener_tls(l)?,
             max_tls_handshakes: l.max_tls_handshakes,
+            tls_headers: l.tls_headers,
         });
     }
     Ok(L7Plane::new(listeners, clusters))
@@ -274,8 +288,30 @@ fn listener_tls(l: &Listener) -> Result<Option<std::sync::Arc<rustls::ServerConf
         );
     }
     let default = l.certificates.iter().position(|c| c.default).unwrap_or(0);
-    let min = l.tls_min_version.unwrap_or_default();
-    crate::l7::tls::server_config(&loaded, default, min)
+    let opts = crate::l7::tls::ServerOptions {
+        min: l.tls_min_version.unwrap_or_default(),
+        sni_strict: l.sni_strict,
+        client_roots: match (&l.client_ca, l.client_auth) {
+            (Some(path), auth) if auth != crate::config::ClientAuth::None => Some((
+                std::sync::Arc::new(
+                    crate::config::load_client_ca(path)
+                        .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+                ),
+                auth == crate::config::ClientAuth::Require,
+            )),
+            _ => None,
+        },
+        ticketer: Some(match &l.ticket_key_file {
+            // Read again on every reload: rotation is editing the file.
+            Some(path) => std::sync::Arc::new(crate::l7::tls::FileTicketer::new(
+                &crate::config::read_ticket_keys(path)
+                    .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+            )),
+            None => crate::l7::tls::listener_ticketer(&l.name)
+                .map_err(|e| anyhow!("listener {}: {e}", l.name))?,
+        }),
+    };
+    crate::l7::tls::server_config(&loaded, default, &opts)
         .map(Some)
         .map_err(|e| anyhow!("listener {}: {e}", l.name))
 }
@@ -292,7 +328,7 @@ pub(crate) fn listener_routes(
         .iter()
         .map(|r| Route {
             matchers: matchers(r).into_iter().map(|(_, m)| m).collect(),
-            action: action(r, cluster_index(r.cluster_name())),
+            action: action(r, r.cluster_name().map_or(u32::MAX, &cluster_index)),
         })
         .collect();
     let default = l.default_cluster_name().map(|name| RouteAction {
@@ -309,8 +345,13 @@ fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
         true => Matcher::HostWildcard(h),
         false => Matcher::HostExact(h),
     };
+    let sni = |h: String| match h.starts_with("*.") {
+        true => Matcher::SniWildcard(h),
+        false => Matcher::SniExact(h),
+    };
     type Single<'a> = (&'static str, &'a Option<String>, fn(String) -> Matcher);
-    let single: [Single; 4] = [
+    let single: [Single; 5] = [
+        ("sni", &r.sni, sni),
         ("host", &r.host, host),
         ("path_prefix", &r.path_prefix, Matcher::PathPrefix),
         ("path_exact", &r.path_exact, Matcher::PathExact),
@@ -355,6 +396,10 @@ fn matchers(r: &ListenerRoute) -> Vec<(KeyPath, Matcher)> {
 fn action(r: &ListenerRoute, cluster: u32) -> RouteAction {
     RouteAction {
         cluster,
+        redirect: r.redirect_https.map(|status| HttpsRedirect {
+            status,
+            port: r.redirect_https_port,
+        }),
         request_headers: HeaderEdits {
             remove: r.request_headers_remove.clone(),
             set: r.request_headers_set.clone(),
@@ -444,6 +489,17 @@ pub(crate) fn route_refused(r: &ListenerRoute) -> Option<(KeyPath, String)> {
                 }),
             ));
         }
+    }
+    if let Some(status) = r.redirect_https {
+        let redirect = |port| RouteAction {
+            redirect: Some(HttpsRedirect { status, port }),
+            ..RouteAction::default()
+        };
+        edits.push((KeyPath::root("redirect_https"), redirect(None)));
+        edits.push((
+            KeyPath::root("redirect_https_port"),
+            redirect(r.redirect_https_port),
+        ));
     }
     if let (Some(from), Some(to)) = (&r.path_prefix, &r.rewrite_prefix) {
         let rewrite = |from: &str, to: &str| RouteAction {

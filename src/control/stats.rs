@@ -153,6 +153,22 @@ impl StatsSource {
                 v[counters::SVC_DROPS],
             );
         }
+        // The expiry of each certificate, for alerts such as
+        // `sluice_tls_certificate_expiry_seconds - time() < 14 * 86400`.
+        let certificates = self.names.lock().unwrap().certificates.clone();
+        for (listener, cert, end) in certificates {
+            let escape = |v: &str| {
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            };
+            family(
+                "sluice_tls_certificate_expiry_seconds",
+                "gauge",
+                format!("listener=\"{listener}\",cert=\"{}\"", escape(&cert)),
+                end.max(0) as u64,
+            );
+        }
         let l7 = self.backends_l7();
         for (id, (cluster, name, v)) in self.backends().into_iter().enumerate() {
             let l = format!("cluster=\"{cluster}\",backend=\"{name}\"");
@@ -353,6 +369,10 @@ mod tests {
         let mut reg = Registry::default();
         reg.backend_names = vec![("web".into(), "a".into()), ("web".into(), "b".into())];
         reg.service_names = vec!["s".into()];
+        reg.certificates = vec![
+            ("tls".into(), "/etc/a.pem".into(), 1_900_000_000),
+            ("tls".into(), "/etc/odd\"name.pem".into(), 1_800_000_000),
+        ];
         let l4 = Arc::new(L4Counters::default());
         l4.l7_add(1, counters::BE_L7_REQUESTS, 7);
         let health = Arc::new(crate::l7::health::HealthState::default());
@@ -381,6 +401,12 @@ mod tests {
         }
         assert!(text.contains("sluice_backend_up{cluster=\"web\",backend=\"a\"} 0"));
         assert!(text.contains("sluice_backend_up{cluster=\"web\",backend=\"b\"} 1"));
+        assert!(text.contains(
+            "sluice_tls_certificate_expiry_seconds{listener=\"tls\",cert=\"/etc/a.pem\"} 1900000000"
+        ));
+        assert!(text.contains(
+            "sluice_tls_certificate_expiry_seconds{listener=\"tls\",cert=\"/etc/odd\\\"name.pem\"} 1800000000"
+        ));
         assert!(text.contains("sluice_backend_requests_total{cluster=\"web\",backend=\"b\"} 7"));
         assert!(text.contains("# TYPE sluice_l7_client_conns gauge"));
     }

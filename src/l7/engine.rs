@@ -31,7 +31,7 @@ use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::syncookie;
 use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
-use super::tls::{send_room, Failure, SocketIo, Tls, PLAIN_HTTP_ANSWER};
+use super::tls::{send_room, Failure, SocketIo, Tls, TlsFacts, PLAIN_HTTP_ANSWER};
 
 use smoltcp::socket::tcp::{self, State};
 
@@ -86,6 +86,9 @@ struct Live {
     session: Session,
     client: u32,
     upstream: u32,
+    /// The client connection's TLS facts (for `Cx::tls`), taken when its
+    /// handshake completed.
+    tls: Option<Box<TlsFacts>>,
 }
 
 /// smoltcp's abort timer (see [`SocketOpts::timeout_ms`]) for connections
@@ -683,10 +686,16 @@ impl Engine {
             }
         };
         let _ = listener;
+        let tls = self
+            .conns
+            .get_ref(client)
+            .and_then(|c| c.tls.as_ref())
+            .map(|t| Box::new(t.facts()));
         self.sessions[sid as usize] = Some(Box::new(Live {
             session: Session::new(peer, now, idle_ns),
             client,
             upstream: NONE,
+            tls,
         }));
         sid
     }
@@ -732,7 +741,7 @@ impl Engine {
                     listener: &plane.l7.listeners[li as usize],
                     l7: &plane.l7,
                     now,
-                    tls,
+                    tls: live.tls.as_deref().filter(|_| tls),
                 };
                 let step = live.session.poll(&cx, &mut env);
                 env.tls_flush();

@@ -153,6 +153,8 @@ pub struct ListenerPlane {
     pub tls: Option<std::sync::Arc<rustls::ServerConfig>>,
     /// TLS handshakes in progress per worker.
     pub max_tls_handshakes: u32,
+    /// Send the TLS facts to backends ([`super::http::TLS_FIELDS`]).
+    pub tls_headers: bool,
 }
 
 /// Everything L7 in a plane.

@@ -31,6 +31,12 @@
 //!   backend will see it; `+` is not decoded (that is a form convention, not
 //!   URI syntax). The first pair with the name decides.
 //!
+//! - Server names (SNI, `sni`) compare like hosts, exact or `*.` wildcard,
+//!   against the name the client sent in its TLS handshake; a connection
+//!   without TLS or without SNI matches no `sni` condition. The name
+//!   chose the certificate, so routing on it routes by the name the
+//!   client verified, whatever `Host` says.
+//!
 //! Regex path matching is not implemented: it would need a regex engine
 //! with bounded matching time on the data path, and no route needs it yet.
 
@@ -158,13 +164,31 @@ pub enum Matcher {
         name: String,
         value: ValueMatch,
     },
+    /// `a.example`: the TLS server name (SNI), case-insensitive.
+    SniExact(String),
+    /// `*.example.com`: any server name under that domain.
+    SniWildcard(String),
+}
+
+/// Answer a plain HTTP request with a redirect to the same host and target
+/// over `https` instead of forwarding it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HttpsRedirect {
+    /// 301 (Moved Permanently; clients may turn a POST into a GET) or 308
+    /// (Permanent Redirect, RFC 9110 §15.4.9: method and body kept).
+    pub status: u16,
+    /// The port in `Location`; `None` (or 443): none, the scheme's default.
+    pub port: Option<u16>,
 }
 
 /// What to do with a request that matched.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RouteAction {
-    /// Index of the cluster in the config snapshot.
+    /// Index of the cluster in the config snapshot (unused with
+    /// `redirect`).
     pub cluster: u32,
+    /// Redirect to https instead of sending to the cluster.
+    pub redirect: Option<HttpsRedirect>,
     pub request_headers: HeaderEdits,
     pub response_headers: HeaderEdits,
     pub rewrite_prefix: Option<PrefixRewrite>,
@@ -209,20 +233,31 @@ enum Compiled {
     Header(Vec<u8>, Option<Vec<u8>>),
     Cookie(Vec<u8>, Option<Vec<u8>>),
     Query(Vec<u8>, Option<Vec<u8>>),
+    /// Like `Host` and `HostSuffix`, on the TLS server name.
+    Sni(Vec<u8>),
+    SniSuffix(Vec<u8>),
+}
+
+/// `name` equals `want` or, with `suffix`, ends in it with more before.
+fn name_matches(name: Option<&[u8]>, want: &[u8], suffix: bool) -> bool {
+    name.is_some_and(|h| match suffix {
+        false => h.eq_ignore_ascii_case(want),
+        true => h.len() > want.len() && h[h.len() - want.len()..].eq_ignore_ascii_case(want),
+    })
 }
 
 impl Compiled {
-    fn matches(&self, req: &impl RequestView, host: Option<&[u8]>) -> bool {
+    fn matches(&self, req: &impl RequestView, host: Option<&[u8]>, sni: Option<&[u8]>) -> bool {
         let value_matches = |found: Option<&[u8]>, want: &Option<Vec<u8>>| match (found, want) {
             (Some(_), None) => true,
             (Some(found), Some(want)) => found == want.as_slice(),
             (None, _) => false,
         };
         match self {
-            Compiled::Host(want) => host.is_some_and(|h| h.eq_ignore_ascii_case(want)),
-            Compiled::HostSuffix(suffix) => host.is_some_and(|h| {
-                h.len() > suffix.len() && h[h.len() - suffix.len()..].eq_ignore_ascii_case(suffix)
-            }),
+            Compiled::Host(want) => name_matches(host, want, false),
+            Compiled::HostSuffix(suffix) => name_matches(host, suffix, true),
+            Compiled::Sni(want) => name_matches(sni, want, false),
+            Compiled::SniSuffix(suffix) => name_matches(sni, suffix, true),
             Compiled::PathExact(want) => path_eq(req.path(), want),
             Compiled::PathPrefix(prefix) => path_prefix_len(req.path(), prefix).is_some(),
             Compiled::Method(want) => req.method() == want.as_slice(),
@@ -298,11 +333,18 @@ impl Router {
     /// action up again ([`Router::action`]) when the response arrives,
     /// instead of cloning the edits.
     pub fn route_id(&self, req: &impl RequestView) -> Option<RouteId> {
+        self.route_id_sni(req, None)
+    }
+
+    /// [`Router::route_id`] for a request that came over TLS with server
+    /// name `sni` (lowercase).
+    pub fn route_id_sni(&self, req: &impl RequestView, sni: Option<&str>) -> Option<RouteId> {
         let host = req.host().map(host_for_routing);
+        let sni = sni.map(str::as_bytes);
         match self
             .routes
             .iter()
-            .position(|route| route.matchers.iter().all(|m| m.matches(req, host)))
+            .position(|route| route.matchers.iter().all(|m| m.matches(req, host, sni)))
         {
             Some(i) => Some(RouteId(i as u32)),
             None => self.default.as_ref().map(|_| RouteId(u32::MAX)),
@@ -329,6 +371,14 @@ impl RouteId {
 }
 
 fn check_action(action: &RouteAction) -> Result<(), String> {
+    if let Some(r) = action.redirect {
+        if !matches!(r.status, 301 | 308) {
+            return Err(format!("redirect status {} is not 301 or 308", r.status));
+        }
+        if r.port == Some(0) {
+            return Err("redirect port 0".to_string());
+        }
+    }
     action
         .request_headers
         .check()
@@ -391,16 +441,19 @@ fn compile(matcher: &Matcher) -> Result<Compiled, String> {
             ))
         }
     };
+    let wildcard = |pattern: &str| {
+        let domain = pattern
+            .strip_prefix("*.")
+            .ok_or_else(|| format!("{pattern:?}: a wildcard name starts with \"*.\""))?;
+        let mut suffix = vec![b'.'];
+        suffix.extend(check_route_host(domain)?);
+        Ok::<_, String>(suffix)
+    };
     Ok(match matcher {
+        Matcher::SniExact(name) => Compiled::Sni(check_route_host(name)?),
+        Matcher::SniWildcard(pattern) => Compiled::SniSuffix(wildcard(pattern)?),
         Matcher::HostExact(host) => Compiled::Host(check_route_host(host)?),
-        Matcher::HostWildcard(pattern) => {
-            let domain = pattern
-                .strip_prefix("*.")
-                .ok_or_else(|| format!("{pattern:?}: a wildcard host starts with \"*.\""))?;
-            let mut suffix = vec![b'.'];
-            suffix.extend(check_route_host(domain)?);
-            Compiled::HostSuffix(suffix)
-        }
+        Matcher::HostWildcard(pattern) => Compiled::HostSuffix(wildcard(pattern)?),
         Matcher::PathExact(p) => Compiled::PathExact(path(p)?),
         Matcher::PathPrefix(p) => Compiled::PathPrefix(path(p)?),
         Matcher::Method(m) => {

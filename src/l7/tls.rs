@@ -70,6 +70,13 @@ pub enum Failure {
     Incompatible,
     /// The client sent a fatal alert.
     AlertReceived,
+    /// No client certificate on a listener that requires one, or one that
+    /// does not verify against its `client_ca`.
+    ClientCert,
+    /// A server name no certificate answers (or none) on a listener with
+    /// `sni_strict`: refused with an `unrecognized_name` alert
+    /// (RFC 6066 §3).
+    UnknownSni,
     /// Anything else the peer did wrong (bad records, bad MACs, unexpected
     /// messages), during or after the handshake.
     Protocol,
@@ -84,6 +91,8 @@ impl Failure {
             Failure::TooLarge => Counter::l7_tls_too_large,
             Failure::Incompatible => Counter::l7_tls_incompatible,
             Failure::AlertReceived => Counter::l7_tls_alerts_received,
+            Failure::UnknownSni => Counter::l7_tls_unknown_sni,
+            Failure::ClientCert => Counter::l7_tls_client_cert_refused,
             Failure::Protocol => Counter::l7_tls_protocol_errors,
         }
     }
@@ -106,10 +115,24 @@ impl Failure {
             Error::PeerIncompatible(_) => Failure::Incompatible,
             Error::NoApplicationProtocol => Failure::Incompatible,
             Error::AlertReceived(_) => Failure::AlertReceived,
+            Error::NoCertificatesPresented | Error::InvalidCertificate(_) => Failure::ClientCert,
+            // What rustls says when the resolver has no certificate: only
+            // `ByName` in strict mode returns none.
+            Error::General(m) if m == NO_CERTIFICATE => Failure::UnknownSni,
             _ => Failure::Protocol,
         }
     }
 }
+
+/// rustls' error when the certificate resolver returns none
+/// (`server/hs.rs`); a unit test notices if it changes.
+const NO_CERTIFICATE: &str = "no server certificate chain resolved";
+
+/// A fatal `unrecognized_name` alert (RFC 6066 §3, RFC 8446 §6.2) as a
+/// plaintext record: it goes before any ServerHello, so it is never
+/// encrypted. rustls would send `access_denied` for a resolver without a
+/// certificate; Sluice sends this one instead.
+const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
 
 /// The answer to a plain HTTP request on a TLS port (as nginx does; the
 /// client sees a reason instead of a decode_error alert it cannot read).
@@ -129,6 +152,9 @@ pub struct Tls {
     /// The peer's close_notify arrived, or its TCP FIN.
     ended: bool,
     failed: Option<Failure>,
+    /// The `unrecognized_name` alert of [`Failure::UnknownSni`] is
+    /// written (rustls' own queued alert never is).
+    refused_name: bool,
     /// Counted in the worker's handshakes in progress.
     pub(super) in_progress: bool,
 }
@@ -146,6 +172,7 @@ impl Tls {
             plain: 0,
             ended: false,
             failed: None,
+            refused_name: false,
             in_progress: false,
         })
     }
@@ -179,6 +206,30 @@ impl Tls {
 
     pub fn alpn(&self) -> Option<&[u8]> {
         self.conn.alpn_protocol()
+    }
+
+    /// What routing and the backend may learn of this connection, once the
+    /// handshake is done.
+    pub fn facts(&self) -> TlsFacts {
+        use rustls::ProtocolVersion as V;
+        TlsFacts {
+            sni: self.server_name().map(Box::from),
+            version: match self.conn.protocol_version() {
+                Some(V::TLSv1_3) => "TLSv1.3",
+                Some(V::TLSv1_2) => "TLSv1.2",
+                _ => "",
+            },
+            cipher: self
+                .conn
+                .negotiated_cipher_suite()
+                .and_then(|s| s.suite().as_str())
+                .unwrap_or(""),
+            client_subject: self
+                .conn
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| crate::config::subject_of(c)),
+        }
     }
 
     /// Take ciphertext from `rx` (until it would block, or rustls holds as
@@ -258,6 +309,13 @@ impl Tls {
     /// Write what rustls has to send (handshake, records, alerts) to `tx`
     /// until it would block; returns the bytes written.
     pub fn write_to(&mut self, tx: &mut impl Write) -> usize {
+        if self.failed == Some(Failure::UnknownSni) {
+            // Our alert instead of rustls' access_denied, once.
+            if std::mem::replace(&mut self.refused_name, true) {
+                return 0;
+            }
+            return tx.write(&UNRECOGNIZED_NAME_ALERT).unwrap_or(0);
+        }
         let mut total = 0;
         while self.conn.wants_write() {
             match self.conn.write_tls(tx) {
@@ -323,6 +381,24 @@ impl Tls {
     pub fn close_notify(&mut self) {
         self.conn.send_close_notify();
     }
+}
+
+/// The TLS facts of a client connection that routing (`sni`) and the
+/// optional TLS headers to backends use. Made once per connection when its
+/// handshake completes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct TlsFacts {
+    /// The server name the client sent (SNI), lowercase.
+    pub sni: Option<Box<str>>,
+    /// `TLSv1.2` or `TLSv1.3`.
+    pub version: &'static str,
+    /// The cipher suite as rustls names it (`TLS13_AES_128_GCM_SHA256`,
+    /// `TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256`).
+    pub cipher: &'static str,
+    /// The subject of the client certificate the listener verified
+    /// (`client_auth`), as an RFC 4514 string: `CN=client,O=Example,C=FR`
+    /// (the certificate's last RDN first).
+    pub client_subject: Option<Box<str>>,
 }
 
 /// Copies the first bytes read into `head`.
@@ -397,29 +473,158 @@ struct ByName {
     exact: HashMap<String, Arc<CertifiedKey>>,
     wildcard: HashMap<String, Arc<CertifiedKey>>,
     default: Arc<CertifiedKey>,
+    /// `sni_strict`: no default; a name no certificate has (or none) gets
+    /// no certificate, and the handshake ends in `unrecognized_name`.
+    strict: bool,
 }
 
 impl ByName {
-    fn find(&self, name: Option<&str>) -> Arc<CertifiedKey> {
+    fn find(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+        let fallback = (!self.strict).then(|| self.default.clone());
         let Some(name) = name else {
-            return self.default.clone();
+            return fallback;
         };
         let name = name.to_ascii_lowercase();
         if let Some(k) = self.exact.get(&name) {
-            return k.clone();
+            return Some(k.clone());
         }
         if let Some((_, parent)) = name.split_once('.') {
             if let Some(k) = self.wildcard.get(parent) {
-                return k.clone();
+                return Some(k.clone());
             }
         }
-        self.default.clone()
+        fallback
     }
 }
 
 impl ResolvesServerCert for ByName {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        Some(self.find(hello.server_name()))
+        self.find(hello.server_name())
+    }
+}
+
+/// How a listener's TLS is set up, besides its certificates.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    pub min: TlsVersion,
+    /// Refuse clients whose server name no certificate has (or none).
+    pub sni_strict: bool,
+    /// Client certificates (`client_auth`): the CAs they must chain to,
+    /// and whether a client without one is refused (`require`) or served
+    /// (`request`).
+    pub client_roots: Option<(Arc<rustls::RootCertStore>, bool)>,
+    /// The session ticket key source to use; `None`: a new rotating one.
+    /// A reload passes the running one on so that tickets stay valid.
+    pub ticketer: Option<Arc<dyn rustls::server::ProducesTickets>>,
+}
+
+/// The session ticket key source of listener `name`, kept for the life of
+/// the process: a reload that compiles the listener again gets the same
+/// one, so tickets issued before the reload stay valid (the key source
+/// has not changed; a key file, when there is one, is part of the key).
+/// Control plane only: the workers see the ticketer inside the
+/// `ServerConfig`.
+pub fn listener_ticketer(name: &str) -> Result<Arc<dyn rustls::server::ProducesTickets>, String> {
+    use std::sync::{Mutex, OnceLock};
+    type Map = std::collections::HashMap<String, Arc<dyn rustls::server::ProducesTickets>>;
+    static TICKETERS: OnceLock<Mutex<Map>> = OnceLock::new();
+    let mut map = TICKETERS
+        .get_or_init(Default::default)
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(t) = map.get(name) {
+        return Ok(t.clone());
+    }
+    let t = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    map.insert(name.to_string(), t.clone());
+    Ok(t)
+}
+
+/// Session tickets sealed with keys an operator gives every box (a
+/// `ticket_key_file`), so that any of them resumes a session another
+/// started. AES-256-GCM with a random 96-bit nonce per ticket; a ticket
+/// is `key id (4) ‖ nonce (12) ‖ sealed state ‖ tag (16)`, the key id
+/// being the first bytes of the key's SHA-256, so that a ticket sealed
+/// with an older key of the file is still opened after a rotation (the
+/// operator puts the new key first and keeps the old one for a ticket
+/// lifetime). Random nonces are safe up to about 2^32 tickets per key:
+/// rotate keys well before that.
+pub struct FileTicketer {
+    keys: Vec<([u8; 4], ring::aead::LessSafeKey)>,
+    rng: ring::rand::SystemRandom,
+}
+
+impl std::fmt::Debug for FileTicketer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "FileTicketer({} keys)", self.keys.len())
+    }
+}
+
+/// How long a ticket from a key file is valid, seconds (as rustls' own
+/// rotating ticketer: 6 hours).
+const TICKET_LIFETIME: u32 = 6 * 3600;
+
+impl FileTicketer {
+    pub fn new(keys: &[[u8; 32]]) -> FileTicketer {
+        use ring::aead::{LessSafeKey, UnboundKey, AES_256_GCM};
+        let keys = keys
+            .iter()
+            .map(|k| {
+                let digest = ring::digest::digest(&ring::digest::SHA256, k);
+                let mut id = [0u8; 4];
+                id.copy_from_slice(&digest.as_ref()[..4]);
+                let key = UnboundKey::new(&AES_256_GCM, k).expect("32-byte AES-256 key");
+                (id, LessSafeKey::new(key))
+            })
+            .collect();
+        FileTicketer {
+            keys,
+            rng: ring::rand::SystemRandom::new(),
+        }
+    }
+}
+
+impl rustls::server::ProducesTickets for FileTicketer {
+    fn enabled(&self) -> bool {
+        true
+    }
+
+    fn lifetime(&self) -> u32 {
+        TICKET_LIFETIME
+    }
+
+    fn encrypt(&self, plain: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce};
+        use ring::rand::SecureRandom;
+        let (id, key) = self.keys.first()?;
+        let mut nonce = [0u8; 12];
+        self.rng.fill(&mut nonce).ok()?;
+        let mut out = Vec::with_capacity(4 + 12 + plain.len() + 16);
+        out.extend_from_slice(id);
+        out.extend_from_slice(&nonce);
+        let mut sealed = plain.to_vec();
+        key.seal_in_place_append_tag(
+            Nonce::assume_unique_for_key(nonce),
+            Aad::from(id),
+            &mut sealed,
+        )
+        .ok()?;
+        out.extend_from_slice(&sealed);
+        Some(out)
+    }
+
+    fn decrypt(&self, ticket: &[u8]) -> Option<Vec<u8>> {
+        use ring::aead::{Aad, Nonce};
+        if ticket.len() < 4 + 12 + 16 {
+            return None;
+        }
+        let (id, rest) = ticket.split_at(4);
+        let (nonce, sealed) = rest.split_at(12);
+        let (kid, key) = self.keys.iter().find(|(k, _)| k == id)?;
+        let nonce = Nonce::try_assume_unique_for_key(nonce).ok()?;
+        let mut buf = sealed.to_vec();
+        let plain = key.open_in_place(nonce, Aad::from(kid), &mut buf).ok()?;
+        Some(plain.to_vec())
     }
 }
 
@@ -431,7 +636,7 @@ impl ResolvesServerCert for ByName {
 pub fn server_config(
     certs: &[LoadedCertificate],
     default: usize,
-    min: TlsVersion,
+    opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut exact = HashMap::new();
@@ -454,21 +659,39 @@ pub fn server_config(
         .get(default)
         .cloned()
         .ok_or_else(|| "no certificate".to_string())?;
-    let versions: &[&'static rustls::SupportedProtocolVersion] = match min {
+    let versions: &[&'static rustls::SupportedProtocolVersion] = match opts.min {
         TlsVersion::Tls12 => &[&rustls::version::TLS13, &rustls::version::TLS12],
         TlsVersion::Tls13 => &[&rustls::version::TLS13],
     };
-    let mut cfg = ServerConfig::builder_with_provider(provider)
+    let builder = ServerConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(versions)
-        .map_err(|e| e.to_string())?
-        .with_no_client_auth()
-        .with_cert_resolver(Arc::new(ByName {
-            exact,
-            wildcard,
-            default,
-        }));
+        .map_err(|e| e.to_string())?;
+    let builder = match &opts.client_roots {
+        None => builder.with_no_client_auth(),
+        Some((roots, required)) => {
+            let v = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                roots.clone(),
+                provider.clone(),
+            );
+            let v = if *required {
+                v
+            } else {
+                v.allow_unauthenticated()
+            };
+            builder.with_client_cert_verifier(v.build().map_err(|e| e.to_string())?)
+        }
+    };
+    let mut cfg = builder.with_cert_resolver(Arc::new(ByName {
+        exact,
+        wildcard,
+        default,
+        strict: opts.sni_strict,
+    }));
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-    cfg.ticketer = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    cfg.ticketer = match &opts.ticketer {
+        Some(t) => t.clone(),
+        None => rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
+    };
     Ok(Arc::new(cfg))
 }
 

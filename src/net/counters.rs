@@ -142,6 +142,9 @@ counters! {
     l7_truncated_responses,
     /// L7: connections upgraded (101, e.g. WebSocket) and tunnelled.
     l7_upgrades,
+    /// L7: plain HTTP requests answered with a redirect to https by their
+    /// route.
+    l7_https_redirects,
     /// L7 TLS: full and resumed handshakes completed.
     l7_tls_handshakes_full,
     l7_tls_handshakes_resumed,
@@ -163,6 +166,12 @@ counters! {
     l7_tls_incompatible,
     l7_tls_alerts_received,
     l7_tls_protocol_errors,
+    /// L7 TLS: clients refused for a server name no certificate has, on a
+    /// listener with `sni_strict`.
+    l7_tls_unknown_sni,
+    /// L7 TLS: clients refused for their certificate (none where one is
+    /// required, or one that does not verify against `client_ca`).
+    l7_tls_client_cert_refused,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
     /// L7: health probes that passed / failed (worker 0 only).

@@ -70,7 +70,7 @@ pub use request::{
 pub use response::{parse_response_head, parse_response_head_reusing, ResponseHead};
 pub use rewrite::{
     rewrite_request_head, rewrite_response_head, HeadEdits, HeaderEdits, PrefixRewrite, Proto,
-    ResponseEdits, ResponseFraming,
+    ResponseEdits, ResponseFraming, TlsFields, TLS_FIELDS,
 };
 pub use scan::HeadScan;
 pub use target::{check_path, path_eq, path_prefix_len};

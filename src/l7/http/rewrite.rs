@@ -151,6 +151,29 @@ pub enum Proto {
     Https,
 }
 
+/// The TLS facts of the client connection, sent to the backend as
+/// [`TLS_FIELDS`] when the listener has `tls_headers = true`.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TlsFields<'a> {
+    /// `TLSv1.2`, `TLSv1.3`.
+    pub version: &'a str,
+    pub cipher: &'a str,
+    /// The server name the client sent, if any.
+    pub sni: Option<&'a str>,
+    /// The verified client certificate's subject, if any.
+    pub client_subject: Option<&'a str>,
+}
+
+/// The names of the TLS fields, in the order written. With `tls_headers`
+/// they belong to the proxy: any line a client sends with one of these
+/// names is dropped, so the backend can trust what it reads.
+pub const TLS_FIELDS: [&str; 4] = [
+    "X-Forwarded-TLS-Version",
+    "X-Forwarded-TLS-Cipher",
+    "X-Forwarded-TLS-SNI",
+    "X-Forwarded-TLS-Client-Subject",
+];
+
 /// What [`rewrite_request_head`] needs besides the parsed head.
 #[derive(Clone, Copy, Debug)]
 pub struct HeadEdits<'a> {
@@ -160,6 +183,8 @@ pub struct HeadEdits<'a> {
     /// The client's address; an IPv4-mapped IPv6 address is written as IPv4.
     pub client_addr: IpAddr,
     pub proto: Proto,
+    /// `Some`: write the TLS fields (and drop the client's).
+    pub tls: Option<TlsFields<'a>>,
     /// Sent as `X-Request-Id` when the request has none; skipped if it is
     /// not a valid field value.
     pub request_id: &'a [u8],
@@ -278,7 +303,11 @@ pub fn rewrite_request_head(
             b"via",
         ]
         .iter()
-        .any(|owned| name.eq_ignore_ascii_case(owned));
+        .any(|owned| name.eq_ignore_ascii_case(owned))
+            || (edits.tls.is_some()
+                && TLS_FIELDS
+                    .iter()
+                    .any(|owned| name.eq_ignore_ascii_case(owned.as_bytes())));
         if proxy_owned || dropped(name) {
             continue;
         }
@@ -310,6 +339,17 @@ pub fn rewrite_request_head(
             Proto::Https => b"https",
         };
         field(out, b"X-Forwarded-Proto", proto);
+    }
+    if let Some(t) = &edits.tls {
+        let values = [Some(t.version), Some(t.cipher), t.sni, t.client_subject];
+        for (name, value) in TLS_FIELDS.iter().zip(values) {
+            let Some(value) = value.filter(|v| !v.is_empty()) else {
+                continue;
+            };
+            if !route.sets(name.as_bytes()) && is_valid_field_value(value.as_bytes()) {
+                field(out, name.as_bytes(), value.as_bytes());
+            }
+        }
     }
     if !request_id_present
         && !route.sets(b"x-request-id")

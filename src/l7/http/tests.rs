@@ -735,6 +735,7 @@ fn edits<'a>(headers: &'a HeaderEdits, rewrite: Option<&'a PrefixRewrite>) -> He
         rewrite_prefix: rewrite,
         client_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
         proto: Proto::Https,
+        tls: None,
         request_id: b"rid-1",
     }
 }

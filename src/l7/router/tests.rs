@@ -210,6 +210,7 @@ fn route_actions_carry_their_edits() {
             from: s("/api"),
             to: s("/"),
         }),
+        redirect: None,
     };
     let router = Router::new(
         vec![Route {
@@ -273,5 +274,69 @@ fn query_and_cookie_lookups() {
             raw,
             literal
         );
+    }
+}
+
+#[test]
+fn sni_routes_match_the_server_name_not_the_host() {
+    use Matcher::*;
+    let router = Router::new(
+        vec![
+            route(vec![SniExact(s("a.example")), PathPrefix(s("/v1"))], 1),
+            route(vec![SniWildcard(s("*.b.example"))], 2),
+            route(vec![HostExact(s("a.example"))], 3),
+        ],
+        Some(action(99)),
+    )
+    .expect("valid table");
+    let head = |req: &str| {
+        parse_request_head(req.as_bytes(), &Limits::default())
+            .unwrap()
+            .unwrap()
+    };
+    #[rustfmt::skip]
+    let cases: &[(&str, Option<&str>, &str, Option<u32>)] = &[
+        ("exact name and prefix", Some("a.example"), &get("/v1/x", "other", ""), Some(1)),
+        ("exact name, case-insensitive", Some("A.EXAMPLE"), &get("/v1", "other", ""), Some(1)),
+        ("name matches, path does not", Some("a.example"), &get("/v2", "a.example", ""), Some(3)),
+        ("wildcard, one label", Some("x.b.example"), &get("/", "a.example", ""), Some(2)),
+        ("wildcard, two labels", Some("y.x.b.example"), &get("/", "zz", ""), Some(2)),
+        ("wildcard is not the parent", Some("b.example"), &get("/", "zz", ""), Some(99)),
+        ("no SNI matches no sni route", None, &get("/v1", "a.example", ""), Some(3)),
+        ("no SNI, nothing else", None, &get("/", "zz", ""), Some(99)),
+    ];
+    for &(what, sni, req, want) in cases {
+        let h = head(req);
+        let got = router
+            .route_id_sni(&h.view(req.as_bytes()), sni)
+            .and_then(|id| router.action(id))
+            .map(|a| a.cluster);
+        // SNI arrives lowercase from rustls; the comparison does not care.
+        assert_eq!(got, want, "{what}");
+    }
+    // Bad names are refused when the table is built.
+    for bad in [SniExact(s("a b")), SniWildcard(s("a.*.b")), SniExact(s(""))] {
+        assert!(
+            Router::new(vec![route(vec![bad.clone()], 1)], None).is_err(),
+            "{bad:?}"
+        );
+    }
+}
+
+#[test]
+fn redirect_actions_are_checked() {
+    let redirect = |status, port| RouteAction {
+        redirect: Some(HttpsRedirect { status, port }),
+        ..RouteAction::default()
+    };
+    for (status, port, ok) in [
+        (301, None, true),
+        (308, Some(8443), true),
+        (302, None, false),
+        (307, None, false),
+        (308, Some(0), false),
+    ] {
+        let r = Router::new(Vec::new(), Some(redirect(status, port)));
+        assert_eq!(r.is_ok(), ok, "{status} {port:?}");
     }
 }

@@ -66,10 +66,11 @@ use crate::net::counters::Counter;
 use super::http::{
     error_response, parse_request_head_reusing, parse_response_head_reusing, rewrite_request_head,
     rewrite_response_head, BodyKind, ChunkedDecoder, HeadEdits, HeadScan, HeaderEdits, HeaderLine,
-    HttpError, Method, Proto, ResponseEdits, Version,
+    HttpError, Method, Proto, RequestRef, ResponseEdits, TlsFields, Version,
 };
 use super::plane::{L7Plane, ListenerPlane};
-use super::router::{RequestView, RouteId};
+use super::router::{HttpsRedirect, RequestView, RouteId};
+use super::tls::TlsFacts;
 
 /// What the engine does with a session after a step.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -205,8 +206,8 @@ pub struct Cx<'a> {
     /// Nanoseconds, the engine's clock.
     pub now: u64,
     /// The client connection is TLS (its bytes reach the session
-    /// decrypted): the scheme is `https`.
-    pub tls: bool,
+    /// decrypted): the scheme is `https`, and these are its facts.
+    pub tls: Option<&'a TlsFacts>,
 }
 
 const NONE: u32 = u32::MAX;
@@ -572,14 +573,24 @@ impl Session {
     ) -> Result<bool, Step> {
         let l = cx.listener;
         let view = h.view(&self.cin);
+        let sni = cx.tls.and_then(|t| t.sni.as_deref());
         let routed = l
             .router
-            .route_id(&view)
+            .route_id_sni(&view, sni)
             .and_then(|id| Some((id, l.router.action(id)?)));
         let Some((route, action)) = routed else {
             self.lines = h.into_lines();
             return self.local_error(env, 404);
         };
+        if let Some(r) = action.redirect {
+            let written = write_https_redirect(&view, r, &mut self.cl_out);
+            self.lines = h.into_lines();
+            if !written {
+                return self.local_error(env, 400);
+            }
+            env.count(Counter::l7_https_redirects);
+            return self.local_answer();
+        }
         let ci = action.cluster as usize;
         let policy = cx.l7.cluster(ci);
         env.add_retry_budget(policy.retry_budget_percent);
@@ -601,7 +612,17 @@ impl Session {
                 headers: &action.request_headers,
                 rewrite_prefix: action.rewrite_prefix.as_ref(),
                 client_addr: self.peer,
-                proto: if cx.tls { Proto::Https } else { Proto::Http },
+                proto: if cx.tls.is_some() {
+                    Proto::Https
+                } else {
+                    Proto::Http
+                },
+                tls: cx.tls.filter(|_| l.tls_headers).map(|t| TlsFields {
+                    version: t.version,
+                    cipher: t.cipher,
+                    sni: t.sni.as_deref(),
+                    client_subject: t.client_subject.as_deref(),
+                }),
                 request_id: &id,
             },
             &mut self.up_out,
@@ -1147,6 +1168,16 @@ impl Session {
         Ok(true)
     }
 
+    /// An answer of Sluice's own is in `cl_out` (not an error): send it,
+    /// then close, as after a local error.
+    fn local_answer(&mut self) -> Result<bool, Step> {
+        self.client_keep = false;
+        self.req_body = Body::Done;
+        self.phase = Phase::Closing;
+        self.deadline = self.now + self.idle_ns;
+        Ok(true)
+    }
+
     fn abort_client(&mut self, env: &mut impl Env) -> Step {
         env.abort(Side::Client);
         env.count(Counter::l7_aborted);
@@ -1215,6 +1246,42 @@ impl RequestView for NoView {
 
 #[cfg(test)]
 mod tests;
+
+/// Append to `out` the answer redirecting `req` to `https://` on the same
+/// host (its port replaced by `r.port`) and target; `false` (nothing
+/// written) if the request has no host to redirect to. The host and path
+/// were checked by the parser (no CR, LF or space can be in them).
+fn write_https_redirect(req: &RequestRef<'_>, r: HttpsRedirect, out: &mut Vec<u8>) -> bool {
+    let Some(host) = req.host().map(strip_port).filter(|h| !h.is_empty()) else {
+        return false;
+    };
+    let reason = if r.status == 301 {
+        "Moved Permanently"
+    } else {
+        "Permanent Redirect"
+    };
+    let _ = write!(out, "HTTP/1.1 {} {reason}\r\nLocation: https://", r.status);
+    out.extend_from_slice(host);
+    if let Some(port) = r.port.filter(|&p| p != 443) {
+        let _ = write!(out, ":{port}");
+    }
+    out.extend_from_slice(req.path());
+    if let Some(q) = req.query() {
+        out.push(b'?');
+        out.extend_from_slice(q);
+    }
+    out.extend_from_slice(b"\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    true
+}
+
+/// A `Host` value without its port: `a.example:80` → `a.example`,
+/// `[::1]:80` → `[::1]`.
+fn strip_port(host: &[u8]) -> &[u8] {
+    match host.iter().rposition(|&b| b == b':') {
+        Some(i) if !host[i..].contains(&b']') => &host[..i],
+        _ => host,
+    }
+}
 
 #[cfg(test)]
 mod pump_tests {

@@ -10,7 +10,8 @@ use std::collections::VecDeque;
 use super::*;
 use crate::l7::http::Limits;
 use crate::l7::plane::{Buffers, L7Cluster, L7Plane, ListenerPlane, Timeouts};
-use crate::l7::router::{RouteAction, Router};
+use crate::l7::router::{HttpsRedirect, Matcher, Route, RouteAction, Router};
+use crate::l7::tls::TlsFacts;
 
 // ------------------------------------------------------------- the harness
 
@@ -240,6 +241,8 @@ struct T {
     l7: L7Plane,
     now: u64,
     last: Step,
+    /// The client connection's TLS, if it is one.
+    tls: Option<TlsFacts>,
 }
 
 fn plane(cluster: L7Cluster, limits: Limits) -> L7Plane {
@@ -268,6 +271,7 @@ fn plane(cluster: L7Cluster, limits: Limits) -> L7Plane {
         snat: vec![],
         tls: None,
         max_tls_handshakes: 100,
+        tls_headers: false,
     };
     L7Plane::new(vec![listener], vec![cluster])
 }
@@ -298,6 +302,7 @@ impl T {
             l7,
             now,
             last: Step::Continue,
+            tls: None,
         }
     }
 
@@ -307,7 +312,7 @@ impl T {
             listener: &self.l7.listeners[0],
             l7: &self.l7,
             now: self.now,
-            tls: false,
+            tls: self.tls.as_ref(),
         };
         self.last = self.s.poll(&cx, &mut self.f);
         self.last
@@ -977,6 +982,161 @@ fn local_answers() {
         assert_eq!(status_of(&out), status, "{what}: {out}");
         assert_eq!(step, Step::Finished, "{what}");
         assert!(t.opens().is_empty(), "{what}");
+    }
+}
+
+// ------------------------------------------------------------------ TLS
+
+fn facts(sni: Option<&str>) -> TlsFacts {
+    TlsFacts {
+        sni: sni.map(Box::from),
+        version: "TLSv1.3",
+        cipher: "TLS13_AES_128_GCM_SHA256",
+        client_subject: sni.map(|_| Box::from("CN=client,O=Example")),
+    }
+}
+
+/// Routes: `sni = "a.example"` → cluster 1, `sni = "*.b.example"` →
+/// cluster 2, path `/r` → redirect (308, port `port`); default cluster 0.
+fn tls_plane(tls_headers: bool, port: Option<u16>) -> L7Plane {
+    let mut l7 = plane(L7Cluster::default(), Limits::default());
+    let to = |cluster| RouteAction {
+        cluster,
+        ..RouteAction::default()
+    };
+    let l = &mut l7.listeners[0];
+    l.tls_headers = tls_headers;
+    l.router = Router::new(
+        vec![
+            Route {
+                matchers: vec![Matcher::SniExact("a.example".into())],
+                action: to(1),
+            },
+            Route {
+                matchers: vec![Matcher::SniWildcard("*.b.example".into())],
+                action: to(2),
+            },
+            Route {
+                matchers: vec![Matcher::PathPrefix("/r".into())],
+                action: RouteAction {
+                    redirect: Some(HttpsRedirect { status: 308, port }),
+                    ..RouteAction::default()
+                },
+            },
+        ],
+        Some(to(0)),
+    )
+    .unwrap();
+    let clusters = vec![L7Cluster::default(); 3];
+    L7Plane::new(l7.listeners, clusters)
+}
+
+#[test]
+fn routes_on_sni_whatever_the_host_says() {
+    // (SNI of the connection, Host, cluster the request goes to)
+    let cases: &[(Option<&str>, &str, usize)] = &[
+        (Some("a.example"), "a.example", 1),
+        (Some("a.example"), "x.b.example", 1),
+        (Some("x.b.example"), "a.example", 2),
+        (Some("y.x.b.example"), "a", 2),
+        (Some("b.example"), "a", 0),
+        (None, "a.example", 0),
+    ];
+    for &(sni, host, want) in cases {
+        let mut t = T::with_plane(tls_plane(false, None));
+        t.tls = sni.map(|_| facts(sni)).or(Some(facts(None)));
+        t.client(format!("GET / HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes());
+        assert_eq!(t.s.cluster, want, "sni {sni:?} host {host}");
+    }
+    // A plain connection matches no sni route.
+    let mut t = T::with_plane(tls_plane(false, None));
+    t.client(b"GET / HTTP/1.1\r\nHost: a.example\r\n\r\n");
+    assert_eq!(t.s.cluster, 0);
+}
+
+#[test]
+fn tls_headers_are_sent_when_configured_and_never_taken_from_the_client() {
+    let req = b"GET / HTTP/1.1\r\nHost: x\r\nX-Forwarded-TLS-Version: SSLv2\r\n\
+x-forwarded-tls-client-subject: CN=admin\r\n\r\n";
+    // (listener option, connection is TLS, fields the backend must see)
+    let cases: &[(bool, bool, &[&str])] = &[
+        (
+            true,
+            true,
+            &[
+                "X-Forwarded-Proto: https\r\n",
+                "X-Forwarded-TLS-Version: TLSv1.3\r\n",
+                "X-Forwarded-TLS-Cipher: TLS13_AES_128_GCM_SHA256\r\n",
+                "X-Forwarded-TLS-SNI: c.example\r\n",
+                "X-Forwarded-TLS-Client-Subject: CN=client,O=Example\r\n",
+            ],
+        ),
+        (
+            false,
+            true,
+            &[
+                "X-Forwarded-Proto: https\r\n",
+                "X-Forwarded-TLS-Version: SSLv2\r\n",
+            ],
+        ),
+    ];
+    for &(on, tls, want) in cases {
+        let mut t = T::with_plane(tls_plane(on, None));
+        t.tls = tls.then(|| facts(Some("c.example")));
+        t.client(req);
+        t.accept();
+        let sent = t.take_backend_bytes();
+        for w in want {
+            assert!(sent.contains(w), "option {on}: want {w:?} in {sent}");
+        }
+        if on {
+            assert!(
+                !sent.contains("SSLv2") && !sent.contains("CN=admin"),
+                "{sent}"
+            );
+        }
+    }
+}
+
+#[test]
+fn a_redirect_route_answers_with_the_https_location() {
+    // (request, redirect port, answer expected)
+    let cases: &[(&[u8], Option<u16>, &str)] = &[
+        (
+            b"GET /r/x?a=1&b HTTP/1.1\r\nHost: Shop.Example:80\r\n\r\n",
+            None,
+            "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://Shop.Example/r/x?a=1&b\r\n",
+        ),
+        (
+            b"POST /r HTTP/1.1\r\nHost: [2001:db8::1]:8080\r\nContent-Length: 3\r\n\r\nabc",
+            Some(8443),
+            "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://[2001:db8::1]:8443/r\r\n",
+        ),
+        (
+            b"GET http://other/r HTTP/1.1\r\nHost: other\r\n\r\n",
+            Some(443),
+            "HTTP/1.1 308 Permanent Redirect\r\nLocation: https://other/r\r\n",
+        ),
+        (b"GET /r HTTP/1.0\r\n\r\n", None, "HTTP/1.1 400 "),
+    ];
+    for &(req, port, want) in cases {
+        let mut t = T::with_plane(tls_plane(false, port));
+        let step = t.client(req);
+        let out = t.take_client_bytes();
+        assert!(
+            out.starts_with(want),
+            "{}: {out}",
+            String::from_utf8_lossy(req)
+        );
+        assert_eq!(step, Step::Finished);
+        assert!(t.opens().is_empty());
+        if want.contains("308") {
+            assert!(
+                out.ends_with("Content-Length: 0\r\nConnection: close\r\n\r\n"),
+                "{out}"
+            );
+            assert_eq!(t.counted(Counter::l7_https_redirects), 1);
+        }
     }
 }
 

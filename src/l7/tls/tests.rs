@@ -127,6 +127,13 @@ struct Setup {
 
 /// Certificate 0: a.example (default); 1: *.b.example (RSA).
 fn setup(min: TlsVersion) -> Setup {
+    setup_with(ServerOptions {
+        min,
+        ..ServerOptions::default()
+    })
+}
+
+fn setup_with(opts: ServerOptions) -> Setup {
     let d = dir();
     let a = make_cert(&d, "a", "DNS:a.example", false).load().unwrap();
     let b = make_cert(&d, "b", "DNS:*.b.example", true).load().unwrap();
@@ -136,7 +143,7 @@ fn setup(min: TlsVersion) -> Setup {
     let mut roots = RootCertStore::empty();
     roots.add(a.chain[1].clone()).unwrap();
     let ders = vec![a.chain[0].clone(), b.chain[0].clone()];
-    let server = server_config(&[a, b], 0, min).unwrap();
+    let server = server_config(&[a, b], 0, &opts).unwrap();
     let _ = std::fs::remove_dir_all(&d);
     Setup {
         server,
@@ -347,4 +354,386 @@ fn a_tls_1_1_hello_is_an_old_version() {
     rec.extend_from_slice(&hs);
     let mut t = Tls::new(&s.server).unwrap();
     assert_eq!(t.read_from(&mut Pipe(rec)), Err(Failure::OldVersion));
+}
+
+#[test]
+fn strict_sni_refuses_unknown_names_with_unrecognized_name() {
+    let s = setup_with(ServerOptions {
+        sni_strict: true,
+        ..ServerOptions::default()
+    });
+    let cfg = client_config(&s, &[&rustls::version::TLS13, &rustls::version::TLS12]);
+    // Known names still work, exact and wildcard.
+    for name in ["a.example", "x.b.example"] {
+        let mut c = client(&cfg, name);
+        assert!(handshake(&s, &mut c).is_ok(), "{name}");
+    }
+    // An unknown name, and no name at all (an address).
+    for name in ["unknown.example", "b.example", "192.0.2.1"] {
+        let mut c = client(&cfg, name);
+        let mut t = Tls::new(&s.server).unwrap();
+        let (mut up, mut down) = (Pipe::default(), Pipe::default());
+        c.write_tls(&mut up).unwrap();
+        assert_eq!(t.read_from(&mut up), Err(Failure::UnknownSni), "{name}");
+        t.write_to(&mut down);
+        assert_eq!(down.0, UNRECOGNIZED_NAME_ALERT, "{name}");
+        // Once: nothing more, and the failure stays.
+        assert_eq!(t.write_to(&mut down), 0);
+        assert_eq!(t.failed(), Some(Failure::UnknownSni));
+        c.read_tls(&mut down).unwrap();
+        let e = c.process_new_packets().unwrap_err();
+        assert_eq!(
+            e,
+            rustls::Error::AlertReceived(rustls::AlertDescription::UnrecognisedName),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn facts_name_version_cipher_and_server_name() {
+    let s = setup(TlsVersion::Tls12);
+    let table: &[(&[&'static rustls::SupportedProtocolVersion], &str, &str)] = &[
+        (&[&rustls::version::TLS13], "TLSv1.3", "TLS13_"),
+        (&[&rustls::version::TLS12], "TLSv1.2", "TLS_ECDHE_"),
+    ];
+    for &(versions, version, cipher) in table {
+        let cfg = client_config(&s, versions);
+        let mut c = client(&cfg, "x.b.example");
+        let t = handshake(&s, &mut c).unwrap();
+        let f = t.facts();
+        assert_eq!(f.sni.as_deref(), Some("x.b.example"));
+        assert_eq!(f.version, version);
+        assert!(f.cipher.starts_with(cipher), "{}", f.cipher);
+    }
+}
+
+/// A rustls client config presenting `cert` (its chain and key), trusting
+/// the test CA of `s`.
+fn client_with_cert(s: &Setup, cert: &ListenerCertificate) -> Arc<ClientConfig> {
+    let c = cert.load().unwrap();
+    let mut cfg =
+        ClientConfig::builder_with_provider(Arc::new(rustls::crypto::ring::default_provider()))
+            .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])
+            .unwrap()
+            .with_root_certificates(s.roots.clone())
+            .with_client_auth_cert(c.chain, c.key)
+            .unwrap();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(cfg)
+}
+
+#[test]
+fn client_certificates_required_or_requested() {
+    let d = dir();
+    let a = make_cert(&d, "a", "DNS:a.example", false).load().unwrap();
+    let good = make_cert(&d, "client", "DNS:client.example", false);
+    // Another CA's client: its own directory, its own CA.
+    let other_dir = dir();
+    let stranger = make_cert(&other_dir, "stranger", "DNS:client.example", false);
+    let mut roots = RootCertStore::empty();
+    roots.add(a.chain[1].clone()).unwrap();
+    let roots = Arc::new(roots);
+    for required in [true, false] {
+        let server = server_config(
+            &[make_cert(&d, "a", "DNS:a.example", false).load().unwrap()],
+            0,
+            &ServerOptions {
+                client_roots: Some((roots.clone(), required)),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap();
+        let s = Setup {
+            server,
+            roots: (*roots).clone(),
+            ders: vec![],
+        };
+        // A verified client: its subject is a fact.
+        let mut c = client(&client_with_cert(&s, &good), "a.example");
+        let t = handshake(&s, &mut c).unwrap();
+        assert_eq!(t.facts().client_subject.as_deref(), Some("CN=client"));
+        // Another CA's certificate is refused either way.
+        let mut c = client(&client_with_cert(&s, &stranger), "a.example");
+        assert_eq!(handshake(&s, &mut c).err(), Some(Failure::ClientCert));
+        // No certificate: refused if required, else served without subject.
+        let cfg = client_config(&s, &[&rustls::version::TLS13]);
+        let mut c = client(&cfg, "a.example");
+        match handshake(&s, &mut c) {
+            Ok(t) => {
+                assert!(!required);
+                assert_eq!(t.facts().client_subject, None);
+            }
+            Err(f) => {
+                assert!(required);
+                assert_eq!(f, Failure::ClientCert);
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&other_dir);
+}
+
+#[test]
+fn subjects_are_rfc4514_strings_and_valid_header_values() {
+    let d = dir();
+    let (ca_cert, ca_key) = ca(&d);
+    // (subject given to openssl, string expected)
+    let table: &[(&str, &str)] = &[
+        ("/CN=client", "CN=client"),
+        (
+            "/C=FR/O=Example, Inc/OU=ops/CN=a b",
+            "CN=a b,OU=ops,O=Example\\, Inc,C=FR",
+        ),
+        ("/CN= semi;colon<x>", "CN=\\ semi\\;colon\\<x\\>"),
+        ("/O=o/CN=a+OU=b", "CN=a+OU=b,O=o"),
+    ];
+    for (i, &(subj, want)) in table.iter().enumerate() {
+        let cert = d.join(format!("s{i}.crt"));
+        run(Command::new("openssl")
+            .args(["req", "-x509", "-nodes", "-days", "1", "-subj", subj])
+            .args(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"])
+            .arg("-CA")
+            .arg(&ca_cert)
+            .arg("-CAkey")
+            .arg(&ca_key)
+            .arg("-keyout")
+            .arg(d.join(format!("s{i}.key")))
+            .arg("-out")
+            .arg(&cert));
+        let pem = std::fs::read(&cert).unwrap();
+        let der = {
+            use rustls::pki_types::pem::PemObject;
+            CertificateDer::from_pem_slice(&pem).unwrap()
+        };
+        assert_eq!(
+            crate::config::subject_of(&der).as_deref(),
+            Some(want),
+            "{subj}"
+        );
+        // Every prefix is no panic.
+        for n in 0..der.len() {
+            let _ = crate::config::subject_of(&der[..n]);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&d);
+}
+
+/// A TLS 1.2 (AES-128-GCM) connection, then the client's write keys, to
+/// send what no well-behaved client sends: records encrypted by hand.
+fn tls12_with_client_keys(
+    s: &Setup,
+) -> (Tls, Box<dyn rustls::crypto::cipher::MessageEncrypter>, u64) {
+    use rustls::crypto::ring::cipher_suite::TLS_ECDHE_ECDSA_WITH_AES_128_GCM_SHA256 as SUITE;
+    let provider = rustls::crypto::CryptoProvider {
+        cipher_suites: vec![SUITE],
+        ..rustls::crypto::ring::default_provider()
+    };
+    let mut cfg = ClientConfig::builder_with_provider(Arc::new(provider))
+        .with_protocol_versions(&[&rustls::version::TLS12])
+        .unwrap()
+        .with_root_certificates(s.roots.clone())
+        .with_no_client_auth();
+    cfg.enable_secret_extraction = true;
+    let mut c = client(&Arc::new(cfg), "a.example");
+    let t = handshake(s, &mut c).unwrap();
+    let secrets = c.dangerous_extract_secrets().unwrap();
+    let (seq, rustls::ConnectionTrafficSecrets::Aes128Gcm { key, iv }) = secrets.tx else {
+        panic!("not AES-128-GCM");
+    };
+    let rustls::SupportedCipherSuite::Tls12(suite) = SUITE else {
+        unreachable!()
+    };
+    let enc = suite
+        .aead_alg
+        .encrypter(key, &iv.as_ref()[..4], &iv.as_ref()[4..]);
+    (t, enc, seq)
+}
+
+fn record(
+    enc: &mut dyn rustls::crypto::cipher::MessageEncrypter,
+    seq: &mut u64,
+    typ: rustls::ContentType,
+    payload: &[u8],
+) -> Vec<u8> {
+    use rustls::crypto::cipher::{OutboundChunks, OutboundPlainMessage};
+    let m = OutboundPlainMessage {
+        typ,
+        version: rustls::ProtocolVersion::TLSv1_2,
+        payload: OutboundChunks::Single(payload),
+    };
+    let r = enc.encrypt(m, *seq).unwrap().encode();
+    *seq += 1;
+    r
+}
+
+#[test]
+fn a_renegotiation_attempt_gets_no_renegotiation_and_the_connection_goes_on() {
+    let s = setup(TlsVersion::Tls12);
+    let (mut t, mut enc, mut seq) = tls12_with_client_keys(&s);
+    // A ClientHello (the handshake message of a fresh client's first
+    // record), encrypted under the running session: renegotiation
+    // (RFC 5746), which Sluice (rustls) does not do.
+    let cfg = client_config(&s, &[&rustls::version::TLS12]);
+    let mut fresh = client(&cfg, "a.example");
+    let mut hello = Pipe::default();
+    fresh.write_tls(&mut hello).unwrap();
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::Handshake,
+        &hello.0[5..],
+    ));
+    assert_eq!(t.read_from(&mut up), Ok(()));
+    // A warning alert (no_renegotiation) goes back, encrypted: one record.
+    let mut down = Pipe::default();
+    let n = t.write_to(&mut down);
+    assert!(n > 0 && n < 64 && down.0[0] == 0x15, "{:?}", down.0);
+    // And requests still arrive.
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::ApplicationData,
+        b"GET / HTTP/1.1\r\n\r\n",
+    ));
+    assert_eq!(t.read_from(&mut up), Ok(()));
+    let mut got = Vec::new();
+    t.recv(|d| {
+        got.extend_from_slice(d);
+        d.len()
+    });
+    assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+}
+
+#[test]
+fn an_alert_storm_ends_with_a_reason() {
+    let s = setup(TlsVersion::Tls12);
+    // Before the handshake: plaintext warning alerts (close_notify is
+    // excluded: it ends the stream), thousands in one flight.
+    let warning: &[u8] = &[0x15, 0x03, 0x03, 0x00, 0x02, 0x01, 0x5a]; // user_canceled
+    let storm: Vec<u8> = warning.repeat(10_000);
+    let mut t = Tls::new(&s.server).unwrap();
+    let r = t.read_from(&mut Pipe(storm));
+    // rustls stops a run of warning alerts itself (a few are allowed,
+    // `PeerMisbehaved::TooManyWarningAlertsReceived`), before the 32 KiB
+    // bound of the flight would.
+    assert_eq!(r, Err(Failure::Protocol));
+    // After a TLS 1.2 handshake: encrypted warning alerts, as fast as they
+    // come: the same.
+    let (mut t, mut enc, mut seq) = tls12_with_client_keys(&s);
+    let mut storm = Vec::new();
+    for _ in 0..5_000 {
+        storm.extend(record(
+            &mut *enc,
+            &mut seq,
+            rustls::ContentType::Alert,
+            &[0x01, 0x5a],
+        ));
+    }
+    let r = t.read_from(&mut Pipe(storm));
+    assert_eq!(r, Err(Failure::Protocol));
+    assert!(!t.has_plaintext());
+}
+
+/// Gives `bytes`, then fails with `end` (EOF as `Ok(0)`, or an error).
+struct Then(Vec<u8>, Option<io::ErrorKind>);
+
+impl Read for Then {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if !self.0.is_empty() {
+            let n = buf.len().min(self.0.len());
+            buf[..n].copy_from_slice(&self.0[..n]);
+            self.0.drain(..n);
+            return Ok(n);
+        }
+        match self.1 {
+            None => Ok(0),
+            Some(k) => Err(k.into()),
+        }
+    }
+}
+
+#[test]
+fn a_reset_or_fin_mid_record_ends_the_connection() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    for end in [None, Some(io::ErrorKind::ConnectionReset)] {
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        c.writer().write_all(&[b'x'; 1000]).unwrap();
+        let mut rec = Pipe::default();
+        c.write_tls(&mut rec).unwrap();
+        // Half of the record, then the end.
+        let half = rec.0[..rec.0.len() / 2].to_vec();
+        let r = t.read_from(&mut Then(half, end));
+        match end {
+            // A FIN: end of stream, no plaintext from the half record.
+            None => {
+                assert_eq!(r, Ok(()));
+                assert!(t.at_eof() && !t.has_plaintext());
+            }
+            Some(_) => assert_eq!(r, Err(Failure::Protocol)),
+        }
+        assert_eq!(t.recv(|d| d.len()), 0);
+    }
+}
+
+#[test]
+fn boxes_sharing_a_ticket_key_file_resume_each_others_sessions() {
+    let d = dir();
+    let cert = make_cert(&d, "a", "DNS:a.example", false);
+    let mut roots = RootCertStore::empty();
+    roots.add(cert.load().unwrap().chain[1].clone()).unwrap();
+    let (k1, k2, k3) = ([1u8; 32], [2u8; 32], [3u8; 32]);
+    let boxed = |keys: &[[u8; 32]]| Setup {
+        server: server_config(
+            &[cert.load().unwrap()],
+            0,
+            &ServerOptions {
+                ticketer: Some(Arc::new(FileTicketer::new(keys))),
+                ..ServerOptions::default()
+            },
+        )
+        .unwrap(),
+        roots: roots.clone(),
+        ders: vec![],
+    };
+    let one = boxed(&[k1]);
+    // (box that resumes, resumed)
+    let table: &[(&[[u8; 32]], bool)] = &[
+        (&[k1], true),     // another box, same file
+        (&[k2, k1], true), // after a rotation: the old key still opens
+        (&[k3], false),    // another file: a full handshake
+    ];
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        for &(keys, resumed) in table {
+            // A fresh client: its only ticket is from box one.
+            let cfg = client_config(&one, versions);
+            let mut c = client(&cfg, "a.example");
+            assert!(!handshake(&one, &mut c).unwrap().resumed());
+            let other = boxed(keys);
+            let mut c = client(&cfg, "a.example");
+            let t = handshake(&other, &mut c).unwrap();
+            assert_eq!(t.resumed(), resumed, "{versions:?} keys {}", keys.len());
+        }
+    }
+    // Tickets: a key id, a nonce, the sealed state; tampering is refused.
+    use rustls::server::ProducesTickets;
+    let t = FileTicketer::new(&[k1]);
+    let sealed = t.encrypt(b"state").unwrap();
+    assert_eq!(sealed.len(), 4 + 12 + 5 + 16);
+    assert_ne!(t.encrypt(b"state").unwrap(), sealed, "nonces repeat");
+    assert_eq!(t.decrypt(&sealed).as_deref(), Some(&b"state"[..]));
+    for i in 0..sealed.len() {
+        let mut bad = sealed.clone();
+        bad[i] ^= 1;
+        assert_eq!(t.decrypt(&bad), None, "flipped byte {i}");
+    }
+    for n in 0..sealed.len() {
+        assert_eq!(t.decrypt(&sealed[..n]), None);
+    }
+    let _ = std::fs::remove_dir_all(&d);
 }
