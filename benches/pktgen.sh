@@ -274,9 +274,16 @@ measure_latency() { # TARGET RUN -> $TMP/result
   run_pktgen "$PWD/benches/pktgen/l4-vip.pkt" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "" "$TMP/$tag.samples"
   stop_forwarder
   [ -s "$TMP/$tag.samples" ] || { echo "- - 0" >"$TMP/result"; return 0; }
-  sort -n "$TMP/$tag.samples" | awk '{a[NR]=$1} END {
-    if (!NR) { print "- - 0"; exit }
-    printf "%.1f %.1f %d\n", a[int(NR*0.5)>0?int(NR*0.5):1]/1000, a[int(NR*0.99)>0?int(NR*0.99):1]/1000, NR }' >"$TMP/result"
+  # Nearest-rank percentiles of the samples (nanoseconds), in µs.
+  python3 - "$TMP/$tag.samples" >"$TMP/result" <<'PY'
+import math, sys
+v = sorted(int(x) for x in open(sys.argv[1]) if x.strip().isdigit())  # after a "Latency" header
+if not v:
+    print("- - 0")
+else:
+    p = lambda q: v[max(0, math.ceil(q * len(v)) - 1)] / 1000
+    print(f"{p(0.50):.1f} {p(0.99):.1f} {len(v)}")
+PY
 }
 
 echo "pktgen: $PKTGEN"

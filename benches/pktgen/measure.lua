@@ -30,9 +30,9 @@ if lat_rate then
   pktgen.set("0", "rate", lat_rate)
   pktgen.latency("0", "rate", tonumber(env("LAT_US") or "1000"))
   pktgen.latency("0", "enable")
-  -- simple sampler: up to 1,000,000 samples, at most 1,000,000 a second,
-  -- i.e. every probe
-  pktgen.latsampler_params("0", "simple", 1000000, 1000000, env("LAT_OUT"))
+  -- simple sampler: up to 50,000 samples (pktgen 23.06's maximum is 50,108),
+  -- at most 1,000,000 a second, i.e. every probe until then
+  pktgen.latsampler_params("0", "simple", 50000, 1000000, env("LAT_OUT"))
   pktgen.start("0")
   pktgen.delay(warm * 1000)
   pktgen.latsampler("0", "on")
