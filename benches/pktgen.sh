@@ -223,8 +223,23 @@ run_pktgen() { # PKT OUT LOG MARK [LAT_OUT]
     --vdev net_memif0,role=client,socket=$SOCK,socket-abstract=no,mac=$PG_MAC -- -m 1.0 $pcap -f $PWD/benches/pktgen/measure.lua" \
     /dev/null </dev/null >"$3" 2>&1 &
   PG=$!
-  wait "$PG" || true
+  # pktgen 23.06.1 sometimes hangs in quit: once the driver has written its
+  # results, give it 3 s, then end its process group.
+  for ((i = 0; i < limit * 10; i++)); do
+    kill -0 "$PG" 2>/dev/null || break
+    if grep -q '^done' "$2" 2>/dev/null; then
+      for ((i = 0; i < 30; i++)); do kill -0 "$PG" 2>/dev/null || break; sleep 0.1; done
+      kill -TERM -- "-$PG" 2>/dev/null || true
+      sleep 0.5
+      kill -KILL -- "-$PG" 2>/dev/null || true
+      break
+    fi
+    sleep 0.1
+  done
+  wait "$PG" 2>/dev/null || true
   PG=""
+  grep -q '^link .*UP' "$2" 2>/dev/null || die "pktgen's memif link did not come up; the end of its screen:
+$(tail -c 1500 "$3" | tr -d '\033' | tail -15)"
   grep -q '^done' "$2" 2>/dev/null || die "pktgen did not finish a measurement; the end of its screen:
 $(tail -c 1500 "$3" | tr -d '\033' | tail -15)"
 }

@@ -24,6 +24,14 @@ local function mark_at(what)
 end
 
 pktgen.screen("off")
+-- The memif link comes up once both sides are ready: wait for it (10 s).
+local link = ""
+for _ = 1, 100 do
+  link = pktgen.linkState("0")[0] or ""
+  if string.find(link, "UP", 1, true) then break end
+  pktgen.delay(100)
+end
+out:write("link " .. link .. "\n")
 pktgen.load(env("PKT"))
 if lat_rate then
   pktgen.stop("0")
