@@ -189,7 +189,12 @@ start_forwarder() { # TARGET (io|macswap|nat|ipip) LOG
     kill -0 "$FWD" 2>/dev/null || die "$1 exited at start; its log:
 $(tail -20 "$2")"
     if [ -S "$SOCK" ]; then
-      case $1 in io | macswap) return 0 ;; *) sluice_json >/dev/null && return 0 ;; esac
+      # The memif client does not retry a connection the server turned
+      # down before its port started: wait for the forwarder to be running.
+      case $1 in
+        io | macswap) grep -q "Port statistics" "$2" && return 0 ;;
+        *) sluice_json >/dev/null && return 0 ;;
+      esac
     fi
     sleep 0.1
   done
@@ -238,8 +243,7 @@ run_pktgen() { # PKT OUT LOG MARK [LAT_OUT]
   done
   wait "$PG" 2>/dev/null || true
   PG=""
-  grep -q '^link .*UP' "$2" 2>/dev/null || die "pktgen's memif link did not come up; the end of its screen:
-$(tail -c 1500 "$3" | tr -d '\033' | tail -15)"
+  grep -q '^link .*UP' "$2" 2>/dev/null || { echo "pktgen.sh: pktgen's memif link did not come up ($3)" >&2; return 1; }
   grep -q '^done' "$2" 2>/dev/null || die "pktgen did not finish a measurement; the end of its screen:
 $(tail -c 1500 "$3" | tr -d '\033' | tail -15)"
 }
@@ -260,7 +264,12 @@ measure() { # CASE TARGET RUN PKT -> $TMP/result
   local tag="$1-$2-$3" mark=""
   start_forwarder "$2" "$TMP/$tag.fwd.log"
   case $2 in nat | ipip) mark=$TMP/mark.sh; rm -f "$TMP"/mark-*.json ;; esac
-  run_pktgen "$4" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "$mark"
+  if ! run_pktgen "$4" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "$mark"; then
+    # Once more, with a fresh forwarder, before giving up.
+    stop_forwarder
+    start_forwarder "$2" "$TMP/$tag.fwd.log"
+    run_pktgen "$4" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "$mark" || die "no memif link twice in $tag"
+  fi
   stop_forwarder
   local rx tx
   rx=$(awk '$1 == "rate" {print $2}' "$TMP/$tag.out" | tail -n +2 | median)
@@ -286,7 +295,12 @@ PY
 measure_latency() { # TARGET RUN -> $TMP/result
   local tag="latency-$1-$2"
   start_forwarder "$1" "$TMP/$tag.fwd.log"
-  run_pktgen "$PWD/benches/pktgen/l4-vip.pkt" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "" "$TMP/$tag.samples"
+  if ! run_pktgen "$PWD/benches/pktgen/l4-vip.pkt" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "" "$TMP/$tag.samples"; then
+    stop_forwarder
+    start_forwarder "$1" "$TMP/$tag.fwd.log"
+    run_pktgen "$PWD/benches/pktgen/l4-vip.pkt" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "" "$TMP/$tag.samples" \
+      || die "no memif link twice in $tag"
+  fi
   stop_forwarder
   [ -s "$TMP/$tag.samples" ] || { echo "- - 0" >"$TMP/result"; return 0; }
   # Nearest-rank percentiles of the samples (nanoseconds), in µs.
