@@ -7,6 +7,7 @@
 #   PKTGEN_SRC=/path/to/Pktgen-DPDK benches/pktgen.sh [SECONDS] [RUNS]
 #
 # (defaults: 5 s measured per run, 5 runs per target; the median is kept.)
+# A run's rate is pktgen's packet count over the measured window.
 # pktgen is not part of this repository and nothing else needs it. PKTGEN is
 # a pktgen 23.06.1 binary built with Lua (-Denable_lua=true) and with
 # benches/pktgen/pktgen-23.06.1-memif-mtu.patch (DPDK 22.11's memif cannot
@@ -36,8 +37,8 @@
 #              traffic), one every LAT_US µs (1000): p50/p99 through testpmd
 #              io and macswap and through Sluice (NAT)
 # Every target runs RUNS times, each run a fresh forwarder and a fresh
-# pktgen; a run reports the median of its per-second samples, the table the
-# median of the runs (one run in several can settle near half rate).
+# pktgen; a run reports pktgen's rx and tx packet counts over the measured
+# window divided by its length, the table the median of the runs (one run in several can settle near half rate).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-5}
@@ -251,9 +252,13 @@ $(tail -c 1500 "$3" | tr -d '\033' | tail -15)"
 median() { sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}'; }
 
 # The marks write Sluice's counters at the window's start and end.
+# For testpmd only the time is kept. pktgen's rates below are its packet
+# totals over this window: its per-second rates are computed on its main
+# lcore, which the Lua driver keeps busy, and disagree with the totals on a
+# loaded machine.
 cat >"$TMP/mark.sh" <<EOF
 #!/bin/sh
-"$SLUICE" stats --admin "$ADMIN" --json >"$TMP/mark-\$1.json" 2>/dev/null
+[ -e "$TMP/mark-sluice" ] && "$SLUICE" stats --admin "$ADMIN" --json >"$TMP/mark-\$1.json" 2>/dev/null
 date +%s.%N >"$TMP/mark-\$1.time"
 EOF
 chmod +x "$TMP/mark.sh"
@@ -261,9 +266,10 @@ chmod +x "$TMP/mark.sh"
 # One measurement: prints "rx_pps tx_pps" (pktgen's medians) and, for
 # Sluice, "sluice_rx_pps sluice_tx_pps drops_per_s top_drop_reason".
 measure() { # CASE TARGET RUN PKT -> $TMP/result
-  local tag="$1-$2-$3" mark=""
+  local tag="$1-$2-$3" mark=$TMP/mark.sh sl=""
   start_forwarder "$2" "$TMP/$tag.fwd.log"
-  case $2 in nat | ipip) mark=$TMP/mark.sh; rm -f "$TMP"/mark-*.json ;; esac
+  rm -f "$TMP"/mark-*
+  case $2 in nat | ipip) sl=1; touch "$TMP/mark-sluice" ;; esac
   if ! run_pktgen "$4" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "$mark"; then
     # Once more, with a fresh forwarder, before giving up.
     stop_forwarder
@@ -271,10 +277,11 @@ measure() { # CASE TARGET RUN PKT -> $TMP/result
     run_pktgen "$4" "$TMP/$tag.out" "$TMP/$tag.pktgen.log" "$mark" || die "no memif link twice in $tag"
   fi
   stop_forwarder
-  local rx tx
-  rx=$(awk '$1 == "rate" {print $2}' "$TMP/$tag.out" | tail -n +2 | median)
-  tx=$(awk '$1 == "rate" {print $3}' "$TMP/$tag.out" | tail -n +2 | median)
-  if [ -n "$mark" ]; then
+  local rx tx secs
+  secs=$(awk '{print $1}' "$TMP/mark-end.time" "$TMP/mark-start.time" | paste -sd- | bc -l)
+  rx=$(awk -v s="$secs" '$1 == "total" {printf "%d", $2 / s}' "$TMP/$tag.out")
+  tx=$(awk -v s="$secs" '$1 == "total" {printf "%d", $3 / s}' "$TMP/$tag.out")
+  if [ -n "$sl" ]; then
     [ -s "$TMP/mark-start.json" ] && [ -s "$TMP/mark-end.json" ] || die "Sluice's counters were not read during $tag"
     python3 - "$TMP/mark-start.json" "$TMP/mark-end.json" "$(cat "$TMP/mark-start.time")" "$(cat "$TMP/mark-end.time")" "$rx" "$tx" <<'PY'
 import json, sys

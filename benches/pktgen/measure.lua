@@ -7,8 +7,9 @@
 --   OUT       where to write the results (one "key value..." per line)
 --   SECS      seconds measured (default 5), WARM seconds before (default 2)
 --   MARK      optional shell command, run with "start" and "end" appended
---             when the measured window opens and closes (counters of the
---             device under test are read there)
+--             when the measured window opens and closes (its time and the
+--             counters of the device under test are taken there); the
+--             "total" line counts pktgen's packets between the two
 --   LAT_RATE  if set: a latency run instead. Traffic at LAT_RATE percent of
 --             the link's speed, a probe every LAT_US microseconds (default
 --             1000), every probe sampled into LAT_OUT (one value in ns a line)
@@ -46,16 +47,16 @@ if lat_rate then
   pktgen.latsampler("0", "on")
 end
 pktgen.delay(warm * 1000)
-local s0 = pktgen.portStats("0", "port")[0]
 mark_at("start")
+local s0 = pktgen.portStats("0", "port")[0]
 for _ = 1, secs do
   pktgen.delay(1000)
   local r = pktgen.portStats("0", "rate")[0]
   out:write(string.format("rate %d %d\n", r.pkts_rx, r.pkts_tx))
   out:flush()
 end
-mark_at("end")
 local s1 = pktgen.portStats("0", "port")[0]
+mark_at("end")
 if lat_rate then pktgen.latsampler("0", "off") end
 pktgen.stop("0")
 out:write(string.format("total %d %d %d %d %d\n", s1.ipackets - s0.ipackets,
