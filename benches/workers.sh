@@ -11,6 +11,8 @@
 #   SKIP_REDIRECT=1      only the rates
 #   REDIRECT_FLOWS=4000  connections of the redirect measurement (<= 4096,
 #                        the ring's size, so that none can be dropped)
+#   RESULTS=DIR          keep the logs, configs, counters and callgrind
+#                        outputs there (callgrind_annotate reads them)
 #
 # Source: net_pcap with infinite_rx=1 and one rx pcap per queue; the FLOWS
 # TCP SYNs of benches/l4.sh are split over the queues' pcaps by a hash of
@@ -34,12 +36,17 @@ FLOWS=${2:-1048576}
 WORKERS=${WORKERS:-"1 2 4"}
 REDIRECT_FLOWS=${REDIRECT_FLOWS:-4000}
 START_LIMIT=${START_LIMIT:-180}
-ADMIN=127.0.0.1:9197
+# A free port for the admin endpoint (other benchmarks may hold the usual ones).
+ADMIN=${ADMIN:-127.0.0.1:$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 TMP=$(mktemp -d)
 PIDS=""
 cleanup() {
   for pid in $PIDS; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
+  if [ -n "${RESULTS:-}" ]; then
+    mkdir -p "$RESULTS"
+    cp "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.json "$TMP"/*.callgrind "$RESULTS"/ 2>/dev/null || true
+  fi
   rm -rf "$TMP" /var/run/dpdk/tpw$$ /var/run/dpdk/sluice-wbench$$ /var/run/dpdk/sluice-wredir$$
 }
 trap cleanup EXIT
@@ -73,6 +80,7 @@ tx_samples() { # LOG
 # know every pid. Each measurement writes its result to $TMP/out.
 testpmd_rate() { # N SRC MBUFS MEM -> median Tx-pps of port 1
   local n=$1 log="$TMP/testpmd$1.log" i tp
+  : >"$log"
   dpdk-testpmd --lcores "$(lcores "$n")" --no-huge -m "$4" --no-pci --no-shconf \
     --file-prefix "tpw$$" --vdev "$2" --vdev "net_null0,no-rx=1" -- \
     --forward-mode=macswap --nb-cores="$n" --rxq="$n" --txq="$n" \
@@ -157,7 +165,7 @@ TOML
 
 # "tx_packets connections tx_of_worker0 tx_of_worker1 ..." from the admin endpoint
 stats() {
-  target/release/sluice stats --admin "$ADMIN" --json 2>/dev/null | python3 -c '
+  target/release/sluice stats --admin "$ADMIN" --json 2>/dev/null | python3 2>/dev/null -c '
 import json, sys
 d = json.load(sys.stdin)
 w = [str(x.get("tx_packets", 0)) for x in d.get("workers", [])]
