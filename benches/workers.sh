@@ -226,12 +226,13 @@ if [ -z "${SKIP_RATES:-}" ]; then
     src="$src,infinite_rx=1"
     most=$(echo "$counts" | tr -d ' ' | tr ',' '\n' | sort -n | tail -1)
     # Each worker's pool holds its queue's pcap (infinite_rx keeps it in
-    # mbufs) plus room for the rings; each mbuf takes about 2.4 KiB.
+    # mbufs) plus room for the rings; each mbuf takes about 2.4 KiB, but
+    # without hugepages the EAL needs more than that (4 KiB per mbuf works).
     mbufs=$((most + 16384))
-    mem=$(( (n * mbufs * 5 / 2) / 1024 + 1024 ))
+    mem=$(( n * mbufs * 4 / 1024 + 1024 ))
     maxflows=$((most + most / 4 + 1024))
     tp_mbufs=$((FLOWS + 16384 * n))
-    tp_mem=$(( (tp_mbufs * 5 / 2) / 1024 + 1024 ))
+    tp_mem=$(( tp_mbufs * 4 / 1024 + 1024 ))
     echo "== $n worker(s): flows per queue $counts, lcores $(lcores "$n")" >&2
     testpmd_rate "$n" "$src" "$tp_mbufs" "$tp_mem"
     tp=$(cat "$TMP/out")
