@@ -246,7 +246,7 @@ if [ -z "${SKIP_RATES:-}" ]; then
 "
   done
   echo
-  echo "flows: $FLOWS, ${SECS} s per figure, commit $(git rev-parse --short HEAD), $(date -u +%Y-%m-%dT%H:%MZ)"
+  echo "flows: $FLOWS, ${SECS} s per figure, commit $(git describe --always --dirty), $(date -u +%Y-%m-%dT%H:%MZ)"
   echo
   printf '%s' "$ROWS" | python3 -c '
 import sys
