@@ -6,6 +6,23 @@
 `syn`: 60-byte TCP SYNs to 10.0.0.100:80 from FLOWS distinct (source
 address, source port) pairs in 198.18.0.0/15, as sent by the router.
 
+`syn-split`: the same SYNs written to OUT.0.pcap .. OUT.<QUEUES-1>.pcap, each
+flow to the file of its queue by a hash of its tuple, as a NIC's RSS would
+spread them over its queues (`python3 benches/gen_pcap.py syn-split OUT
+FLOWS QUEUES`).
+
+`nat-return`: the redirect ring's cost (benches/workers.sh). Two workers,
+two ports, each with one rx pcap per queue: OUT.c0/.c1 (client side) and
+OUT.b0/.b1 (backend side). Client queue 0 holds FLOWS SYNs to the VIP, so
+worker 0 opens every connection and gives flow i the SNAT port 1024 + i
+(one SNAT address, 10.1.0.1, one backend, 10.1.0.101). Each backend queue
+starts with LEAD frames for another MAC (dropped at once, `drop_l2_not_ours`)
+so that the SYNs are in before any reply; then the backend's SYN-ACK of
+every flow to 10.1.0.1:(1024 + i) follows on backend queue 0 (`owner`:
+the owner's queue), on backend queue 1 (`foreign`: each crosses the
+redirect ring), or nowhere (`none`: the baseline)
+(`python3 benches/gen_pcap.py nat-return OUT FLOWS LEAD owner|foreign|none`).
+
 `icmp`: 60-byte frames (64 on the wire with FCS) carrying ICMP echo requests
 to 10.0.0.1 from FLOWS distinct sources in 198.18.0.0/15, as sent by the
 router 02:00:00:00:00:fe; Sluice answers each one, routing the reply out of
@@ -60,6 +77,48 @@ def syn_frames(flows):
         yield us_mac + gw_mac + b"\x08\x00" + ip + bytes(60 - 14 - len(ip))
 
 
+def syn_split(out, flows, queues):
+    import zlib
+    files = [open(f"{out}.{q}.pcap", "wb") for q in range(queues)]
+    for f in files:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
+    counts = [0] * queues
+    for fr in syn_frames(flows):
+        # source address, destination address, ports: the RSS tuple
+        q = zlib.crc32(fr[26:38]) % queues
+        files[q].write(struct.pack("<IIII", 0, 0, len(fr), len(fr)))
+        files[q].write(fr)
+        counts[q] += 1
+    for f in files:
+        f.close()
+    return counts
+
+
+def nat_return(out, flows, lead, where):
+    lb_p1 = bytes.fromhex("020000000101")
+    be_mac = bytes.fromhex("020000000165")
+    other = bytes.fromhex("020000009999")
+    be, snat = bytes([10, 1, 0, 101]), bytes([10, 1, 0, 1])
+
+    def replies():
+        for i in range(flows):
+            seg = tcp(be, snat, 80, 1024 + i, 0x12, 7 * i)
+            ip = ipv4(be, snat, 6, seg, i & 0xFFFF)
+            yield lb_p1 + be_mac + b"\x08\x00" + ip + bytes(60 - 14 - len(ip))
+
+    def leading():
+        fr = next(replies())
+        for _ in range(lead):
+            yield other + fr[6:]
+
+    write(f"{out}.c0.pcap", syn_frames(flows))
+    write(f"{out}.c1.pcap", [])
+    for q in (0, 1):
+        mine = (where == "owner" and q == 0) or (where == "foreign" and q == 1)
+        gens = [leading()] + ([replies()] if mine else [])
+        write(f"{out}.b{q}.pcap", (fr for g in gens for fr in g))
+
+
 def write(path, frames):
     with open(path, "wb") as f:
         f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1))
@@ -73,6 +132,13 @@ def write(path, frames):
 
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
+    if kind == "syn-split":
+        counts = syn_split(out, int(sys.argv[3]), int(sys.argv[4]))
+        print(f"{out}.*.pcap: {counts} frames per queue (syn)")
+        sys.exit(0)
+    if kind == "nat-return":
+        nat_return(out, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
+        sys.exit(0)
     flows = int(sys.argv[3]) if len(sys.argv) > 3 else 1024
     gens = {"icmp": icmp_frames, "syn": syn_frames}
     n = write(out, gens[kind](flows))
