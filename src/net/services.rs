@@ -157,10 +157,10 @@ impl Services {
         }
     }
 
-    /// Is `ip` a VIP (on any port)?
-    #[inline]
-    pub fn is_vip(&self, ip: IpAddr) -> bool {
-        !self.vips.is_empty() && self.vips.iter().any(|(_, v)| *v == ip)
+    /// Every VIP (on any port; a VIP answered on several ports repeats).
+    /// The packet path asks [`super::plane::Plane::is_vip`], one probe.
+    pub fn all_vips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.vips.iter().map(|(_, v)| *v)
     }
 
     /// Is `ip` a VIP answered for on `port`?

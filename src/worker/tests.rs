@@ -942,9 +942,9 @@ fn drops_name_their_reason() {
             Expect::Drop(Counter::drop_bad_source),
         ),
         case(
-            "bad source: one of our own addresses",
+            "spoofed source: one of our own addresses",
             tcp4(LB4, VIP4, CPORT, 80, SYN),
-            Expect::Drop(Counter::drop_bad_source),
+            Expect::Drop(Counter::drop_spoofed_source),
         ),
         case(
             "TCP header cut by the IP length",
@@ -977,6 +977,233 @@ fn drops_name_their_reason() {
             Expect::Drop(Counter::drop_vlan_mismatch),
         ),
     ]);
+}
+
+/// Martian and spoofed sources and port 0, both families, to a NAT VIP, a
+/// DSR VIP, an L7 listener and our own address (NAT return traffic): each
+/// dropped with its own counter before any lookup creates state or picks a
+/// backend.
+#[test]
+fn hostile_sources_and_ports_are_dropped_before_any_state() {
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 7);
+    let mapped: Ipv6Addr = "::ffff:192.0.2.1".parse().unwrap();
+    let udp6 = |src: Ipv6Addr, dst: Ipv6Addr, sport, dport| {
+        let d = udp(src.into(), dst.into(), sport, dport, b"query");
+        eth(
+            LB_MAC.0,
+            CLIENT_MAC.0,
+            0x86dd,
+            &ip6(src, dst, IpProtocol::Udp, 64, &d),
+        )
+    };
+    let rows: Vec<(&str, Vec<u8>, Counter)> = vec![
+        (
+            "v4 source 0.0.0.0",
+            tcp4(Ipv4Addr::UNSPECIFIED, VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source in 0/8",
+            tcp4(Ipv4Addr::new(0, 1, 2, 3), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source loopback",
+            tcp4(Ipv4Addr::new(127, 0, 0, 1), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source multicast",
+            udp4(Ipv4Addr::new(239, 1, 1, 1), VIP4, CPORT, 53),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source class E",
+            tcp4(Ipv4Addr::new(240, 0, 0, 1), VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source limited broadcast",
+            tcp4(Ipv4Addr::BROADCAST, VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source our subnet's directed broadcast",
+            tcp4(Ipv4Addr::new(192, 0, 2, 255), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source our own address, to a DSR VIP",
+            tcp4(LB4, VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source the VIP itself (land attack)",
+            tcp4(VIP4, VIP4, 80, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source another VIP",
+            udp4(VIP_GRE, VIP4, CPORT, 53),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source an L7 listener's VIP",
+            tcp4(VIP_L7, VIP4, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source a VIP, to our own address",
+            tcp4(VIP_IPIP, LB4, 80, SNAT0, SYN_ACK),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 echo from a VIP",
+            {
+                let mut f = testdata::ICMP_ECHO_REQUEST.to_vec();
+                let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+                ip.set_src_addr(VIP4);
+                ip.fill_checksum();
+                f
+            },
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "TCP source port 0",
+            tcp4(CLIENT4, VIP4, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP destination port 0",
+            tcp4(CLIENT4, VIP4, CPORT, 0, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "UDP source port 0",
+            udp4(CLIENT4, VIP4, 0, 53),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP port 0 to a DSR VIP",
+            tcp4(CLIENT4, VIP_IPIP, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP port 0 to an L7 listener",
+            tcp4(CLIENT4, VIP_L7, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "NAT reply from port 0",
+            tcp4(BE1, LB4, 0, SNAT0, SYN_ACK),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 source unspecified, TCP",
+            tcp6(Ipv6Addr::UNSPECIFIED, VIP6, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source unspecified, UDP",
+            udp6(Ipv6Addr::UNSPECIFIED, VIP6_NAT, CPORT, 53),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source loopback",
+            tcp6(Ipv6Addr::LOCALHOST, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source multicast",
+            tcp6("ff02::1".parse().unwrap(), VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source IPv4-mapped",
+            tcp6(mapped, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source link-local, to a VIP",
+            tcp6(ll, VIP6, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source link-local, to our address",
+            tcp6(ll, LB6, 80, SNAT0, SYN_ACK),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source our own address",
+            tcp6(LB6, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 source a VIP",
+            tcp6(VIP6, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 source a VIP, to our own address",
+            tcp6(VIP6_GRE, LB6, 80, SNAT0, SYN_ACK),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 TCP source port 0",
+            tcp6(CLIENT6, VIP6_NAT, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 TCP destination port 0",
+            tcp6(CLIENT6, VIP6, CPORT, 0, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 NAT reply to port 0",
+            tcp6(BE6, LB6, 80, 0, SYN_ACK),
+            Counter::drop_bad_port,
+        ),
+    ];
+    for (what, packet, counter) in rows {
+        let mut w = World::new();
+        let (v, _) = w.run(&packet);
+        assert_eq!(verdict_kind(v), Expect::Drop(counter), "{what}");
+        assert!(w.l4.conntrack.is_empty(), "{what}: no connection entry");
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, c) in w.l4.counters.service.iter().enumerate() {
+            assert_eq!(
+                c[SVC_PACKETS].load(Relaxed),
+                0,
+                "{what}: service {i} saw it"
+            );
+        }
+        for (i, c) in w.l4.counters.backend.iter().enumerate() {
+            assert_eq!(c[BE_PACKETS].load(Relaxed), 0, "{what}: backend {i} got it");
+        }
+    }
+    // What stays allowed: a link-local neighbor's echo request to our
+    // global address, a duplicate-address probe from ::, and clients on
+    // low but non-zero ports.
+    let mut w = World::new();
+    let echo6 = {
+        let mut m = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
+        Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(&ll, &LB6);
+        eth(
+            LB_MAC.0,
+            CLIENT_MAC.0,
+            0x86dd,
+            &ip6(ll, LB6, IpProtocol::Icmpv6, 64, &m),
+        )
+    };
+    let (v, _) = w.run(&echo6);
+    // Answered: the neighbor is not known yet, so it is solicited first.
+    assert_eq!(verdict_kind(v), Expect::Solicited, "link-local echo");
+    let (v, _) = w.run(&tcp4(CLIENT4, VIP4, 1, 80, SYN));
+    assert_eq!(
+        verdict_kind(v),
+        Expect::Transmit(Counter::l4_forwarded),
+        "source port 1"
+    );
 }
 
 #[test]

@@ -81,7 +81,7 @@ pub fn icmp_error_v4(
         }
         Lookup::Miss => None,
     };
-    let to_vip = plane.services.is_vip(pkt.dst);
+    let to_vip = plane.is_vip(pkt.dst);
     match hit {
         Some((conn, Direction::Original)) if to_vip => {
             let Some(svc) = plane
