@@ -10,7 +10,7 @@ The generated files are committed; CI does not need scapy.
 import json
 import os
 
-from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6PacketTooBig,
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6PacketTooBig,
                        ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
                        ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6, IPv6ExtHdrFragment, IPOption_RR, Raw, wrpcap)
@@ -487,10 +487,24 @@ def l4():
         (ptb := Ether(src=GW, dst=US) / IPv6(src="2001:db8::1", dst="fd00::101", hlim=60)
          / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::101", CL6, 80, 40060)),
          [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", nh=41, hlim=64) / ptb[IPv6]]),
+        # ICMPv6 packet-too-big from the client's side to the NAT VIP about
+        # our SYN-ACK: translated to the backend (outer and embedded
+        # headers, ICMPv6 checksum over the new pseudo-header).
+        (Ether(src=GW, dst=US) / IPv6(src="2001:db8::1", dst="fd00::100", hlim=60)
+         / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::100", CL6, 80, 40040)),
+         [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", hlim=59)
+          / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::11", "fd00::1", 80, 1024))]),
+        # ICMPv6 destination-unreachable from the backend about our SNATed
+        # SYN, quoted whole: translated back to the client, the embedded TCP
+        # checksum updated for the new addresses and ports.
+        (Ether(src=B1, dst=US) / IPv6(src="fd00::11", dst="fd00::1", hlim=64) / ICMPv6DestUnreach(code=1)
+         / Raw(bytes(IPv6(src="fd00::1", dst="fd00::11", hlim=59) / TCP(sport=1024, dport=80, flags="S", seq=7))),
+         [Ether(src=US, dst=GW) / IPv6(src="fd00::100", dst=CL6, hlim=63) / ICMPv6DestUnreach(code=1)
+          / Raw(bytes(IPv6(src=CL6, dst="fd00::100", hlim=59) / TCP(sport=40040, dport=80, flags="S", seq=7)))]),
     ]
     counters = {
         "l4_forwarded": 9, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
-        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 3,
+        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 5,
         "drop_icmp_unhandled": 2, "ndp_adverts": 1,
     }
     case("l4", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)

@@ -306,7 +306,7 @@ fn ipv6_in(
         Icmpv6Message::DstUnreachable
         | Icmpv6Message::PacketTooBig
         | Icmpv6Message::TimeExceeded
-            if vip =>
+            if !dst.is_multicast() && !plane.services.is_empty() =>
         {
             let pkt = balancer::Ip {
                 l3,

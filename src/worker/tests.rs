@@ -462,6 +462,25 @@ fn icmp4_error(from: Ipv4Addr, to: Ipv4Addr, kind: u8, code: u8, quoted: &[u8]) 
     )
 }
 
+/// An ICMPv6 error of `kind`/`code` from `from` to `to`, quoting
+/// `quoted` (RFC 4443 §2.4: as much as fits).
+fn icmp6_error(from: Ipv6Addr, to: Ipv6Addr, kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; 8 + quoted.len()];
+    m[0] = kind;
+    m[1] = code;
+    if kind == 2 {
+        m[4..8].copy_from_slice(&1280u32.to_be_bytes());
+    }
+    m[8..].copy_from_slice(quoted);
+    Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(&from, &to);
+    eth(
+        LB_MAC.0,
+        GW_MAC,
+        0x86dd,
+        &ip6(from, to, IpProtocol::Icmpv6, 60, &m),
+    )
+}
+
 /// The IP packet of a frame (no VLAN tag).
 fn l3(frame: &[u8]) -> &[u8] {
     &frame[14..]
@@ -1247,6 +1266,15 @@ fn icmp_errors_about_tracked_flows() {
         Icmpv6Packet::new_unchecked(&mut f[54..]).fill_checksum(&src, &dst);
         f
     };
+    let syn6 = tcp6(CLIENT6, VIP6_NAT, CPORT, 80, SYN);
+    // Our SNATed IPv6 packet to the backend, whole, as an error quotes it.
+    let to_backend6 = ip6(
+        LB6,
+        BE6,
+        IpProtocol::Tcp,
+        63,
+        &tcp(LB6.into(), BE6.into(), SNAT0, 80, SYN, b"hello"),
+    );
     run_table(vec![
         case(
             "ICMPv4 frag-needed from the client side about a NAT reply: translated to the backend",
@@ -1337,9 +1365,82 @@ fn icmp_errors_about_tracked_flows() {
             check_encap6(o, BE6, false, l3(&ptb));
         }),
         case(
-            "ICMPv6 error about a NAT flow: not translated (unhandled)",
+            "ICMPv6 packet too big from the client side about a NAT reply: translated to the backend",
+            ptb_nat.clone(),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            check_l2(o, mac(0x21), 0x86dd);
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LB6, BE6));
+            assert_eq!(ip.hop_limit(), 0x3e - 1);
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&LB6, &BE6), "ICMPv6 checksum");
+            assert_eq!(icmp.msg_type(), Icmpv6Message::PacketTooBig);
+            let quoted = &ip.payload()[8..];
+            let inner = Ipv6Packet::new_unchecked(quoted);
+            assert_eq!((inner.src_addr(), inner.dst_addr()), (BE6, LB6));
+            assert_eq!(&quoted[40..44], &[0, 80, (SNAT0 >> 8) as u8, SNAT0 as u8]);
+        }),
+        case(
+            "ICMPv6 error from the backend side about a SNATed packet: translated to the client",
+            icmp6_error(BE6, LB6, 1, 4, &to_backend6),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            check_l2(o, CLIENT_MAC.0, 0x86dd);
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP6_NAT, CLIENT6));
+            assert_eq!(ip.hop_limit(), 59);
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&VIP6_NAT, &CLIENT6), "ICMPv6 checksum");
+            assert_eq!(icmp.msg_type(), Icmpv6Message::DstUnreachable);
+            let quoted = &ip.payload()[8..];
+            let inner = Ipv6Packet::new_unchecked(quoted);
+            assert_eq!((inner.src_addr(), inner.dst_addr()), (CLIENT6, VIP6_NAT));
+            let seg = TcpPacket::new_checked(&quoted[40..]).unwrap();
+            assert_eq!((seg.src_port(), seg.dst_port()), (CPORT, 80));
+            assert!(
+                seg.verify_checksum_v6(&CLIENT6, &VIP6_NAT),
+                "embedded TCP checksum updated"
+            );
+        }),
+        case(
+            "ICMPv6 time exceeded from the backend side about a SNATed packet: translated to the client",
+            icmp6_error(BE6, LB6, 3, 0, &to_backend6[..48]),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP6_NAT, CLIENT6));
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&VIP6_NAT, &CLIENT6));
+            assert_eq!(icmp.msg_type(), Icmpv6Message::TimeExceeded);
+        }),
+        case(
+            "ICMPv6 error about an untracked NAT reply: no connection",
             ptb_nat,
-            Expect::Drop(Counter::drop_icmp_unhandled),
+            Expect::Drop(Counter::drop_no_conn),
+        ),
+        case(
+            "ICMPv6 error about another worker's SNATed packet: redirected to it",
+            icmp6_error(
+                BE6,
+                LB6,
+                1,
+                4,
+                &ip6(
+                    LB6,
+                    BE6,
+                    IpProtocol::Tcp,
+                    63,
+                    &tcp(LB6.into(), BE6.into(), SNAT1, 80, SYN, b""),
+                ),
+            ),
+            Expect::Redirect(1),
         ),
         case(
             "ICMPv4 with a bad checksum",

@@ -46,7 +46,9 @@ use crate::net::output::emit_l2;
 use crate::net::plane::Plane;
 use crate::net::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
 use crate::net::Verdict;
-use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+use crate::wire::{
+    checksum, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+};
 
 use Verdict::Drop;
 
