@@ -2,9 +2,11 @@
 """Write a benchmark traffic pcap with the standard library only.
 
     python3 benches/gen_pcap.py icmp OUT.pcap [FLOWS]
+    python3 benches/gen_pcap.py syn OUT.pcap [FLOWS [PASSES]]
 
 `syn`: 60-byte TCP SYNs to 10.0.0.100:80 from FLOWS distinct (source
-address, source port) pairs in 198.18.0.0/15, as sent by the router.
+address, source port) pairs in 198.18.0.0/15, as sent by the router;
+PASSES times over (default once).
 
 `icmp`: 60-byte frames (64 on the wire with FCS) carrying ICMP echo requests
 to 10.0.0.1 from FLOWS distinct sources in 198.18.0.0/15, as sent by the
@@ -74,6 +76,7 @@ def write(path, frames):
 if __name__ == "__main__":
     kind, out = sys.argv[1], sys.argv[2]
     flows = int(sys.argv[3]) if len(sys.argv) > 3 else 1024
+    passes = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     gens = {"icmp": icmp_frames, "syn": syn_frames}
-    n = write(out, gens[kind](flows))
+    n = write(out, (f for _ in range(passes) for f in gens[kind](flows)))
     print(f"{out}: {n} frames ({kind})")

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
-use super::flow::{flow_hash, FlowKey};
+use super::flow::FlowKey;
 use super::snat::SnatPorts;
 use crate::net::counters::{
     Counter, L4Counters, BE_ACTIVE, BE_BYTES, BE_NEW, BE_PACKETS, SVC_BYTES, SVC_DROPS, SVC_NEW,
@@ -102,7 +102,15 @@ pub struct L4State {
     /// Connections freed inside a conntrack call, released after it
     /// returns (preallocated; never grows past RECLAIM_MAX).
     reclaimed: Vec<Conn>,
+    /// Expiry pacing ([`L4State::expire_paced`]): the time up to which the
+    /// sweep has done its share.
+    swept_to: u64,
 }
+
+/// The connection table is swept once per this period (at most; the
+/// per-loop budget caps each step): an expired connection no packet looks
+/// up stays at most this long past its timeout, holding its SNAT port.
+pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
 impl L4State {
     pub fn new(
@@ -121,6 +129,7 @@ impl L4State {
             counters,
             pass_misses: false,
             reclaimed: Vec::with_capacity(RECLAIM_MAX),
+            swept_to: 0,
         }
     }
 
@@ -149,6 +158,41 @@ impl L4State {
                 .expire(now, step, |_, c| push_bounded(reclaimed, c));
             self.release_reclaimed();
             budget -= step;
+        }
+    }
+
+    /// Expiry paced by time, called once per loop iteration: as many slots
+    /// as sweep the whole table once per [`SWEEP_PERIOD_NS`], at most
+    /// `budget` per call. A busy worker's loop runs hundreds of thousands
+    /// of times a second; examining `budget` slots in every iteration
+    /// (what [`L4State::expire`] does) cost more per packet than the
+    /// connection lookup, and an idle worker spun on it.
+    #[inline]
+    pub fn expire_paced(&mut self, now: u64, budget: usize) {
+        let high = self.conntrack.high_water() as u64;
+        let elapsed = now.saturating_sub(self.swept_to);
+        if high == 0 || elapsed >= SWEEP_PERIOD_NS {
+            // Nothing to sweep, or a long pause (the first call): start
+            // owing from now, after one full step.
+            self.swept_to = now;
+            if high > 0 {
+                self.expire(now, budget);
+            }
+            return;
+        }
+        // Fits in u64: high < 2^27 slots, elapsed < 2^30 ns.
+        let owed = high * elapsed / SWEEP_PERIOD_NS;
+        if owed == 0 {
+            return;
+        }
+        if owed > budget as u64 {
+            // Behind: do the budget and drop the rest of the debt (the
+            // sweep slows down rather than stalling the loop).
+            self.swept_to = now;
+            self.expire(now, budget);
+        } else {
+            self.swept_to += owed * SWEEP_PERIOD_NS / high;
+            self.expire(now, owed as usize);
         }
     }
 
@@ -495,7 +539,9 @@ fn nat_open(
     let snat_ip = if svc.snat.is_empty() {
         be.src
     } else {
-        Some(svc.snat[(flow_hash(&key, 0) % svc.snat.len() as u64) as usize])
+        // Spread over the addresses by a cheap mix of the tuple (nothing
+        // outside this worker depends on which address a flow gets).
+        Some(svc.snat[(snat_mix(&key) % svc.snat.len() as u64) as usize])
     };
     let Some(snat_ip) = snat_ip else {
         return Drop(Counter::drop_no_route);
@@ -530,6 +576,18 @@ fn nat_open(
             })
         }
     }
+}
+
+/// A cheap hash of a flow's tuple, to pick one of a service's SNAT
+/// addresses: one multiply-fold of the folded addresses and ports.
+#[inline]
+fn snat_mix(key: &FlowKey) -> u64 {
+    let s = u128::from_le_bytes(key.src);
+    let d = u128::from_le_bytes(key.dst);
+    let x = (s as u64) ^ ((s >> 64) as u64) ^ (d as u64).rotate_left(17) ^ ((d >> 64) as u64);
+    let p = u64::from(key.src_port) << 16 | u64::from(key.dst_port);
+    let m = u128::from(x ^ 0x243f_6a88_85a3_08d3) * u128::from(p ^ 0x1319_8a2e_0370_7344);
+    (m as u64) ^ ((m >> 64) as u64)
 }
 
 /// Rewrite addresses and ports of an IP packet in place, fixing the IP
@@ -953,6 +1011,51 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Paced expiry visits the whole table once per sweep period, whatever
+    /// the loop rate, and never more than the budget per call.
+    #[test]
+    fn paced_expiry_sweeps_the_table_once_per_period() {
+        use conntrack::{ConnState, ConntrackConfig, Timeouts};
+        const S: u64 = 1_000_000_000;
+        let ct = Conntrack::new(&ConntrackConfig {
+            max_flows: 4096,
+            timeouts: Timeouts {
+                udp: S,
+                ..Timeouts::default()
+            },
+            new_flow_rate: None,
+        });
+        let mut st = L4State::new(0, 1, ct, &[], Arc::new(L4Counters::default()));
+        let t0 = 10 * S;
+        for i in 0..4000u16 {
+            let k = FlowKey::new(ip("198.18.0.1"), ip("10.0.0.100"), 1024 + i, 53, 17);
+            st.conntrack
+                .insert(k, None, 0, 0, ConnState::Udp, 0, t0, |_, _| {})
+                .unwrap();
+        }
+        // The first call after a long pause takes one budget's step.
+        st.expire_paced(t0, 64);
+        assert_eq!(st.conntrack.len(), 4000, "nothing expired yet");
+        // Everything expires at t0 + 1 s; a loop turning every 10 µs for
+        // the next 1.1 s frees all of it, in steps of at most the budget.
+        let mut now = t0 + S + 1;
+        let mut calls = 0;
+        while now < t0 + 2 * S + S / 10 {
+            let before = st.conntrack.len();
+            st.expire_paced(now, 64);
+            assert!(before - st.conntrack.len() <= 64);
+            now += 10_000;
+            calls += 1;
+        }
+        assert_eq!(
+            st.conntrack.len(),
+            0,
+            "swept within a period ({calls} calls)"
+        );
+        // An idle table costs nothing: no slot is owed within a few ns.
+        st.expire_paced(now, 64);
     }
 
     #[test]
