@@ -61,8 +61,11 @@ pub struct NeighborTable {
     /// mapped by address, so a few next hops taking turns (a Maglev
     /// cluster) do not evict each other as a single last-hit memo would.
     /// Emptied whenever the table changes.
-    memo: [Option<((u8, IpAddr), [u8; 6], u64)>; MEMO],
+    memo: [Option<MemoEntry>; MEMO],
 }
+
+/// (port, next hop), its MAC, valid until (ns).
+type MemoEntry = ((u8, IpAddr), [u8; 6], u64);
 
 /// Entries of the hit memo (a power of two).
 const MEMO: usize = 8;
