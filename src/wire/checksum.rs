@@ -96,6 +96,32 @@ pub const fn update16(old_csum: u16, old: u16, new: u16) -> u16 {
     !fold(s)
 }
 
+/// The RFC 1624 term (`~m + m'`) for a 16-bit field changed from `old` to
+/// `new`: several fields' terms add up and are applied once with
+/// [`apply_delta`], so a NAT rewrite folds once per checksum instead of
+/// once per field.
+#[inline(always)]
+pub const fn delta16(old: u16, new: u16) -> u64 {
+    (!old) as u64 + new as u64
+}
+
+/// [`delta16`] for a 32-bit field (an IPv4 address), as two words.
+#[inline(always)]
+pub const fn delta32(old: u32, new: u32) -> u64 {
+    delta16((old >> 16) as u16, (new >> 16) as u16) + delta16(old as u16, new as u16)
+}
+
+/// Apply summed [`delta16`]/[`delta32`] terms to a checksum (RFC 1624
+/// eqn. 3: `HC' = ~(~HC + sum of terms)`).
+#[inline(always)]
+pub const fn apply_delta(old_csum: u16, delta: u64) -> u16 {
+    let mut s = (!old_csum) as u64 + delta;
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    s = (s & 0xFFFF) + (s >> 16);
+    !(s as u16)
+}
+
 /// [`update16`] for a 32-bit field (an IPv4 address, a TCP sequence number),
 /// as two words.
 pub const fn update32(old_csum: u16, old: u32, new: u32) -> u16 {
