@@ -175,6 +175,50 @@ mod tests {
         }
     }
 
+    /// Summed deltas applied once agree with a full recomputation, for
+    /// many fields changed at once (what a NAT rewrite does).
+    #[test]
+    fn summed_deltas_match_recomputation() {
+        let mut x = 0x1234_5678_9abc_def0u64;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for _ in 0..1000 {
+            let mut data = [0u8; 20];
+            for b in data.iter_mut() {
+                *b = next() as u8;
+            }
+            let c0 = checksum(&data);
+            let mut d = 0;
+            let mut new = data;
+            // Change a 32-bit field, two 16-bit fields and another 32-bit one.
+            for (at, w) in [(0usize, 4usize), (6, 2), (8, 2), (12, 4)] {
+                let v = next();
+                for i in 0..w {
+                    new[at + i] = (v >> (8 * i)) as u8;
+                }
+                d += if w == 4 {
+                    let o = u32::from_be_bytes(data[at..at + 4].try_into().unwrap());
+                    let n = u32::from_be_bytes(new[at..at + 4].try_into().unwrap());
+                    delta32(o, n)
+                } else {
+                    let o = u16::from_be_bytes([data[at], data[at + 1]]);
+                    let n = u16::from_be_bytes([new[at], new[at + 1]]);
+                    delta16(o, n)
+                };
+            }
+            // Equal as one's-complement numbers (0 and 0xffff both mean zero).
+            let (a, b) = (apply_delta(c0, d), checksum(&new));
+            assert!(
+                a == b || (a | b) == 0xffff && (a & b) == 0,
+                "{a:04x} {b:04x}"
+            );
+        }
+    }
+
     #[test]
     fn empty_and_zero() {
         assert_eq!(sum(&[]), 0);

@@ -1554,6 +1554,27 @@ fn nat_rewrite_checksums_match_recomputation() {
         assert_eq!(out, again, "source port {sport}");
         assert_eq!(checksum::checksum(&out[14..34]), 0);
     }
+    // UDP, with a checksum (verified by recomputation) and without one
+    // (0 stays 0: RFC 768).
+    for (sport, zero) in [(5353u16, false), (5354, true), (0xffff, false)] {
+        let mut f = udp4(CLIENT4, VIP4, sport, 53);
+        if zero {
+            f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        }
+        let (v, out) = w.run(&f);
+        assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+        let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        let u = UdpPacket::new_checked(ip.payload()).unwrap();
+        if zero {
+            assert_eq!(u.checksum(), 0, "no checksum stays none");
+        } else {
+            assert!(
+                u.verify_checksum_v4(&ip.src_addr(), &ip.dst_addr()),
+                "UDP {sport}"
+            );
+        }
+    }
 }
 
 /// The idle back-off sleeps only after `SLEEP_AFTER` empty polls in a row,
