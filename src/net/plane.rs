@@ -113,6 +113,12 @@ pub struct RouteTable {
 impl RouteTable {
     pub fn add_v4(&mut self, r: Route<Ipv4Addr>) {
         let masked = mask_v4(r.prefix, r.len);
+        // The same prefix again (several addresses in one subnet): the
+        // first one added wins anyway; a duplicate would only lengthen
+        // every lookup's scan.
+        if self.v4.iter().any(|x| x.prefix == masked && x.len == r.len) {
+            return;
+        }
         self.v4.push(Route {
             prefix: masked,
             ..r
@@ -124,6 +130,9 @@ impl RouteTable {
 
     pub fn add_v6(&mut self, r: Route<Ipv6Addr>) {
         let masked = mask_v6(r.prefix, r.len);
+        if self.v6.iter().any(|x| x.prefix == masked && x.len == r.len) {
+            return;
+        }
         self.v6.push(Route {
             prefix: masked,
             ..r
@@ -368,6 +377,23 @@ mod tests {
         assert_eq!(nh.addr, "fd00::fe".parse::<Ipv6Addr>().unwrap());
         let nh = r.lookup_v6("fd00::99".parse().unwrap()).unwrap();
         assert_eq!(nh.addr, "fd00::99".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn addresses_in_one_subnet_make_one_connected_route() {
+        let p0 = port(&[("10.0.0.1", 24)], &[]);
+        let p1 = port(
+            &[("10.1.0.1", 24), ("10.1.0.2", 24), ("10.1.0.3", 24)],
+            &[("fd01::1", 64), ("fd01::2", 64)],
+        );
+        let plane = Plane::new(vec![p0, p1], &[], &[], vec![]);
+        assert_eq!(plane.routes.routes_v4().len(), 2);
+        assert_eq!(plane.routes.routes_v6().len(), 1);
+        let nh = plane
+            .routes
+            .lookup_v4("10.1.0.77".parse().unwrap())
+            .unwrap();
+        assert_eq!(nh.port, 1);
     }
 
     #[test]

@@ -739,10 +739,26 @@ fn nat_send(
     counter: Counter,
     now: u64,
 ) -> Verdict {
-    let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
-    if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
-        return Drop(Counter::drop_ttl_expired);
-    }
+    // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
+    // bytes to the one-fold rewrite, without building and matching IpAddrs.
+    let dst = match (pkt.src, pkt.dst) {
+        (IpAddr::V4(os), IpAddr::V4(od)) if opposite.is_ipv4() => {
+            let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[12], a[13], a[14], a[15]);
+            let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
+            let (sp, dp) = (opposite.dst_port, opposite.src_port);
+            if !rewrite_v4(buf, pkt, (os, od), (ns, nd), sp, dp) {
+                return Drop(Counter::drop_ttl_expired);
+            }
+            IpAddr::V4(nd)
+        }
+        _ => {
+            let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
+            if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
+                return Drop(Counter::drop_ttl_expired);
+            }
+            dst
+        }
+    };
     st.count_backend(backend, pkt);
     match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
         Ok((port, start)) => Verdict::Transmit {
