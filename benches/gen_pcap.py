@@ -2,9 +2,11 @@
 """Write a benchmark traffic pcap with the standard library only.
 
     python3 benches/gen_pcap.py icmp OUT.pcap [FLOWS]
+    python3 benches/gen_pcap.py syn OUT.pcap [FLOWS [PASSES]]
 
 `syn`: 60-byte TCP SYNs to 10.0.0.100:80 from FLOWS distinct (source
-address, source port) pairs in 198.18.0.0/15, as sent by the router.
+address, source port) pairs in 198.18.0.0/15, as sent by the router;
+PASSES times over (default once).
 
 `syn-split`: the same SYNs written to OUT.0.pcap .. OUT.<QUEUES-1>.pcap, each
 flow to the file of its queue by a hash of its tuple, as a NIC's RSS would
@@ -140,6 +142,7 @@ if __name__ == "__main__":
         nat_return(out, int(sys.argv[3]), int(sys.argv[4]), sys.argv[5])
         sys.exit(0)
     flows = int(sys.argv[3]) if len(sys.argv) > 3 else 1024
+    passes = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     gens = {"icmp": icmp_frames, "syn": syn_frames}
-    n = write(out, gens[kind](flows))
+    n = write(out, (f for _ in range(passes) for f in gens[kind](flows)))
     print(f"{out}: {n} frames ({kind})")

@@ -10,7 +10,7 @@ The generated files are committed; CI does not need scapy.
 import json
 import os
 
-from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6EchoReply, ICMPv6PacketTooBig,
+from scapy.all import (ARP, ICMP, IP, TCP, UDP, Dot1Q, Ether, ICMPv6DestUnreach, ICMPv6EchoReply, ICMPv6PacketTooBig,
                        ICMPv6EchoRequest, ICMPv6ND_NA, ICMPv6ND_NS,
                        ICMPv6NDOptDstLLAddr, ICMPv6NDOptSrcLLAddr,
                        IPv6, IPv6ExtHdrFragment, IPOption_RR, Raw, wrpcap)
@@ -242,10 +242,33 @@ def malformed():
     drop(Ether(src=A, dst=US) / Dot1Q(vlan=5) / Dot1Q(vlan=6) / IP(src=A4, dst=US4) / ICMP(), "drop_vlan_mismatch")
     drop(Ether(dst=US, src=A, type=0x0800) / Raw(bytes((i * 37 + 11) & 0xFF for i in range(46))), "drop_ipv4_malformed")
     drop(Ether(dst="01:80:c2:00:00:0e", src=A, type=0x88cc) / Raw(b"\x00" * 46), "drop_l2_not_ours")
+    # Martian and spoofed sources, and port 0, to the VIPs of the l4 case's
+    # services and to our own address (NAT return traffic): dropped before
+    # a connection is made or a backend chosen.
+    for src in ("0.0.0.0", "0.1.2.3", "10.0.0.255", "240.0.0.1", "127.0.0.2"):
+        drop(tcp4(src, "10.0.0.100", 40000, 80, "S"), "drop_bad_source")
+    drop(Ether(src=GW, dst=US) / IP(src="224.0.0.1", dst="10.0.0.100") / UDP(sport=5353, dport=53), "drop_bad_source")
+    for src, dst in ((US4, "10.0.0.100"), ("10.0.0.100", "10.0.0.100"), ("10.0.0.101", "10.0.0.100"),
+                     ("10.0.0.102", US4)):
+        drop(tcp4(src, dst, 40000, 80, "S"), "drop_spoofed_source")
+    drop(echo_req(GW, "10.0.0.103"), "drop_spoofed_source")
+    drop(tcp4(CL4, "10.0.0.100", 0, 80, "S"), "drop_bad_port")
+    drop(tcp4(CL4, "10.0.0.101", 40000, 0, "S"), "drop_bad_port")
+    drop(Ether(src=GW, dst=US) / IP(src=CL4, dst="10.0.0.100") / UDP(sport=0, dport=53), "drop_bad_port")
+    drop(tcp4("10.0.0.11", US4, 0, 1024, "SA"), "drop_bad_port")
+    tcp6 = lambda src, dst, sport=40000, dport=80: Ether(src=GW, dst=US) / IPv6(src=src, dst=dst) / TCP(sport=sport, dport=dport, flags="S")
+    for src in ("::", "::1", "ff02::1", "::ffff:10.0.0.3", "fe80::7"):
+        drop(tcp6(src, "fd00::100"), "drop_bad_source")
+    drop(Ether(src=GW, dst=US) / IPv6(src="::", dst="fd00::100") / UDP(sport=5353, dport=53), "drop_bad_source")
+    for src in (US6, "fd00::101"):
+        drop(tcp6(src, "fd00::100"), "drop_spoofed_source")
+    drop(tcp6(CL6, "fd00::100", sport=0), "drop_bad_port")
+    drop(tcp6("fd00::11", US6, sport=80, dport=0), "drop_bad_port")
     # A good packet at the end proves Sluice is still answering.
     steps.append((arp_req(A, A4, US4), [arp_rep(A, A4)]))
     counters["arp_replies"] = 1
-    case("malformed", CONFIG.format(vlan=""), steps, counters)
+    # The l4 case's services, so that VIPs exist to be spoofed.
+    case("malformed", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)
 
 
 def vlan():
@@ -464,10 +487,24 @@ def l4():
         (ptb := Ether(src=GW, dst=US) / IPv6(src="2001:db8::1", dst="fd00::101", hlim=60)
          / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::101", CL6, 80, 40060)),
          [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", nh=41, hlim=64) / ptb[IPv6]]),
+        # ICMPv6 packet-too-big from the client's side to the NAT VIP about
+        # our SYN-ACK: translated to the backend (outer and embedded
+        # headers, ICMPv6 checksum over the new pseudo-header).
+        (Ether(src=GW, dst=US) / IPv6(src="2001:db8::1", dst="fd00::100", hlim=60)
+         / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::100", CL6, 80, 40040)),
+         [Ether(src=US, dst=B1) / IPv6(src="fd00::1", dst="fd00::11", hlim=59)
+          / ICMPv6PacketTooBig(mtu=1280) / Raw(embedded6("fd00::11", "fd00::1", 80, 1024))]),
+        # ICMPv6 destination-unreachable from the backend about our SNATed
+        # SYN, quoted whole: translated back to the client, the embedded TCP
+        # checksum updated for the new addresses and ports.
+        (Ether(src=B1, dst=US) / IPv6(src="fd00::11", dst="fd00::1", hlim=64) / ICMPv6DestUnreach(code=1)
+         / Raw(bytes(IPv6(src="fd00::1", dst="fd00::11", hlim=59) / TCP(sport=1024, dport=80, flags="S", seq=7))),
+         [Ether(src=US, dst=GW) / IPv6(src="fd00::100", dst=CL6, hlim=63) / ICMPv6DestUnreach(code=1)
+          / Raw(bytes(IPv6(src=CL6, dst="fd00::100", hlim=59) / TCP(sport=40040, dport=80, flags="S", seq=7)))]),
     ]
     counters = {
         "l4_forwarded": 9, "l4_returned": 3, "l4_stateless": 1, "arp_replies": 1,
-        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 3,
+        "drop_no_conn": 3, "drop_no_service": 1, "drop_l4_malformed": 1, "icmp_errors_forwarded": 5,
         "drop_icmp_unhandled": 2, "ndp_adverts": 1,
     }
     case("l4", L4_CONFIG.format(vlan="", max_flows=4096), steps, counters)

@@ -188,6 +188,7 @@ pub fn build_plane_with_health(
             .unwrap_or(0);
         plane.services.add_vip(ingress, l.address);
     }
+    plane.index_addresses();
     Ok(plane)
 }
 

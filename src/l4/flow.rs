@@ -131,6 +131,7 @@ impl FlowKey {
     }
 
     /// True when both addresses are IPv4-mapped.
+    #[inline]
     pub fn is_ipv4(&self) -> bool {
         const PREFIX: [u8; 12] = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff];
         self.src[..12] == PREFIX && self.dst[..12] == PREFIX

@@ -205,8 +205,15 @@ counters! {
     drop_ipv4_options,
     /// IPv4 fragment (Sluice does not reassemble).
     drop_ipv4_fragment,
-    /// IPv4/IPv6 source is a multicast, broadcast, loopback or unspecified address.
+    /// Martian source: IPv4 0/8, loopback, multicast, class E, broadcast
+    /// or the directed broadcast of one of our subnets; IPv6 multicast,
+    /// loopback, IPv4-mapped, unspecified (but in a DAD solicitation), or
+    /// link-local on TCP/UDP to a non-link-local destination.
     drop_bad_source,
+    /// Spoofed source: one of Sluice's own addresses or VIPs.
+    drop_spoofed_source,
+    /// TCP/UDP with source or destination port 0.
+    drop_bad_port,
     /// IPv6 header invalid.
     drop_ipv6_malformed,
     /// IPv6 extension header Sluice does not walk (fragment, routing, ...).

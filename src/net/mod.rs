@@ -14,6 +14,7 @@
 //! Nothing here imports from `worker`, `l4::balancer` or the L7 engine; they
 //! all call down into it.
 
+pub mod addrs;
 pub mod counters;
 pub mod neighbor;
 pub mod output;

@@ -56,9 +56,27 @@ pub struct NeighborTable {
     outbox: Vec<NeighborUpdate>,
     /// Entries learned or refreshed, ever.
     learned: u64,
-    /// The last hit, checked before the hash table: replies and forwarded
-    /// packets mostly go to one gateway or a few backends in a row.
-    memo: Option<((u8, IpAddr), [u8; 6], u64)>,
+    /// Recent hits, checked before the hash table: forwarded packets go to
+    /// a gateway or a handful of backends, replies to a gateway. Direct
+    /// mapped by address, so a few next hops taking turns (a Maglev
+    /// cluster) do not evict each other as a single last-hit memo would.
+    /// Emptied whenever the table changes.
+    memo: [Option<MemoEntry>; MEMO],
+}
+
+/// (port, next hop), its MAC, valid until (ns).
+type MemoEntry = ((u8, IpAddr), [u8; 6], u64);
+
+/// Entries of the hit memo (a power of two).
+const MEMO: usize = 8;
+
+#[inline]
+fn memo_slot(port: u8, ip: IpAddr) -> usize {
+    let low = match ip {
+        IpAddr::V4(a) => u32::from(a),
+        IpAddr::V6(a) => u128::from(a) as u32,
+    };
+    ((low ^ u32::from(port)).wrapping_mul(0x9e37_79b1) >> (32 - MEMO.trailing_zeros())) as usize
 }
 
 const OUTBOX: usize = 64;
@@ -72,12 +90,12 @@ impl NeighborTable {
             retry_ns,
             outbox: Vec::with_capacity(OUTBOX),
             learned: 0,
-            memo: None,
+            memo: [None; MEMO],
         }
     }
 
     pub fn add_static(&mut self, port: u8, ip: IpAddr, mac: [u8; 6]) {
-        self.memo = None;
+        self.memo = [None; MEMO];
         self.map.insert(
             (port, ip),
             Entry {
@@ -103,7 +121,8 @@ impl NeighborTable {
     /// Resolve `ip` on `port` at time `now` (ns).
     #[inline]
     pub fn resolve(&mut self, port: u8, ip: IpAddr, now: u64) -> Resolve {
-        if let Some((k, mac, until)) = self.memo {
+        let m = memo_slot(port, ip);
+        if let Some((k, mac, until)) = self.memo[m] {
             if k == (port, ip) && now < until {
                 return Resolve::Hit(mac);
             }
@@ -111,11 +130,11 @@ impl NeighborTable {
         match self.map.get_mut(&(port, ip)) {
             Some(e) => match e.state {
                 State::Static => {
-                    self.memo = Some(((port, ip), e.mac, u64::MAX));
+                    self.memo[m] = Some(((port, ip), e.mac, u64::MAX));
                     Resolve::Hit(e.mac)
                 }
                 State::Reachable { expires } if now < expires => {
-                    self.memo = Some(((port, ip), e.mac, expires));
+                    self.memo[m] = Some(((port, ip), e.mac, expires));
                     Resolve::Hit(e.mac)
                 }
                 State::Reachable { .. } => {
@@ -155,7 +174,7 @@ impl NeighborTable {
     /// unsolicited advertisements). Static entries are never overwritten.
     /// Returns true if the table changed or was refreshed.
     pub fn learn(&mut self, port: u8, ip: IpAddr, mac: [u8; 6], now: u64, create: bool) -> bool {
-        self.memo = None;
+        self.memo = [None; MEMO];
         let expires = now + self.timeout_ns;
         let known = match self.map.get_mut(&(port, ip)) {
             Some(e) if e.state == State::Static => return false,
@@ -199,7 +218,7 @@ impl NeighborTable {
 
     /// Drop expired learned entries (called rarely, off the per-packet path).
     pub fn sweep(&mut self, now: u64) {
-        self.memo = None;
+        self.memo = [None; MEMO];
         let stale = 4 * self.retry_ns;
         self.map.retain(|_, e| match e.state {
             State::Static => true,

@@ -5,6 +5,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
+use super::addrs::{self, AddrSet};
 use super::services::Services;
 
 /// One port as the data plane sees it.
@@ -121,6 +122,12 @@ pub struct RouteTable {
 impl RouteTable {
     pub fn add_v4(&mut self, r: Route<Ipv4Addr>) {
         let masked = mask_v4(r.prefix, r.len);
+        // The same prefix again (several addresses in one subnet): the
+        // first one added wins anyway; a duplicate would only lengthen
+        // every lookup's scan.
+        if self.v4.iter().any(|x| x.prefix == masked && x.len == r.len) {
+            return;
+        }
         self.v4.push(Route {
             prefix: masked,
             ..r
@@ -132,6 +139,9 @@ impl RouteTable {
 
     pub fn add_v6(&mut self, r: Route<Ipv6Addr>) {
         let masked = mask_v6(r.prefix, r.len);
+        if self.v6.iter().any(|x| x.prefix == masked && x.len == r.len) {
+            return;
+        }
         self.v6.push(Route {
             prefix: masked,
             ..r
@@ -197,18 +207,52 @@ pub struct Plane {
     pub l7: crate::l7::plane::L7Plane,
     /// Number of workers (SNAT port slices).
     pub workers: usize,
+    /// Own addresses, VIPs and directed broadcasts, for one-probe
+    /// classification of destinations and sources; built by
+    /// [`Plane::index_addresses`] once ports and services are final.
+    pub addrs: AddrSet,
 }
 
 impl Plane {
     /// Is `ip` an address of any port?
     #[inline]
     pub fn owns_v4(&self, ip: Ipv4Addr) -> bool {
-        self.ports.iter().any(|p| p.owns_v4(ip))
+        self.addrs.v4(ip) & addrs::OWN != 0
     }
 
     #[inline]
     pub fn owns_v6(&self, ip: Ipv6Addr) -> bool {
-        self.ports.iter().any(|p| p.owns_v6(ip))
+        self.addrs.v6(ip) & addrs::OWN != 0
+    }
+
+    /// Is `ip` a VIP (of an L4 service or an L7 listener, on any port)?
+    #[inline]
+    pub fn is_vip(&self, ip: IpAddr) -> bool {
+        self.addrs.kind(ip) & addrs::VIP != 0
+    }
+
+    /// (Re)build [`Plane::addrs`] from the ports' addresses, their IPv4
+    /// subnets' directed broadcasts and the services' VIPs. Call after the
+    /// last change to `ports` or `services`.
+    pub fn index_addresses(&mut self) {
+        let mut e: Vec<(IpAddr, u8)> = Vec::new();
+        for p in &self.ports {
+            for &(a, len) in &p.v4 {
+                e.push((IpAddr::V4(a), addrs::OWN));
+                if len <= 30 {
+                    let host = u32::MAX >> len;
+                    let bcast = Ipv4Addr::from(u32::from(a) | host);
+                    e.push((IpAddr::V4(bcast), addrs::MARTIAN));
+                }
+            }
+            for &(a, _) in &p.v6 {
+                e.push((IpAddr::V6(a), addrs::OWN));
+            }
+        }
+        for v in self.services.all_vips() {
+            e.push((v, addrs::VIP));
+        }
+        self.addrs = AddrSet::build(e.into_iter());
     }
 
     /// Build from ports (connected routes are derived from their addresses),
@@ -271,14 +315,17 @@ impl Plane {
                 }),
             }
         }
-        Plane {
+        let mut plane = Plane {
             ports,
             routes,
             static_neighbors,
             services: Services::default(),
             l7: Default::default(),
             workers: 1,
-        }
+            addrs: AddrSet::default(),
+        };
+        plane.index_addresses();
+        plane
     }
 }
 
@@ -340,6 +387,23 @@ mod tests {
         assert_eq!(nh.addr, "fd00::fe".parse::<Ipv6Addr>().unwrap());
         let nh = r.lookup_v6("fd00::99".parse().unwrap()).unwrap();
         assert_eq!(nh.addr, "fd00::99".parse::<Ipv6Addr>().unwrap());
+    }
+
+    #[test]
+    fn addresses_in_one_subnet_make_one_connected_route() {
+        let p0 = port(&[("10.0.0.1", 24)], &[]);
+        let p1 = port(
+            &[("10.1.0.1", 24), ("10.1.0.2", 24), ("10.1.0.3", 24)],
+            &[("fd01::1", 64), ("fd01::2", 64)],
+        );
+        let plane = Plane::new(vec![p0, p1], &[], &[], vec![]);
+        assert_eq!(plane.routes.routes_v4().len(), 2);
+        assert_eq!(plane.routes.routes_v6().len(), 1);
+        let nh = plane
+            .routes
+            .lookup_v4("10.1.0.77".parse().unwrap())
+            .unwrap();
+        assert_eq!(nh.port, 1);
     }
 
     #[test]

@@ -11,8 +11,6 @@
 
 use std::net::IpAddr;
 
-use hashbrown::HashMap;
-
 use crate::l4::flow::{flow_hash, src_hash, FlowKey};
 use crate::l4::maglev::MaglevTable;
 
@@ -115,7 +113,7 @@ pub struct Services {
     pub backends: Vec<Option<BackendPlane>>,
     /// (vip, port, proto) -> index into `services`; port 0 entries match
     /// any port.
-    index: HashMap<(IpAddr, u16, u8), u16>,
+    index: ServiceIndex,
     /// (ingress port, vip) for ARP/NDP and echo.
     vips: Vec<(usize, IpAddr)>,
 }
@@ -126,10 +124,10 @@ impl Services {
         clusters: Vec<ClusterPlane>,
         backends: Vec<Option<BackendPlane>>,
     ) -> Services {
-        let mut index = HashMap::with_capacity(services.len());
+        let mut index = ServiceIndex::with_capacity(services.len());
         let mut vips = Vec::new();
         for (i, s) in services.iter().enumerate() {
-            index.insert((s.vip, s.port, s.proto), i as u16);
+            index.insert(s.vip, s.port, s.proto, i as u16);
             if !vips.contains(&(s.ingress, s.vip)) {
                 vips.push((s.ingress, s.vip));
             }
@@ -157,10 +155,10 @@ impl Services {
         }
     }
 
-    /// Is `ip` a VIP (on any port)?
-    #[inline]
-    pub fn is_vip(&self, ip: IpAddr) -> bool {
-        !self.vips.is_empty() && self.vips.iter().any(|(_, v)| *v == ip)
+    /// Every VIP (on any port; a VIP answered on several ports repeats).
+    /// The packet path asks [`super::plane::Plane::is_vip`], one probe.
+    pub fn all_vips(&self) -> impl Iterator<Item = IpAddr> + '_ {
+        self.vips.iter().map(|(_, v)| *v)
     }
 
     /// Is `ip` a VIP answered for on `port`?
@@ -181,9 +179,9 @@ impl Services {
     pub fn lookup(&self, vip: IpAddr, port: u16, proto: u8) -> Option<&ServicePlane> {
         let i = self
             .index
-            .get(&(vip, port, proto))
-            .or_else(|| self.index.get(&(vip, 0, proto)))?;
-        self.services.get(*i as usize)
+            .get(vip, port, proto)
+            .or_else(|| self.index.get(vip, 0, proto))?;
+        self.services.get(i as usize)
     }
 
     #[inline]
@@ -213,6 +211,81 @@ impl Services {
             _ => flow_hash(key, c.seed),
         };
         c.maglev.lookup(h).map(|i| c.members[i as usize])
+    }
+}
+
+/// (vip, port, proto) -> service index, looked up for every client
+/// packet: open addressing at most half full, keys hashed by one
+/// multiplication, compared as two words. Cheaper than a general hash map
+/// whose hasher runs over an `IpAddr` enum, a port and a protocol.
+#[derive(Clone, Debug)]
+struct ServiceIndex {
+    /// (address, port << 16 | proto << 8 | family, service index + 1);
+    /// 0 in the last field: empty.
+    slots: Vec<(u128, u32, u16)>,
+    bits: u32,
+}
+
+impl Default for ServiceIndex {
+    fn default() -> ServiceIndex {
+        ServiceIndex::with_capacity(0)
+    }
+}
+
+impl ServiceIndex {
+    fn with_capacity(n: usize) -> ServiceIndex {
+        let size = (2 * n).max(8).next_power_of_two();
+        ServiceIndex {
+            slots: vec![(0, 0, 0); size],
+            bits: size.trailing_zeros(),
+        }
+    }
+
+    #[inline(always)]
+    fn key(vip: IpAddr, port: u16, proto: u8) -> (u128, u32) {
+        match vip {
+            IpAddr::V4(a) => (
+                u128::from(u32::from(a)),
+                u32::from(port) << 16 | u32::from(proto) << 8 | 4,
+            ),
+            IpAddr::V6(a) => (
+                u128::from(a),
+                u32::from(port) << 16 | u32::from(proto) << 8 | 6,
+            ),
+        }
+    }
+
+    #[inline(always)]
+    fn home(&self, a: u128, p: u32) -> usize {
+        let h = (a as u64) ^ ((a >> 64) as u64).rotate_left(29) ^ (u64::from(p) << 32);
+        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    }
+
+    fn insert(&mut self, vip: IpAddr, port: u16, proto: u8, i: u16) {
+        let (a, p) = ServiceIndex::key(vip, port, proto);
+        let mask = self.slots.len() - 1;
+        let mut s = self.home(a, p);
+        while self.slots[s].2 != 0 && (self.slots[s].0, self.slots[s].1) != (a, p) {
+            s = (s + 1) & mask;
+        }
+        self.slots[s] = (a, p, i + 1);
+    }
+
+    #[inline]
+    fn get(&self, vip: IpAddr, port: u16, proto: u8) -> Option<u16> {
+        let (a, p) = ServiceIndex::key(vip, port, proto);
+        let mask = self.slots.len() - 1;
+        let mut s = self.home(a, p);
+        loop {
+            let e = &self.slots[s];
+            if e.2 == 0 {
+                return None;
+            }
+            if e.0 == a && e.1 == p {
+                return Some(e.2 - 1);
+            }
+            s = (s + 1) & mask;
+        }
     }
 }
 
@@ -259,6 +332,26 @@ pub fn wrr_sequence(weights: &[u32]) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn service_index_finds_exact_ports_then_all_ports() {
+        let mut ix = ServiceIndex::with_capacity(40);
+        let v4 = |i: u32| IpAddr::V4(std::net::Ipv4Addr::from(0x0a00_0000 + i));
+        let v6 = |i: u32| IpAddr::V6(std::net::Ipv6Addr::from(0xfd00_u128 << 112 | i as u128));
+        for i in 0..20u32 {
+            ix.insert(v4(i), 80, 6, i as u16);
+            ix.insert(v6(i), 0, 17, 100 + i as u16);
+        }
+        for i in 0..20u32 {
+            assert_eq!(ix.get(v4(i), 80, 6), Some(i as u16));
+            assert_eq!(ix.get(v4(i), 80, 17), None, "protocol is part of the key");
+            assert_eq!(ix.get(v4(i), 443, 6), None);
+            assert_eq!(ix.get(v6(i), 0, 17), Some(100 + i as u16));
+            // The same low bits in the other family are another key.
+            assert_eq!(ix.get(v4(i), 0, 17), None);
+        }
+        assert_eq!(ServiceIndex::default().get(v4(1), 80, 6), None);
+    }
 
     #[test]
     fn wrr_honours_weights_and_interleaves() {

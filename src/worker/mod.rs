@@ -522,7 +522,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
             }
         }
 
-        w.l4.expire(now, expire_budget);
+        w.l4.expire_paced(now, expire_budget);
         if !w.out.plane.l7.is_empty() || w.out.plane.services.probing || w.l7_busy() {
             w.l7_run();
             // What the userspace TCP stack sent in this iteration leaves

@@ -17,6 +17,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::local;
 use crate::l4::balancer::{self, L4State};
+use crate::net::addrs::{MARTIAN, OWN, VIP};
 use crate::net::counters::Counter;
 use crate::net::neighbor::NeighborTable;
 use crate::net::plane::Plane;
@@ -63,7 +64,7 @@ pub fn process(
         EtherType::Arp if to_us || dst_mac.is_broadcast() => {
             local::arp_in(plane, neighbors, port, buf, l3, end, now)
         }
-        EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, l4, port, buf, l3, end, now),
+        EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, l4, buf, l3, end, now),
         EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => ipv6_in(
             plane, neighbors, l4, port, buf, l3, end, src_mac, to_us, now,
         ),
@@ -80,9 +81,28 @@ fn is_ipv6_multicast_mac(m: EthernetAddress) -> bool {
 
 // ---------------------------------------------------------------- IPv4
 
+/// A martian IPv4 source by its first octet: 0/8 ("this network", the
+/// unspecified address included), 127/8 (loopback), 224/4 (multicast) and
+/// 240/4 (reserved, the limited broadcast included).
 #[inline]
 fn bad_source_v4(a: Ipv4Addr) -> bool {
-    a.is_multicast() || a.is_broadcast() || a.is_loopback() || a.is_unspecified()
+    let o = a.octets()[0];
+    o == 0 || o == 127 || o >= 224
+}
+
+/// A martian IPv6 source whatever the packet: multicast, loopback, or an
+/// IPv4-mapped address (::ffff:0:0/96, never on the wire, RFC 4291
+/// §2.5.5.2). The unspecified address is checked by the caller (a
+/// duplicate address detection probe comes from it).
+#[inline]
+fn bad_source_v6(a: Ipv6Addr) -> bool {
+    let x = u128::from(a);
+    (x >> 120) == 0xff || x == 1 || (x >> 32) == 0xffff
+}
+
+#[inline]
+fn is_link_local_v6(a: Ipv6Addr) -> bool {
+    a.segments()[0] & 0xffc0 == 0xfe80
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -90,13 +110,11 @@ fn ipv4_in(
     plane: &Plane,
     neighbors: &mut NeighborTable,
     l4st: &mut L4State,
-    port: usize,
     buf: &mut [u8],
     l3: usize,
     end: usize,
     now: u64,
 ) -> Verdict {
-    let p = &plane.ports[port];
     let (src, dst, proto, total) = {
         let ip = match Ipv4Packet::new_checked(&buf[l3..end]) {
             Ok(ip) => ip,
@@ -118,15 +136,23 @@ fn ipv4_in(
             ip.total_len() as usize,
         )
     };
-    if bad_source_v4(src) || p.owns_v4(src) {
+    // Sources first, before anything is looked up or created: one probe
+    // of the plane's address set says own address, VIP or directed
+    // broadcast.
+    let skind = plane.addrs.v4(src);
+    if bad_source_v4(src) || skind & MARTIAN != 0 {
         return Drop(Counter::drop_bad_source);
+    }
+    if skind != 0 {
+        return Drop(Counter::drop_spoofed_source);
     }
     let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
     let end = l3 + total;
-    let vip = plane.services.is_vip(IpAddr::V4(dst));
+    let dkind = plane.addrs.v4(dst);
+    let vip = dkind & VIP != 0;
     // Any port's address will do (weak host model): NAT replies come back
     // to the SNAT address, which may sit on another port than the backends.
-    if !vip && !plane.owns_v4(dst) {
+    if dkind & (OWN | VIP) == 0 {
         return Drop(Counter::drop_ip_not_ours);
     }
     if matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
@@ -202,11 +228,20 @@ fn ipv6_in(
             l3 + ipv6::HEADER_LEN + ip.payload_len() as usize,
         )
     };
-    if src.is_multicast() || src.is_loopback() || p.owns_v6(src) {
+    if bad_source_v6(src) {
         return Drop(Counter::drop_bad_source);
+    }
+    if plane.addrs.v6(src) & (OWN | VIP) != 0 {
+        return Drop(Counter::drop_spoofed_source);
     }
     // Unicast to one of our addresses (with our MAC), or the solicited-node
     // group of one of them (with the group's MAC).
+    let dkind = if dst.is_multicast() {
+        0
+    } else {
+        plane.addrs.v6(dst)
+    };
+    let vip = dkind & VIP != 0;
     let ours = if dst.is_multicast() {
         let group_of = |a: &Ipv6Addr| ipv6::solicited_node_multicast(a) == dst;
         let group_ok = ipv6::is_solicited_node_multicast(&dst)
@@ -217,7 +252,7 @@ fn ipv6_in(
                     .any(|v| matches!(v, IpAddr::V6(a) if group_of(&a))));
         group_ok && !to_us
     } else {
-        to_us && (plane.owns_v6(dst) || plane.services.is_vip(IpAddr::V6(dst)))
+        to_us && dkind & (OWN | VIP) != 0
     };
     if !ours {
         return Drop(Counter::drop_ip_not_ours);
@@ -225,10 +260,18 @@ fn ipv6_in(
     if next.is_ipv6_extension() {
         return Drop(Counter::drop_ipv6_ext_header);
     }
-    if matches!(next, IpProtocol::Tcp | IpProtocol::Udp)
-        && !dst.is_multicast()
-        && !src.is_unspecified()
-    {
+    // Only a neighbor solicitation (duplicate address detection) may come
+    // from the unspecified address; checked below for ICMPv6.
+    if src.is_unspecified() && next != IpProtocol::Icmpv6 {
+        return Drop(Counter::drop_bad_source);
+    }
+    if matches!(next, IpProtocol::Tcp | IpProtocol::Udp) && !dst.is_multicast() {
+        // A link-local source cannot be answered beyond the link: no
+        // client, backend or peer of ours talks to a routable address
+        // from one.
+        if is_link_local_v6(src) && !is_link_local_v6(dst) {
+            return Drop(Counter::drop_bad_source);
+        }
         let pkt = balancer::Ip {
             l3,
             l4: l3 + ipv6::HEADER_LEN,
@@ -237,7 +280,6 @@ fn ipv6_in(
             dst: IpAddr::V6(dst),
             proto: u8::from(next),
         };
-        let vip = plane.services.is_vip(IpAddr::V6(dst));
         return tcp_udp(plane, neighbors, l4st, buf, pkt, vip, now);
     }
     if next != IpProtocol::Icmpv6 {
@@ -264,7 +306,7 @@ fn ipv6_in(
         Icmpv6Message::DstUnreachable
         | Icmpv6Message::PacketTooBig
         | Icmpv6Message::TimeExceeded
-            if plane.services.is_vip(IpAddr::V6(dst)) =>
+            if !dst.is_multicast() && !plane.services.is_empty() =>
         {
             let pkt = balancer::Ip {
                 l3,
@@ -309,6 +351,11 @@ fn tcp_udp(
         return Drop(Counter::drop_l4_malformed);
     };
     let dport = ports.1;
+    // Port 0 is reserved (RFC 6335): no client, backend or listener uses
+    // it, and a connection entry must never be made for it.
+    if ports.0 == 0 || dport == 0 {
+        return Drop(Counter::drop_bad_port);
+    }
     if vip {
         if pkt.proto == 6 && plane.l7.listener(pkt.dst, dport).is_some() {
             return Verdict::L7 {

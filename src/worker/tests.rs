@@ -462,6 +462,25 @@ fn icmp4_error(from: Ipv4Addr, to: Ipv4Addr, kind: u8, code: u8, quoted: &[u8]) 
     )
 }
 
+/// An ICMPv6 error of `kind`/`code` from `from` to `to`, quoting
+/// `quoted` (RFC 4443 §2.4: as much as fits).
+fn icmp6_error(from: Ipv6Addr, to: Ipv6Addr, kind: u8, code: u8, quoted: &[u8]) -> Vec<u8> {
+    let mut m = vec![0u8; 8 + quoted.len()];
+    m[0] = kind;
+    m[1] = code;
+    if kind == 2 {
+        m[4..8].copy_from_slice(&1280u32.to_be_bytes());
+    }
+    m[8..].copy_from_slice(quoted);
+    Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(&from, &to);
+    eth(
+        LB_MAC.0,
+        GW_MAC,
+        0x86dd,
+        &ip6(from, to, IpProtocol::Icmpv6, 60, &m),
+    )
+}
+
 /// The IP packet of a frame (no VLAN tag).
 fn l3(frame: &[u8]) -> &[u8] {
     &frame[14..]
@@ -942,9 +961,9 @@ fn drops_name_their_reason() {
             Expect::Drop(Counter::drop_bad_source),
         ),
         case(
-            "bad source: one of our own addresses",
+            "spoofed source: one of our own addresses",
             tcp4(LB4, VIP4, CPORT, 80, SYN),
-            Expect::Drop(Counter::drop_bad_source),
+            Expect::Drop(Counter::drop_spoofed_source),
         ),
         case(
             "TCP header cut by the IP length",
@@ -977,6 +996,233 @@ fn drops_name_their_reason() {
             Expect::Drop(Counter::drop_vlan_mismatch),
         ),
     ]);
+}
+
+/// Martian and spoofed sources and port 0, both families, to a NAT VIP, a
+/// DSR VIP, an L7 listener and our own address (NAT return traffic): each
+/// dropped with its own counter before any lookup creates state or picks a
+/// backend.
+#[test]
+fn hostile_sources_and_ports_are_dropped_before_any_state() {
+    let ll = Ipv6Addr::new(0xfe80, 0, 0, 0, 0, 0, 0, 7);
+    let mapped: Ipv6Addr = "::ffff:192.0.2.1".parse().unwrap();
+    let udp6 = |src: Ipv6Addr, dst: Ipv6Addr, sport, dport| {
+        let d = udp(src.into(), dst.into(), sport, dport, b"query");
+        eth(
+            LB_MAC.0,
+            CLIENT_MAC.0,
+            0x86dd,
+            &ip6(src, dst, IpProtocol::Udp, 64, &d),
+        )
+    };
+    let rows: Vec<(&str, Vec<u8>, Counter)> = vec![
+        (
+            "v4 source 0.0.0.0",
+            tcp4(Ipv4Addr::UNSPECIFIED, VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source in 0/8",
+            tcp4(Ipv4Addr::new(0, 1, 2, 3), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source loopback",
+            tcp4(Ipv4Addr::new(127, 0, 0, 1), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source multicast",
+            udp4(Ipv4Addr::new(239, 1, 1, 1), VIP4, CPORT, 53),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source class E",
+            tcp4(Ipv4Addr::new(240, 0, 0, 1), VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source limited broadcast",
+            tcp4(Ipv4Addr::BROADCAST, VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source our subnet's directed broadcast",
+            tcp4(Ipv4Addr::new(192, 0, 2, 255), VIP4, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v4 source our own address, to a DSR VIP",
+            tcp4(LB4, VIP_IPIP, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source the VIP itself (land attack)",
+            tcp4(VIP4, VIP4, 80, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source another VIP",
+            udp4(VIP_GRE, VIP4, CPORT, 53),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source an L7 listener's VIP",
+            tcp4(VIP_L7, VIP4, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 source a VIP, to our own address",
+            tcp4(VIP_IPIP, LB4, 80, SNAT0, SYN_ACK),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v4 echo from a VIP",
+            {
+                let mut f = testdata::ICMP_ECHO_REQUEST.to_vec();
+                let mut ip = Ipv4Packet::new_unchecked(&mut f[14..]);
+                ip.set_src_addr(VIP4);
+                ip.fill_checksum();
+                f
+            },
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "TCP source port 0",
+            tcp4(CLIENT4, VIP4, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP destination port 0",
+            tcp4(CLIENT4, VIP4, CPORT, 0, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "UDP source port 0",
+            udp4(CLIENT4, VIP4, 0, 53),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP port 0 to a DSR VIP",
+            tcp4(CLIENT4, VIP_IPIP, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "TCP port 0 to an L7 listener",
+            tcp4(CLIENT4, VIP_L7, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "NAT reply from port 0",
+            tcp4(BE1, LB4, 0, SNAT0, SYN_ACK),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 source unspecified, TCP",
+            tcp6(Ipv6Addr::UNSPECIFIED, VIP6, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source unspecified, UDP",
+            udp6(Ipv6Addr::UNSPECIFIED, VIP6_NAT, CPORT, 53),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source loopback",
+            tcp6(Ipv6Addr::LOCALHOST, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source multicast",
+            tcp6("ff02::1".parse().unwrap(), VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source IPv4-mapped",
+            tcp6(mapped, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source link-local, to a VIP",
+            tcp6(ll, VIP6, CPORT, 80, SYN),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source link-local, to our address",
+            tcp6(ll, LB6, 80, SNAT0, SYN_ACK),
+            Counter::drop_bad_source,
+        ),
+        (
+            "v6 source our own address",
+            tcp6(LB6, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 source a VIP",
+            tcp6(VIP6, VIP6_NAT, CPORT, 80, SYN),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 source a VIP, to our own address",
+            tcp6(VIP6_GRE, LB6, 80, SNAT0, SYN_ACK),
+            Counter::drop_spoofed_source,
+        ),
+        (
+            "v6 TCP source port 0",
+            tcp6(CLIENT6, VIP6_NAT, 0, 80, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 TCP destination port 0",
+            tcp6(CLIENT6, VIP6, CPORT, 0, SYN),
+            Counter::drop_bad_port,
+        ),
+        (
+            "v6 NAT reply to port 0",
+            tcp6(BE6, LB6, 80, 0, SYN_ACK),
+            Counter::drop_bad_port,
+        ),
+    ];
+    for (what, packet, counter) in rows {
+        let mut w = World::new();
+        let (v, _) = w.run(&packet);
+        assert_eq!(verdict_kind(v), Expect::Drop(counter), "{what}");
+        assert!(w.l4.conntrack.is_empty(), "{what}: no connection entry");
+        use std::sync::atomic::Ordering::Relaxed;
+        for (i, c) in w.l4.counters.service.iter().enumerate() {
+            assert_eq!(
+                c[SVC_PACKETS].load(Relaxed),
+                0,
+                "{what}: service {i} saw it"
+            );
+        }
+        for (i, c) in w.l4.counters.backend.iter().enumerate() {
+            assert_eq!(c[BE_PACKETS].load(Relaxed), 0, "{what}: backend {i} got it");
+        }
+    }
+    // What stays allowed: a link-local neighbor's echo request to our
+    // global address, a duplicate-address probe from ::, and clients on
+    // low but non-zero ports.
+    let mut w = World::new();
+    let echo6 = {
+        let mut m = vec![128u8, 0, 0, 0, 0, 1, 0, 1];
+        Icmpv6Packet::new_unchecked(&mut m[..]).fill_checksum(&ll, &LB6);
+        eth(
+            LB_MAC.0,
+            CLIENT_MAC.0,
+            0x86dd,
+            &ip6(ll, LB6, IpProtocol::Icmpv6, 64, &m),
+        )
+    };
+    let (v, _) = w.run(&echo6);
+    // Answered: the neighbor is not known yet, so it is solicited first.
+    assert_eq!(verdict_kind(v), Expect::Solicited, "link-local echo");
+    let (v, _) = w.run(&tcp4(CLIENT4, VIP4, 1, 80, SYN));
+    assert_eq!(
+        verdict_kind(v),
+        Expect::Transmit(Counter::l4_forwarded),
+        "source port 1"
+    );
 }
 
 #[test]
@@ -1020,6 +1266,15 @@ fn icmp_errors_about_tracked_flows() {
         Icmpv6Packet::new_unchecked(&mut f[54..]).fill_checksum(&src, &dst);
         f
     };
+    let syn6 = tcp6(CLIENT6, VIP6_NAT, CPORT, 80, SYN);
+    // Our SNATed IPv6 packet to the backend, whole, as an error quotes it.
+    let to_backend6 = ip6(
+        LB6,
+        BE6,
+        IpProtocol::Tcp,
+        63,
+        &tcp(LB6.into(), BE6.into(), SNAT0, 80, SYN, b"hello"),
+    );
     run_table(vec![
         case(
             "ICMPv4 frag-needed from the client side about a NAT reply: translated to the backend",
@@ -1110,9 +1365,82 @@ fn icmp_errors_about_tracked_flows() {
             check_encap6(o, BE6, false, l3(&ptb));
         }),
         case(
-            "ICMPv6 error about a NAT flow: not translated (unhandled)",
+            "ICMPv6 packet too big from the client side about a NAT reply: translated to the backend",
+            ptb_nat.clone(),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            check_l2(o, mac(0x21), 0x86dd);
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (LB6, BE6));
+            assert_eq!(ip.hop_limit(), 0x3e - 1);
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&LB6, &BE6), "ICMPv6 checksum");
+            assert_eq!(icmp.msg_type(), Icmpv6Message::PacketTooBig);
+            let quoted = &ip.payload()[8..];
+            let inner = Ipv6Packet::new_unchecked(quoted);
+            assert_eq!((inner.src_addr(), inner.dst_addr()), (BE6, LB6));
+            assert_eq!(&quoted[40..44], &[0, 80, (SNAT0 >> 8) as u8, SNAT0 as u8]);
+        }),
+        case(
+            "ICMPv6 error from the backend side about a SNATed packet: translated to the client",
+            icmp6_error(BE6, LB6, 1, 4, &to_backend6),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            check_l2(o, CLIENT_MAC.0, 0x86dd);
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP6_NAT, CLIENT6));
+            assert_eq!(ip.hop_limit(), 59);
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&VIP6_NAT, &CLIENT6), "ICMPv6 checksum");
+            assert_eq!(icmp.msg_type(), Icmpv6Message::DstUnreachable);
+            let quoted = &ip.payload()[8..];
+            let inner = Ipv6Packet::new_unchecked(quoted);
+            assert_eq!((inner.src_addr(), inner.dst_addr()), (CLIENT6, VIP6_NAT));
+            let seg = TcpPacket::new_checked(&quoted[40..]).unwrap();
+            assert_eq!((seg.src_port(), seg.dst_port()), (CPORT, 80));
+            assert!(
+                seg.verify_checksum_v6(&CLIENT6, &VIP6_NAT),
+                "embedded TCP checksum updated"
+            );
+        }),
+        case(
+            "ICMPv6 time exceeded from the backend side about a SNATed packet: translated to the client",
+            icmp6_error(BE6, LB6, 3, 0, &to_backend6[..48]),
+            Expect::Transmit(Counter::icmp_errors_forwarded),
+        )
+        .after(syn6.clone())
+        .out(|o| {
+            let ip = Ipv6Packet::new_checked(l3(o)).unwrap();
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (VIP6_NAT, CLIENT6));
+            let icmp = Icmpv6Packet::new_checked(ip.payload()).unwrap();
+            assert!(icmp.verify_checksum(&VIP6_NAT, &CLIENT6));
+            assert_eq!(icmp.msg_type(), Icmpv6Message::TimeExceeded);
+        }),
+        case(
+            "ICMPv6 error about an untracked NAT reply: no connection",
             ptb_nat,
-            Expect::Drop(Counter::drop_icmp_unhandled),
+            Expect::Drop(Counter::drop_no_conn),
+        ),
+        case(
+            "ICMPv6 error about another worker's SNATed packet: redirected to it",
+            icmp6_error(
+                BE6,
+                LB6,
+                1,
+                4,
+                &ip6(
+                    LB6,
+                    BE6,
+                    IpProtocol::Tcp,
+                    63,
+                    &tcp(LB6.into(), BE6.into(), SNAT1, 80, SYN, b""),
+                ),
+            ),
+            Expect::Redirect(1),
         ),
         case(
             "ICMPv4 with a bad checksum",
@@ -1225,6 +1553,27 @@ fn nat_rewrite_checksums_match_recomputation() {
         TcpPacket::new_unchecked(ip.payload_mut()).fill_checksum_v4(&s, &d);
         assert_eq!(out, again, "source port {sport}");
         assert_eq!(checksum::checksum(&out[14..34]), 0);
+    }
+    // UDP, with a checksum (verified by recomputation) and without one
+    // (0 stays 0: RFC 768).
+    for (sport, zero) in [(5353u16, false), (5354, true), (0xffff, false)] {
+        let mut f = udp4(CLIENT4, VIP4, sport, 53);
+        if zero {
+            f[14 + 20 + 6..14 + 20 + 8].copy_from_slice(&[0, 0]);
+        }
+        let (v, out) = w.run(&f);
+        assert!(matches!(v, Verdict::Transmit { .. }), "{v:?}");
+        let ip = Ipv4Packet::new_checked(&out[14..]).unwrap();
+        assert!(ip.verify_checksum());
+        let u = UdpPacket::new_checked(ip.payload()).unwrap();
+        if zero {
+            assert_eq!(u.checksum(), 0, "no checksum stays none");
+        } else {
+            assert!(
+                u.verify_checksum_v4(&ip.src_addr(), &ip.dst_addr()),
+                "UDP {sport}"
+            );
+        }
     }
 }
 

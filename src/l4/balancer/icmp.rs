@@ -81,7 +81,7 @@ pub fn icmp_error_v4(
         }
         Lookup::Miss => None,
     };
-    let to_vip = plane.services.is_vip(pkt.dst);
+    let to_vip = plane.is_vip(pkt.dst);
     match hit {
         Some((conn, Direction::Original)) if to_vip => {
             let Some(svc) = plane
@@ -246,11 +246,57 @@ fn nat_icmp(
     }
 }
 
+/// The embedded packet of an ICMPv6 error (RFC 4443 §2.4: as much of the
+/// invoking packet as fits): a fixed IPv6 header (no extension headers
+/// walked), then at least the TCP/UDP ports.
+struct Embedded6 {
+    /// Offset of the embedded IPv6 header.
+    ip: usize,
+    /// Offset of the embedded TCP/UDP header (at least 4 bytes present).
+    l4: usize,
+    end: usize,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+fn embedded_v6(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded6> {
+    let ip = icmp + 8;
+    if end < ip + 44 || end > buf.len() {
+        return None;
+    }
+    let inner = Ipv6Packet::new_unchecked(&buf[ip..end]);
+    let proto = u8::from(inner.next_header());
+    if inner.version() != 6 || (proto != 6 && proto != 17) {
+        return None;
+    }
+    let l4 = ip + 40;
+    let p = &buf[l4..l4 + 4];
+    Some(Embedded6 {
+        ip,
+        l4,
+        end,
+        src: inner.src_addr(),
+        dst: inner.dst_addr(),
+        sport: u16::from_be_bytes([p[0], p[1]]),
+        dport: u16::from_be_bytes([p[2], p[3]]),
+        proto,
+    })
+}
+
 /// An ICMPv6 error (destination unreachable, packet too big, time
-/// exceeded; RFC 4443) sent to a VIP about a DSR flow's reply: the backend
-/// that sent the reply needs it (path MTU discovery, RFC 8201), so it is
-/// encapsulated to the flow's backend like the flow's own packets. NAT
-/// translation of ICMPv6 errors is not implemented: counted as unhandled.
+/// exceeded; RFC 4443) to a VIP or to one of our addresses, about a packet
+/// of a tracked connection, as [`icmp_error_v4`] does for IPv4:
+///
+/// - to a VIP in a DSR mode: the backend that sent the failed reply needs
+///   it (path MTU discovery, RFC 8201), so it is encapsulated to the
+///   flow's backend like the flow's own packets (placed by the Maglev
+///   table when this worker has no state);
+/// - NAT, either side: translated like the flow's packets (outer and
+///   embedded headers, ICMPv6 checksum over the new pseudo-header) and
+///   sent to the other side.
 pub fn icmp_error_v6(
     plane: &Plane,
     neighbors: &mut NeighborTable,
@@ -259,50 +305,179 @@ pub fn icmp_error_v6(
     pkt: Ip,
     now: u64,
 ) -> Verdict {
-    // The embedded packet: a fixed IPv6 header, then (without extension
-    // headers) the first bytes of TCP/UDP.
-    let ip = pkt.l4 + 8;
-    if pkt.end < ip + 44 || pkt.end > buf.len() {
+    let Some(e) = embedded_v6(buf, pkt.l4, pkt.end) else {
         return Drop(Counter::drop_icmp_unhandled);
-    }
-    let inner = Ipv6Packet::new_unchecked(&buf[ip..pkt.end]);
-    let proto = u8::from(inner.next_header());
-    if inner.version() != 6 || (proto != 6 && proto != 17) {
-        return Drop(Counter::drop_icmp_unhandled);
-    }
-    let (isrc, idst) = (inner.src_addr(), inner.dst_addr());
-    let p = &buf[ip + 40..ip + 44];
-    let (sport, dport) = (
-        u16::from_be_bytes([p[0], p[1]]),
-        u16::from_be_bytes([p[2], p[3]]),
-    );
-    let key = FlowKey::v6(idst, isrc, dport, sport, proto);
-    let Some(svc) = plane.services.lookup(IpAddr::V6(isrc), sport, proto) else {
-        return Drop(Counter::drop_no_service);
     };
-    if !svc.mode.is_dsr() {
-        return Drop(Counter::drop_icmp_unhandled);
-    }
-    let backend = match st.conntrack.lookup(&key, now) {
-        Lookup::Hit(id, Direction::Original) => Some(st.conntrack.conn(id).backend),
+    // The failed packet went e.src -> e.dst; the connection saw the other
+    // direction first.
+    let key = FlowKey::v6(e.dst, e.src, e.dport, e.sport, e.proto);
+    let hit = match st.conntrack.lookup(&key, now) {
+        Lookup::Hit(id, dir) => Some((*st.conntrack.conn(id), dir)),
         Lookup::Expired(c) => {
             st.release(&c);
             None
         }
-        _ => None,
+        Lookup::Miss => None,
     };
-    match backend.or_else(|| plane.services.consistent_pick(svc.cluster, &key)) {
-        Some(b) => dsr_forward(
-            plane,
-            neighbors,
-            st,
-            svc,
-            buf,
-            pkt,
-            b,
-            Counter::icmp_errors_forwarded,
-            now,
-        ),
-        None => Drop(Counter::drop_no_backend),
+    let to_vip = plane.is_vip(pkt.dst);
+    match hit {
+        Some((conn, Direction::Original)) if to_vip => {
+            let Some(svc) = plane
+                .services
+                .services
+                .iter()
+                .find(|s| s.id == conn.service)
+            else {
+                return Drop(Counter::drop_no_service);
+            };
+            if svc.mode.is_dsr() {
+                return dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    conn.backend,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                );
+            }
+            // NAT, error from the client's side about our reply: towards
+            // the backend, as the backend's own packet would have come.
+            let Some(&rev) = conn.rev() else {
+                return Drop(Counter::drop_no_conn);
+            };
+            nat_icmp6(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                (rev.dst_ip(), rev.src_ip()),
+                ((rev.src_ip(), rev.src_port), (rev.dst_ip(), rev.dst_port)),
+                now,
+            )
+        }
+        Some((conn, Direction::Reply)) if !to_vip => {
+            // NAT, error from the backend's side about our SNATed packet:
+            // back to the client, as from the VIP.
+            let fwd = *conn.fwd();
+            nat_icmp6(
+                plane,
+                neighbors,
+                buf,
+                &pkt,
+                &e,
+                (fwd.dst_ip(), fwd.src_ip()),
+                ((fwd.src_ip(), fwd.src_port), (fwd.dst_ip(), fwd.dst_port)),
+                now,
+            )
+        }
+        None if to_vip => {
+            let Some(svc) = plane.services.lookup(pkt.dst, e.sport, e.proto) else {
+                return Drop(Counter::drop_no_service);
+            };
+            if !svc.mode.is_dsr() {
+                return Drop(Counter::drop_no_conn);
+            }
+            match plane.services.consistent_pick(svc.cluster, &key) {
+                Some(b) => dsr_forward(
+                    plane,
+                    neighbors,
+                    st,
+                    svc,
+                    buf,
+                    pkt,
+                    b,
+                    Counter::icmp_errors_forwarded,
+                    now,
+                ),
+                None => Drop(Counter::drop_no_backend),
+            }
+        }
+        None => match st.snat.owner(e.sport) {
+            // Another worker's NAT connection: its SNAT port names it.
+            Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
+            _ => Drop(Counter::drop_no_conn),
+        },
+        _ => Drop(Counter::drop_no_conn),
+    }
+}
+
+/// Rewrite an ICMPv6 error for NAT: the outer header goes `outer.0 ->
+/// outer.1` with its hop limit decremented; the embedded packet becomes
+/// `inner.0 -> inner.1` (address, port). Checksums: the embedded TCP or
+/// UDP checksum is updated incrementally when the error carries it (UDP
+/// always, in its first 8 bytes; TCP when 18 bytes of its header are
+/// quoted, which an error of up to 1280 bytes nearly always does); the
+/// ICMPv6 checksum is recomputed over the new pseudo-header and message.
+#[allow(clippy::too_many_arguments)]
+fn nat_icmp6(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    pkt: &Ip,
+    e: &Embedded6,
+    outer: (IpAddr, IpAddr),
+    inner: ((IpAddr, u16), (IpAddr, u16)),
+    now: u64,
+) -> Verdict {
+    let (
+        (IpAddr::V6(src), IpAddr::V6(dst)),
+        ((IpAddr::V6(isrc), isport), (IpAddr::V6(idst), idport)),
+    ) = (outer, inner)
+    else {
+        return Drop(Counter::drop_icmp_unhandled);
+    };
+    {
+        let hl = buf[pkt.l3 + 7];
+        if hl <= 1 {
+            return Drop(Counter::drop_ttl_expired);
+        }
+    }
+    // The embedded transport checksum, where the quote holds it.
+    let csum_at = match e.proto {
+        17 => e.l4 + 6,
+        _ => e.l4 + 16,
+    };
+    if csum_at + 2 <= e.end {
+        let old = u16::from_be_bytes([buf[csum_at], buf[csum_at + 1]]);
+        // A zero UDP checksum over IPv6 is invalid (RFC 8200 §8.1); leave
+        // what the quote says as it is.
+        if !(e.proto == 17 && old == 0) {
+            let mut c = checksum::update_ipv6_addr(old, &e.src, &isrc);
+            c = checksum::update_ipv6_addr(c, &e.dst, &idst);
+            c = checksum::update16(c, e.sport, isport);
+            c = checksum::update16(c, e.dport, idport);
+            if e.proto == 17 && c == 0 {
+                c = 0xffff;
+            }
+            buf[csum_at..csum_at + 2].copy_from_slice(&c.to_be_bytes());
+        }
+    }
+    buf[e.l4..e.l4 + 2].copy_from_slice(&isport.to_be_bytes());
+    buf[e.l4 + 2..e.l4 + 4].copy_from_slice(&idport.to_be_bytes());
+    {
+        let mut inner = Ipv6Packet::new_unchecked(&mut buf[e.ip..e.end]);
+        inner.set_src_addr(isrc);
+        inner.set_dst_addr(idst);
+    }
+    {
+        let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
+        let hl = ip.hop_limit();
+        ip.set_src_addr(src);
+        ip.set_dst_addr(dst);
+        ip.set_hop_limit(hl - 1);
+    }
+    Icmpv6Packet::new_unchecked(&mut buf[pkt.l4..pkt.end]).fill_checksum(&src, &dst);
+    match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V6(dst), now) {
+        Ok((port, start)) => Verdict::Transmit {
+            port,
+            start,
+            len: pkt.end - start,
+            counter: Counter::icmp_errors_forwarded,
+        },
+        Err(v) => v,
     }
 }

@@ -35,7 +35,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
-use super::flow::{flow_hash, FlowKey};
+use super::flow::FlowKey;
 use super::snat::SnatPorts;
 use crate::net::counters::{
     Counter, L4Counters, BE_ACTIVE, BE_BYTES, BE_NEW, BE_PACKETS, SVC_BYTES, SVC_DROPS, SVC_NEW,
@@ -46,7 +46,9 @@ use crate::net::output::emit_l2;
 use crate::net::plane::Plane;
 use crate::net::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
 use crate::net::Verdict;
-use crate::wire::{checksum, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket};
+use crate::wire::{
+    checksum, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, TcpPacket, UdpPacket,
+};
 
 use Verdict::Drop;
 
@@ -100,7 +102,15 @@ pub struct L4State {
     /// Connections freed inside a conntrack call, released after it
     /// returns (preallocated; never grows past RECLAIM_MAX).
     reclaimed: Vec<Conn>,
+    /// Expiry pacing ([`L4State::expire_paced`]): the time up to which the
+    /// sweep has done its share.
+    swept_to: u64,
 }
+
+/// The connection table is swept once per this period (at most; the
+/// per-loop budget caps each step): an expired connection no packet looks
+/// up stays at most this long past its timeout, holding its SNAT port.
+pub const SWEEP_PERIOD_NS: u64 = 1_000_000_000;
 
 impl L4State {
     pub fn new(
@@ -119,6 +129,7 @@ impl L4State {
             counters,
             pass_misses: false,
             reclaimed: Vec::with_capacity(RECLAIM_MAX),
+            swept_to: 0,
         }
     }
 
@@ -147,6 +158,41 @@ impl L4State {
                 .expire(now, step, |_, c| push_bounded(reclaimed, c));
             self.release_reclaimed();
             budget -= step;
+        }
+    }
+
+    /// Expiry paced by time, called once per loop iteration: as many slots
+    /// as sweep the whole table once per [`SWEEP_PERIOD_NS`], at most
+    /// `budget` per call. A busy worker's loop runs hundreds of thousands
+    /// of times a second; examining `budget` slots in every iteration
+    /// (what [`L4State::expire`] does) cost more per packet than the
+    /// connection lookup, and an idle worker spun on it.
+    #[inline]
+    pub fn expire_paced(&mut self, now: u64, budget: usize) {
+        let high = self.conntrack.high_water() as u64;
+        let elapsed = now.saturating_sub(self.swept_to);
+        if high == 0 || elapsed >= SWEEP_PERIOD_NS {
+            // Nothing to sweep, or a long pause (the first call): start
+            // owing from now, after one full step.
+            self.swept_to = now;
+            if high > 0 {
+                self.expire(now, budget);
+            }
+            return;
+        }
+        // Fits in u64: high < 2^27 slots, elapsed < 2^30 ns.
+        let owed = high * elapsed / SWEEP_PERIOD_NS;
+        if owed == 0 {
+            return;
+        }
+        if owed > budget as u64 {
+            // Behind: do the budget and drop the rest of the debt (the
+            // sweep slows down rather than stalling the loop).
+            self.swept_to = now;
+            self.expire(now, budget);
+        } else {
+            self.swept_to += owed * SWEEP_PERIOD_NS / high;
+            self.expire(now, owed as usize);
         }
     }
 
@@ -493,7 +539,9 @@ fn nat_open(
     let snat_ip = if svc.snat.is_empty() {
         be.src
     } else {
-        Some(svc.snat[(flow_hash(&key, 0) % svc.snat.len() as u64) as usize])
+        // Spread over the addresses by a cheap mix of the tuple (nothing
+        // outside this worker depends on which address a flow gets).
+        Some(svc.snat[(snat_mix(&key) % svc.snat.len() as u64) as usize])
     };
     let Some(snat_ip) = snat_ip else {
         return Drop(Counter::drop_no_route);
@@ -530,21 +578,25 @@ fn nat_open(
     }
 }
 
+/// A cheap hash of a flow's tuple, to pick one of a service's SNAT
+/// addresses: one multiply-fold of the folded addresses and ports.
+#[inline]
+fn snat_mix(key: &FlowKey) -> u64 {
+    let s = u128::from_le_bytes(key.src);
+    let d = u128::from_le_bytes(key.dst);
+    let x = (s as u64) ^ ((s >> 64) as u64) ^ (d as u64).rotate_left(17) ^ ((d >> 64) as u64);
+    let p = u64::from(key.src_port) << 16 | u64::from(key.dst_port);
+    let m = u128::from(x ^ 0x243f_6a88_85a3_08d3) * u128::from(p ^ 0x1319_8a2e_0370_7344);
+    (m as u64) ^ ((m >> 64) as u64)
+}
+
 /// Rewrite addresses and ports of an IP packet in place, fixing the IP
 /// header checksum (IPv4) and the TCP/UDP checksum incrementally (RFC 1624),
 /// and decrementing the TTL / hop limit. False if the TTL ran out.
 fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
     match (pkt.src, pkt.dst, src, dst) {
         (IpAddr::V4(os), IpAddr::V4(od), IpAddr::V4(ns), IpAddr::V4(nd)) => {
-            let mut ip = Ipv4Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
-            let ttl = ip.ttl();
-            if ttl <= 1 {
-                return false;
-            }
-            ip.rewrite_src_addr(ns);
-            ip.rewrite_dst_addr(nd);
-            ip.rewrite_ttl(ttl - 1);
-            rewrite_l4(buf, pkt, AddrChange::V4((os, ns), (od, nd)), sport, dport);
+            return rewrite_v4(buf, pkt, (os, od), (ns, nd), sport, dport);
         }
         (IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) => {
             let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
@@ -555,37 +607,84 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
             ip.set_src_addr(ns);
             ip.set_dst_addr(nd);
             ip.set_hop_limit(hl - 1);
-            rewrite_l4(buf, pkt, AddrChange::V6((os, ns), (od, nd)), sport, dport);
+            rewrite_l4_v6(buf, pkt, (os, ns), (od, nd), sport, dport);
         }
         _ => return false,
     }
     true
 }
 
-/// The address changes of a NAT rewrite, for the TCP/UDP checksum.
-enum AddrChange {
-    V4((Ipv4Addr, Ipv4Addr), (Ipv4Addr, Ipv4Addr)),
-    V6((Ipv6Addr, Ipv6Addr), (Ipv6Addr, Ipv6Addr)),
+/// [`rewrite`] for IPv4, the common case, with each checksum updated once:
+/// the RFC 1624 terms of both addresses, the TTL and the ports are summed
+/// and folded into the IP header checksum and the TCP/UDP checksum (whose
+/// pseudo-header holds the addresses) in one step each, rather than one
+/// fold per changed field. The classification has checked the header (20
+/// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header.
+#[inline]
+fn rewrite_v4(
+    buf: &mut [u8],
+    pkt: &Ip,
+    old: (Ipv4Addr, Ipv4Addr),
+    new: (Ipv4Addr, Ipv4Addr),
+    sport: u16,
+    dport: u16,
+) -> bool {
+    let h = pkt.l3;
+    let ttl = buf[h + 8];
+    if ttl <= 1 {
+        return false;
+    }
+    let addrs = checksum::delta32(u32::from(old.0), u32::from(new.0))
+        + checksum::delta32(u32::from(old.1), u32::from(new.1));
+    let proto = buf[h + 9];
+    let ttl_word = checksum::delta16(
+        u16::from_be_bytes([ttl, proto]),
+        u16::from_be_bytes([ttl - 1, proto]),
+    );
+    let c = u16::from_be_bytes([buf[h + 10], buf[h + 11]]);
+    let c = checksum::apply_delta(c, addrs + ttl_word);
+    buf[h + 8] = ttl - 1;
+    buf[h + 10..h + 12].copy_from_slice(&c.to_be_bytes());
+    buf[h + 12..h + 16].copy_from_slice(&new.0.octets());
+    buf[h + 16..h + 20].copy_from_slice(&new.1.octets());
+    let l4 = pkt.l4;
+    let osport = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
+    let odport = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
+    let at = if pkt.proto == 6 { l4 + 16 } else { l4 + 6 };
+    let old_c = u16::from_be_bytes([buf[at], buf[at + 1]]);
+    // A UDP checksum of 0 means none was computed (RFC 768); a computed
+    // one of 0 is sent as 0xffff.
+    if pkt.proto == 6 || old_c != 0 {
+        let d = addrs + checksum::delta16(osport, sport) + checksum::delta16(odport, dport);
+        let mut c = checksum::apply_delta(old_c, d);
+        if pkt.proto != 6 && c == 0 {
+            c = 0xffff;
+        }
+        buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+    }
+    buf[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
+    buf[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    true
 }
 
-/// Update the TCP/UDP checksum for the address changes (its pseudo-header
-/// holds both addresses) and rewrite the ports, incrementally.
-fn rewrite_l4(buf: &mut [u8], pkt: &Ip, change: AddrChange, sport: u16, dport: u16) {
+/// Update the TCP/UDP checksum for IPv6 address changes `s` and `d`
+/// (old, new; its pseudo-header holds both addresses) and rewrite the
+/// ports, incrementally.
+fn rewrite_l4_v6(
+    buf: &mut [u8],
+    pkt: &Ip,
+    s: (Ipv6Addr, Ipv6Addr),
+    d: (Ipv6Addr, Ipv6Addr),
+    sport: u16,
+    dport: u16,
+) {
     // TCP and UDP views have the same rewrite methods; the macro applies the
     // one sequence to whichever the packet is.
     macro_rules! apply {
         ($p:expr) => {{
             let mut p = $p;
-            match change {
-                AddrChange::V4(s, d) => {
-                    p.update_checksum_for_addr_v4(&s.0, &s.1);
-                    p.update_checksum_for_addr_v4(&d.0, &d.1);
-                }
-                AddrChange::V6(s, d) => {
-                    p.update_checksum_for_addr_v6(&s.0, &s.1);
-                    p.update_checksum_for_addr_v6(&d.0, &d.1);
-                }
-            }
+            p.update_checksum_for_addr_v6(&s.0, &s.1);
+            p.update_checksum_for_addr_v6(&d.0, &d.1);
             p.rewrite_src_port(sport);
             p.rewrite_dst_port(dport);
         }};
@@ -640,10 +739,26 @@ fn nat_send(
     counter: Counter,
     now: u64,
 ) -> Verdict {
-    let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
-    if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
-        return Drop(Counter::drop_ttl_expired);
-    }
+    // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
+    // bytes to the one-fold rewrite, without building and matching IpAddrs.
+    let dst = match (pkt.src, pkt.dst) {
+        (IpAddr::V4(os), IpAddr::V4(od)) if opposite.is_ipv4() => {
+            let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[12], a[13], a[14], a[15]);
+            let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
+            let (sp, dp) = (opposite.dst_port, opposite.src_port);
+            if !rewrite_v4(buf, pkt, (os, od), (ns, nd), sp, dp) {
+                return Drop(Counter::drop_ttl_expired);
+            }
+            IpAddr::V4(nd)
+        }
+        _ => {
+            let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
+            if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
+                return Drop(Counter::drop_ttl_expired);
+            }
+            dst
+        }
+    };
     st.count_backend(backend, pkt);
     match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
         Ok((port, start)) => Verdict::Transmit {
@@ -951,6 +1066,51 @@ mod tests {
 
     fn ip(s: &str) -> IpAddr {
         s.parse().unwrap()
+    }
+
+    /// Paced expiry visits the whole table once per sweep period, whatever
+    /// the loop rate, and never more than the budget per call.
+    #[test]
+    fn paced_expiry_sweeps_the_table_once_per_period() {
+        use conntrack::{ConnState, ConntrackConfig, Timeouts};
+        const S: u64 = 1_000_000_000;
+        let ct = Conntrack::new(&ConntrackConfig {
+            max_flows: 4096,
+            timeouts: Timeouts {
+                udp: S,
+                ..Timeouts::default()
+            },
+            new_flow_rate: None,
+        });
+        let mut st = L4State::new(0, 1, ct, &[], Arc::new(L4Counters::default()));
+        let t0 = 10 * S;
+        for i in 0..4000u16 {
+            let k = FlowKey::new(ip("198.18.0.1"), ip("10.0.0.100"), 1024 + i, 53, 17);
+            st.conntrack
+                .insert(k, None, 0, 0, ConnState::Udp, 0, t0, |_, _| {})
+                .unwrap();
+        }
+        // The first call after a long pause takes one budget's step.
+        st.expire_paced(t0, 64);
+        assert_eq!(st.conntrack.len(), 4000, "nothing expired yet");
+        // Everything expires at t0 + 1 s; a loop turning every 10 µs for
+        // the next 1.1 s frees all of it, in steps of at most the budget.
+        let mut now = t0 + S + 1;
+        let mut calls = 0;
+        while now < t0 + 2 * S + S / 10 {
+            let before = st.conntrack.len();
+            st.expire_paced(now, 64);
+            assert!(before - st.conntrack.len() <= 64);
+            now += 10_000;
+            calls += 1;
+        }
+        assert_eq!(
+            st.conntrack.len(),
+            0,
+            "swept within a period ({calls} calls)"
+        );
+        // An idle table costs nothing: no slot is owed within a few ns.
+        st.expire_paced(now, 64);
     }
 
     #[test]

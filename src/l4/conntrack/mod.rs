@@ -91,7 +91,9 @@
 //!   cursor, examining at most `budget` slots per call (only slots up to the
 //!   high-water mark of slots ever used), and calls `on_expire` for each
 //!   expired connection just before freeing it and removing both its keys.
-//!   Every connection is examined once per `high_water / budget` calls.
+//!   Every connection is examined once per `high_water / budget` calls; the
+//!   worker paces its calls so that this is about once a second
+//!   (`balancer::L4State::expire_paced`).
 //! - [`Conntrack::lookup`] treats an expired connection as absent: it frees it
 //!   at once and returns it as [`Lookup::Expired`] (`#[must_use]`).
 //! - [`Conntrack::insert`] takes the same `on_expire` callback: it frees an
@@ -1272,6 +1274,12 @@ impl Conntrack {
     #[inline]
     pub fn len(&self) -> usize {
         self.len as usize
+    }
+
+    /// Slots ever used: what one full pass of [`Conntrack::expire`] visits.
+    #[inline]
+    pub fn high_water(&self) -> usize {
+        self.high_water as usize
     }
 
     #[inline]

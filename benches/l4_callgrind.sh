@@ -1,0 +1,120 @@
+#!/usr/bin/env bash
+# Instructions per packet of one Sluice worker on the L4 path, counted by
+# callgrind: noise-free where wall-clock rates on a shared machine are not.
+#
+#   benches/l4_callgrind.sh [FLOWS] [MODES]     (defaults: 16384, "nat ipip")
+#
+# The traffic is the L4 benchmark's (benches/l4.sh): 60-byte TCP SYNs of
+# FLOWS distinct flows to the VIP 10.0.0.100:80, from net_pcap (read once,
+# no infinite_rx) to net_null, one worker. For each mode, three runs under
+# callgrind with the same config:
+#   start: a pcap of one packet             (EAL, pools, tables, idle polls)
+#   new:   FLOWS packets, one per flow      (each opens a connection)
+#   all:   the same FLOWS packets 3 times   (then twice more on the open one)
+# and, since the start-up and the idle polls until --exit-on-idle cancel
+# out of the differences:
+#   new connection   = (new - start) / FLOWS
+#   steady state     = (all - new) / (2 * FLOWS)
+# Everything the process executes per packet is counted, the pcap PMD's
+# read of each packet (libpcap) included. BIN=path/to/sluice measures
+# another build (default: target/release/sluice, built here).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+FLOWS=${1:-16384}
+MODES=${2:-nat ipip}
+BIN=${BIN:-target/release/sluice}
+TMP=$(mktemp -d)
+trap 'rm -rf "$TMP"' EXIT
+
+if [ "$BIN" = target/release/sluice ]; then
+  cargo build --release --locked -q --bin sluice
+fi
+python3 benches/gen_pcap.py syn "$TMP/one.pcap" 1 >/dev/null
+python3 benches/gen_pcap.py syn "$TMP/new.pcap" "$FLOWS" >/dev/null
+python3 benches/gen_pcap.py syn "$TMP/all.pcap" "$FLOWS" 3 >/dev/null
+
+config() { # MODE
+  local snat="" i
+  for i in $(seq 1 20); do snat="$snat\"10.1.0.$i\", "; done
+  cat <<TOML
+[eal]
+args = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
+file_prefix = "sluice-l4cg-$$"
+
+[dataplane]
+workers = [1]
+mbufs = 8191
+mbuf_cache = 256
+idle_sleep_us = 100
+
+[conntrack]
+max_flows = $((FLOWS + FLOWS / 4))
+expire_budget = 64
+
+[admin]
+enabled = false
+
+[[port]]
+name = "p0"
+vdev = "net_null1"
+mac = "02:00:00:00:00:01"
+addresses = ["10.0.0.1/24"]
+
+[[port]]
+name = "p1"
+vdev = "net_null0,no-rx=1"
+mac = "02:00:00:00:01:01"
+addresses = [$(for i in $(seq 1 20); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
+
+[[route]]
+prefix = "198.18.0.0/15"
+via = "10.0.0.254"
+port = "p0"
+
+[[neighbor]]
+ip = "10.0.0.254"
+mac = "02:00:00:00:00:fe"
+port = "p0"
+
+$(for i in 101 102 103; do printf '[[neighbor]]\nip = "10.1.0.%d"\nmac = "02:00:00:00:01:%02x"\nport = "p1"\n\n' "$i" "$i"; done)
+[[cluster]]
+name = "web"
+$(for i in 101 102 103; do printf '[[cluster.backend]]\naddress = "10.1.0.%d"\n' "$i"; done)
+
+[[service]]
+name = "web"
+vip = "10.0.0.100"
+port = 80
+mode = "$1"
+cluster = "web"
+ingress = "p0"
+$( [ "$1" = nat ] && echo "snat = [${snat%, }]" )
+TOML
+}
+
+ir() { # MODE PCAP -> total instructions of the run
+  local out="$TMP/cg.$1.$(basename "$2" .pcap)"
+  valgrind --tool=callgrind --callgrind-out-file="$out.%p" \
+    "$BIN" run --config "$TMP/$1.toml" \
+    --port-device "p0=net_pcap0,rx_pcap=$2" --exit-on-idle 300 \
+    --stats-out "$out.json" >"$out.log" 2>&1 || { tail -20 "$out.log" >&2; exit 1; }
+  local tx
+  tx=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["counters"]["tx_packets"])' "$out.json")
+  echo "  $(basename "$2"): tx_packets $tx" >&2
+  grep -h '^summary:\|^totals:' "$out".* | head -1 | awk '{print $2}'
+}
+
+for mode in $MODES; do
+  config "$mode" >"$TMP/$mode.toml"
+  echo "$mode:" >&2
+  s=$(ir "$mode" "$TMP/one.pcap")
+  n=$(ir "$mode" "$TMP/new.pcap")
+  a=$(ir "$mode" "$TMP/all.pcap")
+  python3 - "$mode" "$FLOWS" "$s" "$n" "$a" <<'PY'
+import sys
+mode, flows, s, n, a = sys.argv[1], *map(int, sys.argv[2:])
+print(f"{mode:5} new connection: {(n - s) / flows:8.0f} instructions/packet   "
+      f"steady state: {(a - n) / (2 * flows):8.0f} instructions/packet   "
+      f"(start {s/1e6:.1f} M, {flows} flows)")
+PY
+done
