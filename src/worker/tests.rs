@@ -1737,3 +1737,36 @@ fn connections_of_a_backend_that_goes_down() {
         }
     }
 }
+
+/// A client that reuses the port of a finished connection (RST, or FIN) with
+/// a new SYN opens a new connection: it stays on the old backend while that
+/// backend takes new connections, and goes elsewhere once its health check
+/// has taken it down (with `keep`, which spares only live connections).
+#[test]
+fn a_new_syn_on_a_finished_connection_avoids_a_down_backend() {
+    use crate::l7::health::HealthState;
+    const RST: u8 = 0x04;
+    const FIN_ACK: u8 = 0x11;
+    for end in [RST, FIN_ACK] {
+        let text = checked_config("keep");
+        let health = HealthState::default();
+        let mut w = World::build(&text, &health);
+        let (_, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, SYN));
+        let first = nat_dst(&out);
+        let other = if first == BE1 { BE2 } else { BE1 };
+        w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, end));
+        // Still up: the reused port keeps its backend.
+        let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, SYN));
+        assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+        assert_eq!(nat_dst(&out), first, "flags {end:#x}: backend still up");
+        w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, end));
+        health.set(w.backend(v4(first)) as u32, false);
+        w.plane = World::plane(&text, &health);
+        let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, SYN));
+        assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+        assert_eq!(nat_dst(&out), other, "flags {end:#x}: backend down");
+        // The new connection is tracked: its next segment follows it.
+        let (_, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, ACK));
+        assert_eq!(nat_dst(&out), other, "flags {end:#x}: the ACK after");
+    }
+}

@@ -395,7 +395,20 @@ pub fn from_client(
             if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
                 return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, false, now);
             }
-            if in_cluster && !plane.services.reset_now(b) {
+            // A client's new SYN on a finished connection (the client reused
+            // its port) opens a new connection: it keeps the old backend only
+            // while that backend still takes new ones (not drained by weight 0,
+            // not down by its health check), as IPVS's conn_reuse_mode does.
+            let reopened_elsewhere = conntrack::is_new_client_syn(tcp_flags)
+                && matches!(
+                    conn.state(),
+                    conntrack::ConnState::Closing | conntrack::ConnState::Closed
+                )
+                && !plane
+                    .services
+                    .backend(b)
+                    .is_some_and(|be| be.weight > 0 && be.up);
+            if in_cluster && !plane.services.reset_now(b) && !reopened_elsewhere {
                 conntrack::observe_tcp(
                     st.conntrack.conn_mut(id),
                     tcp_flags,
@@ -409,8 +422,9 @@ pub fn from_client(
                 Some(b)
             } else {
                 // The backend left the cluster (or, UDP, is down and its
-                // cluster resets): its connections end here, and this
-                // packet is balanced again.
+                // cluster resets; or a SYN reopens a finished connection
+                // whose backend takes no new ones): its connection ends
+                // here, and this packet is balanced again.
                 let conn = st.conntrack.remove(id);
                 st.release(&conn);
                 None

@@ -554,6 +554,13 @@ pub const fn next_tcp_state(state: ConnState, flags: TcpFlags, dir: Direction) -
     }
 }
 
+/// A client's SYN without ACK: the first segment of a (possibly new)
+/// connection.
+#[inline]
+pub const fn is_new_client_syn(flags: TcpFlags) -> bool {
+    flags.contains(TcpFlags::SYN) && !flags.contains(TcpFlags::ACK)
+}
+
 /// The state a new connection starts in: `SynSent` for a TCP SYN,
 /// `Established` for another TCP packet (a DSR service picking up a flow
 /// mid-stream, after a restart or a move from another box), `Udp` for
