@@ -1204,6 +1204,7 @@ fn l4_defaults() {
             port: None,
             weight: 1,
             name: "10.1.0.11".into(),
+            tls_server_name: None,
         }
     );
     assert_eq!(
