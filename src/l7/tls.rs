@@ -173,8 +173,11 @@ pub struct Tls {
     /// The `unrecognized_name` alert of [`Failure::UnknownSni`] is
     /// written (rustls' own queued alert never is).
     refused_name: bool,
-    /// Counted in the worker's handshakes in progress.
+    /// Counted in the worker's handshakes in progress (client
+    /// connections); handshake not counted yet (upstream connections).
     pub(super) in_progress: bool,
+    /// `failed` was handed out by [`Tls::take_failure`].
+    reported: bool,
 }
 
 impl Tls {
@@ -204,6 +207,7 @@ impl Tls {
             failed: None,
             refused_name: false,
             in_progress: false,
+            reported: false,
         }
     }
 
@@ -216,6 +220,16 @@ impl Tls {
     }
 
     pub fn failed(&self) -> Option<Failure> {
+        self.failed
+    }
+
+    /// The failure, the first time it is asked for (to count it once
+    /// whoever met it first).
+    pub fn take_failure(&mut self) -> Option<Failure> {
+        if self.reported {
+            return None;
+        }
+        self.reported = self.failed.is_some();
         self.failed
     }
 
