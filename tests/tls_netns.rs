@@ -1023,3 +1023,183 @@ key = "{}"
     w.finish();
     eprintln!("[tls] mtls took {:?}", started.elapsed());
 }
+
+/// A Python `ssl` HTTP/1.1 backend: answers every GET with 200 and a body
+/// naming the path and the client certificate's CN; requires a client
+/// certificate signed by the test CA. Arguments: port, cert, key, CA.
+const TLS_BACKEND: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        cert = self.connection.getpeercert() or {}
+        cn = "none"
+        for rdn in cert.get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    cn = v
+        body = ("tls-backend %s client=%s\n" % (self.path, cn)).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+port, crt, key, ca = sys.argv[1:5]
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn upstream_tls_verifies_backends_presents_a_client_certificate_and_checks_health() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("up");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "backend", "backend", "DNS:backend.example", &ec);
+    // Signed by the test CA, for another name.
+    make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    let script = dir.join("tls-backend.py");
+    std::fs::write(&script, TLS_BACKEND).unwrap();
+    let mut backends = Vec::new();
+    for (port, cert) in [("9443", "backend"), ("9444", "wrong")] {
+        let cmd = w.lan.host("b1").cmd(&[
+            "python3",
+            script.to_str().unwrap(),
+            port,
+            &w.file(&format!("{cert}.crt")),
+            &w.file(&format!("{cert}.key")),
+            &w.file("ca.crt"),
+        ]);
+        backends.push(Daemon::spawn(
+            "tls backend",
+            cmd,
+            &dir.join(format!("tls-{port}.log")),
+        ));
+    }
+    let cluster = |name: &str, port: u16, hc: bool| {
+        format!(
+            r#"
+[[cluster]]
+name = "{name}"
+retries = 1
+[[cluster.backend]]
+address = "{BACKEND_ADDR}"
+port = {port}
+[cluster.tls]
+ca = "{ca}"
+server_name = "backend.example"
+cert = "{crt}"
+key = "{key}"
+{hc}"#,
+            ca = w.file("ca.crt"),
+            crt = w.file("client.crt"),
+            key = w.file("client.key"),
+            hc = if hc {
+                "[cluster.health_check]\npath = \"/health\"\ninterval_ms = 500\ntimeout_ms = 400\nrise = 1\nfall = 2\n"
+            } else {
+                ""
+            },
+        )
+    };
+    let listener = |name: &str, port: u16, to: &str, https: bool| {
+        let tls = if https {
+            format!(
+                "protocol = \"https\"\n[[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                w.file("a.crt"),
+                w.file("a.key")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "\n[[listener]]\nname = \"{name}\"\naddress = \"{VIP}\"\nport = {port}\n\
+             ingress = \"p0\"\ndefault_cluster = \"{to}\"\n{tls}"
+        )
+    };
+    let extra = [
+        cluster("tlsweb", 9443, true),
+        cluster("tlsbad", 9444, false),
+        cluster("tlsbadhc", 9444, true),
+        listener("to-tls", 8081, "tlsweb", false),
+        listener("to-bad", 8082, "tlsbad", false),
+        listener("to-badhc", 8083, "tlsbadhc", false),
+        listener("tls-to-tls", 8443, "tlsweb", true),
+    ]
+    .concat();
+    w.start("", &extra);
+    let mut failures = Vec::new();
+    let status_body = |args: &[&str]| {
+        let mut v = vec!["-w", "\n%{http_code}"];
+        v.extend_from_slice(args);
+        w.curl(&v).stdout()
+    };
+    // Plain client → Sluice → TLS backend, keep-alive: two requests on one
+    // client connection; the upstream connection is pooled with its TLS.
+    let reused = w.counter("l7_upstream_reused");
+    let full = w.counter("l7_upstream_tls_handshakes_full")
+        + w.counter("l7_upstream_tls_handshakes_resumed");
+    let u1 = format!("http://{VIP}:8081/one");
+    let u2 = format!("http://{VIP}:8081/two");
+    let out = status_body(&[&u1, &u2]);
+    eprintln!("[tls] plain → tls backend: {out:?}");
+    if !out.contains("tls-backend /one client=client\n\n200")
+        || !out.contains("tls-backend /two client=client\n\n200")
+    {
+        failures.push(format!("plain → TLS backend: {out:?}"));
+    }
+    let handshakes = w.counter("l7_upstream_tls_handshakes_full")
+        + w.counter("l7_upstream_tls_handshakes_resumed")
+        - full;
+    if handshakes == 0 || w.counter("l7_upstream_reused") == reused {
+        failures.push(format!(
+            "upstream TLS handshakes {handshakes}, pool reuse {}",
+            w.counter("l7_upstream_reused") - reused
+        ));
+    }
+    // HTTPS client → Sluice → TLS backend.
+    let resolve = format!("a.example:8443:{VIP}");
+    let ca = w.file("ca.crt");
+    let out = status_body(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "https://a.example:8443/both",
+    ]);
+    eprintln!("[tls] tls → tls backend: {out:?}");
+    if !out.contains("tls-backend /both client=client\n\n200") {
+        failures.push(format!("TLS → TLS backend: {out:?}"));
+    }
+    // A backend whose certificate is for another name: 502, counted.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let out = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8082/")]);
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    eprintln!("[tls] wrong-name backend: {out:?}, verify failures {verify}");
+    if out.trim() != "502" || verify == 0 {
+        failures.push(format!("wrong-name backend: {out:?}, verify failures {verify}"));
+    }
+    // Health checks over TLS: the good backend stays up, the bad one goes
+    // down (503: no backend left).
+    let down = wait_until(secs(5), || {
+        status_body(&["-o", "/dev/null", &format!("http://{VIP}:8083/")]).trim() == "503"
+    });
+    let good = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8081/after")]);
+    if !down || good.trim() != "200" || w.counter("l7_health_ok") == 0 {
+        failures.push(format!(
+            "health: bad backend down {down}, good one answers {good:?}, ok {}",
+            w.counter("l7_health_ok")
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    drop(backends);
+    eprintln!("[tls] upstream TLS took {:?}", started.elapsed());
+}
