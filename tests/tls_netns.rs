@@ -1184,7 +1184,9 @@ key = "{key}"
     let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
     eprintln!("[tls] wrong-name backend: {out:?}, verify failures {verify}");
     if out.trim() != "502" || verify == 0 {
-        failures.push(format!("wrong-name backend: {out:?}, verify failures {verify}"));
+        failures.push(format!(
+            "wrong-name backend: {out:?}, verify failures {verify}"
+        ));
     }
     // Health checks over TLS: the good backend stays up, the bad one goes
     // down (503: no backend left).

@@ -3406,27 +3406,69 @@ fn cluster_tls_rejected_where_it_cannot_work() {
     let ca = format!("ca = \"{a_crt}\"");
     // (what, config, needle whose last line the error is on, words)
     let cases: Vec<(&str, String, &str, &[&str])> = vec![
-        ("no ca", web_tls("", Some("server_name = \"x.example\"")), "[cluster.tls]",
-            &["missing key `ca`"]),
-        ("ca unreadable", web_tls("", Some("ca = \"/nonexistent/ca.pem\"")), "ca =",
-            &["cannot read /nonexistent/ca.pem"]),
-        ("ca not PEM", web_tls("", Some(&format!("ca = \"{a_key}\""))), "ca =",
-            &["holds no certificate"]),
-        ("cert without key", web_tls("", Some(&format!("{ca}\ncert = \"{a_crt}\""))), "cert =",
-            &["cert needs `key`"]),
-        ("key without cert", web_tls("", Some(&format!("{ca}\nkey = \"{a_key}\""))), "key =",
-            &["key needs `cert`"]),
-        ("key of another certificate",
-            web_tls("", Some(&format!("{ca}\ncert = \"{a_crt}\"\nkey = \"{b_key}\""))), "key =",
-            &["does not fit certificate"]),
-        ("wildcard server_name", web_tls("", Some(&format!("{ca}\nserver_name = \"*.example\""))),
-            "server_name", &["invalid server_name \"*.example\""]),
-        ("bad backend name", web_tls("tls_server_name = \"a b\"", Some(&ca)), "tls_server_name",
-            &["invalid tls_server_name \"a b\""]),
-        ("backend name without tls", web_tls("tls_server_name = \"b.example\"", None),
-            "tls_server_name", &["tls_server_name needs [cluster.tls]"]),
-        ("unknown key", web_tls("", Some(&format!("{ca}\ninsecure = true"))), "insecure",
-            &["unknown key `insecure`"]),
+        (
+            "no ca",
+            web_tls("", Some("server_name = \"x.example\"")),
+            "[cluster.tls]",
+            &["missing key `ca`"],
+        ),
+        (
+            "ca unreadable",
+            web_tls("", Some("ca = \"/nonexistent/ca.pem\"")),
+            "ca =",
+            &["cannot read /nonexistent/ca.pem"],
+        ),
+        (
+            "ca not PEM",
+            web_tls("", Some(&format!("ca = \"{a_key}\""))),
+            "ca =",
+            &["holds no certificate"],
+        ),
+        (
+            "cert without key",
+            web_tls("", Some(&format!("{ca}\ncert = \"{a_crt}\""))),
+            "cert =",
+            &["cert needs `key`"],
+        ),
+        (
+            "key without cert",
+            web_tls("", Some(&format!("{ca}\nkey = \"{a_key}\""))),
+            "key =",
+            &["key needs `cert`"],
+        ),
+        (
+            "key of another certificate",
+            web_tls(
+                "",
+                Some(&format!("{ca}\ncert = \"{a_crt}\"\nkey = \"{b_key}\"")),
+            ),
+            "key =",
+            &["does not fit certificate"],
+        ),
+        (
+            "wildcard server_name",
+            web_tls("", Some(&format!("{ca}\nserver_name = \"*.example\""))),
+            "server_name",
+            &["invalid server_name \"*.example\""],
+        ),
+        (
+            "bad backend name",
+            web_tls("tls_server_name = \"a b\"", Some(&ca)),
+            "tls_server_name",
+            &["invalid tls_server_name \"a b\""],
+        ),
+        (
+            "backend name without tls",
+            web_tls("tls_server_name = \"b.example\"", None),
+            "tls_server_name",
+            &["tls_server_name needs [cluster.tls]"],
+        ),
+        (
+            "unknown key",
+            web_tls("", Some(&format!("{ca}\ninsecure = true"))),
+            "insecure",
+            &["unknown key `insecure`"],
+        ),
     ];
     for (what, text, needle, words) in cases {
         let e = match from_str(&text, "sluice.toml") {

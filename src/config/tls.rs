@@ -475,10 +475,16 @@ impl ClusterTls {
         let client_cert = match (&self.cert, &self.key) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err(("cert", "cert needs `key`, the PEM file of its private key".into()))
+                return Err((
+                    "cert",
+                    "cert needs `key`, the PEM file of its private key".into(),
+                ))
             }
             (None, Some(_)) => {
-                return Err(("key", "key needs `cert`, the PEM file of the client certificate".into()))
+                return Err((
+                    "key",
+                    "key needs `cert`, the PEM file of the client certificate".into(),
+                ))
             }
             (Some(cert), Some(key)) => {
                 let chain = read_chain(cert).map_err(|e| ("cert", e))?;
@@ -514,7 +520,10 @@ pub(super) fn cluster(i: usize, c: &Cluster, owner: &str) -> Check {
     let Some(t) = &c.tls else {
         if let Some(j) = c.backends.iter().position(|b| b.tls_server_name.is_some()) {
             return Err(Problem::new(
-                item("cluster", i).key("backend").index(j).key("tls_server_name"),
+                item("cluster", i)
+                    .key("backend")
+                    .index(j)
+                    .key("tls_server_name"),
                 format!("{owner}: tls_server_name needs [cluster.tls]"),
             ));
         }
@@ -535,7 +544,10 @@ pub(super) fn cluster(i: usize, c: &Cluster, owner: &str) -> Check {
         if let Some(n) = &b.tls_server_name {
             if !valid_backend_name(n) {
                 return Err(Problem::new(
-                    item("cluster", i).key("backend").index(j).key("tls_server_name"),
+                    item("cluster", i)
+                        .key("backend")
+                        .index(j)
+                        .key("tls_server_name"),
                     format!(
                         "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
                          \"b1.internal.example\" or an IP address"

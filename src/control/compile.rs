@@ -206,7 +206,11 @@ fn upstream_tls(
     let by_backend = c
         .backends
         .iter()
-        .filter_map(|b| b.tls_server_name.as_deref().map(|n| Ok((b.address, name(n)?))))
+        .filter_map(|b| {
+            b.tls_server_name
+                .as_deref()
+                .map(|n| Ok((b.address, name(n)?)))
+        })
         .collect::<std::result::Result<_, String>>()?;
     Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
         config: crate::l7::tls::client_config(&loaded)?,

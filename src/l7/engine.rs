@@ -1252,7 +1252,10 @@ impl Engine {
 fn upstream_tls(
     plane: &crate::net::plane::Plane,
     backend: u32,
-) -> Option<(Arc<rustls::ClientConfig>, rustls::pki_types::ServerName<'static>)> {
+) -> Option<(
+    Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+)> {
     let b = plane.services.backend(backend)?;
     let t = plane.l7.cluster(b.cluster).tls.as_ref()?;
     Some((t.config.clone(), t.name_for(b.addr)))

@@ -38,9 +38,9 @@ use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
-use rustls::pki_types::ServerName;
 use rustls::{
     ClientConfig, ClientConnection, Connection, Error, HandshakeKind, InvalidMessage,
     PeerIncompatible, ServerConfig, ServerConnection,
