@@ -1066,10 +1066,31 @@ fn upstream_tls_verifies_backends_presents_a_client_certificate_and_checks_healt
     // Signed by the test CA, for another name.
     make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
     make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    // The right name, but self-signed: no CA of the cluster's.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=stranger",
+        "-addext",
+        "subjectAltName=DNS:backend.example",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("stranger.key"),
+        "-out",
+        &p("stranger.crt"),
+    ]);
     let script = dir.join("tls-backend.py");
     std::fs::write(&script, TLS_BACKEND).unwrap();
     let mut backends = Vec::new();
-    for (port, cert) in [("9443", "backend"), ("9444", "wrong")] {
+    for (port, cert) in [("9443", "backend"), ("9444", "wrong"), ("9445", "stranger")] {
         let cmd = w.lan.host("b1").cmd(&[
             "python3",
             script.to_str().unwrap(),
@@ -1084,7 +1105,7 @@ fn upstream_tls_verifies_backends_presents_a_client_certificate_and_checks_healt
             &dir.join(format!("tls-{port}.log")),
         ));
     }
-    let cluster = |name: &str, port: u16, hc: bool| {
+    let cluster = |name: &str, port: u16, hc: bool, backend_keys: &str| {
         format!(
             r#"
 [[cluster]]
@@ -1093,6 +1114,7 @@ retries = 1
 [[cluster.backend]]
 address = "{BACKEND_ADDR}"
 port = {port}
+{backend_keys}
 [cluster.tls]
 ca = "{ca}"
 server_name = "backend.example"
@@ -1125,12 +1147,16 @@ key = "{key}"
         )
     };
     let extra = [
-        cluster("tlsweb", 9443, true),
-        cluster("tlsbad", 9444, false),
-        cluster("tlsbadhc", 9444, true),
+        cluster("tlsweb", 9443, true, ""),
+        cluster("tlsbad", 9444, false, ""),
+        cluster("tlsbadhc", 9444, true, ""),
+        cluster("tlsother", 9444, false, "tls_server_name = \"other.example\""),
+        cluster("tlsstranger", 9445, false, ""),
         listener("to-tls", 8081, "tlsweb", false),
         listener("to-bad", 8082, "tlsbad", false),
         listener("to-badhc", 8083, "tlsbadhc", false),
+        listener("to-other", 8084, "tlsother", false),
+        listener("to-stranger", 8085, "tlsstranger", false),
         listener("tls-to-tls", 8443, "tlsweb", true),
     ]
     .concat();
@@ -1187,6 +1213,20 @@ key = "{key}"
         failures.push(format!(
             "wrong-name backend: {out:?}, verify failures {verify}"
         ));
+    }
+    // The same backend with its own name (tls_server_name) verifies.
+    let out = status_body(&[&format!("http://{VIP}:8084/other")]);
+    eprintln!("[tls] backend's own name: {out:?}");
+    if !out.contains("tls-backend /other client=client\n\n200") {
+        failures.push(format!("tls_server_name override: {out:?}"));
+    }
+    // A backend with the right name from another CA: 502, counted.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let out = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8085/")]);
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    eprintln!("[tls] unknown-CA backend: {out:?}, verify failures {verify}");
+    if out.trim() != "502" || verify == 0 {
+        failures.push(format!("unknown-CA backend: {out:?}, verify failures {verify}"));
     }
     // Health checks over TLS: the good backend stays up, the bad one goes
     // down (503: no backend left).
