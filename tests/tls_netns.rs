@@ -16,6 +16,11 @@
 //! `a.example`, the default, and an RSA-2048 one for `*.b.example`, each
 //! file holding the full chain); no key is committed.
 //!
+//! Upstream TLS (`[cluster.tls]`): Python `ssl` HTTP backends on b1
+//! (ports 9443..9445, certificates from the same test CA, for the right
+//! name, for another name, and self-signed), which require a client
+//! certificate.
+//!
 //! Needs root, curl, openssl, python3 (`scripts/setup.sh`). Every command
 //! is bounded in time; guards remove namespaces, processes and files, also
 //! on panic. Tests take a lock so that one Sluice runs at a time.
@@ -1025,7 +1030,8 @@ key = "{}"
 }
 
 /// A Python `ssl` HTTP/1.1 backend: answers every GET with 200 and a body
-/// naming the path and the client certificate's CN; requires a client
+/// naming the path and the client certificate's CN (`/big`: 8 MiB), and a
+/// POST with the number of body bytes it read; requires a client
 /// certificate signed by the test CA. Arguments: port, cert, key, CA.
 const TLS_BACKEND: &str = r#"
 import http.server, ssl, sys
@@ -1039,6 +1045,20 @@ class H(http.server.BaseHTTPRequestHandler):
                 if k == "commonName":
                     cn = v
         body = ("tls-backend %s client=%s\n" % (self.path, cn)).encode()
+        if self.path == "/big":
+            body = bytes(range(256)) * (8 * 4096)
+        self.answer(body)
+    def do_POST(self):
+        left = int(self.headers.get("Content-Length", "0"))
+        got = 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk:
+                break
+            got += len(chunk)
+            left -= len(chunk)
+        self.answer(("posted %d\n" % got).encode())
+    def answer(self, body):
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -1150,7 +1170,12 @@ key = "{key}"
         cluster("tlsweb", 9443, true, ""),
         cluster("tlsbad", 9444, false, ""),
         cluster("tlsbadhc", 9444, true, ""),
-        cluster("tlsother", 9444, false, "tls_server_name = \"other.example\""),
+        cluster(
+            "tlsother",
+            9444,
+            false,
+            "tls_server_name = \"other.example\"",
+        ),
         cluster("tlsstranger", 9445, false, ""),
         listener("to-tls", 8081, "tlsweb", false),
         listener("to-bad", 8082, "tlsbad", false),
@@ -1214,6 +1239,48 @@ key = "{key}"
             "wrong-name backend: {out:?}, verify failures {verify}"
         ));
     }
+    // Bodies both ways through the TLS layer on one or both sides: an
+    // 8 MiB download and a 4 MiB upload, plain and TLS clients.
+    let upload = dir.join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 4 << 20]).unwrap();
+    let data = format!("@{}", upload.display());
+    for (what, base, tls) in [
+        ("plain", format!("http://{VIP}:8081"), false),
+        ("tls", "https://a.example:8443".to_string(), true),
+    ] {
+        let file = dir.join(format!("download-{what}"));
+        let file = file.to_str().unwrap().to_string();
+        let mut args = vec!["-o", &file, "-w", "%{size_download} %{http_code}"];
+        if tls {
+            args.extend_from_slice(&["--cacert", &ca, "--resolve", &resolve]);
+        }
+        let big = format!("{base}/big");
+        args.push(&big);
+        let out = w.curl(&args).stdout();
+        let mut post = vec![
+            "--data-binary",
+            &data,
+            "-H",
+            "Content-Type: application/octet-stream",
+        ];
+        if tls {
+            post.extend_from_slice(&["--cacert", &ca, "--resolve", &resolve]);
+        }
+        let up = format!("{base}/up");
+        post.push(&up);
+        let posted = w.curl(&post).stdout();
+        eprintln!("[tls] {what} client, TLS backend: download {out:?}, upload {posted:?}");
+        let want: Vec<u8> = (0..8usize << 20).map(|i| i as u8).collect();
+        let same = std::fs::read(&file).is_ok_and(|got| got == want);
+        if out != format!("{} 200", 8 << 20)
+            || !same
+            || posted.trim() != format!("posted {}", 4 << 20)
+        {
+            failures.push(format!(
+                "{what} bodies: download {out:?} (content right: {same}), upload {posted:?}"
+            ));
+        }
+    }
     // The same backend with its own name (tls_server_name) verifies.
     let out = status_body(&[&format!("http://{VIP}:8084/other")]);
     eprintln!("[tls] backend's own name: {out:?}");
@@ -1226,7 +1293,9 @@ key = "{key}"
     let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
     eprintln!("[tls] unknown-CA backend: {out:?}, verify failures {verify}");
     if out.trim() != "502" || verify == 0 {
-        failures.push(format!("unknown-CA backend: {out:?}, verify failures {verify}"));
+        failures.push(format!(
+            "unknown-CA backend: {out:?}, verify failures {verify}"
+        ));
     }
     // Health checks over TLS: the good backend stays up, the bad one goes
     // down (503: no backend left).
