@@ -16,6 +16,11 @@
 //! `a.example`, the default, and an RSA-2048 one for `*.b.example`, each
 //! file holding the full chain); no key is committed.
 //!
+//! Upstream TLS (`[cluster.tls]`): Python `ssl` HTTP backends on b1
+//! (ports 9443..9445, certificates from the same test CA, for the right
+//! name, for another name, and self-signed), which require a client
+//! certificate.
+//!
 //! Needs root, curl, openssl, python3 (`scripts/setup.sh`). Every command
 //! is bounded in time; guards remove namespaces, processes and files, also
 //! on panic. Tests take a lock so that one Sluice runs at a time.
@@ -1022,4 +1027,290 @@ key = "{}"
     assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
     w.finish();
     eprintln!("[tls] mtls took {:?}", started.elapsed());
+}
+
+/// A Python `ssl` HTTP/1.1 backend: answers every GET with 200 and a body
+/// naming the path and the client certificate's CN (`/big`: 8 MiB), and a
+/// POST with the number of body bytes it read; requires a client
+/// certificate signed by the test CA. Arguments: port, cert, key, CA.
+const TLS_BACKEND: &str = r#"
+import http.server, ssl, sys
+class H(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        cert = self.connection.getpeercert() or {}
+        cn = "none"
+        for rdn in cert.get("subject", ()):
+            for k, v in rdn:
+                if k == "commonName":
+                    cn = v
+        body = ("tls-backend %s client=%s\n" % (self.path, cn)).encode()
+        if self.path == "/big":
+            body = bytes(range(256)) * (8 * 4096)
+        self.answer(body)
+    def do_POST(self):
+        left = int(self.headers.get("Content-Length", "0"))
+        got = 0
+        while left > 0:
+            chunk = self.rfile.read(min(left, 65536))
+            if not chunk:
+                break
+            got += len(chunk)
+            left -= len(chunk)
+        self.answer(("posted %d\n" % got).encode())
+    def answer(self, body):
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *a):
+        pass
+port, crt, key, ca = sys.argv[1:5]
+srv = http.server.ThreadingHTTPServer(("0.0.0.0", int(port)), H)
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(crt, key)
+ctx.load_verify_locations(ca)
+ctx.verify_mode = ssl.CERT_REQUIRED
+srv.socket = ctx.wrap_socket(srv.socket, server_side=True)
+srv.serve_forever()
+"#;
+
+#[test]
+fn upstream_tls_verifies_backends_presents_a_client_certificate_and_checks_health() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("up");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "backend", "backend", "DNS:backend.example", &ec);
+    // Signed by the test CA, for another name.
+    make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    // The right name, but self-signed: no CA of the cluster's.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=stranger",
+        "-addext",
+        "subjectAltName=DNS:backend.example",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("stranger.key"),
+        "-out",
+        &p("stranger.crt"),
+    ]);
+    let script = dir.join("tls-backend.py");
+    std::fs::write(&script, TLS_BACKEND).unwrap();
+    let mut backends = Vec::new();
+    for (port, cert) in [("9443", "backend"), ("9444", "wrong"), ("9445", "stranger")] {
+        let cmd = w.lan.host("b1").cmd(&[
+            "python3",
+            script.to_str().unwrap(),
+            port,
+            &w.file(&format!("{cert}.crt")),
+            &w.file(&format!("{cert}.key")),
+            &w.file("ca.crt"),
+        ]);
+        backends.push(Daemon::spawn(
+            "tls backend",
+            cmd,
+            &dir.join(format!("tls-{port}.log")),
+        ));
+    }
+    let cluster = |name: &str, port: u16, hc: bool, backend_keys: &str| {
+        format!(
+            r#"
+[[cluster]]
+name = "{name}"
+retries = 1
+[[cluster.backend]]
+address = "{BACKEND_ADDR}"
+port = {port}
+{backend_keys}
+[cluster.tls]
+ca = "{ca}"
+server_name = "backend.example"
+cert = "{crt}"
+key = "{key}"
+{hc}"#,
+            ca = w.file("ca.crt"),
+            crt = w.file("client.crt"),
+            key = w.file("client.key"),
+            hc = if hc {
+                "[cluster.health_check]\npath = \"/health\"\ninterval_ms = 500\ntimeout_ms = 400\nrise = 1\nfall = 2\n"
+            } else {
+                ""
+            },
+        )
+    };
+    let listener = |name: &str, port: u16, to: &str, https: bool| {
+        let tls = if https {
+            format!(
+                "protocol = \"https\"\n[[listener.certificate]]\ncert = \"{}\"\nkey = \"{}\"\n",
+                w.file("a.crt"),
+                w.file("a.key")
+            )
+        } else {
+            String::new()
+        };
+        format!(
+            "\n[[listener]]\nname = \"{name}\"\naddress = \"{VIP}\"\nport = {port}\n\
+             ingress = \"p0\"\ndefault_cluster = \"{to}\"\n{tls}"
+        )
+    };
+    let extra = [
+        cluster("tlsweb", 9443, true, ""),
+        cluster("tlsbad", 9444, false, ""),
+        cluster("tlsbadhc", 9444, true, ""),
+        cluster(
+            "tlsother",
+            9444,
+            false,
+            "tls_server_name = \"other.example\"",
+        ),
+        cluster("tlsstranger", 9445, false, ""),
+        listener("to-tls", 8081, "tlsweb", false),
+        listener("to-bad", 8082, "tlsbad", false),
+        listener("to-badhc", 8083, "tlsbadhc", false),
+        listener("to-other", 8084, "tlsother", false),
+        listener("to-stranger", 8085, "tlsstranger", false),
+        listener("tls-to-tls", 8443, "tlsweb", true),
+    ]
+    .concat();
+    w.start("", &extra);
+    let mut failures = Vec::new();
+    let status_body = |args: &[&str]| {
+        let mut v = vec!["-w", "\n%{http_code}"];
+        v.extend_from_slice(args);
+        w.curl(&v).stdout()
+    };
+    // Plain client → Sluice → TLS backend, keep-alive: two requests on one
+    // client connection; the upstream connection is pooled with its TLS.
+    let reused = w.counter("l7_upstream_reused");
+    let full = w.counter("l7_upstream_tls_handshakes_full")
+        + w.counter("l7_upstream_tls_handshakes_resumed");
+    let u1 = format!("http://{VIP}:8081/one");
+    let u2 = format!("http://{VIP}:8081/two");
+    let out = status_body(&[&u1, &u2]);
+    eprintln!("[tls] plain → tls backend: {out:?}");
+    if !out.contains("tls-backend /one client=client\n\n200")
+        || !out.contains("tls-backend /two client=client\n\n200")
+    {
+        failures.push(format!("plain → TLS backend: {out:?}"));
+    }
+    let handshakes = w.counter("l7_upstream_tls_handshakes_full")
+        + w.counter("l7_upstream_tls_handshakes_resumed")
+        - full;
+    if handshakes == 0 || w.counter("l7_upstream_reused") == reused {
+        failures.push(format!(
+            "upstream TLS handshakes {handshakes}, pool reuse {}",
+            w.counter("l7_upstream_reused") - reused
+        ));
+    }
+    // HTTPS client → Sluice → TLS backend.
+    let resolve = format!("a.example:8443:{VIP}");
+    let ca = w.file("ca.crt");
+    let out = status_body(&[
+        "--cacert",
+        &ca,
+        "--resolve",
+        &resolve,
+        "https://a.example:8443/both",
+    ]);
+    eprintln!("[tls] tls → tls backend: {out:?}");
+    if !out.contains("tls-backend /both client=client\n\n200") {
+        failures.push(format!("TLS → TLS backend: {out:?}"));
+    }
+    // A backend whose certificate is for another name: 502, counted.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let out = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8082/")]);
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    eprintln!("[tls] wrong-name backend: {out:?}, verify failures {verify}");
+    if out.trim() != "502" || verify == 0 {
+        failures.push(format!(
+            "wrong-name backend: {out:?}, verify failures {verify}"
+        ));
+    }
+    // Bodies both ways through the TLS layer on one or both sides: an
+    // 8 MiB download and a 4 MiB upload, plain and TLS clients.
+    let upload = dir.join("upload.bin");
+    std::fs::write(&upload, vec![b'u'; 4 << 20]).unwrap();
+    let data = format!("@{}", upload.display());
+    for (what, base, tls) in [
+        ("plain", format!("http://{VIP}:8081"), false),
+        ("tls", "https://a.example:8443".to_string(), true),
+    ] {
+        let file = dir.join(format!("download-{what}"));
+        let file = file.to_str().unwrap().to_string();
+        let mut args = vec!["-o", &file, "-w", "%{size_download} %{http_code}"];
+        if tls {
+            args.extend_from_slice(&["--cacert", &ca, "--resolve", &resolve]);
+        }
+        let big = format!("{base}/big");
+        args.push(&big);
+        let out = w.curl(&args).stdout();
+        let mut post = vec![
+            "--data-binary",
+            &data,
+            "-H",
+            "Content-Type: application/octet-stream",
+        ];
+        if tls {
+            post.extend_from_slice(&["--cacert", &ca, "--resolve", &resolve]);
+        }
+        let up = format!("{base}/up");
+        post.push(&up);
+        let posted = w.curl(&post).stdout();
+        eprintln!("[tls] {what} client, TLS backend: download {out:?}, upload {posted:?}");
+        let want: Vec<u8> = (0..8usize << 20).map(|i| i as u8).collect();
+        let same = std::fs::read(&file).is_ok_and(|got| got == want);
+        if out != format!("{} 200", 8 << 20)
+            || !same
+            || posted.trim() != format!("posted {}", 4 << 20)
+        {
+            failures.push(format!(
+                "{what} bodies: download {out:?} (content right: {same}), upload {posted:?}"
+            ));
+        }
+    }
+    // The same backend with its own name (tls_server_name) verifies.
+    let out = status_body(&[&format!("http://{VIP}:8084/other")]);
+    eprintln!("[tls] backend's own name: {out:?}");
+    if !out.contains("tls-backend /other client=client\n\n200") {
+        failures.push(format!("tls_server_name override: {out:?}"));
+    }
+    // A backend with the right name from another CA: 502, counted.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let out = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8085/")]);
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    eprintln!("[tls] unknown-CA backend: {out:?}, verify failures {verify}");
+    if out.trim() != "502" || verify == 0 {
+        failures.push(format!(
+            "unknown-CA backend: {out:?}, verify failures {verify}"
+        ));
+    }
+    // Health checks over TLS: the good backend stays up, the bad one goes
+    // down (503: no backend left).
+    let down = wait_until(secs(5), || {
+        status_body(&["-o", "/dev/null", &format!("http://{VIP}:8083/")]).trim() == "503"
+    });
+    let good = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8081/after")]);
+    if !down || good.trim() != "200" || w.counter("l7_health_ok") == 0 {
+        failures.push(format!(
+            "health: bad backend down {down}, good one answers {good:?}, ok {}",
+            w.counter("l7_health_ok")
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    drop(backends);
+    eprintln!("[tls] upstream TLS took {:?}", started.elapsed());
 }

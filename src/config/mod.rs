@@ -75,7 +75,7 @@ pub use sections::{
 pub use spans::{KeyPath, Position};
 pub use tls::{
     load_client_ca, read_ticket_keys, subject_of, valid_server_name, warnings as tls_warnings,
-    ClientAuth, ListenerCertificate, LoadedCertificate, TlsVersion,
+    ClientAuth, ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
 };
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};

@@ -624,6 +624,9 @@ pub struct Cluster {
     /// counts as up, and a request that fails to connect is retried on
     /// another (see `retries`).
     pub health_check: Option<HealthCheck>,
+    /// `[cluster.tls]`: L7 listeners speak TLS to the backends, verifying
+    /// their certificates (re-encryption). None: plain TCP.
+    pub tls: Option<super::tls::ClusterTls>,
 }
 
 fn default_connect_timeout_ms() -> u32 {
@@ -674,6 +677,10 @@ pub struct Backend {
     /// Label in logs and metrics; unique within the cluster, 1..=64
     /// characters of `[A-Za-z0-9_.:-]`. Defaults to the address as text.
     pub name: String,
+    /// With `[cluster.tls]`: the name sent as SNI to this backend and
+    /// verified in its certificate, instead of the cluster's
+    /// `server_name`.
+    pub tls_server_name: Option<String>,
 }
 
 /// `[[cluster.backend]]` exactly as written; see [`Backend`] for the meaning
@@ -688,6 +695,7 @@ struct BackendTable {
     weight: u32,
     /// See [`Backend::name`]; `None` when left to its default.
     name: Option<String>,
+    tls_server_name: Option<String>,
 }
 
 fn default_weight() -> u32 {
@@ -701,6 +709,7 @@ impl From<BackendTable> for Backend {
             address: t.address,
             port: t.port,
             weight: t.weight,
+            tls_server_name: t.tls_server_name,
         }
     }
 }

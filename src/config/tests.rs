@@ -1204,6 +1204,7 @@ fn l4_defaults() {
             port: None,
             weight: 1,
             name: "10.1.0.11".into(),
+            tls_server_name: None,
         }
     );
     assert_eq!(
@@ -3345,6 +3346,129 @@ fn tls_keys_rejected_where_they_cannot_work() {
             "ticket_key_file", &["cannot read /nonexistent/t"]),
         ("ticket key file with a bad line", https(&format!("ticket_key_file = \"{}\"", bad_keys.display()), "", ""),
             "ticket_key_file", &["bad.keys:3: expected a key of 64 hex digits"]),
+    ];
+    for (what, text, needle, words) in cases {
+        let e = match from_str(&text, "sluice.toml") {
+            Ok(_) => panic!("{what}: accepted\n{text}"),
+            Err(e) => e,
+        };
+        let shown = e.to_string();
+        assert_eq!(
+            e.line(),
+            Some(last_line_of(&text, needle)),
+            "{what}: {shown}"
+        );
+        for w in words {
+            assert!(shown.contains(w), "{what}: {shown:?} lacks {w:?}");
+        }
+    }
+}
+
+/// BASE + L7 with `backend_keys` on the "web" cluster's second backend,
+/// then its `[cluster.tls]` holding `tls` (none when `tls` is `None`).
+fn web_tls(backend_keys: &str, tls: Option<&str>) -> String {
+    let table = tls.map_or(String::new(), |t| format!("[cluster.tls]\n{t}\n"));
+    l7(
+        "address = \"10.1.0.12\"\nport = 8080\n",
+        &format!("address = \"10.1.0.12\"\nport = 8080\n{backend_keys}\n{table}"),
+    )
+}
+
+#[test]
+fn cluster_tls_keys() {
+    let d = tls_files();
+    let (a_crt, a_key) = (d.join("a.crt"), d.join("a.key"));
+    let full = format!(
+        "ca = \"{}\"\nserver_name = \"web.internal.example\"\ncert = \"{}\"\nkey = \"{}\"",
+        a_crt.display(),
+        a_crt.display(),
+        a_key.display()
+    );
+    let cfg = ok(&web_tls("tls_server_name = \"10.1.0.12\"", Some(&full)));
+    let c = cfg.cluster("web").unwrap().1;
+    let t = c.tls.as_ref().unwrap();
+    assert_eq!(t.server_name.as_deref(), Some("web.internal.example"));
+    assert_eq!(c.backends[1].tls_server_name.as_deref(), Some("10.1.0.12"));
+    let loaded = t.load().unwrap();
+    assert_eq!(loaded.roots.len(), 1);
+    assert!(loaded.client_cert.is_some());
+    assert!(cfg.cluster("api").unwrap().1.tls.is_none());
+    // Only `ca` is required.
+    ok(&web_tls("", Some(&format!("ca = \"{}\"", a_crt.display()))));
+}
+
+#[test]
+fn cluster_tls_rejected_where_it_cannot_work() {
+    let d = tls_files();
+    let a_crt = d.join("a.crt").display().to_string();
+    let a_key = d.join("a.key").display().to_string();
+    let b_key = d.join("b.key").display().to_string();
+    let ca = format!("ca = \"{a_crt}\"");
+    // (what, config, needle whose last line the error is on, words)
+    let cases: Vec<(&str, String, &str, &[&str])> = vec![
+        (
+            "no ca",
+            web_tls("", Some("server_name = \"x.example\"")),
+            "[cluster.tls]",
+            &["missing key `ca`"],
+        ),
+        (
+            "ca unreadable",
+            web_tls("", Some("ca = \"/nonexistent/ca.pem\"")),
+            "ca =",
+            &["cannot read /nonexistent/ca.pem"],
+        ),
+        (
+            "ca not PEM",
+            web_tls("", Some(&format!("ca = \"{a_key}\""))),
+            "ca =",
+            &["holds no certificate"],
+        ),
+        (
+            "cert without key",
+            web_tls("", Some(&format!("{ca}\ncert = \"{a_crt}\""))),
+            "cert =",
+            &["cert needs `key`"],
+        ),
+        (
+            "key without cert",
+            web_tls("", Some(&format!("{ca}\nkey = \"{a_key}\""))),
+            "key =",
+            &["key needs `cert`"],
+        ),
+        (
+            "key of another certificate",
+            web_tls(
+                "",
+                Some(&format!("{ca}\ncert = \"{a_crt}\"\nkey = \"{b_key}\"")),
+            ),
+            "key =",
+            &["does not fit certificate"],
+        ),
+        (
+            "wildcard server_name",
+            web_tls("", Some(&format!("{ca}\nserver_name = \"*.example\""))),
+            "server_name",
+            &["invalid server_name \"*.example\""],
+        ),
+        (
+            "bad backend name",
+            web_tls("tls_server_name = \"a b\"", Some(&ca)),
+            "tls_server_name",
+            &["invalid tls_server_name \"a b\""],
+        ),
+        (
+            "backend name without tls",
+            web_tls("tls_server_name = \"b.example\"", None),
+            "tls_server_name",
+            &["tls_server_name needs [cluster.tls]"],
+        ),
+        (
+            "unknown key",
+            web_tls("", Some(&format!("{ca}\ninsecure = true"))),
+            "insecure",
+            &["unknown key `insecure`"],
+        ),
     ];
     for (what, text, needle, words) in cases {
         let e = match from_str(&text, "sluice.toml") {

@@ -2,7 +2,8 @@
 //! `max_tls_handshakes`, `sni_strict`, `tls_headers`, `client_auth`,
 //! `client_ca`, `ticket_key_file` and
 //! `[[listener.certificate]]`, the TLS keys of routes (`sni`,
-//! `redirect_https`, `redirect_https_port`), their checks, and
+//! `redirect_https`, `redirect_https_port`), `[cluster.tls]` (upstream
+//! TLS) with the backends' `tls_server_name`, their checks, and
 //! the loading of certificate chains and keys from PEM files, which both
 //! `sluice check` and the control plane's compile step use, so that they
 //! accept exactly the same files.
@@ -23,6 +24,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use serde::Deserialize;
 
 use super::listener::{Listener, ListenerProtocol};
+use super::sections::Cluster;
 use super::validate::{item, Check, Locus, Problem};
 use super::Config;
 
@@ -433,6 +435,130 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
         }
     }
     Ok(())
+}
+
+/// `[cluster.tls]`: how L7 listeners speak TLS to a cluster's backends.
+///
+/// There is deliberately no switch that turns verification off: a
+/// backend with a self-signed certificate is verified by giving that
+/// certificate as `ca`.
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClusterTls {
+    /// PEM file of the CA certificates the backends' certificates must
+    /// chain to.
+    pub ca: PathBuf,
+    /// The name sent as SNI and verified in every backend's certificate
+    /// (a backend's `tls_server_name` overrides it). None: the backend's
+    /// address, verified against the certificate's IP addresses, and no
+    /// SNI is sent (RFC 6066 §3 allows no literal address).
+    pub server_name: Option<String>,
+    /// PEM file: a client certificate chain presented to backends that ask
+    /// for one (mutual TLS); with `key`.
+    pub cert: Option<PathBuf>,
+    /// PEM file: the private key of `cert`.
+    pub key: Option<PathBuf>,
+}
+
+/// A `[cluster.tls]` with its files read and checked.
+#[derive(Debug)]
+pub struct LoadedClusterTls {
+    pub roots: rustls::RootCertStore,
+    pub client_cert: Option<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>)>,
+}
+
+impl ClusterTls {
+    /// Read and check the files. `Err((key, message))` names the key
+    /// (`ca`, `cert`, `key`) the problem is at.
+    pub fn load(&self) -> Result<LoadedClusterTls, (&'static str, String)> {
+        let roots = load_client_ca(&self.ca).map_err(|e| ("ca", e))?;
+        let client_cert = match (&self.cert, &self.key) {
+            (None, None) => None,
+            (Some(_), None) => {
+                return Err((
+                    "cert",
+                    "cert needs `key`, the PEM file of its private key".into(),
+                ))
+            }
+            (None, Some(_)) => {
+                return Err((
+                    "key",
+                    "key needs `cert`, the PEM file of the client certificate".into(),
+                ))
+            }
+            (Some(cert), Some(key)) => {
+                let chain = read_chain(cert).map_err(|e| ("cert", e))?;
+                let k = read_key(key).map_err(|e| ("key", e))?;
+                let provider = rustls::crypto::ring::default_provider();
+                rustls::sign::CertifiedKey::from_der(chain.clone(), k.clone_key(), &provider)
+                    .map_err(|e| {
+                        (
+                            "key",
+                            format!(
+                                "key {} does not fit certificate {}: {e}",
+                                key.display(),
+                                cert.display()
+                            ),
+                        )
+                    })?;
+                Some((chain, k))
+            }
+        };
+        Ok(LoadedClusterTls { roots, client_cert })
+    }
+}
+
+/// A name a backend is verified by: a DNS name (no wildcard) or an IP
+/// address.
+fn valid_backend_name(name: &str) -> bool {
+    !name.starts_with("*.") && rustls::pki_types::ServerName::try_from(name).is_ok()
+}
+
+/// `[cluster.tls]` of cluster `i` and its backends' `tls_server_name`.
+pub(super) fn cluster(i: usize, c: &Cluster, owner: &str) -> Check {
+    let at = |key: &str| item("cluster", i).key("tls").key(key);
+    let Some(t) = &c.tls else {
+        if let Some(j) = c.backends.iter().position(|b| b.tls_server_name.is_some()) {
+            return Err(Problem::new(
+                item("cluster", i)
+                    .key("backend")
+                    .index(j)
+                    .key("tls_server_name"),
+                format!("{owner}: tls_server_name needs [cluster.tls]"),
+            ));
+        }
+        return Ok(());
+    };
+    if let Some(n) = &t.server_name {
+        if !valid_backend_name(n) {
+            return Err(Problem::new(
+                at("server_name"),
+                format!(
+                    "{owner}: invalid server_name {n:?}: expected a DNS name such as \
+                     \"api.internal.example\" or an IP address"
+                ),
+            ));
+        }
+    }
+    for (j, b) in c.backends.iter().enumerate() {
+        if let Some(n) = &b.tls_server_name {
+            if !valid_backend_name(n) {
+                return Err(Problem::new(
+                    item("cluster", i)
+                        .key("backend")
+                        .index(j)
+                        .key("tls_server_name"),
+                    format!(
+                        "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
+                         \"b1.internal.example\" or an IP address"
+                    ),
+                ));
+            }
+        }
+    }
+    t.load()
+        .map(|_| ())
+        .map_err(|(key, msg)| Problem::new(at(key), format!("{owner}: {msg}")))
 }
 
 /// Certificates that have expired or expire within

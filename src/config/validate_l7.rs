@@ -107,6 +107,7 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
             ));
         }
     }
+    super::tls::cluster(i, c, &owner)?;
     match &c.health_check {
         Some(hc) => health_check(i, &owner, hc),
         None => Ok(()),

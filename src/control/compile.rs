@@ -192,6 +192,34 @@ pub fn build_plane_with_health(
     Ok(plane)
 }
 
+/// The upstream TLS of cluster `c` (`[cluster.tls]`), files read again.
+fn upstream_tls(
+    c: &crate::config::Cluster,
+) -> std::result::Result<Option<std::sync::Arc<crate::l7::plane::UpstreamTls>>, String> {
+    use rustls::pki_types::ServerName;
+    let Some(t) = &c.tls else {
+        return Ok(None);
+    };
+    let loaded = t.load().map_err(|(key, msg)| format!("tls.{key}: {msg}"))?;
+    let name = |n: &str| {
+        ServerName::try_from(n.to_string()).map_err(|e| format!("server name {n:?}: {e}"))
+    };
+    let by_backend = c
+        .backends
+        .iter()
+        .filter_map(|b| {
+            b.tls_server_name
+                .as_deref()
+                .map(|n| Ok((b.address, name(n)?)))
+        })
+        .collect::<std::result::Result<_, String>>()?;
+    Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
+        config: crate::l7::tls::client_config(&loaded)?,
+        name: t.server_name.as_deref().map(name).transpose()?,
+        by_backend,
+    })))
+}
+
 /// Listeners and the per-request policy of every cluster.
 fn compile_l7(cfg: &Config) -> Result<L7Plane> {
     use crate::config::{Balance as CBalance, HashOn as CHashOn};
@@ -231,8 +259,13 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
                 fall: h.fall,
                 expect: (h.expect_status[0], h.expect_status[1]),
             }),
+            tls: None,
         })
-        .collect();
+        .collect::<Vec<_>>();
+    let mut clusters = clusters;
+    for (lc, c) in clusters.iter_mut().zip(&cfg.clusters) {
+        lc.tls = upstream_tls(c).map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
+    }
     let cluster_index = |name: &str| {
         cfg.clusters
             .iter()

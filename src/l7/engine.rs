@@ -491,7 +491,24 @@ impl Engine {
             Owner::Upstream { backend, .. } => {
                 // Idle in the pool: anything but a quiet established
                 // connection (the backend closed it, or sent bytes nobody
-                // asked for) takes it out.
+                // asked for) takes it out. A TLS backend may still send
+                // records that carry no data (TLS 1.3 session tickets,
+                // key updates): rustls takes those.
+                let mut quiet = quiet;
+                if state == State::Established && c.tls.is_some() {
+                    let super::tcp::Conn {
+                        tls,
+                        sockets,
+                        handle,
+                        ..
+                    } = c;
+                    let s = sockets.get_mut::<tcp::Socket>(*handle);
+                    if let Some(t) = tls.as_deref_mut() {
+                        let _ = t.read_from(&mut SocketIo(&mut *s));
+                        t.write_to(&mut SocketIo(&mut *s));
+                        quiet = s.recv_queue() == 0 && tls_idle(t);
+                    }
+                }
                 if !quiet {
                     if let Some(v) = self.idle.get_mut(backend as usize) {
                         let before = v.len();
@@ -736,7 +753,8 @@ impl Engine {
             // The listener is gone: the connection goes too.
             (true, None) => live.session.abort(&mut env),
             (true, Some(li)) => {
-                let tls = env.tls_pull();
+                let tls = env.tls_pull(Side::Client);
+                env.tls_pull(Side::Upstream);
                 let cx = Cx {
                     listener: &plane.l7.listeners[li as usize],
                     l7: &plane.l7,
@@ -935,11 +953,18 @@ impl Engine {
         snat: &mut SnatPorts,
         backend: u32,
     ) -> Option<u32> {
+        // A reload may have turned the cluster's TLS on or off: a pooled
+        // connection is reused only if it speaks what the cluster does.
+        let tls = upstream_tls(eg.plane, backend).is_some();
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             self.idle_total -= 1;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
-                s.state() == State::Established && s.may_send() && s.recv_queue() == 0
+                s.state() == State::Established
+                    && s.may_send()
+                    && s.recv_queue() == 0
+                    && c.tls.is_some() == tls
+                    && c.tls.as_deref().is_none_or(tls_idle)
             });
             if good {
                 self.counters.inc(Counter::l7_upstream_reused);
@@ -1085,7 +1110,31 @@ impl Engine {
             }
             return;
         }
-        if state == State::Established && !p.sent {
+        // An HTTP check of a TLS cluster is HTTP over TLS, with the
+        // cluster's settings: a backend whose certificate does not verify
+        // fails its check as its requests would.
+        if state == State::Established && c.tls.is_none() {
+            if let Some((config, name)) = upstream_tls(plane, backend) {
+                c.tls = Tls::new_client(&config, name).map(Box::new);
+            }
+        }
+        let super::tcp::Conn {
+            tls,
+            sockets,
+            handle,
+            ..
+        } = c;
+        let s = sockets.get_mut::<tcp::Socket>(*handle);
+        let mut tls_failed = None;
+        if let Some(t) = tls.as_deref_mut() {
+            let _ = t.read_from(&mut SocketIo(&mut *s));
+            tls_failed = t.take_failure();
+        }
+        let ready = match tls.as_deref() {
+            Some(t) => !t.handshaking() && tls_failed.is_none(),
+            None => state == State::Established,
+        };
+        if ready && !p.sent {
             let host = hc.host.clone().unwrap_or_else(|| match b.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
                 a => a.to_string(),
@@ -1094,11 +1143,24 @@ impl Engine {
                 "GET {} HTTP/1.1\r\nHost: {}\r\nUser-Agent: sluice-health-check\r\nConnection: close\r\n\r\n",
                 hc.path, host
             );
-            let _ = c.socket().send_slice(req.as_bytes());
+            match tls.as_deref_mut() {
+                Some(t) => t.write_plain(req.as_bytes()),
+                None => {
+                    let _ = s.send_slice(req.as_bytes());
+                }
+            }
             p.sent = true;
         }
-        let s = c.socket();
-        while s.can_recv() && p.buf.len() < health::STATUS_LINE_MAX {
+        if let Some(t) = tls.as_deref_mut() {
+            t.write_to(&mut SocketIo(&mut *s));
+            let buf = &mut p.buf;
+            t.recv(|d| {
+                let n = d.len().min(health::STATUS_LINE_MAX - buf.len());
+                buf.extend_from_slice(&d[..n]);
+                n
+            });
+        }
+        while tls.is_none() && s.can_recv() && p.buf.len() < health::STATUS_LINE_MAX {
             let room = health::STATUS_LINE_MAX - p.buf.len();
             let buf = &mut p.buf;
             if s.recv(|d| {
@@ -1113,7 +1175,13 @@ impl Engine {
             }
         }
         let open = matches!(state, State::SynSent | State::Established);
-        let verdict = health::verdict(&p.buf, hc.expect, open);
+        let verdict = match tls_failed {
+            Some(f) => {
+                self.counters.inc(f.upstream_counter());
+                Some(false)
+            }
+            None => health::verdict(&p.buf, hc.expect, open),
+        };
         self.conns.poll(slot, None, eg.now_ns, eg);
         if let Some(ok) = verdict {
             self.probes[backend as usize].conn = None;
@@ -1179,6 +1247,26 @@ impl Engine {
     }
 }
 
+/// The client TLS config and the name to verify of `backend`, when its
+/// cluster speaks TLS to its backends.
+fn upstream_tls(
+    plane: &crate::net::plane::Plane,
+    backend: u32,
+) -> Option<(
+    Arc<rustls::ClientConfig>,
+    rustls::pki_types::ServerName<'static>,
+)> {
+    let b = plane.services.backend(backend)?;
+    let t = plane.l7.cluster(b.cluster).tls.as_ref()?;
+    Some((t.config.clone(), t.name_for(b.addr)))
+}
+
+/// A TLS upstream connection that may idle in the pool (or be taken out
+/// of it): handshake done, no failure, no close_notify, no plaintext.
+fn tls_idle(t: &Tls) -> bool {
+    !t.handshaking() && t.failed().is_none() && !t.at_eof() && !t.has_plaintext()
+}
+
 /// A session's view of the engine during one step (see [`Env`]): its two
 /// connections' sockets, the pool, the balancer, the retry budget and the
 /// counters.
@@ -1206,9 +1294,10 @@ impl SessionEnv<'_, '_> {
         self.e.conns.get(slot).map(|c| c.socket())
     }
 
-    /// The client connection's TLS layer and socket, if it is TLS.
-    fn client_tls(&mut self) -> Option<(&mut Tls, &mut tcp::Socket<'static>)> {
-        let c = self.e.conns.get(self.client)?;
+    /// A side's TLS layer and socket, if that side is TLS.
+    fn side_tls(&mut self, side: Side) -> Option<(&mut Tls, &mut tcp::Socket<'static>)> {
+        let slot = self.slot(side);
+        let c = self.e.conns.get(slot)?;
         let super::tcp::Conn {
             tls,
             sockets,
@@ -1219,114 +1308,118 @@ impl SessionEnv<'_, '_> {
         Some((t, sockets.get_mut::<tcp::Socket>(*handle)))
     }
 
-    /// Decrypt what the client sent. A TLS error is final: its alert is
-    /// sent, the connection closed, and `link(Client)` says `Gone`.
-    /// Returns whether the client side is TLS.
-    fn tls_pull(&mut self) -> bool {
-        let Some((t, s)) = self.client_tls() else {
+    /// Decrypt what a side sent and send what its rustls has (the
+    /// upstream's handshake flights go out here). A TLS error is final:
+    /// its alert is sent, the connection closed, the failure counted once,
+    /// and `link(side)` says `Gone` (for an upstream still handshaking: a
+    /// connect failure). Returns whether the side is TLS.
+    fn tls_pull(&mut self, side: Side) -> bool {
+        let Some((t, s)) = self.side_tls(side) else {
             return false;
         };
-        if t.failed().is_some() {
-            return true;
-        }
-        if let Err(f) = t.read_from(&mut SocketIo(&mut *s)) {
-            t.write_to(&mut SocketIo(&mut *s));
+        let _ = t.read_from(&mut SocketIo(&mut *s));
+        t.write_to(&mut SocketIo(&mut *s));
+        let done = side == Side::Upstream
+            && !t.handshaking()
+            && t.failed().is_none()
+            && std::mem::replace(&mut t.in_progress, false);
+        let resumed = t.resumed();
+        if let Some(f) = t.take_failure() {
             s.close();
-            self.e.counters.inc(f.counter());
+            self.e.counters.inc(match side {
+                Side::Client => f.counter(),
+                Side::Upstream => f.upstream_counter(),
+            });
+        }
+        if done {
+            self.e.counters.inc(if resumed {
+                Counter::l7_upstream_tls_handshakes_resumed
+            } else {
+                Counter::l7_upstream_tls_handshakes_full
+            });
         }
         true
     }
 
-    /// [`Env::forward`] when the client side is TLS: plaintext from rustls
-    /// straight into the upstream send buffer, or upstream bytes straight
-    /// into rustls, which encrypts them at once into at most the client
-    /// socket's free space (see `tls.rs`). The upstream side keeps no
-    /// copy; the only intermediate buffers are rustls' own, bounded.
-    fn forward_tls(
-        &mut self,
-        from: Side,
-        mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])) -> Result<usize, HttpError>,
-    ) -> Result<usize, HttpError> {
-        let Some((up, cl)) = self.e.conns.pair(self.upstream, self.client) else {
-            return Ok(0);
-        };
+    /// Send what rustls has for either side.
+    fn tls_flush(&mut self) {
+        for side in [Side::Client, Side::Upstream] {
+            if let Some((t, s)) = self.side_tls(side) {
+                t.write_to(&mut SocketIo(s));
+            }
+        }
+    }
+}
+
+/// One end of [`Env::forward`]: a socket, with or without TLS. Bytes go
+/// from the source's receive buffer (or rustls' plaintext) straight into
+/// the destination's send buffer (or into rustls, which encrypts them at
+/// once into at most the socket's free space, see `tls.rs`); nothing is
+/// copied on the way but by the encryption itself.
+struct End<'a> {
+    tls: Option<&'a mut Tls>,
+    sock: &'a mut tcp::Socket<'static>,
+}
+
+impl<'a> End<'a> {
+    fn of(c: &'a mut super::tcp::Conn) -> End<'a> {
         let super::tcp::Conn {
             tls,
             sockets,
             handle,
             ..
-        } = cl;
-        let (Some(t), cs) = (tls.as_deref_mut(), sockets.get_mut::<tcp::Socket>(*handle)) else {
-            return Ok(0);
-        };
-        let us = up.socket();
-        let mut total = 0;
-        match from {
-            Side::Client => {
-                let mut failed = None;
-                for _ in 0..4 {
-                    if t.read_from(&mut SocketIo(&mut *cs)).is_err() {
-                        // Reported by the next pull.
-                        break;
-                    }
-                    if !us.may_send() {
-                        break;
-                    }
-                    let n = t.recv(|d| {
-                        let room = send_room(us);
-                        if room == 0 {
-                            return 0;
-                        }
-                        let win = &d[..d.len().min(room)];
-                        match f(win, &mut |bytes| {
-                            let _ = us.send_slice(bytes);
-                        }) {
-                            Ok(n) => n,
-                            Err(e) => {
-                                failed = Some(e);
-                                0
-                            }
-                        }
-                    });
-                    if let Some(e) = failed {
-                        return Err(e);
-                    }
-                    if n == 0 {
-                        break;
-                    }
-                    total += n;
-                }
-            }
-            Side::Upstream => {
-                for _ in 0..2 {
-                    t.write_to(&mut SocketIo(&mut *cs));
-                    let room = t.plain_room(send_room(cs));
-                    if !us.can_recv() || room == 0 {
-                        break;
-                    }
-                    let r = us.recv(|d| {
-                        let win = &d[..d.len().min(room)];
-                        match f(win, &mut |bytes| t.write_plain(bytes)) {
-                            Ok(n) => (n, Ok(n)),
-                            Err(e) => (0, Err(e)),
-                        }
-                    });
-                    t.write_to(&mut SocketIo(&mut *cs));
-                    match r {
-                        Ok(Ok(0)) | Err(_) => break,
-                        Ok(Ok(n)) => total += n,
-                        Ok(Err(e)) => return Err(e),
-                    }
-                }
-            }
+        } = c;
+        End {
+            tls: tls.as_deref_mut(),
+            sock: sockets.get_mut::<tcp::Socket>(*handle),
         }
-        Ok(total)
     }
 
-    /// Send what rustls has for the client.
-    fn tls_flush(&mut self) {
-        if let Some((t, s)) = self.client_tls() {
-            t.write_to(&mut SocketIo(s));
+    /// Plaintext bytes this end takes now.
+    fn room(&mut self) -> usize {
+        match &mut self.tls {
+            Some(t) => {
+                t.write_to(&mut SocketIo(&mut *self.sock));
+                t.plain_room(send_room(self.sock))
+            }
+            None => send_room(self.sock),
+        }
+    }
+
+    fn put(&mut self, bytes: &[u8]) {
+        match &mut self.tls {
+            Some(t) => t.write_plain(bytes),
+            None => {
+                let _ = self.sock.send_slice(bytes);
+            }
+        }
+    }
+
+    fn flush(&mut self) {
+        if let Some(t) = &mut self.tls {
+            t.write_to(&mut SocketIo(&mut *self.sock));
+        }
+    }
+
+    /// Offer received plaintext to `f` (it returns what it took).
+    fn take(&mut self, mut f: impl FnMut(&[u8]) -> usize) -> usize {
+        match &mut self.tls {
+            Some(t) => {
+                // An error is counted and reported by the next pull.
+                let _ = t.read_from(&mut SocketIo(&mut *self.sock));
+                t.recv(f)
+            }
+            None => {
+                if !self.sock.can_recv() {
+                    return 0;
+                }
+                self.sock
+                    .recv(|d| {
+                        let n = f(d).min(d.len());
+                        (n, n)
+                    })
+                    .unwrap_or(0)
+            }
         }
     }
 }
@@ -1337,12 +1430,21 @@ impl Env for SessionEnv<'_, '_> {
             return Link::Gone;
         };
         let s = c.sock();
-        if let (Side::Client, Some(t)) = (side, c.tls.as_deref()) {
+        if let Some(t) = c.tls.as_deref() {
             // What counts is the plaintext: rustls may hold some after the
-            // socket has been read to its end.
+            // socket has been read to its end. An upstream is connecting
+            // until its TLS handshake is done.
             return match s.state() {
                 _ if t.failed().is_some() => Link::Gone,
                 State::Closed => Link::Gone,
+                State::Listen | State::SynSent | State::SynReceived => Link::Connecting,
+                _ if t.handshaking() => {
+                    if t.at_eof() || !s.may_recv() || !s.may_send() {
+                        Link::Gone
+                    } else {
+                        Link::Connecting
+                    }
+                }
                 _ if t.at_eof() => Link::Eof,
                 _ if !t.has_plaintext() && !s.may_recv() && s.recv_queue() == 0 => Link::Eof,
                 _ => Link::Open,
@@ -1357,12 +1459,12 @@ impl Env for SessionEnv<'_, '_> {
     }
 
     fn recv(&mut self, side: Side, mut f: impl FnMut(&[u8]) -> usize) -> usize {
-        if side == Side::Client && self.client_tls().is_some() {
+        if self.side_tls(side).is_some() {
             // Plaintext in rustls, then more from the socket once rustls
             // has room for it.
             let mut total = 0;
             for _ in 0..4 {
-                let Some((t, _)) = self.client_tls() else {
+                let Some((t, _)) = self.side_tls(side) else {
                     break;
                 };
                 let n = t.recv(&mut f);
@@ -1370,7 +1472,7 @@ impl Env for SessionEnv<'_, '_> {
                     break;
                 }
                 total += n;
-                self.tls_pull();
+                self.tls_pull(side);
             }
             return total;
         }
@@ -1398,13 +1500,11 @@ impl Env for SessionEnv<'_, '_> {
     }
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> usize {
-        if side == Side::Client {
-            if let Some((t, s)) = self.client_tls() {
-                t.write_to(&mut SocketIo(&mut *s));
-                let n = t.send(bytes, send_room(s));
-                t.write_to(&mut SocketIo(&mut *s));
-                return n;
-            }
+        if let Some((t, s)) = self.side_tls(side) {
+            t.write_to(&mut SocketIo(&mut *s));
+            let n = t.send(bytes, send_room(s));
+            t.write_to(&mut SocketIo(&mut *s));
+            return n;
         }
         self.socket(side)
             .map_or(0, |s| s.send_slice(bytes).unwrap_or(0))
@@ -1415,9 +1515,6 @@ impl Env for SessionEnv<'_, '_> {
         from: Side,
         mut f: impl FnMut(&[u8], &mut dyn FnMut(&[u8])) -> Result<usize, HttpError>,
     ) -> Result<usize, HttpError> {
-        if self.client_tls().is_some() {
-            return self.forward_tls(from, f);
-        }
         let (src, dst) = match from {
             Side::Client => (self.client, self.upstream),
             Side::Upstream => (self.upstream, self.client),
@@ -1425,48 +1522,49 @@ impl Env for SessionEnv<'_, '_> {
         let Some((a, b)) = self.e.conns.pair(src, dst) else {
             return Ok(0);
         };
-        let (src, dst) = (a.socket(), b.socket());
+        let (mut src, mut dst) = (End::of(a), End::of(b));
         let mut total = 0;
-        for _ in 0..2 {
-            if !src.can_recv() || !dst.may_send() {
-                break;
-            }
-            let room = dst.send_capacity() - dst.send_queue();
+        let mut failed = None;
+        // A few rounds: the receive buffer is a ring whose bytes may wrap,
+        // and rustls hands out plaintext a record at a time.
+        for _ in 0..4 {
+            let room = dst.room();
             if room == 0 {
                 break;
             }
-            // Straight from one socket buffer into the other.
-            let r = src.recv(|d| {
+            let n = src.take(|d| {
                 let win = &d[..d.len().min(room)];
-                match f(win, &mut |bytes| {
-                    let _ = dst.send_slice(bytes);
-                }) {
-                    Ok(n) => (n, Ok(n)),
-                    Err(e) => (0, Err(e)),
+                match f(win, &mut |bytes| dst.put(bytes)) {
+                    Ok(n) => n,
+                    Err(e) => {
+                        failed = Some(e);
+                        0
+                    }
                 }
             });
-            match r {
-                Ok(Ok(0)) | Err(_) => break,
-                Ok(Ok(n)) => total += n,
-                Ok(Err(e)) => return Err(e),
+            dst.flush();
+            if let Some(e) = failed {
+                return Err(e);
             }
+            if n == 0 {
+                break;
+            }
+            total += n;
         }
         Ok(total)
     }
 
     fn close(&mut self, side: Side) {
-        if side == Side::Client {
-            if let Some((t, s)) = self.client_tls() {
-                // close_notify, then FIN; an alert that does not fit the
-                // send buffer any more is dropped (the FIN still ends the
-                // stream, and HTTP framing tells complete from cut).
-                if t.failed().is_none() {
-                    t.close_notify();
-                    t.write_to(&mut SocketIo(&mut *s));
-                }
-                s.close();
-                return;
+        if let Some((t, s)) = self.side_tls(side) {
+            // close_notify, then FIN; an alert that does not fit the
+            // send buffer any more is dropped (the FIN still ends the
+            // stream, and HTTP framing tells complete from cut).
+            if t.failed().is_none() && !t.handshaking() {
+                t.close_notify();
+                t.write_to(&mut SocketIo(&mut *s));
             }
+            s.close();
+            return;
         }
         if let Some(s) = self.socket(side) {
             s.close();
@@ -1527,6 +1625,20 @@ impl Env for SessionEnv<'_, '_> {
         {
             Ok(slot) => {
                 self.upstream = slot;
+                // TLS to the backend: the ClientHello waits in rustls until
+                // the TCP handshake is done, and the session sees the
+                // upstream connecting until the TLS handshake is.
+                if let Some((config, name)) = upstream_tls(self.plane, backend) {
+                    let Some(mut t) = Tls::new_client(&config, name) else {
+                        self.e.close_conn(self.eg, self.snat, slot, true);
+                        self.upstream = NONE;
+                        return Opened::Failed(Counter::l7_upstream_tls_failed);
+                    };
+                    t.in_progress = true;
+                    if let Some(c) = self.e.conns.get(slot) {
+                        c.tls = Some(Box::new(t));
+                    }
+                }
                 Opened::Connecting
             }
             Err(c) => Opened::Failed(c),
@@ -1541,8 +1653,9 @@ impl Env for SessionEnv<'_, '_> {
         match how {
             Release::Pool { max_idle } => {
                 let pooled = self.e.conns.get_ref(up).and_then(|c| {
-                    let clean =
-                        c.sock().state() == State::Established && c.sock().recv_queue() == 0;
+                    let clean = c.sock().state() == State::Established
+                        && c.sock().recv_queue() == 0
+                        && c.tls.as_deref().is_none_or(tls_idle);
                     match c.owner {
                         Owner::Upstream { backend, .. } if clean => Some(backend),
                         _ => None,

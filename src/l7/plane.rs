@@ -8,6 +8,9 @@
 //! the same backend ids, so counters and health state are shared.
 
 use std::net::IpAddr;
+use std::sync::Arc;
+
+use rustls::pki_types::ServerName;
 
 use hashbrown::HashMap;
 
@@ -73,6 +76,30 @@ pub struct L7Cluster {
     pub retry_budget_percent: u32,
     pub max_idle_per_backend: u32,
     pub health: Option<HealthCheck>,
+    /// `[cluster.tls]`: TLS to the backends. None: plain TCP.
+    pub tls: Option<Arc<UpstreamTls>>,
+}
+
+/// How a cluster's upstream connections (and HTTP health probes) speak
+/// TLS to its backends.
+#[derive(Debug)]
+pub struct UpstreamTls {
+    pub config: Arc<rustls::ClientConfig>,
+    /// The cluster's `server_name`; None: each backend's address.
+    pub name: Option<ServerName<'static>>,
+    /// Backends' own `tls_server_name`, by address.
+    pub by_backend: HashMap<IpAddr, ServerName<'static>>,
+}
+
+impl UpstreamTls {
+    /// The name backend `addr` is sent (SNI) and verified by.
+    pub fn name_for(&self, addr: IpAddr) -> ServerName<'static> {
+        self.by_backend
+            .get(&addr)
+            .or(self.name.as_ref())
+            .cloned()
+            .unwrap_or_else(|| ServerName::IpAddress(addr.into()))
+    }
 }
 
 impl Default for L7Cluster {
@@ -88,6 +115,7 @@ impl Default for L7Cluster {
             retry_budget_percent: 20,
             max_idle_per_backend: 64,
             health: None,
+            tls: None,
         }
     }
 }

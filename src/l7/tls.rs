@@ -1,5 +1,8 @@
-//! TLS termination of a client connection: a rustls [`ServerConnection`]
-//! driven sans-I/O between the connection's TCP socket and the session.
+//! TLS of a connection: a rustls [`ServerConnection`] (termination, on
+//! client connections of https listeners) or [`ClientConnection`]
+//! (re-encryption, on upstream connections to a cluster with
+//! `[cluster.tls]`), driven sans-I/O between the connection's TCP socket
+//! and the session.
 //!
 //! ```text
 //!   smoltcp rx ──read_from──▶ read_tls → process_new_packets ──recv──▶ session
@@ -9,8 +12,8 @@
 //! [`Tls`] owns only the rustls state and a few facts about it; the
 //! engine hands it the socket as an [`io::Read`] / [`io::Write`]
 //! ([`SocketIo`]) and tells it how much room the socket has. The session
-//! never sees it: the engine's `Env` goes through it for the client side
-//! of a TLS listener, and `Cx::tls` tells the session the scheme.
+//! never sees it: the engine's `Env` goes through it for whichever side
+//! is TLS, and `Cx::tls` tells the session the client's scheme.
 //!
 //! # Buffers
 //!
@@ -26,7 +29,7 @@
 //!
 //! # Limits
 //!
-//! A client's handshake flight may be at most [`MAX_HANDSHAKE_BYTES`]
+//! A peer's handshake flight may be at most [`MAX_HANDSHAKE_BYTES`]
 //! (rustls itself allows 64 KiB per handshake message); more is refused
 //! as [`Failure::TooLarge`]. Every failure has a reason with its own
 //! counter ([`Failure::counter`]).
@@ -35,14 +38,16 @@ use std::io::{self, BufRead, Read, Write};
 use std::sync::Arc;
 
 use hashbrown::HashMap;
+use rustls::pki_types::ServerName;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{
-    Error, HandshakeKind, InvalidMessage, PeerIncompatible, ServerConfig, ServerConnection,
+    ClientConfig, ClientConnection, Connection, Error, HandshakeKind, InvalidMessage,
+    PeerIncompatible, ServerConfig, ServerConnection,
 };
 use smoltcp::socket::tcp;
 
-use crate::config::{LoadedCertificate, TlsVersion};
+use crate::config::{LoadedCertificate, LoadedClusterTls, TlsVersion};
 use crate::net::counters::Counter;
 
 /// Most ciphertext bytes a client may send before its handshake completes.
@@ -80,6 +85,9 @@ pub enum Failure {
     /// Anything else the peer did wrong (bad records, bad MACs, unexpected
     /// messages), during or after the handshake.
     Protocol,
+    /// Upstream only: the backend's certificate does not verify (unknown
+    /// issuer, wrong name, expired, ...).
+    BackendCert,
 }
 
 impl Failure {
@@ -94,6 +102,16 @@ impl Failure {
             Failure::UnknownSni => Counter::l7_tls_unknown_sni,
             Failure::ClientCert => Counter::l7_tls_client_cert_refused,
             Failure::Protocol => Counter::l7_tls_protocol_errors,
+            Failure::BackendCert => Counter::l7_upstream_tls_verify_failed,
+        }
+    }
+
+    /// The counter of a failure of an upstream connection: a certificate
+    /// that does not verify, or anything else.
+    pub fn upstream_counter(self) -> Counter {
+        match self {
+            Failure::BackendCert => Counter::l7_upstream_tls_verify_failed,
+            _ => Counter::l7_upstream_tls_failed,
         }
     }
 
@@ -139,9 +157,9 @@ const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 11
 pub const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
 Content-Length: 40\r\nConnection: close\r\n\r\nThis port speaks HTTPS: use https:// .\r\n";
 
-/// The TLS state of one client connection.
+/// The TLS state of one connection, either side.
 pub struct Tls {
-    conn: ServerConnection,
+    conn: Connection,
     /// The first bytes the client sent, to tell plain HTTP from garbage.
     head: [u8; 16],
     head_len: usize,
@@ -155,16 +173,31 @@ pub struct Tls {
     /// The `unrecognized_name` alert of [`Failure::UnknownSni`] is
     /// written (rustls' own queued alert never is).
     refused_name: bool,
-    /// Counted in the worker's handshakes in progress.
+    /// Counted in the worker's handshakes in progress (client
+    /// connections); handshake not counted yet (upstream connections).
     pub(super) in_progress: bool,
+    /// `failed` was handed out by [`Tls::take_failure`].
+    reported: bool,
 }
 
 impl Tls {
+    /// The server side of a client connection.
     pub fn new(config: &Arc<ServerConfig>) -> Option<Tls> {
-        let mut conn = ServerConnection::new(config.clone()).ok()?;
+        Some(Tls::of(ServerConnection::new(config.clone()).ok()?.into()))
+    }
+
+    /// The client side of an upstream connection to a backend known as
+    /// `name` (SNI, unless an address, and the name verified).
+    pub fn new_client(config: &Arc<ClientConfig>, name: ServerName<'static>) -> Option<Tls> {
+        Some(Tls::of(
+            ClientConnection::new(config.clone(), name).ok()?.into(),
+        ))
+    }
+
+    fn of(mut conn: Connection) -> Tls {
         // Sluice bounds what rustls holds itself (see the module doc).
         conn.set_buffer_limit(None);
-        Some(Tls {
+        Tls {
             conn,
             head: [0; 16],
             head_len: 0,
@@ -174,7 +207,12 @@ impl Tls {
             failed: None,
             refused_name: false,
             in_progress: false,
-        })
+            reported: false,
+        }
+    }
+
+    fn is_client(&self) -> bool {
+        matches!(self.conn, Connection::Client(_))
     }
 
     pub fn handshaking(&self) -> bool {
@@ -182,6 +220,16 @@ impl Tls {
     }
 
     pub fn failed(&self) -> Option<Failure> {
+        self.failed
+    }
+
+    /// The failure, the first time it is asked for (to count it once
+    /// whoever met it first).
+    pub fn take_failure(&mut self) -> Option<Failure> {
+        if self.reported {
+            return None;
+        }
+        self.reported = self.failed.is_some();
         self.failed
     }
 
@@ -201,7 +249,10 @@ impl Tls {
 
     /// The server name the client asked for (SNI), lowercase.
     pub fn server_name(&self) -> Option<&str> {
-        self.conn.server_name()
+        match &self.conn {
+            Connection::Server(c) => c.server_name(),
+            Connection::Client(_) => None,
+        }
     }
 
     pub fn alpn(&self) -> Option<&[u8]> {
@@ -270,6 +321,8 @@ impl Tls {
                 }
                 Err(e) => {
                     let f = match Failure::of(&e) {
+                        Failure::ClientCert if self.is_client() => Failure::BackendCert,
+                        f if self.is_client() => f,
                         _ if self.looks_like_http() => Failure::PlainHttp,
                         // rustls may trip over a missing TLS 1.2 extension
                         // before it looks at the version.
@@ -692,6 +745,29 @@ pub fn server_config(
         Some(t) => t.clone(),
         None => rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
     };
+    Ok(Arc::new(cfg))
+}
+
+/// The rustls configuration of a cluster's upstream connections
+/// (`[cluster.tls]`): the backends' certificates verified against the
+/// cluster's CA roots, TLS 1.2 and 1.3, ALPN `http/1.1`, the client
+/// certificate when there is one, and rustls' default in-memory session
+/// cache (256 sessions), shared by all workers through the config, so a
+/// new connection to a backend usually resumes (the cache takes a lock
+/// once per handshake, not per record).
+pub fn client_config(tls: &LoadedClusterTls) -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(tls.roots.clone());
+    let mut cfg = match &tls.client_cert {
+        None => builder.with_no_client_auth(),
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain.clone(), key.clone_key())
+            .map_err(|e| e.to_string())?,
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
 }
 

@@ -174,6 +174,16 @@ counters! {
     l7_tls_client_cert_refused,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
+    /// L7 upstream TLS (`[cluster.tls]`): handshakes with backends
+    /// completed, full and resumed.
+    l7_upstream_tls_handshakes_full,
+    l7_upstream_tls_handshakes_resumed,
+    /// L7 upstream TLS: handshakes failed because the backend's
+    /// certificate did not verify (CA, name, validity).
+    l7_upstream_tls_verify_failed,
+    /// L7 upstream TLS: other TLS failures with backends (alerts,
+    /// protocol errors, nothing in common), during or after the handshake.
+    l7_upstream_tls_failed,
     /// L7: health probes that passed / failed (worker 0 only).
     l7_health_ok,
     l7_health_failed,

@@ -737,3 +737,118 @@ fn boxes_sharing_a_ticket_key_file_resume_each_others_sessions() {
     }
     let _ = std::fs::remove_dir_all(&d);
 }
+
+// ------------------------------------------------------------ upstream side
+
+/// Run the handshake of the client layer `t` against a rustls server with
+/// `cfg` to its end (or the layer's failure); returns the server.
+fn upstream_handshake(cfg: &Arc<ServerConfig>, t: &mut Tls) -> Result<ServerConnection, Failure> {
+    let mut srv = ServerConnection::new(cfg.clone()).unwrap();
+    let (mut up, mut down) = (Pipe::default(), Pipe::default());
+    for _ in 0..10 {
+        t.write_to(&mut up);
+        if !up.0.is_empty() {
+            srv.read_tls(&mut up).unwrap();
+            // The server may fail on our alert: that is the layer's story.
+            let _ = srv.process_new_packets();
+        }
+        while srv.wants_write() {
+            srv.write_tls(&mut down).unwrap();
+        }
+        t.read_from(&mut down)?;
+        if !t.handshaking() && !srv.is_handshaking() {
+            // The client's last flight, then the server's tickets.
+            t.write_to(&mut up);
+            if !up.0.is_empty() {
+                srv.read_tls(&mut up).unwrap();
+                srv.process_new_packets().unwrap();
+            }
+            while srv.wants_write() {
+                srv.write_tls(&mut down).unwrap();
+            }
+            t.read_from(&mut down)?;
+            return Ok(srv);
+        }
+    }
+    panic!("upstream handshake did not finish");
+}
+
+fn upstream_config(s: &Setup) -> Arc<ClientConfig> {
+    client_config_of(&LoadedClusterTls {
+        roots: s.roots.clone(),
+        client_cert: None,
+    })
+    .unwrap()
+}
+
+use super::client_config as client_config_of;
+
+#[test]
+fn upstream_bytes_both_ways_and_resumption() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = upstream_config(&s);
+    let name = || ServerName::try_from("a.example").unwrap();
+    let mut t = Tls::new_client(&cfg, name()).unwrap();
+    assert!(t.handshaking());
+    // Nothing to send before the handshake is done.
+    assert_eq!(t.plain_room(65536), 0);
+    let mut srv = upstream_handshake(&s.server, &mut t).unwrap();
+    assert!(!t.resumed());
+    assert_eq!(srv.server_name(), Some("a.example"));
+    assert_eq!(t.alpn(), Some(&b"http/1.1"[..]));
+    assert_eq!(t.server_name(), None);
+    let (mut up, mut down) = (Pipe::default(), Pipe::default());
+    let req = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n";
+    assert_eq!(t.send(req, 65536), req.len());
+    t.write_to(&mut up);
+    srv.read_tls(&mut up).unwrap();
+    srv.process_new_packets().unwrap();
+    let mut got = Vec::new();
+    let _ = srv.reader().read_to_end(&mut got);
+    assert_eq!(got, req);
+    srv.writer().write_all(b"HTTP/1.1 200 OK\r\n\r\n").unwrap();
+    srv.send_close_notify();
+    while srv.wants_write() {
+        srv.write_tls(&mut down).unwrap();
+    }
+    t.read_from(&mut down).unwrap();
+    let mut got = Vec::new();
+    t.recv(|d| {
+        got.extend_from_slice(d);
+        d.len()
+    });
+    assert_eq!(got, b"HTTP/1.1 200 OK\r\n\r\n");
+    assert!(t.at_eof());
+    // A second connection with the same config resumes (the session cache
+    // is the config's).
+    let mut t2 = Tls::new_client(&cfg, name()).unwrap();
+    upstream_handshake(&s.server, &mut t2).unwrap();
+    assert!(t2.resumed());
+}
+
+#[test]
+fn upstream_certificate_for_another_name_is_a_verify_failure() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = upstream_config(&s);
+    // The server answers with its default certificate, for a.example.
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("c.example").unwrap()).unwrap();
+    let f = upstream_handshake(&s.server, &mut t).err();
+    assert_eq!(f, Some(Failure::BackendCert));
+    assert_eq!(t.take_failure(), Some(Failure::BackendCert));
+    assert_eq!(t.take_failure(), None, "counted once");
+    assert_eq!(
+        Failure::BackendCert.upstream_counter(),
+        Counter::l7_upstream_tls_verify_failed
+    );
+    assert_eq!(
+        Failure::Protocol.upstream_counter(),
+        Counter::l7_upstream_tls_failed
+    );
+    // And from another CA: the same.
+    let other = setup(TlsVersion::Tls12);
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("a.example").unwrap()).unwrap();
+    assert_eq!(
+        upstream_handshake(&other.server, &mut t).err(),
+        Some(Failure::BackendCert)
+    );
+}
