@@ -252,7 +252,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         // Marks the worker exited however its function ends, panic included.
         let exit = ExitGuard(heartbeats[i].clone());
         eal.launch(lcore, move || {
-            let _exit = exit;
+            let _exit = exit.arm();
             worker::run(setup)
         })?;
     }

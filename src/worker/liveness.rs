@@ -42,10 +42,49 @@ impl Heartbeat {
 /// catches it).
 pub struct ExitGuard(pub Arc<Heartbeat>);
 
+impl ExitGuard {
+    /// Call on the worker's own thread before it runs: a panic there then
+    /// marks the worker exited at once, from the panic hook, before the
+    /// default hook prints the message and a backtrace (symbolizing one
+    /// can take seconds, and the control thread would report the worker
+    /// stuck rather than dead in the meantime).
+    pub fn arm(self) -> ExitGuard {
+        install_panic_hook();
+        CURRENT.with(|c| *c.borrow_mut() = Some(self.0.clone()));
+        self
+    }
+}
+
 impl Drop for ExitGuard {
     fn drop(&mut self) {
         self.0.exited.store(true, Ordering::Release);
+        let _ = CURRENT.try_with(|c| c.try_borrow_mut().map(|mut c| c.take()));
     }
+}
+
+thread_local! {
+    /// The heartbeat of the worker this thread runs, once armed.
+    static CURRENT: std::cell::RefCell<Option<Arc<Heartbeat>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Chain a hook in front of the current panic hook (once per process) that
+/// marks the panicking thread's worker, if any, exited.
+fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            let _ = CURRENT.try_with(|c| {
+                if let Ok(c) = c.try_borrow() {
+                    if let Some(hb) = c.as_ref() {
+                        hb.exited.store(true, Ordering::Release);
+                    }
+                }
+            });
+            previous(info);
+        }));
+    });
 }
 
 /// A fault to inject into one worker, debug builds only:
