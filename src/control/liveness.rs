@@ -42,6 +42,9 @@ struct Watch {
 pub struct Monitor {
     watches: Vec<Watch>,
     stuck: Duration,
+    /// When [`Monitor::check`] last ran (the control thread calls it every
+    /// 10 ms).
+    last_check: Instant,
 }
 
 impl Monitor {
@@ -58,6 +61,7 @@ impl Monitor {
                 })
                 .collect(),
             stuck,
+            last_check: now,
         }
     }
 
@@ -65,6 +69,19 @@ impl Monitor {
     /// changed. A death is final; a stuck worker may resume.
     pub fn check(&mut self, now: Instant) -> Vec<Event> {
         let mut events = Vec::new();
+        // A gap of a whole stuck period between two checks means the
+        // control thread itself did not run: the process was paused
+        // (SIGSTOP, a debugger, a frozen VM) or the machine starved it.
+        // The workers were paused too, so that time is not counted
+        // against them; otherwise every worker would be declared stuck
+        // the moment the process resumes, before it could beat again.
+        let gap = now.saturating_duration_since(self.last_check);
+        self.last_check = now;
+        if gap > self.stuck {
+            for w in &mut self.watches {
+                w.since += gap;
+            }
+        }
         for (i, w) in self.watches.iter_mut().enumerate() {
             if w.failed == Some(Failure::Died) {
                 continue;
@@ -168,11 +185,46 @@ mod tests {
         let t0 = Instant::now();
         let hbs: Vec<Arc<Heartbeat>> = vec![Arc::default()];
         let mut m = Monitor::new(&hbs, STUCK, t0);
-        assert_eq!(m.check(t0 + STARTUP_GRACE), vec![]);
+        let tick = Duration::from_millis(10);
+        let mut t = t0;
+        while t + tick < t0 + STARTUP_GRACE + STUCK {
+            t += tick;
+            assert_eq!(m.check(t), vec![]);
+        }
         assert!(matches!(
-            m.check(t0 + STARTUP_GRACE + STUCK)[..],
+            m.check(t + tick)[..],
             [Event::Failed(0, Failure::Stuck(_))]
         ));
+    }
+
+    /// A process stopped and resumed (SIGSTOP, SIGCONT) froze its workers
+    /// and the control thread alike: the pause does not count, so no worker
+    /// is declared stuck on resuming; a worker that then stays quiet for a
+    /// stuck period still is.
+    #[test]
+    fn a_paused_process_is_not_a_stuck_worker() {
+        let t0 = Instant::now();
+        let ms = |n| t0 + Duration::from_millis(n);
+        let hbs: Vec<Arc<Heartbeat>> = vec![Arc::default()];
+        let mut m = Monitor::new(&hbs, STUCK, t0);
+        hbs[0].beat();
+        assert_eq!(m.check(ms(10)), vec![]);
+        // Stopped for 20 s; the first check after resuming sees no beat yet.
+        assert_eq!(m.check(ms(20_010)), vec![]);
+        hbs[0].beat();
+        assert_eq!(m.check(ms(20_020)), vec![]);
+        // Then quiet for longer than STUCK, checked every 10 ms.
+        let mut t = 20_020;
+        let mut events = vec![];
+        while events.is_empty() && t < 21_000 {
+            t += 10;
+            events = m.check(ms(t));
+        }
+        assert!(
+            matches!(events[..], [Event::Failed(0, Failure::Stuck(_))]),
+            "{events:?}"
+        );
+        assert!(t >= 20_020 + STUCK.as_millis() as u64, "stuck after {t} ms");
     }
 
     #[test]
