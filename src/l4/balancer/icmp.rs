@@ -49,16 +49,41 @@ fn embedded_v4(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded> {
     })
 }
 
+/// The quoted datagram of an ICMP error, either family.
+enum Quoted {
+    V4(Embedded),
+    V6(Embedded6),
+}
+
+impl Quoted {
+    /// The connection's key: the failed packet went src -> dst, so the
+    /// connection saw the other direction first.
+    fn key(&self) -> FlowKey {
+        match self {
+            Quoted::V4(e) => FlowKey::v4(e.dst, e.src, e.dport, e.sport, e.proto),
+            Quoted::V6(e) => FlowKey::v6(e.dst, e.src, e.dport, e.sport, e.proto),
+        }
+    }
+
+    fn sport(&self) -> u16 {
+        match self {
+            Quoted::V4(e) => e.sport,
+            Quoted::V6(e) => e.sport,
+        }
+    }
+
+    fn proto(&self) -> u8 {
+        match self {
+            Quoted::V4(e) => e.proto,
+            Quoted::V6(e) => e.proto,
+        }
+    }
+}
+
 /// An ICMPv4 destination-unreachable or time-exceeded message to a VIP or
 /// to one of our addresses, about a packet of a tracked connection (for
-/// example "fragmentation needed", which path MTU discovery depends on).
-/// The embedded datagram is the packet that failed; its inverted tuple is
-/// the connection's key in the other direction.
-///
-/// - To a VIP in a DSR mode: sent on to the connection's backend (which
-///   sent the failed packet), encapsulated like the flow's own packets.
-/// - NAT, either side: translated like the flow's packets (outer and
-///   embedded headers) and sent to the other side.
+/// example "fragmentation needed", which path MTU discovery depends on);
+/// see [`icmp_error`].
 pub fn icmp_error_v4(
     plane: &Plane,
     neighbors: &mut NeighborTable,
@@ -67,12 +92,50 @@ pub fn icmp_error_v4(
     pkt: Ip,
     now: u64,
 ) -> Verdict {
-    let Some(e) = embedded_v4(buf, pkt.l4, pkt.end) else {
-        return Drop(Counter::drop_icmp_unhandled);
-    };
-    // The failed packet went e.src -> e.dst; the connection saw the other
-    // direction first.
-    let key = FlowKey::v4(e.dst, e.src, e.dport, e.sport, e.proto);
+    match embedded_v4(buf, pkt.l4, pkt.end) {
+        Some(e) => icmp_error(plane, neighbors, st, buf, pkt, Quoted::V4(e), now),
+        None => Drop(Counter::drop_icmp_unhandled),
+    }
+}
+
+/// An ICMPv6 error (destination unreachable, packet too big, time
+/// exceeded; RFC 4443) to a VIP or to one of our addresses, about a packet
+/// of a tracked connection; see [`icmp_error`].
+pub fn icmp_error_v6(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    now: u64,
+) -> Verdict {
+    match embedded_v6(buf, pkt.l4, pkt.end) {
+        Some(e) => icmp_error(plane, neighbors, st, buf, pkt, Quoted::V6(e), now),
+        None => Drop(Counter::drop_icmp_unhandled),
+    }
+}
+
+/// An ICMP error about a tracked flow. The quoted datagram is the packet
+/// that failed; its inverted tuple is the connection's key.
+///
+/// - To a VIP in a DSR mode: the backend that sent the failed reply needs
+///   it (path MTU discovery, RFC 1191 / RFC 8201), so it is encapsulated to
+///   the flow's backend like the flow's own packets (placed by the Maglev
+///   table when this worker has no state).
+/// - NAT, either side: translated like the flow's packets (outer and
+///   embedded headers) and sent to the other side.
+/// - NAT, reply side, another worker's connection (ICMP is spread by
+///   address pair only): handed to it, as its SNAT port names it.
+fn icmp_error(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    st: &mut L4State,
+    buf: &mut [u8],
+    pkt: Ip,
+    q: Quoted,
+    now: u64,
+) -> Verdict {
+    let key = q.key();
     let hit = match st.conntrack.lookup(&key, now) {
         Lookup::Hit(id, dir) => Some((*st.conntrack.conn(id), dir)),
         Lookup::Expired(c) => {
@@ -82,7 +145,9 @@ pub fn icmp_error_v4(
         Lookup::Miss => None,
     };
     let to_vip = plane.is_vip(pkt.dst);
-    match hit {
+    // The key whose tuple the translated error follows: the backend side
+    // for an error from the client, the client side for one from the backend.
+    let toward = match hit {
         Some((conn, Direction::Original)) if to_vip => {
             let Some(svc) = plane
                 .services
@@ -105,51 +170,20 @@ pub fn icmp_error_v4(
                     now,
                 );
             }
-            // NAT, error from the client's side about our reply: towards
-            // the backend, as the backend's own packet would have come.
             let Some(&rev) = conn.rev() else {
                 return Drop(Counter::drop_no_conn);
             };
-            nat_icmp(
-                plane,
-                neighbors,
-                buf,
-                &pkt,
-                &e,
-                rev.dst_ip(),
-                rev.src_ip(),
-                (rev.src_ip(), rev.src_port),
-                (rev.dst_ip(), rev.dst_port),
-                now,
-            )
+            rev
         }
-        Some((conn, Direction::Reply)) if !to_vip => {
-            // NAT, error from the backend's side about our SNATed packet:
-            // back to the client, as from the VIP.
-            let fwd = *conn.fwd();
-            nat_icmp(
-                plane,
-                neighbors,
-                buf,
-                &pkt,
-                &e,
-                fwd.dst_ip(),
-                fwd.src_ip(),
-                (fwd.src_ip(), fwd.src_port),
-                (fwd.dst_ip(), fwd.dst_port),
-                now,
-            )
-        }
+        Some((conn, Direction::Reply)) if !to_vip => *conn.fwd(),
         None if to_vip => {
-            // DSR flows may have no state here: place them as the flow's own
-            // packets are placed.
-            let Some(svc) = plane.services.lookup(pkt.dst, e.sport, e.proto) else {
+            let Some(svc) = plane.services.lookup(pkt.dst, q.sport(), q.proto()) else {
                 return Drop(Counter::drop_no_service);
             };
             if !svc.mode.is_dsr() {
                 return Drop(Counter::drop_no_conn);
             }
-            match plane.services.consistent_pick(svc.cluster, &key) {
+            return match plane.services.consistent_pick(svc.cluster, &key) {
                 Some(b) => dsr_forward(
                     plane,
                     neighbors,
@@ -162,22 +196,29 @@ pub fn icmp_error_v4(
                     now,
                 ),
                 None => Drop(Counter::drop_no_backend),
-            }
+            };
         }
         None => {
-            // A NAT reply-side error about a connection another worker owns
-            // (ICMP is spread by address pair only): its SNAT port names it.
-            match st.snat.owner(e.sport) {
+            return match st.snat.owner(q.sport()) {
                 Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
                 _ => Drop(Counter::drop_no_conn),
-            }
+            };
         }
-        _ => Drop(Counter::drop_no_conn),
+        _ => return Drop(Counter::drop_no_conn),
+    };
+    let outer = (toward.dst_ip(), toward.src_ip());
+    let inner = (
+        (toward.src_ip(), toward.src_port),
+        (toward.dst_ip(), toward.dst_port),
+    );
+    match &q {
+        Quoted::V4(e) => nat_icmp(plane, neighbors, buf, &pkt, e, outer, inner, now),
+        Quoted::V6(e) => nat_icmp6(plane, neighbors, buf, &pkt, e, outer, inner, now),
     }
 }
 
-/// Rewrite an ICMPv4 error for NAT: the outer header goes from `src` to
-/// `dst`; the embedded datagram becomes `inner_src -> inner_dst` (address,
+/// Rewrite an ICMPv4 error for NAT: the outer header goes `outer.0 ->
+/// outer.1`; the embedded datagram becomes `inner.0 -> inner.1` (address,
 /// port). Checksums: embedded IP header recomputed, embedded UDP checksum
 /// updated when present (a TCP checksum lies beyond the 8 bytes an error
 /// must carry and is left alone, as Linux does), ICMP checksum recomputed
@@ -189,14 +230,14 @@ fn nat_icmp(
     buf: &mut [u8],
     pkt: &Ip,
     e: &Embedded,
-    src: IpAddr,
-    dst: IpAddr,
-    inner_src: (IpAddr, u16),
-    inner_dst: (IpAddr, u16),
+    outer: (IpAddr, IpAddr),
+    inner: ((IpAddr, u16), (IpAddr, u16)),
     now: u64,
 ) -> Verdict {
-    let (IpAddr::V4(src), IpAddr::V4(dst), (IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)) =
-        (src, dst, inner_src, inner_dst)
+    let (
+        (IpAddr::V4(src), IpAddr::V4(dst)),
+        ((IpAddr::V4(isrc), isport), (IpAddr::V4(idst), idport)),
+    ) = (outer, inner)
     else {
         return Drop(Counter::drop_icmp_unhandled);
     };
@@ -284,125 +325,6 @@ fn embedded_v6(buf: &[u8], icmp: usize, end: usize) -> Option<Embedded6> {
         dport: u16::from_be_bytes([p[2], p[3]]),
         proto,
     })
-}
-
-/// An ICMPv6 error (destination unreachable, packet too big, time
-/// exceeded; RFC 4443) to a VIP or to one of our addresses, about a packet
-/// of a tracked connection, as [`icmp_error_v4`] does for IPv4:
-///
-/// - to a VIP in a DSR mode: the backend that sent the failed reply needs
-///   it (path MTU discovery, RFC 8201), so it is encapsulated to the
-///   flow's backend like the flow's own packets (placed by the Maglev
-///   table when this worker has no state);
-/// - NAT, either side: translated like the flow's packets (outer and
-///   embedded headers, ICMPv6 checksum over the new pseudo-header) and
-///   sent to the other side.
-pub fn icmp_error_v6(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    st: &mut L4State,
-    buf: &mut [u8],
-    pkt: Ip,
-    now: u64,
-) -> Verdict {
-    let Some(e) = embedded_v6(buf, pkt.l4, pkt.end) else {
-        return Drop(Counter::drop_icmp_unhandled);
-    };
-    // The failed packet went e.src -> e.dst; the connection saw the other
-    // direction first.
-    let key = FlowKey::v6(e.dst, e.src, e.dport, e.sport, e.proto);
-    let hit = match st.conntrack.lookup(&key, now) {
-        Lookup::Hit(id, dir) => Some((*st.conntrack.conn(id), dir)),
-        Lookup::Expired(c) => {
-            st.release(&c);
-            None
-        }
-        Lookup::Miss => None,
-    };
-    let to_vip = plane.is_vip(pkt.dst);
-    match hit {
-        Some((conn, Direction::Original)) if to_vip => {
-            let Some(svc) = plane
-                .services
-                .services
-                .iter()
-                .find(|s| s.id == conn.service)
-            else {
-                return Drop(Counter::drop_no_service);
-            };
-            if svc.mode.is_dsr() {
-                return dsr_forward(
-                    plane,
-                    neighbors,
-                    st,
-                    svc,
-                    buf,
-                    pkt,
-                    conn.backend,
-                    Counter::icmp_errors_forwarded,
-                    now,
-                );
-            }
-            // NAT, error from the client's side about our reply: towards
-            // the backend, as the backend's own packet would have come.
-            let Some(&rev) = conn.rev() else {
-                return Drop(Counter::drop_no_conn);
-            };
-            nat_icmp6(
-                plane,
-                neighbors,
-                buf,
-                &pkt,
-                &e,
-                (rev.dst_ip(), rev.src_ip()),
-                ((rev.src_ip(), rev.src_port), (rev.dst_ip(), rev.dst_port)),
-                now,
-            )
-        }
-        Some((conn, Direction::Reply)) if !to_vip => {
-            // NAT, error from the backend's side about our SNATed packet:
-            // back to the client, as from the VIP.
-            let fwd = *conn.fwd();
-            nat_icmp6(
-                plane,
-                neighbors,
-                buf,
-                &pkt,
-                &e,
-                (fwd.dst_ip(), fwd.src_ip()),
-                ((fwd.src_ip(), fwd.src_port), (fwd.dst_ip(), fwd.dst_port)),
-                now,
-            )
-        }
-        None if to_vip => {
-            let Some(svc) = plane.services.lookup(pkt.dst, e.sport, e.proto) else {
-                return Drop(Counter::drop_no_service);
-            };
-            if !svc.mode.is_dsr() {
-                return Drop(Counter::drop_no_conn);
-            }
-            match plane.services.consistent_pick(svc.cluster, &key) {
-                Some(b) => dsr_forward(
-                    plane,
-                    neighbors,
-                    st,
-                    svc,
-                    buf,
-                    pkt,
-                    b,
-                    Counter::icmp_errors_forwarded,
-                    now,
-                ),
-                None => Drop(Counter::drop_no_backend),
-            }
-        }
-        None => match st.snat.owner(e.sport) {
-            // Another worker's NAT connection: its SNAT port names it.
-            Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
-            _ => Drop(Counter::drop_no_conn),
-        },
-        _ => Drop(Counter::drop_no_conn),
-    }
 }
 
 /// Rewrite an ICMPv6 error for NAT: the outer header goes `outer.0 ->
