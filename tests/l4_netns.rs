@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
+use common::lan::{nginx, run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const LB_ADDR: &str = "10.30.0.1";
@@ -218,55 +218,18 @@ impl World {
 
     fn start_nginx(&mut self, name: &str) {
         let dir = self.tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
-        let www = self.tmp.path().join("www");
-        // One process (`master_process off`): a SIGKILL on drop leaves no
-        // orphaned workers. Every path is inside the test's temp dir.
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type text/plain;
-    keepalive_timeout 30s;
-    keepalive_requests 100000;
-    server {{
-        listen 80 default_server;
-        root {www};
-        add_header X-Backend {name} always;
-        add_header X-Client $remote_addr always;
+        let server = format!(
+            r#"        add_header X-Client $remote_addr always;
         location / {{ return 200 "{name}\n"; }}
         location = /hc {{ if (-f {d}/down) {{ return 503; }} return 200 "ok\n"; }}
-        location /big {{ limit_rate {BIG_RATE}; }}
-    }}
-}}
-"#,
-            www = www.display()
+        location /big {{ limit_rate {BIG_RATE}; }}"#
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let err = dir.join("error.log");
-        let cmd = self.lan.host(name).cmd(&[
-            "nginx",
-            "-e",
-            err.to_str().unwrap(),
-            "-p",
-            dir.to_str().unwrap(),
-            "-c",
-            conf_path.to_str().unwrap(),
-        ]);
-        let log = dir.join("nginx.out");
-        self.servers
-            .push(Daemon::spawn(&format!("nginx {name}"), cmd, &log));
+        let http = "    default_type text/plain;\n    keepalive_requests 100000;";
+        let www = self.tmp.path().join("www");
+        let ns = self.lan.host(name);
+        let nginx = nginx(ns, name, &dir, &www, http, &server);
+        self.servers.push(nginx);
     }
 
     /// The userspace DSR set-up, exactly as an operator would run it on a

@@ -48,7 +48,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
+use common::lan::{nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const LB_ADDR: &str = "10.50.0.1";
@@ -218,55 +218,20 @@ impl World {
     /// file, `/health` 200 unless the file `down` exists in its directory.
     fn start_nginx(&mut self, name: &str) {
         let dir = self.tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
         let d = dir.display();
-        let www = self.tmp.path().join("www");
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 2048; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type text/plain;
-    keepalive_timeout 30s;
-    keepalive_requests 100000;
-    server {{
-        listen 80 default_server;
-        root {www};
-        add_header X-Backend {name} always;
-        location = / {{ return 200 "{name}\n"; }}
+        let server = format!(
+            r#"        location = / {{ return 200 "{name}\n"; }}
         location = /health {{
             if (-f {d}/down) {{ return 503 "down\n"; }}
             return 200 "ok\n";
         }}
-        location /big {{ }}
-    }}
-}}
-"#,
-            www = www.display()
+        location /big {{ }}"#
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let err = dir.join("error.log");
-        let cmd = self.lan.host(name).cmd(&[
-            "nginx",
-            "-e",
-            err.to_str().unwrap(),
-            "-p",
-            dir.to_str().unwrap(),
-            "-c",
-            conf_path.to_str().unwrap(),
-        ]);
-        let log = dir.join("nginx.out");
-        self.servers
-            .push(Daemon::spawn(&format!("nginx {name}"), cmd, &log));
+        let http = "    default_type text/plain;\n    keepalive_requests 100000;";
+        let www = self.tmp.path().join("www");
+        let ns = self.lan.host(name);
+        let nginx = nginx(ns, name, &dir, &www, http, &server);
+        self.servers.push(nginx);
     }
 
     fn start_decap(&mut self, name: &str) {

@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{ip, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
+use common::lan::{ip, nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const ROUTER_LAN: &str = "10.60.0.254";
@@ -293,52 +293,15 @@ impl World {
 
     fn start_nginx(&mut self, name: &str) {
         let dir = self.tmp.path().join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        let d = dir.display();
-        let www = self.tmp.path().join("www");
-        // One process (`master_process off`): a SIGKILL on drop leaves no
-        // orphaned workers. Every path is inside the test's temp dir.
-        let conf = format!(
-            r#"daemon off;
-master_process off;
-pid {d}/nginx.pid;
-error_log {d}/error.log warn;
-events {{ worker_connections 1024; }}
-http {{
-    access_log off;
-    client_body_temp_path {d}/body;
-    proxy_temp_path {d}/proxy;
-    fastcgi_temp_path {d}/fastcgi;
-    uwsgi_temp_path {d}/uwsgi;
-    scgi_temp_path {d}/scgi;
-    default_type application/octet-stream;
-    keepalive_timeout 30s;
-    server {{
-        listen 80 default_server;
-        root {www};
-        add_header X-Backend {name} always;
-        location / {{ return 200 "{name}\n"; }}
-        location /big {{ limit_rate {BIG_RATE}; }}
-    }}
-}}
-"#,
-            www = www.display()
+        let server = format!(
+            r#"        location / {{ return 200 "{name}\n"; }}
+        location /big {{ limit_rate {BIG_RATE}; }}"#
         );
-        let conf_path = dir.join("nginx.conf");
-        std::fs::write(&conf_path, conf).unwrap();
-        let err = dir.join("error.log");
-        let cmd = self.lan.host(name).cmd(&[
-            "nginx",
-            "-e",
-            err.to_str().unwrap(),
-            "-p",
-            dir.to_str().unwrap(),
-            "-c",
-            conf_path.to_str().unwrap(),
-        ]);
-        let log = dir.join("nginx.out");
-        self.servers
-            .push(Daemon::spawn(&format!("nginx {name}"), cmd, &log));
+        let http = "    default_type application/octet-stream;";
+        let www = self.tmp.path().join("www");
+        let ns = self.lan.host(name);
+        let nginx = nginx(ns, name, &dir, &www, http, &server);
+        self.servers.push(nginx);
     }
 
     /// The userspace IP-in-IP set-up of docs/DSR.md, accepting tunnelled

@@ -417,3 +417,52 @@ pub fn wait_until<F: FnMut() -> bool>(limit: Duration, mut f: F) -> bool {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An nginx backend in `ns` on port 80, serving files from `www` and
+/// tagging every response with `X-Backend: name`. One process
+/// (`master_process off`): a SIGKILL on drop leaves no orphaned workers.
+/// Every path is inside `dir`. `http` adds directives to the `http` block
+/// (a `default_type` among them), `server` to the `server` block (its
+/// locations).
+pub fn nginx(ns: &Ns, name: &str, dir: &Path, www: &Path, http: &str, server: &str) -> Daemon {
+    std::fs::create_dir_all(dir).unwrap();
+    let d = dir.display();
+    let conf = format!(
+        r#"daemon off;
+master_process off;
+pid {d}/nginx.pid;
+error_log {d}/error.log warn;
+events {{ worker_connections 2048; }}
+http {{
+    access_log off;
+    client_body_temp_path {d}/body;
+    proxy_temp_path {d}/proxy;
+    fastcgi_temp_path {d}/fastcgi;
+    uwsgi_temp_path {d}/uwsgi;
+    scgi_temp_path {d}/scgi;
+    keepalive_timeout 30s;
+{http}
+    server {{
+        listen 80 default_server;
+        root {www};
+        add_header X-Backend {name} always;
+{server}
+    }}
+}}
+"#,
+        www = www.display()
+    );
+    let conf_path = dir.join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let err = dir.join("error.log");
+    let cmd = ns.cmd(&[
+        "nginx",
+        "-e",
+        err.to_str().unwrap(),
+        "-p",
+        dir.to_str().unwrap(),
+        "-c",
+        conf_path.to_str().unwrap(),
+    ]);
+    Daemon::spawn(&format!("nginx {name}"), cmd, &dir.join("nginx.out"))
+}
