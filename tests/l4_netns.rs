@@ -31,7 +31,7 @@ use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{nginx, run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
+use common::lan::{dsr_decap, nginx, run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const LB_ADDR: &str = "10.30.0.1";
@@ -237,27 +237,8 @@ impl World {
     /// foreground, accepting tunnelled packets from Sluice only.
     fn start_decap(&mut self, name: &str) {
         let mode = format!("userspace-{}", self.mode.config_name());
-        let script = common::repo().join("scripts/backend-setup.sh");
-        let cmd = self.lan.host(name).cmd(&[
-            script.to_str().unwrap(),
-            "up",
-            &mode,
-            VIP,
-            "--dev",
-            "eth0",
-            "--lb",
-            LB_ADDR,
-        ]);
         let log = self.tmp.path().join(format!("decap-{name}.log"));
-        let mut d = Daemon::spawn(&format!("dsr-decap {name}"), cmd, &log);
-        let ready = wait_until(secs(10), || {
-            d.log().contains("dsr-decap: ready") || !d.running()
-        });
-        assert!(
-            ready && d.running(),
-            "decap helper on {name} did not come up\n{}",
-            d.log()
-        );
+        let d = dsr_decap(self.lan.host(name), name, &mode, VIP, &[LB_ADDR], &log);
         self.servers.push(d);
     }
 

@@ -48,7 +48,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
+use common::lan::{dsr_decap, nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const LB_ADDR: &str = "10.50.0.1";
@@ -235,26 +235,14 @@ impl World {
     }
 
     fn start_decap(&mut self, name: &str) {
-        let script = common::repo().join("scripts/backend-setup.sh");
-        let cmd = self.lan.host(name).cmd(&[
-            script.to_str().unwrap(),
-            "up",
+        let log = self.tmp.path().join(format!("decap-{name}.log"));
+        let d = dsr_decap(
+            self.lan.host(name),
+            name,
             "userspace-ipip",
             VIP,
-            "--dev",
-            "eth0",
-            "--lb",
-            LB_ADDR,
-        ]);
-        let log = self.tmp.path().join(format!("decap-{name}.log"));
-        let mut d = Daemon::spawn(&format!("dsr-decap {name}"), cmd, &log);
-        let ready = wait_until(secs(10), || {
-            d.log().contains("dsr-decap: ready") || !d.running()
-        });
-        assert!(
-            ready && d.running(),
-            "decap helper on {name} did not come up\n{}",
-            d.log()
+            &[LB_ADDR],
+            &log,
         );
         self.servers.push(d);
     }

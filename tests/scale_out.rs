@@ -53,7 +53,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::lan::{ip, nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
+use common::lan::{dsr_decap, ip, nginx, run, wait_until, Daemon, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
 const ROUTER_LAN: &str = "10.60.0.254";
@@ -307,30 +307,10 @@ impl World {
     /// The userspace IP-in-IP set-up of docs/DSR.md, accepting tunnelled
     /// packets from every box of the group.
     fn start_decap(&mut self, name: &str) {
-        let script = common::repo().join("scripts/backend-setup.sh");
-        let mut args = vec![
-            script.to_str().unwrap().to_string(),
-            "up".into(),
-            "userspace-ipip".into(),
-            VIP.into(),
-            "--dev".into(),
-            "eth0".into(),
-        ];
-        for b in &BOXES {
-            args.extend(["--lb".to_string(), b.addr.to_string()]);
-        }
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let cmd = self.lan.host(name).cmd(&args);
+        let lbs: Vec<String> = BOXES.iter().map(|b| b.addr.to_string()).collect();
+        let lbs: Vec<&str> = lbs.iter().map(String::as_str).collect();
         let log = self.tmp.path().join(format!("decap-{name}.log"));
-        let mut d = Daemon::spawn(&format!("dsr-decap {name}"), cmd, &log);
-        let ready = wait_until(secs(10), || {
-            d.log().contains("dsr-decap: ready") || !d.running()
-        });
-        assert!(
-            ready && d.running(),
-            "decap helper on {name} did not come up\n{}",
-            d.log()
-        );
+        let d = dsr_decap(self.lan.host(name), name, "userspace-ipip", VIP, &lbs, &log);
         self.servers.push(d);
     }
 

@@ -466,3 +466,26 @@ http {{
     ]);
     Daemon::spawn(&format!("nginx {name}"), cmd, &dir.join("nginx.out"))
 }
+
+/// The userspace DSR set-up on backend `ns`, exactly as an operator would
+/// run it on a backend without tunnel devices (scripts/backend-setup.sh
+/// with `mode` such as `userspace-ipip`): sysctls, then the decapsulation
+/// helper in the foreground, accepting tunnelled packets only from the
+/// `lbs`. Returns once the helper says it is ready.
+pub fn dsr_decap(ns: &Ns, name: &str, mode: &str, vip: &str, lbs: &[&str], log: &Path) -> Daemon {
+    let script = super::repo().join("scripts/backend-setup.sh");
+    let mut args = vec![script.to_str().unwrap(), "up", mode, vip, "--dev", "eth0"];
+    for lb in lbs {
+        args.extend(["--lb", lb]);
+    }
+    let mut d = Daemon::spawn(&format!("dsr-decap {name}"), ns.cmd(&args), log);
+    let ready = wait_until(Duration::from_secs(10), || {
+        d.log().contains("dsr-decap: ready") || !d.running()
+    });
+    assert!(
+        ready && d.running(),
+        "decap helper on {name} did not come up\n{}",
+        d.log()
+    );
+    d
+}
