@@ -1303,10 +1303,10 @@ key = "{key}"
         status_body(&["-o", "/dev/null", &format!("http://{VIP}:8083/")]).trim() == "503"
     });
     let good = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8081/after")]);
-    if !down || good.trim() != "200" || w.counter("l7_health_ok") == 0 {
+    if !down || good.trim() != "200" || w.counter("health_checks_passed") == 0 {
         failures.push(format!(
             "health: bad backend down {down}, good one answers {good:?}, ok {}",
-            w.counter("l7_health_ok")
+            w.counter("health_checks_passed")
         ));
     }
     assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());

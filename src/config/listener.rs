@@ -137,6 +137,14 @@ pub enum CheckType {
     Http,
     /// A TCP connection that is accepted passes (it is then reset).
     Tcp,
+    /// `GET path` over TLS, the backend's certificate verified against
+    /// `ca` (or not at all with `verify = false`); a status in
+    /// `expect_status` passes.
+    Https,
+    /// A datagram (`send` or `send_hex`); a reply that contains `expect`
+    /// (or `expect_hex`; any reply without either) passes, an ICMP
+    /// destination unreachable fails at once.
+    Udp,
 }
 
 impl CheckType {
@@ -144,7 +152,45 @@ impl CheckType {
         match self {
             CheckType::Http => "http",
             CheckType::Tcp => "tcp",
+            CheckType::Https => "https",
+            CheckType::Udp => "udp",
         }
+    }
+}
+
+/// Most bytes a UDP check sends (`send`, `send_hex`): one datagram that
+/// fits any link of IPv6's minimum MTU.
+pub const MAX_CHECK_SEND: usize = 1024;
+
+/// Most bytes a UDP check's reply must contain (`expect`, `expect_hex`).
+pub const MAX_CHECK_EXPECT: usize = 256;
+
+/// The bytes of a payload written as text (`Some(text)`, sent as its UTF-8
+/// bytes) or as hex (`hex`): pairs of hex digits, optionally separated by
+/// spaces or colons (`"12 34 01 00"`, `"12:34:01:00"`, `"12340100"`).
+pub fn payload_bytes(text: Option<&str>, hex: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+    match (text, hex) {
+        (Some(t), _) => Ok(Some(t.as_bytes().to_vec())),
+        (None, Some(h)) => {
+            let digits: Vec<u8> = h
+                .bytes()
+                .filter(|b| !matches!(b, b' ' | b':' | b'\t'))
+                .collect();
+            if digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+                return Err(format!(
+                    "{h:?} is not hex: expected pairs of hex digits, optionally separated by spaces \
+                     or colons, such as \"12 34 01 00\""
+                ));
+            }
+            let nibble = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+            Ok(Some(
+                digits
+                    .chunks(2)
+                    .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+                    .collect(),
+            ))
+        }
+        (None, None) => Ok(None),
     }
 }
 
@@ -155,7 +201,7 @@ impl CheckType {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
-    /// `"http"` (default) or `"tcp"`.
+    /// `"http"` (default), `"https"`, `"tcp"` or `"udp"`.
     #[serde(default, rename = "type")]
     pub check: CheckType,
     /// The request target of `GET`: an absolute path, optionally with a
@@ -185,6 +231,33 @@ pub struct HealthCheck {
     /// lo <= hi.
     #[serde(default = "default_expect_status", deserialize_with = "status_range")]
     pub expect_status: [u16; 2],
+    /// `type = "udp"`: the datagram to send, as text; or `send_hex`.
+    pub send: Option<String>,
+    /// `type = "udp"`: the datagram to send, in hex ([`payload_bytes`]).
+    pub send_hex: Option<String>,
+    /// `type = "udp"`: what a reply must contain, as text; or
+    /// `expect_hex`. Neither: any reply passes.
+    pub expect: Option<String>,
+    /// `type = "udp"`: what a reply must contain, in hex.
+    pub expect_hex: Option<String>,
+    /// `type = "https"`: PEM file of the CA certificates the backends'
+    /// certificates must chain to. Required unless `verify = false`.
+    pub ca: Option<std::path::PathBuf>,
+    /// `type = "https"`: the name sent as SNI and verified in the
+    /// certificate. None: the backend's address (verified against the
+    /// certificate's IP addresses; no SNI).
+    pub server_name: Option<String>,
+    /// `type = "https"`: `false` skips certificate verification (the check
+    /// then only proves that the backend speaks TLS and HTTP); no `ca`
+    /// then.
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// L4 NAT services: a backend that answers this many new TCP
+    /// connections in a row with a RST (no SYN-ACK between) is taken down
+    /// at once, and comes back like any down backend, after `rise` passed
+    /// checks. 0 (default): off.
+    #[serde(default)]
+    pub passive_rst_limit: u32,
 }
 
 fn default_expect_status() -> [u16; 2] {

@@ -66,7 +66,8 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use listener::{
-    Balance, CheckType, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute,
+    payload_bytes, Balance, CheckType, HashOn, HealthCheck, Listener, ListenerProtocol,
+    ListenerRoute, MAX_CHECK_EXPECT, MAX_CHECK_SEND,
 };
 pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,

@@ -2231,6 +2231,14 @@ ingress = "wan"
             rise: 100,
             fall: 1,
             expect_status: [204, 204],
+            send: None,
+            send_hex: None,
+            expect: None,
+            expect_hex: None,
+            ca: None,
+            server_name: None,
+            verify: true,
+            passive_rst_limit: 0,
         })
     );
     assert_eq!(
@@ -2531,12 +2539,12 @@ fn health_checks() {
     rejects(
         &hc("type = \"tcp\"\npath = \"/\""),
         "path =",
-        &["health_check.path applies only to type \"http\", not \"tcp\""],
+        &["health_check.path applies only to types \"http\" and \"https\", not \"tcp\""],
     );
     rejects(
-        &hc("type = \"udp\""),
+        &hc("type = \"dns\""),
         "type =",
-        &["unknown variant `udp`, expected `http` or `tcp`"],
+        &["unknown variant `dns`, expected one of `http`, `tcp`, `https`, `udp`"],
     );
     rejects(
         &hc("path = \"/\"\nport = 0"),
@@ -3485,4 +3493,145 @@ fn cluster_tls_rejected_where_it_cannot_work() {
             assert!(shown.contains(w), "{what}: {shown:?} lacks {w:?}");
         }
     }
+}
+
+/// `type = "udp"` (send/expect, text or hex) and `type = "https"` (ca,
+/// server_name, verify), and `passive_rst_limit`.
+#[test]
+fn health_check_udp_and_https_keys() {
+    let hc = |keys: &str| web_cluster(&format!("[cluster.health_check]\n{keys}"));
+    let cfg = ok(&hc(
+        "type = \"udp\"\nport = 53\nsend_hex = \"12 34:01 00\"\nexpect = \"ok\"\npassive_rst_limit = 10",
+    ));
+    let h = cfg.cluster("web").unwrap().1.health_check.clone().unwrap();
+    assert_eq!(h.check, CheckType::Udp);
+    assert_eq!(h.passive_rst_limit, 10);
+    assert_eq!(
+        payload_bytes(h.send.as_deref(), h.send_hex.as_deref()),
+        Ok(Some(vec![0x12, 0x34, 0x01, 0x00]))
+    );
+    assert_eq!(
+        payload_bytes(h.expect.as_deref(), h.expect_hex.as_deref()),
+        Ok(Some(b"ok".to_vec()))
+    );
+    // Any reply passes without expect.
+    ok(&hc("type = \"udp\"\nport = 53\nsend = \"ping\""));
+    let ca = tls_files().join("a.crt");
+    let ca = ca.display();
+    ok(&hc(&format!(
+        "type = \"https\"\npath = \"/hc\"\nca = \"{ca}\"\nserver_name = \"a.example\""
+    )));
+    ok(&hc("type = \"https\"\npath = \"/hc\"\nverify = false"));
+    let long = "x".repeat(MAX_CHECK_SEND + 1);
+    // (keys, needle whose last line the error is on, words)
+    let cases: Vec<(String, &str, Vec<String>)> = vec![
+        (
+            "type = \"udp\"\nport = 53".into(),
+            "[cluster.health_check]",
+            vec!["health_check of type \"udp\" needs `send` (text) or `send_hex`".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"a\"\nsend_hex = \"61\"".into(),
+            "send_hex",
+            vec!["health_check has both `send` and `send_hex`: give one".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend_hex = \"123\"".into(),
+            "send_hex",
+            vec!["health_check.send_hex \"123\" is not hex: expected pairs of hex digits".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"a\"\nexpect_hex = \"zz\"".into(),
+            "expect_hex",
+            vec!["health_check.expect_hex \"zz\" is not hex".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"\"".into(),
+            "send =",
+            vec![format!(
+                "health_check.send has 0 bytes: expected 1..={MAX_CHECK_SEND}"
+            )],
+        ),
+        (
+            format!("type = \"udp\"\nport = 53\nsend = \"{long}\""),
+            "send =",
+            vec![format!(
+                "health_check.send has {} bytes: expected 1..={MAX_CHECK_SEND}",
+                MAX_CHECK_SEND + 1
+            )],
+        ),
+        (
+            "type = \"tcp\"\nsend = \"a\"".into(),
+            "send =",
+            vec!["health_check.send applies only to type \"udp\", not \"tcp\"".into()],
+        ),
+        (
+            "path = \"/\"\nexpect = \"a\"".into(),
+            "expect =",
+            vec!["health_check.expect applies only to type \"udp\", not \"http\"".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"".into(),
+            "[cluster.health_check]",
+            vec![
+                "health_check of type \"https\" needs `ca`".into(),
+                "or verify = false".into(),
+            ],
+        ),
+        (
+            "type = \"https\"".into(),
+            "[cluster.health_check]",
+            vec!["health_check of type \"https\" needs `path`".into()],
+        ),
+        (
+            format!("type = \"https\"\npath = \"/\"\nca = \"{ca}\"\nverify = false"),
+            "ca =",
+            vec!["health_check has `ca` and verify = false".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"\nca = \"/nonexistent/ca.pem\"".into(),
+            "ca =",
+            vec!["health_check.ca: cannot read /nonexistent/ca.pem".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"\nverify = false\nserver_name = \"*.example\"".into(),
+            "server_name",
+            vec!["invalid health_check.server_name \"*.example\"".into()],
+        ),
+        (
+            "path = \"/\"\nverify = false".into(),
+            "verify",
+            vec!["health_check.verify applies only to type \"https\", not \"http\"".into()],
+        ),
+        (
+            "type = \"tcp\"\nca = \"x\"".into(),
+            "ca =",
+            vec!["health_check.ca applies only to type \"https\", not \"tcp\"".into()],
+        ),
+        (
+            "type = \"tcp\"\npassive_rst_limit = 10001".into(),
+            "passive_rst_limit",
+            vec!["passive_rst_limit 10001 is out of range 0..=10000 (0: off)".into()],
+        ),
+    ];
+    for (keys, needle, words) in &cases {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        rejects(&hc(keys), needle, &words);
+    }
+    // An https check in a cluster that has [cluster.tls]: its http
+    // checks already go over TLS.
+    let text = web_tls(
+        "",
+        Some(&format!(
+            "ca = \"{ca}\"\n\n[cluster.health_check]\ntype = \"https\"\npath = \"/\"\nca = \"{ca}\""
+        )),
+    );
+    rejects(
+        &text,
+        "type = \"https\"",
+        &[
+            "type \"https\" in a cluster with [cluster.tls]",
+            "use type = \"http\"",
+        ],
+    );
 }

@@ -1022,7 +1022,15 @@ impl Engine {
                 .resize(plane.services.backends.len(), Probe::default());
         }
         for b in plane.services.backends.iter().flatten() {
-            let Some(hc) = plane.l7.cluster(b.cluster).health.as_ref() else {
+            let health = plane.l7.cluster(b.cluster).health.as_ref();
+            if let Some(t) = self.probes[b.id as usize].udp {
+                if b.check_port.is_none() || health.is_none_or(|h| h.kind != CheckKind::Udp) {
+                    // A reload took the UDP check away while one was out.
+                    self.probes[b.id as usize].udp = None;
+                    snat.free(t.local, t.lport);
+                }
+            }
+            let Some(hc) = health else {
                 continue;
             };
             let Some(port) = b.check_port else {
@@ -1030,6 +1038,10 @@ impl Engine {
             };
             let id = b.id;
             let p = &mut self.probes[id as usize];
+            if hc.kind == CheckKind::Udp {
+                self.udp_tick(eg, snat, b, port, hc);
+                continue;
+            }
             if let Some(slot) = p.conn {
                 if now >= p.started_ns + hc.timeout_ms * 1_000_000 {
                     p.conn = None;
@@ -1068,6 +1080,102 @@ impl Engine {
                 Err(_) => self.probe_result(id, false, hc.rise, hc.fall),
             }
         }
+    }
+
+    /// One scan of a UDP-checked backend: end a check that ran out of
+    /// time, start one when due. A check holds a SNAT port of the
+    /// backend's source address from its datagram to its end, so that the
+    /// answer comes back to this worker ([`crate::l4::snat`]) and to this
+    /// check only.
+    fn udp_tick(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        b: &crate::net::services::BackendPlane,
+        port: u16,
+        hc: &super::plane::HealthCheck,
+    ) {
+        let now = eg.now_ns;
+        let id = b.id;
+        let p = &mut self.probes[id as usize];
+        if let Some(t) = p.udp {
+            if now < p.started_ns + hc.timeout_ms * 1_000_000 {
+                return;
+            }
+            p.udp = None;
+            snat.free(t.local, t.lport);
+            self.probe_result(id, false, hc.rise, hc.fall);
+            return;
+        }
+        if now < p.next_ns {
+            return;
+        }
+        p.next_ns = now + hc.interval_ms * 1_000_000;
+        p.started_ns = now;
+        let sent = b.src.and_then(|src| {
+            let lport = snat.alloc(src)?;
+            let t = health::UdpTuple {
+                local: src,
+                lport,
+                remote: b.addr,
+                rport: port,
+            };
+            if eg.send_built(|out| health::write_udp_check(&t, &hc.send, out)) {
+                Some(t)
+            } else {
+                snat.free(src, lport);
+                None
+            }
+        });
+        match sent {
+            Some(t) => self.probes[id as usize].udp = Some(t),
+            None => self.probe_result(id, false, hc.rise, hc.fall),
+        }
+    }
+
+    /// A UDP datagram or an ICMP error for one of this worker's SNAT ports
+    /// that no L4 connection has: the answer to a UDP check, if one is
+    /// waiting for it. A reply that contains what the check expects passes
+    /// it, any other reply fails it; a destination unreachable fails it at
+    /// once (the backend's host said nothing listens there), other ICMP
+    /// errors leave it to its timeout.
+    pub fn check_answer(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, pkt: &[u8]) {
+        let Some(answer) = health::udp_answer(pkt) else {
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        let t = match &answer {
+            health::UdpAnswer::Reply(t, _)
+            | health::UdpAnswer::Unreachable(t)
+            | health::UdpAnswer::OtherError(t) => *t,
+        };
+        let Some(id) = self.probes.iter().position(|p| p.udp == Some(t)) else {
+            // Late (the check timed out and freed its port), or not ours.
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        let plane = eg.plane;
+        let Some(hc) = plane
+            .services
+            .backend(id as u32)
+            .and_then(|b| plane.l7.cluster(b.cluster).health.as_ref())
+        else {
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        self.counters.inc(Counter::health_answers);
+        let ok = match answer {
+            health::UdpAnswer::Reply(_, payload) => health::verdict_udp(payload, &hc.expect_bytes),
+            health::UdpAnswer::Unreachable(_) => {
+                self.counters.inc(Counter::health_udp_unreachable);
+                false
+            }
+            health::UdpAnswer::OtherError(_) => return,
+        };
+        let (rise, fall) = (hc.rise, hc.fall);
+        self.probes[id].udp = None;
+        snat.free(t.local, t.lport);
+        self.probe_result(id as u32, ok, rise, fall);
     }
 
     fn probe_event(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32) {
@@ -1114,7 +1222,17 @@ impl Engine {
         // cluster's settings: a backend whose certificate does not verify
         // fails its check as its requests would.
         if state == State::Established && c.tls.is_none() {
-            if let Some((config, name)) = upstream_tls(plane, backend) {
+            let tls = match hc.kind {
+                // `type = "https"`: the check's own TLS settings.
+                CheckKind::Https => plane
+                    .l7
+                    .cluster(b.cluster)
+                    .health_tls
+                    .as_ref()
+                    .map(|t| (t.config.clone(), t.name_for(b.addr))),
+                _ => upstream_tls(plane, backend),
+            };
+            if let Some((config, name)) = tls {
                 c.tls = Tls::new_client(&config, name).map(Box::new);
             }
         }
@@ -1193,12 +1311,16 @@ impl Engine {
     }
 
     fn probe_result(&mut self, backend: u32, ok: bool, rise: u32, fall: u32) {
+        if self.health.take_suspect(backend) {
+            // Taken down by passive marking: `rise` passes from now.
+            self.probes[backend as usize].successes = 0;
+        }
         let was_up = self.health.is_up(backend);
         self.health.count(backend, ok);
         self.counters.inc(if ok {
-            Counter::l7_health_ok
+            Counter::health_checks_passed
         } else {
-            Counter::l7_health_failed
+            Counter::health_checks_failed
         });
         if let Some(up) = health::record(&mut self.probes[backend as usize], ok, was_up, rise, fall)
         {

@@ -44,6 +44,11 @@ pub enum CheckKind {
     Http,
     /// The connection is accepted.
     Tcp,
+    /// `GET path` over TLS with the check's own settings
+    /// ([`L7Cluster::health_tls`]), status in `expect`.
+    Https,
+    /// A datagram `send`; a reply containing `expect` passes.
+    Udp,
 }
 
 /// Active health check of a cluster's backends (the port of each backend's
@@ -61,6 +66,13 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Inclusive range of statuses that count as healthy.
     pub expect: (u16, u16),
+    /// UDP: the datagram sent.
+    pub send: Vec<u8>,
+    /// UDP: what the reply must contain (empty: any reply).
+    pub expect_bytes: Vec<u8>,
+    /// L4 NAT: new connections in a row answered with a RST that take the
+    /// backend down (0: off).
+    pub passive_rst_limit: u32,
 }
 
 /// Per-request policy of one cluster (index as in `Services::clusters`).
@@ -78,6 +90,9 @@ pub struct L7Cluster {
     pub health: Option<HealthCheck>,
     /// `[cluster.tls]`: TLS to the backends. None: plain TCP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The TLS of `type = "https"` health checks (their `ca`,
+    /// `server_name`, `verify`).
+    pub health_tls: Option<Arc<UpstreamTls>>,
 }
 
 /// How a cluster's upstream connections (and HTTP health probes) speak
@@ -116,6 +131,7 @@ impl Default for L7Cluster {
             max_idle_per_backend: 64,
             health: None,
             tls: None,
+            health_tls: None,
         }
     }
 }

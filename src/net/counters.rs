@@ -184,9 +184,16 @@ counters! {
     /// L7 upstream TLS: other TLS failures with backends (alerts,
     /// protocol errors, nothing in common), during or after the handshake.
     l7_upstream_tls_failed,
-    /// L7: health probes that passed / failed (worker 0 only).
-    l7_health_ok,
-    l7_health_failed,
+    /// Health checks (of L7 listeners' and L4 services' clusters, every
+    /// type) that passed / failed (worker 0 only).
+    health_checks_passed,
+    health_checks_failed,
+    /// UDP datagrams and ICMP errors received that answer a UDP health
+    /// check (worker 0 only).
+    health_answers,
+    /// UDP health checks failed at once by an ICMP destination
+    /// unreachable (port unreachable: nothing listens).
+    health_udp_unreachable,
     /// L7 gauges: client connections (incl. closing), all L7 connections,
     /// idle pooled upstream connections, open sessions.
     l7_client_conns,
