@@ -29,10 +29,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::certs::{make_ca, make_leaf, openssl};
 use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
@@ -58,40 +58,11 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// The test CA and two certificates in `dir`: `ca.crt`, `a.crt`/`a.key`
 /// (ECDSA, a.example), `b.crt`/`b.key` (RSA, *.b.example); the
 /// certificate files hold the chain.
 fn make_certs(dir: &Path) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Sluice test CA",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.crt"),
-    ]);
+    make_ca(dir);
     for (name, san, key) in [
         (
             "a",
@@ -102,40 +73,6 @@ fn make_certs(dir: &Path) {
     ] {
         make_leaf(dir, name, name, san, key);
     }
-}
-
-/// A certificate `NAME.crt` (chain: leaf, CA) and key `NAME.key` for
-/// `san`, subject CN `cn`, signed by the test CA of `dir`.
-fn make_leaf(dir: &Path, name: &str, cn: &str, san: &str, key: &[&str]) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let mut args = vec![
-        "req".to_string(),
-        "-x509".into(),
-        "-nodes".into(),
-        "-days".into(),
-        "30".into(),
-        "-subj".into(),
-        format!("/CN={cn}"),
-        "-addext".into(),
-        format!("subjectAltName={san}"),
-        "-addext".into(),
-        "basicConstraints=critical,CA:FALSE".into(),
-        "-CA".into(),
-        p("ca.crt"),
-        "-CAkey".into(),
-        p("ca.key"),
-        "-keyout".into(),
-        p(&format!("{name}.key")),
-        "-out".into(),
-        p(&format!("{name}.leaf")),
-        "-newkey".into(),
-    ];
-    args.extend(key.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    openssl(&args);
-    let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
-    chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
-    std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
 }
 
 /// Segment, backend and Sluice of one test; fields drop in order.
