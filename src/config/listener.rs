@@ -176,7 +176,7 @@ pub fn payload_bytes(text: Option<&str>, hex: Option<&str>) -> Result<Option<Vec
                 .bytes()
                 .filter(|b| !matches!(b, b' ' | b':' | b'\t'))
                 .collect();
-            if digits.len() % 2 != 0 || !digits.iter().all(u8::is_ascii_hexdigit) {
+            if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
                 return Err(format!(
                     "{h:?} is not hex: expected pairs of hex digits, optionally separated by spaces \
                      or colons, such as \"12 34 01 00\""

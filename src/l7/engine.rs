@@ -1120,7 +1120,9 @@ impl Engine {
                 remote: b.addr,
                 rport: port,
             };
-            if eg.send_built(|out| health::write_udp_check(&t, &hc.send, out)) {
+            if eg.send_built_as(Counter::health_udp_sent, |out| {
+                health::write_udp_check(&t, &hc.send, out)
+            }) {
                 Some(t)
             } else {
                 snat.free(src, lport);

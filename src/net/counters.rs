@@ -188,6 +188,8 @@ counters! {
     /// type) that passed / failed (worker 0 only).
     health_checks_passed,
     health_checks_failed,
+    /// UDP health check datagrams sent (worker 0 only).
+    health_udp_sent,
     /// UDP datagrams and ICMP errors received that answer a UDP health
     /// check (worker 0 only).
     health_answers,
