@@ -1354,3 +1354,66 @@ fn nat_https_checks_verify_the_backends() {
     w.stop_sluice();
     eprintln!("[httpshc] took {:?}", started.elapsed());
 }
+
+/// Passive marking (NAT): a backend whose nginx is stopped answers new
+/// connections with RSTs; after `passive_rst_limit` of them in a row it
+/// is taken out at once, long before its active check (3 s interval) could
+/// fail `fall` times; it comes back once that check passes again.
+#[test]
+fn nat_new_connection_rsts_take_a_backend_out() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("passive", Mode::Nat);
+    const LIMIT: usize = 3;
+    const FALL: u64 = 3;
+    w.cluster_extra = format!(
+        "maglev_table_size = 1009\n\
+         [cluster.health_check]\ntype = \"tcp\"\ninterval_ms = 3000\ntimeout_ms = 500\n\
+         rise = 1\nfall = {FALL}\npassive_rst_limit = {LIMIT}\n"
+    );
+    w.start_sluice();
+    assert_spread(&w.spread(30), 1);
+    let (dead, _) = BACKENDS[2];
+    let i = w
+        .servers
+        .iter()
+        .position(|d| d.name == format!("nginx {dead}"))
+        .unwrap();
+    let mut nginx = w.servers.remove(i);
+    let _ = nginx.stop(secs(5));
+    let t0 = Instant::now();
+    // New connections one after another (about a millisecond each):
+    // those Maglev gives the stopped backend are refused, until the third
+    // RST in a row took it out and the control thread's next plane
+    // reached the worker.
+    let (replies, f) = w.requests(40, false);
+    let refused = replies.iter().filter(|r| r.code != "200").count();
+    eprintln!("[passive] {refused} of 40 refused, in {:?}", t0.elapsed());
+    assert!(
+        replies.len() == 40 && refused >= LIMIT,
+        "want at least {LIMIT} refused connections: {replies:?}\n{}",
+        f.text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let tally = w.spread(30);
+    assert!(!tally.contains_key(dead), "{tally:?}");
+    let v = w.stats().unwrap();
+    let be = &v["backends"][format!("web/{dead}")];
+    assert_eq!(be["up"], false, "{be}");
+    assert_eq!(be["passive_downs"], 1, "{be}");
+    assert!(
+        be["checks_failed"].as_u64().unwrap_or(0) < FALL,
+        "out by passive marking, not by {FALL} failed checks: {be} after {:?}",
+        t0.elapsed()
+    );
+    w.start_nginx(dead);
+    let back = wait_until(secs(10), || {
+        w.stats()
+            .is_ok_and(|v| v["backends"][format!("web/{dead}")]["up"] == true)
+    });
+    assert!(back, "{dead} did not come back\n{}", w.stats_text());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_spread(&w.spread(30), 1);
+    w.stop_sluice();
+    eprintln!("[passive] took {:?}", started.elapsed());
+}
