@@ -18,7 +18,12 @@
 //! kernel has no tunnel devices), holds the VIP on the helper's TUN device
 //! and replies straight to the client (set up by `scripts/backend-setup.sh`).
 //!
-//! Needs root, nginx, curl, wrk, python3, ethtool, arping (`scripts/setup.sh`).
+//! Health checks: HTTP and TCP against nginx, HTTPS against nginx serving
+//! a certificate of a CA each test makes (`openssl`), UDP against python
+//! responders on each backend, and passive marking of a stopped nginx.
+//!
+//! Needs root, nginx, curl, wrk, python3, openssl, ethtool, arping
+//! (`scripts/setup.sh`).
 //! Each test builds and removes its own namespaces, processes and files
 //! (guards, also on panic); all traffic stays inside those namespaces and
 //! every command is bounded in time. Tests take a lock so that only one
