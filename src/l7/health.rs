@@ -276,8 +276,8 @@ pub enum UdpAnswer<'a> {
     /// A datagram that answers the check with tuple `.0`, and its payload.
     Reply(UdpTuple, &'a [u8]),
     /// An ICMP destination unreachable (port unreachable, host
-    /// unreachable, prohibited, ...) about the check's datagram: it can
-    /// never be answered.
+    /// unreachable, prohibited, ...; not IPv4's "fragmentation needed")
+    /// about the check's datagram: it can never be answered.
     Unreachable(UdpTuple),
     /// Another ICMP error about it (time exceeded, too big): the check
     /// waits for its timeout.
@@ -312,12 +312,13 @@ pub fn udp_answer(pkt: &[u8]) -> Option<UdpAnswer<'_>> {
         }
         IpProtocol::Icmp | IpProtocol::Icmpv6 => {
             // type, code, checksum, 4 unused bytes, then the quote.
-            let (kind, quote) = (*body.first()?, body.get(8..)?);
+            let (kind, code, quote) = (*body.first()?, *body.get(1)?, body.get(8..)?);
             let unreachable = if proto == IpProtocol::Icmp {
                 if !matches!(kind, 3 | 11) {
                     return None;
                 }
-                kind == 3
+                // Code 4 is "fragmentation needed", IPv4's packet too big.
+                kind == 3 && code != 4
             } else {
                 if !matches!(kind, 1..=3) {
                     return None;
@@ -597,6 +598,9 @@ mod tests {
             assert_eq!(udp_answer(&e), Some(UdpAnswer::Unreachable(t)), "v6 {v6}");
             let exceeded = if v6 { 3 } else { 11 };
             let e = icmp_error(&t, exceeded, 0, &sent);
+            assert_eq!(udp_answer(&e), Some(UdpAnswer::OtherError(t)), "v6 {v6}");
+            let too_big = if v6 { (2, 0) } else { (3, 4) };
+            let e = icmp_error(&t, too_big.0, too_big.1, &sent);
             assert_eq!(udp_answer(&e), Some(UdpAnswer::OtherError(t)), "v6 {v6}");
             // An echo request is no answer; nor is a quote of TCP.
             let e = icmp_error(&t, if v6 { 128 } else { 8 }, 0, &sent);
