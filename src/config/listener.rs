@@ -753,24 +753,54 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
             Some(p) => format!(" on port {p}"),
             None => String::new(),
         };
+        let every = format!(
+            "every {} ms (timeout {} ms), up after {} passes, down after {} failures",
+            hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall
+        );
+        let status = format!(
+            "pass on status {}..={}",
+            hc.expect_status[0], hc.expect_status[1]
+        );
+        let bytes = |text: &Option<String>, hex: &Option<String>| {
+            let n = payload_bytes(text.as_deref(), hex.as_deref())
+                .ok()
+                .flatten()
+                .map_or(0, |b| b.len());
+            format!("{n} bytes")
+        };
         let what = match (&hc.check, &hc.path) {
-            (CheckType::Http, Some(path)) => format!(
-                "GET {path}{host}{port} every {} ms (timeout {} ms), up after {} passes, down \
-                 after {} failures, pass on status {}..={}",
-                hc.interval_ms,
-                hc.timeout_ms,
-                hc.rise,
-                hc.fall,
-                hc.expect_status[0],
-                hc.expect_status[1]
-            ),
-            _ => format!(
-                "TCP connect{port} every {} ms (timeout {} ms), up after {} passes, down after {} \
-                 failures",
-                hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall
-            ),
+            (CheckType::Http, Some(path)) => format!("GET {path}{host}{port} {every}, {status}"),
+            (CheckType::Https, Some(path)) => {
+                let verify = match (&hc.ca, hc.verify) {
+                    (Some(ca), true) => format!("certificate verified against {}", ca.display()),
+                    _ => "certificate not verified".to_string(),
+                };
+                let name = match &hc.server_name {
+                    Some(n) => format!(" as {n}"),
+                    None => String::new(),
+                };
+                format!("GET {path} over TLS{host}{port} {every}, {status}, {verify}{name}")
+            }
+            (CheckType::Udp, _) => {
+                let expect = match (&hc.expect, &hc.expect_hex) {
+                    (None, None) => "any reply passes".to_string(),
+                    (e, h) => format!("a reply containing {} passes", bytes(e, h)),
+                };
+                format!(
+                    "UDP datagram of {}{port} {every}, {expect}",
+                    bytes(&hc.send, &hc.send_hex)
+                )
+            }
+            _ => format!("TCP connect{port} {every}"),
         };
         writeln!(s, "  health check: {what}")?;
+        if hc.passive_rst_limit > 0 {
+            writeln!(
+                s,
+                "  passive marking: down after {} new connections in a row answered with a RST",
+                hc.passive_rst_limit
+            )?;
+        }
     }
     Ok(())
 }

@@ -2371,6 +2371,25 @@ fn l7_summary() {
         "cluster = \"api\"\npath_prefix = \"/api\"\nrewrite_prefix = \"/\"\n",
     ))
     .summary();
+    let udp = ok(&web_cluster(
+        "[cluster.health_check]\ntype = \"udp\"\nport = 53\nsend_hex = \"12 34\"\nexpect = \"ok\"\n\
+         passive_rst_limit = 5",
+    ))
+    .summary();
+    for want in [
+        "  health check: UDP datagram of 2 bytes on port 53 every 2000 ms (timeout 1000 ms), up \
+         after 2 passes, down after 3 failures, a reply containing 2 bytes passes\n",
+        "  passive marking: down after 5 new connections in a row answered with a RST\n",
+    ] {
+        assert!(udp.contains(want), "summary lacks {want:?}:\n{udp}");
+    }
+    let https = ok(&web_cluster(
+        "[cluster.health_check]\ntype = \"https\"\npath = \"/hc\"\nverify = false\nserver_name = \"b.test\"",
+    ))
+    .summary();
+    let want = "  health check: GET /hc over TLS every 2000 ms (timeout 1000 ms), up after 2 passes, \
+                down after 3 failures, pass on status 200..=399, certificate not verified as b.test\n";
+    assert!(https.contains(want), "summary lacks {want:?}:\n{https}");
     for want in [
         "cluster web: 2 backends, total weight 2\n",
         "  l7: balance round-robin, sticky cookie S (session); timeouts connect 2000 ms, response \
