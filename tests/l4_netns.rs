@@ -1203,9 +1203,9 @@ fn nat_udp_checks_take_a_stopped_responder_out_and_back() {
     const INTERVAL_MS: u64 = 200;
     const FALL: u64 = 2;
     const RISE: u64 = 2;
-    // The check expects "ok" in the reply; the timeout is long, so that
-    // only the ICMP errors can fail the checks of a stopped responder in
-    // time.
+    // The check expects "ok" in the reply. A stopped responder's host
+    // answers each check with a port unreachable, which fails it before
+    // its timeout (counted in health_udp_unreachable).
     w.cluster_extra = format!(
         "maglev_table_size = 1009\n\
          [cluster.health_check]\ntype = \"udp\"\nport = {UDP_PORT}\nsend = \"ping\"\nexpect = \"ok\"\n\
