@@ -744,6 +744,12 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
         c.retry_budget_percent,
         c.max_idle_per_backend
     )?;
+    write_health_summary(c, s)
+}
+
+/// The health check line(s) of a cluster in [`super::Config::summary`],
+/// whatever uses it.
+pub(super) fn write_health_summary(c: &Cluster, s: &mut String) -> fmt::Result {
     if let Some(hc) = &c.health_check {
         let host = match &hc.host {
             Some(h) => format!(", Host {h}"),

@@ -548,6 +548,8 @@ impl Config {
             }
             if by_listener {
                 listener::write_cluster_summary(c, s)?;
+            } else {
+                listener::write_health_summary(c, s)?;
             }
         }
         if self.services.is_empty() {

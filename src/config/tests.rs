@@ -1342,6 +1342,7 @@ fn l4_summary() {
     let s = ok(&l4_with(
         "[[service]]\nname = \"all\"\nvip = \"10.0.0.102\"\nport = 0\nmode = \"ipip\"\n\
          cluster = \"dsr\"\ningress = \"wan\"\n\n[[cluster]]\nname = \"dsr\"\n\
+         [cluster.health_check]\ntype = \"tcp\"\nport = 80\n\
          [[cluster.backend]]\naddress = \"10.1.0.21\"\nweight = 0\n\n\
          [[cluster]]\nname = \"spare\"\n[[cluster.backend]]\naddress = \"10.1.0.31\"\n",
     ))
@@ -1352,7 +1353,8 @@ fn l4_summary() {
         "cluster web: maglev (table 65537, hash seed 0), 2 backends, total weight 3",
         "  backend 10.1.0.11, weight 1\n",
         "  backend 10.1.0.12:8080 (b2), weight 2\n",
-        "  backend 10.1.0.21, weight 0, draining\n",
+        "  backend 10.1.0.21, weight 0, draining\n  health check: TCP connect on port 80 every 2000 ms \
+         (timeout 1000 ms), up after 2 passes, down after 3 failures\n",
         "service web: 10.0.0.100:80/tcp -> nat -> cluster web, vip on port wan, snat from the egress port's address",
         "service all: 10.0.0.102:*/tcp -> ipip -> cluster dsr, vip on port wan\n",
         "note: cluster spare is not used by any service or listener",
