@@ -225,7 +225,7 @@ pub fn is_prime(n: usize) -> bool {
         return false;
     }
     for p in BASES {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }
