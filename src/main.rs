@@ -68,7 +68,7 @@ enum Cmd {
     Version,
 }
 
-fn load(path: &PathBuf, overrides: &[String]) -> Result<config::Config, String> {
+fn load(path: &std::path::Path, overrides: &[String]) -> Result<config::Config, String> {
     let mut cfg = config::load(path).map_err(|e| e.to_string())?;
     for o in overrides {
         let (name, dev) = o

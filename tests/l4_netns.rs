@@ -520,7 +520,7 @@ ingress = "p0"
         if !keepalive {
             args.extend(["-H", "Connection: close"]);
         }
-        args.extend(std::iter::repeat(URL).take(n));
+        args.extend(std::iter::repeat_n(URL, n));
         let f = run(self.client().cmd(&args), secs(25));
         let mut replies = Vec::new();
         let mut body = None;

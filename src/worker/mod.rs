@@ -412,13 +412,18 @@ pub fn run(setup: WorkerSetup) -> i32 {
         .iter()
         .map(|p| TxBuffer::new(p.port_id, queue, burst))
         .collect();
-    let mut l4 = L4State::new(
-        index,
-        l4.workers,
-        crate::l4::conntrack::Conntrack::new(&l4.conntrack),
-        &l4.snat_addrs,
-        l4.counters,
+    let conntrack = crate::l4::conntrack::Conntrack::new(&l4.conntrack);
+    log::debug!(
+        "worker {index}: connection table of {} flows, {} MiB, transparent huge pages {}",
+        l4.conntrack.max_flows,
+        conntrack.allocation_bytes() >> 20,
+        if conntrack.huge_pages() {
+            "advised"
+        } else {
+            "not available"
+        }
     );
+    let mut l4 = L4State::new(index, l4.workers, conntrack, &l4.snat_addrs, l4.counters);
     l4.health = Some(health.clone());
     let mtu = plane
         .ports
