@@ -1314,3 +1314,168 @@ key = "{key}"
     drop(backends);
     eprintln!("[tls] upstream TLS took {:?}", started.elapsed());
 }
+
+/// SHA-256 of `data`, in hex.
+fn sha256_hex(data: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// Over one TLS connection to `VIP:443` as `a.example` (the test CA
+/// trusted): five requests one after the other (keep-alive), then nine
+/// written in one go (pipelining): GETs of `/pl/I`, one `/bytes/300000`
+/// and one `POST /upload` of 200,000 bytes in the middle. Prints JSON:
+/// {version, keepalive: [[status, body]], pipelined: [[status, body or
+/// "LEN sha256"]]}. Arguments: address, CA file.
+const PIPELINE: &str = r#"
+import hashlib, json, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], 443), timeout=10),
+                    server_hostname="a.example")
+f = s.makefile("rb")
+def response():
+    status = f.readline().split()
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, v = line.split(b":", 1)
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    body = f.read(length)
+    if length > 1000:
+        return [status[1].decode(), "%d %s" % (len(body), hashlib.sha256(body).hexdigest())]
+    return [status[1].decode(), body.decode("latin-1")]
+get = lambda path: ("GET %s HTTP/1.1\r\nHost: a.example\r\n\r\n" % path).encode()
+out = {"keepalive": [], "pipelined": []}
+for i in range(5):
+    s.sendall(get("/ka/%d" % i))
+    out["keepalive"].append(response())
+upload = bytes(i % 199 for i in range(200000))
+reqs = [get("/pl/%d" % i) for i in range(4)]
+reqs.append(get("/bytes/300000"))
+reqs.append(b"POST /upload HTTP/1.1\r\nHost: a.example\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload)
+reqs += [get("/pl/%d" % i) for i in range(4, 7)]
+s.sendall(b"".join(reqs))
+for _ in reqs:
+    out["pipelined"].append(response())
+out["version"] = s.version()
+s.close()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn big_bodies_keepalive_and_pipelining_over_tls() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("bulk");
+    w.start("", "");
+    let mut failures = Vec::new();
+    let ca = w.file("ca.crt");
+    let resolve = format!("a.example:443:{VIP}");
+
+    // 100 MiB up: the backend hashes the body it read and answers the
+    // digest, which must be the digest of the file sent.
+    const BIG: usize = 100 << 20;
+    let mut body = vec![0u8; BIG];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in body.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let sent = sha256_hex(&body);
+    let upload = w.file("upload.bin");
+    std::fs::write(&upload, &body).unwrap();
+    drop(body);
+    let data = format!("@{upload}");
+    let t0 = Instant::now();
+    let f = w.client_run(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "150",
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+            "https://a.example/upload",
+        ],
+        secs(160),
+    );
+    eprintln!(
+        "[tls] 100 MiB up in {:?}: {}",
+        t0.elapsed(),
+        f.stdout().trim()
+    );
+    if f.stdout().trim() != format!("bytes={BIG} sha256={sent}") {
+        failures.push(format!("upload: want sha256 {sent}\n{}", f.text()));
+    }
+    let _ = std::fs::remove_file(&upload);
+
+    // 100 MiB down (byte i is i % 251), hashed as it arrives.
+    let pattern: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let want = sha256_hex(&pattern);
+    drop(pattern);
+    let script = format!(
+        "curl -sS --max-time 150 --cacert {ca} --resolve {resolve} \
+         https://a.example/bytes/{BIG} | sha256sum"
+    );
+    let t0 = Instant::now();
+    let f = w.client_run(&["sh", "-c", &script], secs(160));
+    let got = f.stdout();
+    eprintln!("[tls] 100 MiB down in {:?}: {}", t0.elapsed(), got.trim());
+    if got.split_whitespace().next() != Some(want.as_str()) {
+        failures.push(format!("download: want sha256 {want}\n{}", f.text()));
+    }
+
+    // Keep-alive and pipelining on one TLS connection, one handshake.
+    let handshakes =
+        |w: &World| w.counter("l7_tls_handshakes_full") + w.counter("l7_tls_handshakes_resumed");
+    let before = handshakes(&w);
+    let f = w.client_run(&["python3", "-c", PIPELINE, VIP, &ca], secs(30));
+    let out: serde_json::Value = serde_json::from_str(f.stdout().trim()).unwrap_or_default();
+    let pairs = |k: &str| -> Vec<(String, String)> {
+        out[k]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|p| {
+                        let s = |i: usize| p[i].as_str().unwrap_or("").to_string();
+                        (s(0), s(1))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ok = |body: String| ("200".to_string(), body);
+    let want_ka: Vec<_> = (0..5).map(|i| ok(format!("w1 /ka/{i}\n"))).collect();
+    let up: Vec<u8> = (0..200_000u32).map(|i| (i % 199) as u8).collect();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut want_pl: Vec<_> = (0..4).map(|i| ok(format!("w1 /pl/{i}\n"))).collect();
+    want_pl.push(ok(format!("300000 {}", sha256_hex(&bytes))));
+    want_pl.push(ok(format!("bytes=200000 sha256={}\n", sha256_hex(&up))));
+    want_pl.extend((4..7).map(|i| ok(format!("w1 /pl/{i}\n"))));
+    let got_ka = pairs("keepalive");
+    let got_pl = pairs("pipelined");
+    eprintln!("[tls] keep-alive {got_ka:?}\n[tls] pipelined {got_pl:?}");
+    if got_ka != want_ka || got_pl != want_pl {
+        failures.push(format!(
+            "keep-alive/pipelining over TLS:\n got {got_ka:?}\n     {got_pl:?}\nwant {want_ka:?}\n     {want_pl:?}\n{}",
+            f.text()
+        ));
+    }
+    let shakes = handshakes(&w) - before;
+    if shakes != 1 {
+        failures.push(format!("{shakes} handshakes for one connection"));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] bulk took {:?}", started.elapsed());
+}
