@@ -1479,3 +1479,225 @@ fn big_bodies_keepalive_and_pipelining_over_tls() {
     w.finish();
     eprintln!("[tls] bulk took {:?}", started.elapsed());
 }
+
+#[test]
+fn upstream_pool_follows_tls_settings_across_reloads_and_tcp_checks_shake_hands() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("pool");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "backend", "backend", "DNS:backend.example", &ec);
+    make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    make_leaf(&dir, "client2", "client2", "DNS:client.example", &ec);
+    // Another CA, which signed none of the backends' certificates.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Another CA",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("ca2.key"),
+        "-out",
+        &p("ca2.crt"),
+    ]);
+    let script = dir.join("tls-backend.py");
+    std::fs::write(&script, TLS_BACKEND).unwrap();
+    let mut backends = Vec::new();
+    for (port, cert) in [("9443", "backend"), ("9444", "wrong")] {
+        let cmd = w.lan.host("b1").cmd(&[
+            "python3",
+            script.to_str().unwrap(),
+            port,
+            &w.file(&format!("{cert}.crt")),
+            &w.file(&format!("{cert}.key")),
+            &w.file("ca.crt"),
+        ]);
+        backends.push(Daemon::spawn(
+            "tls backend",
+            cmd,
+            &dir.join(format!("tls-{port}.log")),
+        ));
+    }
+    // `pooled` carries requests; the `tcp-*` clusters only have TCP
+    // checks (over TLS when the cluster has [cluster.tls]).
+    let cluster = |name: &str, port: u16, tls: bool, hc: bool| {
+        let tls = if tls {
+            format!(
+                "[cluster.tls]\nca = \"{}\" # {name}\nserver_name = \"backend.example\" # {name}\n\
+                 cert = \"{}\"\nkey = \"{}\"\n",
+                w.file("ca.crt"),
+                w.file("client.crt"),
+                w.file("client.key"),
+            )
+        } else {
+            String::new()
+        };
+        let hc = if hc {
+            "[cluster.health_check]\ntype = \"tcp\"\ninterval_ms = 300\ntimeout_ms = 250\nrise = 1\nfall = 1\n"
+        } else {
+            ""
+        };
+        format!(
+            "\n[[cluster]]\nname = \"{name}\"\nretries = 0\n[[cluster.backend]]\n\
+             address = \"{BACKEND_ADDR}\"\nport = {port}\n{tls}{hc}"
+        )
+    };
+    let listener = |name: &str, port: u16, to: &str| {
+        format!(
+            "\n[[listener]]\nname = \"{name}\"\naddress = \"{VIP}\"\nport = {port}\n\
+             ingress = \"p0\"\ndefault_cluster = \"{to}\"\n"
+        )
+    };
+    let extra = [
+        cluster("pooled", 9443, true, false),
+        cluster("tcp-good", 9443, true, true),
+        cluster("tcp-bad", 9444, true, true),
+        cluster("tcp-plain", 9444, false, true),
+        listener("to-pooled", 8081, "pooled"),
+        listener("to-good", 8082, "tcp-good"),
+        listener("to-bad", 8083, "tcp-bad"),
+        listener("to-plain", 8084, "tcp-plain"),
+    ]
+    .concat();
+    w.start("", &extra);
+    let mut failures = Vec::new();
+    let get = |port: u16, path: &str| {
+        w.curl(&[
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{VIP}:{port}{path}"),
+        ])
+        .stdout()
+    };
+
+    // TCP checks of a TLS cluster shake hands with its settings: the
+    // backend whose certificate is for another name is down (503, no
+    // backend left) although its port accepts connections, as the plain
+    // TCP check of the same port says (it stays up: 502, the backend
+    // does not speak HTTP); the one that verifies stays up.
+    let good_answer = "tls-backend /good client=client\n\n200";
+    let settled = wait_until(secs(5), || {
+        get(8082, "/good") == good_answer && get(8084, "/plain").ends_with("\n502")
+    });
+    // Over 1.2 s (4 checks), each answer 503, each check of it a
+    // verification failure.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let mut bad = Vec::new();
+    for _ in 0..4 {
+        bad.push(get(8083, "/"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    let down = bad.iter().all(|b| b.ends_with("\n503"));
+    let good = get(8082, "/good");
+    let plain = get(8084, "/plain");
+    eprintln!(
+        "[tls] tcp checks: settled {settled}, bad {bad:?}, verify failures {verify}, good {good:?}, plain {plain:?}"
+    );
+    if !down || verify < 2 {
+        failures.push(format!(
+            "TLS TCP check: the backend failing verification answers {bad:?}, verify failures {verify}"
+        ));
+    }
+    if good != good_answer {
+        failures.push(format!("TLS TCP check: the good backend: {good:?}"));
+    }
+    if !plain.ends_with("\n502") {
+        failures.push(format!("plain TCP check of the TLS port: {plain:?}"));
+    }
+
+    // The pool across reloads.
+    let reloads = |w: &World| w.sluice.as_ref().unwrap().log().matches("reloaded").count();
+    let reload = |w: &World, edit: &dyn Fn(String) -> String| {
+        let path = w.file("sluice.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(cfg)).unwrap();
+        let n = reloads(w);
+        w.sluice.as_ref().unwrap().signal("HUP");
+        assert!(
+            wait_until(secs(10), || reloads(w) > n),
+            "no reload\n{}",
+            w.diag()
+        );
+    };
+    let reused = |w: &World| w.counter("l7_upstream_reused");
+    let mut step = |what: &str, path: &str, want: &str, reuse: bool| {
+        let before = reused(&w);
+        let got = get(8081, path);
+        let reused = reused(&w) - before;
+        eprintln!("[tls] pool, {what}: {got:?}, reused {reused}");
+        if !got.ends_with(want) || reused != u64::from(reuse) {
+            failures.push(format!(
+                "{what}: {got:?} want ...{want:?}, reused {reused} want {}",
+                u64::from(reuse)
+            ));
+        }
+    };
+    step(
+        "first request",
+        "/1",
+        "tls-backend /1 client=client\n\n200",
+        false,
+    );
+    step(
+        "the next one",
+        "/2",
+        "tls-backend /2 client=client\n\n200",
+        true,
+    );
+    // A reload that changes nothing keeps the pool.
+    reload(&w, &|c| c);
+    step(
+        "after a reload without changes",
+        "/3",
+        "tls-backend /3 client=client\n\n200",
+        true,
+    );
+    // A new client certificate in the same files: new connections show it.
+    std::fs::rename(dir.join("client2.crt"), dir.join("client.crt")).unwrap();
+    std::fs::rename(dir.join("client2.key"), dir.join("client.key")).unwrap();
+    reload(&w, &|c| c);
+    step(
+        "after a new client certificate",
+        "/4",
+        "tls-backend /4 client=client2\n\n200",
+        false,
+    );
+    // Another name to verify: the backend's certificate does not have it.
+    reload(&w, &|c| {
+        c.replace("\"backend.example\" # pooled", "\"other.example\" # pooled")
+    });
+    step("after a new server_name", "/5", "\n502", false);
+    reload(&w, &|c| {
+        c.replace("\"other.example\" # pooled", "\"backend.example\" # pooled")
+    });
+    step(
+        "name back",
+        "/6",
+        "tls-backend /6 client=client2\n\n200",
+        false,
+    );
+    // Another CA, which did not sign the backend's certificate.
+    let (ca, ca2) = (w.file("ca.crt"), w.file("ca2.crt"));
+    reload(&w, &|c| {
+        c.replace(
+            &format!("\"{ca}\" # pooled"),
+            &format!("\"{ca2}\" # pooled"),
+        )
+    });
+    step("after a new CA", "/7", "\n502", false);
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    drop(backends);
+    eprintln!("[tls] pool took {:?}", started.elapsed());
+}

@@ -953,18 +953,25 @@ impl Engine {
         snat: &mut SnatPorts,
         backend: u32,
     ) -> Option<u32> {
-        // A reload may have turned the cluster's TLS on or off: a pooled
-        // connection is reused only if it speaks what the cluster does.
-        let tls = upstream_tls(eg.plane, backend).is_some();
+        // A reload may have turned the cluster's TLS on or off, or changed
+        // its CA, client certificate or the backend's name: a pooled
+        // connection is reused only if it was made (and its backend
+        // verified) under the settings the cluster has now.
+        let plane = eg.plane;
+        let want = plane
+            .services
+            .backend(backend)
+            .and_then(|b| Some((plane.l7.cluster(b.cluster).tls.as_deref()?, b.addr)));
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             self.idle_total -= 1;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
-                s.state() == State::Established
-                    && s.may_send()
-                    && s.recv_queue() == 0
-                    && c.tls.is_some() == tls
-                    && c.tls.as_deref().is_none_or(tls_idle)
+                let same_tls = match (c.tls.as_deref(), want) {
+                    (None, None) => true,
+                    (Some(t), Some((u, addr))) => tls_idle(t) && u.made(t, addr),
+                    _ => false,
+                };
+                s.state() == State::Established && s.may_send() && s.recv_queue() == 0 && same_tls
             });
             if good {
                 self.counters.inc(Counter::l7_upstream_reused);
@@ -1097,7 +1104,9 @@ impl Engine {
             return;
         };
         let state = c.sock().state();
-        if hc.kind == CheckKind::Tcp {
+        // A TCP check of a TLS cluster is a TLS handshake (below).
+        let tls_cluster = plane.l7.cluster(b.cluster).tls.is_some();
+        if hc.kind == CheckKind::Tcp && !tls_cluster {
             let open = matches!(state, State::SynSent | State::SynReceived);
             let verdict = health::verdict_tcp(state == State::Established, open);
             self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1110,12 +1119,16 @@ impl Engine {
             }
             return;
         }
-        // An HTTP check of a TLS cluster is HTTP over TLS, with the
-        // cluster's settings: a backend whose certificate does not verify
-        // fails its check as its requests would.
+        // A check of a TLS cluster goes over TLS, with the cluster's
+        // settings: a backend whose certificate does not verify fails its
+        // check as its requests would. An HTTP check is HTTP over TLS; a
+        // TCP check passes once our side of the handshake is done (the
+        // backend's certificate verified), and then says close_notify. (A
+        // TLS 1.3 backend that refuses our client certificate says so only
+        // after that: an HTTP check catches it, a TCP check does not.)
         if state == State::Established && c.tls.is_none() {
-            if let Some((config, name)) = upstream_tls(plane, backend) {
-                c.tls = Tls::new_client(&config, name).map(Box::new);
+            if let Some((config, name, settings)) = upstream_tls(plane, backend) {
+                c.tls = Tls::new_client(&config, name, settings).map(Box::new);
             }
         }
         let super::tcp::Conn {
@@ -1134,6 +1147,13 @@ impl Engine {
             Some(t) => !t.handshaking() && tls_failed.is_none(),
             None => state == State::Established,
         };
+        let tcp_check = hc.kind == CheckKind::Tcp;
+        if ready && tcp_check && !p.sent {
+            if let Some(t) = tls.as_deref_mut() {
+                t.close_notify();
+            }
+            p.sent = true;
+        }
         if ready && !p.sent {
             let host = hc.host.clone().unwrap_or_else(|| match b.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
@@ -1180,6 +1200,7 @@ impl Engine {
                 self.counters.inc(f.upstream_counter());
                 Some(false)
             }
+            None if tcp_check => health::verdict_tcp(ready, open),
             None => health::verdict(&p.buf, hc.expect, open),
         };
         self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1247,18 +1268,19 @@ impl Engine {
     }
 }
 
-/// The client TLS config and the name to verify of `backend`, when its
-/// cluster speaks TLS to its backends.
+/// The client TLS config, the name to verify and the settings' digest of
+/// `backend`, when its cluster speaks TLS to its backends.
 fn upstream_tls(
     plane: &crate::net::plane::Plane,
     backend: u32,
 ) -> Option<(
     Arc<rustls::ClientConfig>,
     rustls::pki_types::ServerName<'static>,
+    [u8; 32],
 )> {
     let b = plane.services.backend(backend)?;
     let t = plane.l7.cluster(b.cluster).tls.as_ref()?;
-    Some((t.config.clone(), t.name_for(b.addr)))
+    Some((t.config.clone(), t.name_for(b.addr), t.settings))
 }
 
 /// A TLS upstream connection that may idle in the pool (or be taken out
@@ -1628,8 +1650,8 @@ impl Env for SessionEnv<'_, '_> {
                 // TLS to the backend: the ClientHello waits in rustls until
                 // the TCP handshake is done, and the session sees the
                 // upstream connecting until the TLS handshake is.
-                if let Some((config, name)) = upstream_tls(self.plane, backend) {
-                    let Some(mut t) = Tls::new_client(&config, name) else {
+                if let Some((config, name, settings)) = upstream_tls(self.plane, backend) {
+                    let Some(mut t) = Tls::new_client(&config, name, settings) else {
                         self.e.close_conn(self.eg, self.snat, slot, true);
                         self.upstream = NONE;
                         return Opened::Failed(Counter::l7_upstream_tls_failed);

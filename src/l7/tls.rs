@@ -178,6 +178,11 @@ pub struct Tls {
     pub(super) in_progress: bool,
     /// `failed` was handed out by [`Tls::take_failure`].
     reported: bool,
+    /// Upstream only: the digest of the cluster's TLS settings
+    /// ([`settings_digest`]) and the backend's name this connection was
+    /// made with, so that a pooled connection is reused only under the
+    /// settings it was verified with (a reload may change them).
+    made_with: Option<Box<([u8; 32], ServerName<'static>)>>,
 }
 
 impl Tls {
@@ -187,11 +192,25 @@ impl Tls {
     }
 
     /// The client side of an upstream connection to a backend known as
-    /// `name` (SNI, unless an address, and the name verified).
-    pub fn new_client(config: &Arc<ClientConfig>, name: ServerName<'static>) -> Option<Tls> {
-        Some(Tls::of(
-            ClientConnection::new(config.clone(), name).ok()?.into(),
-        ))
+    /// `name` (SNI, unless an address, and the name verified), under the
+    /// cluster settings whose [`settings_digest`] is `settings`.
+    pub fn new_client(
+        config: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+        settings: [u8; 32],
+    ) -> Option<Tls> {
+        let conn = ClientConnection::new(config.clone(), name.clone()).ok()?;
+        let mut t = Tls::of(conn.into());
+        t.made_with = Some(Box::new((settings, name)));
+        Some(t)
+    }
+
+    /// An upstream connection made under settings `settings` for a backend
+    /// known as `name`.
+    pub fn made_with(&self, settings: &[u8; 32], name: &ServerName<'_>) -> bool {
+        self.made_with
+            .as_deref()
+            .is_some_and(|(s, n)| s == settings && n == name)
     }
 
     fn of(mut conn: Connection) -> Tls {
@@ -208,6 +227,7 @@ impl Tls {
             refused_name: false,
             in_progress: false,
             reported: false,
+            made_with: None,
         }
     }
 
@@ -769,6 +789,36 @@ pub fn client_config(tls: &LoadedClusterTls) -> Result<Arc<ClientConfig>, String
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// SHA-256 of everything in a `[cluster.tls]` that decides how a backend
+/// is verified and what it is shown: the CA roots and the client
+/// certificate chain and key. Two compiles of the same files give the
+/// same digest, so a reload that changes nothing keeps the pool.
+pub fn settings_digest(tls: &LoadedClusterTls) -> [u8; 32] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    // Length-prefixed, so that no two lists of items hash alike.
+    let mut item = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    item(b"roots");
+    for r in &tls.roots.roots {
+        item(&r.subject);
+        item(&r.subject_public_key_info);
+        item(r.name_constraints.as_deref().unwrap_or(b"-"));
+    }
+    item(b"client");
+    if let Some((chain, key)) = &tls.client_cert {
+        for c in chain {
+            item(c);
+        }
+        item(b"key");
+        item(key.secret_der());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    out
 }
 
 #[cfg(test)]

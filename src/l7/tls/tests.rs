@@ -788,7 +788,7 @@ fn upstream_bytes_both_ways_and_resumption() {
     let s = setup(TlsVersion::Tls12);
     let cfg = upstream_config(&s);
     let name = || ServerName::try_from("a.example").unwrap();
-    let mut t = Tls::new_client(&cfg, name()).unwrap();
+    let mut t = Tls::new_client(&cfg, name(), [0; 32]).unwrap();
     assert!(t.handshaking());
     // Nothing to send before the handshake is done.
     assert_eq!(t.plain_room(65536), 0);
@@ -821,7 +821,7 @@ fn upstream_bytes_both_ways_and_resumption() {
     assert!(t.at_eof());
     // A second connection with the same config resumes (the session cache
     // is the config's).
-    let mut t2 = Tls::new_client(&cfg, name()).unwrap();
+    let mut t2 = Tls::new_client(&cfg, name(), [0; 32]).unwrap();
     upstream_handshake(&s.server, &mut t2).unwrap();
     assert!(t2.resumed());
 }
@@ -831,7 +831,7 @@ fn upstream_certificate_for_another_name_is_a_verify_failure() {
     let s = setup(TlsVersion::Tls12);
     let cfg = upstream_config(&s);
     // The server answers with its default certificate, for a.example.
-    let mut t = Tls::new_client(&cfg, ServerName::try_from("c.example").unwrap()).unwrap();
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("c.example").unwrap(), [0; 32]).unwrap();
     let f = upstream_handshake(&s.server, &mut t).err();
     assert_eq!(f, Some(Failure::BackendCert));
     assert_eq!(t.take_failure(), Some(Failure::BackendCert));
@@ -846,9 +846,55 @@ fn upstream_certificate_for_another_name_is_a_verify_failure() {
     );
     // And from another CA: the same.
     let other = setup(TlsVersion::Tls12);
-    let mut t = Tls::new_client(&cfg, ServerName::try_from("a.example").unwrap()).unwrap();
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("a.example").unwrap(), [0; 32]).unwrap();
     assert_eq!(
         upstream_handshake(&other.server, &mut t).err(),
         Some(Failure::BackendCert)
     );
+}
+
+/// Pooled upstream connections are keyed on the digest of the cluster's
+/// TLS settings and the backend's name: the same files give the same
+/// digest; another CA, another client certificate or none, another.
+#[test]
+fn upstream_settings_digest_and_name_key_the_pool() {
+    let d = dir();
+    let (ca_a, _) = ca(&d);
+    let d2 = dir();
+    let (ca_b, _) = ca(&d2);
+    let c1 = make_cert(&d, "c1", "DNS:client.example", false);
+    let c2 = make_cert(&d, "c2", "DNS:client.example", false);
+    let load = |ca: &Path, client: Option<&ListenerCertificate>| {
+        let t = crate::config::ClusterTls {
+            ca: ca.to_path_buf(),
+            server_name: None,
+            cert: client.map(|c| c.cert.clone()),
+            key: client.map(|c| c.key.clone()),
+        };
+        super::settings_digest(&t.load().unwrap())
+    };
+    let base = load(&ca_a, Some(&c1));
+    assert_eq!(load(&ca_a, Some(&c1)), base, "read twice, same digest");
+    // (what changed, digest)
+    let changed = [
+        ("CA", load(&ca_b, Some(&c1))),
+        ("client certificate", load(&ca_a, Some(&c2))),
+        ("no client certificate", load(&ca_a, None)),
+    ];
+    for (what, digest) in changed {
+        assert_ne!(digest, base, "{what}");
+    }
+    let s = setup(TlsVersion::Tls12);
+    let cfg = upstream_config(&s);
+    let name = |n: &str| ServerName::try_from(n.to_string()).unwrap();
+    let t = Tls::new_client(&cfg, name("a.example"), base).unwrap();
+    assert!(t.made_with(&base, &name("a.example")));
+    assert!(!t.made_with(&base, &name("b.example")));
+    assert!(!t.made_with(&changed[0].1, &name("a.example")));
+    // A server-side connection was made with no upstream settings.
+    assert!(!Tls::new(&s.server)
+        .unwrap()
+        .made_with(&base, &name("a.example")));
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&d2);
 }
