@@ -1701,3 +1701,200 @@ fn upstream_pool_follows_tls_settings_across_reloads_and_tcp_checks_shake_hands(
     drop(backends);
     eprintln!("[tls] pool took {:?}", started.elapsed());
 }
+
+/// A client that misbehaves in one of these ways (`case`), then reads
+/// until the connection ends or 4 s pass; prints JSON {response (hex),
+/// end, elapsed}. Arguments: case, address, CA file.
+/// - `hello-cut-fin`: half of a real ClientHello, then FIN;
+/// - `hello-inconsistent`: a real ClientHello cut in the middle of its
+///   extensions, with its record and handshake lengths made to match;
+/// - `alert-storm`: 10,000 warning alerts (user_canceled) in one go;
+/// - `fin-mid-record`, `reset-mid-record`: a TLS 1.3 handshake, then half
+///   of the record of a request, then FIN, or (0.3 s later) RST.
+const MISBEHAVE: &str = r#"
+import json, socket, ssl, struct, sys, time
+case, addr, ca = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=ca)
+def tls():
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    return ctx.wrap_bio(inc, out, server_hostname="a.example"), inc, out
+def hello():
+    obj, inc, out = tls()
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+s = socket.create_connection((addr, 443), timeout=3)
+t0 = time.monotonic()
+end = None
+try:
+    if case == "hello-cut-fin":
+        h = hello()
+        s.sendall(h[: len(h) // 2])
+        s.shutdown(socket.SHUT_WR)
+    elif case == "hello-inconsistent":
+        h = hello()
+        cut = (len(h) - 5) // 2
+        body = h[5:6] + (cut - 4).to_bytes(3, "big") + h[9 : 5 + cut]
+        s.sendall(h[:3] + cut.to_bytes(2, "big") + body)
+    elif case == "alert-storm":
+        s.sendall(bytes.fromhex("1503030002015a") * 10000)
+    elif case in ("fin-mid-record", "reset-mid-record"):
+        obj, inc, out = tls()
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                d = s.recv(65536)
+                if not d:
+                    raise EOFError("closed during the handshake")
+                inc.write(d)
+        s.sendall(out.read())
+        obj.write(b"GET /never HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        rec = out.read()
+        s.sendall(rec[: len(rec) // 2])
+        if case == "fin-mid-record":
+            s.shutdown(socket.SHUT_WR)
+        else:
+            time.sleep(0.3)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            end = "reset by the client"
+except OSError as e:
+    end = "send: %s" % e
+buf = b""
+if end is None:
+    s.settimeout(0.1)
+while end is None and time.monotonic() < t0 + 4:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        continue
+    except ConnectionResetError:
+        end = "reset"
+        break
+    if not b:
+        end = "closed"
+        break
+    buf += b
+print(json.dumps({"response": buf.hex(), "end": end or "timeout", "elapsed": time.monotonic() - t0}))
+"#;
+
+#[test]
+fn misbehaving_tls_clients_get_the_right_alert_are_counted_and_never_leak() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("misbehave");
+    w.start("", "");
+    let ca = w.file("ca.crt");
+    let mut failures = Vec::new();
+    // (case, counter, the response starts with, how it ends)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "hello-cut-fin",
+            "l7_tls_handshake_aborted",
+            "",
+            &["closed", "reset"],
+        ),
+        (
+            "hello-inconsistent",
+            "l7_tls_protocol_errors",
+            "15030300020232",
+            &["closed"],
+        ),
+        // rustls gives up on the warning that is one too many without a
+        // fatal alert of its own: a FIN.
+        ("alert-storm", "l7_tls_protocol_errors", "", &["closed"]),
+        (
+            "fin-mid-record",
+            "l7_tls_truncated",
+            "",
+            &["closed", "reset"],
+        ),
+        (
+            "reset-mid-record",
+            "l7_tls_truncated",
+            "",
+            &["reset by the client"],
+        ),
+    ];
+    for &(case, counter, alert, ends) in cases {
+        let before = w.counter(counter);
+        let requests = w.counter("l7_requests");
+        let f = w.client_run(&["python3", "-c", MISBEHAVE, case, VIP, &ca], secs(15));
+        let r: serde_json::Value = serde_json::from_str(f.stdout().trim()).unwrap_or_default();
+        let counted = wait_until(secs(2), || w.counter(counter) > before);
+        let after = w.counter(counter);
+        let response = r["response"].as_str().unwrap_or("?");
+        let end = r["end"].as_str().unwrap_or("?");
+        eprintln!(
+            "[tls] {case}: end {end} after {:.2}s, {counter} {before} -> {after}, response {}",
+            r["elapsed"],
+            &response[..response.len().min(64)]
+        );
+        if after != before + 1
+            || !counted
+            || !ends.contains(&end)
+            || !response.starts_with(alert)
+            || w.counter("l7_requests") != requests
+        {
+            failures.push(format!(
+                "{case}: end {end} (want one of {ends:?}), {counter} {before} -> {after}, \
+                 response {response:?} (want {alert:?}...), requests {} -> {}\n{}",
+                requests,
+                w.counter("l7_requests"),
+                f.text()
+            ));
+        }
+    }
+    // TLS 1.0 and 1.1: a protocol_version alert.
+    for flag in ["-tls1", "-tls1_1"] {
+        let before = w.counter("l7_tls_old_version");
+        let (_, out) = w.s_client(&[flag, "-cipher", "DEFAULT@SECLEVEL=0"], 0.5);
+        let old = w.counter("l7_tls_old_version") - before;
+        let alert = out.contains("alert protocol version");
+        eprintln!("[tls] {flag}: old_version +{old}, protocol_version alert {alert}");
+        if !out.contains("Cipher is (NONE)") || old != 1 || !alert {
+            failures.push(format!("{flag}: old_version +{old}\n{out}"));
+        }
+    }
+    // Renegotiation (TLS 1.2, s_client's `R` command).
+    let before = w.counter("l7_tls_renegotiation_refused");
+    let alerts = w.counter("l7_tls_alerts_received");
+    let script = format!(
+        "(sleep 1; echo R; sleep 1) | timeout 10 openssl s_client -connect {VIP}:443 \
+         -servername a.example -tls1_2 -CAfile {ca} 2>&1"
+    );
+    let out = w.client_run(&["sh", "-c", &script], secs(20)).stdout();
+    let reneg = w.counter("l7_tls_renegotiation_refused") - before;
+    let alerts = w.counter("l7_tls_alerts_received") - alerts;
+    eprintln!(
+        "[tls] renegotiation: refused +{reneg}, alerts received +{alerts}\n{}",
+        tail(&out, 8)
+    );
+    // (OpenSSL answers the no_renegotiation warning with a fatal
+    // handshake_failure: that ends the connection, counted too.)
+    if reneg != 1
+        || alerts != 1
+        || !out.contains("RENEGOTIATING")
+        || !out.contains("no renegotiation")
+    {
+        failures.push(format!(
+            "renegotiation: refused +{reneg}, alerts received +{alerts}\n{out}"
+        ));
+    }
+    // Nothing is left: no session, no handshake, no client connection.
+    let gone = wait_until(secs(15), || w.counter("l7_client_conns") == 0);
+    if !gone {
+        failures.push(format!(
+            "client connections left: {}",
+            w.counter("l7_client_conns")
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] misbehave took {:?}", started.elapsed());
+}

@@ -747,6 +747,17 @@ impl Engine {
         };
         let result = match (alive, listener) {
             (false, _) => {
+                // Reset: a client that was inside a TLS record is a
+                // truncation, as when its FIN comes there (`tls_pull`).
+                let cut = env
+                    .e
+                    .conns
+                    .get_ref(client)
+                    .and_then(|c| c.tls.as_deref())
+                    .is_some_and(Tls::cut_mid_record);
+                if cut {
+                    env.e.counters.inc(Counter::l7_tls_truncated);
+                }
                 live.session.end(&mut env);
                 Step::Finished
             }
@@ -1346,12 +1357,18 @@ impl SessionEnv<'_, '_> {
             && t.failed().is_none()
             && std::mem::replace(&mut t.in_progress, false);
         let resumed = t.resumed();
+        let renegotiations = t.take_renegotiations();
         if let Some(f) = t.take_failure() {
             s.close();
             self.e.counters.inc(match side {
                 Side::Client => f.counter(),
                 Side::Upstream => f.upstream_counter(),
             });
+        }
+        if side == Side::Client && renegotiations > 0 {
+            self.e
+                .counters
+                .add(Counter::l7_tls_renegotiation_refused, renegotiations as u64);
         }
         if done {
             self.e.counters.inc(if resumed {

@@ -354,6 +354,22 @@ fn a_tls_1_1_hello_is_an_old_version() {
     rec.extend_from_slice(&hs);
     let mut t = Tls::new(&s.server).unwrap();
     assert_eq!(t.read_from(&mut Pipe(rec)), Err(Failure::OldVersion));
+    // A protocol_version alert in the version the client asked for, once.
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    assert_eq!(down.0, [0x15, 0x03, 0x02, 0x00, 0x02, 0x02, 70]);
+    assert_eq!(t.write_to(&mut down), 0);
+    // A TLS 1.2 client on a 1.3-only listener: the same, in 0x0303.
+    let s = setup(TlsVersion::Tls13);
+    let cfg = client_config(&s, &[&rustls::version::TLS12]);
+    let mut c = client(&cfg, "a.example");
+    let mut up = Pipe::default();
+    c.write_tls(&mut up).unwrap();
+    let mut t = Tls::new(&s.server).unwrap();
+    assert_eq!(t.read_from(&mut up), Err(Failure::OldVersion));
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    assert_eq!(down.0, PROTOCOL_VERSION_ALERT);
 }
 
 #[test]
@@ -603,6 +619,21 @@ fn a_renegotiation_attempt_gets_no_renegotiation_and_the_connection_goes_on() {
         d.len()
     });
     assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(t.take_renegotiations(), 1, "the attempt is seen");
+    assert_eq!(t.take_renegotiations(), 0, "and taken once");
+    // A second attempt ends the connection, counted as the failure only.
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::Handshake,
+        &hello.0[5..],
+    ));
+    assert_eq!(t.read_from(&mut up), Err(Failure::Renegotiation));
+    assert_eq!(t.take_renegotiations(), 0);
+    assert_eq!(
+        Failure::Renegotiation.counter(),
+        Counter::l7_tls_renegotiation_refused
+    );
 }
 
 #[test]
@@ -667,14 +698,45 @@ fn a_reset_or_fin_mid_record_ends_the_connection() {
         let half = rec.0[..rec.0.len() / 2].to_vec();
         let r = t.read_from(&mut Then(half, end));
         match end {
-            // A FIN: end of stream, no plaintext from the half record.
+            // A FIN (or a RST, which the socket reports as the end): a
+            // truncation, no plaintext from the half record.
             None => {
-                assert_eq!(r, Ok(()));
-                assert!(t.at_eof() && !t.has_plaintext());
+                assert_eq!(r, Err(Failure::Truncated));
+                assert!(!t.has_plaintext());
             }
             Some(_) => assert_eq!(r, Err(Failure::Protocol)),
         }
         assert_eq!(t.recv(|d| d.len()), 0);
+    }
+    assert_eq!(Failure::Truncated.counter(), Counter::l7_tls_truncated);
+    // The end between two records (even without close_notify) and within
+    // one record's header are told apart; split anywhere, the record and
+    // the header of the next one.
+    let mut c = client(&cfg, "a.example");
+    let mut t = handshake(&s, &mut c).unwrap();
+    c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut rec = Pipe::default();
+    c.write_tls(&mut rec).unwrap();
+    let mut fin = Then(rec.0.clone(), None);
+    assert_eq!(t.read_from(&mut fin), Ok(()));
+    assert!(!t.at_eof() && t.has_plaintext());
+    assert_eq!(t.recv(|d| d.len()), 18);
+    // (rustls reads on once its plaintext is taken.)
+    assert_eq!(t.read_from(&mut fin), Ok(()));
+    assert!(t.at_eof(), "a FIN between records is the end, no failure");
+    for cut in 1..5 {
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        c.writer().write_all(b"x").unwrap();
+        let mut rec = Pipe::default();
+        c.write_tls(&mut rec).unwrap();
+        let mut bytes = rec.0.clone();
+        bytes.extend_from_slice(&rec.0[..cut]);
+        let mut fin = Then(bytes, None);
+        assert_eq!(t.read_from(&mut fin), Ok(()));
+        assert_eq!(t.recv(|d| d.len()), 1);
+        let r = t.read_from(&mut fin);
+        assert_eq!(r, Err(Failure::Truncated), "{cut} bytes of a header");
     }
 }
 
