@@ -215,6 +215,7 @@ fn upstream_tls(
         .collect::<std::result::Result<_, String>>()?;
     Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
         config: crate::l7::tls::client_config(&loaded)?,
+        settings: crate::l7::tls::settings_digest(&loaded),
         name: t.server_name.as_deref().map(name).transpose()?,
         by_backend,
     })))
@@ -253,6 +254,8 @@ fn check_tls(
         config,
         name,
         by_backend: Default::default(),
+        // Keys pooled connections only; a check's connection is never pooled.
+        settings: [0; 32],
     })))
 }
 

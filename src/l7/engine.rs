@@ -747,6 +747,17 @@ impl Engine {
         };
         let result = match (alive, listener) {
             (false, _) => {
+                // Reset: a client that was inside a TLS record is a
+                // truncation, as when its FIN comes there (`tls_pull`).
+                let cut = env
+                    .e
+                    .conns
+                    .get_ref(client)
+                    .and_then(|c| c.tls.as_deref())
+                    .is_some_and(Tls::cut_mid_record);
+                if cut {
+                    env.e.counters.inc(Counter::l7_tls_truncated);
+                }
                 live.session.end(&mut env);
                 Step::Finished
             }
@@ -953,18 +964,25 @@ impl Engine {
         snat: &mut SnatPorts,
         backend: u32,
     ) -> Option<u32> {
-        // A reload may have turned the cluster's TLS on or off: a pooled
-        // connection is reused only if it speaks what the cluster does.
-        let tls = upstream_tls(eg.plane, backend).is_some();
+        // A reload may have turned the cluster's TLS on or off, or changed
+        // its CA, client certificate or the backend's name: a pooled
+        // connection is reused only if it was made (and its backend
+        // verified) under the settings the cluster has now.
+        let plane = eg.plane;
+        let want = plane
+            .services
+            .backend(backend)
+            .and_then(|b| Some((plane.l7.cluster(b.cluster).tls.as_deref()?, b.addr)));
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             self.idle_total -= 1;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
-                s.state() == State::Established
-                    && s.may_send()
-                    && s.recv_queue() == 0
-                    && c.tls.is_some() == tls
-                    && c.tls.as_deref().is_none_or(tls_idle)
+                let same_tls = match (c.tls.as_deref(), want) {
+                    (None, None) => true,
+                    (Some(t), Some((u, addr))) => tls_idle(t) && u.made(t, addr),
+                    _ => false,
+                };
+                s.state() == State::Established && s.may_send() && s.recv_queue() == 0 && same_tls
             });
             if good {
                 self.counters.inc(Counter::l7_upstream_reused);
@@ -1207,7 +1225,9 @@ impl Engine {
             return;
         };
         let state = c.sock().state();
-        if hc.kind == CheckKind::Tcp {
+        // A TCP check of a TLS cluster is a TLS handshake (below).
+        let tls_cluster = plane.l7.cluster(b.cluster).tls.is_some();
+        if hc.kind == CheckKind::Tcp && !tls_cluster {
             let open = matches!(state, State::SynSent | State::SynReceived);
             let verdict = health::verdict_tcp(state == State::Established, open);
             self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1220,9 +1240,13 @@ impl Engine {
             }
             return;
         }
-        // An HTTP check of a TLS cluster is HTTP over TLS, with the
-        // cluster's settings: a backend whose certificate does not verify
-        // fails its check as its requests would.
+        // A check of a TLS cluster goes over TLS, with the cluster's
+        // settings: a backend whose certificate does not verify fails its
+        // check as its requests would. An HTTP check is HTTP over TLS; a
+        // TCP check passes once our side of the handshake is done (the
+        // backend's certificate verified), and then says close_notify. (A
+        // TLS 1.3 backend that refuses our client certificate says so only
+        // after that: an HTTP check catches it, a TCP check does not.)
         if state == State::Established && c.tls.is_none() {
             let tls = match hc.kind {
                 // `type = "https"`: the check's own TLS settings.
@@ -1231,11 +1255,11 @@ impl Engine {
                     .cluster(b.cluster)
                     .health_tls
                     .as_ref()
-                    .map(|t| (t.config.clone(), t.name_for(b.addr))),
+                    .map(|t| (t.config.clone(), t.name_for(b.addr), t.settings)),
                 _ => upstream_tls(plane, backend),
             };
-            if let Some((config, name)) = tls {
-                c.tls = Tls::new_client(&config, name).map(Box::new);
+            if let Some((config, name, settings)) = tls {
+                c.tls = Tls::new_client(&config, name, settings).map(Box::new);
             }
         }
         let super::tcp::Conn {
@@ -1254,6 +1278,13 @@ impl Engine {
             Some(t) => !t.handshaking() && tls_failed.is_none(),
             None => state == State::Established,
         };
+        let tcp_check = hc.kind == CheckKind::Tcp;
+        if ready && tcp_check && !p.sent {
+            if let Some(t) = tls.as_deref_mut() {
+                t.close_notify();
+            }
+            p.sent = true;
+        }
         if ready && !p.sent {
             let host = hc.host.clone().unwrap_or_else(|| match b.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
@@ -1300,6 +1331,7 @@ impl Engine {
                 self.counters.inc(f.upstream_counter());
                 Some(false)
             }
+            None if tcp_check => health::verdict_tcp(ready, open),
             None => health::verdict(&p.buf, hc.expect, open),
         };
         self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1371,18 +1403,19 @@ impl Engine {
     }
 }
 
-/// The client TLS config and the name to verify of `backend`, when its
-/// cluster speaks TLS to its backends.
+/// The client TLS config, the name to verify and the settings' digest of
+/// `backend`, when its cluster speaks TLS to its backends.
 fn upstream_tls(
     plane: &crate::net::plane::Plane,
     backend: u32,
 ) -> Option<(
     Arc<rustls::ClientConfig>,
     rustls::pki_types::ServerName<'static>,
+    [u8; 32],
 )> {
     let b = plane.services.backend(backend)?;
     let t = plane.l7.cluster(b.cluster).tls.as_ref()?;
-    Some((t.config.clone(), t.name_for(b.addr)))
+    Some((t.config.clone(), t.name_for(b.addr), t.settings))
 }
 
 /// A TLS upstream connection that may idle in the pool (or be taken out
@@ -1448,12 +1481,18 @@ impl SessionEnv<'_, '_> {
             && t.failed().is_none()
             && std::mem::replace(&mut t.in_progress, false);
         let resumed = t.resumed();
+        let renegotiations = t.take_renegotiations();
         if let Some(f) = t.take_failure() {
             s.close();
             self.e.counters.inc(match side {
                 Side::Client => f.counter(),
                 Side::Upstream => f.upstream_counter(),
             });
+        }
+        if side == Side::Client && renegotiations > 0 {
+            self.e
+                .counters
+                .add(Counter::l7_tls_renegotiation_refused, renegotiations as u64);
         }
         if done {
             self.e.counters.inc(if resumed {
@@ -1752,8 +1791,8 @@ impl Env for SessionEnv<'_, '_> {
                 // TLS to the backend: the ClientHello waits in rustls until
                 // the TCP handshake is done, and the session sees the
                 // upstream connecting until the TLS handshake is.
-                if let Some((config, name)) = upstream_tls(self.plane, backend) {
-                    let Some(mut t) = Tls::new_client(&config, name) else {
+                if let Some((config, name, settings)) = upstream_tls(self.plane, backend) {
+                    let Some(mut t) = Tls::new_client(&config, name, settings) else {
                         self.e.close_conn(self.eg, self.snat, slot, true);
                         self.upstream = NONE;
                         return Opened::Failed(Counter::l7_upstream_tls_failed);

@@ -7,7 +7,10 @@
 //! reads the status line: a status in the expected range within
 //! `timeout_ms` is a success, anything else (refused, reset, timeout, other
 //! status) a failure. A TCP check succeeds when the connection is
-//! accepted. `rise` successes in a row bring a backend up, `fall` failures
+//! accepted. In a cluster with `[cluster.tls]` both go over TLS with the
+//! cluster's settings, so that a backend its requests could not verify is
+//! down: an HTTP check is HTTP over TLS, a TCP check succeeds when the
+//! handshake is done. `rise` successes in a row bring a backend up, `fall` failures
 //! take it down. The verdict is published in [`HealthState`]: L7 workers
 //! read it when they pick a backend for a request; for L4 services the
 //! control thread watches [`HealthState::generation`] and publishes a plane

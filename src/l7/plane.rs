@@ -42,7 +42,8 @@ pub enum HashOn {
 pub enum CheckKind {
     /// `GET path`, status in `expect`.
     Http,
-    /// The connection is accepted.
+    /// The connection is accepted (with `[cluster.tls]`: the TLS
+    /// handshake is done).
     Tcp,
     /// `GET path` over TLS with the check's own settings
     /// ([`L7Cluster::health_tls`]), status in `expect`.
@@ -100,6 +101,9 @@ pub struct L7Cluster {
 #[derive(Debug)]
 pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
+    /// [`crate::l7::tls::settings_digest`] of the files `config` was made
+    /// from: pooled connections are keyed on it (with the name).
+    pub settings: [u8; 32],
     /// The cluster's `server_name`; None: each backend's address.
     pub name: Option<ServerName<'static>>,
     /// Backends' own `tls_server_name`, by address.
@@ -114,6 +118,17 @@ impl UpstreamTls {
             .or(self.name.as_ref())
             .cloned()
             .unwrap_or_else(|| ServerName::IpAddress(addr.into()))
+    }
+
+    /// Whether upstream connection `t` to backend `addr` was made under
+    /// these settings and this backend's name: if not (a reload changed
+    /// the CA, the client certificate or the name), it must not carry
+    /// another request.
+    pub fn made(&self, t: &crate::l7::tls::Tls, addr: IpAddr) -> bool {
+        match self.by_backend.get(&addr).or(self.name.as_ref()) {
+            Some(n) => t.made_with(&self.settings, n),
+            None => t.made_with(&self.settings, &ServerName::IpAddress(addr.into())),
+        }
     }
 }
 

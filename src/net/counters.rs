@@ -172,6 +172,12 @@ counters! {
     /// L7 TLS: clients refused for their certificate (none where one is
     /// required, or one that does not verify against `client_ca`).
     l7_tls_client_cert_refused,
+    /// L7 TLS: clients whose TCP stream ended (FIN or RST) inside a TLS
+    /// record after the handshake (a truncation; the record is dropped).
+    l7_tls_truncated,
+    /// L7 TLS: TLS 1.2 renegotiation attempts by clients (the first on a
+    /// connection gets a `no_renegotiation` warning, a second ends it).
+    l7_tls_renegotiation_refused,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
     /// L7 upstream TLS (`[cluster.tls]`): handshakes with backends
