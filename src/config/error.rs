@@ -6,8 +6,8 @@ use std::ops::Range;
 
 use toml_edit::Table;
 
-use super::spans::{self, Position};
-use super::validate::{Locus, Problem};
+use super::spans::{self, KeyPath, Position};
+use super::validate::Problem;
 
 /// Why a config could not be loaded.
 ///
@@ -110,12 +110,9 @@ impl ConfigError {
         text: Option<(&str, &Table)>,
         origin: &str,
     ) -> ConfigError {
-        let locate = |locus: &Locus| -> Option<Position> {
+        let locate = |path: &KeyPath| -> Option<Position> {
             let (text, doc) = text?;
-            match locus {
-                Locus::Path(path) => spans::locate(doc, path).map(|s| Position::of(text, s.start)),
-                Locus::Start => Some(Position { line: 1, column: 1 }),
-            }
+            spans::locate(doc, path).map(|s| Position::of(text, s.start))
         };
         let mut message = p.message;
         if let Some((locus, label)) = &p.see {

@@ -52,24 +52,13 @@ pub enum Balance {
     ConsistentHash,
 }
 
-impl Balance {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::WeightedRoundRobin => "weighted-round-robin",
-            Balance::LeastRequest => "least-request",
-            Balance::Random => "random",
-            Balance::ConsistentHash => "consistent-hash",
-        }
-    }
-}
-
-impl fmt::Display for Balance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Balance {
+    RoundRobin => "round-robin",
+    WeightedRoundRobin => "weighted-round-robin",
+    LeastRequest => "least-request",
+    Random => "random",
+    ConsistentHash => "consistent-hash",
+});
 
 /// What `balance = "consistent-hash"` hashes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -139,14 +128,7 @@ pub enum CheckType {
     Tcp,
 }
 
-impl CheckType {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CheckType::Http => "http",
-            CheckType::Tcp => "tcp",
-        }
-    }
-}
+spelled!(CheckType { Http => "http", Tcp => "tcp" });
 
 /// `[cluster.health_check]`: active health checks of the cluster's
 /// backends, sent by worker 0 through the data plane, for L7 listeners and
@@ -217,21 +199,7 @@ pub enum ListenerProtocol {
     Https,
 }
 
-impl ListenerProtocol {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ListenerProtocol::Http => "http",
-            ListenerProtocol::Https => "https",
-        }
-    }
-}
-
-impl fmt::Display for ListenerProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(ListenerProtocol { Http => "http", Https => "https" });
 
 /// `[[listener]]`: a VIP and TCP port on which Sluice terminates client
 /// connections, reads requests and sends each to a cluster chosen by its

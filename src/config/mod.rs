@@ -46,6 +46,27 @@
 //! [`Config::check_reloadable`]. The L7 tables have files of their own,
 //! `listener.rs` and `validate_l7.rs`, to keep each file short.
 
+/// `as_str` (the spelling in the config file) and `Display` of a keyword
+/// enum; serde reads the same spellings through its `rename` attributes.
+macro_rules! spelled {
+    ($t:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $t {
+            /// The spelling in the config file.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+
 mod error;
 mod listener;
 mod sections;
@@ -74,8 +95,8 @@ pub use sections::{
 };
 pub use spans::{KeyPath, Position};
 pub use tls::{
-    load_client_ca, read_ticket_keys, subject_of, valid_server_name, warnings as tls_warnings,
-    ClientAuth, ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
+    load_client_ca, read_ticket_keys, valid_server_name, warnings as tls_warnings, ClientAuth,
+    ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
 };
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};

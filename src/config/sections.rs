@@ -192,18 +192,16 @@ pub enum LogLevel {
     Trace,
 }
 
-impl LogLevel {
-    /// The spelling in the config file, which `env_logger` filters accept.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
+// Spelled as `env_logger` filters accept them.
+spelled!(LogLevel {
+    Error => "error",
+    Warn => "warn",
+    Info => "info",
+    Debug => "debug",
+    Trace => "trace",
+});
 
+impl LogLevel {
     /// The `log` crate's filter for this level.
     pub fn to_level_filter(self) -> log::LevelFilter {
         match self {
@@ -213,12 +211,6 @@ impl LogLevel {
             LogLevel::Debug => log::LevelFilter::Debug,
             LogLevel::Trace => log::LevelFilter::Trace,
         }
-    }
-}
-
-impl std::fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
     }
 }
 
@@ -535,23 +527,12 @@ pub enum Scheduler {
     SourceHash,
 }
 
-impl Scheduler {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Scheduler::Maglev => "maglev",
-            Scheduler::Wrr => "wrr",
-            Scheduler::LeastConn => "least-conn",
-            Scheduler::SourceHash => "source-hash",
-        }
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Scheduler {
+    Maglev => "maglev",
+    Wrr => "wrr",
+    LeastConn => "least-conn",
+    SourceHash => "source-hash",
+});
 
 /// `[[cluster]]`: a set of backends that one or more services forward to.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -734,21 +715,9 @@ impl Protocol {
             Protocol::Udp => 17,
         }
     }
-
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Protocol { Tcp => "tcp", Udp => "udp" });
 
 /// How packets of a service reach its backends; `docs/CONFIG.md`
 /// ("Forwarding modes") describes each at the packet level.
@@ -779,23 +748,9 @@ impl ForwardMode {
     pub fn is_dsr(self) -> bool {
         !matches!(self, ForwardMode::Nat)
     }
-
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ForwardMode::Nat => "nat",
-            ForwardMode::Ipip => "ipip",
-            ForwardMode::Gre => "gre",
-            ForwardMode::L2Dsr => "l2dsr",
-        }
-    }
 }
 
-impl fmt::Display for ForwardMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(ForwardMode { Nat => "nat", Ipip => "ipip", Gre => "gre", L2Dsr => "l2dsr" });
 
 /// `[[service]]`: a virtual address, port and protocol that Sluice balances
 /// over a cluster.

@@ -149,8 +149,12 @@ impl<'a> Node<'a> {
 }
 
 /// The span of the value at `path` in `doc` (or of its key, when the value
-/// has none, as implicit tables do), if the document spells that path out.
+/// has none, as implicit tables do), if the document spells that path out;
+/// the start of the text for the empty path.
 pub fn locate(doc: &Table, path: &KeyPath) -> Option<Range<usize>> {
+    if path.0.is_empty() {
+        return Some(0..0);
+    }
     let mut node = Node::Table(doc);
     let mut key_span = None;
     for seg in &path.0 {

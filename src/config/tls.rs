@@ -15,7 +15,6 @@
 //! is a warning ([`warnings`]), as it is for haproxy: the listener still
 //! serves it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -25,7 +24,7 @@ use serde::Deserialize;
 
 use super::listener::{Listener, ListenerProtocol};
 use super::sections::Cluster;
-use super::validate::{item, Check, Locus, Problem};
+use super::validate::{item, problem, Check, Problem};
 use super::Config;
 
 /// A certificate expiring within this many days gets a warning.
@@ -46,14 +45,7 @@ pub enum TlsVersion {
     Tls13,
 }
 
-impl fmt::Display for TlsVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsVersion::Tls12 => "1.2",
-            TlsVersion::Tls13 => "1.3",
-        })
-    }
-}
+spelled!(TlsVersion { Tls12 => "1.2", Tls13 => "1.3" });
 
 /// Whether a listener asks clients for a certificate (`client_auth`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -211,7 +203,7 @@ impl ListenerCertificate {
             self.names.iter().map(|n| n.to_ascii_lowercase()).collect()
         };
         Ok(LoadedCertificate {
-            not_after: not_after(&chain[0]),
+            not_after: crate::l7::x509::not_after(&chain[0]),
             chain,
             key,
             names,
@@ -262,28 +254,24 @@ fn client_auth(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
     match (l.client_auth, &l.client_ca) {
         (ClientAuth::None, None) => Ok(()),
-        (ClientAuth::None, Some(_)) => Err(Problem::new(
+        (ClientAuth::None, Some(_)) => Err(problem!(
             at("client_ca"),
-            format!(
-                "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
+            "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
                  \"require\" or \"request\" to ask clients for certificates"
-            ),
         )),
-        (_, None) => Err(Problem::new(
+        (_, None) => Err(problem!(
             at("client_auth"),
-            format!(
-                "{owner}: client_auth = \"{}\" needs client_ca, the PEM file of the CAs client \
+            "{owner}: client_auth = \"{}\" needs client_ca, the PEM file of the CAs client \
                  certificates must chain to",
-                if l.client_auth == ClientAuth::Require {
-                    "require"
-                } else {
-                    "request"
-                }
-            ),
+            if l.client_auth == ClientAuth::Require {
+                "require"
+            } else {
+                "request"
+            }
         )),
         (_, Some(path)) => load_client_ca(path)
             .map(|_| ())
-            .map_err(|e| Problem::new(at("client_ca"), format!("{owner}: {e}"))),
+            .map_err(|e| problem!(at("client_ca"), "{owner}: {e}")),
     }
 }
 
@@ -298,48 +286,40 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
         let route = item("listener", i).key("route").index(j);
         match (&r.cluster, r.redirect_https) {
             (None, None) => {
-                return Err(Problem::new(
+                return Err(problem!(
                     route,
-                    format!(
-                        "{owner}, route[{j}]: no `cluster` to send matching requests to (or \
+                    "{owner}, route[{j}]: no `cluster` to send matching requests to (or \
                          `redirect_https = 308` to redirect them to https)"
-                    ),
                 ))
             }
             (Some(_), Some(_)) => {
-                return Err(Problem::new(
+                return Err(problem!(
                     route_at("redirect_https"),
-                    format!(
-                        "{owner}, route[{j}]: redirect_https and cluster: a route either \
+                    "{owner}, route[{j}]: redirect_https and cluster: a route either \
                          redirects or sends to a cluster"
-                    ),
                 )
-                .see(Locus::Path(route_at("cluster")), "cluster"))
+                .see(route_at("cluster"), "cluster"))
             }
             _ => {}
         }
         if r.redirect_https_port.is_some() && r.redirect_https.is_none() {
-            return Err(Problem::new(
+            return Err(problem!(
                 route_at("redirect_https_port"),
-                format!("{owner}, route[{j}]: redirect_https_port needs redirect_https"),
+                "{owner}, route[{j}]: redirect_https_port needs redirect_https"
             ));
         }
         if https && r.redirect_https.is_some() {
-            return Err(Problem::new(
+            return Err(problem!(
                 route_at("redirect_https"),
-                format!(
-                    "{owner}, route[{j}]: redirect_https on an https listener would redirect \
+                "{owner}, route[{j}]: redirect_https on an https listener would redirect \
                      requests to where they already are; put it on the http listener"
-                ),
             ));
         }
         if !https && r.sni.is_some() {
-            return Err(Problem::new(
+            return Err(problem!(
                 route_at("sni"),
-                format!(
-                    "{owner}, route[{j}]: sni needs protocol = \"https\": a plain HTTP \
+                "{owner}, route[{j}]: sni needs protocol = \"https\": a plain HTTP \
                      connection has no server name, so this route could never match"
-                ),
             ));
         }
     }
@@ -360,16 +340,16 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
                 (client_auth.unwrap_or(""), client_auth),
             ] {
                 if let Some(what) = on {
-                    return Err(Problem::new(
+                    return Err(problem!(
                         at(key),
-                        format!("{owner}: {what} needs protocol = \"https\""),
+                        "{owner}: {what} needs protocol = \"https\""
                     ));
                 }
             }
             if let Some(v) = l.tls_min_version {
-                return Err(Problem::new(
+                return Err(problem!(
                     at("tls_min_version"),
-                    format!("{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""),
+                    "{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""
                 ));
             }
             return Ok(());
@@ -377,57 +357,50 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
         ListenerProtocol::Https => {}
     }
     if l.certificates.is_empty() {
-        return Err(Problem::new(
+        return Err(problem!(
             at("protocol"),
-            format!(
-                "{owner}: protocol \"https\" needs at least one [[listener.certificate]] with \
+            "{owner}: protocol \"https\" needs at least one [[listener.certificate]] with \
                  `cert` and `key` PEM files"
-            ),
         ));
     }
     if l.certificates.len() > MAX_CERTIFICATES {
-        return Err(Problem::new(
+        return Err(problem!(
             cert_at(MAX_CERTIFICATES, "cert"),
-            format!("{owner}: at most {MAX_CERTIFICATES} certificates per listener"),
+            "{owner}: at most {MAX_CERTIFICATES} certificates per listener"
         ));
     }
     if !(1..=1_000_000).contains(&l.max_tls_handshakes) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("max_tls_handshakes"),
-            format!(
-                "{owner}: max_tls_handshakes {} is out of range 1..=1000000",
-                l.max_tls_handshakes
-            ),
+            "{owner}: max_tls_handshakes {} is out of range 1..=1000000",
+            l.max_tls_handshakes
         ));
     }
     client_auth(i, l, owner)?;
     if let Some(path) = &l.ticket_key_file {
-        read_ticket_keys(path)
-            .map_err(|e| Problem::new(at("ticket_key_file"), format!("{owner}: {e}")))?;
+        read_ticket_keys(path).map_err(|e| problem!(at("ticket_key_file"), "{owner}: {e}"))?;
     }
     let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
     if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
-        return Err(Problem::new(
+        return Err(problem!(
             cert_at(j, "default"),
-            format!("{owner}: more than one certificate has default = true"),
+            "{owner}: more than one certificate has default = true"
         ));
     }
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (j, c) in l.certificates.iter().enumerate() {
         let loaded = c
             .load()
-            .map_err(|(key, msg)| Problem::new(cert_at(j, key), format!("{owner}: {msg}")))?;
+            .map_err(|(key, msg)| problem!(cert_at(j, key), "{owner}: {msg}"))?;
         for n in loaded.names {
             if let Some((_, k)) = seen.iter().find(|(m, _)| *m == n) {
-                return Err(Problem::new(
+                return Err(problem!(
                     cert_at(j, if c.names.is_empty() { "cert" } else { "names" }),
-                    format!(
-                        "{owner}: server name {n:?} is already served by certificate {k}; each \
+                    "{owner}: server name {n:?} is already served by certificate {k}; each \
                          name picks one certificate"
-                    ),
                 )
                 .see(
-                    Locus::Path(item("listener", i).key("certificate").index(*k)),
+                    item("listener", i).key("certificate").index(*k),
                     "certificate",
                 ));
             }
@@ -519,46 +492,42 @@ pub(super) fn cluster(i: usize, c: &Cluster, owner: &str) -> Check {
     let at = |key: &str| item("cluster", i).key("tls").key(key);
     let Some(t) = &c.tls else {
         if let Some(j) = c.backends.iter().position(|b| b.tls_server_name.is_some()) {
-            return Err(Problem::new(
+            return Err(problem!(
                 item("cluster", i)
                     .key("backend")
                     .index(j)
                     .key("tls_server_name"),
-                format!("{owner}: tls_server_name needs [cluster.tls]"),
+                "{owner}: tls_server_name needs [cluster.tls]"
             ));
         }
         return Ok(());
     };
     if let Some(n) = &t.server_name {
         if !valid_backend_name(n) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("server_name"),
-                format!(
-                    "{owner}: invalid server_name {n:?}: expected a DNS name such as \
+                "{owner}: invalid server_name {n:?}: expected a DNS name such as \
                      \"api.internal.example\" or an IP address"
-                ),
             ));
         }
     }
     for (j, b) in c.backends.iter().enumerate() {
         if let Some(n) = &b.tls_server_name {
             if !valid_backend_name(n) {
-                return Err(Problem::new(
+                return Err(problem!(
                     item("cluster", i)
                         .key("backend")
                         .index(j)
                         .key("tls_server_name"),
-                    format!(
-                        "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
+                    "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
                          \"b1.internal.example\" or an IP address"
-                    ),
                 ));
             }
         }
     }
     t.load()
         .map(|_| ())
-        .map_err(|(key, msg)| Problem::new(at(key), format!("{owner}: {msg}")))
+        .map_err(|(key, msg)| problem!(at(key), "{owner}: {msg}"))
 }
 
 /// Certificates that have expired or expire within
@@ -593,162 +562,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
-// A minimal DER walk to the validity of an X.509 certificate (RFC 5280
-// §4.1): webpki checks validity against a time but does not expose it.
-
-/// One TLV: (tag, contents, rest).
-fn der(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = buf.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// notAfter of a DER certificate, seconds since the epoch.
-pub fn not_after(cert: &[u8]) -> Option<i64> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, tbs, _) = der(certificate)?;
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // version
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (_, validity, _) = der(rest)?;
-    let (_, _, validity) = der(validity)?; // notBefore
-    let (tag, time, _) = der(validity)?;
-    let text = std::str::from_utf8(time).ok()?;
-    let digits = |s: &str| s.parse::<i64>().ok();
-    let (year, rest) = match tag {
-        // UTCTime: YYMMDDHHMMSSZ, 50..99 are 19xx.
-        0x17 if text.len() >= 12 => {
-            let y = digits(&text[..2])?;
-            (if y >= 50 { 1900 + y } else { 2000 + y }, &text[2..])
-        }
-        // GeneralizedTime: YYYYMMDDHHMMSSZ.
-        0x18 if text.len() >= 14 => (digits(&text[..4])?, &text[4..]),
-        _ => return None,
-    };
-    let (mo, d, h, mi, s) = (
-        digits(&rest[0..2])?,
-        digits(&rest[2..4])?,
-        digits(&rest[4..6])?,
-        digits(&rest[6..8])?,
-        digits(&rest[8..10])?,
-    );
-    Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
-/// The subject of a DER certificate as an RFC 4514 string (last RDN first:
-/// `CN=client,O=Example,C=FR`), with the usual attribute names (CN, O,
-/// OU, C, L, ST, emailAddress as `E`; others by dotted OID is not done:
-/// they are left out). Special and non-printable characters are escaped
-/// (`\,`, `\0A`), so the result is a valid header value.
-pub fn subject_of(cert: &[u8]) -> Option<Box<str>> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, tbs, _) = der(certificate)?;
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // version
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (_, _, rest) = der(rest)?; // validity
-    let (_, mut rdns, _) = der(rest)?; // subject
-    let mut parts: Vec<String> = Vec::new();
-    while !rdns.is_empty() {
-        let (_, set, next) = der(rdns)?;
-        rdns = next;
-        let mut set = set;
-        let mut rdn: Vec<String> = Vec::new();
-        while !set.is_empty() {
-            let (_, atv, next) = der(set)?;
-            set = next;
-            let (_, oid, atv) = der(atv)?;
-            let (vtag, value, _) = der(atv)?;
-            let name = match oid {
-                [0x55, 0x04, 0x03] => "CN",
-                [0x55, 0x04, 0x0a] => "O",
-                [0x55, 0x04, 0x0b] => "OU",
-                [0x55, 0x04, 0x06] => "C",
-                [0x55, 0x04, 0x07] => "L",
-                [0x55, 0x04, 0x08] => "ST",
-                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E",
-                _ => continue,
-            };
-            // UTF8String, PrintableString, IA5String, TeletexString.
-            if !matches!(vtag, 0x0c | 0x13 | 0x16 | 0x14) {
-                continue;
-            }
-            let text = String::from_utf8_lossy(value);
-            let mut v = String::with_capacity(text.len());
-            for (k, ch) in text.chars().enumerate() {
-                let edge = k == 0 || k + 1 == text.chars().count();
-                match ch {
-                    ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
-                        v.push('\\');
-                        v.push(ch);
-                    }
-                    ' ' | '#' if edge => {
-                        v.push('\\');
-                        v.push(ch);
-                    }
-                    c if c.is_control() => {
-                        let mut b = [0u8; 4];
-                        for byte in c.encode_utf8(&mut b).bytes() {
-                            v.push_str(&format!("\\{byte:02X}"));
-                        }
-                    }
-                    c => v.push(c),
-                }
-            }
-            rdn.push(format!("{name}={v}"));
-        }
-        if !rdn.is_empty() {
-            parts.push(rdn.join("+"));
-        }
-    }
-    parts.reverse();
-    (!parts.is_empty()).then(|| parts.join(",").into_boxed_str())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2038, 1, 19), 24_855);
-    }
 
     #[test]
     fn server_names() {
@@ -757,15 +573,6 @@ mod tests {
         }
         for bad in ["", "*.", "a..b", "-a.b", "a_b.c", "*a.b", "a.*.b", "*"] {
             assert!(!valid_server_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn der_walk_survives_every_prefix() {
-        // A truncated certificate never panics and never yields a time.
-        let cert = b"\x30\x82\x01\x00\x30\x81\xf0\xa0\x03\x02\x01\x02\x02\x01\x01";
-        for n in 0..cert.len() {
-            assert_eq!(not_after(&cert[..n]), None);
         }
     }
 }

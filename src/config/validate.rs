@@ -38,44 +38,44 @@ pub const MAX_MAGLEV_TABLE_SIZE: usize = 1_048_573;
 /// Highest backend weight.
 pub const MAX_WEIGHT: u32 = 65_535;
 
-/// Where a problem is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Locus {
-    /// The value at this path, if the file spells it out.
-    Path(KeyPath),
-    /// The start of the file: for what is missing altogether.
-    Start,
-}
-
 /// A failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// Candidate places, best first; the first the file spells out is used.
-    /// A value left at its default is not in the file, so a check on it
-    /// names the other value involved as well.
-    pub at: Vec<Locus>,
+    /// Candidate places, best first; the first the file spells out is used
+    /// (the empty path is the start of the file, for what is missing
+    /// altogether). A value left at its default is not in the file, so a
+    /// check on it names the other value involved as well.
+    pub at: Vec<KeyPath>,
     /// What is wrong and what would be right.
     pub message: String,
     /// A related earlier place, such as the first of two duplicates, and
     /// how to call it ("first defined").
-    pub see: Option<(Locus, &'static str)>,
+    pub see: Option<(KeyPath, &'static str)>,
 }
 
+/// `problem!(at, "format", args...)`: a [`Problem`] at `at`.
+macro_rules! problem {
+    ($at:expr, $($message:tt)+) => {
+        Problem::new($at, format!($($message)+))
+    };
+}
+pub(super) use problem;
+
 impl Problem {
-    pub(super) fn new(at: KeyPath, message: impl Into<String>) -> Problem {
+    pub(super) fn new(at: KeyPath, message: String) -> Problem {
         Problem {
-            at: vec![Locus::Path(at)],
-            message: message.into(),
+            at: vec![at],
+            message,
             see: None,
         }
     }
 
     pub(super) fn or_at(mut self, at: KeyPath) -> Problem {
-        self.at.push(Locus::Path(at));
+        self.at.push(at);
         self
     }
 
-    pub(super) fn see(mut self, at: Locus, label: &'static str) -> Problem {
+    pub(super) fn see(mut self, at: KeyPath, label: &'static str) -> Problem {
         self.see = Some((at, label));
         self
     }
@@ -105,9 +105,9 @@ pub(super) fn in_range(
         return Ok(());
     }
     let (lo, hi) = range.into_inner();
-    Err(Problem::new(
+    Err(problem!(
         at,
-        format!("{what} {value} is out of range {lo}..={hi}{why}"),
+        "{what} {value} is out of range {lo}..={hi}{why}"
     ))
 }
 
@@ -186,20 +186,18 @@ fn is_option(arg: &str, opt: &str) -> bool {
 fn eal(e: &Eal) -> Check {
     for (i, arg) in e.args.iter().enumerate() {
         if let Some((opt, keys)) = DERIVED_OPTIONS.iter().find(|(opt, _)| is_option(arg, opt)) {
-            return Err(Problem::new(
+            return Err(problem!(
                 path("eal", "args").index(i),
-                format!("EAL option {opt} is derived from {keys}; remove {arg:?} from `eal.args`"),
+                "EAL option {opt} is derived from {keys}; remove {arg:?} from `eal.args`"
             ));
         }
     }
     if e.main_lcore >= MAX_LCORE {
-        return Err(Problem::new(
+        return Err(problem!(
             path("eal", "main_lcore"),
-            format!(
-                "`eal.main_lcore` {} is out of range: lcore ids are 0..={}",
-                e.main_lcore,
-                MAX_LCORE - 1
-            ),
+            "`eal.main_lcore` {} is out of range: lcore ids are 0..={}",
+            e.main_lcore,
+            MAX_LCORE - 1
         ));
     }
     let prefix_ok = !e.file_prefix.is_empty()
@@ -208,13 +206,8 @@ fn eal(e: &Eal) -> Check {
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
     if !prefix_ok {
-        return Err(Problem::new(
-            path("eal", "file_prefix"),
-            format!(
-                "`eal.file_prefix` {:?} must be 1..=64 characters of [A-Za-z0-9_.-]: it names files under /var/run/dpdk",
-                e.file_prefix
-            ),
-        ));
+        return Err(problem!(path("eal", "file_prefix"), "`eal.file_prefix` {:?} must be 1..=64 characters of [A-Za-z0-9_.-]: it names files under /var/run/dpdk",
+                e.file_prefix));
     }
     Ok(())
 }
@@ -222,59 +215,45 @@ fn eal(e: &Eal) -> Check {
 fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     let at = |key: &str| path("dataplane", key);
     if d.workers.is_empty() {
-        return Err(Problem::new(
+        return Err(problem!(
             at("workers"),
-            "`dataplane.workers` is empty: at least one worker lcore is needed",
+            "`dataplane.workers` is empty: at least one worker lcore is needed"
         ));
     }
     for (j, &lcore) in d.workers.iter().enumerate() {
         let here = at("workers").index(j);
         if lcore >= MAX_LCORE {
-            return Err(Problem::new(
+            return Err(problem!(
                 here,
-                format!(
-                    "worker lcore {lcore} is out of range: lcore ids are 0..={}",
-                    MAX_LCORE - 1
-                ),
+                "worker lcore {lcore} is out of range: lcore ids are 0..={}",
+                MAX_LCORE - 1
             ));
         }
         if lcore == e.main_lcore {
-            return Err(Problem::new(
-                here,
-                format!(
-                    "worker lcore {lcore} is the main lcore (`eal.main_lcore`); workers need lcores of their own"
-                ),
-            )
+            return Err(problem!(here, "worker lcore {lcore} is the main lcore (`eal.main_lcore`); workers need lcores of their own")
             .or_at(path("eal", "main_lcore")));
         }
         if let Some(first) = d.workers[..j].iter().position(|&w| w == lcore) {
-            return Err(Problem::new(
+            return Err(problem!(
                 here,
-                format!("worker lcore {lcore} is listed twice in `dataplane.workers`"),
+                "worker lcore {lcore} is listed twice in `dataplane.workers`"
             )
-            .see(Locus::Path(at("workers").index(first)), "first listed"));
+            .see(at("workers").index(first), "first listed"));
         }
     }
     // The EAL's --lcores takes CPUs below CPU_SETSIZE (1024).
     if !d.worker_cpus.is_empty() {
         if d.worker_cpus.len() != d.workers.len() {
-            return Err(Problem::new(
-                at("worker_cpus"),
-                format!(
-                    "`dataplane.worker_cpus` names {} CPU(s) for {} worker(s): give one CPU per worker, in the order of `dataplane.workers`",
+            return Err(problem!(at("worker_cpus"), "`dataplane.worker_cpus` names {} CPU(s) for {} worker(s): give one CPU per worker, in the order of `dataplane.workers`",
                     d.worker_cpus.len(),
-                    d.workers.len()
-                ),
-            ));
+                    d.workers.len()));
         }
         if let Some(j) = d.worker_cpus.iter().position(|&c| c >= MAX_CPU) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("worker_cpus").index(j),
-                format!(
-                    "CPU {} is out of range: CPU ids are 0..={}",
-                    d.worker_cpus[j],
-                    MAX_CPU - 1
-                ),
+                "CPU {} is out of range: CPU ids are 0..={}",
+                d.worker_cpus[j],
+                MAX_CPU - 1
             ));
         }
     }
@@ -291,13 +270,8 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     // cache_size * 1.5 <= n.
     let cache_max = 512.min(d.mbufs * 2 / 3);
     if d.mbuf_cache > cache_max {
-        return Err(Problem::new(
-            at("mbuf_cache"),
-            format!(
-                "`dataplane.mbuf_cache` {} is too large: at most 512 and at most mbufs / 1.5 ({cache_max} for {} mbufs)",
-                d.mbuf_cache, d.mbufs
-            ),
-        )
+        return Err(problem!(at("mbuf_cache"), "`dataplane.mbuf_cache` {} is too large: at most 512 and at most mbufs / 1.5 ({cache_max} for {} mbufs)",
+                d.mbuf_cache, d.mbufs)
         .or_at(at("mbufs")));
     }
     bounds(
@@ -343,16 +317,11 @@ fn af_xdp_pool(cfg: &Config) -> Check {
     };
     let need = xdp.len() as u32 * AF_XDP_FILL_MBUFS + AF_XDP_SPARE_MBUFS;
     if cfg.dataplane.mbufs < need {
-        return Err(Problem::new(
-            path("dataplane", "mbufs"),
-            format!(
-                "`dataplane.mbufs` {} is too small for {} net_af_xdp port(s): each takes {AF_XDP_FILL_MBUFS} \
+        return Err(problem!(path("dataplane", "mbufs"), "`dataplane.mbufs` {} is too small for {} net_af_xdp port(s): each takes {AF_XDP_FILL_MBUFS} \
                  mbufs of every worker's pool for its fill ring, and {AF_XDP_SPARE_MBUFS} more must stay free; \
                  at least {need} are needed",
                 cfg.dataplane.mbufs,
-                xdp.len()
-            ),
-        )
+                xdp.len())
         .or_at(item("port", first).key("vdev")));
     }
     Ok(())
@@ -384,16 +353,16 @@ pub(super) fn unique_name(section: &str, items: &[impl Named], i: usize) -> Chec
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
     if !valid {
-        return Err(Problem::new(
+        return Err(problem!(
             at(i),
-            format!("{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"),
+            "{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"
         ));
     }
     match items[..i].iter().position(|t| t.name() == name) {
-        Some(first) => Err(
-            Problem::new(at(i), format!("duplicate {section} name {name:?}"))
-                .see(Locus::Path(at(first)), "first defined"),
-        ),
+        Some(first) => {
+            Err(problem!(at(i), "duplicate {section} name {name:?}")
+                .see(at(first), "first defined"))
+        }
         None => Ok(()),
     }
 }
@@ -440,11 +409,8 @@ pub(super) fn unusable_address(ip: IpAddr) -> Option<&'static str> {
 
 fn ports(cfg: &Config) -> Check {
     if cfg.ports.is_empty() {
-        return Err(Problem {
-            at: vec![Locus::Start],
-            message: "no [[port]] is defined: at least one port is required".to_string(),
-            see: None,
-        });
+        let message = "no [[port]] is defined: at least one port is required";
+        return Err(problem!(KeyPath::default(), "{message}"));
     }
     let mut devices: HashMap<String, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, (usize, usize)> = HashMap::new();
@@ -466,39 +432,30 @@ fn ports(cfg: &Config) -> Check {
         // ports cannot share one.
         let key = p.device.eal_name().to_ascii_lowercase();
         if let Some(&first) = devices.get(&key) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at(device_key),
-                format!(
-                    "port {:?} uses device {:?}, which port {:?} already uses",
-                    p.name,
-                    p.device.eal_name(),
-                    cfg.ports[first].name
-                ),
+                "port {:?} uses device {:?}, which port {:?} already uses",
+                p.name,
+                p.device.eal_name(),
+                cfg.ports[first].name
             )
             .or_at(item("port", i))
-            .see(Locus::Path(item("port", first)), "first used"));
+            .see(item("port", first), "first used"));
         }
         devices.insert(key, i);
         // --no-pci stops the EAL from probing any PCI device, allow-listed or not.
         if let (PortDevice::Pci(_), Some(k)) = (&p.device, no_pci) {
-            return Err(Problem::new(
-                at("pci"),
-                format!(
-                    "port {:?} is a PCI device, but `eal.args` contains --no-pci, which stops the EAL from probing it",
-                    p.name
-                ),
-            )
-            .see(Locus::Path(path("eal", "args").index(k)), "--no-pci"));
+            return Err(problem!(at("pci"), "port {:?} is a PCI device, but `eal.args` contains --no-pci, which stops the EAL from probing it",
+                    p.name)
+            .see(path("eal", "args").index(k), "--no-pci"));
         }
 
         if let Some(mac) = p.mac {
             if !mac.is_unicast() || mac.is_zero() {
-                return Err(Problem::new(
+                return Err(problem!(
                     at("mac"),
-                    format!(
-                        "port {:?}: mac {mac} is not a unicast station address",
-                        p.name
-                    ),
+                    "port {:?}: mac {mac} is not a unicast station address",
+                    p.name
                 ));
             }
         }
@@ -510,12 +467,10 @@ fn ports(cfg: &Config) -> Check {
         }
 
         if p.addresses.is_empty() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("addresses"),
-                format!(
-                    "port {:?} has no addresses: give at least one, such as \"10.0.0.1/24\"",
-                    p.name
-                ),
+                "port {:?} has no addresses: give at least one, such as \"10.0.0.1/24\"",
+                p.name
             ));
         }
         for (j, c) in p.addresses.iter().enumerate() {
@@ -526,15 +481,13 @@ fn ports(cfg: &Config) -> Check {
                 } else {
                     format!("port {:?}", cfg.ports[fi].name)
                 };
-                return Err(Problem::new(
+                return Err(problem!(
                     at("addresses").index(j),
-                    format!(
-                        "duplicate address {}: already assigned to {owner}",
-                        c.addr()
-                    ),
+                    "duplicate address {}: already assigned to {owner}",
+                    c.addr()
                 )
                 .see(
-                    Locus::Path(item("port", fi).key("addresses").index(fj)),
+                    item("port", fi).key("addresses").index(fj),
                     "first assigned",
                 ));
             }
@@ -543,31 +496,21 @@ fn ports(cfg: &Config) -> Check {
 
         if let Some(g) = p.gateway {
             next_hop(p, IpAddr::V4(g), false)
-                .map_err(|m| Problem::new(at("gateway"), format!("gateway {g} {m}")))?;
+                .map_err(|m| problem!(at("gateway"), "gateway {g} {m}"))?;
             if let Some(first) = gateway4 {
-                return Err(Problem::new(
-                    at("gateway"),
-                    format!(
-                        "port {:?} sets `gateway`, but port {:?} already does: there is one IPv4 default route",
-                        p.name, cfg.ports[first].name
-                    ),
-                )
-                .see(Locus::Path(item("port", first).key("gateway")), "first set"));
+                return Err(problem!(at("gateway"), "port {:?} sets `gateway`, but port {:?} already does: there is one IPv4 default route",
+                        p.name, cfg.ports[first].name)
+                .see(item("port", first).key("gateway"), "first set"));
             }
             gateway4 = Some(i);
         }
         if let Some(g) = p.gateway6 {
             next_hop(p, IpAddr::V6(g), true)
-                .map_err(|m| Problem::new(at("gateway6"), format!("gateway6 {g} {m}")))?;
+                .map_err(|m| problem!(at("gateway6"), "gateway6 {g} {m}"))?;
             if let Some(first) = gateway6 {
-                return Err(Problem::new(
-                    at("gateway6"),
-                    format!(
-                        "port {:?} sets `gateway6`, but port {:?} already does: there is one IPv6 default route",
-                        p.name, cfg.ports[first].name
-                    ),
-                )
-                .see(Locus::Path(item("port", first).key("gateway6")), "first set"));
+                return Err(problem!(at("gateway6"), "port {:?} sets `gateway6`, but port {:?} already does: there is one IPv6 default route",
+                        p.name, cfg.ports[first].name)
+                .see(item("port", first).key("gateway6"), "first set"));
             }
             gateway6 = Some(i);
         }
@@ -646,41 +589,29 @@ fn routes(cfg: &Config) -> Check {
     for (i, r) in cfg.routes.iter().enumerate() {
         let at = |key: &str| item("route", i).key(key);
         if r.prefix != r.prefix.trunc() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("prefix"),
-                format!(
-                    "route prefix {} has host bits set; did you mean {}?",
-                    r.prefix,
-                    r.prefix.trunc()
-                ),
+                "route prefix {} has host bits set; did you mean {}?",
+                r.prefix,
+                r.prefix.trunc()
             ));
         }
         if r.via.is_ipv4() != r.prefix.addr().is_ipv4() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("via"),
-                format!(
-                    "route to {}: next hop {} is {} but the prefix is {}",
-                    r.prefix,
-                    r.via,
-                    family(r.via),
-                    family(r.prefix.addr())
-                ),
+                "route to {}: next hop {} is {} but the prefix is {}",
+                r.prefix,
+                r.via,
+                family(r.via),
+                family(r.prefix.addr())
             ));
         }
         let (_, port) = find("port", &cfg.ports, &r.port, "route", at("port"))?;
-        next_hop(port, r.via, true).map_err(|m| {
-            Problem::new(
-                at("via"),
-                format!("route to {}: next hop {} {m}", r.prefix, r.via),
-            )
-        })?;
+        next_hop(port, r.via, true)
+            .map_err(|m| problem!(at("via"), "route to {}: next hop {} {m}", r.prefix, r.via))?;
         if let Some(&first) = prefixes.get(&r.prefix) {
-            return Err(
-                Problem::new(at("prefix"), format!("duplicate route to {}", r.prefix)).see(
-                    Locus::Path(item("route", first).key("prefix")),
-                    "first defined",
-                ),
-            );
+            return Err(problem!(at("prefix"), "duplicate route to {}", r.prefix)
+                .see(item("route", first).key("prefix"), "first defined"));
         }
         prefixes.insert(r.prefix, i);
         if r.prefix.prefix_len() == 0 {
@@ -697,14 +628,9 @@ fn routes(cfg: &Config) -> Check {
                 }
             };
             if let Some(g) = cfg.ports.iter().position(has_gateway) {
-                return Err(Problem::new(
-                    at("prefix"),
-                    format!(
-                        "route to {} duplicates the default route set by `{key}` of port {:?}; keep one",
-                        r.prefix, cfg.ports[g].name
-                    ),
-                )
-                .see(Locus::Path(item("port", g).key(key)), "gateway set"));
+                return Err(problem!(at("prefix"), "route to {} duplicates the default route set by `{key}` of port {:?}; keep one",
+                        r.prefix, cfg.ports[g].name)
+                .see(item("port", g).key(key), "gateway set"));
             }
         }
     }
@@ -725,25 +651,23 @@ fn neighbors(cfg: &Config) -> Check {
         let at = |key: &str| item("neighbor", i).key(key);
         let (_, port) = find("port", &cfg.ports, &n.port, "neighbor", at("port"))?;
         next_hop(port, n.ip, true)
-            .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
+            .map_err(|m| problem!(at("ip"), "static neighbor {} {m}", n.ip))?;
         if !n.mac.is_unicast() || n.mac.is_zero() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("mac"),
-                format!(
-                    "neighbor {}: mac {} is not a unicast station address",
-                    n.ip, n.mac
-                ),
+                "neighbor {}: mac {} is not a unicast station address",
+                n.ip,
+                n.mac
             ));
         }
         if let Some(&first) = seen.get(&(port.name.as_str(), n.ip)) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("ip"),
-                format!("duplicate static neighbor {} on port {:?}", n.ip, port.name),
+                "duplicate static neighbor {} on port {:?}",
+                n.ip,
+                port.name
             )
-            .see(
-                Locus::Path(item("neighbor", first).key("ip")),
-                "first defined",
-            ));
+            .see(item("neighbor", first).key("ip"), "first defined"));
         }
         seen.insert((port.name.as_str(), n.ip), i);
     }
@@ -795,13 +719,13 @@ pub(super) fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
 
 /// Where backend `j` of cluster `i` names itself: its `name` if written,
 /// else its `address`.
-fn backend_name_locus(i: usize, j: usize, b: &Backend) -> Locus {
+fn backend_name_locus(i: usize, j: usize, b: &Backend) -> KeyPath {
     let key = if b.name == b.address.to_string() {
         "address"
     } else {
         "name"
     };
-    Locus::Path(backend_key(i, j, key))
+    backend_key(i, j, key)
 }
 
 /// "10.0.0.0/24, 10.1.0.0/24": the connected subnets of `ip`'s family.
@@ -840,37 +764,26 @@ fn clusters(cfg: &Config) -> Check {
         unique_name("cluster", &cfg.clusters, i)?;
         maglev_table_size(i, c)?;
         if c.backends.is_empty() {
-            return Err(Problem::new(
-                item("cluster", i),
-                format!(
-                    "cluster {:?} has no backend: add at least one [[cluster.backend]] with an `address` after it",
-                    c.name
-                ),
-            ));
+            return Err(problem!(item("cluster", i), "cluster {:?} has no backend: add at least one [[cluster.backend]] with an `address` after it",
+                    c.name));
         }
         let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
         let mut backend_names: HashMap<&str, usize> = HashMap::new();
         for (j, b) in c.backends.iter().enumerate() {
             backend(cfg, c, i, j, b)?;
             if let Some(&first) = addresses.get(&b.address) {
-                return Err(Problem::new(
+                return Err(problem!(
                     backend_key(i, j, "address"),
-                    format!("duplicate backend {} in cluster {:?}", b.address, c.name),
+                    "duplicate backend {} in cluster {:?}",
+                    b.address,
+                    c.name
                 )
-                .see(
-                    Locus::Path(backend_key(i, first, "address")),
-                    "first defined",
-                ));
+                .see(backend_key(i, first, "address"), "first defined"));
             }
             addresses.insert(b.address, j);
             if let Some(&first) = backend_names.get(b.name.as_str()) {
-                return Err(Problem::new(
-                    backend_key(i, j, "name"),
-                    format!(
-                        "duplicate backend name {:?} in cluster {:?} (a backend without `name` is named by its address)",
-                        b.name, c.name
-                    ),
-                )
+                return Err(problem!(backend_key(i, j, "name"), "duplicate backend name {:?} in cluster {:?} (a backend without `name` is named by its address)",
+                        b.name, c.name)
                 .or_at(backend_key(i, j, "address"))
                 .see(
                     backend_name_locus(i, first, &c.backends[first]),
@@ -882,15 +795,10 @@ fn clusters(cfg: &Config) -> Check {
         if c.scheduler == Scheduler::Maglev {
             let weighted = c.backends.iter().filter(|b| b.weight > 0).count();
             if c.maglev_table_size < weighted {
-                return Err(Problem::new(
-                    at("maglev_table_size"),
-                    format!(
-                        "cluster {:?}: maglev_table_size {} is smaller than its {weighted} backends with a \
+                return Err(problem!(at("maglev_table_size"), "cluster {:?}: maglev_table_size {} is smaller than its {weighted} backends with a \
                          non-zero weight; Maglev needs a slot per backend, and about 100 per backend to \
                          spread load evenly",
-                        c.name, c.maglev_table_size
-                    ),
-                )
+                        c.name, c.maglev_table_size)
                 .or_at(item("cluster", i)));
             }
         }
@@ -912,14 +820,12 @@ fn maglev_table_size(i: usize, c: &Cluster) -> Check {
         "",
     )?;
     if !is_prime(size) {
-        return Err(Problem::new(
+        return Err(problem!(
             at,
-            format!(
-                "cluster {:?}: maglev_table_size {size} is not prime; Maglev needs a prime table \
+            "cluster {:?}: maglev_table_size {size} is not prime; Maglev needs a prime table \
                  size, the next prime is {}",
-                c.name,
-                next_prime(size)
-            ),
+            c.name,
+            next_prime(size)
         ));
     }
     Ok(())
@@ -929,18 +835,20 @@ fn maglev_table_size(i: usize, c: &Cluster) -> Check {
 fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check {
     let at = |key: &str| backend_key(i, j, key);
     if let Some(what) = unusable_address(b.address) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("address"),
-            format!("backend {} of cluster {:?} is {what}", b.address, c.name),
+            "backend {} of cluster {:?} is {what}",
+            b.address,
+            c.name
         ));
     }
     if let Some(p) = cfg.ports.iter().find(|p| p.owns(b.address)) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("address"),
-            format!(
-                "backend {} of cluster {:?} is an address of port {:?}, that is of Sluice itself",
-                b.address, c.name, p.name
-            ),
+            "backend {} of cluster {:?} is an address of port {:?}, that is of Sluice itself",
+            b.address,
+            c.name,
+            p.name
         ));
     }
     if !reachable(cfg, b.address) {
@@ -949,15 +857,13 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
         } else {
             "`gateway6`"
         };
-        return Err(Problem::new(
+        return Err(problem!(
             at("address"),
-            format!(
-                "backend {} of cluster {:?} is unreachable: it is not inside a connected subnet ({}), \
+            "backend {} of cluster {:?} is unreachable: it is not inside a connected subnet ({}), \
                  no [[route]] covers it, and no port sets {default}",
-                b.address,
-                c.name,
-                subnets_of_family(cfg, b.address)
-            ),
+            b.address,
+            c.name,
+            subnets_of_family(cfg, b.address)
         ));
     }
     let owner = format!("backend {} of cluster {:?}", b.address, c.name);
@@ -968,12 +874,10 @@ fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check 
     let weight = format!("{owner}: weight");
     in_range(at("weight"), weight, b.weight, 0..=MAX_WEIGHT.into(), "")?;
     if !valid_backend_name(&b.name) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("name"),
-            format!(
-                "backend name {:?} must be 1..=64 characters of [A-Za-z0-9_.:-]",
-                b.name
-            ),
+            "backend name {:?} must be 1..=64 characters of [A-Za-z0-9_.:-]",
+            b.name
         ));
     }
     Ok(())
@@ -985,59 +889,51 @@ fn services(cfg: &Config) -> Check {
         unique_name("service", &cfg.services, i)?;
 
         if let Some(what) = unusable_address(v.vip) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("vip"),
-                format!("service {:?}: vip {} is {what}", v.name, v.vip),
+                "service {:?}: vip {} is {what}",
+                v.name,
+                v.vip
             ));
         }
         for (pi, p) in cfg.ports.iter().enumerate() {
             if let Some(k) = p.addresses.iter().position(|c| c.addr() == v.vip) {
-                return Err(Problem::new(
+                return Err(problem!(
                     at("vip"),
-                    format!(
-                        "service {:?}: vip {} is an address of port {:?}; a VIP must be an address \
+                    "service {:?}: vip {} is an address of port {:?}; a VIP must be an address \
                          of its own, which Sluice announces on the `ingress` port",
-                        v.name, v.vip, p.name
-                    ),
+                    v.name,
+                    v.vip,
+                    p.name
                 )
-                .see(
-                    Locus::Path(item("port", pi).key("addresses").index(k)),
-                    "port address",
-                ));
+                .see(item("port", pi).key("addresses").index(k), "port address"));
             }
         }
         for (j, w) in cfg.services[..i].iter().enumerate() {
             if w.vip != v.vip || w.protocol != v.protocol {
                 continue;
             }
-            let first = Locus::Path(item("service", j).key("port"));
+            let first = item("service", j).key("port");
             if w.port == v.port {
-                return Err(Problem::new(
+                return Err(problem!(
                     at("port"),
-                    format!(
-                        "service {:?}: {}/{} is already served by service {:?}",
-                        v.name,
-                        vip_port(v.vip, v.port),
-                        v.protocol,
-                        w.name
-                    ),
+                    "service {:?}: {}/{} is already served by service {:?}",
+                    v.name,
+                    vip_port(v.vip, v.port),
+                    v.protocol,
+                    w.name
                 )
                 .see(first, "first defined"));
             }
             if v.port == 0 || w.port == 0 {
-                return Err(Problem::new(
-                    at("port"),
-                    format!(
-                        "service {:?} on {}/{} overlaps service {:?} on {}/{}: a service on port 0 \
+                return Err(problem!(at("port"), "service {:?} on {}/{} overlaps service {:?} on {}/{}: a service on port 0 \
                          takes every port of its vip and protocol, so it must be the only one there",
                         v.name,
                         vip_port(v.vip, v.port),
                         v.protocol,
                         w.name,
                         vip_port(w.vip, w.port),
-                        w.protocol
-                    ),
-                )
+                        w.protocol)
                 .see(first, "other service"));
             }
         }
@@ -1050,20 +946,18 @@ fn services(cfg: &Config) -> Check {
             .enumerate()
             .find(|(_, b)| b.address.is_ipv4() != v.vip.is_ipv4())
         {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("cluster"),
-                format!(
-                    "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
+                "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
                      the backends must have the vip's family",
-                    v.name,
-                    family(v.vip),
-                    v.vip,
-                    cluster.name,
-                    family(b.address),
-                    b.address
-                ),
+                v.name,
+                family(v.vip),
+                v.vip,
+                cluster.name,
+                family(b.address),
+                b.address
             )
-            .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
+            .see(backend_key(ci, j, "address"), "backend"));
         }
         find("port", &cfg.ports, &v.ingress, &what, at("ingress"))?;
         snat(cfg, i)?;
@@ -1074,10 +968,7 @@ fn services(cfg: &Config) -> Check {
                 .enumerate()
                 .find(|(_, b)| b.port.is_some())
             {
-                return Err(Problem::new(
-                    backend_key(ci, j, "port"),
-                    format!(
-                        "backend {} of cluster {:?} sets port {}, but service {:?} forwards to this \
+                return Err(problem!(backend_key(ci, j, "port"), "backend {} of cluster {:?} sets port {}, but service {:?} forwards to this \
                          cluster in mode {}, which cannot change the destination port: the backend \
                          receives the client's packet as sent, to {}, and must listen there itself. \
                          Remove `port` from the backend, or use mode \"nat\"",
@@ -1086,10 +977,8 @@ fn services(cfg: &Config) -> Check {
                         b.port.unwrap_or_default(),
                         v.name,
                         v.mode,
-                        vip_port(v.vip, v.port)
-                    ),
-                )
-                .see(Locus::Path(at("mode")), "mode set"));
+                        vip_port(v.vip, v.port))
+                .see(at("mode"), "mode set"));
             }
         }
         if let Some(hc) = &cluster.health_check {
@@ -1097,16 +986,15 @@ fn services(cfg: &Config) -> Check {
                 hc.port.is_none() && b.port.is_none() && cfg.check_port(&cluster.name).is_none()
             });
             if let Some(j) = j {
-                return Err(Problem::new(
+                return Err(problem!(
                     item("cluster", ci).key("health_check"),
-                    format!(
-                        "cluster {:?}: health_check has no port to check backend {}: it has no \
+                    "cluster {:?}: health_check has no port to check backend {}: it has no \
                          `port`, and the services that use the cluster do not share one non-zero \
                          port. Set health_check.port",
-                        cluster.name, cluster.backends[j].address
-                    ),
+                    cluster.name,
+                    cluster.backends[j].address
                 )
-                .see(Locus::Path(at("port")), "service port"));
+                .see(at("port"), "service port"));
             }
         }
         if v.mode == ForwardMode::L2Dsr {
@@ -1116,19 +1004,14 @@ fn services(cfg: &Config) -> Check {
                 .enumerate()
                 .find(|(_, b)| !cfg.ports.iter().any(|p| p.subnet_of(b.address).is_some()))
             {
-                return Err(Problem::new(
-                    at("mode"),
-                    format!(
-                        "service {:?} is in mode l2dsr, but backend {} of cluster {:?} is not inside a \
+                return Err(problem!(at("mode"), "service {:?} is in mode l2dsr, but backend {} of cluster {:?} is not inside a \
                          connected subnet of any port ({}): l2dsr only rewrites the destination MAC, so \
                          the backend must be on a link of Sluice's. Use mode ipip or gre for routed backends",
                         v.name,
                         b.address,
                         cluster.name,
-                        subnets_of_family(cfg, b.address)
-                    ),
-                )
-                .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
+                        subnets_of_family(cfg, b.address))
+                .see(backend_key(ci, j, "address"), "backend"));
             }
         }
     }
@@ -1144,27 +1027,24 @@ fn snat(cfg: &Config, i: usize) -> Check {
         return Ok(());
     }
     if v.mode != ForwardMode::Nat {
-        return Err(Problem::new(
+        return Err(problem!(
             at("snat"),
-            format!(
-                "service {:?}: `snat` applies to mode \"nat\" only; mode {} keeps the client's \
+            "service {:?}: `snat` applies to mode \"nat\" only; mode {} keeps the client's \
                  address as the source, so there is nothing to translate",
-                v.name, v.mode
-            ),
+            v.name,
+            v.mode
         )
-        .see(Locus::Path(at("mode")), "mode set"));
+        .see(at("mode"), "mode set"));
     }
     for (k, &ip) in v.snat.iter().enumerate() {
         let here = at("snat").index(k);
         if ip.is_ipv4() != v.vip.is_ipv4() {
-            return Err(Problem::new(
+            return Err(problem!(
                 here,
-                format!(
-                    "service {:?}: snat address {ip} is {}, but the vip and its backends are {}",
-                    v.name,
-                    family(ip),
-                    family(v.vip)
-                ),
+                "service {:?}: snat address {ip} is {}, but the vip and its backends are {}",
+                v.name,
+                family(ip),
+                family(v.vip)
             ));
         }
         if !cfg.ports.iter().any(|p| p.owns(ip)) {
@@ -1175,27 +1055,26 @@ fn snat(cfg: &Config, i: usize) -> Check {
                 .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
                 .map(|c| c.addr().to_string())
                 .collect();
-            return Err(Problem::new(
+            return Err(problem!(
                 here,
-                format!(
-                    "service {:?}: snat address {ip} is not an address of any [[port]] ({} port \
+                "service {:?}: snat address {ip} is not an address of any [[port]] ({} port \
                      addresses: {}); Sluice can only receive replies on its own addresses",
-                    v.name,
-                    family(ip),
-                    if own.is_empty() {
-                        "none".to_string()
-                    } else {
-                        own.join(", ")
-                    }
-                ),
+                v.name,
+                family(ip),
+                if own.is_empty() {
+                    "none".to_string()
+                } else {
+                    own.join(", ")
+                }
             ));
         }
         if let Some(first) = v.snat[..k].iter().position(|&s| s == ip) {
-            return Err(Problem::new(
+            return Err(problem!(
                 here,
-                format!("service {:?}: snat address {ip} is listed twice", v.name),
+                "service {:?}: snat address {ip} is listed twice",
+                v.name
             )
-            .see(Locus::Path(at("snat").index(first)), "first listed"));
+            .see(at("snat").index(first), "first listed"));
         }
     }
     Ok(())

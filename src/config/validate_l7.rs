@@ -13,7 +13,7 @@ use super::listener::{Balance, CheckType, HealthCheck, Listener};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
-    backend_key, find, in_range, item, unique_name, unusable_address, Check, Locus, Problem,
+    backend_key, find, in_range, item, problem, unique_name, unusable_address, Check, Problem,
 };
 use super::{vip_port, Config};
 use crate::l7::http::{check_path, is_valid_field_name, MAX_HEADERS};
@@ -28,50 +28,42 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
     let owner = format!("cluster {:?}", c.name);
     match (c.balance, &c.hash_on) {
         (Balance::ConsistentHash, None) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("balance"),
-                format!(
-                    "{owner}: balance \"consistent-hash\" needs `hash_on`: \"source\" (the client's \
+                "{owner}: balance \"consistent-hash\" needs `hash_on`: \"source\" (the client's \
                      address), \"header:NAME\" or \"cookie:NAME\""
-                ),
             ));
         }
         (Balance::ConsistentHash, Some(_)) | (_, None) => {}
         (other, Some(_)) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("hash_on"),
-                format!(
-                    "{owner}: `hash_on` applies only to balance \"consistent-hash\", and the balance \
+                "{owner}: `hash_on` applies only to balance \"consistent-hash\", and the balance \
                      is \"{other}\""
-                ),
             )
-            .see(Locus::Path(at("balance")), "balance set"));
+            .see(at("balance"), "balance set"));
         }
     }
     if let Some(name) = &c.sticky_cookie {
         if !is_valid_field_name(name.as_bytes()) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("sticky_cookie"),
-                format!(
-                    "{owner}: sticky_cookie {name:?} is not a cookie name: expected an HTTP token \
+                "{owner}: sticky_cookie {name:?} is not a cookie name: expected an HTTP token \
                      (letters, digits and !#$%&'*+-.^_`|~) such as \"SLUICE_BACKEND\""
-                ),
             ));
         }
     }
     match (c.sticky_max_age_s, &c.sticky_cookie) {
         (Some(_), None) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("sticky_max_age_s"),
-                format!("{owner}: sticky_max_age_s applies only with `sticky_cookie`"),
+                "{owner}: sticky_max_age_s applies only with `sticky_cookie`"
             ));
         }
         (Some(0), Some(_)) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("sticky_max_age_s"),
-                format!(
-                    "{owner}: sticky_max_age_s must be at least 1; leave it out for a session cookie"
-                ),
+                "{owner}: sticky_max_age_s must be at least 1; leave it out for a session cookie"
             ));
         }
         _ => {}
@@ -97,14 +89,10 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
             why,
         )?;
         if let Some(first) = c.retry_on_status[..k].iter().position(|&s| s == status) {
-            return Err(Problem::new(
-                here,
-                format!("{owner}: retry_on_status {status} is listed twice"),
-            )
-            .see(
-                Locus::Path(at("retry_on_status").index(first)),
-                "first listed",
-            ));
+            return Err(
+                problem!(here, "{owner}: retry_on_status {status} is listed twice")
+                    .see(at("retry_on_status").index(first), "first listed"),
+            );
         }
     }
     super::tls::cluster(i, c, &owner)?;
@@ -119,22 +107,18 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
     let target = match (hc.check, &hc.path) {
         (CheckType::Http, Some(target)) => target.as_str(),
         (CheckType::Http, None) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 item("cluster", i).key("health_check"),
-                format!(
-                    "{owner}: health_check of type \"http\" needs `path`, the request target to GET \
+                "{owner}: health_check of type \"http\" needs `path`, the request target to GET \
                      (such as \"/healthz\"); or set type = \"tcp\" to check that connections are \
                      accepted"
-                ),
             ));
         }
         (t, Some(_)) => {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("path"),
-                format!(
-                    "{owner}: health_check.path applies only to type \"http\", not {:?}",
-                    t.as_str()
-                ),
+                "{owner}: health_check.path applies only to type \"http\", not {:?}",
+                t.as_str()
             )
             .or_at(at("type")));
         }
@@ -146,28 +130,21 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
     };
     let query_ok = query.is_none_or(|q| q.bytes().all(|b| b.is_ascii_graphic() && b != b'#'));
     if !path.starts_with('/') || check_path(path.as_bytes()).is_err() || !query_ok {
-        return Err(Problem::new(
-            at("path"),
-            format!(
-                "{owner}: health_check.path {target:?} is not a request target Sluice sends: expected an \
-                 absolute path such as \"/healthz\", optionally with a query (\"/status?full=1\")"
-            ),
-        ));
+        return Err(problem!(at("path"), "{owner}: health_check.path {target:?} is not a request target Sluice sends: expected an \
+                 absolute path such as \"/healthz\", optionally with a query (\"/status?full=1\")"));
     }
     if hc.port == Some(0) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("port"),
-            format!("{owner}: health_check.port 0 is not a port: expected 1..=65535"),
+            "{owner}: health_check.port 0 is not a port: expected 1..=65535"
         ));
     }
     if let Some(host) = &hc.host {
         if !valid_host_port(host) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("host"),
-                format!(
-                    "{owner}: health_check.host {host:?} is not a Host value: expected host[:port] \
+                "{owner}: health_check.host {host:?} is not a Host value: expected host[:port] \
                      such as \"www.example.com\" or \"10.0.0.11:8080\""
-                ),
             ));
         }
     }
@@ -181,13 +158,12 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         "",
     )?;
     if hc.timeout_ms < 1 || hc.timeout_ms >= hc.interval_ms {
-        return Err(Problem::new(
+        return Err(problem!(
             at("timeout_ms"),
-            format!(
-                "{owner}.timeout_ms {} must be at least 1 and below interval_ms ({}): a check ends \
+            "{owner}.timeout_ms {} must be at least 1 and below interval_ms ({}): a check ends \
                  before the next one starts",
-                hc.timeout_ms, hc.interval_ms
-            ),
+            hc.timeout_ms,
+            hc.interval_ms
         )
         .or_at(at("interval_ms")));
     }
@@ -196,19 +172,17 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
     let [lo, hi] = hc.expect_status;
     for (k, status) in [lo, hi].into_iter().enumerate() {
         if !(100..=599).contains(&status) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("expect_status").index(k),
-                format!("{owner}.expect_status: {status} is not a status code 100..=599"),
+                "{owner}.expect_status: {status} is not a status code 100..=599"
             ));
         }
     }
     if lo > hi {
-        return Err(Problem::new(
+        return Err(problem!(
             at("expect_status"),
-            format!(
-                "{owner}.expect_status [{lo}, {hi}] is empty: expected [lo, hi] with lo <= hi, such \
+            "{owner}.expect_status [{lo}, {hi}] is empty: expected [lo, hi] with lo <= hi, such \
                  as [200, 399]"
-            ),
         ));
     }
     Ok(())
@@ -261,15 +235,13 @@ pub(super) fn listeners(cfg: &Config) -> Check {
         let owner = format!("listener {:?}", l.name);
         unique_name("listener", &cfg.listeners, i)?;
         if let Some(v) = cfg.services.iter().position(|v| v.name == l.name) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("name"),
-                format!(
-                    "listener name {:?} is already the name of a service: listeners and services \
+                "listener name {:?} is already the name of a service: listeners and services \
                      share one namespace in logs and metrics",
-                    l.name
-                ),
+                l.name
             )
-            .see(Locus::Path(item("service", v).key("name")), "service"));
+            .see(item("service", v).key("name"), "service"));
         }
         address(cfg, i, l, &owner)?;
         find("port", &cfg.ports, &l.ingress, &owner, at("ingress"))?;
@@ -278,19 +250,17 @@ pub(super) fn listeners(cfg: &Config) -> Check {
         let need = u64::from(l.max_connections) * l.bytes_per_connection();
         memory = memory.saturating_add(need);
         if memory > MAX_LISTENER_MEMORY {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("max_connections"),
-                format!(
-                    "{owner}: max_connections {} × {} bytes per connection (client_rx_buffer + \
+                "{owner}: max_connections {} × {} bytes per connection (client_rx_buffer + \
                      client_tx_buffer + upstream_rx_buffer + upstream_tx_buffer + 2048) = {} per \
                      worker, {} with the listeners before it; at most {} per worker. Lower \
                      max_connections or the buffers",
-                    l.max_connections,
-                    l.bytes_per_connection(),
-                    gib(need),
-                    gib(memory),
-                    gib(MAX_LISTENER_MEMORY)
-                ),
+                l.max_connections,
+                l.bytes_per_connection(),
+                gib(need),
+                gib(memory),
+                gib(MAX_LISTENER_MEMORY)
             )
             .or_at(item("listener", i)));
         }
@@ -311,25 +281,22 @@ fn gib(n: u64) -> String {
 fn address(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
     if let Some(what) = unusable_address(l.address) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("address"),
-            format!("{owner}: address {} is {what}", l.address),
+            "{owner}: address {} is {what}",
+            l.address
         ));
     }
     for (pi, p) in cfg.ports.iter().enumerate() {
         if let Some(k) = p.addresses.iter().position(|c| c.addr() == l.address) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("address"),
-                format!(
-                    "{owner}: address {} is an address of port {:?}; a listener's address must be \
+                "{owner}: address {} is an address of port {:?}; a listener's address must be \
                      a VIP of its own, which Sluice announces on the `ingress` port",
-                    l.address, p.name
-                ),
+                l.address,
+                p.name
             )
-            .see(
-                Locus::Path(item("port", pi).key("addresses").index(k)),
-                "port address",
-            ));
+            .see(item("port", pi).key("addresses").index(k), "port address"));
         }
     }
     let why = ": a listener takes one TCP port";
@@ -340,31 +307,24 @@ fn address(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
         .enumerate()
         .find(|(_, o)| o.address == l.address && o.port == l.port)
     {
-        return Err(Problem::new(
+        return Err(problem!(
             at("port"),
-            format!(
-                "{owner}: {here} is already taken by listener {:?}",
-                other.name
-            ),
+            "{owner}: {here} is already taken by listener {:?}",
+            other.name
         )
-        .see(
-            Locus::Path(item("listener", j).key("port")),
-            "first defined",
-        ));
+        .see(item("listener", j).key("port"), "first defined"));
     }
     if let Some((j, v)) = cfg.services.iter().enumerate().find(|(_, v)| {
         v.protocol == Protocol::Tcp && v.vip == l.address && (v.port == l.port || v.port == 0)
     }) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("port"),
-            format!(
-                "{owner}: {here}/tcp is already served by service {:?} on {}/tcp; a TCP port of a \
+            "{owner}: {here}/tcp is already served by service {:?} on {}/tcp; a TCP port of a \
                  VIP belongs to one L4 service or one listener",
-                v.name,
-                vip_port(v.vip, v.port)
-            ),
+            v.name,
+            vip_port(v.vip, v.port)
         )
-        .see(Locus::Path(item("service", j).key("port")), "service"));
+        .see(item("service", j).key("port"), "service"));
     }
     Ok(())
 }
@@ -381,21 +341,19 @@ fn snat(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
                 .flat_map(|p| &p.addresses)
                 .map(|c| c.addr().to_string())
                 .collect();
-            return Err(Problem::new(
+            return Err(problem!(
                 at.clone().index(k),
-                format!(
-                    "{owner}: snat address {ip} is not an address of any [[port]] (port addresses: \
+                "{owner}: snat address {ip} is not an address of any [[port]] (port addresses: \
                      {}); Sluice can only receive replies on its own addresses",
-                    own.join(", ")
-                ),
+                own.join(", ")
             ));
         }
         if let Some(first) = l.snat[..k].iter().position(|&s| s == ip) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at.clone().index(k),
-                format!("{owner}: snat address {ip} is listed twice"),
+                "{owner}: snat address {ip} is listed twice"
             )
-            .see(Locus::Path(at.clone().index(first)), "first listed"));
+            .see(at.clone().index(first), "first listed"));
         }
     }
     Ok(())
@@ -417,12 +375,11 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
     }
     range("max_connections", l.max_connections, 1..=4_194_304)?;
     if !(1..=l.max_connections).contains(&l.max_half_open) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("max_half_open"),
-            format!(
-                "{owner}: max_half_open {} is out of range 1..=max_connections ({})",
-                l.max_half_open, l.max_connections
-            ),
+            "{owner}: max_half_open {} is out of range 1..=max_connections ({})",
+            l.max_half_open,
+            l.max_connections
         )
         .or_at(at("max_connections")));
     }
@@ -440,24 +397,22 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
     }
     range("max_head_bytes", l.max_head_bytes, 1024..=1_048_576)?;
     if l.max_head_bytes > l.client_rx_buffer {
-        return Err(Problem::new(
+        return Err(problem!(
             at("max_head_bytes"),
-            format!(
-                "{owner}: max_head_bytes {} is larger than client_rx_buffer {}: a whole request \
+            "{owner}: max_head_bytes {} is larger than client_rx_buffer {}: a whole request \
                  head must fit in the receive buffer",
-                l.max_head_bytes, l.client_rx_buffer
-            ),
+            l.max_head_bytes,
+            l.client_rx_buffer
         )
         .or_at(at("client_rx_buffer")));
     }
     range("max_headers", l.max_headers, 1..=MAX_HEADERS as u64)?;
     if !(16..=l.max_head_bytes).contains(&l.max_uri_bytes) {
-        return Err(Problem::new(
+        return Err(problem!(
             at("max_uri_bytes"),
-            format!(
-                "{owner}: max_uri_bytes {} is out of range 16..=max_head_bytes ({})",
-                l.max_uri_bytes, l.max_head_bytes
-            ),
+            "{owner}: max_uri_bytes {} is out of range 16..=max_head_bytes ({})",
+            l.max_uri_bytes,
+            l.max_head_bytes
         )
         .or_at(at("max_head_bytes")));
     }
@@ -491,17 +446,16 @@ fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
             .enumerate()
             .find(|(_, b)| b.port.is_none())
         {
-            return Err(Problem::new(
+            return Err(problem!(
                 item("cluster", ci).key("backend").index(j),
-                format!(
-                    "backend {} of cluster {:?} has no `port`, but {owner} sends requests to this \
+                "backend {} of cluster {:?} has no `port`, but {owner} sends requests to this \
                      cluster: an L7 listener opens its own connections to backends and needs the \
                      port to connect to, such as `port = 80`",
-                    b.address, cluster.name
-                ),
+                b.address,
+                cluster.name
             )
             .or_at(backend_key(ci, j, "address"))
-            .see(Locus::Path(at), "used"));
+            .see(at, "used"));
         }
     }
     Ok(())
@@ -513,19 +467,17 @@ fn routes(i: usize, l: &Listener, owner: &str) -> Check {
         let at = |key: &str| item("listener", i).key("route").index(j).key(key);
         let owner = format!("{owner}, route[{j}]");
         if r.path_prefix.is_some() && r.path_exact.is_some() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("path_exact"),
-                format!("{owner}: set one of path_prefix and path_exact, not both"),
+                "{owner}: set one of path_prefix and path_exact, not both"
             )
-            .see(Locus::Path(at("path_prefix")), "path_prefix"));
+            .see(at("path_prefix"), "path_prefix"));
         }
         if r.rewrite_prefix.is_some() && r.path_prefix.is_none() {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("rewrite_prefix"),
-                format!(
-                    "{owner}: rewrite_prefix replaces the part of the path matched by \
+                "{owner}: rewrite_prefix replaces the part of the path matched by \
                      path_prefix, so it needs path_prefix"
-                ),
             ));
         }
         for key in ["request_headers_set", "response_headers_set"] {
@@ -538,12 +490,10 @@ fn routes(i: usize, l: &Listener, owner: &str) -> Check {
                 if let Some((first, _)) =
                     set[..k].iter().find(|(n, _)| n.eq_ignore_ascii_case(name))
                 {
-                    return Err(Problem::new(
+                    return Err(problem!(
                         at(key).key(name),
-                        format!(
-                            "{owner}: {key} sets {name} twice (as {first} and {name}; field names \
+                        "{owner}: {key} sets {name} twice (as {first} and {name}; field names \
                              are case-insensitive)"
-                        ),
                     ));
                 }
             }
@@ -554,7 +504,7 @@ fn routes(i: usize, l: &Listener, owner: &str) -> Check {
         if let Some((key, why)) = crate::control::compile::route_refused(r) {
             let base = item("listener", i).key("route").index(j);
             let at = KeyPath(base.0.iter().cloned().chain(key.0).collect());
-            return Err(Problem::new(at, format!("{owner}, route[{j}]: {why}")).or_at(base));
+            return Err(problem!(at, "{owner}, route[{j}]: {why}").or_at(base));
         }
     }
     Ok(())
