@@ -16,6 +16,7 @@ use serde::Deserialize;
 use super::sections::{host_address, host_addresses, Cluster};
 use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
 use super::types::Parse;
+use super::{join, plural, vip_port};
 use crate::l7::http::is_valid_field_name;
 
 /// `default = "dflt::<N>"`: a field default written next to the field.
@@ -479,14 +480,9 @@ impl Listener {
                 ("max_half_open", l.max_half_open),
             ]
         };
-        let (old, new) = memory(self)
-            .into_iter()
-            .zip(memory(new))
-            .find(|(old, new)| old != new)?;
-        Some(format!(
-            "{} ({} now, {} in the new config)",
-            old.0, old.1, new.1
-        ))
+        let pairs = memory(self).into_iter().zip(memory(new));
+        let ((key, old), (_, new)) = pairs.into_iter().find(|(old, new)| old != new)?;
+        Some(format!("{key} ({old} now, {new} in the new config)"))
     }
 
     /// The listener's lines of [`super::Config::summary`].
@@ -495,21 +491,16 @@ impl Listener {
             Some(c) => format!("default cluster {c}"),
             None => "no default cluster (404)".to_string(),
         };
-        let snat = if self.snat.is_empty() {
-            "snat from the egress port's address".to_string()
-        } else {
-            let list: Vec<String> = self.snat.iter().map(ToString::to_string).collect();
-            format!("snat {}", list.join(", "))
+        let snat = match self.snat.is_empty() {
+            true => "snat from the egress port's address".to_string(),
+            false => format!("snat {}", join(&self.snat)),
         };
+        let (name, protocol, port) = (&self.name, self.protocol, self.ingress_name());
+        let (vip, n) = (vip_port(self.address, self.port), self.routes.len());
         writeln!(
             s,
-            "listener {}: {}://{} on port {}, {} route{}, {default}, {snat}",
-            self.name,
-            self.protocol,
-            super::vip_port(self.address, self.port),
-            self.ingress_name(),
-            self.routes.len(),
-            if self.routes.len() == 1 { "" } else { "s" },
+            "listener {name}: {protocol}://{vip} on port {port}, {n} route{}, {default}, {snat}",
+            plural(n)
         )?;
         let memory = u64::from(self.max_connections) * self.bytes_per_connection();
         writeln!(
@@ -549,33 +540,31 @@ impl Listener {
 /// `host api.example.com, path_prefix /api -> cluster api, rewrite /api to /`.
 impl fmt::Display for ListenerRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = |v: &str| match v {
-            "*" => " present".to_string(),
-            v => format!(" = {v}"),
-        };
-        let mut when: Vec<String> = Vec::new();
-        for (key, v) in [
+        let keys = [
             ("sni", &self.sni),
             ("host", &self.host),
             ("path_prefix", &self.path_prefix),
             ("path_exact", &self.path_exact),
             ("method", &self.method),
-        ] {
-            if let Some(v) = v {
-                when.push(format!("{key} {v}"));
-            }
-        }
-        for (what, pairs) in [
+        ];
+        let keys = keys
+            .into_iter()
+            .filter_map(|(key, v)| Some(format!("{key} {}", v.as_ref()?)));
+        let pairs = [
             ("header", &self.headers),
             ("cookie", &self.cookies),
             ("query", &self.query),
-        ] {
-            when.extend(pairs.iter().map(|(n, v)| format!("{what} {n}{}", value(v))));
-        }
-        if when.is_empty() {
-            f.write_str("every request")?;
-        } else {
-            f.write_str(&when.join(", "))?;
+        ];
+        let pairs = pairs.into_iter().flat_map(|(what, pairs)| {
+            pairs.iter().map(move |(n, v)| match v.as_str() {
+                "*" => format!("{what} {n} present"),
+                v => format!("{what} {n} = {v}"),
+            })
+        });
+        let when: Vec<String> = keys.chain(pairs).collect();
+        match when.is_empty() {
+            true => f.write_str("every request")?,
+            false => f.write_str(&when.join(", "))?,
         }
         match (self.redirect_https, self.cluster_name()) {
             (Some(status), _) => write!(f, " -> redirect to https ({status})")?,
@@ -585,23 +574,15 @@ impl fmt::Display for ListenerRoute {
         if let (Some(from), Some(to)) = (&self.path_prefix, &self.rewrite_prefix) {
             write!(f, ", rewrite {from} to {to}")?;
         }
-        let edits =
-            |set: &Vec<_>, add: &Vec<_>, remove: &Vec<_>| set.len() + add.len() + remove.len();
-        let request = edits(
-            &self.request_headers_set,
-            &self.request_headers_add,
-            &self.request_headers_remove,
-        );
-        let response = edits(
-            &self.response_headers_set,
-            &self.response_headers_add,
-            &self.response_headers_remove,
-        );
+        let request = self.request_headers_set.len()
+            + self.request_headers_add.len()
+            + self.request_headers_remove.len();
+        let response = self.response_headers_set.len()
+            + self.response_headers_add.len()
+            + self.response_headers_remove.len();
         if request + response > 0 {
-            write!(
-                f,
-                ", header edits: {request} on the request, {response} on the response"
-            )?;
+            let edits = format!("{request} on the request, {response} on the response");
+            write!(f, ", header edits: {edits}")?;
         }
         Ok(())
     }
@@ -610,10 +591,11 @@ impl fmt::Display for ListenerRoute {
 /// The L7 line(s) of a cluster in [`super::Config::summary`], for a cluster
 /// a listener uses.
 pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result {
+    let (size, seed) = (c.maglev_table_size, c.hash_seed);
     let balance = match &c.hash_on {
         Some(on) => format!(
-            "{} on {on} (maglev table {}, hash seed {})",
-            c.balance, c.maglev_table_size, c.hash_seed
+            "{} on {on} (maglev table {size}, hash seed {seed})",
+            c.balance
         ),
         None => c.balance.to_string(),
     };
@@ -622,50 +604,39 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
         (Some(name), None) => format!(", sticky cookie {name} (session)"),
         _ => String::new(),
     };
-    let on_status = if c.retry_on_status.is_empty() {
-        "connection failures".to_string()
-    } else {
-        let list: Vec<String> = c.retry_on_status.iter().map(u16::to_string).collect();
-        format!("connection failures and {}", list.join(", "))
+    let on_status = match c.retry_on_status.is_empty() {
+        true => "connection failures".to_string(),
+        false => format!("connection failures and {}", join(&c.retry_on_status)),
     };
+    let (connect, response, retries) = (c.connect_timeout_ms, c.response_timeout_ms, c.retries);
+    let (budget, idle) = (c.retry_budget_percent, c.max_idle_per_backend);
+    let y = if retries == 1 { "y" } else { "ies" };
     writeln!(
         s,
-        "  l7: balance {balance}{sticky}; timeouts connect {} ms, response {} ms; {} retr{} on \
-         {on_status} (budget {}%); {} idle connections per backend",
-        c.connect_timeout_ms,
-        c.response_timeout_ms,
-        c.retries,
-        if c.retries == 1 { "y" } else { "ies" },
-        c.retry_budget_percent,
-        c.max_idle_per_backend
+        "  l7: balance {balance}{sticky}; timeouts connect {connect} ms, response {response} ms; \
+         {retries} retr{y} on {on_status} (budget {budget}%); {idle} idle connections per backend"
     )?;
-    if let Some(hc) = &c.health_check {
-        let host = match &hc.host {
-            Some(h) => format!(", Host {h}"),
-            None => String::new(),
-        };
-        let port = match hc.port {
-            Some(p) => format!(" on port {p}"),
-            None => String::new(),
-        };
-        let what = match (&hc.check, &hc.path) {
-            (CheckType::Http, Some(path)) => format!(
-                "GET {path}{host}{port} every {} ms (timeout {} ms), up after {} passes, down \
-                 after {} failures, pass on status {}..={}",
-                hc.interval_ms,
-                hc.timeout_ms,
-                hc.rise,
-                hc.fall,
-                hc.expect_status[0],
-                hc.expect_status[1]
-            ),
-            _ => format!(
-                "TCP connect{port} every {} ms (timeout {} ms), up after {} passes, down after {} \
-                 failures",
-                hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall
-            ),
-        };
-        writeln!(s, "  health check: {what}")?;
-    }
-    Ok(())
+    let Some(hc) = &c.health_check else {
+        return Ok(());
+    };
+    let host = hc
+        .host
+        .as_ref()
+        .map_or(String::new(), |h| format!(", Host {h}"));
+    let port = hc.port.map_or(String::new(), |p| format!(" on port {p}"));
+    let (every, timeout, rise, fall) = (hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall);
+    let what = match (&hc.check, &hc.path) {
+        (CheckType::Http, Some(path)) => {
+            let [lo, hi] = hc.expect_status;
+            format!(
+                "GET {path}{host}{port} every {every} ms (timeout {timeout} ms), up after {rise} \
+                 passes, down after {fall} failures, pass on status {lo}..={hi}"
+            )
+        }
+        _ => format!(
+            "TCP connect{port} every {every} ms (timeout {timeout} ms), up after {rise} passes, \
+             down after {fall} failures"
+        ),
+    };
+    writeln!(s, "  health check: {what}")
 }

@@ -266,31 +266,30 @@ impl Config {
                  their buffers or their connection limits)"
             ))
         };
-        let sections = [
-            ("[eal]", self.eal != new.eal),
-            ("[dataplane]", self.dataplane != new.dataplane),
-            ("[admin]", self.admin != new.admin),
-        ];
-        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+        let first = |sections: [(&'static str, bool); 3]| sections.into_iter().find(|(_, d)| *d);
+        let (old, new_) = (self, new);
+        if let Some((what, _)) = first([
+            ("[eal]", old.eal != new_.eal),
+            ("[dataplane]", old.dataplane != new_.dataplane),
+            ("[admin]", old.admin != new_.admin),
+        ]) {
             return differs(what.to_string());
         }
         let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        if names(self) != names(new) {
+        if names(old) != names(new_) {
+            let (now, then) = (names(old).join(", "), names(new_).join(", "));
             return differs(format!(
-                "the list of [[port]]s ({} now, {} in the new config)",
-                names(self).join(", "),
-                names(new).join(", ")
+                "the list of [[port]]s ({now} now, {then} in the new config)"
             ));
         }
-        if let Some(p) = self.ports.iter().zip(&new.ports).find(|(a, b)| a != b) {
-            return differs(format!("[[port]] {:?}", p.0.name));
+        if let Some((p, _)) = old.ports.iter().zip(&new_.ports).find(|(a, b)| a != b) {
+            return differs(format!("[[port]] {:?}", p.name));
         }
-        let sections = [
-            ("[[route]]", self.routes != new.routes),
-            ("[[neighbor]]", self.neighbors != new.neighbors),
-            ("[conntrack]", self.conntrack != new.conntrack),
-        ];
-        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+        if let Some((what, _)) = first([
+            ("[[route]]", old.routes != new_.routes),
+            ("[[neighbor]]", old.neighbors != new_.neighbors),
+            ("[conntrack]", old.conntrack != new_.conntrack),
+        ]) {
             return differs(what.to_string());
         }
         let names = |c: &Config| {
@@ -298,23 +297,22 @@ impl Config {
             names.sort_unstable();
             names
         };
-        if names(self) != names(new) {
-            let list = |names: Vec<String>| match names.len() {
-                0 => "none".to_string(),
-                _ => names.join(", "),
+        if names(old) != names(new_) {
+            let list = |c: &Config| match names(c).join(", ") {
+                list if list.is_empty() => "none".to_string(),
+                list => list,
             };
+            let (now, then) = (list(old), list(new_));
             return differs(format!(
-                "the set of [[listener]]s ({} now, {} in the new config)",
-                list(names(self)),
-                list(names(new))
+                "the set of [[listener]]s ({now} now, {then} in the new config)"
             ));
         }
-        for old in &self.listeners {
-            let Some(new) = new.listeners.iter().find(|l| l.name == old.name) else {
+        for l in &old.listeners {
+            let Some(n) = new_.listeners.iter().find(|n| n.name == l.name) else {
                 continue;
             };
-            if let Some(key) = old.memory_differs(new) {
-                return differs(format!("{key} of [[listener]] {:?}", old.name));
+            if let Some(key) = l.memory_differs(n) {
+                return differs(format!("{key} of [[listener]] {:?}", l.name));
             }
         }
         Ok(())
@@ -387,61 +385,50 @@ impl Config {
     fn write_summary(&self, s: &mut String) -> std::fmt::Result {
         let argv: Vec<String> = self.eal_argv().iter().map(|a| shell_quote(a)).collect();
         writeln!(s, "eal: {}", argv.join(" "))?;
-        let dp = &self.dataplane;
-        let workers: Vec<String> = dp.workers.iter().map(u32::to_string).collect();
+        let (dp, main) = (&self.dataplane, self.eal.main_lcore);
+        let list = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let (n, workers, cpus) = (dp.workers.len(), list(&dp.workers), list(&dp.worker_cpus));
         writeln!(
             s,
-            "lcores: main {}, {} worker{} on {}",
-            self.eal.main_lcore,
-            dp.workers.len(),
-            if dp.workers.len() == 1 { "" } else { "s" },
-            workers.join(",")
+            "lcores: main {main}, {n} worker{} on {workers}",
+            plural(n)
         )?;
-        if !dp.worker_cpus.is_empty() {
-            let cpus: Vec<String> = dp.worker_cpus.iter().map(u32::to_string).collect();
+        if !cpus.is_empty() {
             writeln!(
                 s,
-                "  workers run on CPUs {} (dataplane.worker_cpus: for tests; in production one worker per isolated core)",
-                cpus.join(",")
+                "  workers run on CPUs {cpus} (dataplane.worker_cpus: for tests; in production one \
+                 worker per isolated core)"
             )?;
         }
-        if dp.idle_sleep_us > 0 {
-            writeln!(
-                s,
-                "  idle workers pause, then sleep {} us at a time (dataplane.idle_sleep_us)",
-                dp.idle_sleep_us
-            )?;
+        let sleep = dp.idle_sleep_us;
+        if sleep > 0 {
+            let what = "idle workers pause, then sleep";
+            writeln!(s, "  {what} {sleep} us at a time (dataplane.idle_sleep_us)")?;
         }
         writeln!(
             s,
-            "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx drain {} us",
+            "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx \
+             drain {} us",
             dp.burst, dp.mbufs, dp.mbuf_cache, dp.rx_desc, dp.tx_desc, dp.tx_drain_us
         )?;
-        writeln!(
-            s,
-            "neighbors: learned entries live {} s, resolution retried every {} ms",
-            dp.neighbor_timeout_s, dp.neighbor_retry_ms
-        )?;
-        if self.admin.enabled {
-            writeln!(s, "admin: http://{}/", self.admin.listen)?;
-        } else {
-            writeln!(s, "admin: disabled")?;
+        let (live, retry) = (dp.neighbor_timeout_s, dp.neighbor_retry_ms);
+        let what = "neighbors: learned entries live";
+        writeln!(s, "{what} {live} s, resolution retried every {retry} ms")?;
+        match self.admin.enabled {
+            true => writeln!(s, "admin: http://{}/", self.admin.listen)?,
+            false => writeln!(s, "admin: disabled")?,
         }
         writeln!(s, "log: {}", self.log.level)?;
         for p in &self.ports {
             writeln!(s, "port {}: {}", p.name, p.device)?;
             let mac = p
                 .mac
-                .map_or_else(|| "the device's own".to_string(), |m| m.to_string());
+                .map_or("the device's own".to_string(), |m| m.to_string());
             let vlan = p
                 .vlan
-                .map_or_else(|| "untagged".to_string(), |v| format!("vlan {v}"));
-            writeln!(
-                s,
-                "  mac {mac}, mtu {}, {vlan}, rss {}",
-                p.mtu,
-                if p.rss { "on" } else { "off" }
-            )?;
+                .map_or("untagged".to_string(), |v| format!("vlan {v}"));
+            let (mtu, rss) = (p.mtu, if p.rss { "on" } else { "off" });
+            writeln!(s, "  mac {mac}, mtu {mtu}, {vlan}, rss {rss}")?;
             for c in &p.addresses {
                 writeln!(s, "  address {c} (subnet {})", c.trunc())?;
             }
@@ -456,34 +443,24 @@ impl Config {
             writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port_name())?;
         }
         for n in &self.neighbors {
-            writeln!(
-                s,
-                "neighbor {} is {} on port {} (static)",
-                n.ip,
-                n.mac,
-                n.port_name()
-            )?;
+            let (ip, mac, port) = (n.ip, n.mac, n.port_name());
+            writeln!(s, "neighbor {ip} is {mac} on port {port} (static)")?;
         }
         self.write_l4_summary(s)?;
         // Every worker polls a queue of every port; af_packet opens one
         // socket (queue pair) unless told otherwise, and the port would
         // fail to start.
-        let workers = self.dataplane.workers.len();
         for p in &self.ports {
             let PortDevice::Vdev(v) = &p.device else {
                 continue;
             };
-            if !v.starts_with("net_af_packet") {
-                continue;
-            }
-            let qpairs = v
-                .split(',')
-                .find_map(|a| a.strip_prefix("qpairs="))
-                .map_or(Some(1), |n| n.parse::<usize>().ok());
-            if qpairs != Some(workers) {
+            let qpairs = v.split(',').find_map(|a| a.strip_prefix("qpairs="));
+            let qpairs = qpairs.map_or(Some(1), |n| n.parse::<usize>().ok());
+            if v.starts_with("net_af_packet") && qpairs != Some(n) {
                 writeln!(
                     s,
-                    "note: port {}: net_af_packet needs qpairs={workers} in its device arguments, one queue pair per worker",
+                    "note: port {}: net_af_packet needs qpairs={n} in its device arguments, one \
+                     queue pair per worker",
                     p.name
                 )?;
             }
@@ -495,8 +472,8 @@ impl Config {
         if !pci && !self.eal.args.iter().any(|a| a == "--no-pci") {
             writeln!(
                 s,
-                "note: no port is a PCI device, but eal.args lacks --no-pci: the EAL will probe (and take) \
-                 every PCI device bound to a DPDK driver"
+                "note: no port is a PCI device, but eal.args lacks --no-pci: the EAL will probe \
+                 (and take) every PCI device bound to a DPDK driver"
             )?;
         }
         Ok(())
@@ -504,13 +481,9 @@ impl Config {
 
     fn write_l4_summary(&self, s: &mut String) -> std::fmt::Result {
         let ct = &self.conntrack;
-        let rate = if ct.new_flows_per_sec == 0 {
-            "new flows unlimited".to_string()
-        } else {
-            format!(
-                "at most {} new flows/s (burst {})",
-                ct.new_flows_per_sec, ct.new_flows_burst
-            )
+        let rate = match ct.new_flows_per_sec {
+            0 => "new flows unlimited".to_string(),
+            n => format!("at most {n} new flows/s (burst {})", ct.new_flows_burst),
         };
         writeln!(
             s,
@@ -526,42 +499,40 @@ impl Config {
         )?;
         // Whether a service, and whether a listener, uses cluster `c`.
         let used = |c: &Cluster| {
-            let by_listener = |l: &Listener| l.cluster_names().any(|n| n == c.name);
             (
                 self.services.iter().any(|v| v.cluster_name() == c.name),
-                self.listeners.iter().any(by_listener),
+                self.listeners
+                    .iter()
+                    .any(|l| l.cluster_names().any(|n| n == c.name)),
             )
         };
         for c in &self.clusters {
             let (by_service, by_listener) = used(c);
             // The scheduler is for services; a cluster only listeners use
             // shows their `balance` below instead.
+            let (size, seed) = (c.maglev_table_size, c.hash_seed);
             let how = match c.scheduler {
                 _ if by_listener && !by_service => String::new(),
-                Scheduler::Maglev => format!(
-                    "maglev (table {}, hash seed {}), ",
-                    c.maglev_table_size, c.hash_seed
-                ),
-                Scheduler::SourceHash => format!("source-hash (hash seed {}), ", c.hash_seed),
+                Scheduler::Maglev => format!("maglev (table {size}, hash seed {seed}), "),
+                Scheduler::SourceHash => format!("source-hash (hash seed {seed}), "),
                 other => format!("{other}, "),
             };
             let total: u32 = c.backends.iter().map(|b| b.weight).sum();
+            let n = c.backends.len();
             writeln!(
                 s,
-                "cluster {}: {how}{} backend{}, total weight {total}",
+                "cluster {}: {how}{n} backend{}, total weight {total}",
                 c.name,
-                c.backends.len(),
-                if c.backends.len() == 1 { "" } else { "s" }
+                plural(n)
             )?;
             for b in &c.backends {
                 let to = match b.port {
                     Some(port) => SocketAddr::new(b.address, port).to_string(),
                     None => b.address.to_string(),
                 };
-                let label = if b.name == b.address.to_string() {
-                    String::new()
-                } else {
-                    format!(" ({})", b.name)
+                let label = match b.name == b.address.to_string() {
+                    true => String::new(),
+                    false => format!(" ({})", b.name),
                 };
                 let drain = if b.weight == 0 { ", draining" } else { "" };
                 writeln!(s, "  backend {to}{label}, weight {}{drain}", b.weight)?;
@@ -576,37 +547,48 @@ impl Config {
         for v in &self.services {
             let snat = match (v.mode, v.snat.as_slice()) {
                 (ForwardMode::Nat, []) => ", snat from the egress port's address".to_string(),
-                (ForwardMode::Nat, list) => {
-                    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
-                    format!(", snat {}", list.join(", "))
-                }
+                (ForwardMode::Nat, list) => format!(", snat {}", join(list)),
                 _ => String::new(),
             };
+            let (vip, protocol, mode) = (vip_port(v.vip, v.port), v.protocol, v.mode);
+            let (cluster, port) = (v.cluster_name(), v.ingress_name());
             writeln!(
                 s,
-                "service {}: {}/{} -> {} -> cluster {}, vip on port {}{snat}",
-                v.name,
-                vip_port(v.vip, v.port),
-                v.protocol,
-                v.mode,
-                v.cluster_name(),
-                v.ingress_name()
+                "service {}: {vip}/{protocol} -> {mode} -> cluster {cluster}, vip on port \
+                 {port}{snat}",
+                v.name
             )?;
         }
         for l in &self.listeners {
             l.write_summary(s)?;
         }
-        for c in &self.clusters {
-            if used(c) == (false, false) {
-                writeln!(
-                    s,
-                    "note: cluster {} is not used by any service or listener",
-                    c.name
-                )?;
-            }
+        for c in self.clusters.iter().filter(|c| used(c) == (false, false)) {
+            writeln!(
+                s,
+                "note: cluster {} is not used by any service or listener",
+                c.name
+            )?;
         }
         Ok(())
     }
+}
+
+/// `"s"` after a count other than 1.
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `a, b, c`.
+pub(crate) fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `10.0.0.1:80`, `[fd00::1]:80`, or with `*` for port 0 (every port).
