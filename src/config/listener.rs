@@ -15,18 +15,9 @@ use serde::Deserialize;
 
 use super::sections::{host_address, host_addresses, Cluster};
 use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
-use super::types::Parse;
+use super::types::{dflt, yes, Parse};
 use super::{join, plural, vip_port};
 use crate::l7::http::is_valid_field_name;
-
-/// `default = "dflt::<N>"`: a field default written next to the field.
-fn dflt<const N: u32>() -> u32 {
-    N
-}
-
-fn yes() -> bool {
-    true
-}
 
 // `[[cluster]]`, L7 keys.
 
@@ -152,17 +143,17 @@ pub struct HealthCheck {
     /// address.
     pub host: Option<String>,
     /// Milliseconds between two checks of one backend, 100..=3600000.
-    #[serde(default = "dflt::<2000>")]
+    #[serde(default = "dflt::<2000, _>")]
     pub interval_ms: u32,
     /// Milliseconds a check may take, connection included, before it
     /// counts as failed; at least 1 and below `interval_ms`.
-    #[serde(default = "dflt::<1000>")]
+    #[serde(default = "dflt::<1000, _>")]
     pub timeout_ms: u32,
     /// Passed checks in a row that bring a failed backend back, 1..=100.
-    #[serde(default = "dflt::<2>")]
+    #[serde(default = "dflt::<2, _>")]
     pub rise: u32,
     /// Failed checks in a row that take a backend out, 1..=100.
-    #[serde(default = "dflt::<3>")]
+    #[serde(default = "dflt::<3, _>")]
     pub fall: u32,
     /// The statuses that pass, `[lo, hi]` inclusive, each 100..=599,
     /// lo <= hi.
@@ -236,24 +227,24 @@ pub struct Listener {
     /// requests get 404.
     pub default_cluster: Option<String>,
     /// Receive buffer of each client connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub client_rx_buffer: u32,
     /// Send buffer of each client connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub client_tx_buffer: u32,
     /// Receive buffer of each backend connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub upstream_rx_buffer: u32,
     /// Send buffer of each backend connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub upstream_tx_buffer: u32,
     /// Client connections per worker, 1..=4194304; beyond it new
     /// connections are not accepted.
-    #[serde(default = "dflt::<16384>")]
+    #[serde(default = "dflt::<16384, _>")]
     pub max_connections: u32,
     /// Client connections per worker still in the TCP handshake,
     /// 1..=`max_connections`: bounds what a SYN flood can hold.
-    #[serde(default = "dflt::<4096>")]
+    #[serde(default = "dflt::<4096, _>")]
     pub max_half_open: u32,
     /// Answer SYNs with SYN cookies (RFC 4987 §3.6) instead of opening a
     /// connection once `syn_cookie_threshold` is reached: a SYN flood then
@@ -263,31 +254,31 @@ pub struct Listener {
     /// Half-open client connections per worker from which new SYNs get a
     /// cookie, 0..=4194304 (0: every SYN); at most `max_half_open` takes
     /// effect.
-    #[serde(default = "dflt::<256>")]
+    #[serde(default = "dflt::<256, _>")]
     pub syn_cookie_threshold: u32,
     /// Milliseconds a client has to finish the TCP handshake,
     /// 1..=86400000.
-    #[serde(default = "dflt::<10000>")]
+    #[serde(default = "dflt::<10000, _>")]
     pub handshake_timeout_ms: u32,
     /// Milliseconds a client has to send a complete request head, from its
     /// first byte, 1..=86400000; beyond it: 408 and close.
-    #[serde(default = "dflt::<10000>")]
+    #[serde(default = "dflt::<10000, _>")]
     pub header_timeout_ms: u32,
     /// Milliseconds a kept-alive client connection may sit idle between
     /// requests, and a body or tunnel may go without a byte in either
     /// direction, 1..=86400000.
-    #[serde(default = "dflt::<60000>")]
+    #[serde(default = "dflt::<60000, _>")]
     pub idle_timeout_ms: u32,
     /// Largest request head in bytes, 1024..=1048576 and at most
     /// `client_rx_buffer`; beyond it: 431.
-    #[serde(default = "dflt::<16384>")]
+    #[serde(default = "dflt::<16384, _>")]
     pub max_head_bytes: u32,
     /// Most field lines in a request head, 1..=128; beyond it: 431.
-    #[serde(default = "dflt::<100>")]
+    #[serde(default = "dflt::<100, _>")]
     pub max_headers: u32,
     /// Longest request-target in bytes, 16..=`max_head_bytes`; beyond it:
     /// 414.
-    #[serde(default = "dflt::<8192>")]
+    #[serde(default = "dflt::<8192, _>")]
     pub max_uri_bytes: u32,
     /// Largest request body in bytes; beyond it: 413. 0: no limit.
     #[serde(default = "default_max_body_bytes")]
@@ -305,7 +296,7 @@ pub struct Listener {
     /// TLS handshakes in progress per worker on this listener,
     /// 1..=1000000; a connection beyond it is reset once its TCP handshake
     /// completes. Bounds the CPU a handshake flood can take.
-    #[serde(default = "dflt::<1024>")]
+    #[serde(default = "dflt::<1024, _>")]
     pub max_tls_handshakes: u32,
     /// Refuse clients whose server name (SNI) no certificate answers, or
     /// that send none, with an `unrecognized_name` alert, instead of
@@ -422,22 +413,11 @@ fn name_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
 }
 
 impl Listener {
-    /// The name of the port on which the address is announced.
-    pub fn ingress_name(&self) -> &str {
-        &self.ingress
-    }
-
-    /// The name of the cluster of requests that match no route.
-    pub fn default_cluster_name(&self) -> Option<&str> {
-        self.default_cluster.as_deref()
-    }
-
     /// The names of the clusters this listener sends requests to: the
     /// default one, then each route's, in file order (with repeats).
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.default_cluster_name()
-            .into_iter()
-            .chain(self.routes.iter().filter_map(ListenerRoute::cluster_name))
+        let routes = self.routes.iter().filter_map(|r| r.cluster.as_deref());
+        self.default_cluster.as_deref().into_iter().chain(routes)
     }
 
     /// Bytes of buffer one client connection may hold at once: its own
@@ -454,13 +434,6 @@ impl Listener {
         .iter()
         .map(|&n| u64::from(n))
         .sum()
-    }
-}
-
-impl ListenerRoute {
-    /// The name of the cluster of matching requests; none for a redirect.
-    pub fn cluster_name(&self) -> Option<&str> {
-        self.cluster.as_deref()
     }
 }
 
@@ -487,7 +460,7 @@ impl Listener {
 
     /// The listener's lines of [`super::Config::summary`].
     pub(super) fn write_summary(&self, s: &mut String) -> fmt::Result {
-        let default = match self.default_cluster_name() {
+        let default = match self.default_cluster.as_deref() {
             Some(c) => format!("default cluster {c}"),
             None => "no default cluster (404)".to_string(),
         };
@@ -495,7 +468,7 @@ impl Listener {
             true => "snat from the egress port's address".to_string(),
             false => format!("snat {}", join(&self.snat)),
         };
-        let (name, protocol, port) = (&self.name, self.protocol, self.ingress_name());
+        let (name, protocol, port) = (&self.name, self.protocol, &self.ingress);
         let (vip, n) = (vip_port(self.address, self.port), self.routes.len());
         writeln!(
             s,
@@ -566,7 +539,7 @@ impl fmt::Display for ListenerRoute {
             true => f.write_str("every request")?,
             false => f.write_str(&when.join(", "))?,
         }
-        match (self.redirect_https, self.cluster_name()) {
+        match (self.redirect_https, self.cluster.as_deref()) {
             (Some(status), _) => write!(f, " -> redirect to https ({status})")?,
             (None, Some(c)) => write!(f, " -> cluster {c}")?,
             (None, None) => f.write_str(" -> nothing")?,

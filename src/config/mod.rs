@@ -237,7 +237,7 @@ impl Config {
         let mut ports = self
             .services
             .iter()
-            .filter(|s| s.cluster_name() == name)
+            .filter(|s| s.cluster == name)
             .map(|s| s.port);
         let first = ports.next()?;
         (first != 0 && ports.all(|p| p == first)).then_some(first)
@@ -440,10 +440,16 @@ impl Config {
             }
         }
         for r in &self.routes {
-            writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port_name())?;
+            writeln!(
+                s,
+                "route {} via {} port {}",
+                r.prefix,
+                r.via,
+                r.port.as_str()
+            )?;
         }
         for n in &self.neighbors {
-            let (ip, mac, port) = (n.ip, n.mac, n.port_name());
+            let (ip, mac, port) = (n.ip, n.mac, n.port.as_str());
             writeln!(s, "neighbor {ip} is {mac} on port {port} (static)")?;
         }
         self.write_l4_summary(s)?;
@@ -500,7 +506,7 @@ impl Config {
         // Whether a service, and whether a listener, uses cluster `c`.
         let used = |c: &Cluster| {
             (
-                self.services.iter().any(|v| v.cluster_name() == c.name),
+                self.services.iter().any(|v| v.cluster == c.name),
                 self.listeners
                     .iter()
                     .any(|l| l.cluster_names().any(|n| n == c.name)),
@@ -551,7 +557,7 @@ impl Config {
                 _ => String::new(),
             };
             let (vip, protocol, mode) = (vip_port(v.vip, v.port), v.protocol, v.mode);
-            let (cluster, port) = (v.cluster_name(), v.ingress_name());
+            let (cluster, port) = (v.cluster.as_str(), v.ingress.as_str());
             writeln!(
                 s,
                 "service {}: {vip}/{protocol} -> {mode} -> cluster {cluster}, vip on port \

@@ -72,6 +72,20 @@ pub(super) fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Err
     Vec::<Prefix>::deserialize(d).map(|v| v.into_iter().map(|Prefix(c)| c).collect())
 }
 
+/// `#[serde(default = "dflt::<N, _>")]`: a numeric default written next to
+/// its field.
+pub(super) fn dflt<const N: u64, T: TryFrom<u64>>() -> T {
+    match T::try_from(N) {
+        Ok(value) => value,
+        Err(_) => panic!("default {N} does not fit its field"),
+    }
+}
+
+/// `#[serde(default = "yes")]`.
+pub(super) fn yes() -> bool {
+    true
+}
+
 /// Whether `ip` is the network address of subnet `c`, or its IPv4
 /// broadcast address, neither of which may be given to a host.
 ///
