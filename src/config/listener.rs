@@ -132,31 +132,25 @@ pub struct HealthCheck {
     /// `"http"` (default) or `"tcp"`.
     #[serde(default, rename = "type")]
     pub check: CheckType,
-    /// The request target of `GET`: an absolute path, optionally with a
-    /// query (`/healthz`, `/status?full=1`). Required with `type = "http"`,
-    /// not allowed otherwise.
+    /// The target of `GET`, such as `/healthz`; only, and required, with `http`.
     pub path: Option<String>,
-    /// The port checked. None: the backend's `port`, else the port of the
-    /// services that use the cluster (all must have the same, non-zero).
+    /// The port checked; none: the backend's, else the services' common one.
     pub port: Option<u16>,
-    /// The `Host` header to send, `host[:port]`. None: the backend's
-    /// address.
+    /// The `Host` header, `host[:port]`; none: the backend's address.
     pub host: Option<String>,
     /// Milliseconds between two checks of one backend, 100..=3600000.
     #[serde(default = "dflt::<2000, _>")]
     pub interval_ms: u32,
-    /// Milliseconds a check may take, connection included, before it
-    /// counts as failed; at least 1 and below `interval_ms`.
+    /// Milliseconds a check may take, at least 1 and below `interval_ms`.
     #[serde(default = "dflt::<1000, _>")]
     pub timeout_ms: u32,
-    /// Passed checks in a row that bring a failed backend back, 1..=100.
+    /// Passed checks in a row that bring a backend back, 1..=100.
     #[serde(default = "dflt::<2, _>")]
     pub rise: u32,
     /// Failed checks in a row that take a backend out, 1..=100.
     #[serde(default = "dflt::<3, _>")]
     pub fall: u32,
-    /// The statuses that pass, `[lo, hi]` inclusive, each 100..=599,
-    /// lo <= hi.
+    /// The statuses that pass, `[lo, hi]`, each 100..=599, lo <= hi.
     #[serde(default = "default_expect_status", deserialize_with = "status_range")]
     pub expect_status: [u16; 2],
 }
@@ -202,29 +196,23 @@ spelled!(ListenerProtocol { Http => "http", Https => "https" });
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
-    /// Unique among listeners and services, used by logs and metrics:
-    /// 1..=32 characters of `[A-Za-z0-9_-]`.
+    /// Unique among listeners and services: 1..=32 of `[A-Za-z0-9_-]`.
     pub name: String,
-    /// The virtual address clients connect to, IPv4 or IPv6; not an address
-    /// of a `[[port]]`.
+    /// The virtual address clients connect to; not an address of a port.
     #[serde(deserialize_with = "host_address")]
     pub address: IpAddr,
-    /// The TCP port, 1..=65535. No two listeners share an address and
-    /// port, and no TCP `[[service]]` has them (or port 0 on the address).
+    /// The TCP port, 1..=65535, not taken by another listener or service.
     pub port: u16,
     /// The application protocol.
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the address.
     pub ingress: String,
-    /// The source addresses Sluice connects to backends from, each an
-    /// address of a `[[port]]`; a backend is connected from those of its
-    /// own family. None of a backend's family: the address of the egress
-    /// port in that family.
+    /// Source addresses towards backends (each of a port; a backend uses
+    /// those of its family); none of a family: the egress port's address.
     #[serde(default, deserialize_with = "host_addresses")]
     pub snat: Vec<IpAddr>,
-    /// The `[[cluster]]` of requests that match no route. None: such
-    /// requests get 404.
+    /// The `[[cluster]]` of requests that match no route; none: 404.
     pub default_cluster: Option<String>,
     /// Receive buffer of each client connection, bytes, 4096..=16777216.
     #[serde(default = "dflt::<65536, _>")]
@@ -238,90 +226,71 @@ pub struct Listener {
     /// Send buffer of each backend connection, bytes, 4096..=16777216.
     #[serde(default = "dflt::<65536, _>")]
     pub upstream_tx_buffer: u32,
-    /// Client connections per worker, 1..=4194304; beyond it new
-    /// connections are not accepted.
+    /// Client connections per worker, 1..=4194304.
     #[serde(default = "dflt::<16384, _>")]
     pub max_connections: u32,
-    /// Client connections per worker still in the TCP handshake,
+    /// Client connections per worker in the TCP handshake,
     /// 1..=`max_connections`: bounds what a SYN flood can hold.
     #[serde(default = "dflt::<4096, _>")]
     pub max_half_open: u32,
-    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) instead of opening a
-    /// connection once `syn_cookie_threshold` is reached: a SYN flood then
-    /// holds no memory and real clients still connect.
+    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) from
+    /// `syn_cookie_threshold` half-open connections on.
     #[serde(default = "yes")]
     pub syn_cookies: bool,
-    /// Half-open client connections per worker from which new SYNs get a
-    /// cookie, 0..=4194304 (0: every SYN); at most `max_half_open` takes
-    /// effect.
+    /// Half-open connections per worker from which SYNs get a cookie,
+    /// 0..=4194304.
     #[serde(default = "dflt::<256, _>")]
     pub syn_cookie_threshold: u32,
-    /// Milliseconds a client has to finish the TCP handshake,
-    /// 1..=86400000.
+    /// Milliseconds a client has to finish the TCP handshake, 1..=86400000.
     #[serde(default = "dflt::<10000, _>")]
     pub handshake_timeout_ms: u32,
-    /// Milliseconds a client has to send a complete request head, from its
-    /// first byte, 1..=86400000; beyond it: 408 and close.
+    /// Milliseconds a client has to send a request head, 1..=86400000 (408).
     #[serde(default = "dflt::<10000, _>")]
     pub header_timeout_ms: u32,
-    /// Milliseconds a kept-alive client connection may sit idle between
-    /// requests, and a body or tunnel may go without a byte in either
-    /// direction, 1..=86400000.
+    /// Milliseconds a connection may be idle between requests, or a body or
+    /// tunnel without a byte, 1..=86400000.
     #[serde(default = "dflt::<60000, _>")]
     pub idle_timeout_ms: u32,
-    /// Largest request head in bytes, 1024..=1048576 and at most
-    /// `client_rx_buffer`; beyond it: 431.
+    /// Largest request head, 1024..=1048576 and at most `client_rx_buffer`
+    /// (431).
     #[serde(default = "dflt::<16384, _>")]
     pub max_head_bytes: u32,
-    /// Most field lines in a request head, 1..=128; beyond it: 431.
+    /// Most field lines in a request head, 1..=128 (431).
     #[serde(default = "dflt::<100, _>")]
     pub max_headers: u32,
-    /// Longest request-target in bytes, 16..=`max_head_bytes`; beyond it:
-    /// 414.
+    /// Longest request-target, 16..=`max_head_bytes` (414).
     #[serde(default = "dflt::<8192, _>")]
     pub max_uri_bytes: u32,
-    /// Largest request body in bytes; beyond it: 413. 0: no limit.
-    #[serde(default = "default_max_body_bytes")]
+    /// Largest request body (413); 0: no limit.
+    #[serde(default = "dflt::<{ 1 << 30 }, _>")]
     pub max_body_bytes: u64,
-    /// `[[listener.route]]`: tried in file order, the first that matches
-    /// wins.
+    /// `[[listener.route]]`: tried in file order, the first match wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<ListenerRoute>,
-    /// `[[listener.certificate]]`: with `protocol = "https"`, at least
-    /// one; chosen by the server name the client sends (SNI).
+    /// `[[listener.certificate]]`: with `https`, at least one; picked by SNI.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<ListenerCertificate>,
     /// The oldest TLS version accepted, `"1.2"` (default) or `"1.3"`.
     pub tls_min_version: Option<TlsVersion>,
-    /// TLS handshakes in progress per worker on this listener,
-    /// 1..=1000000; a connection beyond it is reset once its TCP handshake
-    /// completes. Bounds the CPU a handshake flood can take.
+    /// TLS handshakes in progress per worker, 1..=1000000; beyond it new
+    /// connections are reset.
     #[serde(default = "dflt::<1024, _>")]
     pub max_tls_handshakes: u32,
-    /// Refuse clients whose server name (SNI) no certificate answers, or
-    /// that send none, with an `unrecognized_name` alert, instead of
-    /// serving the default certificate.
+    /// Refuse clients whose server name no certificate answers.
     #[serde(default)]
     pub sni_strict: bool,
     /// Send the TLS facts of the client connection to backends
-    /// (`X-Forwarded-TLS-Version`, `-Cipher`, `-SNI`, `-Client-Subject`);
-    /// lines the client sent with these names are dropped.
+    /// (`X-Forwarded-TLS-*`, dropping such lines from the client).
     #[serde(default)]
     pub tls_headers: bool,
-    /// Client certificates: `"none"` (default), `"request"` (asked for,
-    /// optional) or `"require"`; verified against `client_ca`.
+    /// Client certificates: `"none"` (default), `"request"` or `"require"`.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// PEM file of the CA certificates client certificates must chain to.
+    /// PEM file of the CAs client certificates must chain to.
     pub client_ca: Option<std::path::PathBuf>,
-    /// Session ticket keys from a file (lines of 64 hex digits; the first
-    /// encrypts), so that boxes given the same file accept each other's
-    /// tickets. None: a random key per process, rotated every 6 hours.
+    /// Session ticket keys (lines of 64 hex digits, the first encrypts);
+    /// none: a random key per process, rotated every 6 hours.
     pub ticket_key_file: Option<std::path::PathBuf>,
-}
-
-fn default_max_body_bytes() -> u64 {
-    1 << 30
 }
 
 /// `[[listener.route]]`: conditions on a request, all of which must hold
@@ -331,45 +300,34 @@ fn default_max_body_bytes() -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerRoute {
-    /// `"example.com"` (case-insensitive, port ignored) or
-    /// `"*.example.com"` (any name under it, not itself).
+    /// `"example.com"` (case-insensitive, port ignored) or `"*.example.com"`.
     pub host: Option<String>,
-    /// A segment-aware path prefix: `/api` matches `/api` and `/api/x`, not
-    /// `/apix`. At most one of `path_prefix`, `path_exact`.
+    /// A segment-aware path prefix (`/api`: `/api`, `/api/x`, not `/apix`).
     pub path_prefix: Option<String>,
-    /// The exact path, without query.
+    /// The exact path, without query; not with `path_prefix`.
     pub path_exact: Option<String>,
     /// The method, case-sensitive (`GET`).
     pub method: Option<String>,
-    /// Field name → value that a field line must have; `"*"`: present with
-    /// any value.
+    /// Field name → value a field line must have; `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub headers: Vec<(String, String)>,
-    /// Cookie name → value; `"*"`: present with any value.
+    /// Cookie name → value; `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub cookies: Vec<(String, String)>,
-    /// Query parameter name → value (compared percent-decoded); `"*"`:
-    /// present with any value.
+    /// Query parameter name → value (percent-decoded); `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The server name the client sent in its TLS handshake (SNI):
-    /// `"a.example"` or `"*.example"`, compared like `host`; https
-    /// listeners only.
+    /// The server name the client sent (SNI), compared like `host`; https only.
     pub sni: Option<String>,
-    /// The `[[cluster]]` that serves matching requests; required unless
-    /// `redirect_https` is given.
+    /// The `[[cluster]]` of matching requests; required unless redirecting.
     pub cluster: Option<String>,
-    /// Answer matching requests with a redirect to `https://` on the same
-    /// host and target, with this status (301 or 308), instead of sending
-    /// them to a cluster; http listeners only.
+    /// Redirect to `https://` with this status (301 or 308); http only.
     pub redirect_https: Option<u16>,
-    /// The port written in the redirect's `Location`; none or 443: no port.
+    /// The port in the redirect's `Location`; none or 443: no port.
     pub redirect_https_port: Option<u16>,
-    /// Replaces the `path_prefix` part of the path sent to the backend;
-    /// requires `path_prefix`.
+    /// Replaces the `path_prefix` part of the path sent to the backend.
     pub rewrite_prefix: Option<String>,
-    /// Request fields to replace (every line of the name dropped, this one
-    /// written); `Host` replaces the host sent to the backend.
+    /// Request fields to replace (`Host` replaces the host sent).
     #[serde(default, deserialize_with = "name_values")]
     pub request_headers_set: Vec<(String, String)>,
     /// Request fields to append.
