@@ -1,6 +1,5 @@
 //! The error of loading a config: `FILE:LINE:COL: what is wrong`.
 
-use std::fmt;
 use std::io;
 use std::ops::Range;
 
@@ -24,7 +23,7 @@ pub enum ConfigError {
         source: io::Error,
     },
     /// The text is not a valid config.
-    #[error("{origin}{}: {message}", At(.position))]
+    #[error("{origin}{}: {message}", .position.map_or(String::new(), |p| format!(":{p}")))]
     Invalid {
         /// The file name as given, or the command-line option at fault.
         origin: String,
@@ -33,18 +32,6 @@ pub enum ConfigError {
         /// What is wrong and, where it helps, what is expected.
         message: String,
     },
-}
-
-/// `:LINE:COL`, or nothing.
-struct At<'a>(&'a Option<Position>);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(p) => write!(f, ":{}:{}", p.line, p.column),
-            None => Ok(()),
-        }
-    }
 }
 
 impl ConfigError {
