@@ -45,6 +45,22 @@
 //! [`Config::summary`], a row in `docs/CONFIG.md`, and a decision in
 //! [`Config::check_reloadable`]. The L7 tables have files of their own,
 //! `listener.rs` and `validate_l7.rs`, to keep each file short.
+//!
+//! # Adding a key
+//!
+//! A key is a field of its table's struct with a one-line doc (what it
+//! means and its bounds) and, when it is optional, its default next to it
+//! (`#[serde(default = "dflt::<N, _>")]` or `#[serde(default)]`). A value
+//! with a form of its own (an address, a keyword) is a type with `FromStr`
+//! read through `types::Parse`, or a `spelled!` enum, so that serde reports
+//! a malformed one at the value. Its check goes in the function of its
+//! section (`validate.rs`, `validate_l7.rs`, `tls.rs`), where checks run in
+//! file order: a plain numeric bound is one row of that section's `bounds`
+//! or `ranges` table; any other check is one `ensure!(condition, path,
+//! "message")`, or a `problem!` with `.see(path, label)` or `.or_at(path)`
+//! when it names a second place. Then a row in `docs/CONFIG.md`, a test in
+//! `tests.rs` that asserts the error's line and words, and a word in the
+//! summary when operators should see the value.
 
 /// `as_str` (the spelling in the config file) and `Display` of a keyword
 /// enum; serde reads the same spellings through its `rename` attributes.
@@ -102,43 +118,39 @@ pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
 
-/// A whole config file, checked.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole config file, checked. Every table may be left out (`[[port]]`
+/// is then reported missing by the checks).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[eal]`: DPDK start-up.
-    #[serde(default)]
     pub eal: Eal,
     /// `[dataplane]`: workers, queues and timers.
-    #[serde(default)]
     pub dataplane: Dataplane,
     /// `[admin]`: the metrics endpoint.
-    #[serde(default)]
     pub admin: Admin,
     /// `[log]`: control-thread logging.
-    #[serde(default)]
     pub log: Log,
     /// `[[port]]`: the Ethernet ports, in file order; at least one.
-    #[serde(default, rename = "port")]
+    #[serde(rename = "port")]
     pub ports: Vec<Port>,
     /// `[[route]]`: static routes, in file order.
-    #[serde(default, rename = "route")]
+    #[serde(rename = "route")]
     pub routes: Vec<Route>,
     /// `[[neighbor]]`: static ARP/NDP entries, in file order.
-    #[serde(default, rename = "neighbor")]
+    #[serde(rename = "neighbor")]
     pub neighbors: Vec<Neighbor>,
     /// `[conntrack]`: per-worker connection tracking of L4 services.
-    #[serde(default)]
     pub conntrack: Conntrack,
     /// `[[cluster]]`: backend sets, in file order.
-    #[serde(default, rename = "cluster")]
+    #[serde(rename = "cluster")]
     pub clusters: Vec<Cluster>,
     /// `[[service]]`: the L4 services, in file order. None: Sluice only
     /// routes and answers for its own addresses.
-    #[serde(default, rename = "service")]
+    #[serde(rename = "service")]
     pub services: Vec<Service>,
     /// `[[listener]]`: the L7 listeners, in file order.
-    #[serde(default, rename = "listener")]
+    #[serde(rename = "listener")]
     pub listeners: Vec<Listener>,
 }
 
@@ -192,15 +204,16 @@ impl Config {
     /// is then left as it was; the error names the option, not the file.
     pub fn override_device(&mut self, port: &str, vdev: &str) -> Result<(), ConfigError> {
         let origin = format!("--port-device {port}={vdev}");
-        let Some(i) = self.ports.iter().position(|p| p.name == port) else {
+        let Some((i, _)) = self.port(port) else {
             let defined: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+            let message = format!(
+                "no port named {port:?} (defined ports: {})",
+                defined.join(", ")
+            );
             return Err(ConfigError::Invalid {
                 origin,
                 position: None,
-                message: format!(
-                    "no port named {port:?} (defined ports: {})",
-                    defined.join(", ")
-                ),
+                message,
             });
         };
         let old = std::mem::replace(
@@ -335,33 +348,26 @@ impl Config {
     /// `--vdev SPEC` in port order (DPDK then numbers the ports in that
     /// order); then `eal.args`.
     pub fn eal_argv(&self) -> Vec<String> {
-        let dp = &self.dataplane;
-        let (opt, lcores) = if dp.worker_cpus.is_empty() {
-            let l: Vec<String> = self.lcores().iter().map(u32::to_string).collect();
-            ("-l", l.join(","))
+        let (dp, main) = (&self.dataplane, self.eal.main_lcore);
+        let (opt, lcores): (_, Vec<String>) = if dp.worker_cpus.is_empty() {
+            ("-l", self.lcores().iter().map(u32::to_string).collect())
         } else {
             // The main lcore keeps the CPU of its own number, as with -l.
-            let main = self.eal.main_lcore;
-            let l: Vec<String> = std::iter::once((main, main))
-                .chain(
-                    dp.workers
-                        .iter()
-                        .copied()
-                        .zip(dp.worker_cpus.iter().copied()),
-                )
-                .map(|(lcore, cpu)| format!("{lcore}@{cpu}"))
-                .collect();
-            ("--lcores", l.join(","))
+            let pairs = dp.workers.iter().zip(&dp.worker_cpus);
+            let pairs = std::iter::once((&main, &main)).chain(pairs);
+            (
+                "--lcores",
+                pairs.map(|(lcore, cpu)| format!("{lcore}@{cpu}")).collect(),
+            )
         };
-        let mut argv = vec![
-            PROGRAM.to_string(),
-            opt.to_string(),
-            lcores,
-            "--main-lcore".to_string(),
-            self.eal.main_lcore.to_string(),
-            "--file-prefix".to_string(),
+        let mut argv: Vec<String> = [PROGRAM, opt, &lcores.join(","), "--main-lcore"]
+            .map(String::from)
+            .into();
+        argv.extend([
+            main.to_string(),
+            "--file-prefix".into(),
             self.eal.file_prefix.clone(),
-        ];
+        ]);
         for p in &self.ports {
             argv.extend(p.device.eal_args().map(str::to_string));
         }
