@@ -8,14 +8,13 @@
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::sections::{host_address, host_addresses, Cluster};
+use super::sections::Cluster;
 use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
-use super::types::{dflt, yes, Parse};
+use super::types::{dflt, parsed, parsed_vec, yes, Text};
 use super::{join, plural, vip_port};
 use crate::l7::http::is_valid_field_name;
 
@@ -69,10 +68,10 @@ const HASH_ON_FORMS: &str =
     "expected \"source\", \"header:NAME\" or \"cookie:NAME\", NAME being an HTTP token such as \
      X-User-Id or session";
 
-impl FromStr for HashOn {
-    type Err = String;
+impl Text for HashOn {
+    const EXPECTING: &'static str = "\"source\", \"header:NAME\" or \"cookie:NAME\"";
 
-    fn from_str(text: &str) -> Result<HashOn, String> {
+    fn parse(text: &str) -> Result<HashOn, String> {
         if text == "source" {
             return Ok(HashOn::Source);
         }
@@ -95,7 +94,7 @@ impl FromStr for HashOn {
 
 impl<'de> Deserialize<'de> for HashOn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashOn, D::Error> {
-        d.deserialize_str(Parse::new("\"source\", \"header:NAME\" or \"cookie:NAME\""))
+        parsed(d)
     }
 }
 
@@ -199,7 +198,7 @@ pub struct Listener {
     /// Unique among listeners and services: 1..=32 of `[A-Za-z0-9_-]`.
     pub name: String,
     /// The virtual address clients connect to; not an address of a port.
-    #[serde(deserialize_with = "host_address")]
+    #[serde(deserialize_with = "parsed")]
     pub address: IpAddr,
     /// The TCP port, 1..=65535, not taken by another listener or service.
     pub port: u16,
@@ -210,7 +209,7 @@ pub struct Listener {
     pub ingress: String,
     /// Source addresses towards backends (each of a port; a backend uses
     /// those of its family); none of a family: the egress port's address.
-    #[serde(default, deserialize_with = "host_addresses")]
+    #[serde(default, deserialize_with = "parsed_vec")]
     pub snat: Vec<IpAddr>,
     /// The `[[cluster]]` of requests that match no route; none: 404.
     pub default_cluster: Option<String>,

@@ -16,7 +16,7 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::listener::{Balance, HashOn, HealthCheck};
-use super::types::{cidr, cidrs, dflt, yes, Cidr, Mac, Parse, PortDevice};
+use super::types::{dflt, parsed, parsed_some, parsed_vec, yes, Cidr, Mac, PortDevice, Text};
 
 /// `[eal]`: how the DPDK Environment Abstraction Layer is started.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
@@ -230,56 +230,44 @@ struct PortTable {
     vlan: Option<u16>,
     #[serde(default = "yes")]
     rss: bool,
-    #[serde(deserialize_with = "cidrs")]
+    #[serde(deserialize_with = "parsed_vec")]
     addresses: Vec<Cidr>,
-    #[serde(default, deserialize_with = "gateway")]
+    #[serde(default, deserialize_with = "parsed_some")]
     gateway: Option<Ipv4Addr>,
-    #[serde(default, deserialize_with = "gateway")]
+    #[serde(default, deserialize_with = "parsed_some")]
     gateway6: Option<Ipv6Addr>,
 }
 
-/// The address family of `gateway` (IPv4) or `gateway6` (IPv6).
-trait Family: FromStr {
-    /// This family's key and name, then the other's.
-    const KEYS: [(&'static str, &'static str); 2];
-}
+/// `gateway`: an IPv4 address, with a hint when an IPv6 one was given.
+impl Text for Ipv4Addr {
+    const EXPECTING: &'static str = "an IPv4 address";
 
-impl Family for Ipv4Addr {
-    const KEYS: [(&'static str, &'static str); 2] = [("gateway", "IPv4"), ("gateway6", "IPv6")];
-}
-
-impl Family for Ipv6Addr {
-    const KEYS: [(&'static str, &'static str); 2] = [("gateway6", "IPv6"), ("gateway", "IPv4")];
-}
-
-/// A default route's next hop: an address of family `T`, with a hint when
-/// one of the other family was given.
-struct Gateway<T>(T);
-
-impl<T: Family> FromStr for Gateway<T> {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let [(key, family), (other_key, other)] = T::KEYS;
-        match (text.parse::<T>(), text.parse::<IpAddr>()) {
-            (Ok(ip), _) => Ok(Gateway(ip)),
-            (_, Ok(ip)) => Err(format!(
-                "{ip} is an {other} address; `{key}` is the {family} default route, use \
-                 `{other_key}`"
-            )),
-            _ => Err(format!("invalid {family} address {text:?}")),
-        }
+    fn parse(text: &str) -> Result<Ipv4Addr, String> {
+        gateway(text, ["gateway", "IPv4", "gateway6", "IPv6"])
     }
 }
 
-fn gateway<'de, D: Deserializer<'de>, T: Family>(d: D) -> Result<Option<T>, D::Error> {
-    let expecting = match T::KEYS[0].1 {
-        "IPv4" => "an IPv4 address",
-        _ => "an IPv6 address",
-    };
-    Ok(Some(
-        d.deserialize_str(Parse::<Gateway<T>>::new(expecting))?.0,
-    ))
+/// `gateway6`: an IPv6 address, with a hint when an IPv4 one was given.
+impl Text for Ipv6Addr {
+    const EXPECTING: &'static str = "an IPv6 address";
+
+    fn parse(text: &str) -> Result<Ipv6Addr, String> {
+        gateway(text, ["gateway6", "IPv6", "gateway", "IPv4"])
+    }
+}
+
+/// A default route's next hop of the family of `key`.
+fn gateway<T: FromStr>(
+    text: &str,
+    [key, family, other_key, other]: [&str; 4],
+) -> Result<T, String> {
+    match (text.parse::<T>(), text.parse::<IpAddr>()) {
+        (Ok(ip), _) => Ok(ip),
+        (_, Ok(ip)) => Err(format!(
+            "{ip} is an {other} address; `{key}` is the {family} default route, use `{other_key}`"
+        )),
+        _ => Err(format!("invalid {family} address {text:?}")),
+    }
 }
 
 impl<'de> Deserialize<'de> for Port {
@@ -336,7 +324,7 @@ impl<'de> Deserialize<'de> for Port {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix, IPv4 or IPv6, with the host bits zero.
-    #[serde(deserialize_with = "cidr")]
+    #[serde(deserialize_with = "parsed")]
     pub prefix: Cidr,
     /// Next hop, of the prefix's family, inside a connected subnet of
     /// `port` (for IPv6 it may instead be link-local).
@@ -535,7 +523,7 @@ pub struct Backend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "Backend")]
 struct BackendTable {
-    #[serde(deserialize_with = "host_address")]
+    #[serde(deserialize_with = "parsed")]
     address: IpAddr,
     port: Option<u16>,
     #[serde(default = "dflt::<1, _>")]
@@ -626,7 +614,7 @@ pub struct Service {
     /// `[A-Za-z0-9_-]`.
     pub name: String,
     /// The virtual address clients connect to; not an address of a port.
-    #[serde(deserialize_with = "host_address")]
+    #[serde(deserialize_with = "parsed")]
     pub vip: IpAddr,
     /// The destination port, or 0 for every port of `vip` and `protocol`
     /// (then the only service there).
@@ -643,19 +631,18 @@ pub struct Service {
     pub ingress: String,
     /// Mode `nat` only: source addresses towards backends, each an address
     /// of a port, of the vip's family; empty: the egress port's address.
-    #[serde(default, deserialize_with = "host_addresses")]
+    #[serde(default, deserialize_with = "parsed_vec")]
     pub snat: Vec<IpAddr>,
 }
 
-/// An address of one host, parsed with a hint when a prefix was given.
-struct HostAddress(IpAddr);
+/// `vip`, `address`, `snat`: the address of one host, with a hint when a
+/// prefix was given.
+impl Text for IpAddr {
+    const EXPECTING: &'static str = "an IP address such as \"10.0.0.1\"";
 
-impl FromStr for HostAddress {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<HostAddress, String> {
+    fn parse(text: &str) -> Result<IpAddr, String> {
         match text.parse::<IpAddr>() {
-            Ok(ip) => Ok(HostAddress(ip)),
+            Ok(ip) => Ok(ip),
             Err(_) if text.contains('/') => Err(format!(
                 "invalid IP address {text:?}: give a single address, without a prefix length"
             )),
@@ -665,21 +652,4 @@ impl FromStr for HostAddress {
             )),
         }
     }
-}
-
-impl<'de> Deserialize<'de> for HostAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HostAddress, D::Error> {
-        d.deserialize_str(Parse::new("an IP address such as \"10.0.0.1\""))
-    }
-}
-
-/// `vip`, `address`: one IP address.
-pub(super) fn host_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    HostAddress::deserialize(d).map(|HostAddress(ip)| ip)
-}
-
-/// `snat`: IP addresses, each parsed inside its own element so that an
-/// error points at that element.
-pub(super) fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
-    Vec::<HostAddress>::deserialize(d).map(|v| v.into_iter().map(|HostAddress(ip)| ip).collect())
 }
