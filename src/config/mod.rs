@@ -51,9 +51,9 @@
 //! A key is a field of its table's struct with a one-line doc (what it
 //! means and its bounds) and, when it is optional, its default next to it
 //! (`#[serde(default = "dflt::<N, _>")]` or `#[serde(default)]`). A value
-//! with a form of its own (an address, a keyword) is a type with `FromStr`
-//! read through `types::Parse`, or a `spelled!` enum, so that serde reports
-//! a malformed one at the value. Its check goes in the function of its
+//! with a form of its own (an address, a MAC) implements `types::Text` and
+//! is read with `deserialize_with = "parsed"`; a keyword is a `spelled!`
+//! enum. Either way serde reports a malformed value at the value. Its check goes in the function of its
 //! section (`validate.rs`, `validate_l7.rs`, `tls.rs`), where checks run in
 //! file order: a plain numeric bound is one row of that section's `bounds`
 //! or `ranges` table; any other check is one `ensure!(condition, path,
@@ -446,16 +446,10 @@ impl Config {
             }
         }
         for r in &self.routes {
-            writeln!(
-                s,
-                "route {} via {} port {}",
-                r.prefix,
-                r.via,
-                r.port.as_str()
-            )?;
+            writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port)?;
         }
         for n in &self.neighbors {
-            let (ip, mac, port) = (n.ip, n.mac, n.port.as_str());
+            let (ip, mac, port) = (n.ip, n.mac, &n.port);
             writeln!(s, "neighbor {ip} is {mac} on port {port} (static)")?;
         }
         self.write_l4_summary(s)?;
@@ -563,7 +557,7 @@ impl Config {
                 _ => String::new(),
             };
             let (vip, protocol, mode) = (vip_port(v.vip, v.port), v.protocol, v.mode);
-            let (cluster, port) = (v.cluster.as_str(), v.ingress.as_str());
+            let (cluster, port) = (&v.cluster, &v.ingress);
             writeln!(
                 s,
                 "service {}: {vip}/{protocol} -> {mode} -> cluster {cluster}, vip on port \

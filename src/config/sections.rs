@@ -281,7 +281,7 @@ impl<'de> Deserialize<'de> for Port {
             }
 
             // Converting inside the visitor puts errors at this port's table
-            // (see `types::Parse`), not at the first `[[port]]`.
+            // (see `types::Parsed`), not at the first `[[port]]`.
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Port, A::Error> {
                 let t = PortTable::deserialize(MapAccessDeserializer::new(map))?;
                 let name = &t.name;

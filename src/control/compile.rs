@@ -156,7 +156,7 @@ pub fn build_plane_with_health(
             (
                 r.prefix.addr(),
                 r.prefix.prefix_len(),
-                index_of(r.port.as_str()),
+                index_of(&r.port),
                 r.via,
             )
         })
@@ -164,7 +164,7 @@ pub fn build_plane_with_health(
     let neighbors = cfg
         .neighbors
         .iter()
-        .map(|n| (index_of(n.port.as_str()), n.ip, n.mac.octets()))
+        .map(|n| (index_of(&n.port), n.ip, n.mac.octets()))
         .collect();
     let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
     plane.workers = workers;
@@ -184,7 +184,7 @@ pub fn build_plane_with_health(
         let ingress = cfg
             .ports
             .iter()
-            .position(|p| p.name == l.ingress.as_str())
+            .position(|p| p.name == l.ingress)
             .unwrap_or(0);
         plane.services.add_vip(ingress, l.address);
     }
@@ -679,7 +679,7 @@ fn compile_services(
             ingress: cfg
                 .ports
                 .iter()
-                .position(|p| p.name == s.ingress.as_str())
+                .position(|p| p.name == s.ingress)
                 .unwrap_or(0),
             snat: s.snat.clone(),
         });
