@@ -4,6 +4,10 @@
 # in the same run; and the rate at which one worker opens connections.
 #
 #   benches/l4.sh [SECONDS] [FLOWS]      (defaults: 10 s, 1048576 flows)
+#   BASE=path/to/other/sluice benches/l4.sh ...
+#
+# With BASE, that binary (an earlier build, for a before/after) is measured
+# too, in the same run and on the same pcap, after this tree's.
 #
 # Source: net_pcap with infinite_rx=1 replaying 60-byte TCP SYNs (64 bytes
 # on the wire) of FLOWS distinct flows to the VIP 10.0.0.100:80; sink:
@@ -125,14 +129,15 @@ $( [ "$1" = nat ] && echo "snat = [${snat%, }]" )
 TOML
 }
 
+BIN=target/release/sluice
 counter() { # NAME
-  target/release/sluice stats --admin 127.0.0.1:9198 --json 2>/dev/null \
+  "$BIN" stats --admin 127.0.0.1:9198 --json 2>/dev/null \
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["counters"]["'"$1"'"] if "'"$1"'" in d["counters"] else d["services"]["web"]["connections"])'
 }
 
-run_mode() { # MODE -> prints "pps new_per_sec"
+run_mode() { # MODE -> writes "pps new_per_sec" to $TMP/MODE.rate
   config "$1" >"$TMP/$1.toml"
-  target/release/sluice run --config "$TMP/$1.toml" --port-device "p0=$SRC" \
+  "$BIN" run --config "$TMP/$1.toml" --port-device "p0=$SRC" \
     --stats-out "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
   SL=$!
   local a b t0 t1 c0 c1 peak=0 i
@@ -165,14 +170,16 @@ $(tail -20 "$TMP/$1.log")"
 
 # Not in a subshell: a failure must stop the script, and the cleanup must
 # know the pid.
+report() { # LABEL
 run_mode nat
 read -r NAT_PPS NAT_NEW <"$TMP/nat.rate"
 run_mode ipip
 read -r DSR_PPS DSR_NEW <"$TMP/ipip.rate"
 
-python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$FLOWS" <<'PY'
+python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$FLOWS" "$1" <<'PY'
 import sys
 tp, nat, dsr, nat_new, dsr_new, flows = (int(float(x)) for x in sys.argv[1:7])
+print(f"--- {sys.argv[7]}")
 if tp <= 0 or nat <= 0 or dsr <= 0:
     sys.exit(f"l4.sh: a rate is missing (testpmd {tp}, NAT {nat}, IPIP {dsr} pps): no ratio")
 r = lambda x: x / tp
@@ -183,3 +190,11 @@ print(f"sluice IPIP (steady state)  : {dsr/1e6:8.2f} Mpps   ratio {r(dsr):.2f}")
 print(f"new connections, NAT        : {nat_new/1e6:8.2f} M/s (peak 50 ms window, first pass)")
 print(f"new connections, IPIP       : {dsr_new/1e6:8.2f} M/s (peak 50 ms window, first pass)")
 PY
+}
+
+report "this tree ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+if [ -n "${BASE:-}" ]; then
+  [ -x "$BASE" ] || die "BASE=$BASE is not an executable"
+  BIN=$BASE
+  report "BASE=$BASE"
+fi

@@ -3,6 +3,7 @@
 # callgrind: noise-free where wall-clock rates on a shared machine are not.
 #
 #   benches/l4_callgrind.sh [FLOWS] [MODES]     (defaults: 16384, "nat ipip")
+#   BIN=other/sluice KEEP=DIR benches/l4_callgrind.sh ...   (another build; keep the outputs)
 #
 # The traffic is the L4 benchmark's (benches/l4.sh): 60-byte TCP SYNs of
 # FLOWS distinct flows to the VIP 10.0.0.100:80, from net_pcap (read once,
@@ -24,7 +25,8 @@ FLOWS=${1:-16384}
 MODES=${2:-nat ipip}
 BIN=${BIN:-target/release/sluice}
 TMP=$(mktemp -d)
-trap 'rm -rf "$TMP"' EXIT
+# KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
+trap '[ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$TMP"/cg.* "$KEEP"/ 2>/dev/null; rm -rf "$TMP"' EXIT
 
 if [ "$BIN" = target/release/sluice ]; then
   cargo build --release --locked -q --bin sluice

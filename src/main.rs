@@ -68,7 +68,7 @@ enum Cmd {
     Version,
 }
 
-fn load(path: &PathBuf, overrides: &[String]) -> Result<config::Config, String> {
+fn load(path: &std::path::Path, overrides: &[String]) -> Result<config::Config, String> {
     let mut cfg = config::load(path).map_err(|e| e.to_string())?;
     for o in overrides {
         let (name, dev) = o
@@ -82,6 +82,11 @@ fn load(path: &PathBuf, overrides: &[String]) -> Result<config::Config, String> 
 fn init_log(cli_level: &Option<String>, cfg_level: Option<&str>) {
     let level = cli_level.as_deref().or(cfg_level).unwrap_or("info");
     env_logger::Builder::new()
+        // rustls logs a warning for each warning alert a client sends and
+        // each alert it sends back, on the worker cores: a client could
+        // have Sluice write lines as fast as it sends alerts. Its errors
+        // only, unless a filter names it (`info,rustls=debug`).
+        .filter_module("rustls", log::LevelFilter::Error)
         .parse_filters(level)
         .format_timestamp_millis()
         .init();

@@ -18,7 +18,12 @@
 //! kernel has no tunnel devices), holds the VIP on the helper's TUN device
 //! and replies straight to the client (set up by `scripts/backend-setup.sh`).
 //!
-//! Needs root, nginx, curl, wrk, python3, ethtool, arping (`scripts/setup.sh`).
+//! Health checks: HTTP and TCP against nginx, HTTPS against nginx serving
+//! a certificate of a CA each test makes (`openssl`), UDP against python
+//! responders on each backend, and passive marking of a stopped nginx.
+//!
+//! Needs root, nginx, curl, wrk, python3, openssl, ethtool, arping
+//! (`scripts/setup.sh`).
 //! Each test builds and removes its own namespaces, processes and files
 //! (guards, also on panic); all traffic stays inside those namespaces and
 //! every command is bounded in time. Tests take a lock so that only one
@@ -146,6 +151,11 @@ struct World {
     weights: [u32; 3],
     /// Extra keys of the cluster (health check, on_backend_down).
     cluster_extra: String,
+    /// Extra `[[service]]`s, after the TCP one.
+    services_extra: String,
+    /// nginx also serves HTTPS on port 443 with this certificate chain
+    /// and key (set before the backends start).
+    https: Option<(PathBuf, PathBuf)>,
     config: PathBuf,
     tag: String,
     starts: u32,
@@ -156,6 +166,12 @@ impl World {
     /// Build the segment, start the backends (and in DSR modes their decap
     /// helpers) and check that each answers the client directly.
     fn new(tag: &str, mode: Mode) -> World {
+        World::with_https(tag, mode, None)
+    }
+
+    /// As [`World::new`], the backends' nginx also serving HTTPS on port
+    /// 443 with `https` (certificate chain, key) when given.
+    fn with_https(tag: &str, mode: Mode, https: Option<(PathBuf, PathBuf)>) -> World {
         let tmp = TempDir::new(&format!("l4-{tag}"));
         let mut lan = Lan::new(&format!("sl4-{tag}-{}", std::process::id()));
         lan.attach("c", "c0", &CLIENT_ADDRS);
@@ -175,6 +191,8 @@ impl World {
             device: Device::AfPacket,
             weights: [1; 3],
             cluster_extra: String::new(),
+            services_extra: String::new(),
+            https,
             config: tmp.path().join("sluice.toml"),
             tag: tag.to_string(),
             starts: 0,
@@ -225,6 +243,14 @@ impl World {
         location = /hc {{ if (-f {d}/down) {{ return 503; }} return 200 "ok\n"; }}
         location /big {{ limit_rate {BIG_RATE}; }}"#
         );
+        let server = match &self.https {
+            Some((cert, key)) => format!(
+                "        listen 443 ssl;\n        ssl_certificate {};\n        ssl_certificate_key {};\n{server}",
+                cert.display(),
+                key.display()
+            ),
+            None => server,
+        };
         let http = "    default_type text/plain;\n    keepalive_requests 100000;";
         let www = self.tmp.path().join("www");
         let ns = self.lan.host(name);
@@ -294,6 +320,7 @@ ingress = "p0"
 "#,
             mode = self.mode.config_name()
         );
+        cfg += &self.services_extra;
         std::fs::write(&self.config, cfg).unwrap();
     }
 
@@ -493,7 +520,7 @@ ingress = "p0"
         if !keepalive {
             args.extend(["-H", "Connection: close"]);
         }
-        args.extend(std::iter::repeat(URL).take(n));
+        args.extend(std::iter::repeat_n(URL, n));
         let f = run(self.client().cmd(&args), secs(25));
         let mut replies = Vec::new();
         let mut body = None;
@@ -1104,4 +1131,294 @@ fn nat_health_checks_take_backends_out_and_back() {
 
     w.stop_sluice();
     eprintln!("[health] took {:?}", started.elapsed());
+}
+
+/// The UDP port of the `dns` service and of its backends' responders.
+const UDP_PORT: u16 = 5353;
+
+/// A UDP responder on backend `name` (python): every datagram is answered
+/// with `ok NAME`. Returns once it is bound.
+fn udp_responder(w: &World, name: &str) -> Daemon {
+    let script = format!(
+        "import socket\n\
+         s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         s.bind(('0.0.0.0', {UDP_PORT}))\n\
+         print('ready', flush=True)\n\
+         while True:\n\
+         \x20   d, a = s.recvfrom(2048)\n\
+         \x20   s.sendto(b'ok {name}', a)\n"
+    );
+    let log = w.tmp.path().join(format!("udp-{name}.log"));
+    let cmd = w.lan.host(name).cmd(&["python3", "-u", "-c", &script]);
+    let mut d = Daemon::spawn(&format!("udp {name}"), cmd, &log);
+    let ready = wait_until(secs(10), || d.log().contains("ready") || !d.running());
+    assert!(ready && d.running(), "UDP responder on {name}\n{}", d.log());
+    d
+}
+
+/// `n` new UDP flows to the VIP's `dns` service, from client ports
+/// `first_port..first_port + n` (never reused, so each is a new flow);
+/// the backend that answered each, by name. All must be answered.
+fn udp_spread(w: &World, first_port: u16, n: u16) -> BTreeMap<String, usize> {
+    let script = format!(
+        "import socket\n\
+         for p in range({first_port}, {first_port} + {n}):\n\
+         \x20   s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)\n\
+         \x20   s.bind(('{CLIENT_ADDR}', p))\n\
+         \x20   s.settimeout(1.0)\n\
+         \x20   s.sendto(b'hello', ('{VIP}', {UDP_PORT}))\n\
+         \x20   try:\n\
+         \x20       print(s.recv(2048).decode(), flush=True)\n\
+         \x20   except socket.timeout:\n\
+         \x20       print('timeout', flush=True)\n\
+         \x20   s.close()\n"
+    );
+    let f = run(w.client().cmd(&["python3", "-c", &script]), secs(60));
+    let lines: Vec<String> = f.stdout().lines().map(str::to_string).collect();
+    assert!(
+        f.success() && lines.len() == n as usize && lines.iter().all(|l| l.starts_with("ok ")),
+        "{n} UDP flows from port {first_port}: {lines:?}\n{}\n--- counters\n{}\n--- sluice log\n{}",
+        f.text(),
+        w.stats_text(),
+        w.sluice_log()
+    );
+    let mut tally = BTreeMap::new();
+    for l in lines {
+        *tally.entry(l[3..].to_string()).or_insert(0) += 1;
+    }
+    eprintln!("[{}] {n} UDP flows answered by {tally:?}", w.tag);
+    tally
+}
+
+/// UDP send-and-expect checks for a UDP service (NAT): a python responder
+/// per backend; one is stopped, its host answers the checks with ICMP port
+/// unreachable, which fails each check at once, and no new UDP flow
+/// reaches it within fall × interval + one interval; restarted, it comes
+/// back within rise × interval + one interval.
+#[test]
+fn nat_udp_checks_take_a_stopped_responder_out_and_back() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("udphc", Mode::Nat);
+    const INTERVAL_MS: u64 = 200;
+    const FALL: u64 = 2;
+    const RISE: u64 = 2;
+    // The check expects "ok" in the reply. A stopped responder's host
+    // answers each check with a port unreachable, which fails it before
+    // its timeout (counted in health_udp_unreachable).
+    w.cluster_extra = format!(
+        "maglev_table_size = 1009\n\
+         [cluster.health_check]\ntype = \"udp\"\nport = {UDP_PORT}\nsend = \"ping\"\nexpect = \"ok\"\n\
+         interval_ms = {INTERVAL_MS}\ntimeout_ms = 190\nrise = {RISE}\nfall = {FALL}\n"
+    );
+    w.services_extra = format!(
+        "\n[[service]]\nname = \"dns\"\nvip = \"{VIP}\"\nport = {UDP_PORT}\nprotocol = \"udp\"\n\
+         mode = \"nat\"\ncluster = \"web\"\ningress = \"p0\"\n"
+    );
+    let out_within = Duration::from_millis(FALL * INTERVAL_MS + INTERVAL_MS + 250);
+    let back_within = Duration::from_millis(RISE * INTERVAL_MS + INTERVAL_MS + 250);
+    let mut responders: Vec<Daemon> = BACKENDS
+        .iter()
+        .map(|(name, _)| udp_responder(&w, name))
+        .collect();
+    // Every port unreachable is sent (the kernel limits them to about
+    // one a second otherwise).
+    let (dead, _) = BACKENDS[2];
+    w.lan.host(dead).sysctl("net.ipv4.icmp_ratelimit", "0");
+    w.start_sluice();
+    let tally = udp_spread(&w, 20000, 30);
+    assert_spread(&tally, 1);
+
+    eprintln!("[udphc] stopping the responder on {dead}");
+    let _ = responders[2].stop(secs(5));
+    let t0 = Instant::now();
+    std::thread::sleep(out_within);
+    eprintln!("[udphc] new flows from {:?} after the stop", t0.elapsed());
+    let tally = udp_spread(&w, 21000, 30);
+    assert!(!tally.contains_key(dead), "{dead} is stopped: {tally:?}");
+    let v = w.stats().unwrap();
+    let be = &v["backends"][format!("web/{dead}")];
+    assert_eq!(be["up"], false, "{be}");
+    assert!(be["checks_failed"].as_u64().unwrap_or(0) >= FALL, "{be}");
+    let c = &v["counters"];
+    assert!(
+        c["health_udp_unreachable"].as_u64().unwrap_or(0) >= FALL,
+        "port unreachable fails the checks: {c}"
+    );
+    assert!(c["health_answers"].as_u64().unwrap_or(0) > 0, "{c}");
+    for (name, _) in &BACKENDS[..2] {
+        let be = &v["backends"][format!("web/{name}")];
+        assert_eq!(be["up"], true, "{name}: {be}");
+        assert!(be["checks_passed"].as_u64().unwrap_or(0) > 0, "{be}");
+    }
+
+    responders[2] = udp_responder(&w, dead);
+    std::thread::sleep(back_within);
+    let tally = udp_spread(&w, 22000, 30);
+    assert!(tally.contains_key(dead), "{dead} is not back: {tally:?}");
+    w.assert_no_unexpected_drops();
+    w.stop_sluice();
+    eprintln!("[udphc] took {:?}", started.elapsed());
+}
+
+/// HTTPS checks of an L4 cluster: nginx serves TLS with a certificate of
+/// a CA the test makes. Verified against that CA and the certificate's
+/// name, the checks pass, and a backend whose `/hc` fails over HTTPS is
+/// taken out and comes back; with a name the certificates do not carry,
+/// every check fails as a verification failure; `verify = false` passes
+/// them again.
+#[test]
+fn nat_https_checks_verify_the_backends() {
+    let _serial = serial();
+    let started = Instant::now();
+    let certs = TempDir::new("l4-https-certs");
+    let dir = certs.path();
+    common::certs::make_ca(dir);
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    common::certs::make_leaf(dir, "backend", "backend", "DNS:backend.test", &ec);
+    let mut w = World::with_https(
+        "httpshc",
+        Mode::Nat,
+        Some((dir.join("backend.crt"), dir.join("backend.key"))),
+    );
+    const INTERVAL_MS: u64 = 200;
+    const FALL: u64 = 2;
+    const RISE: u64 = 2;
+    let check = |tls: &str| {
+        format!(
+            "maglev_table_size = 1009\n\
+             [cluster.health_check]\ntype = \"https\"\npath = \"/hc\"\nport = 443\n{tls}\n\
+             interval_ms = {INTERVAL_MS}\ntimeout_ms = 190\nrise = {RISE}\nfall = {FALL}\n"
+        )
+    };
+    let ca = dir.join("ca.crt");
+    let verified = |name: &str| format!("ca = \"{}\"\nserver_name = \"{name}\"", ca.display());
+    w.cluster_extra = check(&verified("backend.test"));
+    let out_within = Duration::from_millis(FALL * INTERVAL_MS + INTERVAL_MS + 250);
+    let back_within = Duration::from_millis(RISE * INTERVAL_MS + INTERVAL_MS + 250);
+    w.start_sluice();
+    std::thread::sleep(Duration::from_millis(3 * INTERVAL_MS));
+    let v = w.stats().unwrap();
+    for (name, _) in BACKENDS {
+        let be = &v["backends"][format!("web/{name}")];
+        assert!(
+            be["up"] == true && be["checks_passed"].as_u64().unwrap_or(0) >= 2,
+            "{name}: {be}\n--- counters\n{}",
+            v["counters"]
+        );
+    }
+    let c = &v["counters"];
+    assert_eq!(c["l7_upstream_tls_verify_failed"], 0, "{c}");
+    assert_spread(&w.spread(30), 1);
+
+    // /hc answers 503 over HTTPS on b2: out, then back.
+    let (sick, _) = BACKENDS[1];
+    let down = w.tmp.path().join(sick).join("down");
+    std::fs::write(&down, b"").unwrap();
+    std::thread::sleep(out_within);
+    let tally = w.spread(30);
+    assert!(
+        !tally.contains_key(sick),
+        "{sick} fails its check: {tally:?}"
+    );
+    std::fs::remove_file(&down).unwrap();
+    std::thread::sleep(back_within);
+    assert_spread(&w.spread(30), 1);
+
+    // A name the certificates do not carry: every check fails to verify
+    // (the cluster then keeps all its backends: a check failing everywhere
+    // is more likely wrong than every backend dead).
+    w.cluster_extra = check(&verified("other.test"));
+    w.reload();
+    let failed = wait_until(secs(10), || {
+        w.stats().is_ok_and(|v| {
+            BACKENDS
+                .iter()
+                .all(|(n, _)| v["backends"][format!("web/{n}")]["up"] == false)
+        })
+    });
+    let v = w.stats().unwrap();
+    assert!(failed, "wrong name: all checks should fail\n{v}");
+    let c = &v["counters"];
+    assert!(
+        c["l7_upstream_tls_verify_failed"].as_u64().unwrap_or(0) >= 3 * FALL,
+        "{c}"
+    );
+    // No verification: the same name passes.
+    w.cluster_extra = check("verify = false\nserver_name = \"other.test\"");
+    w.reload();
+    let back = wait_until(secs(10), || {
+        w.stats().is_ok_and(|v| {
+            BACKENDS
+                .iter()
+                .all(|(n, _)| v["backends"][format!("web/{n}")]["up"] == true)
+        })
+    });
+    assert!(back, "verify = false: all up again\n{}", w.stats_text());
+    assert_spread(&w.spread(30), 1);
+    w.stop_sluice();
+    eprintln!("[httpshc] took {:?}", started.elapsed());
+}
+
+/// Passive marking (NAT): a backend whose nginx is stopped answers new
+/// connections with RSTs; after `passive_rst_limit` of them in a row it
+/// is taken out at once, long before its active check (3 s interval) could
+/// fail `fall` times; it comes back once that check passes again.
+#[test]
+fn nat_new_connection_rsts_take_a_backend_out() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("passive", Mode::Nat);
+    const LIMIT: usize = 3;
+    const FALL: u64 = 3;
+    w.cluster_extra = format!(
+        "maglev_table_size = 1009\n\
+         [cluster.health_check]\ntype = \"tcp\"\ninterval_ms = 3000\ntimeout_ms = 500\n\
+         rise = 1\nfall = {FALL}\npassive_rst_limit = {LIMIT}\n"
+    );
+    w.start_sluice();
+    assert_spread(&w.spread(30), 1);
+    let (dead, _) = BACKENDS[2];
+    let i = w
+        .servers
+        .iter()
+        .position(|d| d.name == format!("nginx {dead}"))
+        .unwrap();
+    let mut nginx = w.servers.remove(i);
+    let _ = nginx.stop(secs(5));
+    let t0 = Instant::now();
+    // New connections one after another (about a millisecond each):
+    // those Maglev gives the stopped backend are refused, until the third
+    // RST in a row took it out and the control thread's next plane
+    // reached the worker.
+    let (replies, f) = w.requests(40, false);
+    let refused = replies.iter().filter(|r| r.code != "200").count();
+    eprintln!("[passive] {refused} of 40 refused, in {:?}", t0.elapsed());
+    assert!(
+        replies.len() == 40 && refused >= LIMIT,
+        "want at least {LIMIT} refused connections: {replies:?}\n{}",
+        f.text()
+    );
+    std::thread::sleep(Duration::from_millis(200));
+    let tally = w.spread(30);
+    assert!(!tally.contains_key(dead), "{tally:?}");
+    let v = w.stats().unwrap();
+    let be = &v["backends"][format!("web/{dead}")];
+    assert_eq!(be["up"], false, "{be}");
+    assert_eq!(be["passive_downs"], 1, "{be}");
+    assert!(
+        be["checks_failed"].as_u64().unwrap_or(0) < FALL,
+        "out by passive marking, not by {FALL} failed checks: {be} after {:?}",
+        t0.elapsed()
+    );
+    w.start_nginx(dead);
+    let back = wait_until(secs(10), || {
+        w.stats()
+            .is_ok_and(|v| v["backends"][format!("web/{dead}")]["up"] == true)
+    });
+    assert!(back, "{dead} did not come back\n{}", w.stats_text());
+    std::thread::sleep(Duration::from_millis(50));
+    assert_spread(&w.spread(30), 1);
+    w.stop_sluice();
+    eprintln!("[passive] took {:?}", started.elapsed());
 }

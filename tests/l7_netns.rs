@@ -1979,8 +1979,8 @@ cluster = "flaky"
     if down && n503 == 0 {
         failures.push("l7_local_503 did not count the 503s".to_string());
     }
-    let health_ok = w.counter("l7_health_ok");
-    let health_failed = w.counter("l7_health_failed");
+    let health_ok = w.counter("health_checks_passed");
+    let health_failed = w.counter("health_checks_failed");
     if health_ok == 0 || health_failed < 4 {
         failures.push(format!(
             "health counters: ok {health_ok}, failed {health_failed}"

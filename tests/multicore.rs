@@ -642,7 +642,7 @@ name = "web"
         let v = self.stats();
         // wrk stops with requests in flight: Sluice aborts those sessions
         // (`l7_client_aborts`), and a health check may time out under
-        // load (`l7_health_failed`); a late segment of either then finds
+        // load (`health_checks_failed`); a late segment of either then finds
         // no connection and is answered with a RST, as with one worker.
         // The small rings of the two-worker runs also overflow (the kernel
         // drops, af_packet does not count it), and segments retransmitted
@@ -651,7 +651,7 @@ name = "web"
         let aborted = if self.workers == 2 {
             u64::MAX / 8
         } else {
-            counter(&v, "l7_client_aborts") + counter(&v, "l7_health_failed")
+            counter(&v, "l7_client_aborts") + counter(&v, "health_checks_failed")
         };
         let bad: Vec<_> = v["counters"]
             .as_object()

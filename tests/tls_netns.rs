@@ -29,10 +29,10 @@ mod common;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use common::certs::{make_ca, make_leaf, openssl};
 use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
@@ -58,40 +58,11 @@ fn tail(s: &str, lines: usize) -> String {
     v[v.len().saturating_sub(lines)..].join("\n")
 }
 
-fn openssl(args: &[&str]) {
-    let o = Command::new("openssl")
-        .args(args)
-        .output()
-        .expect("openssl");
-    assert!(
-        o.status.success(),
-        "openssl {args:?}: {}",
-        String::from_utf8_lossy(&o.stderr)
-    );
-}
-
 /// The test CA and two certificates in `dir`: `ca.crt`, `a.crt`/`a.key`
 /// (ECDSA, a.example), `b.crt`/`b.key` (RSA, *.b.example); the
 /// certificate files hold the chain.
 fn make_certs(dir: &Path) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Sluice test CA",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.crt"),
-    ]);
+    make_ca(dir);
     for (name, san, key) in [
         (
             "a",
@@ -102,40 +73,6 @@ fn make_certs(dir: &Path) {
     ] {
         make_leaf(dir, name, name, san, key);
     }
-}
-
-/// A certificate `NAME.crt` (chain: leaf, CA) and key `NAME.key` for
-/// `san`, subject CN `cn`, signed by the test CA of `dir`.
-fn make_leaf(dir: &Path, name: &str, cn: &str, san: &str, key: &[&str]) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let mut args = vec![
-        "req".to_string(),
-        "-x509".into(),
-        "-nodes".into(),
-        "-days".into(),
-        "30".into(),
-        "-subj".into(),
-        format!("/CN={cn}"),
-        "-addext".into(),
-        format!("subjectAltName={san}"),
-        "-addext".into(),
-        "basicConstraints=critical,CA:FALSE".into(),
-        "-CA".into(),
-        p("ca.crt"),
-        "-CAkey".into(),
-        p("ca.key"),
-        "-keyout".into(),
-        p(&format!("{name}.key")),
-        "-out".into(),
-        p(&format!("{name}.leaf")),
-        "-newkey".into(),
-    ];
-    args.extend(key.iter().map(|s| s.to_string()));
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    openssl(&args);
-    let mut chain = std::fs::read(dir.join(format!("{name}.leaf"))).unwrap();
-    chain.extend(std::fs::read(dir.join("ca.crt")).unwrap());
-    std::fs::write(dir.join(format!("{name}.crt")), chain).unwrap();
 }
 
 /// Segment, backend and Sluice of one test; fields drop in order.
@@ -1303,14 +1240,598 @@ key = "{key}"
         status_body(&["-o", "/dev/null", &format!("http://{VIP}:8083/")]).trim() == "503"
     });
     let good = status_body(&["-o", "/dev/null", &format!("http://{VIP}:8081/after")]);
-    if !down || good.trim() != "200" || w.counter("l7_health_ok") == 0 {
+    if !down || good.trim() != "200" || w.counter("health_checks_passed") == 0 {
         failures.push(format!(
             "health: bad backend down {down}, good one answers {good:?}, ok {}",
-            w.counter("l7_health_ok")
+            w.counter("health_checks_passed")
         ));
     }
     assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
     w.finish();
     drop(backends);
     eprintln!("[tls] upstream TLS took {:?}", started.elapsed());
+}
+
+/// SHA-256 of `data`, in hex.
+fn sha256_hex(data: &[u8]) -> String {
+    hex(ring::digest::digest(&ring::digest::SHA256, data).as_ref())
+}
+
+/// Over one TLS connection to `VIP:443` as `a.example` (the test CA
+/// trusted): five requests one after the other (keep-alive), then nine
+/// written in one go (pipelining): GETs of `/pl/I`, one `/bytes/300000`
+/// and one `POST /upload` of 200,000 bytes in the middle. Prints JSON:
+/// {version, keepalive: [[status, body]], pipelined: [[status, body or
+/// "LEN sha256"]]}. Arguments: address, CA file.
+const PIPELINE: &str = r#"
+import hashlib, json, socket, ssl, sys
+ctx = ssl.create_default_context(cafile=sys.argv[2])
+s = ctx.wrap_socket(socket.create_connection((sys.argv[1], 443), timeout=10),
+                    server_hostname="a.example")
+f = s.makefile("rb")
+def response():
+    status = f.readline().split()
+    length = 0
+    while True:
+        line = f.readline()
+        if line in (b"\r\n", b""):
+            break
+        k, v = line.split(b":", 1)
+        if k.strip().lower() == b"content-length":
+            length = int(v)
+    body = f.read(length)
+    if length > 1000:
+        return [status[1].decode(), "%d %s" % (len(body), hashlib.sha256(body).hexdigest())]
+    return [status[1].decode(), body.decode("latin-1")]
+get = lambda path: ("GET %s HTTP/1.1\r\nHost: a.example\r\n\r\n" % path).encode()
+out = {"keepalive": [], "pipelined": []}
+for i in range(5):
+    s.sendall(get("/ka/%d" % i))
+    out["keepalive"].append(response())
+upload = bytes(i % 199 for i in range(200000))
+reqs = [get("/pl/%d" % i) for i in range(4)]
+reqs.append(get("/bytes/300000"))
+reqs.append(b"POST /upload HTTP/1.1\r\nHost: a.example\r\nContent-Length: %d\r\n\r\n" % len(upload) + upload)
+reqs += [get("/pl/%d" % i) for i in range(4, 7)]
+s.sendall(b"".join(reqs))
+for _ in reqs:
+    out["pipelined"].append(response())
+out["version"] = s.version()
+s.close()
+print(json.dumps(out))
+"#;
+
+#[test]
+fn big_bodies_keepalive_and_pipelining_over_tls() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("bulk");
+    w.start("", "");
+    let mut failures = Vec::new();
+    let ca = w.file("ca.crt");
+    let resolve = format!("a.example:443:{VIP}");
+
+    // 100 MiB up: the backend hashes the body it read and answers the
+    // digest, which must be the digest of the file sent.
+    const BIG: usize = 100 << 20;
+    let mut body = vec![0u8; BIG];
+    let mut x = 0x9e37_79b9_7f4a_7c15u64;
+    for chunk in body.chunks_mut(8) {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        chunk.copy_from_slice(&x.to_le_bytes()[..chunk.len()]);
+    }
+    let sent = sha256_hex(&body);
+    let upload = w.file("upload.bin");
+    std::fs::write(&upload, &body).unwrap();
+    drop(body);
+    let data = format!("@{upload}");
+    let t0 = Instant::now();
+    let f = w.client_run(
+        &[
+            "curl",
+            "-sS",
+            "--max-time",
+            "150",
+            "--cacert",
+            &ca,
+            "--resolve",
+            &resolve,
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &data,
+            "https://a.example/upload",
+        ],
+        secs(160),
+    );
+    eprintln!(
+        "[tls] 100 MiB up in {:?}: {}",
+        t0.elapsed(),
+        f.stdout().trim()
+    );
+    if f.stdout().trim() != format!("bytes={BIG} sha256={sent}") {
+        failures.push(format!("upload: want sha256 {sent}\n{}", f.text()));
+    }
+    let _ = std::fs::remove_file(&upload);
+
+    // 100 MiB down (byte i is i % 251), hashed as it arrives.
+    let pattern: Vec<u8> = (0..BIG).map(|i| (i % 251) as u8).collect();
+    let want = sha256_hex(&pattern);
+    drop(pattern);
+    let script = format!(
+        "curl -sS --max-time 150 --cacert {ca} --resolve {resolve} \
+         https://a.example/bytes/{BIG} | sha256sum"
+    );
+    let t0 = Instant::now();
+    let f = w.client_run(&["sh", "-c", &script], secs(160));
+    let got = f.stdout();
+    eprintln!("[tls] 100 MiB down in {:?}: {}", t0.elapsed(), got.trim());
+    if got.split_whitespace().next() != Some(want.as_str()) {
+        failures.push(format!("download: want sha256 {want}\n{}", f.text()));
+    }
+
+    // Keep-alive and pipelining on one TLS connection, one handshake.
+    let handshakes =
+        |w: &World| w.counter("l7_tls_handshakes_full") + w.counter("l7_tls_handshakes_resumed");
+    let before = handshakes(&w);
+    let f = w.client_run(&["python3", "-c", PIPELINE, VIP, &ca], secs(30));
+    let out: serde_json::Value = serde_json::from_str(f.stdout().trim()).unwrap_or_default();
+    let pairs = |k: &str| -> Vec<(String, String)> {
+        out[k]
+            .as_array()
+            .map(|v| {
+                v.iter()
+                    .map(|p| {
+                        let s = |i: usize| p[i].as_str().unwrap_or("").to_string();
+                        (s(0), s(1))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let ok = |body: String| ("200".to_string(), body);
+    let want_ka: Vec<_> = (0..5).map(|i| ok(format!("w1 /ka/{i}\n"))).collect();
+    let up: Vec<u8> = (0..200_000u32).map(|i| (i % 199) as u8).collect();
+    let bytes: Vec<u8> = (0..300_000u32).map(|i| (i % 251) as u8).collect();
+    let mut want_pl: Vec<_> = (0..4).map(|i| ok(format!("w1 /pl/{i}\n"))).collect();
+    want_pl.push(ok(format!("300000 {}", sha256_hex(&bytes))));
+    want_pl.push(ok(format!("bytes=200000 sha256={}\n", sha256_hex(&up))));
+    want_pl.extend((4..7).map(|i| ok(format!("w1 /pl/{i}\n"))));
+    let got_ka = pairs("keepalive");
+    let got_pl = pairs("pipelined");
+    eprintln!("[tls] keep-alive {got_ka:?}\n[tls] pipelined {got_pl:?}");
+    if got_ka != want_ka || got_pl != want_pl {
+        failures.push(format!(
+            "keep-alive/pipelining over TLS:\n got {got_ka:?}\n     {got_pl:?}\nwant {want_ka:?}\n     {want_pl:?}\n{}",
+            f.text()
+        ));
+    }
+    let shakes = handshakes(&w) - before;
+    if shakes != 1 {
+        failures.push(format!("{shakes} handshakes for one connection"));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] bulk took {:?}", started.elapsed());
+}
+
+#[test]
+fn upstream_pool_follows_tls_settings_across_reloads_and_tcp_checks_shake_hands() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("pool");
+    let dir = w.tmp.path().to_path_buf();
+    let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
+    make_leaf(&dir, "backend", "backend", "DNS:backend.example", &ec);
+    make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
+    make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
+    make_leaf(&dir, "client2", "client2", "DNS:client.example", &ec);
+    // Another CA, which signed none of the backends' certificates.
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    openssl(&[
+        "req",
+        "-x509",
+        "-nodes",
+        "-days",
+        "1",
+        "-subj",
+        "/CN=Another CA",
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:P-256",
+        "-keyout",
+        &p("ca2.key"),
+        "-out",
+        &p("ca2.crt"),
+    ]);
+    let script = dir.join("tls-backend.py");
+    std::fs::write(&script, TLS_BACKEND).unwrap();
+    let mut backends = Vec::new();
+    for (port, cert) in [("9443", "backend"), ("9444", "wrong")] {
+        let cmd = w.lan.host("b1").cmd(&[
+            "python3",
+            script.to_str().unwrap(),
+            port,
+            &w.file(&format!("{cert}.crt")),
+            &w.file(&format!("{cert}.key")),
+            &w.file("ca.crt"),
+        ]);
+        backends.push(Daemon::spawn(
+            "tls backend",
+            cmd,
+            &dir.join(format!("tls-{port}.log")),
+        ));
+    }
+    // `pooled` carries requests; the `tcp-*` clusters only have TCP
+    // checks (over TLS when the cluster has [cluster.tls]).
+    let cluster = |name: &str, port: u16, tls: bool, hc: bool| {
+        let tls = if tls {
+            format!(
+                "[cluster.tls]\nca = \"{}\" # {name}\nserver_name = \"backend.example\" # {name}\n\
+                 cert = \"{}\"\nkey = \"{}\"\n",
+                w.file("ca.crt"),
+                w.file("client.crt"),
+                w.file("client.key"),
+            )
+        } else {
+            String::new()
+        };
+        let hc = if hc {
+            "[cluster.health_check]\ntype = \"tcp\"\ninterval_ms = 300\ntimeout_ms = 250\nrise = 1\nfall = 1\n"
+        } else {
+            ""
+        };
+        format!(
+            "\n[[cluster]]\nname = \"{name}\"\nretries = 0\n[[cluster.backend]]\n\
+             address = \"{BACKEND_ADDR}\"\nport = {port}\n{tls}{hc}"
+        )
+    };
+    let listener = |name: &str, port: u16, to: &str| {
+        format!(
+            "\n[[listener]]\nname = \"{name}\"\naddress = \"{VIP}\"\nport = {port}\n\
+             ingress = \"p0\"\ndefault_cluster = \"{to}\"\n"
+        )
+    };
+    let extra = [
+        cluster("pooled", 9443, true, false),
+        cluster("tcp-good", 9443, true, true),
+        cluster("tcp-bad", 9444, true, true),
+        cluster("tcp-plain", 9444, false, true),
+        listener("to-pooled", 8081, "pooled"),
+        listener("to-good", 8082, "tcp-good"),
+        listener("to-bad", 8083, "tcp-bad"),
+        listener("to-plain", 8084, "tcp-plain"),
+    ]
+    .concat();
+    w.start("", &extra);
+    let mut failures = Vec::new();
+    let get = |port: u16, path: &str| {
+        w.curl(&[
+            "-w",
+            "\n%{http_code}",
+            &format!("http://{VIP}:{port}{path}"),
+        ])
+        .stdout()
+    };
+
+    // TCP checks of a TLS cluster shake hands with its settings: the
+    // backend whose certificate is for another name is down (503, no
+    // backend left) although its port accepts connections, as the plain
+    // TCP check of the same port says (it stays up: 502, the backend
+    // does not speak HTTP); the one that verifies stays up.
+    let good_answer = "tls-backend /good client=client\n\n200";
+    let settled = wait_until(secs(5), || {
+        get(8082, "/good") == good_answer && get(8084, "/plain").ends_with("\n502")
+    });
+    // Over 1.2 s (4 checks), each answer 503, each check of it a
+    // verification failure.
+    let verify = w.counter("l7_upstream_tls_verify_failed");
+    let mut bad = Vec::new();
+    for _ in 0..4 {
+        bad.push(get(8083, "/"));
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let verify = w.counter("l7_upstream_tls_verify_failed") - verify;
+    let down = bad.iter().all(|b| b.ends_with("\n503"));
+    let good = get(8082, "/good");
+    let plain = get(8084, "/plain");
+    eprintln!(
+        "[tls] tcp checks: settled {settled}, bad {bad:?}, verify failures {verify}, good {good:?}, plain {plain:?}"
+    );
+    if !down || verify < 2 {
+        failures.push(format!(
+            "TLS TCP check: the backend failing verification answers {bad:?}, verify failures {verify}"
+        ));
+    }
+    if good != good_answer {
+        failures.push(format!("TLS TCP check: the good backend: {good:?}"));
+    }
+    if !plain.ends_with("\n502") {
+        failures.push(format!("plain TCP check of the TLS port: {plain:?}"));
+    }
+
+    // The pool across reloads.
+    let reloads = |w: &World| w.sluice.as_ref().unwrap().log().matches("reloaded").count();
+    let reload = |w: &World, edit: &dyn Fn(String) -> String| {
+        let path = w.file("sluice.toml");
+        let cfg = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, edit(cfg)).unwrap();
+        let n = reloads(w);
+        w.sluice.as_ref().unwrap().signal("HUP");
+        assert!(
+            wait_until(secs(10), || reloads(w) > n),
+            "no reload\n{}",
+            w.diag()
+        );
+    };
+    let reused = |w: &World| w.counter("l7_upstream_reused");
+    let mut step = |what: &str, path: &str, want: &str, reuse: bool| {
+        let before = reused(&w);
+        let got = get(8081, path);
+        let reused = reused(&w) - before;
+        eprintln!("[tls] pool, {what}: {got:?}, reused {reused}");
+        if !got.ends_with(want) || reused != u64::from(reuse) {
+            failures.push(format!(
+                "{what}: {got:?} want ...{want:?}, reused {reused} want {}",
+                u64::from(reuse)
+            ));
+        }
+    };
+    step(
+        "first request",
+        "/1",
+        "tls-backend /1 client=client\n\n200",
+        false,
+    );
+    step(
+        "the next one",
+        "/2",
+        "tls-backend /2 client=client\n\n200",
+        true,
+    );
+    // A reload that changes nothing keeps the pool.
+    reload(&w, &|c| c);
+    step(
+        "after a reload without changes",
+        "/3",
+        "tls-backend /3 client=client\n\n200",
+        true,
+    );
+    // A new client certificate in the same files: new connections show it.
+    std::fs::rename(dir.join("client2.crt"), dir.join("client.crt")).unwrap();
+    std::fs::rename(dir.join("client2.key"), dir.join("client.key")).unwrap();
+    reload(&w, &|c| c);
+    step(
+        "after a new client certificate",
+        "/4",
+        "tls-backend /4 client=client2\n\n200",
+        false,
+    );
+    // Another name to verify: the backend's certificate does not have it.
+    reload(&w, &|c| {
+        c.replace("\"backend.example\" # pooled", "\"other.example\" # pooled")
+    });
+    step("after a new server_name", "/5", "\n502", false);
+    reload(&w, &|c| {
+        c.replace("\"other.example\" # pooled", "\"backend.example\" # pooled")
+    });
+    step(
+        "name back",
+        "/6",
+        "tls-backend /6 client=client2\n\n200",
+        false,
+    );
+    // Another CA, which did not sign the backend's certificate.
+    let (ca, ca2) = (w.file("ca.crt"), w.file("ca2.crt"));
+    reload(&w, &|c| {
+        c.replace(
+            &format!("\"{ca}\" # pooled"),
+            &format!("\"{ca2}\" # pooled"),
+        )
+    });
+    step("after a new CA", "/7", "\n502", false);
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    drop(backends);
+    eprintln!("[tls] pool took {:?}", started.elapsed());
+}
+
+/// A client that misbehaves in one of these ways (`case`), then reads
+/// until the connection ends or 4 s pass; prints JSON {response (hex),
+/// end, elapsed}. Arguments: case, address, CA file.
+/// - `hello-cut-fin`: half of a real ClientHello, then FIN;
+/// - `hello-inconsistent`: a real ClientHello cut in the middle of its
+///   extensions, with its record and handshake lengths made to match;
+/// - `alert-storm`: 10,000 warning alerts (user_canceled) in one go;
+/// - `fin-mid-record`, `reset-mid-record`: a TLS 1.3 handshake, then half
+///   of the record of a request, then FIN, or (0.3 s later) RST.
+const MISBEHAVE: &str = r#"
+import json, socket, ssl, struct, sys, time
+case, addr, ca = sys.argv[1:4]
+ctx = ssl.create_default_context(cafile=ca)
+def tls():
+    inc, out = ssl.MemoryBIO(), ssl.MemoryBIO()
+    return ctx.wrap_bio(inc, out, server_hostname="a.example"), inc, out
+def hello():
+    obj, inc, out = tls()
+    try:
+        obj.do_handshake()
+    except ssl.SSLWantReadError:
+        pass
+    return out.read()
+s = socket.create_connection((addr, 443), timeout=3)
+t0 = time.monotonic()
+end = None
+try:
+    if case == "hello-cut-fin":
+        h = hello()
+        s.sendall(h[: len(h) // 2])
+        s.shutdown(socket.SHUT_WR)
+    elif case == "hello-inconsistent":
+        h = hello()
+        cut = (len(h) - 5) // 2
+        body = h[5:6] + (cut - 4).to_bytes(3, "big") + h[9 : 5 + cut]
+        s.sendall(h[:3] + cut.to_bytes(2, "big") + body)
+    elif case == "alert-storm":
+        s.sendall(bytes.fromhex("1503030002015a") * 10000)
+    elif case in ("fin-mid-record", "reset-mid-record"):
+        obj, inc, out = tls()
+        while True:
+            try:
+                obj.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                s.sendall(out.read())
+                d = s.recv(65536)
+                if not d:
+                    raise EOFError("closed during the handshake")
+                inc.write(d)
+        s.sendall(out.read())
+        obj.write(b"GET /never HTTP/1.1\r\nHost: a.example\r\n\r\n")
+        rec = out.read()
+        s.sendall(rec[: len(rec) // 2])
+        if case == "fin-mid-record":
+            s.shutdown(socket.SHUT_WR)
+        else:
+            time.sleep(0.3)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+            s.close()
+            end = "reset by the client"
+except OSError as e:
+    end = "send: %s" % e
+buf = b""
+if end is None:
+    s.settimeout(0.1)
+while end is None and time.monotonic() < t0 + 4:
+    try:
+        b = s.recv(65536)
+    except socket.timeout:
+        continue
+    except ConnectionResetError:
+        end = "reset"
+        break
+    if not b:
+        end = "closed"
+        break
+    buf += b
+print(json.dumps({"response": buf.hex(), "end": end or "timeout", "elapsed": time.monotonic() - t0}))
+"#;
+
+#[test]
+fn misbehaving_tls_clients_get_the_right_alert_are_counted_and_never_leak() {
+    let _serial = serial();
+    let started = Instant::now();
+    let mut w = World::new("misbehave");
+    w.start("", "");
+    let ca = w.file("ca.crt");
+    let mut failures = Vec::new();
+    // (case, counter, the response starts with, how it ends)
+    let cases: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "hello-cut-fin",
+            "l7_tls_handshake_aborted",
+            "",
+            &["closed", "reset"],
+        ),
+        (
+            "hello-inconsistent",
+            "l7_tls_protocol_errors",
+            "15030300020232",
+            &["closed"],
+        ),
+        // rustls gives up on the warning that is one too many without a
+        // fatal alert of its own: a FIN.
+        ("alert-storm", "l7_tls_protocol_errors", "", &["closed"]),
+        (
+            "fin-mid-record",
+            "l7_tls_truncated",
+            "",
+            &["closed", "reset"],
+        ),
+        (
+            "reset-mid-record",
+            "l7_tls_truncated",
+            "",
+            &["reset by the client"],
+        ),
+    ];
+    for &(case, counter, alert, ends) in cases {
+        let before = w.counter(counter);
+        let requests = w.counter("l7_requests");
+        let f = w.client_run(&["python3", "-c", MISBEHAVE, case, VIP, &ca], secs(15));
+        let r: serde_json::Value = serde_json::from_str(f.stdout().trim()).unwrap_or_default();
+        let counted = wait_until(secs(2), || w.counter(counter) > before);
+        let after = w.counter(counter);
+        let response = r["response"].as_str().unwrap_or("?");
+        let end = r["end"].as_str().unwrap_or("?");
+        eprintln!(
+            "[tls] {case}: end {end} after {:.2}s, {counter} {before} -> {after}, response {}",
+            r["elapsed"],
+            &response[..response.len().min(64)]
+        );
+        if after != before + 1
+            || !counted
+            || !ends.contains(&end)
+            || !response.starts_with(alert)
+            || w.counter("l7_requests") != requests
+        {
+            failures.push(format!(
+                "{case}: end {end} (want one of {ends:?}), {counter} {before} -> {after}, \
+                 response {response:?} (want {alert:?}...), requests {} -> {}\n{}",
+                requests,
+                w.counter("l7_requests"),
+                f.text()
+            ));
+        }
+    }
+    // TLS 1.0 and 1.1: a protocol_version alert.
+    for flag in ["-tls1", "-tls1_1"] {
+        let before = w.counter("l7_tls_old_version");
+        let (_, out) = w.s_client(&[flag, "-cipher", "DEFAULT@SECLEVEL=0"], 0.5);
+        let old = w.counter("l7_tls_old_version") - before;
+        let alert = out.contains("alert protocol version");
+        eprintln!("[tls] {flag}: old_version +{old}, protocol_version alert {alert}");
+        if !out.contains("Cipher is (NONE)") || old != 1 || !alert {
+            failures.push(format!("{flag}: old_version +{old}\n{out}"));
+        }
+    }
+    // Renegotiation (TLS 1.2, s_client's `R` command).
+    let before = w.counter("l7_tls_renegotiation_refused");
+    let alerts = w.counter("l7_tls_alerts_received");
+    let script = format!(
+        "(sleep 1; echo R; sleep 1) | timeout 10 openssl s_client -connect {VIP}:443 \
+         -servername a.example -tls1_2 -CAfile {ca} 2>&1"
+    );
+    let out = w.client_run(&["sh", "-c", &script], secs(20)).stdout();
+    let reneg = w.counter("l7_tls_renegotiation_refused") - before;
+    let alerts = w.counter("l7_tls_alerts_received") - alerts;
+    eprintln!(
+        "[tls] renegotiation: refused +{reneg}, alerts received +{alerts}\n{}",
+        tail(&out, 8)
+    );
+    // (OpenSSL answers the no_renegotiation warning with a fatal
+    // handshake_failure: that ends the connection, counted too.)
+    if reneg != 1
+        || alerts != 1
+        || !out.contains("RENEGOTIATING")
+        || !out.contains("no renegotiation")
+    {
+        failures.push(format!(
+            "renegotiation: refused +{reneg}, alerts received +{alerts}\n{out}"
+        ));
+    }
+    // Nothing is left: no session, no handshake, no client connection.
+    let gone = wait_until(secs(15), || w.counter("l7_client_conns") == 0);
+    if !gone {
+        failures.push(format!(
+            "client connections left: {}",
+            w.counter("l7_client_conns")
+        ));
+    }
+    assert!(failures.is_empty(), "{}\n{}", failures.join("\n"), w.diag());
+    w.finish();
+    eprintln!("[tls] misbehave took {:?}", started.elapsed());
 }

@@ -117,9 +117,49 @@ pub enum CheckType {
     Http,
     /// A TCP connection that is accepted passes (it is then reset).
     Tcp,
+    /// `GET path` over TLS, the backend's certificate verified against
+    /// `ca` (or not at all with `verify = false`); a status in
+    /// `expect_status` passes.
+    Https,
+    /// A datagram (`send` or `send_hex`); a reply that contains `expect`
+    /// (or `expect_hex`; any reply without either) passes, an ICMP
+    /// destination unreachable fails at once.
+    Udp,
 }
 
-spelled!(CheckType { Http => "http", Tcp => "tcp" });
+spelled!(CheckType { Http => "http", Tcp => "tcp", Https => "https", Udp => "udp" });
+
+/// Most bytes a UDP check sends (`send`, `send_hex`): one datagram that
+/// fits any link of IPv6's minimum MTU.
+pub const MAX_CHECK_SEND: usize = 1024;
+
+/// Most bytes a UDP check's reply must contain (`expect`, `expect_hex`).
+pub const MAX_CHECK_EXPECT: usize = 256;
+
+/// The bytes of a payload written as text (`Some(text)`, sent as its UTF-8
+/// bytes) or as hex (`hex`): pairs of hex digits, optionally separated by
+/// spaces or colons (`"12 34 01 00"`, `"12:34:01:00"`, `"12340100"`).
+pub fn payload_bytes(text: Option<&str>, hex: Option<&str>) -> Result<Option<Vec<u8>>, String> {
+    let (text, hex) = match (text, hex) {
+        (Some(t), _) => return Ok(Some(t.as_bytes().to_vec())),
+        (None, None) => return Ok(None),
+        (None, Some(h)) => (h, h.bytes().filter(|b| !matches!(b, b' ' | b':' | b'\t'))),
+    };
+    let digits: Vec<u8> = hex.collect();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(format!(
+            "{text:?} is not hex: expected pairs of hex digits, optionally separated by spaces or \
+             colons, such as \"12 34 01 00\""
+        ));
+    }
+    let nibble = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+    Ok(Some(
+        digits
+            .chunks(2)
+            .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+            .collect(),
+    ))
+}
 
 /// `[cluster.health_check]`: active health checks of the cluster's
 /// backends, sent by worker 0 through the data plane, for L7 listeners and
@@ -128,10 +168,11 @@ spelled!(CheckType { Http => "http", Tcp => "tcp" });
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct HealthCheck {
-    /// `"http"` (default) or `"tcp"`.
+    /// `"http"` (default), `"https"`, `"tcp"` or `"udp"`.
     #[serde(default, rename = "type")]
     pub check: CheckType,
-    /// The target of `GET`, such as `/healthz`; only, and required, with `http`.
+    /// The target of `GET`, such as `/healthz`; only, and required, with
+    /// `http` and `https`.
     pub path: Option<String>,
     /// The port checked; none: the backend's, else the services' common one.
     pub port: Option<u16>,
@@ -152,6 +193,28 @@ pub struct HealthCheck {
     /// The statuses that pass, `[lo, hi]`, each 100..=599, lo <= hi.
     #[serde(default = "default_expect_status", deserialize_with = "status_range")]
     pub expect_status: [u16; 2],
+    /// `udp`: the datagram to send, as text; or `send_hex`.
+    pub send: Option<String>,
+    /// `udp`: the datagram to send, in hex ([`payload_bytes`]).
+    pub send_hex: Option<String>,
+    /// `udp`: what a reply must contain, as text; or `expect_hex`. Neither:
+    /// any reply passes.
+    pub expect: Option<String>,
+    /// `udp`: what a reply must contain, in hex.
+    pub expect_hex: Option<String>,
+    /// `https`: PEM file of the CAs the backends' certificates chain to;
+    /// required unless `verify = false`.
+    pub ca: Option<std::path::PathBuf>,
+    /// `https`: the name sent as SNI and verified; none: the backend's
+    /// address, verified against the certificate's IP addresses.
+    pub server_name: Option<String>,
+    /// `https`: `false` skips certificate verification (no `ca` then).
+    #[serde(default = "yes")]
+    pub verify: bool,
+    /// L4 NAT services: new TCP connections in a row answered with a RST
+    /// that take a backend down at once, 0..=10000; 0 (default): off.
+    #[serde(default)]
+    pub passive_rst_limit: u32,
 }
 
 fn default_expect_status() -> [u16; 2] {
@@ -546,6 +609,12 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
         "  l7: balance {balance}{sticky}; timeouts connect {connect} ms, response {response} ms; \
          {retries} retr{y} on {on_status} (budget {budget}%); {idle} idle connections per backend"
     )?;
+    write_health_summary(c, s)
+}
+
+/// The health check line(s) of a cluster in [`super::Config::summary`],
+/// whatever uses it.
+pub(super) fn write_health_summary(c: &Cluster, s: &mut String) -> fmt::Result {
     let Some(hc) = &c.health_check else {
         return Ok(());
     };
@@ -555,18 +624,48 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
         .map_or(String::new(), |h| format!(", Host {h}"));
     let port = hc.port.map_or(String::new(), |p| format!(" on port {p}"));
     let (every, timeout, rise, fall) = (hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall);
-    let what = match (&hc.check, &hc.path) {
-        (CheckType::Http, Some(path)) => {
-            let [lo, hi] = hc.expect_status;
-            format!(
-                "GET {path}{host}{port} every {every} ms (timeout {timeout} ms), up after {rise} \
-                 passes, down after {fall} failures, pass on status {lo}..={hi}"
-            )
-        }
-        _ => format!(
-            "TCP connect{port} every {every} ms (timeout {timeout} ms), up after {rise} passes, \
-             down after {fall} failures"
-        ),
+    let every = format!(
+        "every {every} ms (timeout {timeout} ms), up after {rise} passes, down after {fall} \
+         failures"
+    );
+    let status = format!(
+        "pass on status {}..={}",
+        hc.expect_status[0], hc.expect_status[1]
+    );
+    let bytes = |text: &Option<String>, hex: &Option<String>| {
+        let bytes = payload_bytes(text.as_deref(), hex.as_deref())
+            .ok()
+            .flatten();
+        format!("{} bytes", bytes.map_or(0, |b| b.len()))
     };
-    writeln!(s, "  health check: {what}")
+    let what = match (&hc.check, &hc.path) {
+        (CheckType::Http, Some(path)) => format!("GET {path}{host}{port} {every}, {status}"),
+        (CheckType::Https, Some(path)) => {
+            let verify = match (&hc.ca, hc.verify) {
+                (Some(ca), true) => format!("certificate verified against {}", ca.display()),
+                _ => "certificate not verified".to_string(),
+            };
+            let name = hc
+                .server_name
+                .as_ref()
+                .map_or(String::new(), |n| format!(" as {n}"));
+            format!("GET {path} over TLS{host}{port} {every}, {status}, {verify}{name}")
+        }
+        (CheckType::Udp, _) => {
+            let expect = match (&hc.expect, &hc.expect_hex) {
+                (None, None) => "any reply passes".to_string(),
+                (e, h) => format!("a reply containing {} passes", bytes(e, h)),
+            };
+            let send = bytes(&hc.send, &hc.send_hex);
+            format!("UDP datagram of {send}{port} {every}, {expect}")
+        }
+        _ => format!("TCP connect{port} {every}"),
+    };
+    writeln!(s, "  health check: {what}")?;
+    if hc.passive_rst_limit > 0 {
+        let n = hc.passive_rst_limit;
+        let what = "new connections in a row answered with a RST";
+        writeln!(s, "  passive marking: down after {n} {what}")?;
+    }
+    Ok(())
 }

@@ -103,7 +103,8 @@ use serde::Deserialize;
 
 pub use error::ConfigError;
 pub use listener::{
-    Balance, CheckType, HashOn, HealthCheck, Listener, ListenerProtocol, ListenerRoute,
+    payload_bytes, Balance, CheckType, HashOn, HealthCheck, Listener, ListenerProtocol,
+    ListenerRoute, MAX_CHECK_EXPECT, MAX_CHECK_SEND,
 };
 pub use sections::{
     Admin, Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Log, LogLevel, Neighbor,
@@ -545,6 +546,8 @@ impl Config {
             }
             if by_listener {
                 listener::write_cluster_summary(c, s)?;
+            } else {
+                listener::write_health_summary(c, s)?;
             }
         }
         if self.services.is_empty() {

@@ -1335,6 +1335,7 @@ fn l4_summary() {
     let s = ok(&l4_with(
         "[[service]]\nname = \"all\"\nvip = \"10.0.0.102\"\nport = 0\nmode = \"ipip\"\n\
          cluster = \"dsr\"\ningress = \"wan\"\n\n[[cluster]]\nname = \"dsr\"\n\
+         [cluster.health_check]\ntype = \"tcp\"\nport = 80\n\
          [[cluster.backend]]\naddress = \"10.1.0.21\"\nweight = 0\n\n\
          [[cluster]]\nname = \"spare\"\n[[cluster.backend]]\naddress = \"10.1.0.31\"\n",
     ))
@@ -1345,7 +1346,8 @@ fn l4_summary() {
         "cluster web: maglev (table 65537, hash seed 0), 2 backends, total weight 3",
         "  backend 10.1.0.11, weight 1\n",
         "  backend 10.1.0.12:8080 (b2), weight 2\n",
-        "  backend 10.1.0.21, weight 0, draining\n",
+        "  backend 10.1.0.21, weight 0, draining\n  health check: TCP connect on port 80 every 2000 ms \
+         (timeout 1000 ms), up after 2 passes, down after 3 failures\n",
         "service web: 10.0.0.100:80/tcp -> nat -> cluster web, vip on port wan, snat from the egress port's address",
         "service all: 10.0.0.102:*/tcp -> ipip -> cluster dsr, vip on port wan\n",
         "note: cluster spare is not used by any service or listener",
@@ -2224,6 +2226,14 @@ ingress = "wan"
             rise: 100,
             fall: 1,
             expect_status: [204, 204],
+            send: None,
+            send_hex: None,
+            expect: None,
+            expect_hex: None,
+            ca: None,
+            server_name: None,
+            verify: true,
+            passive_rst_limit: 0,
         })
     );
     assert_eq!(
@@ -2356,6 +2366,25 @@ fn l7_summary() {
         "cluster = \"api\"\npath_prefix = \"/api\"\nrewrite_prefix = \"/\"\n",
     ))
     .summary();
+    let udp = ok(&web_cluster(
+        "[cluster.health_check]\ntype = \"udp\"\nport = 53\nsend_hex = \"12 34\"\nexpect = \"ok\"\n\
+         passive_rst_limit = 5",
+    ))
+    .summary();
+    for want in [
+        "  health check: UDP datagram of 2 bytes on port 53 every 2000 ms (timeout 1000 ms), up \
+         after 2 passes, down after 3 failures, a reply containing 2 bytes passes\n",
+        "  passive marking: down after 5 new connections in a row answered with a RST\n",
+    ] {
+        assert!(udp.contains(want), "summary lacks {want:?}:\n{udp}");
+    }
+    let https = ok(&web_cluster(
+        "[cluster.health_check]\ntype = \"https\"\npath = \"/hc\"\nverify = false\nserver_name = \"b.test\"",
+    ))
+    .summary();
+    let want = "  health check: GET /hc over TLS every 2000 ms (timeout 1000 ms), up after 2 passes, \
+                down after 3 failures, pass on status 200..=399, certificate not verified as b.test\n";
+    assert!(https.contains(want), "summary lacks {want:?}:\n{https}");
     for want in [
         "cluster web: 2 backends, total weight 2\n",
         "  l7: balance round-robin, sticky cookie S (session); timeouts connect 2000 ms, response \
@@ -2524,12 +2553,12 @@ fn health_checks() {
     rejects(
         &hc("type = \"tcp\"\npath = \"/\""),
         "path =",
-        &["health_check.path applies only to type \"http\", not \"tcp\""],
+        &["health_check.path applies only to types \"http\" and \"https\", not \"tcp\""],
     );
     rejects(
-        &hc("type = \"udp\""),
+        &hc("type = \"dns\""),
         "type =",
-        &["unknown variant `udp`, expected `http` or `tcp`"],
+        &["unknown variant `dns`, expected one of `http`, `tcp`, `https`, `udp`"],
     );
     rejects(
         &hc("path = \"/\"\nport = 0"),
@@ -3482,4 +3511,145 @@ fn cluster_tls_rejected_where_it_cannot_work() {
             assert!(shown.contains(w), "{what}: {shown:?} lacks {w:?}");
         }
     }
+}
+
+/// `type = "udp"` (send/expect, text or hex) and `type = "https"` (ca,
+/// server_name, verify), and `passive_rst_limit`.
+#[test]
+fn health_check_udp_and_https_keys() {
+    let hc = |keys: &str| web_cluster(&format!("[cluster.health_check]\n{keys}"));
+    let cfg = ok(&hc(
+        "type = \"udp\"\nport = 53\nsend_hex = \"12 34:01 00\"\nexpect = \"ok\"\npassive_rst_limit = 10",
+    ));
+    let h = cfg.cluster("web").unwrap().1.health_check.clone().unwrap();
+    assert_eq!(h.check, CheckType::Udp);
+    assert_eq!(h.passive_rst_limit, 10);
+    assert_eq!(
+        payload_bytes(h.send.as_deref(), h.send_hex.as_deref()),
+        Ok(Some(vec![0x12, 0x34, 0x01, 0x00]))
+    );
+    assert_eq!(
+        payload_bytes(h.expect.as_deref(), h.expect_hex.as_deref()),
+        Ok(Some(b"ok".to_vec()))
+    );
+    // Any reply passes without expect.
+    ok(&hc("type = \"udp\"\nport = 53\nsend = \"ping\""));
+    let ca = tls_files().join("a.crt");
+    let ca = ca.display();
+    ok(&hc(&format!(
+        "type = \"https\"\npath = \"/hc\"\nca = \"{ca}\"\nserver_name = \"a.example\""
+    )));
+    ok(&hc("type = \"https\"\npath = \"/hc\"\nverify = false"));
+    let long = "x".repeat(MAX_CHECK_SEND + 1);
+    // (keys, needle whose last line the error is on, words)
+    let cases: Vec<(String, &str, Vec<String>)> = vec![
+        (
+            "type = \"udp\"\nport = 53".into(),
+            "[cluster.health_check]",
+            vec!["health_check of type \"udp\" needs `send` (text) or `send_hex`".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"a\"\nsend_hex = \"61\"".into(),
+            "send_hex",
+            vec!["health_check has both `send` and `send_hex`: give one".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend_hex = \"123\"".into(),
+            "send_hex",
+            vec!["health_check.send_hex \"123\" is not hex: expected pairs of hex digits".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"a\"\nexpect_hex = \"zz\"".into(),
+            "expect_hex",
+            vec!["health_check.expect_hex \"zz\" is not hex".into()],
+        ),
+        (
+            "type = \"udp\"\nport = 53\nsend = \"\"".into(),
+            "send =",
+            vec![format!(
+                "health_check.send has 0 bytes: expected 1..={MAX_CHECK_SEND}"
+            )],
+        ),
+        (
+            format!("type = \"udp\"\nport = 53\nsend = \"{long}\""),
+            "send =",
+            vec![format!(
+                "health_check.send has {} bytes: expected 1..={MAX_CHECK_SEND}",
+                MAX_CHECK_SEND + 1
+            )],
+        ),
+        (
+            "type = \"tcp\"\nsend = \"a\"".into(),
+            "send =",
+            vec!["health_check.send applies only to type \"udp\", not \"tcp\"".into()],
+        ),
+        (
+            "path = \"/\"\nexpect = \"a\"".into(),
+            "expect =",
+            vec!["health_check.expect applies only to type \"udp\", not \"http\"".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"".into(),
+            "[cluster.health_check]",
+            vec![
+                "health_check of type \"https\" needs `ca`".into(),
+                "or verify = false".into(),
+            ],
+        ),
+        (
+            "type = \"https\"".into(),
+            "[cluster.health_check]",
+            vec!["health_check of type \"https\" needs `path`".into()],
+        ),
+        (
+            format!("type = \"https\"\npath = \"/\"\nca = \"{ca}\"\nverify = false"),
+            "ca =",
+            vec!["health_check has `ca` and verify = false".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"\nca = \"/nonexistent/ca.pem\"".into(),
+            "ca =",
+            vec!["health_check.ca: cannot read /nonexistent/ca.pem".into()],
+        ),
+        (
+            "type = \"https\"\npath = \"/\"\nverify = false\nserver_name = \"*.example\"".into(),
+            "server_name",
+            vec!["invalid health_check.server_name \"*.example\"".into()],
+        ),
+        (
+            "path = \"/\"\nverify = false".into(),
+            "verify",
+            vec!["health_check.verify applies only to type \"https\", not \"http\"".into()],
+        ),
+        (
+            "type = \"tcp\"\nca = \"x\"".into(),
+            "ca =",
+            vec!["health_check.ca applies only to type \"https\", not \"tcp\"".into()],
+        ),
+        (
+            "type = \"tcp\"\npassive_rst_limit = 10001".into(),
+            "passive_rst_limit",
+            vec!["passive_rst_limit 10001 is out of range 0..=10000 (0: off)".into()],
+        ),
+    ];
+    for (keys, needle, words) in &cases {
+        let words: Vec<&str> = words.iter().map(String::as_str).collect();
+        rejects(&hc(keys), needle, &words);
+    }
+    // An https check in a cluster that has [cluster.tls]: its http
+    // checks already go over TLS.
+    let text = web_tls(
+        "",
+        Some(&format!(
+            "ca = \"{ca}\"\n\n[cluster.health_check]\ntype = \"https\"\npath = \"/\"\nca = \"{ca}\""
+        )),
+    );
+    rejects(
+        &text,
+        "type = \"https\"",
+        &[
+            "type \"https\" in a cluster with [cluster.tls]",
+            "use type = \"http\"",
+        ],
+    );
 }

@@ -9,7 +9,9 @@
 
 use std::ops::RangeInclusive;
 
-use super::listener::{Balance, CheckType, HealthCheck, Listener};
+use super::listener::{
+    payload_bytes, Balance, CheckType, HealthCheck, Listener, MAX_CHECK_EXPECT, MAX_CHECK_SEND,
+};
 use super::sections::{Cluster, Protocol};
 use super::spans::KeyPath;
 use super::validate::{
@@ -104,19 +106,120 @@ pub(super) fn cluster_keys(i: usize, c: &Cluster) -> Check {
     }
     super::tls::cluster(i, c, &owner)?;
     match &c.health_check {
-        Some(hc) => health_check(i, &owner, hc),
+        Some(hc) => {
+            health_check(i, &owner, hc)?;
+            check_payloads_and_tls(i, c, &owner, hc)
+        }
         None => Ok(()),
     }
+}
+
+/// The keys of `[cluster.health_check]` that belong to one type: `send`,
+/// `send_hex`, `expect`, `expect_hex` to `"udp"`; `ca`, `server_name`,
+/// `verify` to `"https"`.
+fn check_payloads_and_tls(i: usize, c: &Cluster, owner: &str, hc: &HealthCheck) -> Check {
+    let at = |key: &str| item("cluster", i).key("health_check").key(key);
+    let (kind, udp) = (hc.check.as_str(), hc.check == CheckType::Udp);
+    for (key, set, only) in [
+        ("send", hc.send.is_some(), "udp"),
+        ("send_hex", hc.send_hex.is_some(), "udp"),
+        ("expect", hc.expect.is_some(), "udp"),
+        ("expect_hex", hc.expect_hex.is_some(), "udp"),
+        ("ca", hc.ca.is_some(), "https"),
+        ("server_name", hc.server_name.is_some(), "https"),
+        ("verify", !hc.verify, "https"),
+    ] {
+        if set && kind != only {
+            let message = format!("health_check.{key} applies only to type \"{only}\"");
+            return Err(problem!(at(key), "{owner}: {message}, not {kind:?}").or_at(at("type")));
+        }
+    }
+    let payloads = [
+        ("send", &hc.send, &hc.send_hex, MAX_CHECK_SEND, udp),
+        (
+            "expect",
+            &hc.expect,
+            &hc.expect_hex,
+            MAX_CHECK_EXPECT,
+            false,
+        ),
+    ];
+    for (key, text, hex, max, required) in payloads {
+        let hex_key = format!("{key}_hex");
+        if text.is_some() && hex.is_some() {
+            let message = format!("health_check has both `{key}` and `{hex_key}`: give one");
+            return Err(problem!(at(&hex_key), "{owner}: {message}").see(at(key), "also set"));
+        }
+        let here = if hex.is_some() { at(&hex_key) } else { at(key) };
+        match payload_bytes(text.as_deref(), hex.as_deref()) {
+            Err(e) => return Err(problem!(here, "{owner}: health_check.{hex_key} {e}")),
+            Ok(None) if required => {
+                return Err(problem!(
+                    item("cluster", i).key("health_check"),
+                    "{owner}: health_check of type \"udp\" needs `send` (text) or `send_hex` \
+                     (such as \"12 34 01 00\"), the datagram to send"
+                ))
+            }
+            Ok(Some(b)) if b.is_empty() || b.len() > max => {
+                let n = b.len();
+                let message = format!("health_check.{key} has {n} bytes: expected 1..={max}");
+                return Err(problem!(here, "{owner}: {message}"));
+            }
+            Ok(_) => {}
+        }
+    }
+    if hc.check != CheckType::Https {
+        return Ok(());
+    }
+    ensure!(
+        c.tls.is_none(),
+        at("type"),
+        "{owner}: health_check type \"https\" in a cluster with [cluster.tls]: its type \"http\" \
+         checks already go over TLS with the cluster's settings; use type = \"http\""
+    );
+    match (&hc.ca, hc.verify) {
+        (None, true) => {
+            return Err(problem!(
+                item("cluster", i).key("health_check"),
+                "{owner}: health_check of type \"https\" needs `ca`, the PEM file of the CA \
+                 certificates the backends' certificates chain to; or verify = false to check \
+                 without verifying them"
+            ))
+        }
+        (Some(_), false) => {
+            return Err(problem!(
+                at("ca"),
+                "{owner}: health_check has `ca` and verify = false: give `ca` to verify \
+                 certificates, or verify = false not to"
+            )
+            .see(at("verify"), "verify set"))
+        }
+        (Some(ca), true) => {
+            (super::tls::load_client_ca(ca))
+                .map_err(|e| problem!(at("ca"), "{owner}: health_check.ca: {e}"))?;
+        }
+        (None, false) => {}
+    }
+    if let Some(n) = &hc.server_name {
+        ensure!(
+            !n.starts_with("*.") && rustls::pki_types::ServerName::try_from(n.as_str()).is_ok(),
+            at("server_name"),
+            "{owner}: invalid health_check.server_name {n:?}: expected a DNS name such as \
+             \"web.internal.example\" or an IP address"
+        );
+    }
+    Ok(())
 }
 
 fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
     let at = |key: &str| item("cluster", i).key("health_check").key(key);
     let target = match (hc.check, &hc.path) {
-        (CheckType::Http, Some(target)) => target.as_str(),
-        (CheckType::Http, None) => {
+        (CheckType::Http | CheckType::Https, Some(target)) => target.as_str(),
+        (t @ (CheckType::Http | CheckType::Https), None) => {
+            let t = t.as_str();
             return Err(problem!(
                 item("cluster", i).key("health_check"),
-                "{owner}: health_check of type \"http\" needs `path`, the request target to GET \
+                "{owner}: health_check of type {t:?} needs `path`, the request target to GET \
                  (such as \"/healthz\"); or set type = \"tcp\" to check that connections are \
                  accepted"
             ));
@@ -125,7 +228,8 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
             let t = t.as_str();
             return Err(problem!(
                 at("path"),
-                "{owner}: health_check.path applies only to type \"http\", not {t:?}"
+                "{owner}: health_check.path applies only to types \"http\" and \"https\", not \
+                 {t:?}"
             )
             .or_at(at("type")));
         }
@@ -169,6 +273,8 @@ fn health_check(i: usize, owner: &str, hc: &HealthCheck) -> Check {
         &owner,
         [("rise", hc.rise, 1..=100), ("fall", hc.fall, 1..=100)],
     )?;
+    let (rst, what) = (hc.passive_rst_limit, format!("{owner}: passive_rst_limit"));
+    in_range(at("passive_rst_limit"), what, rst, 0..=10_000, " (0: off)")?;
     let [lo, hi] = hc.expect_status;
     for (k, status) in [lo, hi].into_iter().enumerate() {
         ensure!(

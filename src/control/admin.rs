@@ -19,7 +19,7 @@ pub fn spawn(
     let listener = TcpListener::bind(addr)?;
     listener.set_nonblocking(true)?;
     log::info!("admin listening on http://{addr}/metrics");
-    Ok(std::thread::Builder::new()
+    std::thread::Builder::new()
         .name("sluice-admin".into())
         .spawn(move || {
             while !stop.load(Ordering::Relaxed) {
@@ -36,7 +36,7 @@ pub fn spawn(
                     }
                 }
             }
-        })?)
+        })
 }
 
 fn serve(s: TcpStream, source: &StatsSource) -> std::io::Result<()> {

@@ -8,8 +8,8 @@ use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
 
 use crate::config::{
-    CheckType, Config, ForwardMode, KeyPath, Listener, ListenerRoute, OnBackendDown, Protocol,
-    Scheduler,
+    payload_bytes, CheckType, Config, ForwardMode, KeyPath, Listener, ListenerRoute, OnBackendDown,
+    Protocol, Scheduler,
 };
 use crate::dpdk::port::PortInfo;
 use crate::l4::maglev::MaglevTable;
@@ -215,8 +215,47 @@ fn upstream_tls(
         .collect::<std::result::Result<_, String>>()?;
     Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
         config: crate::l7::tls::client_config(&loaded)?,
+        settings: crate::l7::tls::settings_digest(&loaded),
         name: t.server_name.as_deref().map(name).transpose()?,
         by_backend,
+    })))
+}
+
+/// The TLS of cluster `c`'s `type = "https"` health checks: its `ca`
+/// (file read again) and `server_name`, or no verification.
+fn check_tls(
+    c: &crate::config::Cluster,
+) -> std::result::Result<Option<std::sync::Arc<crate::l7::plane::UpstreamTls>>, String> {
+    use rustls::pki_types::ServerName;
+    let Some(h) = c
+        .health_check
+        .as_ref()
+        .filter(|h| h.check == CheckType::Https)
+    else {
+        return Ok(None);
+    };
+    let config = match &h.ca {
+        Some(ca) if h.verify => {
+            let roots =
+                crate::config::load_client_ca(ca).map_err(|e| format!("health_check.ca: {e}"))?;
+            crate::l7::tls::client_config(&crate::config::LoadedClusterTls {
+                roots,
+                client_cert: None,
+            })?
+        }
+        _ => crate::l7::tls::client_config_unverified()?,
+    };
+    let name = h
+        .server_name
+        .as_deref()
+        .map(|n| ServerName::try_from(n.to_string()).map_err(|e| format!("server name {n:?}: {e}")))
+        .transpose()?;
+    Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
+        config,
+        name,
+        by_backend: Default::default(),
+        // Keys pooled connections only; a check's connection is never pooled.
+        settings: [0; 32],
     })))
 }
 
@@ -250,6 +289,8 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
                 kind: match h.check {
                     CheckType::Http => CheckKind::Http,
                     CheckType::Tcp => CheckKind::Tcp,
+                    CheckType::Https => CheckKind::Https,
+                    CheckType::Udp => CheckKind::Udp,
                 },
                 path: h.path.clone().unwrap_or_else(|| "/".into()),
                 host: h.host.clone(),
@@ -258,13 +299,24 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
                 rise: h.rise,
                 fall: h.fall,
                 expect: (h.expect_status[0], h.expect_status[1]),
+                send: payload_bytes(h.send.as_deref(), h.send_hex.as_deref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                expect_bytes: payload_bytes(h.expect.as_deref(), h.expect_hex.as_deref())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default(),
+                passive_rst_limit: h.passive_rst_limit,
             }),
             tls: None,
+            health_tls: None,
         })
         .collect::<Vec<_>>();
     let mut clusters = clusters;
     for (lc, c) in clusters.iter_mut().zip(&cfg.clusters) {
         lc.tls = upstream_tls(c).map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
+        lc.health_tls = check_tls(c).map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
     }
     let cluster_index = |name: &str| {
         cfg.clusters
@@ -624,6 +676,7 @@ fn compile_services(
                 src,
                 up: up(id),
                 check_port: check_port(b),
+                rst_limit: c.health_check.as_ref().map_or(0, |h| h.passive_rst_limit),
             });
             members.push(id);
         }
@@ -806,6 +859,14 @@ mod tests {
             rise: 2,
             fall: 3,
             expect_status: [200, 399],
+            send: None,
+            send_hex: None,
+            expect: None,
+            expect_hex: None,
+            ca: None,
+            server_name: None,
+            verify: true,
+            passive_rst_limit: 0,
         });
         cfg.clusters[0].on_backend_down = OnBackendDown::Reset;
         let health = HealthState::default();

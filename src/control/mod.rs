@@ -212,7 +212,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             closed: ct.closed_timeout_s as u64 * 1_000_000_000,
             udp: ct.udp_timeout_s as u64 * 1_000_000_000,
         },
-        new_flow_rate: (ct.new_flows_per_sec > 0).then(|| RateLimit {
+        new_flow_rate: (ct.new_flows_per_sec > 0).then_some(RateLimit {
             per_sec: ct.new_flows_per_sec as u64,
             burst: ct.new_flows_burst as u64,
         }),

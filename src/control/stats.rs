@@ -188,6 +188,12 @@ impl StatsSource {
                 failed,
             );
             family(
+                "sluice_backend_passive_downs_total",
+                "counter",
+                l.clone(),
+                self.health.passive_downs(id as u32),
+            );
+            family(
                 "sluice_backend_packets_total",
                 "counter",
                 l.clone(),
@@ -335,6 +341,7 @@ impl StatsSource {
                         "up": self.health.is_up(id as u32),
                         "checks_passed": self.health.checks(id as u32).0,
                         "checks_failed": self.health.checks(id as u32).1,
+                        "passive_downs": self.health.passive_downs(id as u32),
                         "requests": r[0], "failures": r[1], "responses_5xx": r[2], "in_flight": r[3]}),
                 )
             })

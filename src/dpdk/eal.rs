@@ -148,10 +148,7 @@ extern "C" fn trampoline(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` came from Box::into_raw in `Eal::launch` and is consumed
     // only here, once.
     let f = unsafe { Box::from_raw(arg as *mut Box<dyn FnOnce() -> i32 + Send>) };
-    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || f())) {
-        Ok(code) => code,
-        Err(_) => -1,
-    }
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or(-1)
 }
 
 /// The TSC, read once per burst for timestamps.

@@ -26,6 +26,7 @@ pub mod sys {
 
 mod eal;
 mod mbuf;
+pub mod mem;
 pub mod port;
 
 pub use eal::{build_version, rdtsc, tsc_hz, version, Eal, EalError, LaunchError};

@@ -5,7 +5,9 @@
 //! A table of `M` slots (`M` prime) maps a flow hash to a backend. Each
 //! backend owns a permutation of the slots, `offset + j·skip (mod M)`, where
 //! `offset` and `skip` come from two different fixed hashes of the backend's
-//! *stable key* (its configured name, or its address string). Backends take
+//! *stable key*, chosen by the caller: `control/compile.rs` uses the
+//! backend's address as text, so that every Sluice given the same backends
+//! builds the same table whatever their order in the file. Backends take
 //! turns claiming their next free slot until the table is full. Because
 //! permutations depend only on keys, removing one backend mostly moves only
 //! that backend's slots, and the same backend set always gives the same
@@ -93,7 +95,8 @@ impl MaglevTable {
     /// Build the table for `backends`, given as `(stable key, weight)`.
     ///
     /// The key is what identifies a backend across configuration changes
-    /// (its name, or `"10.0.0.1:80"`), never its position in the list.
+    /// (Sluice uses its address, `"10.0.0.1"`), never its position in
+    /// the list.
     /// [`lookup`](Self::lookup) returns indices into `backends`.
     pub fn build<K: AsRef<[u8]>>(backends: &[(K, u32)], size: usize) -> Result<Self, MaglevError> {
         if size > MAX_TABLE_SIZE {
@@ -225,7 +228,7 @@ pub fn is_prime(n: usize) -> bool {
         return false;
     }
     for p in BASES {
-        if n % p == 0 {
+        if n.is_multiple_of(p) {
             return n == p;
         }
     }

@@ -95,9 +95,9 @@ mod tests {
             let first = p.alloc(addrs[0]).unwrap();
             assert!(p.is_mine(first));
             assert_eq!(p.owner(first), Some(w));
-            for other in 0..workers {
+            for (other, pool) in pools.iter().enumerate() {
                 assert_eq!(
-                    pools[other].is_mine(first),
+                    pool.is_mine(first),
                     other == w,
                     "port {first} in slices {w} and {other}"
                 );

@@ -264,6 +264,7 @@ mod tests {
                     src: None,
                     up: true,
                     check_port: None,
+                    rst_limit: 0,
                 })
             })
             .collect();

@@ -747,6 +747,17 @@ impl Engine {
         };
         let result = match (alive, listener) {
             (false, _) => {
+                // Reset: a client that was inside a TLS record is a
+                // truncation, as when its FIN comes there (`tls_pull`).
+                let cut = env
+                    .e
+                    .conns
+                    .get_ref(client)
+                    .and_then(|c| c.tls.as_deref())
+                    .is_some_and(Tls::cut_mid_record);
+                if cut {
+                    env.e.counters.inc(Counter::l7_tls_truncated);
+                }
                 live.session.end(&mut env);
                 Step::Finished
             }
@@ -953,18 +964,25 @@ impl Engine {
         snat: &mut SnatPorts,
         backend: u32,
     ) -> Option<u32> {
-        // A reload may have turned the cluster's TLS on or off: a pooled
-        // connection is reused only if it speaks what the cluster does.
-        let tls = upstream_tls(eg.plane, backend).is_some();
+        // A reload may have turned the cluster's TLS on or off, or changed
+        // its CA, client certificate or the backend's name: a pooled
+        // connection is reused only if it was made (and its backend
+        // verified) under the settings the cluster has now.
+        let plane = eg.plane;
+        let want = plane
+            .services
+            .backend(backend)
+            .and_then(|b| Some((plane.l7.cluster(b.cluster).tls.as_deref()?, b.addr)));
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             self.idle_total -= 1;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
-                s.state() == State::Established
-                    && s.may_send()
-                    && s.recv_queue() == 0
-                    && c.tls.is_some() == tls
-                    && c.tls.as_deref().is_none_or(tls_idle)
+                let same_tls = match (c.tls.as_deref(), want) {
+                    (None, None) => true,
+                    (Some(t), Some((u, addr))) => tls_idle(t) && u.made(t, addr),
+                    _ => false,
+                };
+                s.state() == State::Established && s.may_send() && s.recv_queue() == 0 && same_tls
             });
             if good {
                 self.counters.inc(Counter::l7_upstream_reused);
@@ -1022,7 +1040,15 @@ impl Engine {
                 .resize(plane.services.backends.len(), Probe::default());
         }
         for b in plane.services.backends.iter().flatten() {
-            let Some(hc) = plane.l7.cluster(b.cluster).health.as_ref() else {
+            let health = plane.l7.cluster(b.cluster).health.as_ref();
+            if let Some(t) = self.probes[b.id as usize].udp {
+                if b.check_port.is_none() || health.is_none_or(|h| h.kind != CheckKind::Udp) {
+                    // A reload took the UDP check away while one was out.
+                    self.probes[b.id as usize].udp = None;
+                    snat.free(t.local, t.lport);
+                }
+            }
+            let Some(hc) = health else {
                 continue;
             };
             let Some(port) = b.check_port else {
@@ -1030,6 +1056,10 @@ impl Engine {
             };
             let id = b.id;
             let p = &mut self.probes[id as usize];
+            if hc.kind == CheckKind::Udp {
+                self.udp_tick(eg, snat, b, port, hc);
+                continue;
+            }
             if let Some(slot) = p.conn {
                 if now >= p.started_ns + hc.timeout_ms * 1_000_000 {
                     p.conn = None;
@@ -1070,6 +1100,104 @@ impl Engine {
         }
     }
 
+    /// One scan of a UDP-checked backend: end a check that ran out of
+    /// time, start one when due. A check holds a SNAT port of the
+    /// backend's source address from its datagram to its end, so that the
+    /// answer comes back to this worker ([`crate::l4::snat`]) and to this
+    /// check only.
+    fn udp_tick(
+        &mut self,
+        eg: &mut Egress<'_>,
+        snat: &mut SnatPorts,
+        b: &crate::net::services::BackendPlane,
+        port: u16,
+        hc: &super::plane::HealthCheck,
+    ) {
+        let now = eg.now_ns;
+        let id = b.id;
+        let p = &mut self.probes[id as usize];
+        if let Some(t) = p.udp {
+            if now < p.started_ns + hc.timeout_ms * 1_000_000 {
+                return;
+            }
+            p.udp = None;
+            snat.free(t.local, t.lport);
+            self.probe_result(id, false, hc.rise, hc.fall);
+            return;
+        }
+        if now < p.next_ns {
+            return;
+        }
+        p.next_ns = now + hc.interval_ms * 1_000_000;
+        p.started_ns = now;
+        let sent = b.src.and_then(|src| {
+            let lport = snat.alloc(src)?;
+            let t = health::UdpTuple {
+                local: src,
+                lport,
+                remote: b.addr,
+                rport: port,
+            };
+            if eg.send_built_as(Counter::health_udp_sent, |out| {
+                health::write_udp_check(&t, &hc.send, out)
+            }) {
+                Some(t)
+            } else {
+                snat.free(src, lport);
+                None
+            }
+        });
+        match sent {
+            Some(t) => self.probes[id as usize].udp = Some(t),
+            None => self.probe_result(id, false, hc.rise, hc.fall),
+        }
+    }
+
+    /// A UDP datagram or an ICMP error for one of this worker's SNAT ports
+    /// that no L4 connection has: the answer to a UDP check, if one is
+    /// waiting for it. A reply that contains what the check expects passes
+    /// it, any other reply fails it; a destination unreachable fails it at
+    /// once (the backend's host said nothing listens there), other ICMP
+    /// errors leave it to its timeout.
+    pub fn check_answer(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, pkt: &[u8]) {
+        let Some(answer) = health::udp_answer(pkt) else {
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        let t = match &answer {
+            health::UdpAnswer::Reply(t, _)
+            | health::UdpAnswer::Unreachable(t)
+            | health::UdpAnswer::OtherError(t) => *t,
+        };
+        let Some(id) = self.probes.iter().position(|p| p.udp == Some(t)) else {
+            // Late (the check timed out and freed its port), or not ours.
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        let plane = eg.plane;
+        let Some(hc) = plane
+            .services
+            .backend(id as u32)
+            .and_then(|b| plane.l7.cluster(b.cluster).health.as_ref())
+        else {
+            self.counters.inc(Counter::drop_no_conn);
+            return;
+        };
+        self.counters.inc(Counter::health_answers);
+        let ok = match answer {
+            health::UdpAnswer::Reply(_, payload) => health::verdict_udp(payload, &hc.expect_bytes),
+            health::UdpAnswer::Unreachable(_) => {
+                self.counters.inc(Counter::health_udp_unreachable);
+                false
+            }
+            health::UdpAnswer::OtherError(_) => return,
+        };
+        let (rise, fall) = (hc.rise, hc.fall);
+        self.probes[id].udp = None;
+        snat.free(t.local, t.lport);
+        self.probe_result(id as u32, ok, rise, fall);
+    }
+
     fn probe_event(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts, slot: u32, backend: u32) {
         let plane = eg.plane;
         let hc = plane
@@ -1097,7 +1225,9 @@ impl Engine {
             return;
         };
         let state = c.sock().state();
-        if hc.kind == CheckKind::Tcp {
+        // A TCP check of a TLS cluster is a TLS handshake (below).
+        let tls_cluster = plane.l7.cluster(b.cluster).tls.is_some();
+        if hc.kind == CheckKind::Tcp && !tls_cluster {
             let open = matches!(state, State::SynSent | State::SynReceived);
             let verdict = health::verdict_tcp(state == State::Established, open);
             self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1110,12 +1240,26 @@ impl Engine {
             }
             return;
         }
-        // An HTTP check of a TLS cluster is HTTP over TLS, with the
-        // cluster's settings: a backend whose certificate does not verify
-        // fails its check as its requests would.
+        // A check of a TLS cluster goes over TLS, with the cluster's
+        // settings: a backend whose certificate does not verify fails its
+        // check as its requests would. An HTTP check is HTTP over TLS; a
+        // TCP check passes once our side of the handshake is done (the
+        // backend's certificate verified), and then says close_notify. (A
+        // TLS 1.3 backend that refuses our client certificate says so only
+        // after that: an HTTP check catches it, a TCP check does not.)
         if state == State::Established && c.tls.is_none() {
-            if let Some((config, name)) = upstream_tls(plane, backend) {
-                c.tls = Tls::new_client(&config, name).map(Box::new);
+            let tls = match hc.kind {
+                // `type = "https"`: the check's own TLS settings.
+                CheckKind::Https => plane
+                    .l7
+                    .cluster(b.cluster)
+                    .health_tls
+                    .as_ref()
+                    .map(|t| (t.config.clone(), t.name_for(b.addr), t.settings)),
+                _ => upstream_tls(plane, backend),
+            };
+            if let Some((config, name, settings)) = tls {
+                c.tls = Tls::new_client(&config, name, settings).map(Box::new);
             }
         }
         let super::tcp::Conn {
@@ -1134,6 +1278,13 @@ impl Engine {
             Some(t) => !t.handshaking() && tls_failed.is_none(),
             None => state == State::Established,
         };
+        let tcp_check = hc.kind == CheckKind::Tcp;
+        if ready && tcp_check && !p.sent {
+            if let Some(t) = tls.as_deref_mut() {
+                t.close_notify();
+            }
+            p.sent = true;
+        }
         if ready && !p.sent {
             let host = hc.host.clone().unwrap_or_else(|| match b.addr {
                 IpAddr::V6(a) => format!("[{a}]"),
@@ -1180,6 +1331,7 @@ impl Engine {
                 self.counters.inc(f.upstream_counter());
                 Some(false)
             }
+            None if tcp_check => health::verdict_tcp(ready, open),
             None => health::verdict(&p.buf, hc.expect, open),
         };
         self.conns.poll(slot, None, eg.now_ns, eg);
@@ -1193,12 +1345,16 @@ impl Engine {
     }
 
     fn probe_result(&mut self, backend: u32, ok: bool, rise: u32, fall: u32) {
+        if self.health.take_suspect(backend) {
+            // Taken down by passive marking: `rise` passes from now.
+            self.probes[backend as usize].successes = 0;
+        }
         let was_up = self.health.is_up(backend);
         self.health.count(backend, ok);
         self.counters.inc(if ok {
-            Counter::l7_health_ok
+            Counter::health_checks_passed
         } else {
-            Counter::l7_health_failed
+            Counter::health_checks_failed
         });
         if let Some(up) = health::record(&mut self.probes[backend as usize], ok, was_up, rise, fall)
         {
@@ -1247,18 +1403,19 @@ impl Engine {
     }
 }
 
-/// The client TLS config and the name to verify of `backend`, when its
-/// cluster speaks TLS to its backends.
+/// The client TLS config, the name to verify and the settings' digest of
+/// `backend`, when its cluster speaks TLS to its backends.
 fn upstream_tls(
     plane: &crate::net::plane::Plane,
     backend: u32,
 ) -> Option<(
     Arc<rustls::ClientConfig>,
     rustls::pki_types::ServerName<'static>,
+    [u8; 32],
 )> {
     let b = plane.services.backend(backend)?;
     let t = plane.l7.cluster(b.cluster).tls.as_ref()?;
-    Some((t.config.clone(), t.name_for(b.addr)))
+    Some((t.config.clone(), t.name_for(b.addr), t.settings))
 }
 
 /// A TLS upstream connection that may idle in the pool (or be taken out
@@ -1324,12 +1481,18 @@ impl SessionEnv<'_, '_> {
             && t.failed().is_none()
             && std::mem::replace(&mut t.in_progress, false);
         let resumed = t.resumed();
+        let renegotiations = t.take_renegotiations();
         if let Some(f) = t.take_failure() {
             s.close();
             self.e.counters.inc(match side {
                 Side::Client => f.counter(),
                 Side::Upstream => f.upstream_counter(),
             });
+        }
+        if side == Side::Client && renegotiations > 0 {
+            self.e
+                .counters
+                .add(Counter::l7_tls_renegotiation_refused, renegotiations as u64);
         }
         if done {
             self.e.counters.inc(if resumed {
@@ -1628,8 +1791,8 @@ impl Env for SessionEnv<'_, '_> {
                 // TLS to the backend: the ClientHello waits in rustls until
                 // the TCP handshake is done, and the session sees the
                 // upstream connecting until the TLS handshake is.
-                if let Some((config, name)) = upstream_tls(self.plane, backend) {
-                    let Some(mut t) = Tls::new_client(&config, name) else {
+                if let Some((config, name, settings)) = upstream_tls(self.plane, backend) {
+                    let Some(mut t) = Tls::new_client(&config, name, settings) else {
                         self.e.close_conn(self.eg, self.snat, slot, true);
                         self.upstream = NONE;
                         return Opened::Failed(Counter::l7_upstream_tls_failed);

@@ -42,8 +42,14 @@ pub enum HashOn {
 pub enum CheckKind {
     /// `GET path`, status in `expect`.
     Http,
-    /// The connection is accepted.
+    /// The connection is accepted (with `[cluster.tls]`: the TLS
+    /// handshake is done).
     Tcp,
+    /// `GET path` over TLS with the check's own settings
+    /// ([`L7Cluster::health_tls`]), status in `expect`.
+    Https,
+    /// A datagram `send`; a reply containing `expect` passes.
+    Udp,
 }
 
 /// Active health check of a cluster's backends (the port of each backend's
@@ -61,6 +67,13 @@ pub struct HealthCheck {
     pub fall: u32,
     /// Inclusive range of statuses that count as healthy.
     pub expect: (u16, u16),
+    /// UDP: the datagram sent.
+    pub send: Vec<u8>,
+    /// UDP: what the reply must contain (empty: any reply).
+    pub expect_bytes: Vec<u8>,
+    /// L4 NAT: new connections in a row answered with a RST that take the
+    /// backend down (0: off).
+    pub passive_rst_limit: u32,
 }
 
 /// Per-request policy of one cluster (index as in `Services::clusters`).
@@ -78,6 +91,9 @@ pub struct L7Cluster {
     pub health: Option<HealthCheck>,
     /// `[cluster.tls]`: TLS to the backends. None: plain TCP.
     pub tls: Option<Arc<UpstreamTls>>,
+    /// The TLS of `type = "https"` health checks (their `ca`,
+    /// `server_name`, `verify`).
+    pub health_tls: Option<Arc<UpstreamTls>>,
 }
 
 /// How a cluster's upstream connections (and HTTP health probes) speak
@@ -85,6 +101,9 @@ pub struct L7Cluster {
 #[derive(Debug)]
 pub struct UpstreamTls {
     pub config: Arc<rustls::ClientConfig>,
+    /// [`crate::l7::tls::settings_digest`] of the files `config` was made
+    /// from: pooled connections are keyed on it (with the name).
+    pub settings: [u8; 32],
     /// The cluster's `server_name`; None: each backend's address.
     pub name: Option<ServerName<'static>>,
     /// Backends' own `tls_server_name`, by address.
@@ -99,6 +118,17 @@ impl UpstreamTls {
             .or(self.name.as_ref())
             .cloned()
             .unwrap_or_else(|| ServerName::IpAddress(addr.into()))
+    }
+
+    /// Whether upstream connection `t` to backend `addr` was made under
+    /// these settings and this backend's name: if not (a reload changed
+    /// the CA, the client certificate or the name), it must not carry
+    /// another request.
+    pub fn made(&self, t: &crate::l7::tls::Tls, addr: IpAddr) -> bool {
+        match self.by_backend.get(&addr).or(self.name.as_ref()) {
+            Some(n) => t.made_with(&self.settings, n),
+            None => t.made_with(&self.settings, &ServerName::IpAddress(addr.into())),
+        }
     }
 }
 
@@ -116,6 +146,7 @@ impl Default for L7Cluster {
             max_idle_per_backend: 64,
             health: None,
             tls: None,
+            health_tls: None,
         }
     }
 }

@@ -103,6 +103,15 @@ impl Egress<'_> {
     /// Send the IP packet `write` puts in a fresh mbuf (it returns the
     /// length written, None to send nothing).
     pub fn send_built(&mut self, write: impl FnOnce(&mut [u8]) -> Option<usize>) -> bool {
+        self.send_built_as(Counter::l7_tx_segments, write)
+    }
+
+    /// As [`Egress::send_built`], counted as `counter` once queued.
+    pub fn send_built_as(
+        &mut self,
+        counter: Counter,
+        write: impl FnOnce(&mut [u8]) -> Option<usize>,
+    ) -> bool {
         let Some(mut m) = self.pool.alloc() else {
             return false;
         };
@@ -113,7 +122,7 @@ impl Egress<'_> {
         };
         match written {
             Some((off, len)) => {
-                self.send(m, off, len);
+                self.send_as(m, off, len, counter);
                 true
             }
             None => false,

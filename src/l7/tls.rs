@@ -88,6 +88,15 @@ pub enum Failure {
     /// Upstream only: the backend's certificate does not verify (unknown
     /// issuer, wrong name, expired, ...).
     BackendCert,
+    /// After the handshake, the peer's TCP stream ended (FIN or RST)
+    /// inside a TLS record: the record can never be authenticated, so
+    /// whatever the peer meant to say is lost (a truncation, RFC 8446
+    /// §6.1 asks for close_notify instead).
+    Truncated,
+    /// A second TLS 1.2 renegotiation attempt on one connection (the
+    /// first gets a `no_renegotiation` warning and the connection goes
+    /// on, see [`Tls::take_renegotiations`]).
+    Renegotiation,
 }
 
 impl Failure {
@@ -103,6 +112,8 @@ impl Failure {
             Failure::ClientCert => Counter::l7_tls_client_cert_refused,
             Failure::Protocol => Counter::l7_tls_protocol_errors,
             Failure::BackendCert => Counter::l7_upstream_tls_verify_failed,
+            Failure::Truncated => Counter::l7_tls_truncated,
+            Failure::Renegotiation => Counter::l7_tls_renegotiation_refused,
         }
     }
 
@@ -133,6 +144,9 @@ impl Failure {
             Error::PeerIncompatible(_) => Failure::Incompatible,
             Error::NoApplicationProtocol => Failure::Incompatible,
             Error::AlertReceived(_) => Failure::AlertReceived,
+            Error::PeerMisbehaved(rustls::PeerMisbehaved::TooManyRenegotiationRequests) => {
+                Failure::Renegotiation
+            }
             Error::NoCertificatesPresented | Error::InvalidCertificate(_) => Failure::ClientCert,
             // What rustls says when the resolver has no certificate: only
             // `ByName` in strict mode returns none.
@@ -152,6 +166,13 @@ const NO_CERTIFICATE: &str = "no server certificate chain resolved";
 /// certificate; Sluice sends this one instead.
 const UNRECOGNIZED_NAME_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 112];
 
+/// A fatal `protocol_version` alert as a plaintext record, for a client
+/// that offers only versions below the listener's minimum (RFC 8446
+/// §4.2.1, RFC 5246 Appendix E.1); rustls would send `handshake_failure`.
+/// Bytes 1 and 2 (the record version) become the version the client's
+/// hello asks for (0x0301 for TLS 1.0), so that an old client reads it.
+const PROTOCOL_VERSION_ALERT: [u8; 7] = [0x15, 0x03, 0x03, 0x00, 0x02, 0x02, 70];
+
 /// The answer to a plain HTTP request on a TLS port (as nginx does; the
 /// client sees a reason instead of a decode_error alert it cannot read).
 pub const PLAIN_HTTP_ANSWER: &[u8] = b"HTTP/1.1 400 Bad Request\r\nContent-Type: text/plain\r\n\
@@ -170,14 +191,23 @@ pub struct Tls {
     /// The peer's close_notify arrived, or its TCP FIN.
     ended: bool,
     failed: Option<Failure>,
-    /// The `unrecognized_name` alert of [`Failure::UnknownSni`] is
-    /// written (rustls' own queued alert never is).
-    refused_name: bool,
+    /// Sluice's own alert of [`Failure::UnknownSni`] or
+    /// [`Failure::OldVersion`] is written (rustls' own queued alert never
+    /// is).
+    own_alert_sent: bool,
     /// Counted in the worker's handshakes in progress (client
     /// connections); handshake not counted yet (upstream connections).
     pub(super) in_progress: bool,
     /// `failed` was handed out by [`Tls::take_failure`].
     reported: bool,
+    /// Where the peer's bytes are in the TLS record layer, and its TLS 1.2
+    /// renegotiation attempts not yet taken.
+    frames: Frames,
+    /// Upstream only: the digest of the cluster's TLS settings
+    /// ([`settings_digest`]) and the backend's name this connection was
+    /// made with, so that a pooled connection is reused only under the
+    /// settings it was verified with (a reload may change them).
+    made_with: Option<Box<([u8; 32], ServerName<'static>)>>,
 }
 
 impl Tls {
@@ -187,11 +217,25 @@ impl Tls {
     }
 
     /// The client side of an upstream connection to a backend known as
-    /// `name` (SNI, unless an address, and the name verified).
-    pub fn new_client(config: &Arc<ClientConfig>, name: ServerName<'static>) -> Option<Tls> {
-        Some(Tls::of(
-            ClientConnection::new(config.clone(), name).ok()?.into(),
-        ))
+    /// `name` (SNI, unless an address, and the name verified), under the
+    /// cluster settings whose [`settings_digest`] is `settings`.
+    pub fn new_client(
+        config: &Arc<ClientConfig>,
+        name: ServerName<'static>,
+        settings: [u8; 32],
+    ) -> Option<Tls> {
+        let conn = ClientConnection::new(config.clone(), name.clone()).ok()?;
+        let mut t = Tls::of(conn.into());
+        t.made_with = Some(Box::new((settings, name)));
+        Some(t)
+    }
+
+    /// An upstream connection made under settings `settings` for a backend
+    /// known as `name`.
+    pub fn made_with(&self, settings: &[u8; 32], name: &ServerName<'_>) -> bool {
+        self.made_with
+            .as_deref()
+            .is_some_and(|(s, n)| s == settings && n == name)
     }
 
     fn of(mut conn: Connection) -> Tls {
@@ -205,9 +249,11 @@ impl Tls {
             plain: 0,
             ended: false,
             failed: None,
-            refused_name: false,
+            own_alert_sent: false,
             in_progress: false,
             reported: false,
+            frames: Frames::default(),
+            made_with: None,
         }
     }
 
@@ -221,6 +267,22 @@ impl Tls {
 
     pub fn failed(&self) -> Option<Failure> {
         self.failed
+    }
+
+    /// The handshake is done, nothing failed, and the peer's bytes end
+    /// inside a TLS record: if its stream ends now (a reset the socket
+    /// reports before the session reads on), that is a
+    /// [`Failure::Truncated`].
+    pub fn cut_mid_record(&self) -> bool {
+        !self.conn.is_handshaking() && self.failed.is_none() && self.frames.mid_record()
+    }
+
+    /// TLS 1.2 renegotiation attempts the peer made since the last call:
+    /// rustls answers the first with a `no_renegotiation` warning alert
+    /// and goes on (RFC 5246 §7.2.2), and fails a second one
+    /// ([`Failure::Renegotiation`]).
+    pub fn take_renegotiations(&mut self) -> u32 {
+        std::mem::take(&mut self.frames.renegotiations)
     }
 
     /// The failure, the first time it is asked for (to count it once
@@ -291,14 +353,26 @@ impl Tls {
             return Err(f);
         }
         while self.conn.wants_read() {
+            // A handshake record from a TLS 1.2 peer after the handshake
+            // can only be a renegotiation: a ClientHello from a client, a
+            // HelloRequest from a server (RFC 5246 §7.4.1). A record read
+            // in the same chunk as the peer's last flight is not seen as
+            // one (rustls refuses it all the same, uncounted).
+            let tls12_done = !self.conn.is_handshaking()
+                && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2);
             let mut sniff = Sniff {
                 inner: &mut *rx,
                 head: &mut self.head,
                 len: &mut self.head_len,
+                frames: &mut self.frames,
+                tls12_done,
             };
             match self.conn.read_tls(&mut sniff) {
                 Ok(0) => {
                     self.ended = true;
+                    if !self.conn.is_handshaking() && self.frames.mid_record() {
+                        return Err(self.fail(Failure::Truncated));
+                    }
                     break;
                 }
                 Ok(n) => {
@@ -329,6 +403,10 @@ impl Tls {
                         Failure::Incompatible if self.offers_before_tls12() => Failure::OldVersion,
                         f => f,
                     };
+                    if f == Failure::Renegotiation {
+                        // Counted as the failure, not as an attempt too.
+                        self.frames.renegotiations = self.frames.renegotiations.saturating_sub(1);
+                    }
                     return Err(self.fail(f));
                 }
             }
@@ -362,12 +440,26 @@ impl Tls {
     /// Write what rustls has to send (handshake, records, alerts) to `tx`
     /// until it would block; returns the bytes written.
     pub fn write_to(&mut self, tx: &mut impl Write) -> usize {
-        if self.failed == Some(Failure::UnknownSni) {
-            // Our alert instead of rustls' access_denied, once.
-            if std::mem::replace(&mut self.refused_name, true) {
+        // Our alert instead of rustls' access_denied or handshake_failure,
+        // once: both go before any ServerHello.
+        let own = match self.failed {
+            Some(Failure::UnknownSni) => Some(UNRECOGNIZED_NAME_ALERT),
+            Some(Failure::OldVersion) if !self.is_client() => {
+                let mut a = PROTOCOL_VERSION_ALERT;
+                // The hello's legacy_version (see `offers_before_tls12`).
+                let h = &self.head[..self.head_len];
+                if h.len() >= 11 && h[5] == 0x01 && h[9] == 3 && (1..=3).contains(&h[10]) {
+                    a[2] = h[10];
+                }
+                Some(a)
+            }
+            _ => None,
+        };
+        if let Some(alert) = own {
+            if std::mem::replace(&mut self.own_alert_sent, true) {
                 return 0;
             }
-            return tx.write(&UNRECOGNIZED_NAME_ALERT).unwrap_or(0);
+            return tx.write(&alert).unwrap_or(0);
         }
         let mut total = 0;
         while self.conn.wants_write() {
@@ -454,11 +546,15 @@ pub struct TlsFacts {
     pub client_subject: Option<Box<str>>,
 }
 
-/// Copies the first bytes read into `head`.
+/// Copies the first bytes read into `head`, and follows the record
+/// framing ([`Frames`]).
 struct Sniff<'a, R: Read> {
     inner: &'a mut R,
     head: &'a mut [u8; 16],
     len: &'a mut usize,
+    frames: &'a mut Frames,
+    /// A TLS 1.2 handshake is done: handshake records are renegotiations.
+    tls12_done: bool,
 }
 
 impl<R: Read> Read for Sniff<'_, R> {
@@ -467,7 +563,55 @@ impl<R: Read> Read for Sniff<'_, R> {
         let take = n.min(self.head.len() - *self.len);
         self.head[*self.len..*self.len + take].copy_from_slice(&buf[..take]);
         *self.len += take;
+        self.frames.feed(&buf[..n], self.tls12_done);
         Ok(n)
+    }
+}
+
+/// The TLS record layer (RFC 8446 §5.1) of what a peer sent, followed
+/// from the record headers only (5 bytes each, then `length` bytes of
+/// body): whether the stream stands between two records, and how many
+/// handshake records arrived after a TLS 1.2 handshake. It costs a few
+/// instructions per record, and never looks into a record.
+#[derive(Debug, Default)]
+struct Frames {
+    header: [u8; 5],
+    /// Bytes of `header` read so far.
+    have: usize,
+    /// Bytes of the current record's body still to come.
+    left: usize,
+    /// Handshake records seen while `tls12_done`.
+    renegotiations: u32,
+}
+
+impl Frames {
+    const HANDSHAKE: u8 = 22;
+
+    fn feed(&mut self, mut b: &[u8], tls12_done: bool) {
+        while !b.is_empty() {
+            if self.left > 0 {
+                let n = self.left.min(b.len());
+                self.left -= n;
+                b = &b[n..];
+                continue;
+            }
+            let n = (5 - self.have).min(b.len());
+            self.header[self.have..self.have + n].copy_from_slice(&b[..n]);
+            self.have += n;
+            b = &b[n..];
+            if self.have == 5 {
+                self.have = 0;
+                self.left = u16::from_be_bytes([self.header[3], self.header[4]]) as usize;
+                if tls12_done && self.header[0] == Self::HANDSHAKE {
+                    self.renegotiations += 1;
+                }
+            }
+        }
+    }
+
+    /// Part of a record (header or body) has arrived, not all of it.
+    fn mid_record(&self) -> bool {
+        self.have > 0 || self.left > 0
     }
 }
 
@@ -769,6 +913,104 @@ pub fn client_config(tls: &LoadedClusterTls) -> Result<Arc<ClientConfig>, String
     };
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(cfg))
+}
+
+/// The client configuration of `type = "https"` health checks with
+/// `verify = false`: as [`client_config`] without a client certificate,
+/// but any server certificate is taken. The handshake signatures are still
+/// checked against the certificate's key (a check proves that the backend
+/// holds the key of the certificate it shows, not who issued it).
+pub fn client_config_unverified() -> Result<Arc<ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = Arc::new(AnyServerCert(provider.clone()));
+    let mut cfg = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(verifier)
+        .with_no_client_auth();
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
+/// A server certificate verifier that takes any certificate and name
+/// (see [`client_config_unverified`]).
+#[derive(Debug)]
+struct AnyServerCert(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for AnyServerCert {
+    fn verify_server_cert(
+        &self,
+        _end_entity: &rustls::pki_types::CertificateDer<'_>,
+        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, Error> {
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// SHA-256 of everything in a `[cluster.tls]` that decides how a backend
+/// is verified and what it is shown: the CA roots and the client
+/// certificate chain and key. Two compiles of the same files give the
+/// same digest, so a reload that changes nothing keeps the pool.
+pub fn settings_digest(tls: &LoadedClusterTls) -> [u8; 32] {
+    let mut h = ring::digest::Context::new(&ring::digest::SHA256);
+    // Length-prefixed, so that no two lists of items hash alike.
+    let mut item = |b: &[u8]| {
+        h.update(&(b.len() as u64).to_be_bytes());
+        h.update(b);
+    };
+    item(b"roots");
+    for r in &tls.roots.roots {
+        item(&r.subject);
+        item(&r.subject_public_key_info);
+        item(r.name_constraints.as_deref().unwrap_or(b"-"));
+    }
+    item(b"client");
+    if let Some((chain, key)) = &tls.client_cert {
+        for c in chain {
+            item(c);
+        }
+        item(b"key");
+        item(key.secret_der());
+    }
+    let mut out = [0u8; 32];
+    out.copy_from_slice(h.finish().as_ref());
+    out
 }
 
 #[cfg(test)]

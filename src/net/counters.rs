@@ -172,6 +172,12 @@ counters! {
     /// L7 TLS: clients refused for their certificate (none where one is
     /// required, or one that does not verify against `client_ca`).
     l7_tls_client_cert_refused,
+    /// L7 TLS: clients whose TCP stream ended (FIN or RST) inside a TLS
+    /// record after the handshake (a truncation; the record is dropped).
+    l7_tls_truncated,
+    /// L7 TLS: TLS 1.2 renegotiation attempts by clients (the first on a
+    /// connection gets a `no_renegotiation` warning, a second ends it).
+    l7_tls_renegotiation_refused,
     /// L7 TLS gauge: handshakes in progress.
     l7_tls_handshaking,
     /// L7 upstream TLS (`[cluster.tls]`): handshakes with backends
@@ -184,9 +190,18 @@ counters! {
     /// L7 upstream TLS: other TLS failures with backends (alerts,
     /// protocol errors, nothing in common), during or after the handshake.
     l7_upstream_tls_failed,
-    /// L7: health probes that passed / failed (worker 0 only).
-    l7_health_ok,
-    l7_health_failed,
+    /// Health checks (of L7 listeners' and L4 services' clusters, every
+    /// type) that passed / failed (worker 0 only).
+    health_checks_passed,
+    health_checks_failed,
+    /// UDP health check datagrams sent (worker 0 only).
+    health_udp_sent,
+    /// UDP datagrams and ICMP errors received that answer a UDP health
+    /// check (worker 0 only).
+    health_answers,
+    /// UDP health checks failed at once by an ICMP destination
+    /// unreachable (port unreachable: nothing listens).
+    health_udp_unreachable,
     /// L7 gauges: client connections (incl. closing), all L7 connections,
     /// idle pooled upstream connections, open sessions.
     l7_client_conns,

@@ -277,8 +277,13 @@ impl Egress<'_> {
     }
 
     /// Route, resolve and send the IP packet smoltcp wrote at
-    /// `buf[off..off + len]` of `m`.
-    pub fn send(&mut self, mut m: Mbuf, off: usize, len: usize) {
+    /// `buf[off..off + len]` of `m`, counted as `l7_tx_segments`.
+    pub fn send(&mut self, m: Mbuf, off: usize, len: usize) {
+        self.send_as(m, off, len, Counter::l7_tx_segments);
+    }
+
+    /// As [`Egress::send`], counted as `counter` once queued.
+    pub fn send_as(&mut self, mut m: Mbuf, off: usize, len: usize, counter: Counter) {
         let dst = {
             let (buf, _, _) = m.buffer_mut();
             let ip = &buf[off..off + len];
@@ -309,7 +314,7 @@ impl Egress<'_> {
                     write_l2(&mut buf[start..], out, mac, ethertype);
                 }
                 if m.set_window(start, off + len - start) {
-                    self.counters.inc(Counter::l7_tx_segments);
+                    self.counters.inc(counter);
                     self.push(port, m);
                 } else {
                     self.counters.inc(Counter::drop_l7_tx_error);

@@ -134,7 +134,7 @@ impl RouteTable {
         });
         // Stable sort: for equal lengths the first added wins (connected
         // routes are added before static ones).
-        self.v4.sort_by(|a, b| b.len.cmp(&a.len));
+        self.v4.sort_by_key(|r| core::cmp::Reverse(r.len));
     }
 
     pub fn add_v6(&mut self, r: Route<Ipv6Addr>) {
@@ -146,7 +146,7 @@ impl RouteTable {
             prefix: masked,
             ..r
         });
-        self.v6.sort_by(|a, b| b.len.cmp(&a.len));
+        self.v6.sort_by_key(|r| core::cmp::Reverse(r.len));
     }
 
     #[inline]

@@ -63,6 +63,9 @@ pub struct BackendPlane {
     pub up: bool,
     /// The port its cluster's health check connects to; None: not checked.
     pub check_port: Option<u16>,
+    /// Passive marking: new NAT connections in a row answered with a RST
+    /// that take it down (its check's `passive_rst_limit`; 0: off).
+    pub rst_limit: u32,
 }
 
 #[derive(Clone, Debug)]

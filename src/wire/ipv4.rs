@@ -179,7 +179,7 @@ impl<T: AsRef<[u8]> + AsMut<[u8]>> Packet<T> {
 
     /// Sets IHL from a length in bytes, which must be a multiple of 4.
     pub fn set_header_len(&mut self, len: usize) {
-        debug_assert!(len % 4 == 0 && (HEADER_LEN..=60).contains(&len));
+        debug_assert!(len.is_multiple_of(4) && (HEADER_LEN..=60).contains(&len));
         let b = &mut self.buffer.as_mut()[field::VER_IHL];
         *b = (*b & 0xF0) | ((len / 4) as u8 & 0x0F);
     }

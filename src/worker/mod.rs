@@ -217,7 +217,12 @@ impl Worker {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
                 let seg = m.buffer_mut().0.get(l3..end).unwrap_or(&[]);
-                if pass_on && !self.l7.claims(&self.out.plane, seg) {
+                if !is_tcp(seg) {
+                    // A UDP health check's answer (or an ICMP error about
+                    // its datagram).
+                    self.l7
+                        .check_answer(&mut self.out.egress(now), &mut self.l4.snat, seg);
+                } else if pass_on && !self.l7.claims(&self.out.plane, seg) {
                     let next = (self.l4.worker + 1) % workers;
                     self.hand_over(next, port, hops + 1, m, Counter::passed_on);
                 } else {
@@ -328,6 +333,16 @@ impl Worker {
     }
 }
 
+/// Whether the IP packet `pkt` carries TCP.
+#[inline]
+fn is_tcp(pkt: &[u8]) -> bool {
+    match pkt.first().map(|b| b >> 4) {
+        Some(4) => pkt.get(9) == Some(&6),
+        Some(6) => pkt.get(6) == Some(&6),
+        _ => false,
+    }
+}
+
 /// Adaptive idle back-off, after VPP's adaptive polling: a worker that has
 /// found no packet for `PAUSE_AFTER` iterations in a row executes a pause
 /// instruction per iteration (the sibling hyperthread gets the core's
@@ -397,13 +412,19 @@ pub fn run(setup: WorkerSetup) -> i32 {
         .iter()
         .map(|p| TxBuffer::new(p.port_id, queue, burst))
         .collect();
-    let l4 = L4State::new(
-        index,
-        l4.workers,
-        crate::l4::conntrack::Conntrack::new(&l4.conntrack),
-        &l4.snat_addrs,
-        l4.counters,
+    let conntrack = crate::l4::conntrack::Conntrack::new(&l4.conntrack);
+    log::debug!(
+        "worker {index}: connection table of {} flows, {} MiB, transparent huge pages {}",
+        l4.conntrack.max_flows,
+        conntrack.allocation_bytes() >> 20,
+        if conntrack.huge_pages() {
+            "advised"
+        } else {
+            "not available"
+        }
     );
+    let mut l4 = L4State::new(index, l4.workers, conntrack, &l4.snat_addrs, l4.counters);
+    l4.health = Some(health.clone());
     let mtu = plane
         .ports
         .iter()

@@ -378,8 +378,8 @@ fn tcp_udp(
             Verdict::Redirect { worker: w }
         }
         // An upstream or health-check connection of the L7 engine (or a
-        // segment it will count as unknown).
-        Some(_) if pkt.proto == 6 && (!plane.l7.is_empty() || plane.services.probing) => {
+        // segment it will count as unknown); a UDP health check's answer.
+        Some(_) if (pkt.proto == 6 && !plane.l7.is_empty()) || plane.services.probing => {
             Verdict::L7 {
                 l3: pkt.l3,
                 end: pkt.end,

@@ -1770,3 +1770,140 @@ fn a_new_syn_on_a_finished_connection_avoids_a_down_backend() {
         assert_eq!(nat_dst(&out), other, "flags {end:#x}: the ACK after");
     }
 }
+
+/// Passive marking through the packet path: with `passive_rst_limit = 3`,
+/// three new NAT connections in a row that a backend answers with a RST
+/// take it down (the RSTs still reach the clients); a SYN-ACK in between
+/// starts the count again, RSTs of established connections and of the
+/// other backend do not count; without the key nothing is marked.
+#[test]
+fn new_flow_rsts_mark_a_backend_down() {
+    use crate::l7::health::HealthState;
+    const RST_ACK: u8 = 0x14;
+    for limit in [3u32, 0] {
+        let mut text = checked_config("keep");
+        let hc = "[cluster.health_check]\ntype = \"tcp\"\nport = 80\n";
+        if limit > 0 {
+            text = text.replace(hc, &format!("{hc}passive_rst_limit = {limit}\n"));
+        }
+        let health = Arc::new(HealthState::default());
+        let mut w = World::build(&text, &health);
+        w.l4.health = Some(health.clone());
+        let next_port = std::cell::Cell::new(40000u16);
+        // A new flow to `to` (client ports tried until one lands there):
+        // its SNAT port.
+        let open = |w: &mut World, to: Ipv4Addr| loop {
+            next_port.set(next_port.get() + 1);
+            let (v, out) = w.run(&tcp4(CLIENT4, VIP4, next_port.get(), 80, SYN));
+            assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            if ip.dst_addr() == to {
+                return TcpPacket::new_checked(ip.payload()).unwrap().src_port();
+            }
+        };
+        // The backend's answer to the flow with SNAT port `snat`.
+        let answer = |w: &mut World, from: Ipv4Addr, snat: u16, flags: u8| {
+            let (v, out) = w.run(&tcp4(from, LB4, 80, snat, flags));
+            assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_returned));
+            let ip = Ipv4Packet::new_checked(l3(&out)).unwrap();
+            assert_eq!(ip.dst_addr(), CLIENT4, "the answer goes on to the client");
+        };
+        let sick = BE1;
+        let id = w.backend(v4(sick)) as u32;
+        // RST, RST, SYN-ACK: no mark.
+        for flags in [RST_ACK, RST_ACK, SYN_ACK] {
+            let p = open(&mut w, sick);
+            answer(&mut w, sick, p, flags);
+        }
+        // An established connection's RST, and the other backend's: no
+        // count either.
+        let p = open(&mut w, sick);
+        answer(&mut w, sick, p, SYN_ACK);
+        w.run(&tcp4(CLIENT4, VIP4, next_port.get(), 80, ACK));
+        answer(&mut w, sick, p, RST_ACK);
+        let p = open(&mut w, BE2);
+        answer(&mut w, BE2, p, RST_ACK);
+        for _ in 0..2 {
+            let p = open(&mut w, sick);
+            answer(&mut w, sick, p, RST_ACK);
+        }
+        assert!(health.is_up(id), "limit {limit}: two in a row");
+        let p = open(&mut w, sick);
+        answer(&mut w, sick, p, RST_ACK);
+        if limit == 0 {
+            assert!(health.is_up(id), "off: never marked");
+            assert_eq!(health.passive_downs(id), 0);
+            continue;
+        }
+        assert!(!health.is_up(id), "three new connections reset in a row");
+        assert_eq!((health.passive_downs(id), health.generation()), (1, 1));
+        assert!(health.is_up(w.backend(v4(BE2)) as u32));
+        // The control thread's next plane leaves it out.
+        w.plane = World::plane(&text, &health);
+        for port in 1..100u16 {
+            let (_, out) = w.run(&tcp4(CLIENT4, VIP4, 20000 + port, 80, SYN));
+            assert_eq!(nat_dst(&out), BE2, "new flows avoid the suspect");
+        }
+    }
+}
+
+/// Answers to UDP health checks reach the probing engine: a datagram to a
+/// SNAT port of this worker that no connection has, and an ICMP error
+/// quoting a UDP datagram from such a port. Another worker's port is handed
+/// over; without health checks nothing changes.
+#[test]
+fn udp_check_answers_go_to_the_engine() {
+    use crate::l7::health::HealthState;
+    let probe = |sport: u16| {
+        ip4(
+            LB4,
+            BE1,
+            IpProtocol::Udp,
+            64,
+            &udp(v4(LB4), v4(BE1), sport, 53, b"query"),
+        )
+    };
+    let tcp_out = ip4(
+        LB4,
+        BE1,
+        IpProtocol::Tcp,
+        64,
+        &tcp(v4(LB4), v4(BE1), SNAT0 + 5, 80, SYN, b""),
+    );
+    let checked = checked_config("keep");
+    // (config, frame, expected verdict)
+    let rows: Vec<(&str, Vec<u8>, Expect)> = vec![
+        (&checked, udp4(BE1, LB4, 53, SNAT0 + 5), Expect::L7),
+        (&checked, udp4(BE1, LB4, 53, SNAT1), Expect::Redirect(1)),
+        (
+            &checked,
+            icmp4_error(BE1, LB4, 3, 3, &probe(SNAT0 + 5)),
+            Expect::L7,
+        ),
+        (
+            &checked,
+            icmp4_error(BE1, LB4, 3, 3, &probe(SNAT1)),
+            Expect::Redirect(1),
+        ),
+        (
+            &checked,
+            icmp4_error(BE1, LB4, 3, 3, &tcp_out),
+            Expect::Drop(Counter::drop_no_conn),
+        ),
+        (
+            CONFIG,
+            udp4(BE1, LB4, 53, SNAT0 + 5),
+            Expect::Drop(Counter::drop_no_conn),
+        ),
+        (
+            CONFIG,
+            icmp4_error(BE1, LB4, 3, 3, &probe(SNAT0 + 5)),
+            Expect::Drop(Counter::drop_no_conn),
+        ),
+    ];
+    for (i, (text, frame, want)) in rows.into_iter().enumerate() {
+        let mut w = World::build(text, &HealthState::default());
+        let (v, _) = w.run(&frame);
+        assert_eq!(verdict_kind(v), want, "row {i}");
+    }
+}

@@ -3,6 +3,7 @@
 //! [`lan`].
 #![allow(dead_code)]
 
+pub mod certs;
 pub mod lan;
 
 use std::path::{Path, PathBuf};

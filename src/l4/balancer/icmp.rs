@@ -201,6 +201,12 @@ fn icmp_error(
         None => {
             return match st.snat.owner(q.sport()) {
                 Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
+                // About a UDP health check's datagram, perhaps: the engine
+                // that sent it decides.
+                Some(_) if q.proto() == 17 && plane.services.probing => Verdict::L7 {
+                    l3: pkt.l3,
+                    end: pkt.end,
+                },
                 _ => Drop(Counter::drop_no_conn),
             };
         }

@@ -37,6 +37,7 @@ use std::sync::Arc;
 use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
 use super::flow::FlowKey;
 use super::snat::SnatPorts;
+use crate::l7::health::HealthState;
 use crate::net::counters::{
     Counter, L4Counters, BE_ACTIVE, BE_BYTES, BE_NEW, BE_PACKETS, SVC_BYTES, SVC_DROPS, SVC_NEW,
     SVC_PACKETS,
@@ -105,6 +106,9 @@ pub struct L4State {
     /// Expiry pacing ([`L4State::expire_paced`]): the time up to which the
     /// sweep has done its share.
     swept_to: u64,
+    /// Backend health, for passive marking (see [`nat_return`]); None:
+    /// no passive marking.
+    pub health: Option<Arc<HealthState>>,
 }
 
 /// The connection table is swept once per this period (at most; the
@@ -130,6 +134,7 @@ impl L4State {
             pass_misses: false,
             reclaimed: Vec::with_capacity(RECLAIM_MAX),
             swept_to: 0,
+            health: None,
         }
     }
 
@@ -819,6 +824,9 @@ pub fn nat_return(
         st.release(&conn);
         return Some(Drop(Counter::drop_backend_down));
     }
+    if pkt.proto == 6 && st.conntrack.conn(id).state() == conntrack::ConnState::SynSent {
+        passive_mark(plane, st, backend, flags);
+    }
     conntrack::observe_tcp(
         st.conntrack.conn_mut(id),
         conntrack::TcpFlags(flags),
@@ -839,6 +847,35 @@ pub fn nat_return(
         Counter::l4_returned,
         now,
     ))
+}
+
+/// Passive marking: the backend's first answer to a new NAT connection
+/// (its SYN forwarded, nothing back yet) is a RST (nothing listens, or it
+/// refuses) or a SYN-ACK. `rst_limit` RSTs in a row, counted over all
+/// workers, take a health-checked backend down until its check passes
+/// `rise` times, without waiting for `fall` checks to fail
+/// ([`HealthState::rst_on_new_flow`]); counted per backend
+/// (`passive_downs`).
+/// Its RST still goes to the client. Only NAT sees the backend's answers.
+#[inline]
+fn passive_mark(plane: &Plane, st: &L4State, backend: u32, flags: u8) {
+    let (rst, syn_ack) = (flags & 0x04 != 0, flags & 0x12 == 0x12);
+    if !rst && !syn_ack {
+        return;
+    }
+    let (Some(h), Some(b)) = (&st.health, plane.services.backend(backend)) else {
+        return;
+    };
+    if b.rst_limit == 0 || b.check_port.is_none() {
+        return;
+    }
+    if h.rst_on_new_flow(backend, rst, b.rst_limit) {
+        log::warn!(
+            "backend {} is down: {} new connections in a row answered with a RST",
+            b.name,
+            b.rst_limit
+        );
+    }
 }
 
 /// A TCP segment, from either side, of tracked connection `id` whose

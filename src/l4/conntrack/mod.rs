@@ -130,10 +130,11 @@
 //!
 //! Once the table is much larger than the CPU caches, a hit costs two
 //! dependent cache misses (bucket, then slab entry) and a miss one.
-//! [`Conntrack::warm`] overlaps those misses across a receive burst. Backing
-//! the table with huge pages (`madvise(MADV_HUGEPAGE)` or hugepage memory,
-//! which needs `unsafe` and belongs in `src/dpdk`) removes most of the TLB
-//! misses on top.
+//! [`Conntrack::warm`] overlaps those misses across a receive burst with
+//! prefetch instructions. Both arrays are advised for transparent huge pages
+//! (`madvise(MADV_HUGEPAGE)`, in `src/dpdk/mem.rs`) before they are filled,
+//! which removes most of the TLB misses on top: 128 MiB in 4 KiB pages is
+//! 32,768 TLB entries, in 2 MiB pages 64.
 
 use core::fmt;
 use core::mem::size_of;
@@ -141,6 +142,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::BuildHasher;
 
 use super::flow::{proto, FlowKey};
+use crate::dpdk::mem::{huge_slice, prefetch};
 
 /// One second in the `now` unit of this module (nanoseconds).
 pub const NANOS_PER_SEC: u64 = 1_000_000_000;
@@ -778,8 +780,7 @@ struct Index {
 impl Index {
     fn new(n: usize) -> Self {
         assert!(n.is_power_of_two() && (MIN_BUCKETS..=1 << 31).contains(&n));
-        let mut buckets = vec![EMPTY; n].into_boxed_slice();
-        prefault(&mut buckets, EMPTY);
+        let (buckets, _) = huge_slice(n, EMPTY);
         Index {
             buckets,
             mask: n - 1,
@@ -889,20 +890,11 @@ impl Index {
     }
 }
 
-/// Write one element per 4 KiB page so that the allocation is backed by
-/// memory now, not on first use by the data path. `black_box` keeps the
-/// compiler from dropping stores it could prove redundant (for example into
-/// memory it knows came from a zeroing allocator).
-fn prefault<T: Copy>(s: &mut [T], v: T) {
-    let step = (4096 / size_of::<T>().max(1)).max(1);
-    for i in (0..s.len()).step_by(step) {
-        s[i] = core::hint::black_box(v);
-    }
-}
-
 /// One worker core's connection table. See the module doc.
 pub struct Conntrack {
     slab: Box<[Conn]>,
+    /// Whether the kernel took the huge-page advice for the slab.
+    huge_pages: bool,
     index: Index,
     hasher: KeyHasher,
     /// Head of the free list of slots below `high_water` (linked through
@@ -937,10 +929,12 @@ impl Conntrack {
             n <= MAX_FLOWS,
             "conntrack max_flows {n} exceeds MAX_FLOWS {MAX_FLOWS}"
         );
-        let mut slab = vec![Conn::FREE; n].into_boxed_slice();
-        prefault(&mut slab, Conn::FREE);
+        // Filled now (every page written), so the data path never takes a
+        // page fault; advised for huge pages first (see `huge_slice`).
+        let (slab, huge_pages) = huge_slice(n, Conn::FREE);
         Conntrack {
             slab,
+            huge_pages,
             index: Index::new(index_buckets(n)),
             hasher,
             free_head: NIL,
@@ -999,31 +993,32 @@ impl Conntrack {
     /// only reads, so a stale hint costs nothing but the reads.
     ///
     /// A lookup reads one bucket, then the slab entry it names: two dependent
-    /// memory accesses, which one packet at a time cannot overlap. Here all
-    /// home buckets are loaded first (independent loads, issued together),
-    /// then the first candidate entries. Plain loads, consumed through
-    /// [`core::hint::black_box`], stand in for prefetch instructions, which
-    /// need `unsafe`.
+    /// memory accesses, which one packet at a time cannot overlap. Here the
+    /// home buckets of the whole chunk are prefetched first (prefetches retire
+    /// at once, so all their misses are in flight together), then each bucket
+    /// is read and the entry it names, if its tag matches, prefetched (both
+    /// cache lines of an entry that starts mid-line).
     pub fn warm(&self, keys: &[FlowKey]) {
         const CHUNK: usize = 32;
         for chunk in keys.chunks(CHUNK) {
-            let mut seen = [(0u32, EMPTY); CHUNK];
-            for (k, s) in chunk.iter().zip(seen.iter_mut()) {
-                let tag = self.hasher.tag(k);
-                *s = (tag, self.index.buckets[self.index.home(tag)]);
+            let mut tags = [0u32; CHUNK];
+            for (k, t) in chunk.iter().zip(tags.iter_mut()) {
+                *t = self.hasher.tag(k);
+                prefetch(&self.index.buckets[self.index.home(*t)]);
             }
-            let mut sum = 0u32;
-            for &(tag, b) in &seen[..chunk.len()] {
+            for &tag in &tags[..chunk.len()] {
+                let b = self.index.buckets[self.index.home(tag)];
                 if b.tag == tag {
-                    // The key compared and `last_seen`: both cache lines of
-                    // an entry that starts mid-line.
-                    let c = &self.slab[(b.slot >> 1) as usize];
-                    let k = &c.keys[(b.slot & 1) as usize];
-                    sum = sum.wrapping_add(u32::from(k.src[0]) ^ c.last_seen);
+                    prefetch(&self.slab[(b.slot >> 1) as usize]);
                 }
             }
-            core::hint::black_box(sum);
         }
+    }
+
+    /// Whether the kernel took the advice to back the connection slab with
+    /// transparent huge pages (see [`crate::dpdk::mem::huge_slice`]).
+    pub fn huge_pages(&self) -> bool {
+        self.huge_pages
     }
 
     /// The live connection of `key` without refreshing or freeing anything

@@ -801,7 +801,7 @@ fn index_backward_shift_against_model() {
         let mut next_slot = 0;
         for _ in 0..500 {
             let r = rng(&mut seed);
-            if model.len() < ix.max_len() && r % 3 != 0 {
+            if model.len() < ix.max_len() && !r.is_multiple_of(3) {
                 // Homes 12..=15 (the last four buckets), three tags each.
                 let tag = ((12 + (r >> 8) % 4) as u32) << 28 | (1 + (r >> 16) % 3) as u32;
                 ix.insert(tag, next_slot);

@@ -354,6 +354,22 @@ fn a_tls_1_1_hello_is_an_old_version() {
     rec.extend_from_slice(&hs);
     let mut t = Tls::new(&s.server).unwrap();
     assert_eq!(t.read_from(&mut Pipe(rec)), Err(Failure::OldVersion));
+    // A protocol_version alert in the version the client asked for, once.
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    assert_eq!(down.0, [0x15, 0x03, 0x02, 0x00, 0x02, 0x02, 70]);
+    assert_eq!(t.write_to(&mut down), 0);
+    // A TLS 1.2 client on a 1.3-only listener: the same, in 0x0303.
+    let s = setup(TlsVersion::Tls13);
+    let cfg = client_config(&s, &[&rustls::version::TLS12]);
+    let mut c = client(&cfg, "a.example");
+    let mut up = Pipe::default();
+    c.write_tls(&mut up).unwrap();
+    let mut t = Tls::new(&s.server).unwrap();
+    assert_eq!(t.read_from(&mut up), Err(Failure::OldVersion));
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    assert_eq!(down.0, PROTOCOL_VERSION_ALERT);
 }
 
 #[test]
@@ -603,6 +619,21 @@ fn a_renegotiation_attempt_gets_no_renegotiation_and_the_connection_goes_on() {
         d.len()
     });
     assert_eq!(got, b"GET / HTTP/1.1\r\n\r\n");
+    assert_eq!(t.take_renegotiations(), 1, "the attempt is seen");
+    assert_eq!(t.take_renegotiations(), 0, "and taken once");
+    // A second attempt ends the connection, counted as the failure only.
+    let mut up = Pipe(record(
+        &mut *enc,
+        &mut seq,
+        rustls::ContentType::Handshake,
+        &hello.0[5..],
+    ));
+    assert_eq!(t.read_from(&mut up), Err(Failure::Renegotiation));
+    assert_eq!(t.take_renegotiations(), 0);
+    assert_eq!(
+        Failure::Renegotiation.counter(),
+        Counter::l7_tls_renegotiation_refused
+    );
 }
 
 #[test]
@@ -667,14 +698,45 @@ fn a_reset_or_fin_mid_record_ends_the_connection() {
         let half = rec.0[..rec.0.len() / 2].to_vec();
         let r = t.read_from(&mut Then(half, end));
         match end {
-            // A FIN: end of stream, no plaintext from the half record.
+            // A FIN (or a RST, which the socket reports as the end): a
+            // truncation, no plaintext from the half record.
             None => {
-                assert_eq!(r, Ok(()));
-                assert!(t.at_eof() && !t.has_plaintext());
+                assert_eq!(r, Err(Failure::Truncated));
+                assert!(!t.has_plaintext());
             }
             Some(_) => assert_eq!(r, Err(Failure::Protocol)),
         }
         assert_eq!(t.recv(|d| d.len()), 0);
+    }
+    assert_eq!(Failure::Truncated.counter(), Counter::l7_tls_truncated);
+    // The end between two records (even without close_notify) and within
+    // one record's header are told apart; split anywhere, the record and
+    // the header of the next one.
+    let mut c = client(&cfg, "a.example");
+    let mut t = handshake(&s, &mut c).unwrap();
+    c.writer().write_all(b"GET / HTTP/1.1\r\n\r\n").unwrap();
+    let mut rec = Pipe::default();
+    c.write_tls(&mut rec).unwrap();
+    let mut fin = Then(rec.0.clone(), None);
+    assert_eq!(t.read_from(&mut fin), Ok(()));
+    assert!(!t.at_eof() && t.has_plaintext());
+    assert_eq!(t.recv(|d| d.len()), 18);
+    // (rustls reads on once its plaintext is taken.)
+    assert_eq!(t.read_from(&mut fin), Ok(()));
+    assert!(t.at_eof(), "a FIN between records is the end, no failure");
+    for cut in 1..5 {
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        c.writer().write_all(b"x").unwrap();
+        let mut rec = Pipe::default();
+        c.write_tls(&mut rec).unwrap();
+        let mut bytes = rec.0.clone();
+        bytes.extend_from_slice(&rec.0[..cut]);
+        let mut fin = Then(bytes, None);
+        assert_eq!(t.read_from(&mut fin), Ok(()));
+        assert_eq!(t.recv(|d| d.len()), 1);
+        let r = t.read_from(&mut fin);
+        assert_eq!(r, Err(Failure::Truncated), "{cut} bytes of a header");
     }
 }
 
@@ -788,7 +850,7 @@ fn upstream_bytes_both_ways_and_resumption() {
     let s = setup(TlsVersion::Tls12);
     let cfg = upstream_config(&s);
     let name = || ServerName::try_from("a.example").unwrap();
-    let mut t = Tls::new_client(&cfg, name()).unwrap();
+    let mut t = Tls::new_client(&cfg, name(), [0; 32]).unwrap();
     assert!(t.handshaking());
     // Nothing to send before the handshake is done.
     assert_eq!(t.plain_room(65536), 0);
@@ -821,7 +883,7 @@ fn upstream_bytes_both_ways_and_resumption() {
     assert!(t.at_eof());
     // A second connection with the same config resumes (the session cache
     // is the config's).
-    let mut t2 = Tls::new_client(&cfg, name()).unwrap();
+    let mut t2 = Tls::new_client(&cfg, name(), [0; 32]).unwrap();
     upstream_handshake(&s.server, &mut t2).unwrap();
     assert!(t2.resumed());
 }
@@ -831,7 +893,7 @@ fn upstream_certificate_for_another_name_is_a_verify_failure() {
     let s = setup(TlsVersion::Tls12);
     let cfg = upstream_config(&s);
     // The server answers with its default certificate, for a.example.
-    let mut t = Tls::new_client(&cfg, ServerName::try_from("c.example").unwrap()).unwrap();
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("c.example").unwrap(), [0; 32]).unwrap();
     let f = upstream_handshake(&s.server, &mut t).err();
     assert_eq!(f, Some(Failure::BackendCert));
     assert_eq!(t.take_failure(), Some(Failure::BackendCert));
@@ -846,9 +908,55 @@ fn upstream_certificate_for_another_name_is_a_verify_failure() {
     );
     // And from another CA: the same.
     let other = setup(TlsVersion::Tls12);
-    let mut t = Tls::new_client(&cfg, ServerName::try_from("a.example").unwrap()).unwrap();
+    let mut t = Tls::new_client(&cfg, ServerName::try_from("a.example").unwrap(), [0; 32]).unwrap();
     assert_eq!(
         upstream_handshake(&other.server, &mut t).err(),
         Some(Failure::BackendCert)
     );
+}
+
+/// Pooled upstream connections are keyed on the digest of the cluster's
+/// TLS settings and the backend's name: the same files give the same
+/// digest; another CA, another client certificate or none, another.
+#[test]
+fn upstream_settings_digest_and_name_key_the_pool() {
+    let d = dir();
+    let (ca_a, _) = ca(&d);
+    let d2 = dir();
+    let (ca_b, _) = ca(&d2);
+    let c1 = make_cert(&d, "c1", "DNS:client.example", false);
+    let c2 = make_cert(&d, "c2", "DNS:client.example", false);
+    let load = |ca: &Path, client: Option<&ListenerCertificate>| {
+        let t = crate::config::ClusterTls {
+            ca: ca.to_path_buf(),
+            server_name: None,
+            cert: client.map(|c| c.cert.clone()),
+            key: client.map(|c| c.key.clone()),
+        };
+        super::settings_digest(&t.load().unwrap())
+    };
+    let base = load(&ca_a, Some(&c1));
+    assert_eq!(load(&ca_a, Some(&c1)), base, "read twice, same digest");
+    // (what changed, digest)
+    let changed = [
+        ("CA", load(&ca_b, Some(&c1))),
+        ("client certificate", load(&ca_a, Some(&c2))),
+        ("no client certificate", load(&ca_a, None)),
+    ];
+    for (what, digest) in changed {
+        assert_ne!(digest, base, "{what}");
+    }
+    let s = setup(TlsVersion::Tls12);
+    let cfg = upstream_config(&s);
+    let name = |n: &str| ServerName::try_from(n.to_string()).unwrap();
+    let t = Tls::new_client(&cfg, name("a.example"), base).unwrap();
+    assert!(t.made_with(&base, &name("a.example")));
+    assert!(!t.made_with(&base, &name("b.example")));
+    assert!(!t.made_with(&changed[0].1, &name("a.example")));
+    // A server-side connection was made with no upstream settings.
+    assert!(!Tls::new(&s.server)
+        .unwrap()
+        .made_with(&base, &name("a.example")));
+    let _ = std::fs::remove_dir_all(&d);
+    let _ = std::fs::remove_dir_all(&d2);
 }
