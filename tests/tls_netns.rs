@@ -32,7 +32,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-use common::certs::{make_ca, make_leaf, openssl};
+use common::certs::{make_ca, make_leaf, self_signed};
 use common::lan::{run, wait_until, Daemon, Finished, Lan, Ns, RemoveOnDrop};
 use common::TempDir;
 
@@ -869,24 +869,7 @@ fn client_certificates_required_or_requested() {
     let ec = ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"];
     make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
     // A certificate no CA of the listener signed.
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=stranger",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("stranger.key"),
-        "-out",
-        &p("stranger.crt"),
-    ]);
+    self_signed(&dir, "stranger", "stranger", None);
     let listener = |name: &str, port: u16, auth: &str| {
         format!(
             r#"
@@ -1024,26 +1007,7 @@ fn upstream_tls_verifies_backends_presents_a_client_certificate_and_checks_healt
     make_leaf(&dir, "wrong", "wrong", "DNS:other.example", &ec);
     make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
     // The right name, but self-signed: no CA of the cluster's.
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=stranger",
-        "-addext",
-        "subjectAltName=DNS:backend.example",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("stranger.key"),
-        "-out",
-        &p("stranger.crt"),
-    ]);
+    self_signed(&dir, "stranger", "stranger", Some("DNS:backend.example"));
     let script = dir.join("tls-backend.py");
     std::fs::write(&script, TLS_BACKEND).unwrap();
     let mut backends = Vec::new();
@@ -1429,24 +1393,7 @@ fn upstream_pool_follows_tls_settings_across_reloads_and_tcp_checks_shake_hands(
     make_leaf(&dir, "client", "client", "DNS:client.example", &ec);
     make_leaf(&dir, "client2", "client2", "DNS:client.example", &ec);
     // Another CA, which signed none of the backends' certificates.
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "1",
-        "-subj",
-        "/CN=Another CA",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("ca2.key"),
-        "-out",
-        &p("ca2.crt"),
-    ]);
+    self_signed(&dir, "ca2", "Another CA", None);
     let script = dir.join("tls-backend.py");
     std::fs::write(&script, TLS_BACKEND).unwrap();
     let mut backends = Vec::new();

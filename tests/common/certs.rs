@@ -17,26 +17,25 @@ pub fn openssl(args: &[&str]) {
     );
 }
 
+/// A self-signed ECDSA P-256 certificate `NAME.crt` and key `NAME.key` in
+/// `dir`, subject CN `cn`, with `san` as its subjectAltName if given: a CA
+/// of its own, or a stranger no test CA signed.
+pub fn self_signed(dir: &Path, name: &str, cn: &str, san: Option<&str>) {
+    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
+    let (subj, san) = (format!("/CN={cn}"), san.map(|s| format!("subjectAltName={s}")));
+    let (key, crt) = (p(&format!("{name}.key")), p(&format!("{name}.crt")));
+    let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj", &subj];
+    if let Some(san) = &san {
+        args.extend(["-addext", san]);
+    }
+    args.extend(["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]);
+    args.extend(["-keyout", &key, "-out", &crt]);
+    openssl(&args);
+}
+
 /// A test CA in `dir`: `ca.crt` and `ca.key` (ECDSA P-256).
 pub fn make_ca(dir: &Path) {
-    let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    openssl(&[
-        "req",
-        "-x509",
-        "-nodes",
-        "-days",
-        "30",
-        "-subj",
-        "/CN=Sluice test CA",
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:P-256",
-        "-keyout",
-        &p("ca.key"),
-        "-out",
-        &p("ca.crt"),
-    ]);
+    self_signed(dir, "ca", "Sluice test CA", None);
 }
 
 /// A certificate `NAME.crt` (chain: leaf, CA) and key `NAME.key` for
