@@ -147,7 +147,9 @@ impl<'a> Node<'a> {
                 .map_or_else(Vec::new, |a| a.iter().map(Node::Value).collect()),
             _ => Vec::new(),
         };
-        (elements.into_iter().enumerate())
+        elements
+            .into_iter()
+            .enumerate()
             .map(|(i, n)| (Seg::Index(i), None, n))
             .collect()
     }

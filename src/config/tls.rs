@@ -66,7 +66,8 @@ pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
     let mut roots = rustls::RootCertStore::empty();
     for (i, c) in read_chain(path)?.into_iter().enumerate() {
         let path = path.display();
-        (roots.add(c))
+        roots
+            .add(c)
             .map_err(|e| format!("{path}: certificate {i} is not a usable CA certificate: {e}"))?;
     }
     Ok(roots)
@@ -364,8 +365,9 @@ pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
     }
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (j, c) in l.certificates.iter().enumerate() {
-        let loaded =
-            (c.load()).map_err(|(key, m)| problem!(cert_at(j).key(key), "{owner}: {m}"))?;
+        let loaded = c
+            .load()
+            .map_err(|(key, m)| problem!(cert_at(j).key(key), "{owner}: {m}"))?;
         for n in loaded.names {
             if let Some((_, k)) = seen.iter().find(|(m, _)| *m == n) {
                 let key = if c.names.is_empty() { "cert" } else { "names" };

@@ -458,7 +458,9 @@ fn ports(cfg: &Config) -> Check {
             PortDevice::Pci(_) => "pci",
             PortDevice::Vdev(_) => "vdev",
         };
-        (p.device.check()).map_err(|m| Problem::new(at(device_key), m).or_at(item("port", i)))?;
+        p.device
+            .check()
+            .map_err(|m| Problem::new(at(device_key), m).or_at(item("port", i)))?;
         // DPDK names devices by PCI address (any case) or vdev name; two
         // ports cannot share one.
         let device = p.device.eal_name();
@@ -581,7 +583,9 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
     if link_local_ok && is_ipv6_link_local(ip) {
         return Ok(());
     }
-    let family_subnets: Vec<String> = (p.addresses.iter())
+    let family_subnets: Vec<String> = p
+        .addresses
+        .iter()
         .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
         .map(|c| c.trunc().to_string())
         .collect();
@@ -680,7 +684,10 @@ pub(super) fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
 
 /// "10.0.0.0/24, 10.1.0.0/24": the connected subnets of `ip`'s family.
 fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
-    let subnets: Vec<String> = (cfg.ports.iter().flat_map(|p| &p.addresses))
+    let subnets: Vec<String> = cfg
+        .ports
+        .iter()
+        .flat_map(|p| &p.addresses)
         .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
         .map(|c| c.trunc().to_string())
         .collect();
@@ -935,7 +942,9 @@ fn services(cfg: &Config) -> Check {
 /// The addresses of all ports of `ip`'s family (all families when `any`),
 /// for messages: "10.0.0.1, 10.1.0.1".
 pub(super) fn own_addresses(cfg: &Config, ip: IpAddr, any: bool) -> Vec<String> {
-    (cfg.ports.iter().flat_map(|p| &p.addresses))
+    cfg.ports
+        .iter()
+        .flat_map(|p| &p.addresses)
         .filter(|c| any || c.addr().is_ipv4() == ip.is_ipv4())
         .map(|c| c.addr().to_string())
         .collect()

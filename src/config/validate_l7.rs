@@ -195,7 +195,7 @@ fn check_payloads_and_tls(i: usize, c: &Cluster, owner: &str, hc: &HealthCheck) 
             .see(at("verify"), "verify set"))
         }
         (Some(ca), true) => {
-            (super::tls::load_client_ca(ca))
+            super::tls::load_client_ca(ca)
                 .map_err(|e| problem!(at("ca"), "{owner}: health_check.ca: {e}"))?;
         }
         (None, false) => {}
@@ -500,7 +500,7 @@ fn sizing(i: usize, l: &Listener, owner: &str) -> Check {
 /// port to connect to.
 fn clusters_used(cfg: &Config, i: usize, l: &Listener, owner: &str) -> Check {
     let listener = item("listener", i);
-    let default = (l.default_cluster.iter()).map(|c| {
+    let default = l.default_cluster.iter().map(|c| {
         (
             c,
             listener.clone().key("default_cluster"),
