@@ -1,13 +1,12 @@
 //! The error of loading a config: `FILE:LINE:COL: what is wrong`.
 
-use std::fmt;
 use std::io;
 use std::ops::Range;
 
 use toml_edit::Table;
 
-use super::spans::{self, Position};
-use super::validate::{Locus, Problem};
+use super::spans::{self, KeyPath, Position};
+use super::validate::Problem;
 
 /// Why a config could not be loaded.
 ///
@@ -24,7 +23,7 @@ pub enum ConfigError {
         source: io::Error,
     },
     /// The text is not a valid config.
-    #[error("{origin}{}: {message}", At(.position))]
+    #[error("{origin}{}: {message}", .position.map_or(String::new(), |p| format!(":{p}")))]
     Invalid {
         /// The file name as given, or the command-line option at fault.
         origin: String,
@@ -33,18 +32,6 @@ pub enum ConfigError {
         /// What is wrong and, where it helps, what is expected.
         message: String,
     },
-}
-
-/// `:LINE:COL`, or nothing.
-struct At<'a>(&'a Option<Position>);
-
-impl fmt::Display for At<'_> {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self.0 {
-            Some(p) => write!(f, ":{}:{}", p.line, p.column),
-            None => Ok(()),
-        }
-    }
 }
 
 impl ConfigError {
@@ -110,12 +97,9 @@ impl ConfigError {
         text: Option<(&str, &Table)>,
         origin: &str,
     ) -> ConfigError {
-        let locate = |locus: &Locus| -> Option<Position> {
+        let locate = |path: &KeyPath| -> Option<Position> {
             let (text, doc) = text?;
-            match locus {
-                Locus::Path(path) => spans::locate(doc, path).map(|s| Position::of(text, s.start)),
-                Locus::Start => Some(Position { line: 1, column: 1 }),
-            }
+            spans::locate(doc, path).map(|s| Position::of(text, s.start))
         };
         let mut message = p.message;
         if let Some((locus, label)) = &p.see {

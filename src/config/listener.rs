@@ -8,24 +8,15 @@
 
 use std::fmt::{self, Write as _};
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
-use super::sections::{host_address, host_addresses, Cluster};
+use super::sections::Cluster;
 use super::tls::{ClientAuth, ListenerCertificate, TlsVersion};
-use super::types::Parse;
+use super::types::{dflt, parsed, parsed_vec, yes, Text};
+use super::{join, plural, vip_port};
 use crate::l7::http::is_valid_field_name;
-
-/// `default = "dflt::<N>"`: a field default written next to the field.
-fn dflt<const N: u32>() -> u32 {
-    N
-}
-
-fn yes() -> bool {
-    true
-}
 
 // `[[cluster]]`, L7 keys.
 
@@ -52,24 +43,13 @@ pub enum Balance {
     ConsistentHash,
 }
 
-impl Balance {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Balance::RoundRobin => "round-robin",
-            Balance::WeightedRoundRobin => "weighted-round-robin",
-            Balance::LeastRequest => "least-request",
-            Balance::Random => "random",
-            Balance::ConsistentHash => "consistent-hash",
-        }
-    }
-}
-
-impl fmt::Display for Balance {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Balance {
+    RoundRobin => "round-robin",
+    WeightedRoundRobin => "weighted-round-robin",
+    LeastRequest => "least-request",
+    Random => "random",
+    ConsistentHash => "consistent-hash",
+});
 
 /// What `balance = "consistent-hash"` hashes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -88,10 +68,10 @@ const HASH_ON_FORMS: &str =
     "expected \"source\", \"header:NAME\" or \"cookie:NAME\", NAME being an HTTP token such as \
      X-User-Id or session";
 
-impl FromStr for HashOn {
-    type Err = String;
+impl Text for HashOn {
+    const EXPECTING: &'static str = "\"source\", \"header:NAME\" or \"cookie:NAME\"";
 
-    fn from_str(text: &str) -> Result<HashOn, String> {
+    fn parse(text: &str) -> Result<HashOn, String> {
         if text == "source" {
             return Ok(HashOn::Source);
         }
@@ -114,7 +94,7 @@ impl FromStr for HashOn {
 
 impl<'de> Deserialize<'de> for HashOn {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HashOn, D::Error> {
-        d.deserialize_str(Parse::new("\"source\", \"header:NAME\" or \"cookie:NAME\""))
+        parsed(d)
     }
 }
 
@@ -147,16 +127,7 @@ pub enum CheckType {
     Udp,
 }
 
-impl CheckType {
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            CheckType::Http => "http",
-            CheckType::Tcp => "tcp",
-            CheckType::Https => "https",
-            CheckType::Udp => "udp",
-        }
-    }
-}
+spelled!(CheckType { Http => "http", Tcp => "tcp", Https => "https", Udp => "udp" });
 
 /// Most bytes a UDP check sends (`send`, `send_hex`): one datagram that
 /// fits any link of IPv6's minimum MTU.
@@ -169,29 +140,25 @@ pub const MAX_CHECK_EXPECT: usize = 256;
 /// bytes) or as hex (`hex`): pairs of hex digits, optionally separated by
 /// spaces or colons (`"12 34 01 00"`, `"12:34:01:00"`, `"12340100"`).
 pub fn payload_bytes(text: Option<&str>, hex: Option<&str>) -> Result<Option<Vec<u8>>, String> {
-    match (text, hex) {
-        (Some(t), _) => Ok(Some(t.as_bytes().to_vec())),
-        (None, Some(h)) => {
-            let digits: Vec<u8> = h
-                .bytes()
-                .filter(|b| !matches!(b, b' ' | b':' | b'\t'))
-                .collect();
-            if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
-                return Err(format!(
-                    "{h:?} is not hex: expected pairs of hex digits, optionally separated by spaces \
-                     or colons, such as \"12 34 01 00\""
-                ));
-            }
-            let nibble = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
-            Ok(Some(
-                digits
-                    .chunks(2)
-                    .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
-                    .collect(),
-            ))
-        }
-        (None, None) => Ok(None),
+    let (text, hex) = match (text, hex) {
+        (Some(t), _) => return Ok(Some(t.as_bytes().to_vec())),
+        (None, None) => return Ok(None),
+        (None, Some(h)) => (h, h.bytes().filter(|b| !matches!(b, b' ' | b':' | b'\t'))),
+    };
+    let digits: Vec<u8> = hex.collect();
+    if !digits.len().is_multiple_of(2) || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(format!(
+            "{text:?} is not hex: expected pairs of hex digits, optionally separated by spaces or \
+             colons, such as \"12 34 01 00\""
+        ));
     }
+    let nibble = |d: u8| (d as char).to_digit(16).unwrap_or(0) as u8;
+    Ok(Some(
+        digits
+            .chunks(2)
+            .map(|p| nibble(p[0]) << 4 | nibble(p[1]))
+            .collect(),
+    ))
 }
 
 /// `[cluster.health_check]`: active health checks of the cluster's
@@ -204,58 +171,48 @@ pub struct HealthCheck {
     /// `"http"` (default), `"https"`, `"tcp"` or `"udp"`.
     #[serde(default, rename = "type")]
     pub check: CheckType,
-    /// The request target of `GET`: an absolute path, optionally with a
-    /// query (`/healthz`, `/status?full=1`). Required with `type = "http"`,
-    /// not allowed otherwise.
+    /// The target of `GET`, such as `/healthz`; only, and required, with
+    /// `http` and `https`.
     pub path: Option<String>,
-    /// The port checked. None: the backend's `port`, else the port of the
-    /// services that use the cluster (all must have the same, non-zero).
+    /// The port checked; none: the backend's, else the services' common one.
     pub port: Option<u16>,
-    /// The `Host` header to send, `host[:port]`. None: the backend's
-    /// address.
+    /// The `Host` header, `host[:port]`; none: the backend's address.
     pub host: Option<String>,
     /// Milliseconds between two checks of one backend, 100..=3600000.
-    #[serde(default = "dflt::<2000>")]
+    #[serde(default = "dflt::<2000, _>")]
     pub interval_ms: u32,
-    /// Milliseconds a check may take, connection included, before it
-    /// counts as failed; at least 1 and below `interval_ms`.
-    #[serde(default = "dflt::<1000>")]
+    /// Milliseconds a check may take, at least 1 and below `interval_ms`.
+    #[serde(default = "dflt::<1000, _>")]
     pub timeout_ms: u32,
-    /// Passed checks in a row that bring a failed backend back, 1..=100.
-    #[serde(default = "dflt::<2>")]
+    /// Passed checks in a row that bring a backend back, 1..=100.
+    #[serde(default = "dflt::<2, _>")]
     pub rise: u32,
     /// Failed checks in a row that take a backend out, 1..=100.
-    #[serde(default = "dflt::<3>")]
+    #[serde(default = "dflt::<3, _>")]
     pub fall: u32,
-    /// The statuses that pass, `[lo, hi]` inclusive, each 100..=599,
-    /// lo <= hi.
+    /// The statuses that pass, `[lo, hi]`, each 100..=599, lo <= hi.
     #[serde(default = "default_expect_status", deserialize_with = "status_range")]
     pub expect_status: [u16; 2],
-    /// `type = "udp"`: the datagram to send, as text; or `send_hex`.
+    /// `udp`: the datagram to send, as text; or `send_hex`.
     pub send: Option<String>,
-    /// `type = "udp"`: the datagram to send, in hex ([`payload_bytes`]).
+    /// `udp`: the datagram to send, in hex ([`payload_bytes`]).
     pub send_hex: Option<String>,
-    /// `type = "udp"`: what a reply must contain, as text; or
-    /// `expect_hex`. Neither: any reply passes.
+    /// `udp`: what a reply must contain, as text; or `expect_hex`. Neither:
+    /// any reply passes.
     pub expect: Option<String>,
-    /// `type = "udp"`: what a reply must contain, in hex.
+    /// `udp`: what a reply must contain, in hex.
     pub expect_hex: Option<String>,
-    /// `type = "https"`: PEM file of the CA certificates the backends'
-    /// certificates must chain to. Required unless `verify = false`.
+    /// `https`: PEM file of the CAs the backends' certificates chain to;
+    /// required unless `verify = false`.
     pub ca: Option<std::path::PathBuf>,
-    /// `type = "https"`: the name sent as SNI and verified in the
-    /// certificate. None: the backend's address (verified against the
-    /// certificate's IP addresses; no SNI).
+    /// `https`: the name sent as SNI and verified; none: the backend's
+    /// address, verified against the certificate's IP addresses.
     pub server_name: Option<String>,
-    /// `type = "https"`: `false` skips certificate verification (the check
-    /// then only proves that the backend speaks TLS and HTTP); no `ca`
-    /// then.
+    /// `https`: `false` skips certificate verification (no `ca` then).
     #[serde(default = "yes")]
     pub verify: bool,
-    /// L4 NAT services: a backend that answers this many new TCP
-    /// connections in a row with a RST (no SYN-ACK between) is taken down
-    /// at once, and comes back like any down backend, after `rise` passed
-    /// checks. 0 (default): off.
+    /// L4 NAT services: new TCP connections in a row answered with a RST
+    /// that take a backend down at once, 0..=10000; 0 (default): off.
     #[serde(default)]
     pub passive_rst_limit: u32,
 }
@@ -290,21 +247,7 @@ pub enum ListenerProtocol {
     Https,
 }
 
-impl ListenerProtocol {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ListenerProtocol::Http => "http",
-            ListenerProtocol::Https => "https",
-        }
-    }
-}
-
-impl fmt::Display for ListenerProtocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(ListenerProtocol { Http => "http", Https => "https" });
 
 /// `[[listener]]`: a VIP and TCP port on which Sluice terminates client
 /// connections, reads requests and sends each to a cluster chosen by its
@@ -315,126 +258,101 @@ impl fmt::Display for ListenerProtocol {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Listener {
-    /// Unique among listeners and services, used by logs and metrics:
-    /// 1..=32 characters of `[A-Za-z0-9_-]`.
+    /// Unique among listeners and services: 1..=32 of `[A-Za-z0-9_-]`.
     pub name: String,
-    /// The virtual address clients connect to, IPv4 or IPv6; not an address
-    /// of a `[[port]]`.
-    #[serde(deserialize_with = "host_address")]
+    /// The virtual address clients connect to; not an address of a port.
+    #[serde(deserialize_with = "parsed")]
     pub address: IpAddr,
-    /// The TCP port, 1..=65535. No two listeners share an address and
-    /// port, and no TCP `[[service]]` has them (or port 0 on the address).
+    /// The TCP port, 1..=65535, not taken by another listener or service.
     pub port: u16,
     /// The application protocol.
     #[serde(default)]
     pub protocol: ListenerProtocol,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the address.
     pub ingress: String,
-    /// The source addresses Sluice connects to backends from, each an
-    /// address of a `[[port]]`; a backend is connected from those of its
-    /// own family. None of a backend's family: the address of the egress
-    /// port in that family.
-    #[serde(default, deserialize_with = "host_addresses")]
+    /// Source addresses towards backends (each of a port; a backend uses
+    /// those of its family); none of a family: the egress port's address.
+    #[serde(default, deserialize_with = "parsed_vec")]
     pub snat: Vec<IpAddr>,
-    /// The `[[cluster]]` of requests that match no route. None: such
-    /// requests get 404.
+    /// The `[[cluster]]` of requests that match no route; none: 404.
     pub default_cluster: Option<String>,
     /// Receive buffer of each client connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub client_rx_buffer: u32,
     /// Send buffer of each client connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub client_tx_buffer: u32,
     /// Receive buffer of each backend connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub upstream_rx_buffer: u32,
     /// Send buffer of each backend connection, bytes, 4096..=16777216.
-    #[serde(default = "dflt::<65536>")]
+    #[serde(default = "dflt::<65536, _>")]
     pub upstream_tx_buffer: u32,
-    /// Client connections per worker, 1..=4194304; beyond it new
-    /// connections are not accepted.
-    #[serde(default = "dflt::<16384>")]
+    /// Client connections per worker, 1..=4194304.
+    #[serde(default = "dflt::<16384, _>")]
     pub max_connections: u32,
-    /// Client connections per worker still in the TCP handshake,
+    /// Client connections per worker in the TCP handshake,
     /// 1..=`max_connections`: bounds what a SYN flood can hold.
-    #[serde(default = "dflt::<4096>")]
+    #[serde(default = "dflt::<4096, _>")]
     pub max_half_open: u32,
-    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) instead of opening a
-    /// connection once `syn_cookie_threshold` is reached: a SYN flood then
-    /// holds no memory and real clients still connect.
+    /// Answer SYNs with SYN cookies (RFC 4987 §3.6) from
+    /// `syn_cookie_threshold` half-open connections on.
     #[serde(default = "yes")]
     pub syn_cookies: bool,
-    /// Half-open client connections per worker from which new SYNs get a
-    /// cookie, 0..=4194304 (0: every SYN); at most `max_half_open` takes
-    /// effect.
-    #[serde(default = "dflt::<256>")]
+    /// Half-open connections per worker from which SYNs get a cookie,
+    /// 0..=4194304.
+    #[serde(default = "dflt::<256, _>")]
     pub syn_cookie_threshold: u32,
-    /// Milliseconds a client has to finish the TCP handshake,
-    /// 1..=86400000.
-    #[serde(default = "dflt::<10000>")]
+    /// Milliseconds a client has to finish the TCP handshake, 1..=86400000.
+    #[serde(default = "dflt::<10000, _>")]
     pub handshake_timeout_ms: u32,
-    /// Milliseconds a client has to send a complete request head, from its
-    /// first byte, 1..=86400000; beyond it: 408 and close.
-    #[serde(default = "dflt::<10000>")]
+    /// Milliseconds a client has to send a request head, 1..=86400000 (408).
+    #[serde(default = "dflt::<10000, _>")]
     pub header_timeout_ms: u32,
-    /// Milliseconds a kept-alive client connection may sit idle between
-    /// requests, and a body or tunnel may go without a byte in either
-    /// direction, 1..=86400000.
-    #[serde(default = "dflt::<60000>")]
+    /// Milliseconds a connection may be idle between requests, or a body or
+    /// tunnel without a byte, 1..=86400000.
+    #[serde(default = "dflt::<60000, _>")]
     pub idle_timeout_ms: u32,
-    /// Largest request head in bytes, 1024..=1048576 and at most
-    /// `client_rx_buffer`; beyond it: 431.
-    #[serde(default = "dflt::<16384>")]
+    /// Largest request head, 1024..=1048576 and at most `client_rx_buffer`
+    /// (431).
+    #[serde(default = "dflt::<16384, _>")]
     pub max_head_bytes: u32,
-    /// Most field lines in a request head, 1..=128; beyond it: 431.
-    #[serde(default = "dflt::<100>")]
+    /// Most field lines in a request head, 1..=128 (431).
+    #[serde(default = "dflt::<100, _>")]
     pub max_headers: u32,
-    /// Longest request-target in bytes, 16..=`max_head_bytes`; beyond it:
-    /// 414.
-    #[serde(default = "dflt::<8192>")]
+    /// Longest request-target, 16..=`max_head_bytes` (414).
+    #[serde(default = "dflt::<8192, _>")]
     pub max_uri_bytes: u32,
-    /// Largest request body in bytes; beyond it: 413. 0: no limit.
-    #[serde(default = "default_max_body_bytes")]
+    /// Largest request body (413); 0: no limit.
+    #[serde(default = "dflt::<{ 1 << 30 }, _>")]
     pub max_body_bytes: u64,
-    /// `[[listener.route]]`: tried in file order, the first that matches
-    /// wins.
+    /// `[[listener.route]]`: tried in file order, the first match wins.
     #[serde(default, rename = "route")]
     pub routes: Vec<ListenerRoute>,
-    /// `[[listener.certificate]]`: with `protocol = "https"`, at least
-    /// one; chosen by the server name the client sends (SNI).
+    /// `[[listener.certificate]]`: with `https`, at least one; picked by SNI.
     #[serde(default, rename = "certificate")]
     pub certificates: Vec<ListenerCertificate>,
     /// The oldest TLS version accepted, `"1.2"` (default) or `"1.3"`.
     pub tls_min_version: Option<TlsVersion>,
-    /// TLS handshakes in progress per worker on this listener,
-    /// 1..=1000000; a connection beyond it is reset once its TCP handshake
-    /// completes. Bounds the CPU a handshake flood can take.
-    #[serde(default = "dflt::<1024>")]
+    /// TLS handshakes in progress per worker, 1..=1000000; beyond it new
+    /// connections are reset.
+    #[serde(default = "dflt::<1024, _>")]
     pub max_tls_handshakes: u32,
-    /// Refuse clients whose server name (SNI) no certificate answers, or
-    /// that send none, with an `unrecognized_name` alert, instead of
-    /// serving the default certificate.
+    /// Refuse clients whose server name no certificate answers.
     #[serde(default)]
     pub sni_strict: bool,
     /// Send the TLS facts of the client connection to backends
-    /// (`X-Forwarded-TLS-Version`, `-Cipher`, `-SNI`, `-Client-Subject`);
-    /// lines the client sent with these names are dropped.
+    /// (`X-Forwarded-TLS-*`, dropping such lines from the client).
     #[serde(default)]
     pub tls_headers: bool,
-    /// Client certificates: `"none"` (default), `"request"` (asked for,
-    /// optional) or `"require"`; verified against `client_ca`.
+    /// Client certificates: `"none"` (default), `"request"` or `"require"`.
     #[serde(default)]
     pub client_auth: ClientAuth,
-    /// PEM file of the CA certificates client certificates must chain to.
+    /// PEM file of the CAs client certificates must chain to.
     pub client_ca: Option<std::path::PathBuf>,
-    /// Session ticket keys from a file (lines of 64 hex digits; the first
-    /// encrypts), so that boxes given the same file accept each other's
-    /// tickets. None: a random key per process, rotated every 6 hours.
+    /// Session ticket keys (lines of 64 hex digits, the first encrypts);
+    /// none: a random key per process, rotated every 6 hours.
     pub ticket_key_file: Option<std::path::PathBuf>,
-}
-
-fn default_max_body_bytes() -> u64 {
-    1 << 30
 }
 
 /// `[[listener.route]]`: conditions on a request, all of which must hold
@@ -444,45 +362,34 @@ fn default_max_body_bytes() -> u64 {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListenerRoute {
-    /// `"example.com"` (case-insensitive, port ignored) or
-    /// `"*.example.com"` (any name under it, not itself).
+    /// `"example.com"` (case-insensitive, port ignored) or `"*.example.com"`.
     pub host: Option<String>,
-    /// A segment-aware path prefix: `/api` matches `/api` and `/api/x`, not
-    /// `/apix`. At most one of `path_prefix`, `path_exact`.
+    /// A segment-aware path prefix (`/api`: `/api`, `/api/x`, not `/apix`).
     pub path_prefix: Option<String>,
-    /// The exact path, without query.
+    /// The exact path, without query; not with `path_prefix`.
     pub path_exact: Option<String>,
     /// The method, case-sensitive (`GET`).
     pub method: Option<String>,
-    /// Field name → value that a field line must have; `"*"`: present with
-    /// any value.
+    /// Field name → value a field line must have; `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub headers: Vec<(String, String)>,
-    /// Cookie name → value; `"*"`: present with any value.
+    /// Cookie name → value; `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub cookies: Vec<(String, String)>,
-    /// Query parameter name → value (compared percent-decoded); `"*"`:
-    /// present with any value.
+    /// Query parameter name → value (percent-decoded); `"*"`: present.
     #[serde(default, deserialize_with = "name_values")]
     pub query: Vec<(String, String)>,
-    /// The server name the client sent in its TLS handshake (SNI):
-    /// `"a.example"` or `"*.example"`, compared like `host`; https
-    /// listeners only.
+    /// The server name the client sent (SNI), compared like `host`; https only.
     pub sni: Option<String>,
-    /// The `[[cluster]]` that serves matching requests; required unless
-    /// `redirect_https` is given.
+    /// The `[[cluster]]` of matching requests; required unless redirecting.
     pub cluster: Option<String>,
-    /// Answer matching requests with a redirect to `https://` on the same
-    /// host and target, with this status (301 or 308), instead of sending
-    /// them to a cluster; http listeners only.
+    /// Redirect to `https://` with this status (301 or 308); http only.
     pub redirect_https: Option<u16>,
-    /// The port written in the redirect's `Location`; none or 443: no port.
+    /// The port in the redirect's `Location`; none or 443: no port.
     pub redirect_https_port: Option<u16>,
-    /// Replaces the `path_prefix` part of the path sent to the backend;
-    /// requires `path_prefix`.
+    /// Replaces the `path_prefix` part of the path sent to the backend.
     pub rewrite_prefix: Option<String>,
-    /// Request fields to replace (every line of the name dropped, this one
-    /// written); `Host` replaces the host sent to the backend.
+    /// Request fields to replace (`Host` replaces the host sent).
     #[serde(default, deserialize_with = "name_values")]
     pub request_headers_set: Vec<(String, String)>,
     /// Request fields to append.
@@ -526,22 +433,11 @@ fn name_values<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<(String, String)>,
 }
 
 impl Listener {
-    /// The name of the port on which the address is announced.
-    pub fn ingress_name(&self) -> &str {
-        &self.ingress
-    }
-
-    /// The name of the cluster of requests that match no route.
-    pub fn default_cluster_name(&self) -> Option<&str> {
-        self.default_cluster.as_deref()
-    }
-
     /// The names of the clusters this listener sends requests to: the
     /// default one, then each route's, in file order (with repeats).
     pub fn cluster_names(&self) -> impl Iterator<Item = &str> {
-        self.default_cluster_name()
-            .into_iter()
-            .chain(self.routes.iter().filter_map(ListenerRoute::cluster_name))
+        let routes = self.routes.iter().filter_map(|r| r.cluster.as_deref());
+        self.default_cluster.as_deref().into_iter().chain(routes)
     }
 
     /// Bytes of buffer one client connection may hold at once: its own
@@ -561,13 +457,6 @@ impl Listener {
     }
 }
 
-impl ListenerRoute {
-    /// The name of the cluster of matching requests; none for a redirect.
-    pub fn cluster_name(&self) -> Option<&str> {
-        self.cluster.as_deref()
-    }
-}
-
 // `sluice check` and reloads.
 
 impl Listener {
@@ -584,37 +473,27 @@ impl Listener {
                 ("max_half_open", l.max_half_open),
             ]
         };
-        let (old, new) = memory(self)
-            .into_iter()
-            .zip(memory(new))
-            .find(|(old, new)| old != new)?;
-        Some(format!(
-            "{} ({} now, {} in the new config)",
-            old.0, old.1, new.1
-        ))
+        let pairs = memory(self).into_iter().zip(memory(new));
+        let ((key, old), (_, new)) = pairs.into_iter().find(|(old, new)| old != new)?;
+        Some(format!("{key} ({old} now, {new} in the new config)"))
     }
 
     /// The listener's lines of [`super::Config::summary`].
     pub(super) fn write_summary(&self, s: &mut String) -> fmt::Result {
-        let default = match self.default_cluster_name() {
+        let default = match self.default_cluster.as_deref() {
             Some(c) => format!("default cluster {c}"),
             None => "no default cluster (404)".to_string(),
         };
-        let snat = if self.snat.is_empty() {
-            "snat from the egress port's address".to_string()
-        } else {
-            let list: Vec<String> = self.snat.iter().map(ToString::to_string).collect();
-            format!("snat {}", list.join(", "))
+        let snat = match self.snat.is_empty() {
+            true => "snat from the egress port's address".to_string(),
+            false => format!("snat {}", join(&self.snat)),
         };
+        let (name, protocol, port) = (&self.name, self.protocol, &self.ingress);
+        let (vip, n) = (vip_port(self.address, self.port), self.routes.len());
         writeln!(
             s,
-            "listener {}: {}://{} on port {}, {} route{}, {default}, {snat}",
-            self.name,
-            self.protocol,
-            super::vip_port(self.address, self.port),
-            self.ingress_name(),
-            self.routes.len(),
-            if self.routes.len() == 1 { "" } else { "s" },
+            "listener {name}: {protocol}://{vip} on port {port}, {n} route{}, {default}, {snat}",
+            plural(n)
         )?;
         let memory = u64::from(self.max_connections) * self.bytes_per_connection();
         writeln!(
@@ -654,35 +533,33 @@ impl Listener {
 /// `host api.example.com, path_prefix /api -> cluster api, rewrite /api to /`.
 impl fmt::Display for ListenerRoute {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let value = |v: &str| match v {
-            "*" => " present".to_string(),
-            v => format!(" = {v}"),
-        };
-        let mut when: Vec<String> = Vec::new();
-        for (key, v) in [
+        let keys = [
             ("sni", &self.sni),
             ("host", &self.host),
             ("path_prefix", &self.path_prefix),
             ("path_exact", &self.path_exact),
             ("method", &self.method),
-        ] {
-            if let Some(v) = v {
-                when.push(format!("{key} {v}"));
-            }
-        }
-        for (what, pairs) in [
+        ];
+        let keys = keys
+            .into_iter()
+            .filter_map(|(key, v)| Some(format!("{key} {}", v.as_ref()?)));
+        let pairs = [
             ("header", &self.headers),
             ("cookie", &self.cookies),
             ("query", &self.query),
-        ] {
-            when.extend(pairs.iter().map(|(n, v)| format!("{what} {n}{}", value(v))));
+        ];
+        let pairs = pairs.into_iter().flat_map(|(what, pairs)| {
+            pairs.iter().map(move |(n, v)| match v.as_str() {
+                "*" => format!("{what} {n} present"),
+                v => format!("{what} {n} = {v}"),
+            })
+        });
+        let when: Vec<String> = keys.chain(pairs).collect();
+        match when.is_empty() {
+            true => f.write_str("every request")?,
+            false => f.write_str(&when.join(", "))?,
         }
-        if when.is_empty() {
-            f.write_str("every request")?;
-        } else {
-            f.write_str(&when.join(", "))?;
-        }
-        match (self.redirect_https, self.cluster_name()) {
+        match (self.redirect_https, self.cluster.as_deref()) {
             (Some(status), _) => write!(f, " -> redirect to https ({status})")?,
             (None, Some(c)) => write!(f, " -> cluster {c}")?,
             (None, None) => f.write_str(" -> nothing")?,
@@ -690,23 +567,15 @@ impl fmt::Display for ListenerRoute {
         if let (Some(from), Some(to)) = (&self.path_prefix, &self.rewrite_prefix) {
             write!(f, ", rewrite {from} to {to}")?;
         }
-        let edits =
-            |set: &Vec<_>, add: &Vec<_>, remove: &Vec<_>| set.len() + add.len() + remove.len();
-        let request = edits(
-            &self.request_headers_set,
-            &self.request_headers_add,
-            &self.request_headers_remove,
-        );
-        let response = edits(
-            &self.response_headers_set,
-            &self.response_headers_add,
-            &self.response_headers_remove,
-        );
+        let request = self.request_headers_set.len()
+            + self.request_headers_add.len()
+            + self.request_headers_remove.len();
+        let response = self.response_headers_set.len()
+            + self.response_headers_add.len()
+            + self.response_headers_remove.len();
         if request + response > 0 {
-            write!(
-                f,
-                ", header edits: {request} on the request, {response} on the response"
-            )?;
+            let edits = format!("{request} on the request, {response} on the response");
+            write!(f, ", header edits: {edits}")?;
         }
         Ok(())
     }
@@ -715,10 +584,11 @@ impl fmt::Display for ListenerRoute {
 /// The L7 line(s) of a cluster in [`super::Config::summary`], for a cluster
 /// a listener uses.
 pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result {
+    let (size, seed) = (c.maglev_table_size, c.hash_seed);
     let balance = match &c.hash_on {
         Some(on) => format!(
-            "{} on {on} (maglev table {}, hash seed {})",
-            c.balance, c.maglev_table_size, c.hash_seed
+            "{} on {on} (maglev table {size}, hash seed {seed})",
+            c.balance
         ),
         None => c.balance.to_string(),
     };
@@ -727,22 +597,17 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
         (Some(name), None) => format!(", sticky cookie {name} (session)"),
         _ => String::new(),
     };
-    let on_status = if c.retry_on_status.is_empty() {
-        "connection failures".to_string()
-    } else {
-        let list: Vec<String> = c.retry_on_status.iter().map(u16::to_string).collect();
-        format!("connection failures and {}", list.join(", "))
+    let on_status = match c.retry_on_status.is_empty() {
+        true => "connection failures".to_string(),
+        false => format!("connection failures and {}", join(&c.retry_on_status)),
     };
+    let (connect, response, retries) = (c.connect_timeout_ms, c.response_timeout_ms, c.retries);
+    let (budget, idle) = (c.retry_budget_percent, c.max_idle_per_backend);
+    let y = if retries == 1 { "y" } else { "ies" };
     writeln!(
         s,
-        "  l7: balance {balance}{sticky}; timeouts connect {} ms, response {} ms; {} retr{} on \
-         {on_status} (budget {}%); {} idle connections per backend",
-        c.connect_timeout_ms,
-        c.response_timeout_ms,
-        c.retries,
-        if c.retries == 1 { "y" } else { "ies" },
-        c.retry_budget_percent,
-        c.max_idle_per_backend
+        "  l7: balance {balance}{sticky}; timeouts connect {connect} ms, response {response} ms; \
+         {retries} retr{y} on {on_status} (budget {budget}%); {idle} idle connections per backend"
     )?;
     write_health_summary(c, s)
 }
@@ -750,63 +615,57 @@ pub(super) fn write_cluster_summary(c: &Cluster, s: &mut String) -> fmt::Result 
 /// The health check line(s) of a cluster in [`super::Config::summary`],
 /// whatever uses it.
 pub(super) fn write_health_summary(c: &Cluster, s: &mut String) -> fmt::Result {
-    if let Some(hc) = &c.health_check {
-        let host = match &hc.host {
-            Some(h) => format!(", Host {h}"),
-            None => String::new(),
-        };
-        let port = match hc.port {
-            Some(p) => format!(" on port {p}"),
-            None => String::new(),
-        };
-        let every = format!(
-            "every {} ms (timeout {} ms), up after {} passes, down after {} failures",
-            hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall
-        );
-        let status = format!(
-            "pass on status {}..={}",
-            hc.expect_status[0], hc.expect_status[1]
-        );
-        let bytes = |text: &Option<String>, hex: &Option<String>| {
-            let n = payload_bytes(text.as_deref(), hex.as_deref())
-                .ok()
-                .flatten()
-                .map_or(0, |b| b.len());
-            format!("{n} bytes")
-        };
-        let what = match (&hc.check, &hc.path) {
-            (CheckType::Http, Some(path)) => format!("GET {path}{host}{port} {every}, {status}"),
-            (CheckType::Https, Some(path)) => {
-                let verify = match (&hc.ca, hc.verify) {
-                    (Some(ca), true) => format!("certificate verified against {}", ca.display()),
-                    _ => "certificate not verified".to_string(),
-                };
-                let name = match &hc.server_name {
-                    Some(n) => format!(" as {n}"),
-                    None => String::new(),
-                };
-                format!("GET {path} over TLS{host}{port} {every}, {status}, {verify}{name}")
-            }
-            (CheckType::Udp, _) => {
-                let expect = match (&hc.expect, &hc.expect_hex) {
-                    (None, None) => "any reply passes".to_string(),
-                    (e, h) => format!("a reply containing {} passes", bytes(e, h)),
-                };
-                format!(
-                    "UDP datagram of {}{port} {every}, {expect}",
-                    bytes(&hc.send, &hc.send_hex)
-                )
-            }
-            _ => format!("TCP connect{port} {every}"),
-        };
-        writeln!(s, "  health check: {what}")?;
-        if hc.passive_rst_limit > 0 {
-            writeln!(
-                s,
-                "  passive marking: down after {} new connections in a row answered with a RST",
-                hc.passive_rst_limit
-            )?;
+    let Some(hc) = &c.health_check else {
+        return Ok(());
+    };
+    let host = hc
+        .host
+        .as_ref()
+        .map_or(String::new(), |h| format!(", Host {h}"));
+    let port = hc.port.map_or(String::new(), |p| format!(" on port {p}"));
+    let (every, timeout, rise, fall) = (hc.interval_ms, hc.timeout_ms, hc.rise, hc.fall);
+    let every = format!(
+        "every {every} ms (timeout {timeout} ms), up after {rise} passes, down after {fall} \
+         failures"
+    );
+    let status = format!(
+        "pass on status {}..={}",
+        hc.expect_status[0], hc.expect_status[1]
+    );
+    let bytes = |text: &Option<String>, hex: &Option<String>| {
+        let bytes = payload_bytes(text.as_deref(), hex.as_deref())
+            .ok()
+            .flatten();
+        format!("{} bytes", bytes.map_or(0, |b| b.len()))
+    };
+    let what = match (&hc.check, &hc.path) {
+        (CheckType::Http, Some(path)) => format!("GET {path}{host}{port} {every}, {status}"),
+        (CheckType::Https, Some(path)) => {
+            let verify = match (&hc.ca, hc.verify) {
+                (Some(ca), true) => format!("certificate verified against {}", ca.display()),
+                _ => "certificate not verified".to_string(),
+            };
+            let name = hc
+                .server_name
+                .as_ref()
+                .map_or(String::new(), |n| format!(" as {n}"));
+            format!("GET {path} over TLS{host}{port} {every}, {status}, {verify}{name}")
         }
+        (CheckType::Udp, _) => {
+            let expect = match (&hc.expect, &hc.expect_hex) {
+                (None, None) => "any reply passes".to_string(),
+                (e, h) => format!("a reply containing {} passes", bytes(e, h)),
+            };
+            let send = bytes(&hc.send, &hc.send_hex);
+            format!("UDP datagram of {send}{port} {every}, {expect}")
+        }
+        _ => format!("TCP connect{port} {every}"),
+    };
+    writeln!(s, "  health check: {what}")?;
+    if hc.passive_rst_limit > 0 {
+        let n = hc.passive_rst_limit;
+        let what = "new connections in a row answered with a RST";
+        writeln!(s, "  passive marking: down after {n} {what}")?;
     }
     Ok(())
 }

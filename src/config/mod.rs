@@ -45,6 +45,43 @@
 //! [`Config::summary`], a row in `docs/CONFIG.md`, and a decision in
 //! [`Config::check_reloadable`]. The L7 tables have files of their own,
 //! `listener.rs` and `validate_l7.rs`, to keep each file short.
+//!
+//! # Adding a key
+//!
+//! A key is a field of its table's struct with a one-line doc (what it
+//! means and its bounds) and, when it is optional, its default next to it
+//! (`#[serde(default = "dflt::<N, _>")]` or `#[serde(default)]`). A value
+//! with a form of its own (an address, a MAC) implements `types::Text` and
+//! is read with `deserialize_with = "parsed"`; a keyword is a `spelled!`
+//! enum. Either way serde reports a malformed value at the value. Its check goes in the function of its
+//! section (`validate.rs`, `validate_l7.rs`, `tls.rs`), where checks run in
+//! file order: a plain numeric bound is one row of that section's `bounds`
+//! or `ranges` table; any other check is one `ensure!(condition, path,
+//! "message")`, or a `problem!` with `.see(path, label)` or `.or_at(path)`
+//! when it names a second place. Then a row in `docs/CONFIG.md`, a test in
+//! `tests.rs` that asserts the error's line and words, and a word in the
+//! summary when operators should see the value.
+
+/// `as_str` (the spelling in the config file) and `Display` of a keyword
+/// enum; serde reads the same spellings through its `rename` attributes.
+macro_rules! spelled {
+    ($t:ty { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $t {
+            /// The spelling in the config file.
+            pub fn as_str(&self) -> &'static str {
+                match self {
+                    $(Self::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
 
 mod error;
 mod listener;
@@ -75,50 +112,46 @@ pub use sections::{
 };
 pub use spans::{KeyPath, Position};
 pub use tls::{
-    load_client_ca, read_ticket_keys, subject_of, valid_server_name, warnings as tls_warnings,
-    ClientAuth, ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
+    load_client_ca, read_ticket_keys, valid_server_name, warnings as tls_warnings, ClientAuth,
+    ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
 };
 pub use types::{Cidr, Mac, PortDevice};
 pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
 pub use validate_l7::MAX_LISTENER_MEMORY;
 
-/// A whole config file, checked.
-#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// A whole config file, checked. Every table may be left out (`[[port]]`
+/// is then reported missing by the checks).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct Config {
     /// `[eal]`: DPDK start-up.
-    #[serde(default)]
     pub eal: Eal,
     /// `[dataplane]`: workers, queues and timers.
-    #[serde(default)]
     pub dataplane: Dataplane,
     /// `[admin]`: the metrics endpoint.
-    #[serde(default)]
     pub admin: Admin,
     /// `[log]`: control-thread logging.
-    #[serde(default)]
     pub log: Log,
     /// `[[port]]`: the Ethernet ports, in file order; at least one.
-    #[serde(default, rename = "port")]
+    #[serde(rename = "port")]
     pub ports: Vec<Port>,
     /// `[[route]]`: static routes, in file order.
-    #[serde(default, rename = "route")]
+    #[serde(rename = "route")]
     pub routes: Vec<Route>,
     /// `[[neighbor]]`: static ARP/NDP entries, in file order.
-    #[serde(default, rename = "neighbor")]
+    #[serde(rename = "neighbor")]
     pub neighbors: Vec<Neighbor>,
     /// `[conntrack]`: per-worker connection tracking of L4 services.
-    #[serde(default)]
     pub conntrack: Conntrack,
     /// `[[cluster]]`: backend sets, in file order.
-    #[serde(default, rename = "cluster")]
+    #[serde(rename = "cluster")]
     pub clusters: Vec<Cluster>,
     /// `[[service]]`: the L4 services, in file order. None: Sluice only
     /// routes and answers for its own addresses.
-    #[serde(default, rename = "service")]
+    #[serde(rename = "service")]
     pub services: Vec<Service>,
     /// `[[listener]]`: the L7 listeners, in file order.
-    #[serde(default, rename = "listener")]
+    #[serde(rename = "listener")]
     pub listeners: Vec<Listener>,
 }
 
@@ -172,15 +205,16 @@ impl Config {
     /// is then left as it was; the error names the option, not the file.
     pub fn override_device(&mut self, port: &str, vdev: &str) -> Result<(), ConfigError> {
         let origin = format!("--port-device {port}={vdev}");
-        let Some(i) = self.ports.iter().position(|p| p.name == port) else {
+        let Some((i, _)) = self.port(port) else {
             let defined: Vec<&str> = self.ports.iter().map(|p| p.name.as_str()).collect();
+            let message = format!(
+                "no port named {port:?} (defined ports: {})",
+                defined.join(", ")
+            );
             return Err(ConfigError::Invalid {
                 origin,
                 position: None,
-                message: format!(
-                    "no port named {port:?} (defined ports: {})",
-                    defined.join(", ")
-                ),
+                message,
             });
         };
         let old = std::mem::replace(
@@ -217,7 +251,7 @@ impl Config {
         let mut ports = self
             .services
             .iter()
-            .filter(|s| s.cluster_name() == name)
+            .filter(|s| s.cluster == name)
             .map(|s| s.port);
         let first = ports.next()?;
         (first != 0 && ports.all(|p| p == first)).then_some(first)
@@ -246,31 +280,30 @@ impl Config {
                  their buffers or their connection limits)"
             ))
         };
-        let sections = [
-            ("[eal]", self.eal != new.eal),
-            ("[dataplane]", self.dataplane != new.dataplane),
-            ("[admin]", self.admin != new.admin),
-        ];
-        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+        let first = |sections: [(&'static str, bool); 3]| sections.into_iter().find(|(_, d)| *d);
+        let (old, new_) = (self, new);
+        if let Some((what, _)) = first([
+            ("[eal]", old.eal != new_.eal),
+            ("[dataplane]", old.dataplane != new_.dataplane),
+            ("[admin]", old.admin != new_.admin),
+        ]) {
             return differs(what.to_string());
         }
         let names = |c: &Config| c.ports.iter().map(|p| p.name.clone()).collect::<Vec<_>>();
-        if names(self) != names(new) {
+        if names(old) != names(new_) {
+            let (now, then) = (names(old).join(", "), names(new_).join(", "));
             return differs(format!(
-                "the list of [[port]]s ({} now, {} in the new config)",
-                names(self).join(", "),
-                names(new).join(", ")
+                "the list of [[port]]s ({now} now, {then} in the new config)"
             ));
         }
-        if let Some(p) = self.ports.iter().zip(&new.ports).find(|(a, b)| a != b) {
-            return differs(format!("[[port]] {:?}", p.0.name));
+        if let Some((p, _)) = old.ports.iter().zip(&new_.ports).find(|(a, b)| a != b) {
+            return differs(format!("[[port]] {:?}", p.name));
         }
-        let sections = [
-            ("[[route]]", self.routes != new.routes),
-            ("[[neighbor]]", self.neighbors != new.neighbors),
-            ("[conntrack]", self.conntrack != new.conntrack),
-        ];
-        if let Some((what, _)) = sections.iter().find(|(_, d)| *d) {
+        if let Some((what, _)) = first([
+            ("[[route]]", old.routes != new_.routes),
+            ("[[neighbor]]", old.neighbors != new_.neighbors),
+            ("[conntrack]", old.conntrack != new_.conntrack),
+        ]) {
             return differs(what.to_string());
         }
         let names = |c: &Config| {
@@ -278,23 +311,22 @@ impl Config {
             names.sort_unstable();
             names
         };
-        if names(self) != names(new) {
-            let list = |names: Vec<String>| match names.len() {
-                0 => "none".to_string(),
-                _ => names.join(", "),
+        if names(old) != names(new_) {
+            let list = |c: &Config| match names(c).join(", ") {
+                list if list.is_empty() => "none".to_string(),
+                list => list,
             };
+            let (now, then) = (list(old), list(new_));
             return differs(format!(
-                "the set of [[listener]]s ({} now, {} in the new config)",
-                list(names(self)),
-                list(names(new))
+                "the set of [[listener]]s ({now} now, {then} in the new config)"
             ));
         }
-        for old in &self.listeners {
-            let Some(new) = new.listeners.iter().find(|l| l.name == old.name) else {
+        for l in &old.listeners {
+            let Some(n) = new_.listeners.iter().find(|n| n.name == l.name) else {
                 continue;
             };
-            if let Some(key) = old.memory_differs(new) {
-                return differs(format!("{key} of [[listener]] {:?}", old.name));
+            if let Some(key) = l.memory_differs(n) {
+                return differs(format!("{key} of [[listener]] {:?}", l.name));
             }
         }
         Ok(())
@@ -317,33 +349,26 @@ impl Config {
     /// `--vdev SPEC` in port order (DPDK then numbers the ports in that
     /// order); then `eal.args`.
     pub fn eal_argv(&self) -> Vec<String> {
-        let dp = &self.dataplane;
-        let (opt, lcores) = if dp.worker_cpus.is_empty() {
-            let l: Vec<String> = self.lcores().iter().map(u32::to_string).collect();
-            ("-l", l.join(","))
+        let (dp, main) = (&self.dataplane, self.eal.main_lcore);
+        let (opt, lcores): (_, Vec<String>) = if dp.worker_cpus.is_empty() {
+            ("-l", self.lcores().iter().map(u32::to_string).collect())
         } else {
             // The main lcore keeps the CPU of its own number, as with -l.
-            let main = self.eal.main_lcore;
-            let l: Vec<String> = std::iter::once((main, main))
-                .chain(
-                    dp.workers
-                        .iter()
-                        .copied()
-                        .zip(dp.worker_cpus.iter().copied()),
-                )
-                .map(|(lcore, cpu)| format!("{lcore}@{cpu}"))
-                .collect();
-            ("--lcores", l.join(","))
+            let pairs = dp.workers.iter().zip(&dp.worker_cpus);
+            let pairs = std::iter::once((&main, &main)).chain(pairs);
+            (
+                "--lcores",
+                pairs.map(|(lcore, cpu)| format!("{lcore}@{cpu}")).collect(),
+            )
         };
-        let mut argv = vec![
-            PROGRAM.to_string(),
-            opt.to_string(),
-            lcores,
-            "--main-lcore".to_string(),
-            self.eal.main_lcore.to_string(),
-            "--file-prefix".to_string(),
+        let mut argv: Vec<String> = [PROGRAM, opt, &lcores.join(","), "--main-lcore"]
+            .map(String::from)
+            .into();
+        argv.extend([
+            main.to_string(),
+            "--file-prefix".into(),
             self.eal.file_prefix.clone(),
-        ];
+        ]);
         for p in &self.ports {
             argv.extend(p.device.eal_args().map(str::to_string));
         }
@@ -367,61 +392,50 @@ impl Config {
     fn write_summary(&self, s: &mut String) -> std::fmt::Result {
         let argv: Vec<String> = self.eal_argv().iter().map(|a| shell_quote(a)).collect();
         writeln!(s, "eal: {}", argv.join(" "))?;
-        let dp = &self.dataplane;
-        let workers: Vec<String> = dp.workers.iter().map(u32::to_string).collect();
+        let (dp, main) = (&self.dataplane, self.eal.main_lcore);
+        let list = |ids: &[u32]| ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",");
+        let (n, workers, cpus) = (dp.workers.len(), list(&dp.workers), list(&dp.worker_cpus));
         writeln!(
             s,
-            "lcores: main {}, {} worker{} on {}",
-            self.eal.main_lcore,
-            dp.workers.len(),
-            if dp.workers.len() == 1 { "" } else { "s" },
-            workers.join(",")
+            "lcores: main {main}, {n} worker{} on {workers}",
+            plural(n)
         )?;
-        if !dp.worker_cpus.is_empty() {
-            let cpus: Vec<String> = dp.worker_cpus.iter().map(u32::to_string).collect();
+        if !cpus.is_empty() {
             writeln!(
                 s,
-                "  workers run on CPUs {} (dataplane.worker_cpus: for tests; in production one worker per isolated core)",
-                cpus.join(",")
+                "  workers run on CPUs {cpus} (dataplane.worker_cpus: for tests; in production one \
+                 worker per isolated core)"
             )?;
         }
-        if dp.idle_sleep_us > 0 {
-            writeln!(
-                s,
-                "  idle workers pause, then sleep {} us at a time (dataplane.idle_sleep_us)",
-                dp.idle_sleep_us
-            )?;
+        let sleep = dp.idle_sleep_us;
+        if sleep > 0 {
+            let what = "idle workers pause, then sleep";
+            writeln!(s, "  {what} {sleep} us at a time (dataplane.idle_sleep_us)")?;
         }
         writeln!(
             s,
-            "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx drain {} us",
+            "dataplane: burst {}, {} mbufs per worker (cache {}), rx/tx descriptors {}/{}, tx \
+             drain {} us",
             dp.burst, dp.mbufs, dp.mbuf_cache, dp.rx_desc, dp.tx_desc, dp.tx_drain_us
         )?;
-        writeln!(
-            s,
-            "neighbors: learned entries live {} s, resolution retried every {} ms",
-            dp.neighbor_timeout_s, dp.neighbor_retry_ms
-        )?;
-        if self.admin.enabled {
-            writeln!(s, "admin: http://{}/", self.admin.listen)?;
-        } else {
-            writeln!(s, "admin: disabled")?;
+        let (live, retry) = (dp.neighbor_timeout_s, dp.neighbor_retry_ms);
+        let what = "neighbors: learned entries live";
+        writeln!(s, "{what} {live} s, resolution retried every {retry} ms")?;
+        match self.admin.enabled {
+            true => writeln!(s, "admin: http://{}/", self.admin.listen)?,
+            false => writeln!(s, "admin: disabled")?,
         }
         writeln!(s, "log: {}", self.log.level)?;
         for p in &self.ports {
             writeln!(s, "port {}: {}", p.name, p.device)?;
             let mac = p
                 .mac
-                .map_or_else(|| "the device's own".to_string(), |m| m.to_string());
+                .map_or("the device's own".to_string(), |m| m.to_string());
             let vlan = p
                 .vlan
-                .map_or_else(|| "untagged".to_string(), |v| format!("vlan {v}"));
-            writeln!(
-                s,
-                "  mac {mac}, mtu {}, {vlan}, rss {}",
-                p.mtu,
-                if p.rss { "on" } else { "off" }
-            )?;
+                .map_or("untagged".to_string(), |v| format!("vlan {v}"));
+            let (mtu, rss) = (p.mtu, if p.rss { "on" } else { "off" });
+            writeln!(s, "  mac {mac}, mtu {mtu}, {vlan}, rss {rss}")?;
             for c in &p.addresses {
                 writeln!(s, "  address {c} (subnet {})", c.trunc())?;
             }
@@ -433,37 +447,27 @@ impl Config {
             }
         }
         for r in &self.routes {
-            writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port_name())?;
+            writeln!(s, "route {} via {} port {}", r.prefix, r.via, r.port)?;
         }
         for n in &self.neighbors {
-            writeln!(
-                s,
-                "neighbor {} is {} on port {} (static)",
-                n.ip,
-                n.mac,
-                n.port_name()
-            )?;
+            let (ip, mac, port) = (n.ip, n.mac, &n.port);
+            writeln!(s, "neighbor {ip} is {mac} on port {port} (static)")?;
         }
         self.write_l4_summary(s)?;
         // Every worker polls a queue of every port; af_packet opens one
         // socket (queue pair) unless told otherwise, and the port would
         // fail to start.
-        let workers = self.dataplane.workers.len();
         for p in &self.ports {
             let PortDevice::Vdev(v) = &p.device else {
                 continue;
             };
-            if !v.starts_with("net_af_packet") {
-                continue;
-            }
-            let qpairs = v
-                .split(',')
-                .find_map(|a| a.strip_prefix("qpairs="))
-                .map_or(Some(1), |n| n.parse::<usize>().ok());
-            if qpairs != Some(workers) {
+            let qpairs = v.split(',').find_map(|a| a.strip_prefix("qpairs="));
+            let qpairs = qpairs.map_or(Some(1), |n| n.parse::<usize>().ok());
+            if v.starts_with("net_af_packet") && qpairs != Some(n) {
                 writeln!(
                     s,
-                    "note: port {}: net_af_packet needs qpairs={workers} in its device arguments, one queue pair per worker",
+                    "note: port {}: net_af_packet needs qpairs={n} in its device arguments, one \
+                     queue pair per worker",
                     p.name
                 )?;
             }
@@ -475,8 +479,8 @@ impl Config {
         if !pci && !self.eal.args.iter().any(|a| a == "--no-pci") {
             writeln!(
                 s,
-                "note: no port is a PCI device, but eal.args lacks --no-pci: the EAL will probe (and take) \
-                 every PCI device bound to a DPDK driver"
+                "note: no port is a PCI device, but eal.args lacks --no-pci: the EAL will probe \
+                 (and take) every PCI device bound to a DPDK driver"
             )?;
         }
         Ok(())
@@ -484,13 +488,9 @@ impl Config {
 
     fn write_l4_summary(&self, s: &mut String) -> std::fmt::Result {
         let ct = &self.conntrack;
-        let rate = if ct.new_flows_per_sec == 0 {
-            "new flows unlimited".to_string()
-        } else {
-            format!(
-                "at most {} new flows/s (burst {})",
-                ct.new_flows_per_sec, ct.new_flows_burst
-            )
+        let rate = match ct.new_flows_per_sec {
+            0 => "new flows unlimited".to_string(),
+            n => format!("at most {n} new flows/s (burst {})", ct.new_flows_burst),
         };
         writeln!(
             s,
@@ -506,42 +506,40 @@ impl Config {
         )?;
         // Whether a service, and whether a listener, uses cluster `c`.
         let used = |c: &Cluster| {
-            let by_listener = |l: &Listener| l.cluster_names().any(|n| n == c.name);
             (
-                self.services.iter().any(|v| v.cluster_name() == c.name),
-                self.listeners.iter().any(by_listener),
+                self.services.iter().any(|v| v.cluster == c.name),
+                self.listeners
+                    .iter()
+                    .any(|l| l.cluster_names().any(|n| n == c.name)),
             )
         };
         for c in &self.clusters {
             let (by_service, by_listener) = used(c);
             // The scheduler is for services; a cluster only listeners use
             // shows their `balance` below instead.
+            let (size, seed) = (c.maglev_table_size, c.hash_seed);
             let how = match c.scheduler {
                 _ if by_listener && !by_service => String::new(),
-                Scheduler::Maglev => format!(
-                    "maglev (table {}, hash seed {}), ",
-                    c.maglev_table_size, c.hash_seed
-                ),
-                Scheduler::SourceHash => format!("source-hash (hash seed {}), ", c.hash_seed),
+                Scheduler::Maglev => format!("maglev (table {size}, hash seed {seed}), "),
+                Scheduler::SourceHash => format!("source-hash (hash seed {seed}), "),
                 other => format!("{other}, "),
             };
             let total: u32 = c.backends.iter().map(|b| b.weight).sum();
+            let n = c.backends.len();
             writeln!(
                 s,
-                "cluster {}: {how}{} backend{}, total weight {total}",
+                "cluster {}: {how}{n} backend{}, total weight {total}",
                 c.name,
-                c.backends.len(),
-                if c.backends.len() == 1 { "" } else { "s" }
+                plural(n)
             )?;
             for b in &c.backends {
                 let to = match b.port {
                     Some(port) => SocketAddr::new(b.address, port).to_string(),
                     None => b.address.to_string(),
                 };
-                let label = if b.name == b.address.to_string() {
-                    String::new()
-                } else {
-                    format!(" ({})", b.name)
+                let label = match b.name == b.address.to_string() {
+                    true => String::new(),
+                    false => format!(" ({})", b.name),
                 };
                 let drain = if b.weight == 0 { ", draining" } else { "" };
                 writeln!(s, "  backend {to}{label}, weight {}{drain}", b.weight)?;
@@ -558,37 +556,48 @@ impl Config {
         for v in &self.services {
             let snat = match (v.mode, v.snat.as_slice()) {
                 (ForwardMode::Nat, []) => ", snat from the egress port's address".to_string(),
-                (ForwardMode::Nat, list) => {
-                    let list: Vec<String> = list.iter().map(ToString::to_string).collect();
-                    format!(", snat {}", list.join(", "))
-                }
+                (ForwardMode::Nat, list) => format!(", snat {}", join(list)),
                 _ => String::new(),
             };
+            let (vip, protocol, mode) = (vip_port(v.vip, v.port), v.protocol, v.mode);
+            let (cluster, port) = (&v.cluster, &v.ingress);
             writeln!(
                 s,
-                "service {}: {}/{} -> {} -> cluster {}, vip on port {}{snat}",
-                v.name,
-                vip_port(v.vip, v.port),
-                v.protocol,
-                v.mode,
-                v.cluster_name(),
-                v.ingress_name()
+                "service {}: {vip}/{protocol} -> {mode} -> cluster {cluster}, vip on port \
+                 {port}{snat}",
+                v.name
             )?;
         }
         for l in &self.listeners {
             l.write_summary(s)?;
         }
-        for c in &self.clusters {
-            if used(c) == (false, false) {
-                writeln!(
-                    s,
-                    "note: cluster {} is not used by any service or listener",
-                    c.name
-                )?;
-            }
+        for c in self.clusters.iter().filter(|c| used(c) == (false, false)) {
+            writeln!(
+                s,
+                "note: cluster {} is not used by any service or listener",
+                c.name
+            )?;
         }
         Ok(())
     }
+}
+
+/// `"s"` after a count other than 1.
+pub(crate) fn plural(n: usize) -> &'static str {
+    if n == 1 {
+        ""
+    } else {
+        "s"
+    }
+}
+
+/// `a, b, c`.
+pub(crate) fn join<T: ToString>(items: &[T]) -> String {
+    items
+        .iter()
+        .map(T::to_string)
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// `10.0.0.1:80`, `[fd00::1]:80`, or with `*` for port 0 (every port).

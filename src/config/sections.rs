@@ -3,13 +3,12 @@
 //! Only types and single values are checked here (serde rejects a string
 //! where a number belongs, an unknown key, a malformed prefix); ranges and
 //! relations between values are checked in [`super::validate`], which knows
-//! where each value is written. Defaults are the documented ones in
-//! `docs/CONFIG.md`; keep the two in step.
-
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::time::Duration;
+//! where each value is written. Each field's doc gives its meaning and
+//! bounds in short; `docs/CONFIG.md` is the full reference, and defaults
+//! here are the ones it documents: keep the two in step.
 
 use std::fmt;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::str::FromStr;
 
 use serde::de::value::MapAccessDeserializer;
@@ -17,19 +16,16 @@ use serde::de::{self, Deserializer, MapAccess, Visitor};
 use serde::Deserialize;
 
 use super::listener::{Balance, HashOn, HealthCheck};
-use super::types::{cidr, cidrs, Cidr, Mac, Parse, PortDevice};
+use super::types::{dflt, parsed, parsed_some, parsed_vec, yes, Cidr, Mac, PortDevice, Text};
 
 /// `[eal]`: how the DPDK Environment Abstraction Layer is started.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Eal {
-    /// Extra EAL arguments, passed verbatim after the ones Sluice derives
-    /// (`--no-huge`, `-m 512`, `--no-pci`, `--socket-mem`, ...). Options
-    /// that Sluice derives itself (`-l`, `--main-lcore`, `--file-prefix`,
-    /// ...) are rejected here.
+    /// Extra EAL arguments, passed verbatim after the ones Sluice derives;
+    /// options it derives itself (`-l`, `--main-lcore`, ...) are rejected.
     pub args: Vec<String>,
-    /// The lcore that runs the control thread (admin endpoint, statistics,
-    /// signal handling); it never polls queues.
+    /// The lcore of the control thread; it never polls queues.
     pub main_lcore: u32,
     /// `--file-prefix`: names this process's hugepage files and runtime
     /// directory, so that several DPDK processes can share a host.
@@ -38,10 +34,11 @@ pub struct Eal {
 
 impl Default for Eal {
     fn default() -> Eal {
+        let file_prefix = "sluice".to_string();
         Eal {
             args: Vec::new(),
             main_lcore: 0,
-            file_prefix: "sluice".to_string(),
+            file_prefix,
         }
     }
 }
@@ -50,50 +47,35 @@ impl Default for Eal {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Dataplane {
-    /// The lcores that run workers, one worker per lcore, each polling one
-    /// rx queue of every port. Non-empty, unique, each below 128
-    /// (`RTE_MAX_LCORE`), none equal to `eal.main_lcore`.
+    /// The lcores that run workers, each polling one rx queue of every port:
+    /// non-empty, unique, below 128, none the main lcore.
     pub workers: Vec<u32>,
-    /// The CPU each worker lcore runs on, in the order of `workers`; empty
-    /// (the default): lcore N runs on CPU N. For tests only, to run more
-    /// workers than the machine has CPUs (the EAL's `--lcores L@CPU`); in
-    /// production each worker has an isolated core of its own.
+    /// For tests only: the CPU each worker lcore runs on (`--lcores L@CPU`),
+    /// in the order of `workers`; empty: lcore N on CPU N.
     pub worker_cpus: Vec<u32>,
-    /// Microseconds an idle worker sleeps once it has found nothing to do
-    /// for many polls in a row (it pauses the CPU before that); 0 (the
-    /// default) never sleeps: the worker busy-polls. Lets workers that
-    /// share a CPU hand it to each other, and lightly loaded boxes save
-    /// power, at the cost of up to this much latency after a quiet spell.
+    /// Microseconds an idle worker sleeps per loop after a quiet spell,
+    /// 0..=10000; 0: busy-poll.
     pub idle_sleep_us: u32,
     /// Packets per rx burst and per full tx burst, 1..=256.
     pub burst: u16,
-    /// Mbufs in each worker's packet pool (one pool per worker, on the
-    /// worker's NUMA node), at least 1024. DPDK sizes pools best at
-    /// 2^n - 1.
+    /// Mbufs in each worker's packet pool, at least 1024.
     pub mbufs: u32,
-    /// Per-lcore cache of each mempool; at most 512
-    /// (`RTE_MEMPOOL_CACHE_MAX_SIZE`) and at most `mbufs / 1.5`, as
-    /// `rte_mempool_create` requires.
+    /// Per-lcore cache of each mempool; at most 512 and `mbufs / 1.5`.
     pub mbuf_cache: u32,
     /// Descriptors in each rx queue: a power of two, 64..=16384.
     pub rx_desc: u16,
     /// Descriptors in each tx queue: a power of two, 64..=16384.
     pub tx_desc: u16,
-    /// A partially filled tx burst is sent after at most this many
-    /// microseconds, 1..=100000. Lower means less latency at low load.
+    /// Microseconds after which a partial tx burst is sent, 1..=100000.
     pub tx_drain_us: u32,
     /// Seconds a learned ARP/NDP entry stays valid, at least 1.
     pub neighbor_timeout_s: u32,
-    /// Milliseconds between two resolution attempts for one next hop, at
-    /// least 10.
+    /// Milliseconds between resolution attempts for a next hop, at least 10.
     pub neighbor_retry_ms: u32,
-    /// What to do when a worker dies (panics, returns) or is stuck (its
-    /// heartbeat does not advance for `worker_stuck_ms`): `/healthz` fails
-    /// either way; `exit` also ends the process with a non-zero status so
-    /// that a supervisor restarts it.
+    /// What to do when a worker dies or is stuck (`/healthz` fails either way).
     pub on_worker_failure: OnWorkerFailure,
-    /// Milliseconds without a heartbeat (one per loop iteration) after
-    /// which a running worker counts as stuck, 100..=600000.
+    /// Milliseconds without a heartbeat after which a worker is stuck,
+    /// 100..=600000.
     pub worker_stuck_ms: u32,
 }
 
@@ -129,29 +111,11 @@ impl Default for Dataplane {
     }
 }
 
-impl Dataplane {
-    /// [`Dataplane::tx_drain_us`] as a duration.
-    pub fn tx_drain(&self) -> Duration {
-        Duration::from_micros(self.tx_drain_us.into())
-    }
-
-    /// [`Dataplane::neighbor_timeout_s`] as a duration.
-    pub fn neighbor_timeout(&self) -> Duration {
-        Duration::from_secs(self.neighbor_timeout_s.into())
-    }
-
-    /// [`Dataplane::neighbor_retry_ms`] as a duration.
-    pub fn neighbor_retry(&self) -> Duration {
-        Duration::from_millis(self.neighbor_retry_ms.into())
-    }
-}
-
-/// `[admin]`: the HTTP endpoint that serves metrics.
+/// `[admin]`: the HTTP endpoint that serves metrics (a kernel socket).
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Admin {
-    /// Address and TCP port to listen on, such as `127.0.0.1:9100` or
-    /// `[::1]:9100`. This is a kernel socket, not a data-plane address.
+    /// Address and TCP port to listen on, such as `127.0.0.1:9100`.
     pub listen: SocketAddr,
     /// Whether to serve the endpoint at all.
     pub enabled: bool,
@@ -159,8 +123,9 @@ pub struct Admin {
 
 impl Default for Admin {
     fn default() -> Admin {
+        let listen = SocketAddr::from(([127, 0, 0, 1], 9100));
         Admin {
-            listen: SocketAddr::from(([127, 0, 0, 1], 9100)),
+            listen,
             enabled: true,
         }
     }
@@ -170,8 +135,7 @@ impl Default for Admin {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Log {
-    /// The most verbose level that is logged; `--log-level` on the command
-    /// line takes precedence.
+    /// The most verbose level logged; `--log-level` takes precedence.
     pub level: LogLevel,
 }
 
@@ -192,33 +156,19 @@ pub enum LogLevel {
     Trace,
 }
 
-impl LogLevel {
-    /// The spelling in the config file, which `env_logger` filters accept.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            LogLevel::Error => "error",
-            LogLevel::Warn => "warn",
-            LogLevel::Info => "info",
-            LogLevel::Debug => "debug",
-            LogLevel::Trace => "trace",
-        }
-    }
+// Spelled as `env_logger` filters accept them.
+spelled!(LogLevel {
+    Error => "error",
+    Warn => "warn",
+    Info => "info",
+    Debug => "debug",
+    Trace => "trace",
+});
 
+impl LogLevel {
     /// The `log` crate's filter for this level.
     pub fn to_level_filter(self) -> log::LevelFilter {
-        match self {
-            LogLevel::Error => log::LevelFilter::Error,
-            LogLevel::Warn => log::LevelFilter::Warn,
-            LogLevel::Info => log::LevelFilter::Info,
-            LogLevel::Debug => log::LevelFilter::Debug,
-            LogLevel::Trace => log::LevelFilter::Trace,
-        }
-    }
-}
-
-impl std::fmt::Display for LogLevel {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+        self.as_str().parse().unwrap_or(log::LevelFilter::Info)
     }
 }
 
@@ -228,30 +178,25 @@ impl std::fmt::Display for LogLevel {
 /// device keys (`pci`, `vdev`); here they are one [`PortDevice`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Port {
-    /// Unique name, used by routes, neighbors, logs and metrics: 1..=32
-    /// characters of `[A-Za-z0-9_-]`.
+    /// Unique name: 1..=32 characters of `[A-Za-z0-9_-]`.
     pub name: String,
     /// The DPDK device: a PCI NIC or a virtual device.
     pub device: PortDevice,
-    /// A MAC to set on the port instead of the NIC's own (unicast).
+    /// A unicast MAC to set on the port instead of the NIC's own.
     pub mac: Option<Mac>,
-    /// IP MTU, 68..=9000 (RFC 791's minimum up to jumbo frames); the VLAN
-    /// tag, if any, is not counted.
+    /// IP MTU, 68..=9000, a VLAN tag not counted.
     pub mtu: u16,
-    /// 802.1Q VLAN id 1..=4094: frames are received and sent with this tag.
+    /// 802.1Q VLAN id, 1..=4094, of every frame received and sent.
     pub vlan: Option<u16>,
-    /// Spread flows over the workers with RSS when the device supports it;
-    /// otherwise every packet arrives on the first worker's queue.
+    /// Spread flows over the workers with RSS when the device supports it.
     pub rss: bool,
-    /// The addresses Sluice answers ARP/NDP for on this port, each with the
-    /// prefix length of its connected subnet. At least one; unique across
-    /// all ports.
+    /// The addresses Sluice owns here, with the prefix length of their
+    /// connected subnets; at least one, unique across ports.
     pub addresses: Vec<Cidr>,
-    /// IPv4 default route via this next hop, inside one of this port's IPv4
-    /// subnets.
+    /// IPv4 default route via this next hop, inside an IPv4 subnet here.
     pub gateway: Option<Ipv4Addr>,
-    /// IPv6 default route via this next hop, inside one of this port's IPv6
-    /// subnets or link-local (fe80::/10).
+    /// IPv6 default route via this next hop, inside an IPv6 subnet here or
+    /// link-local.
     pub gateway6: Option<Ipv6Addr>,
 }
 
@@ -268,16 +213,6 @@ impl Port {
     pub fn owns(&self, ip: IpAddr) -> bool {
         self.addresses.iter().any(|c| c.addr() == ip)
     }
-
-    /// This port's IPv4 addresses with their prefixes.
-    pub fn ipv4_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.addr().is_ipv4())
-    }
-
-    /// This port's IPv6 addresses with their prefixes.
-    pub fn ipv6_addresses(&self) -> impl Iterator<Item = &Cidr> {
-        self.addresses.iter().filter(|c| c.addr().is_ipv6())
-    }
 }
 
 /// `[[port]]` exactly as written; see [`Port`] for the meaning of each key.
@@ -290,67 +225,48 @@ struct PortTable {
     /// A DPDK vdev string `net_...[,key=value...]`; exclusive with `pci`.
     vdev: Option<String>,
     mac: Option<Mac>,
-    #[serde(default = "default_mtu")]
+    #[serde(default = "dflt::<1500, _>")]
     mtu: u16,
     vlan: Option<u16>,
-    #[serde(default = "default_rss")]
+    #[serde(default = "yes")]
     rss: bool,
-    #[serde(deserialize_with = "cidrs")]
+    #[serde(deserialize_with = "parsed_vec")]
     addresses: Vec<Cidr>,
-    #[serde(default, deserialize_with = "ipv4_gateway")]
+    #[serde(default, deserialize_with = "parsed_some")]
     gateway: Option<Ipv4Addr>,
-    #[serde(default, deserialize_with = "ipv6_gateway")]
+    #[serde(default, deserialize_with = "parsed_some")]
     gateway6: Option<Ipv6Addr>,
 }
 
-fn default_mtu() -> u16 {
-    1500
-}
+/// `gateway`: an IPv4 address, with a hint when an IPv6 one was given.
+impl Text for Ipv4Addr {
+    const EXPECTING: &'static str = "an IPv4 address";
 
-fn default_rss() -> bool {
-    true
-}
-
-/// `gateway` (IPv4, `V6` false) or `gateway6`: an address of that family,
-/// with a hint when one of the other family was given.
-struct Gateway<const V6: bool>(IpAddr);
-
-impl<const V6: bool> FromStr for Gateway<V6> {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Self, String> {
-        let [(key, family), (other_key, other)] = if V6 {
-            [("gateway6", "IPv6"), ("gateway", "IPv4")]
-        } else {
-            [("gateway", "IPv4"), ("gateway6", "IPv6")]
-        };
-        match text.parse::<IpAddr>() {
-            Ok(ip) if ip.is_ipv6() == V6 => Ok(Gateway(ip)),
-            Ok(ip) => Err(format!(
-                "{ip} is an {other} address; `{key}` is the {family} default route, use `{other_key}`"
-            )),
-            Err(_) => Err(format!("invalid {family} address {text:?}")),
-        }
+    fn parse(text: &str) -> Result<Ipv4Addr, String> {
+        gateway(text, ["gateway", "IPv4", "gateway6", "IPv6"])
     }
 }
 
-fn ipv4_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv4Addr>, D::Error> {
-    match d
-        .deserialize_str(Parse::<Gateway<false>>::new("an IPv4 address"))?
-        .0
-    {
-        IpAddr::V4(ip) => Ok(Some(ip)),
-        IpAddr::V6(_) => unreachable!("Gateway<false> is IPv4"),
+/// `gateway6`: an IPv6 address, with a hint when an IPv4 one was given.
+impl Text for Ipv6Addr {
+    const EXPECTING: &'static str = "an IPv6 address";
+
+    fn parse(text: &str) -> Result<Ipv6Addr, String> {
+        gateway(text, ["gateway6", "IPv6", "gateway", "IPv4"])
     }
 }
 
-fn ipv6_gateway<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Ipv6Addr>, D::Error> {
-    match d
-        .deserialize_str(Parse::<Gateway<true>>::new("an IPv6 address"))?
-        .0
-    {
-        IpAddr::V6(ip) => Ok(Some(ip)),
-        IpAddr::V4(_) => unreachable!("Gateway<true> is IPv6"),
+/// A default route's next hop of the family of `key`.
+fn gateway<T: FromStr>(
+    text: &str,
+    [key, family, other_key, other]: [&str; 4],
+) -> Result<T, String> {
+    match (text.parse::<T>(), text.parse::<IpAddr>()) {
+        (Ok(ip), _) => Ok(ip),
+        (_, Ok(ip)) => Err(format!(
+            "{ip} is an {other} address; `{key}` is the {family} default route, use `{other_key}`"
+        )),
+        _ => Err(format!("invalid {family} address {text:?}")),
     }
 }
 
@@ -365,48 +281,41 @@ impl<'de> Deserialize<'de> for Port {
             }
 
             // Converting inside the visitor puts errors at this port's table
-            // (see `types::Parse`), not at the first `[[port]]`.
+            // (see `types::Parsed`), not at the first `[[port]]`.
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Port, A::Error> {
-                let table = PortTable::deserialize(MapAccessDeserializer::new(map))?;
-                Port::try_from(table).map_err(de::Error::custom)
+                let t = PortTable::deserialize(MapAccessDeserializer::new(map))?;
+                let name = &t.name;
+                let device = match (t.pci, t.vdev) {
+                    (Some(pci), None) => PortDevice::Pci(pci),
+                    (None, Some(vdev)) => PortDevice::Vdev(vdev),
+                    (Some(_), Some(_)) => {
+                        let message = "sets both `pci` and `vdev`; set exactly one";
+                        return Err(de::Error::custom(format!("port {name:?} {message}")));
+                    }
+                    (None, None) => {
+                        return Err(de::Error::custom(format!(
+                            "port {name:?} has no device: set `pci` (a PCI address such as \
+                         \"0000:03:00.0\") or `vdev` (a DPDK virtual device such as \
+                         \"net_af_packet0,iface=veth0\")"
+                        )))
+                    }
+                };
+                let (mac, mtu, vlan, rss, addresses) = (t.mac, t.mtu, t.vlan, t.rss, t.addresses);
+                let (name, gateway, gateway6) = (t.name, t.gateway, t.gateway6);
+                Ok(Port {
+                    name,
+                    device,
+                    mac,
+                    mtu,
+                    vlan,
+                    rss,
+                    addresses,
+                    gateway,
+                    gateway6,
+                })
             }
         }
         d.deserialize_map(V)
-    }
-}
-
-impl TryFrom<PortTable> for Port {
-    type Error = String;
-
-    fn try_from(t: PortTable) -> Result<Port, String> {
-        let device = match (t.pci, t.vdev) {
-            (Some(pci), None) => PortDevice::Pci(pci),
-            (None, Some(vdev)) => PortDevice::Vdev(vdev),
-            (Some(_), Some(_)) => {
-                return Err(format!(
-                    "port {:?} sets both `pci` and `vdev`; set exactly one",
-                    t.name
-                ));
-            }
-            (None, None) => {
-                return Err(format!(
-                    "port {:?} has no device: set `pci` (a PCI address such as \"0000:03:00.0\") \
-                     or `vdev` (a DPDK virtual device such as \"net_af_packet0,iface=veth0\")",
-                    t.name
-                ));
-            }
-        };
-        Ok(Port {
-            name: t.name,
-            device,
-            mac: t.mac,
-            mtu: t.mtu,
-            vlan: t.vlan,
-            rss: t.rss,
-            addresses: t.addresses,
-            gateway: t.gateway,
-            gateway6: t.gateway6,
-        })
     }
 }
 
@@ -415,20 +324,13 @@ impl TryFrom<PortTable> for Port {
 #[serde(deny_unknown_fields)]
 pub struct Route {
     /// Destination prefix, IPv4 or IPv6, with the host bits zero.
-    #[serde(deserialize_with = "cidr")]
+    #[serde(deserialize_with = "parsed")]
     pub prefix: Cidr,
     /// Next hop, of the prefix's family, inside a connected subnet of
     /// `port` (for IPv6 it may instead be link-local).
     pub via: IpAddr,
     /// The `[[port]]` the next hop is reached through.
     pub port: String,
-}
-
-impl Route {
-    /// The name of the port the next hop is reached through.
-    pub fn port_name(&self) -> &str {
-        &self.port
-    }
 }
 
 /// `[[neighbor]]`: a static ARP (IPv4) or NDP (IPv6) entry, which never
@@ -445,13 +347,6 @@ pub struct Neighbor {
     pub port: String,
 }
 
-impl Neighbor {
-    /// The name of the port the neighbor is attached to.
-    pub fn port_name(&self) -> &str {
-        &self.port
-    }
-}
-
 /// `[conntrack]`: per-worker connection tracking of L4 services.
 ///
 /// Each worker owns a table of its own (nothing is shared between cores),
@@ -460,30 +355,24 @@ impl Neighbor {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Conntrack {
-    /// Connections tracked per worker, 1024..=67108864 (2^26). The table is
-    /// allocated at start-up; when it is full, new connections are still
-    /// forwarded but not remembered.
+    /// Connections tracked per worker, 1024..=67108864, allocated at
+    /// start-up; when full, new connections are forwarded untracked.
     pub max_flows: u32,
-    /// Per-worker cap on new connections per second (token bucket), to damp
-    /// SYN floods; 0 means no cap.
+    /// Cap on new connections per second per worker (token bucket); 0: none.
     pub new_flows_per_sec: u32,
-    /// Depth of that token bucket: new connections accepted at once before
-    /// the rate applies, at least 1. Unused when `new_flows_per_sec` is 0.
+    /// Depth of that token bucket, at least 1.
     pub new_flows_burst: u32,
-    /// Idle timeout, in seconds, of a TCP connection that has seen only a
-    /// SYN (handshake not finished); at least 1.
+    /// Idle timeout (s) of a TCP connection that has seen only a SYN, >= 1.
     pub syn_timeout_s: u32,
-    /// Idle timeout, in seconds, of an established TCP connection; at
-    /// least 1. Clients idle for longer need TCP keepalives below it.
+    /// Idle timeout (s) of an established TCP connection, >= 1.
     pub established_timeout_s: u32,
-    /// Idle timeout, in seconds, of a TCP connection after a FIN; at least 1.
+    /// Idle timeout (s) of a TCP connection after a FIN, >= 1.
     pub closing_timeout_s: u32,
-    /// Idle timeout, in seconds, of a TCP connection after a RST; at least 1.
+    /// Idle timeout (s) of a TCP connection after a RST, >= 1.
     pub closed_timeout_s: u32,
-    /// Idle timeout, in seconds, of a UDP flow; at least 1.
+    /// Idle timeout (s) of a UDP flow, >= 1.
     pub udp_timeout_s: u32,
-    /// Connections examined for expiry in each pass of a worker's loop,
-    /// 1..=4096: bounds the time one pass spends sweeping.
+    /// Connections examined for expiry per pass of a worker's loop, 1..=4096.
     pub expire_budget: u32,
 }
 
@@ -535,46 +424,31 @@ pub enum Scheduler {
     SourceHash,
 }
 
-impl Scheduler {
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Scheduler::Maglev => "maglev",
-            Scheduler::Wrr => "wrr",
-            Scheduler::LeastConn => "least-conn",
-            Scheduler::SourceHash => "source-hash",
-        }
-    }
-}
-
-impl fmt::Display for Scheduler {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Scheduler {
+    Maglev => "maglev",
+    Wrr => "wrr",
+    LeastConn => "least-conn",
+    SourceHash => "source-hash",
+});
 
 /// `[[cluster]]`: a set of backends that one or more services forward to.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Cluster {
-    /// Unique name, used by services, logs and metrics: 1..=32 characters
-    /// of `[A-Za-z0-9_-]`.
+    /// Unique name: 1..=32 characters of `[A-Za-z0-9_-]`.
     pub name: String,
     /// How a new connection's backend is chosen.
     #[serde(default)]
     pub scheduler: Scheduler,
     /// Slots of the Maglev lookup table: a prime, 7..=1048573, at least the
-    /// number of backends (the paper recommends 100 slots per backend).
-    /// Checked whatever the scheduler.
-    #[serde(default = "default_maglev_table_size")]
+    /// number of backends; checked whatever the scheduler.
+    #[serde(default = "dflt::<65_537, _>")]
     pub maglev_table_size: usize,
-    /// Key of the flow hash. Every Sluice behind the same ECMP group must
-    /// use the same value, so that any of them sends a flow to the same
-    /// backend. TOML integers are signed, so 0..=2^63-1 can be written.
+    /// Key of the flow hash; the same on every Sluice of an ECMP group.
     #[serde(default)]
     pub hash_seed: u64,
-    /// What happens to the tracked L4 connections of a backend that its
-    /// health check takes down.
+    /// What happens to tracked L4 connections of a backend its health
+    /// check takes down.
     #[serde(default)]
     pub on_backend_down: OnBackendDown,
     /// `[[cluster.backend]]`: the backends, in file order; at least one.
@@ -586,71 +460,39 @@ pub struct Cluster {
     /// How an L7 listener picks the backend of each request.
     #[serde(default)]
     pub balance: Balance,
-    /// What `balance = "consistent-hash"` hashes; required with it and
-    /// allowed only with it.
+    /// What `balance = "consistent-hash"` hashes; only, and required, with it.
     pub hash_on: Option<HashOn>,
-    /// A cookie name (an HTTP token). When set, L7 responses carry a
-    /// `Set-Cookie` of this name that pins the client to the backend that
-    /// answered, and requests with it go back there while it is up.
+    /// A cookie name (an HTTP token) that pins a client to the backend that
+    /// answered it.
     pub sticky_cookie: Option<String>,
-    /// `Max-Age` of that cookie in seconds, at least 1; only with
-    /// `sticky_cookie`. None: a session cookie.
+    /// `Max-Age` of that cookie in seconds, at least 1; none: a session cookie.
     pub sticky_max_age_s: Option<u32>,
     /// Milliseconds to establish a connection to a backend, 1..=600000.
-    #[serde(default = "default_connect_timeout_ms")]
+    #[serde(default = "dflt::<2000, _>")]
     pub connect_timeout_ms: u32,
-    /// Milliseconds from a request sent to the backend to its response
-    /// head, 1..=3600000; beyond it the client gets 504.
-    #[serde(default = "default_response_timeout_ms")]
+    /// Milliseconds from a request sent to its response head, 1..=3600000;
+    /// beyond it the client gets 504.
+    #[serde(default = "dflt::<30_000, _>")]
     pub response_timeout_ms: u32,
-    /// Extra attempts, on another backend when there is one, 0..=10: after
-    /// a connection failure, and for idempotent requests answered with a
-    /// status in `retry_on_status`.
-    #[serde(default = "default_retries")]
+    /// Extra attempts, on another backend when there is one, 0..=10.
+    #[serde(default = "dflt::<2, _>")]
     pub retries: u32,
-    /// Response statuses, each 500..=599 and listed once, that make an
-    /// idempotent request be retried. Empty: only connection failures are.
+    /// Statuses, each 500..=599 and listed once, that make an idempotent
+    /// request be retried.
     #[serde(default)]
     pub retry_on_status: Vec<u16>,
-    /// Retries allowed, as a share of requests in percent, 0..=100: bounds
-    /// the extra load retries add when backends fail.
-    #[serde(default = "default_retry_budget_percent")]
+    /// Retries allowed as a share of requests, in percent, 0..=100.
+    #[serde(default = "dflt::<20, _>")]
     pub retry_budget_percent: u32,
-    /// Idle connections each worker keeps open to each backend for reuse,
-    /// 0..=65536.
-    #[serde(default = "default_max_idle_per_backend")]
+    /// Idle connections each worker keeps to each backend, 0..=65536.
+    #[serde(default = "dflt::<64, _>")]
     pub max_idle_per_backend: u32,
-    /// `[cluster.health_check]`: active health checks. None: every backend
-    /// counts as up, and a request that fails to connect is retried on
-    /// another (see `retries`).
+    /// `[cluster.health_check]`: active health checks; none: every backend
+    /// counts as up.
     pub health_check: Option<HealthCheck>,
     /// `[cluster.tls]`: L7 listeners speak TLS to the backends, verifying
-    /// their certificates (re-encryption). None: plain TCP.
+    /// their certificates; none: plain TCP.
     pub tls: Option<super::tls::ClusterTls>,
-}
-
-fn default_connect_timeout_ms() -> u32 {
-    2000
-}
-
-fn default_response_timeout_ms() -> u32 {
-    30_000
-}
-
-fn default_retries() -> u32 {
-    2
-}
-
-fn default_retry_budget_percent() -> u32 {
-    20
-}
-
-fn default_max_idle_per_backend() -> u32 {
-    64
-}
-
-fn default_maglev_table_size() -> usize {
-    65_537
 }
 
 /// `[[cluster.backend]]`: one backend server of a cluster.
@@ -660,26 +502,19 @@ fn default_maglev_table_size() -> usize {
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(from = "BackendTable")]
 pub struct Backend {
-    /// The backend's address, IPv4 or IPv6, unicast; unique within the
-    /// cluster. Its family must be that of the VIPs of the services that
-    /// use the cluster (L7 listeners, which terminate, accept either).
+    /// Unicast, unique within the cluster, of the family of the VIPs of the
+    /// services that use the cluster.
     pub address: IpAddr,
-    /// In mode `nat`, the destination port connections are sent to instead
-    /// of the client's destination port; 1..=65535. Not allowed when a
-    /// service forwards to this cluster in a DSR mode, which cannot change
-    /// the port; required when an L7 listener uses the cluster, which
-    /// opens connections of its own to the backend.
+    /// The destination port connections are sent to (mode `nat`, and L7
+    /// listeners, which require it; not with DSR modes), 1..=65535.
     pub port: Option<u16>,
-    /// Share of new connections, 0..=65535, relative to the cluster's other
-    /// backends. 0 drains the backend: its existing connections continue,
-    /// new ones go elsewhere.
+    /// Share of new connections, 0..=65535; 0 drains the backend.
     pub weight: u32,
-    /// Label in logs and metrics; unique within the cluster, 1..=64
-    /// characters of `[A-Za-z0-9_.:-]`. Defaults to the address as text.
+    /// Label in logs and metrics, unique within the cluster, 1..=64
+    /// characters of `[A-Za-z0-9_.:-]`; defaults to the address.
     pub name: String,
-    /// With `[cluster.tls]`: the name sent as SNI to this backend and
-    /// verified in its certificate, instead of the cluster's
-    /// `server_name`.
+    /// With `[cluster.tls]`: the name sent as SNI and verified instead of
+    /// the cluster's `server_name`.
     pub tls_server_name: Option<String>,
 }
 
@@ -688,28 +523,27 @@ pub struct Backend {
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields, rename = "Backend")]
 struct BackendTable {
-    #[serde(deserialize_with = "host_address")]
+    #[serde(deserialize_with = "parsed")]
     address: IpAddr,
     port: Option<u16>,
-    #[serde(default = "default_weight")]
+    #[serde(default = "dflt::<1, _>")]
     weight: u32,
     /// See [`Backend::name`]; `None` when left to its default.
     name: Option<String>,
     tls_server_name: Option<String>,
 }
 
-fn default_weight() -> u32 {
-    1
-}
-
 impl From<BackendTable> for Backend {
     fn from(t: BackendTable) -> Backend {
+        let name = t.name.unwrap_or_else(|| t.address.to_string());
+        let (address, port, weight, tls_server_name) =
+            (t.address, t.port, t.weight, t.tls_server_name);
         Backend {
-            name: t.name.unwrap_or_else(|| t.address.to_string()),
-            address: t.address,
-            port: t.port,
-            weight: t.weight,
-            tls_server_name: t.tls_server_name,
+            address,
+            port,
+            weight,
+            name,
+            tls_server_name,
         }
     }
 }
@@ -734,21 +568,9 @@ impl Protocol {
             Protocol::Udp => 17,
         }
     }
-
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            Protocol::Tcp => "tcp",
-            Protocol::Udp => "udp",
-        }
-    }
 }
 
-impl fmt::Display for Protocol {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(Protocol { Tcp => "tcp", Udp => "udp" });
 
 /// How packets of a service reach its backends; `docs/CONFIG.md`
 /// ("Forwarding modes") describes each at the packet level.
@@ -779,39 +601,23 @@ impl ForwardMode {
     pub fn is_dsr(self) -> bool {
         !matches!(self, ForwardMode::Nat)
     }
-
-    /// The spelling in the config file.
-    pub fn as_str(&self) -> &'static str {
-        match self {
-            ForwardMode::Nat => "nat",
-            ForwardMode::Ipip => "ipip",
-            ForwardMode::Gre => "gre",
-            ForwardMode::L2Dsr => "l2dsr",
-        }
-    }
 }
 
-impl fmt::Display for ForwardMode {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+spelled!(ForwardMode { Nat => "nat", Ipip => "ipip", Gre => "gre", L2Dsr => "l2dsr" });
 
 /// `[[service]]`: a virtual address, port and protocol that Sluice balances
 /// over a cluster.
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Service {
-    /// Unique name, used by logs and metrics: 1..=32 characters of
+    /// Unique name (among services and listeners): 1..=32 characters of
     /// `[A-Za-z0-9_-]`.
     pub name: String,
-    /// The virtual address clients connect to, IPv4 or IPv6; not an address
-    /// of a `[[port]]`.
-    #[serde(deserialize_with = "host_address")]
+    /// The virtual address clients connect to; not an address of a port.
+    #[serde(deserialize_with = "parsed")]
     pub vip: IpAddr,
-    /// The destination port, or 0 for every port of `vip` and `protocol`.
-    /// No two services share a vip, port and protocol, and a port-0 service
-    /// is the only one on its vip and protocol.
+    /// The destination port, or 0 for every port of `vip` and `protocol`
+    /// (then the only service there).
     pub port: u16,
     /// The transport protocol.
     #[serde(default)]
@@ -819,63 +625,31 @@ pub struct Service {
     /// How packets are forwarded to the backends.
     #[serde(default)]
     pub mode: ForwardMode,
-    /// The `[[cluster]]` whose backends serve this service; its backends
-    /// have the vip's family.
+    /// The `[[cluster]]` that serves it; its backends have the vip's family.
     pub cluster: String,
     /// The `[[port]]` on whose link Sluice answers ARP/NDP for the vip.
     pub ingress: String,
-    /// Mode `nat` only: the source addresses Sluice uses towards backends,
-    /// each an address of a `[[port]]` (without prefix length) of the vip's
-    /// family. Empty: the address of the egress port in the backend's
-    /// family.
-    #[serde(default, deserialize_with = "host_addresses")]
+    /// Mode `nat` only: source addresses towards backends, each an address
+    /// of a port, of the vip's family; empty: the egress port's address.
+    #[serde(default, deserialize_with = "parsed_vec")]
     pub snat: Vec<IpAddr>,
 }
 
-impl Service {
-    /// The name of the cluster this service forwards to.
-    pub fn cluster_name(&self) -> &str {
-        &self.cluster
-    }
+/// `vip`, `address`, `snat`: the address of one host, with a hint when a
+/// prefix was given.
+impl Text for IpAddr {
+    const EXPECTING: &'static str = "an IP address such as \"10.0.0.1\"";
 
-    /// The name of the port on which the vip is announced.
-    pub fn ingress_name(&self) -> &str {
-        &self.ingress
-    }
-}
-
-/// An address of one host, parsed with a hint when a prefix was given.
-struct HostAddress(IpAddr);
-
-impl FromStr for HostAddress {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<HostAddress, String> {
+    fn parse(text: &str) -> Result<IpAddr, String> {
         match text.parse::<IpAddr>() {
-            Ok(ip) => Ok(HostAddress(ip)),
+            Ok(ip) => Ok(ip),
             Err(_) if text.contains('/') => Err(format!(
                 "invalid IP address {text:?}: give a single address, without a prefix length"
             )),
             Err(_) => Err(format!(
-                "invalid IP address {text:?}: expected an IPv4 or IPv6 address such as \"10.0.0.1\" or \"fd00::1\""
+                "invalid IP address {text:?}: expected an IPv4 or IPv6 address such as \
+                 \"10.0.0.1\" or \"fd00::1\""
             )),
         }
     }
-}
-
-impl<'de> Deserialize<'de> for HostAddress {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<HostAddress, D::Error> {
-        d.deserialize_str(Parse::new("an IP address such as \"10.0.0.1\""))
-    }
-}
-
-/// `vip`, `address`: one IP address.
-pub(super) fn host_address<'de, D: Deserializer<'de>>(d: D) -> Result<IpAddr, D::Error> {
-    HostAddress::deserialize(d).map(|HostAddress(ip)| ip)
-}
-
-/// `snat`: IP addresses, each parsed inside its own element so that an
-/// error points at that element.
-pub(super) fn host_addresses<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<IpAddr>, D::Error> {
-    Vec::<HostAddress>::deserialize(d).map(|v| v.into_iter().map(|HostAddress(ip)| ip).collect())
 }

@@ -110,6 +110,10 @@ enum Node<'a> {
     Value(&'a Value),
 }
 
+/// A child of a [`Node`]: its step, the span of its key (none for array
+/// elements), and itself.
+type Child<'a> = (Seg, Option<Range<usize>>, Node<'a>);
+
 impl<'a> Node<'a> {
     fn span(self) -> Option<Range<usize>> {
         match self {
@@ -127,43 +131,42 @@ impl<'a> Node<'a> {
         }
     }
 
-    /// Each key of a table, with the key's span and its value.
-    fn entries(self) -> Vec<(&'a str, Option<Range<usize>>, Node<'a>)> {
-        let Some(t) = self.table() else {
-            return Vec::new();
-        };
-        t.iter()
-            .map(|(k, v)| (k, t.key(k).and_then(|k| k.span()), Node::Item(v)))
-            .collect()
-    }
-
-    fn elements(self) -> Vec<Node<'a>> {
-        match self {
+    /// Each key of a table, or each element of an array (of tables).
+    fn children(self) -> Vec<Child<'a>> {
+        if let Some(t) = self.table() {
+            let key = |k: &str| t.key(k).and_then(|k| k.span());
+            return t
+                .iter()
+                .map(|(k, v)| (Seg::Key(k.into()), key(k), Node::Item(v)))
+                .collect();
+        }
+        let elements: Vec<Node<'a>> = match self {
             Node::Item(Item::ArrayOfTables(a)) => a.iter().map(Node::Table).collect(),
             Node::Item(Item::Value(v)) | Node::Value(v) => v
                 .as_array()
                 .map_or_else(Vec::new, |a| a.iter().map(Node::Value).collect()),
             _ => Vec::new(),
-        }
+        };
+        elements
+            .into_iter()
+            .enumerate()
+            .map(|(i, n)| (Seg::Index(i), None, n))
+            .collect()
     }
 }
 
 /// The span of the value at `path` in `doc` (or of its key, when the value
-/// has none, as implicit tables do), if the document spells that path out.
+/// has none, as implicit tables do), if the document spells that path out;
+/// the start of the text for the empty path.
 pub fn locate(doc: &Table, path: &KeyPath) -> Option<Range<usize>> {
-    let mut node = Node::Table(doc);
-    let mut key_span = None;
+    let (mut node, mut key_span) = (Node::Table(doc), Some(0..0));
     for seg in &path.0 {
-        (key_span, node) = match seg {
-            Seg::Key(k) => {
-                let t = node.table()?;
-                let (key, item) = t.get_key_value(k)?;
-                (key.span(), Node::Item(item))
-            }
-            Seg::Index(i) => (None, *node.elements().get(*i)?),
-        };
+        (_, key_span, node) = node.children().into_iter().find(|(s, _, _)| s == seg)?;
     }
-    node.span().or(key_span)
+    match path.0.is_empty() {
+        true => key_span,
+        false => node.span().or(key_span),
+    }
 }
 
 /// A short "where" for a serde error at byte `offset`, to append to its
@@ -192,35 +195,27 @@ enum Hit {
     Value,
 }
 
-fn contains(span: Option<Range<usize>>, offset: usize) -> bool {
-    // An empty span (toml gives one at the end of input) still marks a place.
-    span.is_some_and(|s| s.contains(&offset) || (s.is_empty() && s.start == offset))
-}
-
 /// The deepest key whose key or value contains `offset` (the later of two
 /// equally deep), and which part of it did.
 fn search(node: Node<'_>, offset: usize, path: &mut KeyPath, best: &mut Option<(KeyPath, Hit)>) {
-    let consider = |path: &KeyPath, hit: Hit, best: &mut Option<(KeyPath, Hit)>| {
-        if best.as_ref().is_none_or(|(p, _)| path.0.len() >= p.0.len()) {
-            *best = Some((path.clone(), hit));
-        }
+    // An empty span (toml gives one at the end of input) still marks a place.
+    let contains = |span: Option<Range<usize>>| {
+        span.is_some_and(|s| s.contains(&offset) || (s.is_empty() && s.start == offset))
     };
-    let hit = |n: Node<'_>| match n.table() {
-        Some(_) => Hit::Table,
-        None => Hit::Value,
-    };
-    let children = node
-        .entries()
-        .into_iter()
-        .map(|(k, key_span, v)| (Seg::Key(k.to_string()), key_span, v))
-        .chain((node.elements().into_iter().enumerate()).map(|(i, v)| (Seg::Index(i), None, v)));
-    for (seg, key_span, child) in children {
+    for (seg, key_span, child) in node.children() {
         path.0.push(seg);
-        if contains(key_span, offset) {
-            consider(path, Hit::Key, best);
-        }
-        if contains(child.span(), offset) {
-            consider(path, hit(child), best);
+        let value = match child.table() {
+            Some(_) => Hit::Table,
+            None => Hit::Value,
+        };
+        let hits = [
+            (contains(key_span), Hit::Key),
+            (contains(child.span()), value),
+        ];
+        for (_, hit) in hits.into_iter().filter(|(inside, _)| *inside) {
+            if best.as_ref().is_none_or(|(p, _)| path.0.len() >= p.0.len()) {
+                *best = Some((path.clone(), hit));
+            }
         }
         search(child, offset, path, best);
         path.0.pop();

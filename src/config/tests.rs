@@ -127,17 +127,10 @@ fn defaults() {
     assert_eq!((p.mac, p.mtu, p.vlan, p.rss), (None, 1500, None, true));
     assert_eq!((p.gateway, p.gateway6), (None, None));
     assert!(cfg.routes.is_empty() && cfg.neighbors.is_empty());
+    let dp = &cfg.dataplane;
     assert_eq!(
-        cfg.dataplane.tx_drain(),
-        std::time::Duration::from_micros(100)
-    );
-    assert_eq!(
-        cfg.dataplane.neighbor_timeout(),
-        std::time::Duration::from_secs(300)
-    );
-    assert_eq!(
-        cfg.dataplane.neighbor_retry(),
-        std::time::Duration::from_secs(1)
+        (dp.tx_drain_us, dp.neighbor_timeout_s, dp.neighbor_retry_ms),
+        (100, 300, 1000)
     );
 }
 
@@ -215,7 +208,7 @@ port = "lan"
         Some("10.0.0.0/24".parse().unwrap())
     );
     assert_eq!(cfg.routes[0].prefix, "198.18.0.0/15".parse().unwrap());
-    assert_eq!(cfg.routes[0].port_name(), "lan");
+    assert_eq!(cfg.routes[0].port.as_str(), "lan");
     assert_eq!(cfg.routes[1].via, "fe80::2".parse::<IpAddr>().unwrap());
     assert_eq!(cfg.neighbors[0].mac.to_string(), "02:00:00:00:00:fe");
     assert_eq!(cfg.port("lan").map(|(i, _)| i), Some(1));
@@ -1219,7 +1212,7 @@ fn l4_defaults() {
     assert_eq!(v.vip, "10.0.0.100".parse::<IpAddr>().unwrap());
     assert_eq!(v.port, 80);
     assert_eq!((v.protocol, v.mode), (Protocol::Tcp, ForwardMode::Nat));
-    assert_eq!((v.cluster_name(), v.ingress_name()), ("web", "wan"));
+    assert_eq!((v.cluster.as_str(), v.ingress.as_str()), ("web", "wan"));
     assert!(v.snat.is_empty());
 }
 
@@ -1332,7 +1325,7 @@ ingress = "lan"
     assert_eq!(gre.mode, ForwardMode::Gre);
     assert_eq!(ipip.mode, ForwardMode::Ipip);
     assert!(ipip.mode.is_dsr() && !dns.mode.is_dsr());
-    assert_eq!(ipip.cluster_name(), gre.cluster_name());
+    assert_eq!(ipip.cluster, gre.cluster);
     assert_eq!(ForwardMode::L2Dsr.to_string(), "l2dsr");
     assert_eq!(Scheduler::LeastConn.to_string(), "least-conn");
 }
@@ -2044,7 +2037,7 @@ fn l7_defaults() {
     assert_eq!(l.address, "10.0.0.100".parse::<IpAddr>().unwrap());
     assert_eq!((l.port, l.protocol), (80, ListenerProtocol::Http));
     assert_eq!(
-        (l.ingress_name(), l.default_cluster_name()),
+        (l.ingress.as_str(), l.default_cluster.as_deref()),
         ("wan", Some("web"))
     );
     assert!(l.snat.is_empty());
@@ -2085,7 +2078,7 @@ fn l7_defaults() {
     assert_eq!(l.cluster_names().collect::<Vec<_>>(), ["web", "api"]);
     let r = &l.routes[0];
     assert_eq!(
-        (r.host.as_deref(), r.cluster_name()),
+        (r.host.as_deref(), r.cluster.as_deref()),
         (Some("api.example.com"), Some("api"))
     );
     assert!(r.path_prefix.is_none() && r.headers.is_empty() && r.request_headers_set.is_empty());
@@ -2260,7 +2253,7 @@ ingress = "wan"
 
     let l = &cfg.listeners[0];
     assert_eq!(l.snat.len(), 2);
-    assert_eq!(l.default_cluster_name(), None);
+    assert_eq!(l.default_cluster.as_deref(), None);
     assert_eq!(
         crate::control::compile::limits(l),
         crate::l7::http::Limits {
@@ -2937,7 +2930,7 @@ fn listener_clusters() {
     assert_eq!(e.position().unwrap().column, 11);
     // No default cluster: requests that match no route get 404.
     let cfg = ok(&l7("default_cluster = \"web\"\n", ""));
-    assert_eq!(cfg.listeners[0].default_cluster_name(), None);
+    assert_eq!(cfg.listeners[0].default_cluster.as_deref(), None);
     // A backend used by a listener names its port, whether the listener
     // uses the cluster by default or by a route.
     let text = l7("port = 9000\n", "");
@@ -3297,7 +3290,11 @@ fn redirect_routes_need_no_cluster() {
     ));
     let r = &cfg.listeners[0].routes[1];
     assert_eq!(
-        (r.redirect_https, r.redirect_https_port, r.cluster_name()),
+        (
+            r.redirect_https,
+            r.redirect_https_port,
+            r.cluster.as_deref()
+        ),
         (Some(308), Some(8443), None)
     );
     assert_eq!(r.to_string(), "path_prefix / -> redirect to https (308)");

@@ -15,17 +15,16 @@
 //! is a warning ([`warnings`]), as it is for haproxy: the listener still
 //! serves it.
 
-use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use serde::Deserialize;
 
 use super::listener::{Listener, ListenerProtocol};
 use super::sections::Cluster;
-use super::validate::{item, Check, Locus, Problem};
+use super::validate::{backend_key, ensure, item, problem, Check, Problem};
 use super::Config;
 
 /// A certificate expiring within this many days gets a warning.
@@ -46,14 +45,7 @@ pub enum TlsVersion {
     Tls13,
 }
 
-impl fmt::Display for TlsVersion {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            TlsVersion::Tls12 => "1.2",
-            TlsVersion::Tls13 => "1.3",
-        })
-    }
-}
+spelled!(TlsVersion { Tls12 => "1.2", Tls13 => "1.3" });
 
 /// Whether a listener asks clients for a certificate (`client_auth`).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Deserialize)]
@@ -71,15 +63,12 @@ pub enum ClientAuth {
 
 /// The CA certificates of `client_ca` (a PEM bundle) as rustls roots.
 pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
-    let certs = read_chain(path)?;
     let mut roots = rustls::RootCertStore::empty();
-    for (i, c) in certs.into_iter().enumerate() {
-        roots.add(c).map_err(|e| {
-            format!(
-                "{}: certificate {i} is not a usable CA certificate: {e}",
-                path.display()
-            )
-        })?;
+    for (i, c) in read_chain(path)?.into_iter().enumerate() {
+        let path = path.display();
+        roots
+            .add(c)
+            .map_err(|e| format!("{path}: certificate {i} is not a usable CA certificate: {e}"))?;
     }
     Ok(roots)
 }
@@ -91,37 +80,30 @@ pub fn load_client_ca(path: &Path) -> Result<rustls::RootCertStore, String> {
 pub fn read_ticket_keys(path: &Path) -> Result<Vec<[u8; 32]>, String> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let path = path.display();
     let mut keys = Vec::new();
-    for (n, line) in text.lines().enumerate() {
-        let line = line.trim();
+    for (n, line) in (1..).zip(text.lines().map(str::trim)) {
         if line.is_empty() || line.starts_with('#') {
             continue;
         }
-        let bytes = (line.len() == 64 && line.bytes().all(|b| b.is_ascii_hexdigit()))
-            .then(|| {
-                let mut k = [0u8; 32];
-                for (i, o) in k.iter_mut().enumerate() {
-                    *o = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap_or(0);
-                }
-                k
-            })
-            .ok_or_else(|| {
-                format!(
-                    "{}:{}: expected a key of 64 hex digits (32 bytes, such as the output of \
-                     `openssl rand -hex 32`)",
-                    path.display(),
-                    n + 1
-                )
-            })?;
-        keys.push(bytes);
+        if line.len() != 64 || !line.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Err(format!(
+                "{path}:{n}: expected a key of 64 hex digits (32 bytes, such as the output of \
+                 `openssl rand -hex 32`)"
+            ));
+        }
+        let mut key = [0u8; 32];
+        for (i, o) in key.iter_mut().enumerate() {
+            *o = u8::from_str_radix(&line[2 * i..2 * i + 2], 16).unwrap_or(0);
+        }
+        keys.push(key);
     }
-    if keys.is_empty() {
-        return Err(format!(
-            "{} holds no key: expected lines of 64 hex digits (`openssl rand -hex 32`)",
-            path.display()
-        ));
+    match keys.is_empty() {
+        true => Err(format!(
+            "{path} holds no key: expected lines of 64 hex digits (`openssl rand -hex 32`)"
+        )),
+        false => Ok(keys),
     }
-    Ok(keys)
 }
 
 /// `[[listener.certificate]]`: one certificate chain and its key, served
@@ -155,135 +137,126 @@ pub struct LoadedCertificate {
     pub not_after: Option<i64>,
 }
 
+/// A problem with a file, and the key (`cert`, `key`, `names`, `ca`) it is at.
+type FileError = (&'static str, String);
+
+/// The chain at `cert` and the key at `key`, which must fit it.
+fn read_pair(
+    cert: &Path,
+    key: &Path,
+) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), FileError> {
+    let chain = read_chain(cert).map_err(|e| ("cert", e))?;
+    let k = read_key(key).map_err(|e| ("key", e))?;
+    let provider = rustls::crypto::ring::default_provider();
+    rustls::sign::CertifiedKey::from_der(chain.clone(), k.clone_key(), &provider).map_err(|e| {
+        let (key, cert) = (key.display(), cert.display());
+        (
+            "key",
+            format!("key {key} does not fit certificate {cert}: {e}"),
+        )
+    })?;
+    Ok((chain, k))
+}
+
 impl ListenerCertificate {
     /// Read and check the files. `Err((key, message))` names the key
     /// (`cert`, `key`, `names`) the problem is at.
-    pub fn load(&self) -> Result<LoadedCertificate, (&'static str, String)> {
-        let chain = read_chain(&self.cert).map_err(|e| ("cert", e))?;
-        let key = read_key(&self.key).map_err(|e| ("key", e))?;
-        let provider = rustls::crypto::ring::default_provider();
-        rustls::sign::CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider).map_err(
-            |e| {
-                (
-                    "key",
-                    format!(
-                        "key {} does not fit certificate {}: {e}",
-                        self.key.display(),
-                        self.cert.display()
-                    ),
-                )
-            },
-        )?;
-        let names = if self.names.is_empty() {
+    pub fn load(&self) -> Result<LoadedCertificate, FileError> {
+        let (chain, key) = read_pair(&self.cert, &self.key)?;
+        let cert = self.cert.display();
+        let names: Vec<String> = if self.names.is_empty() {
             let ee = webpki::EndEntityCert::try_from(&chain[0]).map_err(|e| {
                 (
                     "cert",
-                    format!(
-                        "{}: cannot parse the certificate: {e:?}",
-                        self.cert.display()
-                    ),
+                    format!("{cert}: cannot parse the certificate: {e:?}"),
                 )
             })?;
-            let names: Vec<String> = ee.valid_dns_names().map(str::to_ascii_lowercase).collect();
-            if names.is_empty() {
-                return Err((
-                    "cert",
-                    format!(
-                        "{} has no DNS names in its subjectAltName: list the server names it \
-                         answers in `names`",
-                        self.cert.display()
-                    ),
-                ));
-            }
-            names
+            ee.valid_dns_names().map(str::to_ascii_lowercase).collect()
+        } else if let Some(n) = self.names.iter().find(|n| !valid_server_name(n)) {
+            let message = format!(
+                "invalid server name {n:?}: expected a DNS name such as \"www.example.com\" or a \
+                 wildcard such as \"*.example.com\""
+            );
+            return Err(("names", message));
         } else {
-            for n in &self.names {
-                if !valid_server_name(n) {
-                    return Err((
-                        "names",
-                        format!(
-                            "invalid server name {n:?}: expected a DNS name such as \
-                             \"www.example.com\" or a wildcard such as \"*.example.com\""
-                        ),
-                    ));
-                }
-            }
             self.names.iter().map(|n| n.to_ascii_lowercase()).collect()
         };
+        if names.is_empty() {
+            let message = format!(
+                "{cert} has no DNS names in its subjectAltName: list the server names it answers \
+                 in `names`"
+            );
+            return Err(("cert", message));
+        }
+        let not_after = crate::l7::x509::not_after(&chain[0]);
         Ok(LoadedCertificate {
-            not_after: not_after(&chain[0]),
             chain,
             key,
             names,
+            not_after,
         })
     }
 }
 
 fn read_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let (text, path) = (read(path)?, path.display());
     let chain = CertificateDer::pem_slice_iter(&text)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("{}: not a PEM certificate chain: {e}", path.display()))?;
-    if chain.is_empty() {
-        return Err(format!(
-            "{} holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", the \
-             server's first",
-            path.display()
-        ));
+        .map_err(|e| format!("{path}: not a PEM certificate chain: {e}"))?;
+    match chain.is_empty() {
+        true => Err(format!(
+            "{path} holds no certificate: expected PEM blocks \"-----BEGIN CERTIFICATE-----\", \
+             the server's first"
+        )),
+        false => Ok(chain),
     }
-    Ok(chain)
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, String> {
-    let text = std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-    PrivateKeyDer::from_pem_slice(&text).map_err(|e| {
-        format!(
-            "{}: no private key (PKCS#8, RSA or EC PEM) in it: {e}",
-            path.display()
-        )
-    })
+    let (text, path) = (read(path)?, path.display());
+    PrivateKeyDer::from_pem_slice(&text)
+        .map_err(|e| format!("{path}: no private key (PKCS#8, RSA or EC PEM) in it: {e}"))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, String> {
+    std::fs::read(path).map_err(|e| format!("cannot read {}: {e}", path.display()))
 }
 
 /// `a.example`, or `*.a.example`: labels of letters, digits and hyphens.
 pub fn valid_server_name(name: &str) -> bool {
     let name = name.strip_prefix("*.").unwrap_or(name);
-    !name.is_empty()
-        && name.len() <= 253
-        && name.split('.').all(|l| {
-            (1..=63).contains(&l.len())
-                && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
-                && !l.starts_with('-')
-                && !l.ends_with('-')
-        })
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    (1..=253).contains(&name.len()) && name.split('.').all(label)
 }
 
 /// The `client_auth` and `client_ca` keys of listener `i` (https).
 fn client_auth(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
+    let auth = if l.client_auth == ClientAuth::Require {
+        "require"
+    } else {
+        "request"
+    };
     match (l.client_auth, &l.client_ca) {
         (ClientAuth::None, None) => Ok(()),
-        (ClientAuth::None, Some(_)) => Err(Problem::new(
+        (ClientAuth::None, Some(_)) => Err(problem!(
             at("client_ca"),
-            format!(
-                "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
-                 \"require\" or \"request\" to ask clients for certificates"
-            ),
+            "{owner}: client_ca given but client_auth is \"none\"; set client_auth = \
+             \"require\" or \"request\" to ask clients for certificates"
         )),
-        (_, None) => Err(Problem::new(
+        (_, None) => Err(problem!(
             at("client_auth"),
-            format!(
-                "{owner}: client_auth = \"{}\" needs client_ca, the PEM file of the CAs client \
-                 certificates must chain to",
-                if l.client_auth == ClientAuth::Require {
-                    "require"
-                } else {
-                    "request"
-                }
-            ),
+            "{owner}: client_auth = \"{auth}\" needs client_ca, the PEM file of the CAs client \
+             certificates must chain to"
         )),
         (_, Some(path)) => load_client_ca(path)
             .map(|_| ())
-            .map_err(|e| Problem::new(at("client_ca"), format!("{owner}: {e}"))),
+            .map_err(|e| problem!(at("client_ca"), "{owner}: {e}")),
     }
 }
 
@@ -291,145 +264,119 @@ fn client_auth(i: usize, l: &Listener, owner: &str) -> Check {
 /// `sni` (https only), `redirect_https` (http only, instead of `cluster`).
 pub(super) fn listener(i: usize, l: &Listener, owner: &str) -> Check {
     let at = |key: &str| item("listener", i).key(key);
-    let cert_at = |j: usize, key: &str| item("listener", i).key("certificate").index(j).key(key);
+    let cert_at = |j: usize| item("listener", i).key("certificate").index(j);
     let https = l.protocol == ListenerProtocol::Https;
     for (j, r) in l.routes.iter().enumerate() {
-        let route_at = |key: &str| item("listener", i).key("route").index(j).key(key);
         let route = item("listener", i).key("route").index(j);
-        match (&r.cluster, r.redirect_https) {
-            (None, None) => {
-                return Err(Problem::new(
-                    route,
-                    format!(
-                        "{owner}, route[{j}]: no `cluster` to send matching requests to (or \
-                         `redirect_https = 308` to redirect them to https)"
-                    ),
-                ))
-            }
-            (Some(_), Some(_)) => {
-                return Err(Problem::new(
-                    route_at("redirect_https"),
-                    format!(
-                        "{owner}, route[{j}]: redirect_https and cluster: a route either \
-                         redirects or sends to a cluster"
-                    ),
-                )
-                .see(Locus::Path(route_at("cluster")), "cluster"))
-            }
-            _ => {}
-        }
-        if r.redirect_https_port.is_some() && r.redirect_https.is_none() {
-            return Err(Problem::new(
-                route_at("redirect_https_port"),
-                format!("{owner}, route[{j}]: redirect_https_port needs redirect_https"),
-            ));
-        }
-        if https && r.redirect_https.is_some() {
-            return Err(Problem::new(
+        let route_at = |key: &str| route.clone().key(key);
+        let owner = format!("{owner}, route[{j}]");
+        let (cluster, redirect) = (r.cluster.is_some(), r.redirect_https.is_some());
+        ensure!(
+            cluster || redirect,
+            route.clone(),
+            "{owner}: no `cluster` to send matching requests to (or `redirect_https = 308` to \
+             redirect them to https)"
+        );
+        if cluster && redirect {
+            let message = "a route either redirects or sends to a cluster";
+            return Err(problem!(
                 route_at("redirect_https"),
-                format!(
-                    "{owner}, route[{j}]: redirect_https on an https listener would redirect \
-                     requests to where they already are; put it on the http listener"
-                ),
-            ));
+                "{owner}: redirect_https and cluster: {message}"
+            )
+            .see(route_at("cluster"), "cluster"));
         }
-        if !https && r.sni.is_some() {
-            return Err(Problem::new(
-                route_at("sni"),
-                format!(
-                    "{owner}, route[{j}]: sni needs protocol = \"https\": a plain HTTP \
-                     connection has no server name, so this route could never match"
-                ),
-            ));
-        }
+        let message = "redirect_https_port needs redirect_https";
+        ensure!(
+            r.redirect_https_port.is_none() || redirect,
+            route_at("redirect_https_port"),
+            "{owner}: {message}"
+        );
+        ensure!(
+            !(https && redirect),
+            route_at("redirect_https"),
+            "{owner}: redirect_https on an https listener would redirect requests to where they \
+             already are; put it on the http listener"
+        );
+        ensure!(
+            https || r.sni.is_none(),
+            route_at("sni"),
+            "{owner}: sni needs protocol = \"https\": a plain HTTP connection has no server \
+             name, so this route could never match"
+        );
     }
-    match l.protocol {
-        ListenerProtocol::Http => {
-            let client_auth = if l.client_auth != ClientAuth::None {
-                Some("client_auth")
-            } else {
-                l.client_ca.as_ref().map(|_| "client_ca")
-            };
-            for (key, on) in [
-                ("sni_strict", l.sni_strict.then_some("sni_strict = true")),
-                ("tls_headers", l.tls_headers.then_some("tls_headers = true")),
-                (
-                    "ticket_key_file",
-                    l.ticket_key_file.as_ref().map(|_| "ticket_key_file"),
-                ),
-                (client_auth.unwrap_or(""), client_auth),
-            ] {
-                if let Some(what) = on {
-                    return Err(Problem::new(
-                        at(key),
-                        format!("{owner}: {what} needs protocol = \"https\""),
-                    ));
-                }
-            }
-            if let Some(v) = l.tls_min_version {
-                return Err(Problem::new(
-                    at("tls_min_version"),
-                    format!("{owner}: tls_min_version = \"{v}\" needs protocol = \"https\""),
+    if !https {
+        let client_auth = match l.client_auth {
+            ClientAuth::None => l.client_ca.as_ref().map(|_| "client_ca"),
+            _ => Some("client_auth"),
+        };
+        let tls_min_version = l
+            .tls_min_version
+            .map(|v| format!("tls_min_version = \"{v}\""));
+        for (key, on) in [
+            (
+                "sni_strict",
+                l.sni_strict.then(|| "sni_strict = true".into()),
+            ),
+            (
+                "tls_headers",
+                l.tls_headers.then(|| "tls_headers = true".into()),
+            ),
+            (
+                "ticket_key_file",
+                l.ticket_key_file.as_ref().map(|_| "ticket_key_file".into()),
+            ),
+            (client_auth.unwrap_or(""), client_auth.map(String::from)),
+            ("tls_min_version", tls_min_version),
+        ] {
+            if let Some(what) = on {
+                return Err(problem!(
+                    at(key),
+                    "{owner}: {what} needs protocol = \"https\""
                 ));
             }
-            return Ok(());
         }
-        ListenerProtocol::Https => {}
+        return Ok(());
     }
-    if l.certificates.is_empty() {
-        return Err(Problem::new(
-            at("protocol"),
-            format!(
-                "{owner}: protocol \"https\" needs at least one [[listener.certificate]] with \
-                 `cert` and `key` PEM files"
-            ),
-        ));
-    }
-    if l.certificates.len() > MAX_CERTIFICATES {
-        return Err(Problem::new(
-            cert_at(MAX_CERTIFICATES, "cert"),
-            format!("{owner}: at most {MAX_CERTIFICATES} certificates per listener"),
-        ));
-    }
-    if !(1..=1_000_000).contains(&l.max_tls_handshakes) {
-        return Err(Problem::new(
-            at("max_tls_handshakes"),
-            format!(
-                "{owner}: max_tls_handshakes {} is out of range 1..=1000000",
-                l.max_tls_handshakes
-            ),
-        ));
-    }
+    ensure!(
+        !l.certificates.is_empty(),
+        at("protocol"),
+        "{owner}: protocol \"https\" needs at least one [[listener.certificate]] with `cert` and \
+         `key` PEM files"
+    );
+    ensure!(
+        l.certificates.len() <= MAX_CERTIFICATES,
+        cert_at(MAX_CERTIFICATES).key("cert"),
+        "{owner}: at most {MAX_CERTIFICATES} certificates per listener"
+    );
+    let handshakes = l.max_tls_handshakes;
+    ensure!(
+        (1..=1_000_000).contains(&handshakes),
+        at("max_tls_handshakes"),
+        "{owner}: max_tls_handshakes {handshakes} is out of range 1..=1000000"
+    );
     client_auth(i, l, owner)?;
     if let Some(path) = &l.ticket_key_file {
-        read_ticket_keys(path)
-            .map_err(|e| Problem::new(at("ticket_key_file"), format!("{owner}: {e}")))?;
+        read_ticket_keys(path).map_err(|e| problem!(at("ticket_key_file"), "{owner}: {e}"))?;
     }
     let mut defaults = l.certificates.iter().enumerate().filter(|(_, c)| c.default);
     if let (Some(_), Some((j, _))) = (defaults.next(), defaults.next()) {
-        return Err(Problem::new(
-            cert_at(j, "default"),
-            format!("{owner}: more than one certificate has default = true"),
-        ));
+        let message = "more than one certificate has default = true";
+        return Err(problem!(cert_at(j).key("default"), "{owner}: {message}"));
     }
     let mut seen: Vec<(String, usize)> = Vec::new();
     for (j, c) in l.certificates.iter().enumerate() {
         let loaded = c
             .load()
-            .map_err(|(key, msg)| Problem::new(cert_at(j, key), format!("{owner}: {msg}")))?;
+            .map_err(|(key, m)| problem!(cert_at(j).key(key), "{owner}: {m}"))?;
         for n in loaded.names {
             if let Some((_, k)) = seen.iter().find(|(m, _)| *m == n) {
-                return Err(Problem::new(
-                    cert_at(j, if c.names.is_empty() { "cert" } else { "names" }),
-                    format!(
-                        "{owner}: server name {n:?} is already served by certificate {k}; each \
-                         name picks one certificate"
-                    ),
+                let key = if c.names.is_empty() { "cert" } else { "names" };
+                return Err(problem!(
+                    cert_at(j).key(key),
+                    "{owner}: server name {n:?} is already served by certificate {k}; each name \
+                     picks one certificate"
                 )
-                .see(
-                    Locus::Path(item("listener", i).key("certificate").index(*k)),
-                    "certificate",
-                ));
+                .see(cert_at(*k), "certificate"));
             }
             seen.push((n, j));
         }
@@ -470,95 +417,60 @@ pub struct LoadedClusterTls {
 impl ClusterTls {
     /// Read and check the files. `Err((key, message))` names the key
     /// (`ca`, `cert`, `key`) the problem is at.
-    pub fn load(&self) -> Result<LoadedClusterTls, (&'static str, String)> {
+    pub fn load(&self) -> Result<LoadedClusterTls, FileError> {
         let roots = load_client_ca(&self.ca).map_err(|e| ("ca", e))?;
         let client_cert = match (&self.cert, &self.key) {
             (None, None) => None,
             (Some(_), None) => {
-                return Err((
-                    "cert",
-                    "cert needs `key`, the PEM file of its private key".into(),
-                ))
+                let message = "cert needs `key`, the PEM file of its private key";
+                return Err(("cert", message.into()));
             }
             (None, Some(_)) => {
-                return Err((
-                    "key",
-                    "key needs `cert`, the PEM file of the client certificate".into(),
-                ))
+                let message = "key needs `cert`, the PEM file of the client certificate";
+                return Err(("key", message.into()));
             }
-            (Some(cert), Some(key)) => {
-                let chain = read_chain(cert).map_err(|e| ("cert", e))?;
-                let k = read_key(key).map_err(|e| ("key", e))?;
-                let provider = rustls::crypto::ring::default_provider();
-                rustls::sign::CertifiedKey::from_der(chain.clone(), k.clone_key(), &provider)
-                    .map_err(|e| {
-                        (
-                            "key",
-                            format!(
-                                "key {} does not fit certificate {}: {e}",
-                                key.display(),
-                                cert.display()
-                            ),
-                        )
-                    })?;
-                Some((chain, k))
-            }
+            (Some(cert), Some(key)) => Some(read_pair(cert, key)?),
         };
         Ok(LoadedClusterTls { roots, client_cert })
     }
 }
 
-/// A name a backend is verified by: a DNS name (no wildcard) or an IP
-/// address.
-fn valid_backend_name(name: &str) -> bool {
-    !name.starts_with("*.") && rustls::pki_types::ServerName::try_from(name).is_ok()
-}
-
 /// `[cluster.tls]` of cluster `i` and its backends' `tls_server_name`.
 pub(super) fn cluster(i: usize, c: &Cluster, owner: &str) -> Check {
     let at = |key: &str| item("cluster", i).key("tls").key(key);
+    let name_at = |j: usize| backend_key(i, j, "tls_server_name");
+    // A name a backend is verified by: a DNS name (no wildcard) or an IP address.
+    let valid = |n: &str| !n.starts_with("*.") && ServerName::try_from(n).is_ok();
     let Some(t) = &c.tls else {
         if let Some(j) = c.backends.iter().position(|b| b.tls_server_name.is_some()) {
-            return Err(Problem::new(
-                item("cluster", i)
-                    .key("backend")
-                    .index(j)
-                    .key("tls_server_name"),
-                format!("{owner}: tls_server_name needs [cluster.tls]"),
+            return Err(problem!(
+                name_at(j),
+                "{owner}: tls_server_name needs [cluster.tls]"
             ));
         }
         return Ok(());
     };
     if let Some(n) = &t.server_name {
-        if !valid_backend_name(n) {
-            return Err(Problem::new(
-                at("server_name"),
-                format!(
-                    "{owner}: invalid server_name {n:?}: expected a DNS name such as \
-                     \"api.internal.example\" or an IP address"
-                ),
-            ));
-        }
+        ensure!(
+            valid(n),
+            at("server_name"),
+            "{owner}: invalid server_name {n:?}: expected a DNS name such as \
+             \"api.internal.example\" or an IP address"
+        );
     }
     for (j, b) in c.backends.iter().enumerate() {
         if let Some(n) = &b.tls_server_name {
-            if !valid_backend_name(n) {
-                return Err(Problem::new(
-                    item("cluster", i)
-                        .key("backend")
-                        .index(j)
-                        .key("tls_server_name"),
-                    format!(
-                        "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
-                         \"b1.internal.example\" or an IP address"
-                    ),
-                ));
-            }
+            ensure!(
+                valid(n),
+                name_at(j),
+                "{owner}: invalid tls_server_name {n:?}: expected a DNS name such as \
+                 \"b1.internal.example\" or an IP address"
+            );
         }
     }
     t.load()
         .map(|_| ())
-        .map_err(|(key, msg)| Problem::new(at(key), format!("{owner}: {msg}")))
+        .map_err(|(key, m)| problem!(at(key), "{owner}: {m}"))
 }
 
 /// Certificates that have expired or expire within
@@ -573,19 +485,15 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
             let Some(end) = c.load().ok().and_then(|x| x.not_after) else {
                 continue;
             };
-            let days = (end - now).div_euclid(86_400);
+            let (days, name, cert) = ((end - now).div_euclid(86_400), &l.name, c.cert.display());
             if end <= now {
+                let ago = -days;
                 out.push(format!(
-                    "listener {:?}: certificate {} expired {} days ago",
-                    l.name,
-                    c.cert.display(),
-                    -days
+                    "listener {name:?}: certificate {cert} expired {ago} days ago"
                 ));
             } else if days < EXPIRY_WARNING_DAYS {
                 out.push(format!(
-                    "listener {:?}: certificate {} expires in {days} days",
-                    l.name,
-                    c.cert.display()
+                    "listener {name:?}: certificate {cert} expires in {days} days"
                 ));
             }
         }
@@ -593,162 +501,9 @@ pub fn warnings(cfg: &Config) -> Vec<String> {
     out
 }
 
-// A minimal DER walk to the validity of an X.509 certificate (RFC 5280
-// §4.1): webpki checks validity against a time but does not expose it.
-
-/// One TLV: (tag, contents, rest).
-fn der(buf: &[u8]) -> Option<(u8, &[u8], &[u8])> {
-    let (&tag, rest) = buf.split_first()?;
-    let (&first, rest) = rest.split_first()?;
-    let (len, rest) = if first < 0x80 {
-        (first as usize, rest)
-    } else {
-        let n = (first & 0x7f) as usize;
-        if n == 0 || n > 4 || rest.len() < n {
-            return None;
-        }
-        let len = rest[..n].iter().fold(0usize, |a, &b| (a << 8) | b as usize);
-        (len, &rest[n..])
-    };
-    if rest.len() < len {
-        return None;
-    }
-    Some((tag, &rest[..len], &rest[len..]))
-}
-
-/// notAfter of a DER certificate, seconds since the epoch.
-pub fn not_after(cert: &[u8]) -> Option<i64> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, tbs, _) = der(certificate)?;
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // version
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (_, validity, _) = der(rest)?;
-    let (_, _, validity) = der(validity)?; // notBefore
-    let (tag, time, _) = der(validity)?;
-    let text = std::str::from_utf8(time).ok()?;
-    let digits = |s: &str| s.parse::<i64>().ok();
-    let (year, rest) = match tag {
-        // UTCTime: YYMMDDHHMMSSZ, 50..99 are 19xx.
-        0x17 if text.len() >= 12 => {
-            let y = digits(&text[..2])?;
-            (if y >= 50 { 1900 + y } else { 2000 + y }, &text[2..])
-        }
-        // GeneralizedTime: YYYYMMDDHHMMSSZ.
-        0x18 if text.len() >= 14 => (digits(&text[..4])?, &text[4..]),
-        _ => return None,
-    };
-    let (mo, d, h, mi, s) = (
-        digits(&rest[0..2])?,
-        digits(&rest[2..4])?,
-        digits(&rest[4..6])?,
-        digits(&rest[6..8])?,
-        digits(&rest[8..10])?,
-    );
-    Some(days_from_civil(year, mo, d) * 86_400 + h * 3600 + mi * 60 + s)
-}
-
-/// The subject of a DER certificate as an RFC 4514 string (last RDN first:
-/// `CN=client,O=Example,C=FR`), with the usual attribute names (CN, O,
-/// OU, C, L, ST, emailAddress as `E`; others by dotted OID is not done:
-/// they are left out). Special and non-printable characters are escaped
-/// (`\,`, `\0A`), so the result is a valid header value.
-pub fn subject_of(cert: &[u8]) -> Option<Box<str>> {
-    let (_, certificate, _) = der(cert)?;
-    let (_, tbs, _) = der(certificate)?;
-    let mut rest = tbs;
-    let (tag, _, r) = der(rest)?;
-    if tag == 0xa0 {
-        rest = r; // version
-    }
-    let (_, _, rest) = der(rest)?; // serialNumber
-    let (_, _, rest) = der(rest)?; // signature
-    let (_, _, rest) = der(rest)?; // issuer
-    let (_, _, rest) = der(rest)?; // validity
-    let (_, mut rdns, _) = der(rest)?; // subject
-    let mut parts: Vec<String> = Vec::new();
-    while !rdns.is_empty() {
-        let (_, set, next) = der(rdns)?;
-        rdns = next;
-        let mut set = set;
-        let mut rdn: Vec<String> = Vec::new();
-        while !set.is_empty() {
-            let (_, atv, next) = der(set)?;
-            set = next;
-            let (_, oid, atv) = der(atv)?;
-            let (vtag, value, _) = der(atv)?;
-            let name = match oid {
-                [0x55, 0x04, 0x03] => "CN",
-                [0x55, 0x04, 0x0a] => "O",
-                [0x55, 0x04, 0x0b] => "OU",
-                [0x55, 0x04, 0x06] => "C",
-                [0x55, 0x04, 0x07] => "L",
-                [0x55, 0x04, 0x08] => "ST",
-                [0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x09, 0x01] => "E",
-                _ => continue,
-            };
-            // UTF8String, PrintableString, IA5String, TeletexString.
-            if !matches!(vtag, 0x0c | 0x13 | 0x16 | 0x14) {
-                continue;
-            }
-            let text = String::from_utf8_lossy(value);
-            let mut v = String::with_capacity(text.len());
-            for (k, ch) in text.chars().enumerate() {
-                let edge = k == 0 || k + 1 == text.chars().count();
-                match ch {
-                    ',' | '+' | '"' | '\\' | '<' | '>' | ';' | '=' => {
-                        v.push('\\');
-                        v.push(ch);
-                    }
-                    ' ' | '#' if edge => {
-                        v.push('\\');
-                        v.push(ch);
-                    }
-                    c if c.is_control() => {
-                        let mut b = [0u8; 4];
-                        for byte in c.encode_utf8(&mut b).bytes() {
-                            v.push_str(&format!("\\{byte:02X}"));
-                        }
-                    }
-                    c => v.push(c),
-                }
-            }
-            rdn.push(format!("{name}={v}"));
-        }
-        if !rdn.is_empty() {
-            parts.push(rdn.join("+"));
-        }
-    }
-    parts.reverse();
-    (!parts.is_empty()).then(|| parts.join(",").into_boxed_str())
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's
-/// `days_from_civil`).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let doy = (153 * (m + if m > 2 { -3 } else { 9 }) + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn civil_days() {
-        assert_eq!(days_from_civil(1970, 1, 1), 0);
-        assert_eq!(days_from_civil(2000, 3, 1), 11_017);
-        assert_eq!(days_from_civil(2038, 1, 19), 24_855);
-    }
 
     #[test]
     fn server_names() {
@@ -757,15 +512,6 @@ mod tests {
         }
         for bad in ["", "*.", "a..b", "-a.b", "a_b.c", "*a.b", "a.*.b", "*"] {
             assert!(!valid_server_name(bad), "{bad}");
-        }
-    }
-
-    #[test]
-    fn der_walk_survives_every_prefix() {
-        // A truncated certificate never panics and never yields a time.
-        let cert = b"\x30\x82\x01\x00\x30\x81\xf0\xa0\x03\x02\x01\x02\x02\x01\x01";
-        for n in 0..cert.len() {
-            assert_eq!(not_after(&cert[..n]), None);
         }
     }
 }

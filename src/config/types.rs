@@ -3,13 +3,13 @@
 //!
 //! Prefixes are [`ipnet::IpNet`] and MACs wrap [`macaddr::MacAddr6`]; what
 //! is Sluice's own is the forms accepted, the messages that name them, and
-//! which host addresses a subnet reserves. Each deserializes through its
-//! parser ([`Parse`]), so a malformed value is reported by serde with the
-//! span of the offending string.
+//! which host addresses a subnet reserves. Each is a [`Text`], read by serde
+//! through its parser, so a malformed value is reported with the span of
+//! the offending string.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::net::IpAddr;
-use std::str::FromStr;
 
 use macaddr::MacAddr6;
 use serde::de::{self, Deserialize, Deserializer};
@@ -44,32 +44,26 @@ fn parse_cidr(text: &str) -> Result<Cidr, String> {
         .ok_or_else(|| format!("invalid prefix {text:?}: prefix length {len} is longer than {max}"))
 }
 
-/// A [`Cidr`] as serde reads it, with Sluice's messages.
-struct Prefix(Cidr);
+impl Text for Cidr {
+    const EXPECTING: &'static str = "a prefix such as \"10.0.0.1/24\"";
 
-impl FromStr for Prefix {
-    type Err = String;
-
-    fn from_str(text: &str) -> Result<Prefix, String> {
-        parse_cidr(text).map(Prefix)
+    fn parse(text: &str) -> Result<Cidr, String> {
+        parse_cidr(text)
     }
 }
 
-impl<'de> Deserialize<'de> for Prefix {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Prefix, D::Error> {
-        d.deserialize_str(Parse::new("a prefix such as \"10.0.0.1/24\""))
+/// `#[serde(default = "dflt::<N, _>")]`: a numeric default written next to
+/// its field.
+pub(super) fn dflt<const N: u64, T: TryFrom<u64>>() -> T {
+    match T::try_from(N) {
+        Ok(value) => value,
+        Err(_) => panic!("default {N} does not fit its field"),
     }
 }
 
-/// `prefix`: one [`Cidr`].
-pub(super) fn cidr<'de, D: Deserializer<'de>>(d: D) -> Result<Cidr, D::Error> {
-    Prefix::deserialize(d).map(|Prefix(c)| c)
-}
-
-/// `addresses`: [`Cidr`]s, each parsed inside its own element so that an
-/// error points at that element.
-pub(super) fn cidrs<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Cidr>, D::Error> {
-    Vec::<Prefix>::deserialize(d).map(|v| v.into_iter().map(|Prefix(c)| c).collect())
+/// `#[serde(default = "yes")]`.
+pub(super) fn yes() -> bool {
+    true
 }
 
 /// Whether `ip` is the network address of subnet `c`, or its IPv4
@@ -91,40 +85,58 @@ pub fn is_ipv6_link_local(ip: IpAddr) -> bool {
     matches!(ip, IpAddr::V6(a) if a.segments()[0] & 0xffc0 == 0xfe80)
 }
 
-/// Deserializes a string through `T::from_str`.
+/// A value written as a string in a form of Sluice's own (a prefix, a MAC,
+/// a host address, `hash_on`), read by serde through [`Parsed`] with
+/// Sluice's messages: a field of such a type takes
+/// `#[serde(deserialize_with = "parsed")]` (or `parsed_some`, `parsed_vec`).
+pub(crate) trait Text: Sized {
+    /// What serde says it expected when the value is not a string.
+    const EXPECTING: &'static str;
+
+    /// The value `text` spells, or what is wrong with it.
+    fn parse(text: &str) -> Result<Self, String>;
+}
+
+/// A [`Text`] value as serde reads it.
 ///
 /// Parsing inside the visitor, rather than after `String::deserialize`
 /// returns, matters: toml attaches its span to errors raised while its
 /// deserializer runs, so a bad element of an array is reported at the
 /// element rather than at the array.
-pub(crate) struct Parse<T> {
-    expecting: &'static str,
-    parsed: std::marker::PhantomData<T>,
-}
+pub(crate) struct Parsed<T>(pub T);
 
-impl<T> Parse<T> {
-    pub(crate) fn new(expecting: &'static str) -> Parse<T> {
-        Parse {
-            expecting,
-            parsed: std::marker::PhantomData,
+impl<'de, T: Text> Deserialize<'de> for Parsed<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Parsed<T>, D::Error> {
+        struct V<T>(PhantomData<T>);
+        impl<T: Text> de::Visitor<'_> for V<T> {
+            type Value = Parsed<T>;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(T::EXPECTING)
+            }
+
+            fn visit_str<E: de::Error>(self, text: &str) -> Result<Parsed<T>, E> {
+                T::parse(text).map(Parsed).map_err(E::custom)
+            }
         }
+        d.deserialize_str(V(PhantomData))
     }
 }
 
-impl<T> de::Visitor<'_> for Parse<T>
-where
-    T: FromStr,
-    T::Err: fmt::Display,
-{
-    type Value = T;
+/// One [`Text`] value.
+pub(crate) fn parsed<'de, D: Deserializer<'de>, T: Text>(d: D) -> Result<T, D::Error> {
+    Parsed::deserialize(d).map(|Parsed(v)| v)
+}
 
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.expecting)
-    }
+/// An optional [`Text`] value (with `#[serde(default)]`).
+pub(crate) fn parsed_some<'de, D: Deserializer<'de>, T: Text>(d: D) -> Result<Option<T>, D::Error> {
+    parsed(d).map(Some)
+}
 
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<T, E> {
-        text.parse().map_err(E::custom)
-    }
+/// An array of [`Text`] values, each parsed inside its own element so that
+/// an error points at that element.
+pub(crate) fn parsed_vec<'de, D: Deserializer<'de>, T: Text>(d: D) -> Result<Vec<T>, D::Error> {
+    Vec::<Parsed<T>>::deserialize(d).map(|v| v.into_iter().map(|Parsed(v)| v).collect())
 }
 
 /// An Ethernet MAC address, written and shown as six two-digit hex octets
@@ -172,11 +184,11 @@ impl fmt::Display for Mac {
     }
 }
 
-impl FromStr for Mac {
-    type Err = String;
+impl Text for Mac {
+    const EXPECTING: &'static str = "a MAC address such as \"02:00:00:00:00:01\"";
 
     /// Only the colon form: macaddr also reads `-`, `.` and no separator.
-    fn from_str(text: &str) -> Result<Mac, String> {
+    fn parse(text: &str) -> Result<Mac, String> {
         let colons = text.len() == 17 && (2..17).step_by(3).all(|i| text.as_bytes()[i] == b':');
         match text.parse() {
             Ok(mac) if colons => Ok(Mac(mac)),
@@ -190,7 +202,7 @@ impl FromStr for Mac {
 
 impl<'de> Deserialize<'de> for Mac {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Mac, D::Error> {
-        d.deserialize_str(Parse::new("a MAC address such as \"02:00:00:00:00:01\""))
+        parsed(d)
     }
 }
 
@@ -357,11 +369,11 @@ mod tests {
 
     #[test]
     fn mac_parse_and_display() {
-        let m: Mac = "02:00:00:00:00:FE".parse().unwrap();
+        let m = Mac::parse("02:00:00:00:00:FE").unwrap();
         assert_eq!(m.octets(), [2, 0, 0, 0, 0, 0xfe]);
         assert_eq!(m.to_string(), "02:00:00:00:00:fe");
         assert!(m.is_unicast());
-        assert!(!"01:00:5e:00:00:01".parse::<Mac>().unwrap().is_unicast());
+        assert!(!Mac::parse("01:00:5e:00:00:01").unwrap().is_unicast());
         for bad in [
             "",
             "02:00:00:00:00",
@@ -372,7 +384,7 @@ mod tests {
             "020000000001",
             "0200.0000.0001",
         ] {
-            assert!(bad.parse::<Mac>().is_err(), "{bad}");
+            assert!(Mac::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(<[u8; 6]>::from(m), m.octets());
     }

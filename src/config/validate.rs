@@ -8,15 +8,17 @@
 //! each after the sections it refers to; the L7 ones are in
 //! `validate_l7.rs`) and the first failure is reported, so an operator
 //! fixes a file top to bottom.
+//!
+//! A numeric key with a plain bound is one row of a [`bounds`] table; any
+//! other check is an [`ensure!`] (or a [`problem!`] when it names a second
+//! place with `see`/`or_at`).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::ops::RangeInclusive;
 
 use super::listener::Listener;
-use super::sections::{
-    Backend, Cluster, Conntrack, Dataplane, Eal, ForwardMode, Port, Scheduler, Service,
-};
+use super::sections::{Backend, Cluster, Dataplane, Eal, ForwardMode, Port, Scheduler, Service};
 use super::spans::KeyPath;
 use super::types::{is_ipv6_link_local, is_reserved_host, Cidr, PortDevice};
 use super::{validate_l7, vip_port, Config};
@@ -38,44 +40,56 @@ pub const MAX_MAGLEV_TABLE_SIZE: usize = 1_048_573;
 /// Highest backend weight.
 pub const MAX_WEIGHT: u32 = 65_535;
 
-/// Where a problem is.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Locus {
-    /// The value at this path, if the file spells it out.
-    Path(KeyPath),
-    /// The start of the file: for what is missing altogether.
-    Start,
-}
-
 /// A failed check.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Problem {
-    /// Candidate places, best first; the first the file spells out is used.
-    /// A value left at its default is not in the file, so a check on it
-    /// names the other value involved as well.
-    pub at: Vec<Locus>,
+    /// Candidate places, best first; the first the file spells out is used
+    /// (the empty path is the start of the file, for what is missing
+    /// altogether). A value left at its default is not in the file, so a
+    /// check on it names the other value involved as well.
+    pub at: Vec<KeyPath>,
     /// What is wrong and what would be right.
     pub message: String,
     /// A related earlier place, such as the first of two duplicates, and
     /// how to call it ("first defined").
-    pub see: Option<(Locus, &'static str)>,
+    pub see: Option<(KeyPath, &'static str)>,
 }
 
+/// `problem!(at, "format", args...)`: a [`Problem`] at `at`.
+macro_rules! problem {
+    ($at:expr, $($message:tt)+) => {
+        Problem::new($at, format!($($message)+))
+    };
+}
+pub(super) use problem;
+
+/// `ensure!(condition, at, "format", args...)`: unless `condition` holds,
+/// return `problem!(at, ...)`.
+macro_rules! ensure {
+    ($condition:expr, $at:expr, $($message:tt)+) => {
+        if !$condition {
+            return Err(problem!($at, $($message)+));
+        }
+    };
+}
+pub(super) use ensure;
+
 impl Problem {
-    pub(super) fn new(at: KeyPath, message: impl Into<String>) -> Problem {
+    pub(super) fn new(at: KeyPath, message: String) -> Problem {
+        let at = vec![at];
         Problem {
-            at: vec![Locus::Path(at)],
-            message: message.into(),
+            at,
+            message,
             see: None,
         }
     }
 
     pub(super) fn or_at(mut self, at: KeyPath) -> Problem {
-        self.at.push(Locus::Path(at));
+        self.at.push(at);
         self
     }
 
-    pub(super) fn see(mut self, at: Locus, label: &'static str) -> Problem {
+    pub(super) fn see(mut self, at: KeyPath, label: &'static str) -> Problem {
         self.see = Some((at, label));
         self
     }
@@ -100,15 +114,13 @@ pub(super) fn in_range(
     range: RangeInclusive<u64>,
     why: &str,
 ) -> Check {
-    let value = value.into();
-    if range.contains(&value) {
-        return Ok(());
-    }
-    let (lo, hi) = range.into_inner();
-    Err(Problem::new(
+    let (value, (lo, hi)) = (value.into(), range.clone().into_inner());
+    ensure!(
+        range.contains(&value),
         at,
-        format!("{what} {value} is out of range {lo}..={hi}{why}"),
-    ))
+        "{what} {value} is out of range {lo}..={hi}{why}"
+    );
+    Ok(())
 }
 
 /// A bound of a key of a section, as its message words it.
@@ -148,7 +160,7 @@ fn bounds(section: &str, keys: &[(&str, u64, Bound)]) -> Check {
 pub fn validate(cfg: &Config) -> Check {
     eal(&cfg.eal)?;
     dataplane(&cfg.dataplane, &cfg.eal)?;
-    conntrack(&cfg.conntrack)?;
+    conntrack(cfg)?;
     ports(cfg)?;
     af_xdp_pool(cfg)?;
     routes(cfg)?;
@@ -186,97 +198,63 @@ fn is_option(arg: &str, opt: &str) -> bool {
 fn eal(e: &Eal) -> Check {
     for (i, arg) in e.args.iter().enumerate() {
         if let Some((opt, keys)) = DERIVED_OPTIONS.iter().find(|(opt, _)| is_option(arg, opt)) {
-            return Err(Problem::new(
-                path("eal", "args").index(i),
-                format!("EAL option {opt} is derived from {keys}; remove {arg:?} from `eal.args`"),
+            let at = path("eal", "args").index(i);
+            let message = format!("remove {arg:?} from `eal.args`");
+            return Err(problem!(
+                at,
+                "EAL option {opt} is derived from {keys}; {message}"
             ));
         }
     }
-    if e.main_lcore >= MAX_LCORE {
-        return Err(Problem::new(
-            path("eal", "main_lcore"),
-            format!(
-                "`eal.main_lcore` {} is out of range: lcore ids are 0..={}",
-                e.main_lcore,
-                MAX_LCORE - 1
-            ),
-        ));
-    }
-    let prefix_ok = !e.file_prefix.is_empty()
-        && e.file_prefix.len() <= 64
-        && e.file_prefix
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b));
-    if !prefix_ok {
-        return Err(Problem::new(
-            path("eal", "file_prefix"),
-            format!(
-                "`eal.file_prefix` {:?} must be 1..=64 characters of [A-Za-z0-9_.-]: it names files under /var/run/dpdk",
-                e.file_prefix
-            ),
-        ));
-    }
+    let (lcore, max) = (e.main_lcore, MAX_LCORE - 1);
+    let message = format!("`eal.main_lcore` {lcore} is out of range: lcore ids are 0..={max}");
+    ensure!(lcore <= max, path("eal", "main_lcore"), "{message}");
+    let prefix = &e.file_prefix;
+    ensure!(
+        (1..=64).contains(&prefix.len())
+            && prefix
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.-".contains(&b)),
+        path("eal", "file_prefix"),
+        "`eal.file_prefix` {prefix:?} must be 1..=64 characters of [A-Za-z0-9_.-]: it names \
+         files under /var/run/dpdk"
+    );
     Ok(())
 }
 
 fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     let at = |key: &str| path("dataplane", key);
-    if d.workers.is_empty() {
-        return Err(Problem::new(
-            at("workers"),
-            "`dataplane.workers` is empty: at least one worker lcore is needed",
-        ));
-    }
+    let message = "`dataplane.workers` is empty: at least one worker lcore is needed";
+    ensure!(!d.workers.is_empty(), at("workers"), "{message}");
     for (j, &lcore) in d.workers.iter().enumerate() {
-        let here = at("workers").index(j);
-        if lcore >= MAX_LCORE {
-            return Err(Problem::new(
-                here,
-                format!(
-                    "worker lcore {lcore} is out of range: lcore ids are 0..={}",
-                    MAX_LCORE - 1
-                ),
-            ));
-        }
+        let (here, max) = (at("workers").index(j), MAX_LCORE - 1);
+        let message = format!("worker lcore {lcore} is out of range: lcore ids are 0..={max}");
+        ensure!(lcore <= max, here.clone(), "{message}");
         if lcore == e.main_lcore {
-            return Err(Problem::new(
+            let message = "workers need lcores of their own";
+            return Err(problem!(
                 here,
-                format!(
-                    "worker lcore {lcore} is the main lcore (`eal.main_lcore`); workers need lcores of their own"
-                ),
+                "worker lcore {lcore} is the main lcore (`eal.main_lcore`); {message}"
             )
             .or_at(path("eal", "main_lcore")));
         }
         if let Some(first) = d.workers[..j].iter().position(|&w| w == lcore) {
-            return Err(Problem::new(
-                here,
-                format!("worker lcore {lcore} is listed twice in `dataplane.workers`"),
-            )
-            .see(Locus::Path(at("workers").index(first)), "first listed"));
+            let message = format!("worker lcore {lcore} is listed twice in `dataplane.workers`");
+            return Err(problem!(here, "{message}").see(at("workers").index(first), "first listed"));
         }
     }
     // The EAL's --lcores takes CPUs below CPU_SETSIZE (1024).
-    if !d.worker_cpus.is_empty() {
-        if d.worker_cpus.len() != d.workers.len() {
-            return Err(Problem::new(
-                at("worker_cpus"),
-                format!(
-                    "`dataplane.worker_cpus` names {} CPU(s) for {} worker(s): give one CPU per worker, in the order of `dataplane.workers`",
-                    d.worker_cpus.len(),
-                    d.workers.len()
-                ),
-            ));
-        }
-        if let Some(j) = d.worker_cpus.iter().position(|&c| c >= MAX_CPU) {
-            return Err(Problem::new(
-                at("worker_cpus").index(j),
-                format!(
-                    "CPU {} is out of range: CPU ids are 0..={}",
-                    d.worker_cpus[j],
-                    MAX_CPU - 1
-                ),
-            ));
-        }
+    let (cpus, workers) = (d.worker_cpus.len(), d.workers.len());
+    ensure!(
+        cpus == 0 || cpus == workers,
+        at("worker_cpus"),
+        "`dataplane.worker_cpus` names {cpus} CPU(s) for {workers} worker(s): give one CPU per \
+         worker, in the order of `dataplane.workers`"
+    );
+    if let Some(j) = d.worker_cpus.iter().position(|&c| c >= MAX_CPU) {
+        let (cpu, max) = (d.worker_cpus[j], MAX_CPU - 1);
+        let message = format!("CPU {cpu} is out of range: CPU ids are 0..={max}");
+        return Err(problem!(at("worker_cpus").index(j), "{message}"));
     }
     use Bound::*;
     bounds(
@@ -289,14 +267,12 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     )?;
     // rte_mempool_create: cache_size <= RTE_MEMPOOL_CACHE_MAX_SIZE and
     // cache_size * 1.5 <= n.
-    let cache_max = 512.min(d.mbufs * 2 / 3);
-    if d.mbuf_cache > cache_max {
-        return Err(Problem::new(
+    let (cache, mbufs, cache_max) = (d.mbuf_cache, d.mbufs, 512.min(d.mbufs * 2 / 3));
+    if cache > cache_max {
+        return Err(problem!(
             at("mbuf_cache"),
-            format!(
-                "`dataplane.mbuf_cache` {} is too large: at most 512 and at most mbufs / 1.5 ({cache_max} for {} mbufs)",
-                d.mbuf_cache, d.mbufs
-            ),
+            "`dataplane.mbuf_cache` {cache} is too large: at most 512 and at most mbufs / 1.5 \
+             ({cache_max} for {mbufs} mbufs)"
         )
         .or_at(at("mbufs")));
     }
@@ -321,6 +297,35 @@ fn dataplane(d: &Dataplane, e: &Eal) -> Check {
     )
 }
 
+fn conntrack(cfg: &Config) -> Check {
+    use Bound::*;
+    let (c, hint) = (
+        &cfg.conntrack,
+        " (to lift the cap on new flows, set `new_flows_per_sec` to 0)",
+    );
+    bounds(
+        "conntrack",
+        &[
+            ("max_flows", c.max_flows.into(), Range(1024, 67_108_864)),
+            ("new_flows_burst", c.new_flows_burst.into(), Positive(hint)),
+            ("syn_timeout_s", c.syn_timeout_s.into(), Positive("")),
+            (
+                "established_timeout_s",
+                c.established_timeout_s.into(),
+                Positive(""),
+            ),
+            (
+                "closing_timeout_s",
+                c.closing_timeout_s.into(),
+                Positive(""),
+            ),
+            ("closed_timeout_s", c.closed_timeout_s.into(), Positive("")),
+            ("udp_timeout_s", c.udp_timeout_s.into(), Positive("")),
+            ("expire_budget", c.expire_budget.into(), Range(1, 4096)),
+        ],
+    )
+}
+
 /// Mbufs a `net_af_xdp` rx queue hands to the kernel for good: the PMD
 /// fills its fill ring with this many buffers from the worker's pool at set-up
 /// (`ETH_AF_XDP_DFLT_NUM_DESCS` in DPDK 22.11) and refills it as packets
@@ -341,17 +346,14 @@ fn af_xdp_pool(cfg: &Config) -> Check {
     let Some(&first) = xdp.first() else {
         return Ok(());
     };
-    let need = xdp.len() as u32 * AF_XDP_FILL_MBUFS + AF_XDP_SPARE_MBUFS;
-    if cfg.dataplane.mbufs < need {
-        return Err(Problem::new(
+    let (mbufs, n) = (cfg.dataplane.mbufs, xdp.len());
+    let need = n as u32 * AF_XDP_FILL_MBUFS + AF_XDP_SPARE_MBUFS;
+    if mbufs < need {
+        return Err(problem!(
             path("dataplane", "mbufs"),
-            format!(
-                "`dataplane.mbufs` {} is too small for {} net_af_xdp port(s): each takes {AF_XDP_FILL_MBUFS} \
-                 mbufs of every worker's pool for its fill ring, and {AF_XDP_SPARE_MBUFS} more must stay free; \
-                 at least {need} are needed",
-                cfg.dataplane.mbufs,
-                xdp.len()
-            ),
+            "`dataplane.mbufs` {mbufs} is too small for {n} net_af_xdp port(s): each takes \
+             {AF_XDP_FILL_MBUFS} mbufs of every worker's pool for its fill ring, and \
+             {AF_XDP_SPARE_MBUFS} more must stay free; at least {need} are needed"
         )
         .or_at(item("port", first).key("vdev")));
     }
@@ -377,23 +379,20 @@ named!(Port, Cluster, Service, Listener);
 /// The name of `[[section]]` number `i` is 1..=32 characters of
 /// `[A-Za-z0-9_-]` and not that of an earlier one.
 pub(super) fn unique_name(section: &str, items: &[impl Named], i: usize) -> Check {
-    let name = items[i].name();
-    let at = |i: usize| item(section, i).key("name");
-    let valid = (1..=32).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
-    if !valid {
-        return Err(Problem::new(
-            at(i),
-            format!("{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"),
-        ));
-    }
+    let (name, at) = (items[i].name(), |i: usize| item(section, i).key("name"));
+    ensure!(
+        (1..=32).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-'),
+        at(i),
+        "{section} name {name:?} must be 1..=32 characters of [A-Za-z0-9_-]"
+    );
     match items[..i].iter().position(|t| t.name() == name) {
-        Some(first) => Err(
-            Problem::new(at(i), format!("duplicate {section} name {name:?}"))
-                .see(Locus::Path(at(first)), "first defined"),
-        ),
+        Some(first) => {
+            Err(problem!(at(i), "duplicate {section} name {name:?}")
+                .see(at(first), "first defined"))
+        }
         None => Ok(()),
     }
 }
@@ -407,20 +406,18 @@ pub(super) fn find<'a, T: Named>(
     what: &str,
     at: KeyPath,
 ) -> Result<(usize, &'a T), Problem> {
-    items
-        .iter()
-        .enumerate()
-        .find(|(_, t)| t.name() == name)
-        .ok_or_else(|| {
-            let names: Vec<&str> = items.iter().map(Named::name).collect();
-            let defined = match names.len() {
-                0 => format!("no [[{section}]] is defined"),
-                _ => format!("defined {section}s: {}", names.join(", ")),
-            };
-            let message =
-                format!("{section} {name:?} referenced by {what} is not defined ({defined})");
-            Problem::new(at, message)
-        })
+    let found = items.iter().enumerate().find(|(_, t)| t.name() == name);
+    found.ok_or_else(|| {
+        let names: Vec<&str> = items.iter().map(Named::name).collect();
+        let defined = match names.len() {
+            0 => format!("no [[{section}]] is defined"),
+            _ => format!("defined {section}s: {}", names.join(", ")),
+        };
+        problem!(
+            at,
+            "{section} {name:?} referenced by {what} is not defined ({defined})"
+        )
+    })
 }
 
 /// Whether `ip` can be a host's address at all, whatever its subnet.
@@ -438,23 +435,25 @@ pub(super) fn unusable_address(ip: IpAddr) -> Option<&'static str> {
     }
 }
 
-fn ports(cfg: &Config) -> Check {
-    if cfg.ports.is_empty() {
-        return Err(Problem {
-            at: vec![Locus::Start],
-            message: "no [[port]] is defined: at least one port is required".to_string(),
-            see: None,
-        });
+/// The `key` a `[[port]]` sets for its family's default route (`gateway`,
+/// `gateway6`), and whether `p` sets it.
+fn gateway_of(p: &Port, ipv4: bool) -> (&'static str, bool) {
+    match ipv4 {
+        true => ("gateway", p.gateway.is_some()),
+        false => ("gateway6", p.gateway6.is_some()),
     }
+}
+
+fn ports(cfg: &Config) -> Check {
+    let message = "no [[port]] is defined: at least one port is required";
+    ensure!(!cfg.ports.is_empty(), KeyPath::default(), "{message}");
     let mut devices: HashMap<String, usize> = HashMap::new();
     let mut addresses: HashMap<IpAddr, (usize, usize)> = HashMap::new();
-    let mut gateway4: Option<usize> = None;
-    let mut gateway6: Option<usize> = None;
+    let mut gateways: [Option<usize>; 2] = [None, None];
     let no_pci = cfg.eal.args.iter().position(|a| a == "--no-pci");
     for (i, p) in cfg.ports.iter().enumerate() {
-        let at = |key: &str| item("port", i).key(key);
+        let (at, name) = (|key: &str| item("port", i).key(key), &p.name);
         unique_name("port", &cfg.ports, i)?;
-
         let device_key = match p.device {
             PortDevice::Pci(_) => "pci",
             PortDevice::Vdev(_) => "vdev",
@@ -464,112 +463,86 @@ fn ports(cfg: &Config) -> Check {
             .map_err(|m| Problem::new(at(device_key), m).or_at(item("port", i)))?;
         // DPDK names devices by PCI address (any case) or vdev name; two
         // ports cannot share one.
-        let key = p.device.eal_name().to_ascii_lowercase();
-        if let Some(&first) = devices.get(&key) {
-            return Err(Problem::new(
+        let device = p.device.eal_name();
+        if let Some(&first) = devices.get(&device.to_ascii_lowercase()) {
+            let other = &cfg.ports[first].name;
+            return Err(problem!(
                 at(device_key),
-                format!(
-                    "port {:?} uses device {:?}, which port {:?} already uses",
-                    p.name,
-                    p.device.eal_name(),
-                    cfg.ports[first].name
-                ),
+                "port {name:?} uses device {device:?}, which port {other:?} already uses"
             )
             .or_at(item("port", i))
-            .see(Locus::Path(item("port", first)), "first used"));
+            .see(item("port", first), "first used"));
         }
-        devices.insert(key, i);
+        devices.insert(device.to_ascii_lowercase(), i);
         // --no-pci stops the EAL from probing any PCI device, allow-listed or not.
         if let (PortDevice::Pci(_), Some(k)) = (&p.device, no_pci) {
-            return Err(Problem::new(
+            return Err(problem!(
                 at("pci"),
-                format!(
-                    "port {:?} is a PCI device, but `eal.args` contains --no-pci, which stops the EAL from probing it",
-                    p.name
-                ),
+                "port {name:?} is a PCI device, but `eal.args` contains --no-pci, which stops the \
+                 EAL from probing it"
             )
-            .see(Locus::Path(path("eal", "args").index(k)), "--no-pci"));
+            .see(path("eal", "args").index(k), "--no-pci"));
         }
-
         if let Some(mac) = p.mac {
-            if !mac.is_unicast() || mac.is_zero() {
-                return Err(Problem::new(
-                    at("mac"),
-                    format!(
-                        "port {:?}: mac {mac} is not a unicast station address",
-                        p.name
-                    ),
-                ));
-            }
+            let message = format!("port {name:?}: mac {mac} is not a unicast station address");
+            ensure!(mac.is_unicast() && !mac.is_zero(), at("mac"), "{message}");
         }
-        let owner = format!("port {:?}", p.name);
-        in_range(at("mtu"), format!("{owner}: mtu"), p.mtu, 68..=9000, "")?;
+        in_range(
+            at("mtu"),
+            format!("port {name:?}: mtu"),
+            p.mtu,
+            68..=9000,
+            "",
+        )?;
         if let Some(vlan) = p.vlan {
             let why = " (0 and 4095 are reserved by 802.1Q)";
-            in_range(at("vlan"), format!("{owner}: vlan"), vlan, 1..=4094, why)?;
+            in_range(
+                at("vlan"),
+                format!("port {name:?}: vlan"),
+                vlan,
+                1..=4094,
+                why,
+            )?;
         }
-
-        if p.addresses.is_empty() {
-            return Err(Problem::new(
-                at("addresses"),
-                format!(
-                    "port {:?} has no addresses: give at least one, such as \"10.0.0.1/24\"",
-                    p.name
-                ),
-            ));
-        }
+        ensure!(
+            !p.addresses.is_empty(),
+            at("addresses"),
+            "port {name:?} has no addresses: give at least one, such as \"10.0.0.1/24\""
+        );
         for (j, c) in p.addresses.iter().enumerate() {
             address(p, c).map_err(|m| Problem::new(at("addresses").index(j), m))?;
             if let Some(&(fi, fj)) = addresses.get(&c.addr()) {
-                let owner = if fi == i {
-                    "this port".to_string()
-                } else {
-                    format!("port {:?}", cfg.ports[fi].name)
+                let owner = match fi == i {
+                    true => "this port".to_string(),
+                    false => format!("port {:?}", cfg.ports[fi].name),
                 };
-                return Err(Problem::new(
+                let ip = c.addr();
+                return Err(problem!(
                     at("addresses").index(j),
-                    format!(
-                        "duplicate address {}: already assigned to {owner}",
-                        c.addr()
-                    ),
+                    "duplicate address {ip}: already assigned to {owner}"
                 )
                 .see(
-                    Locus::Path(item("port", fi).key("addresses").index(fj)),
+                    item("port", fi).key("addresses").index(fj),
                     "first assigned",
                 ));
             }
             addresses.insert(c.addr(), (i, j));
         }
-
-        if let Some(g) = p.gateway {
-            next_hop(p, IpAddr::V4(g), false)
-                .map_err(|m| Problem::new(at("gateway"), format!("gateway {g} {m}")))?;
-            if let Some(first) = gateway4 {
-                return Err(Problem::new(
-                    at("gateway"),
-                    format!(
-                        "port {:?} sets `gateway`, but port {:?} already does: there is one IPv4 default route",
-                        p.name, cfg.ports[first].name
-                    ),
+        let set = [p.gateway.map(IpAddr::V4), p.gateway6.map(IpAddr::V6)];
+        for (g, first) in set.into_iter().zip(&mut gateways) {
+            let Some(g) = g else { continue };
+            let (key, family) = (gateway_of(p, g.is_ipv4()).0, family(g));
+            next_hop(p, g, g.is_ipv6()).map_err(|m| problem!(at(key), "{key} {g} {m}"))?;
+            if let Some(first) = *first {
+                let other = &cfg.ports[first].name;
+                return Err(problem!(
+                    at(key),
+                    "port {name:?} sets `{key}`, but port {other:?} already does: there is one \
+                     {family} default route"
                 )
-                .see(Locus::Path(item("port", first).key("gateway")), "first set"));
+                .see(item("port", first).key(key), "first set"));
             }
-            gateway4 = Some(i);
-        }
-        if let Some(g) = p.gateway6 {
-            next_hop(p, IpAddr::V6(g), true)
-                .map_err(|m| Problem::new(at("gateway6"), format!("gateway6 {g} {m}")))?;
-            if let Some(first) = gateway6 {
-                return Err(Problem::new(
-                    at("gateway6"),
-                    format!(
-                        "port {:?} sets `gateway6`, but port {:?} already does: there is one IPv6 default route",
-                        p.name, cfg.ports[first].name
-                    ),
-                )
-                .see(Locus::Path(item("port", first).key("gateway6")), "first set"));
-            }
-            gateway6 = Some(i);
+            *first = Some(i);
         }
     }
     Ok(())
@@ -577,19 +550,19 @@ fn ports(cfg: &Config) -> Check {
 
 /// Why `c` cannot be an address of port `p`, if it cannot.
 fn address(p: &Port, c: &Cidr) -> Result<(), String> {
-    if let Some(what) = unusable_address(c.addr()) {
-        return Err(format!("port {:?}: {} is {what}", p.name, c.addr()));
+    let (name, ip) = (&p.name, c.addr());
+    if let Some(what) = unusable_address(ip) {
+        return Err(format!("port {name:?}: {ip} is {what}"));
     }
-    if is_reserved_host(c, c.addr()) {
-        let which = if c.addr() == c.network() {
+    if is_reserved_host(c, ip) {
+        let which = if ip == c.network() {
             "network"
         } else {
             "broadcast"
         };
+        let subnet = c.trunc();
         return Err(format!(
-            "port {:?}: {c} is the {which} address of its subnet {}; give a host address",
-            p.name,
-            c.trunc()
+            "port {name:?}: {c} is the {which} address of its subnet {subnet}; give a host address"
         ));
     }
     Ok(())
@@ -600,11 +573,12 @@ fn address(p: &Port, c: &Cidr) -> Result<(), String> {
 /// (RFC 4861 section 8: routers advertise themselves by link-local address)
 /// when `link_local_ok`.
 fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
+    let name = &p.name;
     if let Some(what) = unusable_address(ip) {
         return Err(format!("is {what}"));
     }
     if p.owns(ip) {
-        return Err(format!("is an address of port {:?} itself", p.name));
+        return Err(format!("is an address of port {name:?} itself"));
     }
     if link_local_ok && is_ipv6_link_local(ip) {
         return Ok(());
@@ -615,28 +589,25 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
         .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
         .map(|c| c.trunc().to_string())
         .collect();
+    let (v6, subnets) = (ip.is_ipv6(), family_subnets.join(", "));
     match p.addresses.iter().find(|c| c.contains(&ip)) {
         Some(c) if is_reserved_host(c, ip) => Err(format!(
-            "is the network or broadcast address of subnet {} of port {:?}",
-            c.trunc(),
-            p.name
+            "is the network or broadcast address of subnet {} of port {name:?}",
+            c.trunc()
         )),
         Some(_) => Ok(()),
         None if family_subnets.is_empty() => Err(format!(
-            "is not inside a subnet of port {:?}, which has no {} address{}",
-            p.name,
+            "is not inside a subnet of port {name:?}, which has no {} address{}",
             family(ip),
-            if ip.is_ipv6() {
+            if v6 {
                 " (and it is not link-local)"
             } else {
                 ""
             }
         )),
         None => Err(format!(
-            "is not inside a subnet of port {:?} ({}){}",
-            p.name,
-            family_subnets.join(", "),
-            if ip.is_ipv6() { " nor link-local" } else { "" }
+            "is not inside a subnet of port {name:?} ({subnets}){}",
+            if v6 { " nor link-local" } else { "" }
         )),
     }
 }
@@ -644,67 +615,34 @@ fn next_hop(p: &Port, ip: IpAddr, link_local_ok: bool) -> Result<(), String> {
 fn routes(cfg: &Config) -> Check {
     let mut prefixes: HashMap<Cidr, usize> = HashMap::new();
     for (i, r) in cfg.routes.iter().enumerate() {
-        let at = |key: &str| item("route", i).key(key);
-        if r.prefix != r.prefix.trunc() {
-            return Err(Problem::new(
-                at("prefix"),
-                format!(
-                    "route prefix {} has host bits set; did you mean {}?",
-                    r.prefix,
-                    r.prefix.trunc()
-                ),
-            ));
-        }
-        if r.via.is_ipv4() != r.prefix.addr().is_ipv4() {
-            return Err(Problem::new(
-                at("via"),
-                format!(
-                    "route to {}: next hop {} is {} but the prefix is {}",
-                    r.prefix,
-                    r.via,
-                    family(r.via),
-                    family(r.prefix.addr())
-                ),
-            ));
-        }
+        let (at, prefix, via) = (|key: &str| item("route", i).key(key), r.prefix, r.via);
+        let trunc = prefix.trunc();
+        let message = format!("route prefix {prefix} has host bits set; did you mean {trunc}?");
+        ensure!(prefix == trunc, at("prefix"), "{message}");
+        let (family, prefix_family) = (family(via), family(prefix.addr()));
+        ensure!(
+            family == prefix_family,
+            at("via"),
+            "route to {prefix}: next hop {via} is {family} but the prefix is {prefix_family}"
+        );
         let (_, port) = find("port", &cfg.ports, &r.port, "route", at("port"))?;
-        next_hop(port, r.via, true).map_err(|m| {
-            Problem::new(
-                at("via"),
-                format!("route to {}: next hop {} {m}", r.prefix, r.via),
-            )
-        })?;
-        if let Some(&first) = prefixes.get(&r.prefix) {
-            return Err(
-                Problem::new(at("prefix"), format!("duplicate route to {}", r.prefix)).see(
-                    Locus::Path(item("route", first).key("prefix")),
-                    "first defined",
-                ),
-            );
+        next_hop(port, via, true)
+            .map_err(|m| problem!(at("via"), "route to {prefix}: next hop {via} {m}"))?;
+        if let Some(&first) = prefixes.get(&prefix) {
+            return Err(problem!(at("prefix"), "duplicate route to {prefix}")
+                .see(item("route", first).key("prefix"), "first defined"));
         }
-        prefixes.insert(r.prefix, i);
-        if r.prefix.prefix_len() == 0 {
-            let key = if r.prefix.addr().is_ipv4() {
-                "gateway"
-            } else {
-                "gateway6"
-            };
-            let has_gateway = |p: &Port| {
-                if r.prefix.addr().is_ipv4() {
-                    p.gateway.is_some()
-                } else {
-                    p.gateway6.is_some()
-                }
-            };
-            if let Some(g) = cfg.ports.iter().position(has_gateway) {
-                return Err(Problem::new(
+        prefixes.insert(prefix, i);
+        let ipv4 = prefix.addr().is_ipv4();
+        if prefix.prefix_len() == 0 {
+            if let Some(g) = cfg.ports.iter().position(|p| gateway_of(p, ipv4).1) {
+                let (key, name) = (gateway_of(&cfg.ports[g], ipv4).0, &cfg.ports[g].name);
+                return Err(problem!(
                     at("prefix"),
-                    format!(
-                        "route to {} duplicates the default route set by `{key}` of port {:?}; keep one",
-                        r.prefix, cfg.ports[g].name
-                    ),
+                    "route to {prefix} duplicates the default route set by `{key}` of port \
+                     {name:?}; keep one"
                 )
-                .see(Locus::Path(item("port", g).key(key)), "gateway set"));
+                .see(item("port", g).key(key), "gateway set"));
             }
         }
     }
@@ -722,86 +660,26 @@ pub(super) fn family(ip: IpAddr) -> &'static str {
 fn neighbors(cfg: &Config) -> Check {
     let mut seen: HashMap<(&str, IpAddr), usize> = HashMap::new();
     for (i, n) in cfg.neighbors.iter().enumerate() {
-        let at = |key: &str| item("neighbor", i).key(key);
+        let (at, ip, mac) = (|key: &str| item("neighbor", i).key(key), n.ip, n.mac);
         let (_, port) = find("port", &cfg.ports, &n.port, "neighbor", at("port"))?;
-        next_hop(port, n.ip, true)
-            .map_err(|m| Problem::new(at("ip"), format!("static neighbor {} {m}", n.ip)))?;
-        if !n.mac.is_unicast() || n.mac.is_zero() {
-            return Err(Problem::new(
-                at("mac"),
-                format!(
-                    "neighbor {}: mac {} is not a unicast station address",
-                    n.ip, n.mac
-                ),
-            ));
+        next_hop(port, ip, true).map_err(|m| problem!(at("ip"), "static neighbor {ip} {m}"))?;
+        let message = format!("neighbor {ip}: mac {mac} is not a unicast station address");
+        ensure!(mac.is_unicast() && !mac.is_zero(), at("mac"), "{message}");
+        let name = port.name.as_str();
+        if let Some(&first) = seen.get(&(name, ip)) {
+            return Err(
+                problem!(at("ip"), "duplicate static neighbor {ip} on port {name:?}")
+                    .see(item("neighbor", first).key("ip"), "first defined"),
+            );
         }
-        if let Some(&first) = seen.get(&(port.name.as_str(), n.ip)) {
-            return Err(Problem::new(
-                at("ip"),
-                format!("duplicate static neighbor {} on port {:?}", n.ip, port.name),
-            )
-            .see(
-                Locus::Path(item("neighbor", first).key("ip")),
-                "first defined",
-            ));
-        }
-        seen.insert((port.name.as_str(), n.ip), i);
+        seen.insert((name, ip), i);
     }
     Ok(())
-}
-
-fn conntrack(c: &Conntrack) -> Check {
-    use Bound::*;
-    bounds(
-        "conntrack",
-        &[
-            ("max_flows", c.max_flows.into(), Range(1024, 67_108_864)),
-            (
-                "new_flows_burst",
-                c.new_flows_burst.into(),
-                Positive(" (to lift the cap on new flows, set `new_flows_per_sec` to 0)"),
-            ),
-            ("syn_timeout_s", c.syn_timeout_s.into(), Positive("")),
-            (
-                "established_timeout_s",
-                c.established_timeout_s.into(),
-                Positive(""),
-            ),
-            (
-                "closing_timeout_s",
-                c.closing_timeout_s.into(),
-                Positive(""),
-            ),
-            ("closed_timeout_s", c.closed_timeout_s.into(), Positive("")),
-            ("udp_timeout_s", c.udp_timeout_s.into(), Positive("")),
-            ("expire_budget", c.expire_budget.into(), Range(1, 4096)),
-        ],
-    )
-}
-
-/// A backend's `name`, its label in logs and metrics. The default, the
-/// address as text, always fits.
-fn valid_backend_name(name: &str) -> bool {
-    (1..=64).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b))
 }
 
 /// The path of a key of backend `j` of cluster `i`.
 pub(super) fn backend_key(i: usize, j: usize, key: &str) -> KeyPath {
     item("cluster", i).key("backend").index(j).key(key)
-}
-
-/// Where backend `j` of cluster `i` names itself: its `name` if written,
-/// else its `address`.
-fn backend_name_locus(i: usize, j: usize, b: &Backend) -> Locus {
-    let key = if b.name == b.address.to_string() {
-        "address"
-    } else {
-        "name"
-    };
-    Locus::Path(backend_key(i, j, key))
 }
 
 /// "10.0.0.0/24, 10.1.0.0/24": the connected subnets of `ip`'s family.
@@ -813,86 +691,60 @@ fn subnets_of_family(cfg: &Config, ip: IpAddr) -> String {
         .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
         .map(|c| c.trunc().to_string())
         .collect();
-    if subnets.is_empty() {
-        format!("no port has an {} address", family(ip))
-    } else {
-        subnets.join(", ")
+    match subnets.is_empty() {
+        true => format!("no port has an {} address", family(ip)),
+        false => subnets.join(", "),
     }
-}
-
-/// Whether the data plane has a route to `ip`: a connected subnet, a
-/// `[[route]]`, or a default route of its family.
-fn reachable(cfg: &Config, ip: IpAddr) -> bool {
-    cfg.ports.iter().any(|p| p.subnet_of(ip).is_some())
-        || cfg.routes.iter().any(|r| r.prefix.contains(&ip))
-        || cfg.ports.iter().any(|p| {
-            if ip.is_ipv4() {
-                p.gateway.is_some()
-            } else {
-                p.gateway6.is_some()
-            }
-        })
 }
 
 fn clusters(cfg: &Config) -> Check {
     for (i, c) in cfg.clusters.iter().enumerate() {
-        let at = |key: &str| item("cluster", i).key(key);
+        let name = &c.name;
         unique_name("cluster", &cfg.clusters, i)?;
         maglev_table_size(i, c)?;
-        if c.backends.is_empty() {
-            return Err(Problem::new(
-                item("cluster", i),
-                format!(
-                    "cluster {:?} has no backend: add at least one [[cluster.backend]] with an `address` after it",
-                    c.name
-                ),
-            ));
-        }
+        ensure!(
+            !c.backends.is_empty(),
+            item("cluster", i),
+            "cluster {name:?} has no backend: add at least one [[cluster.backend]] with an \
+             `address` after it"
+        );
         let mut addresses: HashMap<IpAddr, usize> = HashMap::new();
         let mut backend_names: HashMap<&str, usize> = HashMap::new();
         for (j, b) in c.backends.iter().enumerate() {
             backend(cfg, c, i, j, b)?;
-            if let Some(&first) = addresses.get(&b.address) {
-                return Err(Problem::new(
-                    backend_key(i, j, "address"),
-                    format!("duplicate backend {} in cluster {:?}", b.address, c.name),
-                )
-                .see(
-                    Locus::Path(backend_key(i, first, "address")),
-                    "first defined",
-                ));
+            let (address, backend) = (b.address, &b.name);
+            if let Some(&first) = addresses.get(&address) {
+                let message = format!("duplicate backend {address} in cluster {name:?}");
+                return Err(problem!(backend_key(i, j, "address"), "{message}")
+                    .see(backend_key(i, first, "address"), "first defined"));
             }
-            addresses.insert(b.address, j);
-            if let Some(&first) = backend_names.get(b.name.as_str()) {
-                return Err(Problem::new(
+            addresses.insert(address, j);
+            if let Some(&first) = backend_names.get(backend.as_str()) {
+                // Where the first names itself: its `name`, else its address.
+                let named = c.backends[first].name != c.backends[first].address.to_string();
+                let key = if named { "name" } else { "address" };
+                return Err(problem!(
                     backend_key(i, j, "name"),
-                    format!(
-                        "duplicate backend name {:?} in cluster {:?} (a backend without `name` is named by its address)",
-                        b.name, c.name
-                    ),
+                    "duplicate backend name {backend:?} in cluster {name:?} (a backend without \
+                     `name` is named by its address)"
                 )
                 .or_at(backend_key(i, j, "address"))
-                .see(
-                    backend_name_locus(i, first, &c.backends[first]),
-                    "first defined",
-                ));
+                .see(backend_key(i, first, key), "first defined"));
             }
-            backend_names.insert(&b.name, j);
+            backend_names.insert(backend, j);
         }
-        if c.scheduler == Scheduler::Maglev {
-            let weighted = c.backends.iter().filter(|b| b.weight > 0).count();
-            if c.maglev_table_size < weighted {
-                return Err(Problem::new(
-                    at("maglev_table_size"),
-                    format!(
-                        "cluster {:?}: maglev_table_size {} is smaller than its {weighted} backends with a \
-                         non-zero weight; Maglev needs a slot per backend, and about 100 per backend to \
-                         spread load evenly",
-                        c.name, c.maglev_table_size
-                    ),
-                )
-                .or_at(item("cluster", i)));
-            }
+        let (size, weighted) = (
+            c.maglev_table_size,
+            c.backends.iter().filter(|b| b.weight > 0).count(),
+        );
+        if c.scheduler == Scheduler::Maglev && size < weighted {
+            return Err(problem!(
+                item("cluster", i).key("maglev_table_size"),
+                "cluster {name:?}: maglev_table_size {size} is smaller than its {weighted} \
+                 backends with a non-zero weight; Maglev needs a slot per backend, and about 100 \
+                 per backend to spread load evenly"
+            )
+            .or_at(item("cluster", i)));
         }
         validate_l7::cluster_keys(i, c)?;
     }
@@ -902,300 +754,240 @@ fn clusters(cfg: &Config) -> Check {
 /// A prime in range: Maglev's permutations cover every slot only when the
 /// table size is prime (Eisenbud et al., section 3.4).
 fn maglev_table_size(i: usize, c: &Cluster) -> Check {
-    let size = c.maglev_table_size;
+    let (size, name) = (c.maglev_table_size, &c.name);
     let at = item("cluster", i).key("maglev_table_size");
-    in_range(
-        at.clone(),
-        format!("cluster {:?}: maglev_table_size", c.name),
-        size as u64,
-        MIN_MAGLEV_TABLE_SIZE as u64..=MAX_MAGLEV_TABLE_SIZE as u64,
-        "",
-    )?;
-    if !is_prime(size) {
-        return Err(Problem::new(
-            at,
-            format!(
-                "cluster {:?}: maglev_table_size {size} is not prime; Maglev needs a prime table \
-                 size, the next prime is {}",
-                c.name,
-                next_prime(size)
-            ),
-        ));
-    }
+    let range = MIN_MAGLEV_TABLE_SIZE as u64..=MAX_MAGLEV_TABLE_SIZE as u64;
+    let what = format!("cluster {name:?}: maglev_table_size");
+    in_range(at.clone(), what, size as u64, range, "")?;
+    ensure!(
+        is_prime(size),
+        at,
+        "cluster {name:?}: maglev_table_size {size} is not prime; Maglev needs a prime table \
+         size, the next prime is {}",
+        next_prime(size)
+    );
     Ok(())
 }
 
 /// Checks of one backend on its own (duplicates are checked by the caller).
 fn backend(cfg: &Config, c: &Cluster, i: usize, j: usize, b: &Backend) -> Check {
-    let at = |key: &str| backend_key(i, j, key);
-    if let Some(what) = unusable_address(b.address) {
-        return Err(Problem::new(
+    let (at, address, cluster) = (|key: &str| backend_key(i, j, key), b.address, &c.name);
+    let owner = format!("backend {address} of cluster {cluster:?}");
+    if let Some(what) = unusable_address(address) {
+        return Err(problem!(at("address"), "{owner} is {what}"));
+    }
+    if let Some(p) = cfg.ports.iter().find(|p| p.owns(address)) {
+        let port = &p.name;
+        let message = "that is of Sluice itself";
+        return Err(problem!(
             at("address"),
-            format!("backend {} of cluster {:?} is {what}", b.address, c.name),
+            "{owner} is an address of port {port:?}, {message}"
         ));
     }
-    if let Some(p) = cfg.ports.iter().find(|p| p.owns(b.address)) {
-        return Err(Problem::new(
-            at("address"),
-            format!(
-                "backend {} of cluster {:?} is an address of port {:?}, that is of Sluice itself",
-                b.address, c.name, p.name
-            ),
-        ));
-    }
-    if !reachable(cfg, b.address) {
-        let default = if b.address.is_ipv4() {
-            "`gateway`"
-        } else {
-            "`gateway6`"
-        };
-        return Err(Problem::new(
-            at("address"),
-            format!(
-                "backend {} of cluster {:?} is unreachable: it is not inside a connected subnet ({}), \
-                 no [[route]] covers it, and no port sets {default}",
-                b.address,
-                c.name,
-                subnets_of_family(cfg, b.address)
-            ),
-        ));
-    }
-    let owner = format!("backend {} of cluster {:?}", b.address, c.name);
+    let default = if address.is_ipv4() {
+        "gateway"
+    } else {
+        "gateway6"
+    };
+    let subnets = subnets_of_family(cfg, address);
+    ensure!(
+        reachable(cfg, address),
+        at("address"),
+        "{owner} is unreachable: it is not inside a connected subnet ({subnets}), no [[route]] \
+         covers it, and no port sets `{default}`"
+    );
     if let Some(port) = b.port {
         let why = "; leave `port` out to keep the client's destination port";
         in_range(at("port"), format!("{owner}: port"), port, 1..=65535, why)?;
     }
     let weight = format!("{owner}: weight");
     in_range(at("weight"), weight, b.weight, 0..=MAX_WEIGHT.into(), "")?;
-    if !valid_backend_name(&b.name) {
-        return Err(Problem::new(
-            at("name"),
-            format!(
-                "backend name {:?} must be 1..=64 characters of [A-Za-z0-9_.:-]",
-                b.name
-            ),
-        ));
+    // The label of a backend in logs and metrics; the default, the address
+    // as text, always fits.
+    let name = &b.name;
+    ensure!(
+        (1..=64).contains(&name.len())
+            && name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"_.:-".contains(&b)),
+        at("name"),
+        "backend name {name:?} must be 1..=64 characters of [A-Za-z0-9_.:-]"
+    );
+    Ok(())
+}
+
+/// Whether the data plane has a route to `ip`: a connected subnet, a
+/// `[[route]]`, or a default route of its family.
+fn reachable(cfg: &Config, ip: IpAddr) -> bool {
+    cfg.ports
+        .iter()
+        .any(|p| p.subnet_of(ip).is_some() || gateway_of(p, ip.is_ipv4()).1)
+        || cfg.routes.iter().any(|r| r.prefix.contains(&ip))
+}
+
+/// The vip of `[[service]]` or address of `[[listener]]` `i`: usable, and
+/// not an address of a `[[port]]`; `what` is the message's start
+/// (`service "web": vip`) and `own` the end of the second.
+pub(super) fn vip(cfg: &Config, at: KeyPath, what: &str, ip: IpAddr, own: &str) -> Check {
+    if let Some(unusable) = unusable_address(ip) {
+        return Err(problem!(at, "{what} {ip} is {unusable}"));
+    }
+    for (pi, p) in cfg.ports.iter().enumerate() {
+        if let Some(k) = p.addresses.iter().position(|c| c.addr() == ip) {
+            let port = &p.name;
+            return Err(
+                problem!(at, "{what} {ip} is an address of port {port:?}; {own}")
+                    .see(item("port", pi).key("addresses").index(k), "port address"),
+            );
+        }
     }
     Ok(())
 }
 
 fn services(cfg: &Config) -> Check {
     for (i, v) in cfg.services.iter().enumerate() {
-        let at = |key: &str| item("service", i).key(key);
+        let (at, name) = (|key: &str| item("service", i).key(key), &v.name);
+        let (vip, here, protocol) = (v.vip, vip_port(v.vip, v.port), v.protocol);
         unique_name("service", &cfg.services, i)?;
-
-        if let Some(what) = unusable_address(v.vip) {
-            return Err(Problem::new(
-                at("vip"),
-                format!("service {:?}: vip {} is {what}", v.name, v.vip),
-            ));
-        }
-        for (pi, p) in cfg.ports.iter().enumerate() {
-            if let Some(k) = p.addresses.iter().position(|c| c.addr() == v.vip) {
-                return Err(Problem::new(
-                    at("vip"),
-                    format!(
-                        "service {:?}: vip {} is an address of port {:?}; a VIP must be an address \
-                         of its own, which Sluice announces on the `ingress` port",
-                        v.name, v.vip, p.name
-                    ),
-                )
-                .see(
-                    Locus::Path(item("port", pi).key("addresses").index(k)),
-                    "port address",
-                ));
-            }
-        }
+        let own =
+            "a VIP must be an address of its own, which Sluice announces on the `ingress` port";
+        self::vip(cfg, at("vip"), &format!("service {name:?}: vip"), vip, own)?;
         for (j, w) in cfg.services[..i].iter().enumerate() {
-            if w.vip != v.vip || w.protocol != v.protocol {
+            if w.vip != vip || w.protocol != protocol {
                 continue;
             }
-            let first = Locus::Path(item("service", j).key("port"));
+            let (first, other) = (item("service", j).key("port"), &w.name);
             if w.port == v.port {
-                return Err(Problem::new(
-                    at("port"),
-                    format!(
-                        "service {:?}: {}/{} is already served by service {:?}",
-                        v.name,
-                        vip_port(v.vip, v.port),
-                        v.protocol,
-                        w.name
-                    ),
-                )
-                .see(first, "first defined"));
+                let message = format!("{here}/{protocol} is already served by service {other:?}");
+                return Err(
+                    problem!(at("port"), "service {name:?}: {message}").see(first, "first defined")
+                );
             }
             if v.port == 0 || w.port == 0 {
-                return Err(Problem::new(
+                let there = vip_port(w.vip, w.port);
+                return Err(problem!(
                     at("port"),
-                    format!(
-                        "service {:?} on {}/{} overlaps service {:?} on {}/{}: a service on port 0 \
-                         takes every port of its vip and protocol, so it must be the only one there",
-                        v.name,
-                        vip_port(v.vip, v.port),
-                        v.protocol,
-                        w.name,
-                        vip_port(w.vip, w.port),
-                        w.protocol
-                    ),
+                    "service {name:?} on {here}/{protocol} overlaps service {other:?} on \
+                     {there}/{protocol}: a service on port 0 takes every port of its vip and \
+                     protocol, so it must be the only one there"
                 )
                 .see(first, "other service"));
             }
         }
-
-        let what = format!("service {:?}", v.name);
+        let what = format!("service {name:?}");
         let (ci, cluster) = find("cluster", &cfg.clusters, &v.cluster, &what, at("cluster"))?;
-        if let Some((j, b)) = cluster
-            .backends
-            .iter()
-            .enumerate()
-            .find(|(_, b)| b.address.is_ipv4() != v.vip.is_ipv4())
-        {
-            return Err(Problem::new(
+        let backends = || cluster.backends.iter().enumerate();
+        let cname = &cluster.name;
+        if let Some((j, b)) = backends().find(|(_, b)| b.address.is_ipv4() != vip.is_ipv4()) {
+            let (family, other, address) = (family(vip), self::family(b.address), b.address);
+            return Err(problem!(
                 at("cluster"),
-                format!(
-                    "service {:?} has {} vip {}, but cluster {:?} has {} backend {}: in every mode \
-                     the backends must have the vip's family",
-                    v.name,
-                    family(v.vip),
-                    v.vip,
-                    cluster.name,
-                    family(b.address),
-                    b.address
-                ),
+                "service {name:?} has {family} vip {vip}, but cluster {cname:?} has {other} \
+                 backend {address}: in every mode the backends must have the vip's family"
             )
-            .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
+            .see(backend_key(ci, j, "address"), "backend"));
         }
         find("port", &cfg.ports, &v.ingress, &what, at("ingress"))?;
         snat(cfg, i)?;
-        if v.mode.is_dsr() {
-            if let Some((j, b)) = cluster
-                .backends
-                .iter()
-                .enumerate()
-                .find(|(_, b)| b.port.is_some())
-            {
-                return Err(Problem::new(
-                    backend_key(ci, j, "port"),
-                    format!(
-                        "backend {} of cluster {:?} sets port {}, but service {:?} forwards to this \
-                         cluster in mode {}, which cannot change the destination port: the backend \
-                         receives the client's packet as sent, to {}, and must listen there itself. \
-                         Remove `port` from the backend, or use mode \"nat\"",
-                        b.address,
-                        cluster.name,
-                        b.port.unwrap_or_default(),
-                        v.name,
-                        v.mode,
-                        vip_port(v.vip, v.port)
-                    ),
-                )
-                .see(Locus::Path(at("mode")), "mode set"));
-            }
+        if let Some((j, b)) = backends().find(|(_, b)| v.mode.is_dsr() && b.port.is_some()) {
+            let (address, port, mode) = (b.address, b.port.unwrap_or_default(), v.mode);
+            return Err(problem!(
+                backend_key(ci, j, "port"),
+                "backend {address} of cluster {cname:?} sets port {port}, but service {name:?} \
+                 forwards to this cluster in mode {mode}, which cannot change the destination \
+                 port: the backend receives the client's packet as sent, to {here}, and must \
+                 listen there itself. Remove `port` from the backend, or use mode \"nat\""
+            )
+            .see(at("mode"), "mode set"));
         }
         if let Some(hc) = &cluster.health_check {
-            let j = cluster.backends.iter().position(|b| {
-                hc.port.is_none() && b.port.is_none() && cfg.check_port(&cluster.name).is_none()
-            });
-            if let Some(j) = j {
-                return Err(Problem::new(
-                    item("cluster", ci).key("health_check"),
-                    format!(
-                        "cluster {:?}: health_check has no port to check backend {}: it has no \
-                         `port`, and the services that use the cluster do not share one non-zero \
-                         port. Set health_check.port",
-                        cluster.name, cluster.backends[j].address
-                    ),
-                )
-                .see(Locus::Path(at("port")), "service port"));
-            }
-        }
-        if v.mode == ForwardMode::L2Dsr {
-            if let Some((j, b)) = cluster
+            let no_port = |b: &&Backend| b.port.is_none() && cfg.check_port(cname).is_none();
+            if let Some(b) = cluster
                 .backends
                 .iter()
-                .enumerate()
-                .find(|(_, b)| !cfg.ports.iter().any(|p| p.subnet_of(b.address).is_some()))
+                .filter(|_| hc.port.is_none())
+                .find(no_port)
             {
-                return Err(Problem::new(
-                    at("mode"),
-                    format!(
-                        "service {:?} is in mode l2dsr, but backend {} of cluster {:?} is not inside a \
-                         connected subnet of any port ({}): l2dsr only rewrites the destination MAC, so \
-                         the backend must be on a link of Sluice's. Use mode ipip or gre for routed backends",
-                        v.name,
-                        b.address,
-                        cluster.name,
-                        subnets_of_family(cfg, b.address)
-                    ),
+                let address = b.address;
+                return Err(problem!(
+                    item("cluster", ci).key("health_check"),
+                    "cluster {cname:?}: health_check has no port to check backend {address}: it \
+                     has no `port`, and the services that use the cluster do not share one \
+                     non-zero port. Set health_check.port"
                 )
-                .see(Locus::Path(backend_key(ci, j, "address")), "backend"));
+                .see(at("port"), "service port"));
             }
+        }
+        let off_link = |(_, b): &(usize, &Backend)| {
+            !cfg.ports.iter().any(|p| p.subnet_of(b.address).is_some())
+        };
+        if let Some((j, b)) = backends()
+            .filter(|_| v.mode == ForwardMode::L2Dsr)
+            .find(off_link)
+        {
+            let (address, subnets) = (b.address, subnets_of_family(cfg, b.address));
+            return Err(problem!(
+                at("mode"),
+                "service {name:?} is in mode l2dsr, but backend {address} of cluster {cname:?} is \
+                 not inside a connected subnet of any port ({subnets}): l2dsr only rewrites the \
+                 destination MAC, so the backend must be on a link of Sluice's. Use mode ipip or \
+                 gre for routed backends"
+            )
+            .see(backend_key(ci, j, "address"), "backend"));
         }
     }
     Ok(())
 }
 
+/// The addresses of all ports of `ip`'s family (all families when `any`),
+/// for messages: "10.0.0.1, 10.1.0.1".
+pub(super) fn own_addresses(cfg: &Config, ip: IpAddr, any: bool) -> Vec<String> {
+    cfg.ports
+        .iter()
+        .flat_map(|p| &p.addresses)
+        .filter(|c| any || c.addr().is_ipv4() == ip.is_ipv4())
+        .map(|c| c.addr().to_string())
+        .collect()
+}
+
 /// `snat` of service `i`: mode nat only; addresses of ports, of the vip's
 /// family, each once.
 fn snat(cfg: &Config, i: usize) -> Check {
-    let v = &cfg.services[i];
-    let at = |key: &str| item("service", i).key(key);
-    if v.snat.is_empty() {
-        return Ok(());
-    }
-    if v.mode != ForwardMode::Nat {
-        return Err(Problem::new(
+    let (v, at) = (&cfg.services[i], |key: &str| item("service", i).key(key));
+    let (name, mode) = (&v.name, v.mode);
+    if !v.snat.is_empty() && mode != ForwardMode::Nat {
+        return Err(problem!(
             at("snat"),
-            format!(
-                "service {:?}: `snat` applies to mode \"nat\" only; mode {} keeps the client's \
-                 address as the source, so there is nothing to translate",
-                v.name, v.mode
-            ),
+            "service {name:?}: `snat` applies to mode \"nat\" only; mode {mode} keeps the \
+             client's address as the source, so there is nothing to translate"
         )
-        .see(Locus::Path(at("mode")), "mode set"));
+        .see(at("mode"), "mode set"));
     }
     for (k, &ip) in v.snat.iter().enumerate() {
-        let here = at("snat").index(k);
-        if ip.is_ipv4() != v.vip.is_ipv4() {
-            return Err(Problem::new(
-                here,
-                format!(
-                    "service {:?}: snat address {ip} is {}, but the vip and its backends are {}",
-                    v.name,
-                    family(ip),
-                    family(v.vip)
-                ),
-            ));
-        }
-        if !cfg.ports.iter().any(|p| p.owns(ip)) {
-            let own: Vec<String> = cfg
-                .ports
-                .iter()
-                .flat_map(|p| &p.addresses)
-                .filter(|c| c.addr().is_ipv4() == ip.is_ipv4())
-                .map(|c| c.addr().to_string())
-                .collect();
-            return Err(Problem::new(
-                here,
-                format!(
-                    "service {:?}: snat address {ip} is not an address of any [[port]] ({} port \
-                     addresses: {}); Sluice can only receive replies on its own addresses",
-                    v.name,
-                    family(ip),
-                    if own.is_empty() {
-                        "none".to_string()
-                    } else {
-                        own.join(", ")
-                    }
-                ),
-            ));
-        }
+        let (here, family, vip_family) = (at("snat").index(k), family(ip), family(v.vip));
+        ensure!(
+            family == vip_family,
+            here,
+            "service {name:?}: snat address {ip} is {family}, but the vip and its backends are \
+             {vip_family}"
+        );
+        let own = own_addresses(cfg, ip, false);
+        let own = if own.is_empty() {
+            "none".to_string()
+        } else {
+            own.join(", ")
+        };
+        ensure!(
+            cfg.ports.iter().any(|p| p.owns(ip)),
+            here,
+            "service {name:?}: snat address {ip} is not an address of any [[port]] ({family} port \
+             addresses: {own}); Sluice can only receive replies on its own addresses"
+        );
         if let Some(first) = v.snat[..k].iter().position(|&s| s == ip) {
-            return Err(Problem::new(
-                here,
-                format!("service {:?}: snat address {ip} is listed twice", v.name),
-            )
-            .see(Locus::Path(at("snat").index(first)), "first listed"));
+            return Err(
+                problem!(here, "service {name:?}: snat address {ip} is listed twice")
+                    .see(at("snat").index(first), "first listed"),
+            );
         }
     }
     Ok(())

@@ -156,7 +156,7 @@ pub fn build_plane_with_health(
             (
                 r.prefix.addr(),
                 r.prefix.prefix_len(),
-                index_of(r.port_name()),
+                index_of(&r.port),
                 r.via,
             )
         })
@@ -164,7 +164,7 @@ pub fn build_plane_with_health(
     let neighbors = cfg
         .neighbors
         .iter()
-        .map(|n| (index_of(n.port_name()), n.ip, n.mac.octets()))
+        .map(|n| (index_of(&n.port), n.ip, n.mac.octets()))
         .collect();
     let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
     plane.workers = workers;
@@ -184,7 +184,7 @@ pub fn build_plane_with_health(
         let ingress = cfg
             .ports
             .iter()
-            .position(|p| p.name == l.ingress_name())
+            .position(|p| p.name == l.ingress)
             .unwrap_or(0);
         plane.services.add_vip(ingress, l.address);
     }
@@ -414,10 +414,10 @@ pub(crate) fn listener_routes(
         .iter()
         .map(|r| Route {
             matchers: matchers(r).into_iter().map(|(_, m)| m).collect(),
-            action: action(r, r.cluster_name().map_or(u32::MAX, &cluster_index)),
+            action: action(r, r.cluster.as_deref().map_or(u32::MAX, &cluster_index)),
         })
         .collect();
-    let default = l.default_cluster_name().map(|name| RouteAction {
+    let default = l.default_cluster.as_deref().map(|name| RouteAction {
         cluster: cluster_index(name),
         ..RouteAction::default()
     });
@@ -711,8 +711,8 @@ fn compile_services(
     let mut services = Vec::new();
     for (s, &id) in cfg.services.iter().zip(&service_ids) {
         let (cluster, _) = cfg
-            .cluster(s.cluster_name())
-            .ok_or_else(|| anyhow!("service {}: no cluster {}", s.name, s.cluster_name()))?;
+            .cluster(&s.cluster)
+            .ok_or_else(|| anyhow!("service {}: no cluster {}", s.name, s.cluster))?;
         services.push(ServicePlane {
             id,
             name: s.name.clone(),
@@ -732,7 +732,7 @@ fn compile_services(
             ingress: cfg
                 .ports
                 .iter()
-                .position(|p| p.name == s.ingress_name())
+                .position(|p| p.name == s.ingress)
                 .unwrap_or(0),
             snat: s.snat.clone(),
         });

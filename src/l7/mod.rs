@@ -9,7 +9,8 @@
 //! - [`router`]: per-request routing; [`balance`]: per-request backend
 //!   choice; [`health`]: active health checks;
 //! - [`tls`]: TLS termination of client connections (rustls, sans-I/O),
-//!   a layer between the client socket and the session;
+//!   a layer between the client socket and the session; [`x509`]: the
+//!   expiry and subject of a certificate;
 //! - [`syncookie`]: SYN cookies for listeners under a SYN flood;
 //! - [`plane`]: the compiled L7 configuration the workers read.
 
@@ -23,3 +24,4 @@ pub mod session;
 pub mod syncookie;
 pub mod tcp;
 pub mod tls;
+pub mod x509;

@@ -341,7 +341,7 @@ impl Tls {
                 .conn
                 .peer_certificates()
                 .and_then(|c| c.first())
-                .and_then(|c| crate::config::subject_of(c)),
+                .and_then(|c| crate::l7::x509::subject_of(c)),
         }
     }
 

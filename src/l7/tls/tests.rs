@@ -523,13 +523,13 @@ fn subjects_are_rfc4514_strings_and_valid_header_values() {
             CertificateDer::from_pem_slice(&pem).unwrap()
         };
         assert_eq!(
-            crate::config::subject_of(&der).as_deref(),
+            crate::l7::x509::subject_of(&der).as_deref(),
             Some(want),
             "{subj}"
         );
         // Every prefix is no panic.
         for n in 0..der.len() {
-            let _ = crate::config::subject_of(&der[..n]);
+            let _ = crate::l7::x509::subject_of(&der[..n]);
         }
     }
     let _ = std::fs::remove_dir_all(&d);
