@@ -45,7 +45,7 @@ pub mod proto {
 ///
 /// Addresses are 16 bytes in network order; IPv4 addresses are stored
 /// IPv4-mapped. Ports are in host order (as read from the header).
-#[derive(Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub struct FlowKey {
     pub src: [u8; 16],
     pub dst: [u8; 16],

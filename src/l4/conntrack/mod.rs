@@ -159,14 +159,6 @@ pub const MAX_TIMEOUT: u64 = (MAX_TIMEOUT_TICKS as u64) << TICK_SHIFT;
 /// in 32 bits with room for the direction bit (2^28 flows is 32 GiB anyway).
 pub const MAX_FLOWS: usize = 1 << 28;
 
-/// Keys [`Conntrack::warm`] remembers with their tags: a receive burst.
-const MEMO: usize = crate::dpdk::MAX_BURST;
-
-/// How far past the expected place a lookup looks for its key in the memo
-/// (packets of a burst that never reach a lookup, such as ARP or L7, leave
-/// their keys behind there).
-const MEMO_SKIP: usize = 4;
-
 /// Index buckets per connection: two keys at ≤ 50 % load.
 const BUCKETS_PER_FLOW: usize = 4;
 const MIN_BUCKETS: usize = 8;
@@ -905,17 +897,6 @@ pub struct Conntrack {
     huge_pages: bool,
     index: Index,
     hasher: KeyHasher,
-    /// The keys [`Conntrack::warm`] hashed last, with their tags, in burst
-    /// order: the lookups that follow (one per packet, in the same order)
-    /// take the tag from here instead of hashing the key a second time.
-    /// A stale entry is harmless: a tag is a function of its key alone.
-    memo: Box<[(FlowKey, u32)]>,
-    memo_len: usize,
-    /// Where the next lookup's key is expected in `memo`.
-    memo_pos: usize,
-    /// The key and tag of the last lookup, for the insert that follows a
-    /// miss.
-    last: (FlowKey, u32),
     /// Head of the free list of slots below `high_water` (linked through
     /// `Conn::last_seen`), or `NIL`.
     free_head: u32,
@@ -951,18 +932,11 @@ impl Conntrack {
         // Filled now (every page written), so the data path never takes a
         // page fault; advised for huge pages first (see `huge_slice`).
         let (slab, huge_pages) = huge_slice(n, Conn::FREE);
-        let zero_tag = hasher.tag(&FlowKey::default());
         Conntrack {
             slab,
             huge_pages,
             index: Index::new(index_buckets(n)),
             hasher,
-            // Entries are (key, its tag) from the start, so that no
-            // lookup ever takes a wrong tag from them.
-            memo: vec![(FlowKey::default(), zero_tag); MEMO].into_boxed_slice(),
-            memo_len: 0,
-            memo_pos: 0,
-            last: (FlowKey::default(), zero_tag),
             free_head: NIL,
             high_water: 0,
             cursor: 0,
@@ -996,8 +970,7 @@ impl Conntrack {
     /// `conntrack.conn_mut(id).observe_tcp(flags, dir, now)`.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Lookup {
-        let tag = self.tag_of(key);
-        let Some(slot) = self.find_tagged(key, tag) else {
+        let Some(slot) = self.find(key) else {
             return Lookup::Miss;
         };
         let id = slot >> 1;
@@ -1013,36 +986,6 @@ impl Conntrack {
         Lookup::Hit(ConnId(id), direction_of(slot))
     }
 
-    /// The tag of `key`: from the memo of the last [`Conntrack::warm`] if
-    /// the key is there at (or a few places after) where the next lookup's
-    /// key is expected, else hashed. Remembered as `last` either way.
-    #[inline]
-    fn tag_of(&mut self, key: &FlowKey) -> u32 {
-        let end = self.memo_len.min(self.memo_pos + MEMO_SKIP);
-        let mut tag = None;
-        for i in self.memo_pos..end {
-            if self.memo[i].0 == *key {
-                self.memo_pos = i + 1;
-                tag = Some(self.memo[i].1);
-                break;
-            }
-        }
-        let tag = tag.unwrap_or_else(|| self.hasher.tag(key));
-        self.last = (*key, tag);
-        tag
-    }
-
-    /// The tag of `key`, without hashing it again if it was the last
-    /// lookup's key.
-    #[inline]
-    fn tag_again(&self, key: &FlowKey) -> u32 {
-        if self.last.0 == *key {
-            self.last.1
-        } else {
-            self.hasher.tag(key)
-        }
-    }
-
     /// Bring into cache the index buckets and slab entries that lookups of
     /// `keys` will read, overlapping their cache misses; then look them up one
     /// by one as usual. Call it with the keys of a receive burst when the table
@@ -1055,19 +998,13 @@ impl Conntrack {
     /// at once, so all their misses are in flight together), then each bucket
     /// is read and the entry it names, if its tag matches, prefetched (both
     /// cache lines of an entry that starts mid-line).
-    pub fn warm(&mut self, keys: &[FlowKey]) {
+    pub fn warm(&self, keys: &[FlowKey]) {
         const CHUNK: usize = 32;
-        self.memo_len = 0;
-        self.memo_pos = 0;
         for chunk in keys.chunks(CHUNK) {
             let mut tags = [0u32; CHUNK];
             for (k, t) in chunk.iter().zip(tags.iter_mut()) {
                 *t = self.hasher.tag(k);
                 prefetch(&self.index.buckets[self.index.home(*t)]);
-                if let Some(m) = self.memo.get_mut(self.memo_len) {
-                    *m = (*k, *t);
-                    self.memo_len += 1;
-                }
             }
             for &tag in &tags[..chunk.len()] {
                 let b = self.index.buckets[self.index.home(tag)];
@@ -1120,7 +1057,7 @@ impl Conntrack {
         mut on_expire: impl FnMut(ConnId, &Conn),
     ) -> Result<ConnId, InsertError> {
         let t = tick(now);
-        let fwd_tag = self.tag_again(&fwd);
+        let fwd_tag = self.hasher.tag(&fwd);
         let rev_tag = match &rev {
             Some(r) if *r == fwd => return Err(self.refuse(InsertError::Exists)),
             Some(r) => Some(self.hasher.tag(r)),
