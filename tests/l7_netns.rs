@@ -2743,9 +2743,8 @@ fn bulk_downloads_at_a_thousand_connections() {
             "    default_type application/octet-stream;\n    keepalive_requests 100000;",
             "",
         ));
-        cluster += &format!(
-            "\n[[cluster.backend]]\naddress = \"{addr}\"\nport = 80\nname = \"{name}\"\n"
-        );
+        cluster +=
+            &format!("\n[[cluster.backend]]\naddress = \"{addr}\"\nport = 80\nname = \"{name}\"\n");
         let target = format!("http://{addr}/64k");
         let up = wait_until(secs(10), || {
             w.curl(&["-o", "/dev/null", "-w", "%{http_code}", &target])
@@ -2759,6 +2758,7 @@ fn bulk_downloads_at_a_thousand_connections() {
 
     let names = [
         "l7_upstream_connects",
+        "l7_upstream_rx_shared",
         "l7_upstream_timeouts",
         "l7_upstream_failures",
         "l7_retries",
@@ -2788,8 +2788,31 @@ fn bulk_downloads_at_a_thousand_connections() {
         .zip(&before)
         .map(|(n, b)| (*n, w.counter(n) - b))
         .collect();
+    // What the backends' kernels saw: SYN-ACKs and data Sluice's receive
+    // ring dropped come back as retransmissions.
+    let backend_tcp: Vec<String> = HOSTS
+        .iter()
+        .map(|(h, _)| {
+            let o = w.lan.host(h).ok(&[
+                "nstat",
+                "-az",
+                "TcpRetransSegs",
+                "TcpExtTCPSynRetrans",
+                "TcpExtTCPTimeouts",
+            ]);
+            let kv: Vec<String> = String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .skip(1)
+                .filter_map(|l| {
+                    let mut it = l.split_whitespace();
+                    Some(format!("{}={}", it.next()?, it.next()?))
+                })
+                .collect();
+            format!("{h}: {}", kv.join(" "))
+        })
+        .collect();
     eprintln!(
-        "[bulk] client: {} ; counters {delta:?} ; ports {}",
+        "[bulk] client: {} ; counters {delta:?} ; backends {backend_tcp:?} ; ports {}",
         f.stdout().trim(),
         w.stats()
             .map(|v| v["ports"].to_string())
@@ -2799,7 +2822,8 @@ fn bulk_downloads_at_a_thousand_connections() {
     let v: serde_json::Value = serde_json::from_str(f.stdout().trim())
         .unwrap_or_else(|e| panic!("bulk client output: {e}\n{}", f.text()));
     assert!(
-        v["ok"].as_u64() == Some((N * K) as u64) && v["failed"].as_object().is_some_and(|m| m.is_empty()),
+        v["ok"].as_u64() == Some((N * K) as u64)
+            && v["failed"].as_object().is_some_and(|m| m.is_empty()),
         "{N} connections x {K} downloads of {SIZE} bytes: {v}\ncounters {delta:?}\n{}",
         w.diag()
     );

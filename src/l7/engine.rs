@@ -45,6 +45,10 @@ pub struct EngineSetup {
     pub counters: Arc<WorkerCounters>,
     /// Per-backend counters (shared with L4).
     pub backends: Arc<L4Counters>,
+    /// Bytes the worker's receive ring holds in full-size segments: the
+    /// data all connections together may have in flight towards it (see
+    /// [`Engine::rx_share`]).
+    pub rx_budget: usize,
 }
 
 pub struct Engine {
@@ -78,6 +82,8 @@ pub struct Engine {
     pub(super) counters: Arc<WorkerCounters>,
     pub(super) backends: Arc<L4Counters>,
     pub(super) request_seq: u64,
+    /// See [`EngineSetup::rx_budget`].
+    rx_budget: usize,
 }
 
 /// A session and the connections it drives: its client connection and the
@@ -95,6 +101,11 @@ struct Live {
 /// no session drives: handshakes, the idle pool (so an idle upstream
 /// connection lives this long after its last segment), probes, orphans.
 pub(super) const ABORT_AFTER_MS: u64 = 30_000;
+
+/// The smallest receive buffer [`Engine::rx_share`] gives a connection:
+/// the least `upstream_rx_buffer` a listener may configure, three
+/// 1460-byte segments' window.
+const MIN_RX_SHARE: usize = 4096;
 
 /// An orphan (a connection Sluice closed) is reset after this long even if
 /// its peer keeps it alive with bare ACKs.
@@ -149,6 +160,7 @@ impl Engine {
             counters: setup.counters,
             backends: setup.backends,
             request_seq: (setup.worker as u64) << 48,
+            rx_budget: setup.rx_budget,
         }
     }
 
@@ -883,6 +895,27 @@ impl Engine {
         }
     }
 
+    /// The receive buffer of a new upstream connection: the listener's
+    /// `upstream_rx_buffer` (`configured`), or less while many connections
+    /// share the worker. smoltcp advertises a connection's free receive
+    /// buffer as its window, and a backend's kernel sends up to the window
+    /// at once, so the receive buffers of all connections together are
+    /// what can be in flight towards the worker at the same moment. The
+    /// worker's receive ring holds `rx_budget` bytes; beyond it the device
+    /// drops (AF_XDP ring full, af_packet ring full), and what it drops
+    /// first when a thousand backends answer together is everything alike,
+    /// SYN-ACKs of new upstream connections included: each of those costs
+    /// a 1 s retransmission and, twice in a row, the connect timeout.
+    /// So each new connection gets an equal share of the budget among the
+    /// connections the worker holds, at least [`MIN_RX_SHARE`] (a few
+    /// segments: throughput then comes from the number of connections,
+    /// not from each one's window). A connection keeps the buffer it was
+    /// opened with, also in the idle pool.
+    fn rx_share(&self, configured: usize) -> usize {
+        let share = self.rx_budget / (self.conns.len() + 1);
+        configured.min(share.max(MIN_RX_SHARE))
+    }
+
     /// A new upstream connection to `backend` of listener `li`.
     pub(super) fn connect(
         &mut self,
@@ -940,8 +973,12 @@ impl Engine {
             // the port when it ends.
             return Err(Counter::drop_snat_exhausted);
         }
+        let rx_buffer = self.rx_share(bufs.0);
+        if rx_buffer < bufs.0 {
+            self.counters.inc(Counter::l7_upstream_rx_shared);
+        }
         let opts = SocketOpts {
-            rx_buffer: bufs.0,
+            rx_buffer,
             tx_buffer: bufs.1,
             timeout_ms: ABORT_AFTER_MS,
         };
