@@ -909,8 +909,9 @@ impl Engine {
     /// So each new connection gets an equal share of the budget among the
     /// connections the worker holds, at least [`MIN_RX_SHARE`] (a few
     /// segments: throughput then comes from the number of connections,
-    /// not from each one's window). A connection keeps the buffer it was
-    /// opened with, also in the idle pool.
+    /// not from each one's window), and such a connection acknowledges
+    /// every segment at once. A connection keeps the buffer it was opened
+    /// with, also in the idle pool.
     fn rx_share(&self, configured: usize) -> usize {
         let share = self.rx_budget / (self.conns.len() + 1);
         configured.min(share.max(MIN_RX_SHARE))
@@ -985,6 +986,14 @@ impl Engine {
         match self.conns.connect(key, owner, opts, eg.now_ns, eg) {
             Some(slot) => {
                 self.counters.inc(Counter::l7_upstream_connects);
+                if rx_buffer < bufs.0 {
+                    // A window of a few segments: an ACK held back for
+                    // smoltcp's 10 ms delayed-ACK timer would stall the
+                    // backend for that long every window.
+                    if let Some(c) = self.conns.get(slot) {
+                        c.socket().set_ack_delay(None);
+                    }
+                }
                 Ok(slot)
             }
             None => {
