@@ -911,7 +911,8 @@ impl Engine {
     /// segments: throughput then comes from the number of connections,
     /// not from each one's window), and such a connection acknowledges
     /// every segment at once. A connection keeps the buffer it was opened
-    /// with, also in the idle pool.
+    /// with; it goes back to the idle pool only while that buffer is at
+    /// most twice the share of the moment (see `release`).
     fn rx_share(&self, configured: usize) -> usize {
         let share = self.rx_budget / (self.conns.len() + 1);
         configured.min(share.max(MIN_RX_SHARE))
@@ -1050,7 +1051,15 @@ impl Engine {
         max_idle: u32,
     ) {
         let pool_len = self.idle.get(backend as usize).map_or(0, |v| v.len());
-        if pool_len >= max_idle as usize {
+        // A connection opened while the worker was quiet has a receive
+        // buffer (window) far beyond its share now that many connections
+        // are open (see `rx_share`): reused under load, such connections
+        // together would overflow the receive ring again. Closed instead;
+        // the next request opens one of the size the load allows.
+        let oversized = self.conns.get_ref(slot).is_some_and(|c| {
+            c.sock().recv_capacity() > 2 * self.rx_share(usize::MAX)
+        });
+        if pool_len >= max_idle as usize || oversized {
             self.close_conn(eg, snat, slot, false);
             return;
         }
