@@ -107,6 +107,10 @@ pub(super) const ABORT_AFTER_MS: u64 = 30_000;
 /// 1460-byte segments' window.
 const MIN_RX_SHARE: usize = 4096;
 
+/// Connections (all kinds) up to which [`Engine::rx_share`] lets the
+/// windows add up to four receive rings.
+const OVERCOMMIT_UNTIL: usize = 128;
+
 /// An orphan (a connection Sluice closed) is reset after this long even if
 /// its peer keeps it alive with bare ACKs.
 const ORPHAN_MAX_NS: u64 = 60_000_000_000;
@@ -914,8 +918,17 @@ impl Engine {
     /// with; it goes back to the idle pool only while that buffer is at
     /// most twice the share of the moment (see `release`).
     fn rx_share(&self, configured: usize) -> usize {
-        let share = self.rx_budget / (self.conns.len() + 1);
-        configured.min(share.max(MIN_RX_SHARE))
+        let n = self.conns.len() + 1;
+        // Up to OVERCOMMIT_UNTIL connections the budget is four rings
+        // (not every window is in flight at once, and windows too small
+        // for the round trip cost more than an occasional loss); from
+        // there it tapers to one ring at four times that many.
+        let budget = if n <= OVERCOMMIT_UNTIL {
+            self.rx_budget * 4
+        } else {
+            (self.rx_budget * 4 * OVERCOMMIT_UNTIL / n).max(self.rx_budget)
+        };
+        configured.min((budget / n).max(MIN_RX_SHARE))
     }
 
     /// A new upstream connection to `backend` of listener `li`.
@@ -1056,9 +1069,10 @@ impl Engine {
         // are open (see `rx_share`): reused under load, such connections
         // together would overflow the receive ring again. Closed instead;
         // the next request opens one of the size the load allows.
-        let oversized = self.conns.get_ref(slot).is_some_and(|c| {
-            c.sock().recv_capacity() > 2 * self.rx_share(usize::MAX)
-        });
+        let oversized = self
+            .conns
+            .get_ref(slot)
+            .is_some_and(|c| c.sock().recv_capacity() > 2 * self.rx_share(usize::MAX));
         if pool_len >= max_idle as usize || oversized {
             self.close_conn(eg, snat, slot, false);
             return;

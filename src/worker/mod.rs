@@ -442,12 +442,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
         prober: index == 0,
         counters: counters.clone(),
         backends: l4.counters.clone(),
-        // Four receive rings in full-size TCP segments: not every
-        // connection has its whole window in flight at once (congestion
-        // windows, clients that read slowly), and windows smaller than
-        // needed cost more than the occasional loss; a budget of one ring
-        // made 64 connections three times slower in benches/http.sh.
-        rx_budget: 4 * rx_desc * (mtu - 40),
+        // The receive ring in full-size TCP segments (see
+        // Engine::rx_share for how it is shared).
+        rx_budget: rx_desc * (mtu - 40),
     });
     let mut w = Worker {
         l7,
