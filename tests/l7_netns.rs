@@ -18,7 +18,7 @@
 //! directly, not through Sluice), so a test can tell which cluster a request
 //! reached and whether a request reached any backend at all.
 //!
-//! Needs root, curl, wrk, python3, ethtool (`scripts/setup.sh`). Each test
+//! Needs root, curl, wrk, python3, nginx, ethtool (`scripts/setup.sh`). Each test
 //! builds and removes its own namespaces, processes and files (guards, also
 //! on panic); every command is bounded in time. Tests take a lock so that
 //! only one busy-polling Sluice runs at a time in this process.
