@@ -229,6 +229,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             plane,
             planes: sub,
             burst: dp.burst as usize,
+            rx_desc: dp.rx_desc as usize,
             drain_ns: dp.tx_drain_us as u64 * 1000,
             idle_sleep: Duration::from_micros(dp.idle_sleep_us.into()),
             neighbor_capacity: NEIGHBOR_CAPACITY,

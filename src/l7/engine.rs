@@ -45,6 +45,10 @@ pub struct EngineSetup {
     pub counters: Arc<WorkerCounters>,
     /// Per-backend counters (shared with L4).
     pub backends: Arc<L4Counters>,
+    /// Bytes the worker's receive ring holds in full-size segments: the
+    /// data all connections together may have in flight towards it (see
+    /// [`Engine::rx_share`]).
+    pub rx_budget: usize,
 }
 
 pub struct Engine {
@@ -78,6 +82,8 @@ pub struct Engine {
     pub(super) counters: Arc<WorkerCounters>,
     pub(super) backends: Arc<L4Counters>,
     pub(super) request_seq: u64,
+    /// See [`EngineSetup::rx_budget`].
+    rx_budget: usize,
 }
 
 /// A session and the connections it drives: its client connection and the
@@ -95,6 +101,15 @@ struct Live {
 /// no session drives: handshakes, the idle pool (so an idle upstream
 /// connection lives this long after its last segment), probes, orphans.
 pub(super) const ABORT_AFTER_MS: u64 = 30_000;
+
+/// The smallest receive buffer [`Engine::rx_share`] gives a connection:
+/// the least `upstream_rx_buffer` a listener may configure, three
+/// 1460-byte segments' window.
+const MIN_RX_SHARE: usize = 4096;
+
+/// Connections (all kinds) up to which [`Engine::rx_share`] lets the
+/// windows add up to four receive rings.
+const OVERCOMMIT_UNTIL: usize = 128;
 
 /// An orphan (a connection Sluice closed) is reset after this long even if
 /// its peer keeps it alive with bare ACKs.
@@ -149,6 +164,7 @@ impl Engine {
             counters: setup.counters,
             backends: setup.backends,
             request_seq: (setup.worker as u64) << 48,
+            rx_budget: setup.rx_budget,
         }
     }
 
@@ -883,6 +899,38 @@ impl Engine {
         }
     }
 
+    /// The receive buffer of a new upstream connection: the listener's
+    /// `upstream_rx_buffer` (`configured`), or less while many connections
+    /// share the worker. smoltcp advertises a connection's free receive
+    /// buffer as its window, and a backend's kernel sends up to the window
+    /// at once, so the receive buffers of all connections together are
+    /// what can be in flight towards the worker at the same moment. The
+    /// worker's receive ring holds `rx_budget` bytes; beyond it the device
+    /// drops (AF_XDP ring full, af_packet ring full), and what it drops
+    /// first when a thousand backends answer together is everything alike,
+    /// SYN-ACKs of new upstream connections included: each of those costs
+    /// a 1 s retransmission and, twice in a row, the connect timeout.
+    /// So each new connection gets an equal share of the budget among the
+    /// connections the worker holds, at least [`MIN_RX_SHARE`] (a few
+    /// segments: throughput then comes from the number of connections,
+    /// not from each one's window), and such a connection acknowledges
+    /// every segment at once. A connection keeps the buffer it was opened
+    /// with; it goes back to the idle pool only while that buffer is at
+    /// most twice the share of the moment (see `release`).
+    fn rx_share(&self, configured: usize) -> usize {
+        let n = self.conns.len() + 1;
+        // Up to OVERCOMMIT_UNTIL connections the budget is four rings
+        // (not every window is in flight at once, and windows too small
+        // for the round trip cost more than an occasional loss); from
+        // there it tapers to one ring at four times that many.
+        let budget = if n <= OVERCOMMIT_UNTIL {
+            self.rx_budget * 4
+        } else {
+            (self.rx_budget * 4 * OVERCOMMIT_UNTIL / n).max(self.rx_budget)
+        };
+        configured.min((budget / n).max(MIN_RX_SHARE))
+    }
+
     /// A new upstream connection to `backend` of listener `li`.
     pub(super) fn connect(
         &mut self,
@@ -940,14 +988,26 @@ impl Engine {
             // the port when it ends.
             return Err(Counter::drop_snat_exhausted);
         }
+        let rx_buffer = self.rx_share(bufs.0);
+        if rx_buffer < bufs.0 {
+            self.counters.inc(Counter::l7_upstream_rx_shared);
+        }
         let opts = SocketOpts {
-            rx_buffer: bufs.0,
+            rx_buffer,
             tx_buffer: bufs.1,
             timeout_ms: ABORT_AFTER_MS,
         };
         match self.conns.connect(key, owner, opts, eg.now_ns, eg) {
             Some(slot) => {
                 self.counters.inc(Counter::l7_upstream_connects);
+                if rx_buffer < bufs.0 {
+                    // A window of a few segments: an ACK held back for
+                    // smoltcp's 10 ms delayed-ACK timer would stall the
+                    // backend for that long every window.
+                    if let Some(c) = self.conns.get(slot) {
+                        c.socket().set_ack_delay(None);
+                    }
+                }
                 Ok(slot)
             }
             None => {
@@ -1004,7 +1064,16 @@ impl Engine {
         max_idle: u32,
     ) {
         let pool_len = self.idle.get(backend as usize).map_or(0, |v| v.len());
-        if pool_len >= max_idle as usize {
+        // A connection opened while the worker was quiet has a receive
+        // buffer (window) far beyond its share now that many connections
+        // are open (see `rx_share`): reused under load, such connections
+        // together would overflow the receive ring again. Closed instead;
+        // the next request opens one of the size the load allows.
+        let oversized = self
+            .conns
+            .get_ref(slot)
+            .is_some_and(|c| c.sock().recv_capacity() > 2 * self.rx_share(usize::MAX));
+        if pool_len >= max_idle as usize || oversized {
             self.close_conn(eg, snat, slot, false);
             return;
         }

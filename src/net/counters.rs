@@ -121,6 +121,10 @@ counters! {
     l7_client_aborts,
     /// L7: new upstream connections opened.
     l7_upstream_connects,
+    /// L7: of those, opened with a smaller receive buffer than the
+    /// listener's `upstream_rx_buffer`: the worker's receive budget shared
+    /// among many connections.
+    l7_upstream_rx_shared,
     /// L7: requests sent on a pooled idle upstream connection.
     l7_upstream_reused,
     /// L7: upstream connections refused or reset before established.

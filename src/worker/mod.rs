@@ -93,6 +93,8 @@ pub struct WorkerSetup {
     /// plane a worker replaces goes back through it to be freed.
     pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
+    /// Receive descriptors of each port's queue (`dataplane.rx_desc`).
+    pub rx_desc: usize,
     pub drain_ns: u64,
     /// Idle back-off: how long to sleep once idle (0: busy-poll forever).
     pub idle_sleep: std::time::Duration,
@@ -385,6 +387,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         plane,
         mut planes,
         burst,
+        rx_desc,
         drain_ns,
         idle_sleep,
         neighbor_capacity,
@@ -439,6 +442,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
         prober: index == 0,
         counters: counters.clone(),
         backends: l4.counters.clone(),
+        // The receive ring in full-size TCP segments (see
+        // Engine::rx_share for how it is shared).
+        rx_budget: rx_desc * (mtu - 40),
     });
     let mut w = Worker {
         l7,
