@@ -1,5 +1,5 @@
 """Shared by the L7 benchmarks' reports (benches/http.sh, benches/tls.sh):
-wrk's and h2load's outputs as numbers."""
+wrk's and openssl s_time's outputs as numbers."""
 import re
 
 NAN = float("nan")
@@ -40,26 +40,18 @@ def parse_wrk(path):
     return r
 
 
-def parse_h2load(path):
-    """The same fields from h2load's summary (no latency percentiles:
-    p50/p99 stay NaN; `sock` counts failed and errored requests)."""
+def parse_stime(path, secs):
+    """Several `openssl s_time` outputs in one file: the connections they
+    made in `secs` seconds (as rps: one request per connection) and the
+    lines that report errors."""
     try:
         text = open(path).read()
     except OSError:
-        text = "h2load failed: no output"
-    r = {"rps": 0.0, "p50": NAN, "p99": NAN, "req": 0, "bytes": 0,
-         "sock": 0, "sockd": "", "non2xx": 0, "failed": "h2load failed" in text}
-    m = re.search(r"finished in [\d.]+\w+, ([\d.]+) req/s", text)
-    if m: r["rps"] = float(m.group(1))
-    m = re.search(r"requests: \d+ total, \d+ started, \d+ done, (\d+) succeeded, (\d+) failed, (\d+) errored, (\d+) timeout", text)
-    if m:
-        r["req"] = int(m.group(1))
-        r["sock"] = int(m.group(2)) + int(m.group(4))
-        if r["sock"]:
-            r["sockd"] = f"{m.group(2)} failed, {m.group(4)} timeout"
-    m = re.search(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", text)
-    if m: r["non2xx"] = int(m.group(3)) + int(m.group(4))
-    m = re.search(r"traffic: [\d.]+\w* \((\d+)\) total", text)
-    if m: r["bytes"] = int(m.group(1))
-    r["bad"] = r["failed"] or r["req"] == 0 or r["sock"] > 0 or r["non2xx"] > 0
+        text = "s_time failed: no output"
+    conns = sum(int(n) for n in re.findall(r"^(\d+) connections in \d+ real seconds", text, re.M))
+    errors = len(re.findall(r"error|ERROR|Connection refused|unable", text))
+    r = {"rps": conns / secs, "p50": NAN, "p99": NAN, "req": conns, "bytes": 0,
+         "sock": 0, "sockd": "", "non2xx": 0, "errors": errors,
+         "failed": "s_time failed" in text or "client failed" in text}
+    r["bad"] = r["failed"] or conns == 0 or errors > 0
     return r

@@ -11,55 +11,60 @@
 # plain HTTP, :443 TLS with an ECDSA P-256 certificate, :8443 TLS with an
 # RSA-2048 one. Points (docs/BENCHMARKS.md section 7):
 #
-#   full-ecdsa, full-rsa  wrk -H "Connection: close": a new connection and
-#                         a full handshake per request (wrk keeps no
-#                         session), HS_CONNS connections
-#   resumed               h2load --h1 -H "Connection: close": a new
-#                         connection per request, each resuming the
-#                         session of the client's previous one (TLS 1.3
-#                         ticket), RES_CONNS connections; checked with
-#                         Sluice's resumed-handshake counter and HAProxy's
-#                         key rate
+#   full-ecdsa, full-rsa  HS_CLIENTS processes of `openssl s_time -new`,
+#                         each one connection at a time, a full handshake
+#                         and one HTTP/1.0 request per connection
+#   resumed               wrk -H "Connection: close": a new connection per
+#                         request, resuming the session of the
+#                         connection's previous one (wrk keeps the session
+#                         across its reconnections), RES_CONNS connections
+#   (both checked with Sluice's full and resumed handshake counters and
+#   HAProxy's SSL and key rates, sampled in the middle of the run)
 #   ka-tls, ka-plain      wrk keep-alive, 13 B responses, KA_CONNS
 #   big-tls, big-plain    wrk keep-alive, 64 KiB responses, BIG_CONNS
 #
 # Every point runs ROUNDS times (default 3), Sluice and HAProxy back to
 # back in each round (which goes first alternates); the report gives each
 # round, the range, the Sluice/HAProxy ratio and TLS/plain ratio of each
-# round, the client's own CPU use (user + system of wrk or h2load, % of one
+# round, the client's own CPU use (user + system of wrk or s_time, % of one
 # CPU) and both CPUs' load. As in benches/http.sh, Sluice's worker polls
 # and is stopped (SIGSTOP) while HAProxy runs; everything but the proxies
 # runs on CLIENT_CPU.
 #
-# Environment: ROUNDS (3), WARM (2 s of warm-up per run), HS_CONNS (64),
+# Environment: ROUNDS (3), WARM (2 s of warm-up per run), HS_CLIENTS (32),
 # RES_CONNS (64), KA_CONNS ("1 64 1000"), BIG_CONNS ("1 64"), POINTS
-# ("full-ecdsa full-rsa resumed ka big"), RESULTS=DIR (keep clients'
+# ("full-ecdsa full-rsa resumed ka big"), IDLE_SLEEP_US (0: Sluice's
+# worker busy-polls, as in benches/http.sh; N > 0: it sleeps N µs per
+# loop once idle, so that its CPU time, like HAProxy's, shows what the
+# load cost it: the report's "own CPU" and "per CPU-second" columns for
+# Sluice mean something only then), RESULTS=DIR (keep clients'
 # outputs, counters, configs and logs), PAUSE=SECS (keep the set-up up that
 # long before measuring), and those of benches/l7_common.sh (PROXY_CPU,
-# CLIENT_CPU, BACKLOG, MBUFS, DEVICE). Needs wrk, h2load (nghttp2-client),
-# haproxy built with OpenSSL, nginx, openssl, curl (scripts/setup.sh);
-# stops at once if one is missing. Run as root on an otherwise idle machine.
+# CLIENT_CPU, BACKLOG, MBUFS, DEVICE). Needs wrk, haproxy built with
+# OpenSSL, nginx, openssl, curl (scripts/setup.sh); stops at once if one
+# is missing. Run as root on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-6}
 ROUNDS=${ROUNDS:-3}
 WARM=${WARM:-2}
-HS_CONNS=${HS_CONNS:-64}
+HS_CLIENTS=${HS_CLIENTS:-32}
 RES_CONNS=${RES_CONNS:-64}
 KA_CONNS=${KA_CONNS:-"1 64 1000"}
 BIG_CONNS=${BIG_CONNS:-"1 64"}
 POINTS=${POINTS:-"full-ecdsa full-rsa resumed ka big"}
+IDLE_SLEEP_US=${IDLE_SLEEP_US:-0}
 
-for tool in wrk h2load haproxy nginx openssl curl python3 ethtool; do
+for tool in wrk haproxy nginx openssl curl python3 ethtool; do
   command -v "$tool" >/dev/null || {
     echo "tls.sh: $tool is missing: the comparison needs it (scripts/setup.sh installs it)" >&2
     exit 1
   }
 done
-haproxy -vv 2>/dev/null | grep -q 'USE_OPENSSL=1' || {
+case "$(haproxy -vv 2>/dev/null)" in *USE_OPENSSL=1*) ;; *)
   echo "tls.sh: this haproxy is built without OpenSSL: no reference" >&2
-  exit 1
-}
+  exit 1 ;;
+esac
 
 P=sltb
 TMP=$(mktemp -d)
@@ -91,7 +96,7 @@ l7_backends
 # --- certificates: self-signed, for bench.test (clients do not verify)
 cert() { # NAME NEWKEY_OPTION...
   local name=$1; shift
-  openssl req -x509 -nodes -days 7 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
+  openssl req -x509 -nodes -days 90 -subj /CN=bench.test -addext subjectAltName=DNS:bench.test \
     "$@" -keyout "$TMP/$name.key" -out "$TMP/$name.crt" 2>/dev/null
   cat "$TMP/$name.crt" "$TMP/$name.key" >"$TMP/$name.pem" # HAProxy's crt
 }
@@ -132,7 +137,7 @@ key = "$TMP/$3.key"
 EOF2
 }
 {
-  sluice_base_config sluice-tlsbench 9198
+  sluice_base_config sluice-tlsbench 9198 | sed "/^mbufs = /a idle_sleep_us = $IDLE_SLEEP_US"
   listener http 80
   listener https-ecdsa 443 ecdsa
   listener https-rsa 8443 rsa
@@ -166,17 +171,21 @@ sys.stdout.write(out.decode())' "$TMP/haproxy.sock"
 }
 
 host_of() { [ "$1" = sluice ] && echo 10.50.1.100 || echo 10.50.1.3; }
-# The client command of a point (shell-quoted): wrk or h2load, on CLIENT_CPU.
+# The client command of a point (shell-quoted), on CLIENT_CPU: openssl
+# s_time -new (HS_CLIENTS processes, each one connection at a time) for
+# full handshakes, wrk for the rest.
 client_cmd() { # TARGET KIND CONNS DURATION
-  local h c=$3 t url close=()
+  local h c=$3 t url close=() port=443
   h=$(host_of "$1")
   t=$((c < 3 ? c : 3))
   case "$2" in
-    full-ecdsa) url=https://$h/small; close=(-H "Connection: close") ;;
-    full-rsa) url=https://$h:8443/small; close=(-H "Connection: close") ;;
-    resumed)
-      printf '%q ' taskset -c "$CLIENT_CPU" h2load --h1 -t1 -c"$c" -D"$4" -H "Connection: close" "https://$h/small"
+    full-ecdsa | full-rsa)
+      [ "$2" = full-rsa ] && port=8443
+      printf '%q ' taskset -c "$CLIENT_CPU" bash -c \
+        'for i in $(seq "$1"); do openssl s_time -connect "$2" -new -time "$3" -www /small 2>&1 | grep -v "^\*" & done; wait' \
+        - "$c" "$h:$port" "$4"
       return ;;
+    resumed) url=https://$h/small; close=(-H "Connection: close") ;;
     ka-tls) url=https://$h/small ;;
     ka-plain) url=http://$h/small ;;
     big-tls) url=https://$h/64k.bin ;;
@@ -188,7 +197,7 @@ client_cmd() { # TARGET KIND CONNS DURATION
 # One measured run: $TMP/NAME.{out,ctime,cpu} (and Sluice's counters, or
 # HAProxy's `show info` in the middle of the run).
 measure() { # NAME TARGET KIND CONNS
-  local name=$1 target=$2 kind=$3 c=$4 pid c0 c1 p0 p1 cmd
+  local name=$1 target=$2 kind=$3 c=$4 pid c0 c1 p0 p1 cmd sampler=""
   [ "$target" = sluice ] && pid=$SLUICE || pid=$HAPROXY
   [ "$target" != sluice ] && kill -STOP "$SLUICE"
   cmd=$(client_cmd "$target" "$kind" "$c" "$WARM")
@@ -196,6 +205,7 @@ measure() { # NAME TARGET KIND CONNS
   [ "$target" = sluice ] && sluice_stats "$TMP/$name.before.json"
   if [ "$target" = haproxy ]; then
     (sleep "$((SECS / 2))" && hap_info >"$TMP/$name.hap" 2>&1) &
+    sampler=$!
   fi
   cmd=$(client_cmd "$target" "$kind" "$c" "$SECS")
   c0=$(cpu_ticks); p0=$(proc_ticks "$pid")
@@ -203,7 +213,7 @@ measure() { # NAME TARGET KIND CONNS
   { time eval "ns client $cmd" >"$TMP/$name.out" 2>&1 || echo "client failed: $?" >>"$TMP/$name.out"; } 2>"$TMP/$name.ctime"
   c1=$(cpu_ticks); p1=$(proc_ticks "$pid")
   [ "$target" = sluice ] && sluice_stats "$TMP/$name.after.json"
-  wait 2>/dev/null || true # the show info sample
+  [ -n "$sampler" ] && { wait "$sampler" 2>/dev/null || true; }
   echo "$c0 $c1 $p0 $p1" >"$TMP/$name.cpu"
   [ "$target" != sluice ] && kill -CONT "$SLUICE"
   return 0
@@ -214,7 +224,7 @@ for i in 0 1 2; do wait_http client "http://${BACKENDS[$i]}:8080/small"; done
 start_haproxy
 start_sluice
 # What each proxy and certificate negotiates with OpenSSL's client defaults
-# (wrk and h2load use the same library).
+# (wrk and s_time use the same library).
 : >"$TMP/params"
 for target in sluice haproxy; do
   for port in 443 8443; do
@@ -236,7 +246,7 @@ for round in $(seq "$ROUNDS"); do
   [ $((round % 2)) = 0 ] && order="haproxy sluice"
   for point in $POINTS; do
     case "$point" in
-      full-ecdsa | full-rsa) runs="$point:$HS_CONNS" ;;
+      full-ecdsa | full-rsa) runs="$point:$HS_CLIENTS" ;;
       resumed) runs="resumed:$RES_CONNS" ;;
       ka) runs=$(for c in $KA_CONNS; do printf 'ka-tls:%s ka-plain:%s ' "$c" "$c"; done) ;;
       big) runs=$(for c in $BIG_CONNS; do printf 'big-tls:%s big-plain:%s ' "$c" "$c"; done) ;;
@@ -253,20 +263,22 @@ for round in $(seq "$ROUNDS"); do
   done
 done
 
-python3 - "$TMP" "$SECS" <<'PY'
+python3 - "$TMP" "$SECS" "$IDLE_SLEEP_US" <<'PY'
 import json, os, sys
 
-tmp, secs = sys.argv[1], float(sys.argv[2])
+tmp, secs, idle_sleep = sys.argv[1], float(sys.argv[2]), int(sys.argv[3])
 sys.path.insert(0, "benches")
-from l7_report import NAN, parse_wrk, parse_h2load
+from l7_report import NAN, parse_wrk, parse_stime
 
 HZ = os.sysconf("SC_CLK_TCK")
 points = [l.split() for l in open(f"{tmp}/points")]
 runs = {}
 for name, rnd, kind, c, target in points:
-    parse = parse_h2load if kind == "resumed" else parse_wrk
-    r = parse(f"{tmp}/{name}.out")
-    # CPU: the client's own (user + system of wrk/h2load, % of one CPU),
+    if kind.startswith("full-"):
+        r = parse_stime(f"{tmp}/{name}.out", secs)
+    else:
+        r = parse_wrk(f"{tmp}/{name}.out")
+    # CPU: the client's own (user + system of wrk/s_time, % of one CPU),
     # each CPU's load, HAProxy's own.
     try:
         real, user, sys_ = map(float, open(f"{tmp}/{name}.ctime").read().split())
@@ -278,7 +290,8 @@ for name, rnd, kind, c, target in points:
         wall = (t01 - t00) / HZ
         r["cpu0"] = 100.0 * (b01 - b00) / (t01 - t00)
         r["cpu1"] = 100.0 * (b11 - b10) / (t11 - t10)
-        r["own"] = 100.0 * (p1 - p0) / HZ / wall if target == "haproxy" else NAN
+        r["own"] = 100.0 * (p1 - p0) / HZ / wall
+        if target == "sluice" and not idle_sleep: r["own"] = NAN
     except (OSError, ValueError, ZeroDivisionError):
         r["cpu0"] = r["cpu1"] = r["own"] = NAN
     r["counters"] = {}
@@ -308,11 +321,18 @@ def rng(v, f="{:,.0f}"):
     return (f.format(min(v)) + "-" + f.format(max(v))) if v else "–"
 def ratios(a, b):
     return [x / y if y else NAN for x, y in zip(a, b)]
+def own(kind, c, target):
+    v = mean(vals(kind, c, target, "own"))
+    return "–" if v != v else f"{v:.0f}%"
+def per_cpu(kind, c, target):
+    """Requests per second of the proxy's own CPU time, mean of rounds."""
+    v = [x / (o / 100) for x, o in zip(vals(kind, c, target), vals(kind, c, target, "own")) if o == o and o > 0]
+    return f"{mean(v):,.0f}" if v else "–"
 def mean(v):
     v = [x for x in v if x == x]
     return sum(v) / len(v) if v else NAN
 
-print("\n### Negotiated (openssl s_client, OpenSSL's client defaults as in wrk and h2load)\n")
+print("\n### Negotiated (openssl s_client, OpenSSL's client defaults as in wrk and s_time)\n")
 for l in open(f"{tmp}/params"):
     t, port, *p = l.split(" ", 2)
     print(f"- {t} :{port}: {' '.join(p).strip() or 'no TLS answer'}")
@@ -322,9 +342,9 @@ for kind, c, _, _ in runs:
     kinds.setdefault(kind, set()).add(c)
 
 print(f"\n### Handshakes (new connection per request; {secs:g} s per run; per second, each round)\n")
-print("| point | Sluice | range | HAProxy | range | Sluice/HAProxy | client's own CPU S / H | CPU load client / proxy, S | H (HAProxy's own) | Sluice full / resumed handshakes per s | HAProxy mid-run SslRate / key rate / reuse % |")
-print("|---|---|---|---|---|---|---|---|---|---|---|")
-LABEL = {"full-ecdsa": "full, ECDSA P-256", "full-rsa": "full, RSA-2048", "resumed": "resumed (ECDSA cert)"}
+print("| point | Sluice | range | HAProxy | range | Sluice/HAProxy | client's own CPU S / H | CPU load client / proxy, S | H | proxy's own CPU S / H | per proxy CPU-second S / H | Sluice full / resumed handshakes per s | HAProxy mid-run SslRate / key rate / reuse % |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+LABEL = {"full-ecdsa": "full, ECDSA P-256, s_time -new", "full-rsa": "full, RSA-2048, s_time -new", "resumed": "resumed (ECDSA cert), wrk"}
 for kind in ("full-ecdsa", "full-rsa", "resumed"):
     for c in sorted(kinds.get(kind, ())):
         s, h = vals(kind, c, "sluice"), vals(kind, c, "haproxy")
@@ -332,16 +352,17 @@ for kind in ("full-ecdsa", "full-rsa", "resumed"):
         hr = [runs[(kind, c, "haproxy", n)][1] for n in rounds if (kind, c, "haproxy", n) in runs]
         hs = ", ".join(f"{r['counters'].get('l7_tls_handshakes_full', 0) / secs:,.0f} / {r['counters'].get('l7_tls_handshakes_resumed', 0) / secs:,.0f}" for r in sr)
         hap = ", ".join(f"{r['hap'].get('SslRate', '?')} / {r['hap'].get('SslFrontendKeyRate', '?')} / {r['hap'].get('SslFrontendSessionReuse_pct', '?')}" for r in hr)
-        print(f"| {LABEL[kind]}, {c} conn | {each(s)} | {rng(s)} | {each(h)} | {rng(h)} | {each(ratios(s, h), '{:.2f}')} "
+        print(f"| {LABEL[kind]}, {c} {'clients' if kind.startswith('full-') else 'conn'} | {each(s)} | {rng(s)} | {each(h)} | {rng(h)} | {each(ratios(s, h), '{:.2f}')} "
               f"| {mean(vals(kind, c, 'sluice', 'client')):.0f}% / {mean(vals(kind, c, 'haproxy', 'client')):.0f}% "
               f"| {mean(vals(kind, c, 'sluice', 'cpu0')):.0f}% / {mean(vals(kind, c, 'sluice', 'cpu1')):.0f}% "
-              f"| {mean(vals(kind, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(kind, c, 'haproxy', 'cpu1')):.0f}% ({mean(vals(kind, c, 'haproxy', 'own')):.0f}%) "
+              f"| {mean(vals(kind, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(kind, c, 'haproxy', 'cpu1')):.0f}% "
+              f"| {own(kind, c, 'sluice')} / {own(kind, c, 'haproxy')} | {per_cpu(kind, c, 'sluice')} / {per_cpu(kind, c, 'haproxy')} "
               f"| {hs} | {hap} |")
 
 SIZE = {"ka": "13 B", "big": "64 KiB"}
 print(f"\n### Keep-alive requests per second, TLS (ECDSA cert) and plain HTTP ({secs:g} s per run; each round)\n")
-print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H (HAProxy's own) |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H | proxy's own CPU, TLS S / H, plain S / H |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for base in ("ka", "big"):
     for c in sorted(kinds.get(f"{base}-tls", ())):
         st, ht = vals(f"{base}-tls", c, "sluice"), vals(f"{base}-tls", c, "haproxy")
@@ -352,7 +373,8 @@ for base in ("ka", "big"):
               f"| {each(sp)} | {each(ratios(st, sp), '{:.2f}')} | {each(hp)} | {each(ratios(ht, hp), '{:.2f}')} | {lat} "
               f"| {mean(vals(k, c, 'sluice', 'client')):.0f}% / {mean(vals(k, c, 'haproxy', 'client')):.0f}% "
               f"| {mean(vals(k, c, 'sluice', 'cpu0')):.0f}% / {mean(vals(k, c, 'sluice', 'cpu1')):.0f}% "
-              f"| {mean(vals(k, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(k, c, 'haproxy', 'cpu1')):.0f}% ({mean(vals(k, c, 'haproxy', 'own')):.0f}%) |")
+              f"| {mean(vals(k, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(k, c, 'haproxy', 'cpu1')):.0f}% "
+              f"| {own(k, c, 'sluice')} / {own(k, c, 'haproxy')}, {own(f'{base}-plain', c, 'sluice')} / {own(f'{base}-plain', c, 'haproxy')} |")
 
 # Errors, Sluice's error counters, and runs that measured nothing.
 EXPECTED = {"drop_l7_no_conn", "l7_resets_sent", "drop_ip_not_ours"}
@@ -362,6 +384,7 @@ for (kind, c, target, n), (name, r) in sorted(runs.items()):
     if r["bad"]:
         e = []
         if r["failed"]: e.append("client failed")
+        if r.get("errors"): e.append(f"{r['errors']} client error lines")
         if r["sock"]: e.append(r["sockd"])
         if r["non2xx"]: e.append(f"{r['non2xx']} non-2xx")
         if r["req"] == 0: e.append("no response")
