@@ -175,6 +175,7 @@ cpu_ticks() { # -> "busy total" of the client CPU, then of the proxy CPU
 proc_ticks() {
   local pid t=0 x
   for pid in "$@"; do
+    [ -n "$pid" ] || continue
     x=$(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)
     t=$((t + x))
   done

@@ -328,6 +328,10 @@ def per_cpu(kind, c, target):
     """Requests per second of the proxy's own CPU time, mean of rounds."""
     v = [x / (o / 100) for x, o in zip(vals(kind, c, target), vals(kind, c, target, "own")) if o == o and o > 0]
     return f"{mean(v):,.0f}" if v else "–"
+def us_per_req(kind, c, target):
+    """The proxy's own CPU time per request in µs, mean of rounds."""
+    v = [o / 100 / x * 1e6 for x, o in zip(vals(kind, c, target), vals(kind, c, target, "own")) if o == o and x > 0]
+    return f"{mean(v):.1f}" if v else "–"
 def mean(v):
     v = [x for x in v if x == x]
     return sum(v) / len(v) if v else NAN
@@ -361,8 +365,8 @@ for kind in ("full-ecdsa", "full-rsa", "resumed"):
 
 SIZE = {"ka": "13 B", "big": "64 KiB"}
 print(f"\n### Keep-alive requests per second, TLS (ECDSA cert) and plain HTTP ({secs:g} s per run; each round)\n")
-print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H | proxy's own CPU, TLS S / H, plain S / H |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H | proxy's own CPU, TLS S / H, plain S / H | own CPU µs per request, TLS S / H, plain S / H |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for base in ("ka", "big"):
     for c in sorted(kinds.get(f"{base}-tls", ())):
         st, ht = vals(f"{base}-tls", c, "sluice"), vals(f"{base}-tls", c, "haproxy")
@@ -374,7 +378,8 @@ for base in ("ka", "big"):
               f"| {mean(vals(k, c, 'sluice', 'client')):.0f}% / {mean(vals(k, c, 'haproxy', 'client')):.0f}% "
               f"| {mean(vals(k, c, 'sluice', 'cpu0')):.0f}% / {mean(vals(k, c, 'sluice', 'cpu1')):.0f}% "
               f"| {mean(vals(k, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(k, c, 'haproxy', 'cpu1')):.0f}% "
-              f"| {own(k, c, 'sluice')} / {own(k, c, 'haproxy')}, {own(f'{base}-plain', c, 'sluice')} / {own(f'{base}-plain', c, 'haproxy')} |")
+              f"| {own(k, c, 'sluice')} / {own(k, c, 'haproxy')}, {own(f'{base}-plain', c, 'sluice')} / {own(f'{base}-plain', c, 'haproxy')} "
+              f"| {us_per_req(k, c, 'sluice')} / {us_per_req(k, c, 'haproxy')}, {us_per_req(f'{base}-plain', c, 'sluice')} / {us_per_req(f'{base}-plain', c, 'haproxy')} |")
 
 # Errors, Sluice's error counters, and runs that measured nothing.
 EXPECTED = {"drop_l7_no_conn", "l7_resets_sent", "drop_ip_not_ours"}
