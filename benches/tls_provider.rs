@@ -422,7 +422,7 @@ fn main() {
     for round in 0..rounds {
         eprintln!("round {}/{rounds}", round + 1);
         for (k, (_, _, make)) in points.iter().enumerate() {
-            let mut batches: Vec<Batch<'_>> = provs.iter().map(|p| make(p)).collect();
+            let mut batches: Vec<Batch<'_>> = provs.iter().map(make).collect();
             for (i, v) in interleaved(&mut batches, secs).into_iter().enumerate() {
                 vals[k][i].push(v);
             }
