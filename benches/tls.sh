@@ -13,7 +13,8 @@
 #
 #   full-ecdsa, full-rsa  HS_CLIENTS processes of `openssl s_time -new`,
 #                         each one connection at a time, a full handshake
-#                         and one HTTP/1.0 request per connection
+#                         and one HTTP/1.1 request (Connection: close)
+#                         per connection
 #   resumed               wrk -H "Connection: close": a new connection per
 #                         request, resuming the session of the
 #                         connection's previous one (wrk keeps the session
@@ -181,9 +182,14 @@ client_cmd() { # TARGET KIND CONNS DURATION
   case "$2" in
     full-ecdsa | full-rsa)
       [ "$2" = full-rsa ] && port=8443
+      # s_time sends "GET <path> HTTP/1.0" and no Host: the path carries
+      # an HTTP/1.1 request line, a Host and Connection: close, so that
+      # both proxies forward it as they do wrk's (Sluice forwards a
+      # Host-less HTTP/1.0 request as HTTP/1.1 without Host, which nginx
+      # answers with 400, on a new upstream connection each time).
       printf '%q ' taskset -c "$CLIENT_CPU" bash -c \
-        'for i in $(seq "$1"); do openssl s_time -connect "$2" -new -time "$3" -www /small 2>&1 | grep -v "^\*" & done; wait' \
-        - "$c" "$h:$port" "$4"
+        'for i in $(seq "$1"); do openssl s_time -connect "$2" -new -time "$3" -www "$4" 2>&1 | grep -v "^\*" & done; wait' \
+        - "$c" "$h:$port" "$4" $'/small HTTP/1.1\r\nHost: bench.test\r\nConnection: close\r\nX-Pad:'
       return ;;
     resumed) url=https://$h/small; close=(-H "Connection: close") ;;
     ka-tls) url=https://$h/small ;;
