@@ -16,6 +16,10 @@
 #                                                    10.50.3.11-13 via the router):
 #                                                    one nginx each, :8080
 #
+# The topology, the backends and the measuring helpers are in
+# benches/l7_common.sh (shared with benches/tls.sh), wrk's output parser in
+# benches/l7_report.py.
+#
 # Per point (response size x connections), in this order: Sluice, HAProxy,
 # kernel router (wrk to 10.50.3.11-13 through rt), direct (wrk from c1 to
 # 10.50.2.11-13). wrk runs min(3, connections) threads in every run; in the
@@ -48,41 +52,21 @@ SECS=${1:-8}
 SIZES=${SIZES:-"small 64k 1m"}
 CONNS=${CONNS:-"1 64 1000"}
 WARM=${WARM:-2}
-DEVICE=${DEVICE:-af_xdp}
-AFP_ARGS=${AFP_ARGS-,framecnt=4096}
-MBUFS=${MBUFS:-8191}
 IDLE_COUNTS=${IDLE_COUNTS:-"2000 10000"}
 COST_COUNTS=${COST_COUNTS:-"100 10000"}
-BACKLOG=${BACKLOG:-10000}
-PROXY_CPU=${PROXY_CPU:-1}
-CLIENT_CPU=${CLIENT_CPU:-0}
-case "$DEVICE" in
-  af_xdp) vdev() { echo "net_af_xdp$1,iface=$2"; } ;;
-  af_packet) vdev() { echo "net_af_packet$1,iface=$2$AFP_ARGS"; } ;;
-  *) echo "http.sh: DEVICE must be af_xdp or af_packet, not $DEVICE" >&2; exit 2 ;;
-esac
 TARGETS="sluice haproxy"
 [ -z "${SKIP_CEILING:-}" ] && TARGETS="$TARGETS router direct"
 
 P=slhb
-NS=(sw client lb rt be1 be2 be3)
-BACKENDS=(10.50.2.11 10.50.2.12 10.50.2.13)
-ROUTED=(10.50.3.11 10.50.3.12 10.50.3.13)
 TMP=$(mktemp -d)
-PIDS=()
-SLUICE=""
 HAPROXY=""
 HOLDER=""
-OLD_BACKLOG=$(cat /proc/sys/net/core/netdev_max_backlog)
+. benches/l7_common.sh
 cleanup() {
   local pid
-  if [ "$(cat /proc/sys/net/core/netdev_max_backlog)" = "$BACKLOG" ] && [ "$BACKLOG" != "$OLD_BACKLOG" ]; then
-    echo "$OLD_BACKLOG" >/proc/sys/net/core/netdev_max_backlog
-  fi
   [ -n "$SLUICE" ] && kill -CONT "$SLUICE" 2>/dev/null
-  for pid in "${PIDS[@]}" $HOLDER $SLUICE $HAPROXY; do kill -TERM "$pid" 2>/dev/null || true; done
-  wait 2>/dev/null || true
-  for ns in "${NS[@]}"; do ip netns del "$P-$ns" 2>/dev/null || true; done
+  for pid in $HOLDER $SLUICE $HAPROXY; do kill -TERM "$pid" 2>/dev/null || true; done
+  l7_cleanup
   if [ -n "${RESULTS:-}" ]; then
     mkdir -p "$RESULTS"
     cp "$TMP"/*.wrk "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.loss \
@@ -94,167 +78,25 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-ulimit -n "$(ulimit -Hn)"
-# HAProxy needs two descriptors per connection (client and server side):
-# its maxconn, and the most idle connections it is asked to hold, follow
-# from the descriptor limit (20000 on the machine of docs/BENCHMARKS.md).
-HAP_MAXCONN=$((($(ulimit -n) - 200) / 2))
+# HAProxy holds at most this many idle connections (HAP_MAXCONN: see
+# benches/l7_common.sh).
 HAP_IDLE_CAP=$((HAP_MAXCONN - 400))
 
-ns() { local n=$1; shift; ip netns exec "$P-$n" "$@"; }
-
 cargo build --release --locked -q
-# veth queues what it sends on the sending CPU's backlog, 1000 packets by
-# default: one burst of 1000 connections overflows it (for every target).
-# Raised for the run, restored on exit (a machine-wide setting).
-if [ "$BACKLOG" -gt "$OLD_BACKLOG" ]; then echo "$BACKLOG" >/proc/sys/net/core/netdev_max_backlog; fi
+l7_raise_backlog
 SLUICE_BIN=$PWD/target/release/sluice
 
-# --- topology: two bridges (legs) in one switch namespace
-for n in "${NS[@]}"; do ip netns del "$P-$n" 2>/dev/null || true; done
-for n in "${NS[@]}"; do ip netns add "$P-$n"; ip -n "$P-$n" link set lo up; done
-for br in br0 br1; do
-  ip -n "$P-sw" link add "$br" type bridge
-  ip -n "$P-sw" link set "$br" up
-done
-attach() { # NS IFNAME BRIDGE [ADDR...]
-  local n=$1 ifn=$2 br=$3; shift 3
-  local peer="s-${n:0:6}-$ifn"
-  ip link add "$ifn" netns "$P-$n" type veth peer "${peer:0:15}" netns "$P-sw"
-  ip -n "$P-sw" link set "${peer:0:15}" master "$br" up
-  ip -n "$P-$n" link set "$ifn" up
-  # DPDK must not get partial checksums; every endpoint alike.
-  ns "$n" ethtool -K "$ifn" tx off >/dev/null
-  for a in "$@"; do ip -n "$P-$n" addr add "$a" dev "$ifn"; done
-}
-attach client c0 br0 10.50.1.2/24
-attach client c1 br1 10.50.2.2/24
-attach lb l0 br0
-attach lb l1 br1
-attach lb h0 br0 10.50.1.3/24
-attach lb h1 br1 10.50.2.3/24
-attach rt r0 br0 10.50.1.4/24
-attach rt r1 br1 10.50.2.4/24
-for i in 1 2 3; do
-  attach "be$i" eth0 br1 "10.50.2.1$i/24" "10.50.3.1$i/24"
-  # Replies to the client leg go through the router; the proxies' upstream
-  # connections come from their own server-leg addresses, on link.
-  ip -n "$P-be$i" route add 10.50.1.0/24 via 10.50.2.4
-done
-ip -n "$P-client" route add 10.50.3.0/24 via 10.50.1.4
-ip -n "$P-rt" route add 10.50.3.0/24 dev r1
-ns rt sysctl -qw net.ipv4.ip_forward=1
-# l0 and l1 belong to Sluice: no kernel addresses, no IPv6, and the lb
-# kernel must not answer ARP on them for h0's and h1's addresses.
-ns lb sysctl -qw net.ipv6.conf.l0.disable_ipv6=1 net.ipv6.conf.l1.disable_ipv6=1
-ns lb sysctl -qw net.ipv4.conf.all.arp_ignore=1 net.ipv4.conf.all.arp_announce=2
-for n in client lb rt be1 be2 be3; do
-  ns "$n" sysctl -qw net.ipv4.tcp_tw_reuse=1 net.ipv4.ip_local_port_range="10000 65000" \
-    net.core.somaxconn=65535 net.ipv4.tcp_max_syn_backlog=65535
-done
-
-# --- backends: three nginx (one worker process each) on the client CPU
-mkdir -p "$TMP/www"
-head -c 65536 /dev/urandom >"$TMP/www/64k.bin"
-head -c 1048576 /dev/urandom >"$TMP/www/1m.bin"
-chmod a+rx "$TMP" "$TMP/www" && chmod a+r "$TMP/www/"*.bin  # nginx workers run as nobody
-for i in 1 2 3; do
-  mkdir -p "$TMP/nginx$i"
-  cat >"$TMP/nginx$i/nginx.conf" <<NGX
-worker_processes 1;
-worker_rlimit_nofile $(ulimit -n);
-daemon off;
-pid $TMP/nginx$i/nginx.pid;
-error_log $TMP/nginx$i/error.log warn;
-events { worker_connections $(($(ulimit -n) - 100)); multi_accept on; }
-http {
-  access_log off;
-  client_body_temp_path $TMP/nginx$i/body;
-  proxy_temp_path $TMP/nginx$i/proxy;
-  fastcgi_temp_path $TMP/nginx$i/fastcgi;
-  uwsgi_temp_path $TMP/nginx$i/uwsgi;
-  scgi_temp_path $TMP/nginx$i/scgi;
-  sendfile on;
-  keepalive_requests 100000000;
-  keepalive_timeout 900s;
-  server {
-    listen 8080 backlog=65535;
-    root $TMP/www;
-    location = /small { default_type text/plain; return 200 "hello, world\n"; }
-  }
-}
-NGX
-  ip netns exec "$P-be$i" taskset -c "$CLIENT_CPU" nginx -p "$TMP/nginx$i" -c "$TMP/nginx$i/nginx.conf" &
-  PIDS+=($!)
-done
+l7_topology
+l7_backends
 
 # --- HAProxy: one thread on the proxy CPU, the same proxy headers Sluice adds
-cat >"$TMP/haproxy.cfg" <<EOF2
-global
-  nbthread 1
-  maxconn $HAP_MAXCONN
-  tune.bufsize 16384
-defaults
-  mode http
-  timeout connect 5s
-  timeout client 900s
-  timeout server 900s
-  timeout http-request 10s
-  timeout http-keep-alive 900s
-  option http-keep-alive
-  http-reuse always
-  maxconn $HAP_MAXCONN
-frontend fe
-  bind 10.50.1.3:80 backlog 65535
-  option forwardfor
-  unique-id-format %{+X}o%Ts%rt%cp
-  unique-id-header X-Request-Id
-  http-request set-header X-Forwarded-Proto http
-  http-request add-header Via "1.1 haproxy"
-  http-response add-header Via "1.1 haproxy"
-  default_backend web
-backend web
-  balance roundrobin
-  server web-1 10.50.2.11:8080
-  server web-2 10.50.2.12:8080
-  server web-3 10.50.2.13:8080
-EOF2
+haproxy_config "  bind 10.50.1.3:80 backlog 65535" >"$TMP/haproxy.cfg"
 
 # --- Sluice: one worker on lcore PROXY_CPU, main lcore on CLIENT_CPU; one
 # port per leg
 sluice_config() { # BUFFER_BYTES
+  sluice_base_config sluice-httpbench 9197
   cat <<EOF2
-[eal]
-# Two ports' pools: about 19 MiB per 8191 mbufs (their af_xdp UMEM).
-args = ["--no-huge", "-m", "1024", "--no-pci", "--log-level=lib.eal:warning"]
-main_lcore = $CLIENT_CPU
-file_prefix = "sluice-httpbench"
-
-[dataplane]
-workers = [$PROXY_CPU]
-mbufs = $MBUFS
-
-[admin]
-listen = "127.0.0.1:9197"
-
-[log]
-level = "info"
-
-[[port]]
-name = "p0"
-vdev = "$(vdev 0 l0)"
-addresses = ["10.50.1.1/24"]
-
-[[port]]
-name = "p1"
-vdev = "$(vdev 1 l1)"
-addresses = ["10.50.2.1/24"]
-
-[[cluster]]
-name = "web"
-balance = "round-robin"
-max_idle_per_backend = 4096
-$(for i in 1 2 3; do printf '\n[[cluster.backend]]\naddress = "10.50.2.1%d"\nport = 8080\nname = "web-%d"\n' "$i" "$i"; done)
 
 [[listener]]
 name = "http"
@@ -279,15 +121,6 @@ sluice_config 16384 >"$TMP/sluice-16384.toml"
 "$SLUICE_BIN" check --config "$TMP/sluice-65536.toml" >/dev/null
 SLUICE_CFG=$TMP/sluice-65536.toml
 
-wait_http() { # NS URL
-  local i
-  for i in $(seq 150); do
-    ns "$1" curl -s -o /dev/null --max-time 1 "$2" && return 0
-    sleep 0.2
-  done
-  echo "http.sh: $2 does not answer from $1" >&2
-  return 1
-}
 start_sluice() { # CONFIG
   SLUICE_CFG=$1
   ip netns exec "$P-lb" "$SLUICE_BIN" run --config "$SLUICE_CFG" >>"$TMP/sluice.log" 2>&1 &
@@ -309,26 +142,6 @@ stop_haproxy() {
   kill -TERM "$HAPROXY" 2>/dev/null || true
   wait "$HAPROXY" 2>/dev/null || true
   HAPROXY=""
-}
-sluice_stats() { # FILE
-  ns lb "$SLUICE_BIN" stats --config "$SLUICE_CFG" --json >"$1" 2>/dev/null || echo '{}' >"$1"
-}
-rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
-cpu_ticks() { # -> "busy total" of the client CPU, then of the proxy CPU
-  awk -v c="cpu$CLIENT_CPU" -v p="cpu$PROXY_CPU" '$1 == c || $1 == p {
-    t = 0; for (i = 2; i <= NF; i++) t += $i; v[$1] = (t - $5 - $6) " " t
-  } END { print v[c], v[p] }' /proc/stat
-}
-proc_ticks() { [ -n "$1" ] && awk '{print $14 + $15}' "/proc/$1/stat" || echo 0; }
-# -> "retransmitted segments (every namespace's kernel) softnet_drops"
-kernel_losses() {
-  local n r=0 x
-  for n in client lb rt be1 be2 be3; do
-    x=$(ns "$n" awk '/^Tcp: [0-9]/ {print $13}' /proc/net/snmp)
-    r=$((r + x))
-  done
-  python3 -c 'import sys; print(sum(int(l.split()[1], 16) for l in open("/proc/net/softnet_stat")))' |
-    { read -r d; echo "$r $d"; }
 }
 l_rx() { echo "$(ns lb cat /sys/class/net/l0/statistics/rx_packets) $(ns lb cat /sys/class/net/l1/statistics/rx_packets)"; }
 
@@ -452,37 +265,8 @@ import json, os, re, sys
 
 tmp, secs, device = sys.argv[1], sys.argv[2], sys.argv[3]
 HZ = os.sysconf("SC_CLK_TCK")
-NAN = float("nan")
-
-def ms(v):
-    m = re.match(r"([\d.]+)(us|ms|s|m)$", v)
-    x = float(m.group(1))
-    return x * {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 6e4}[m.group(2)]
-
-def parse_wrk(path):
-    try:
-        text = open(path).read()
-    except OSError:
-        text = "wrk failed: no output"
-    r = {"rps": 0.0, "p50": NAN, "p99": NAN, "req": 0, "bytes": 0,
-         "sock": 0, "sockd": "", "non2xx": 0, "failed": "wrk failed" in text}
-    m = re.search(r"Requests/sec:\s+([\d.]+)", text)
-    if m: r["rps"] = float(m.group(1))
-    for p, key in (("50", "p50"), ("99", "p99")):
-        m = re.search(rf"^\s+{p}%\s+(\S+)", text, re.M)
-        if m: r[key] = ms(m.group(1))
-    m = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB) read", text)
-    if m:
-        r["req"] = int(m.group(1))
-        r["bytes"] = float(m.group(2)) * {"B": 1, "KB": 1 << 10, "MB": 1 << 20, "GB": 1 << 30}[m.group(3)]
-    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", text)
-    if m:
-        r["sock"] = sum(map(int, m.groups()))
-        r["sockd"] = ", ".join(f"{v} {k}" for k, v in zip(("connect", "read", "write", "timeout"), m.groups()) if v != "0")
-    m = re.search(r"Non-2xx or 3xx responses: (\d+)", text)
-    if m: r["non2xx"] = int(m.group(1))
-    r["bad"] = r["failed"] or r["req"] == 0 or r["sock"] > 0 or r["non2xx"] > 0
-    return r
+sys.path.insert(0, "benches")
+from l7_report import NAN, parse_wrk
 
 def cpu(name):
     try:
