@@ -1,9 +1,8 @@
-//! rustls crypto providers measured on this machine: ring (what Sluice
-//! uses) against aws-lc-rs (built only with `--features aws-lc-rs`).
+//! rustls crypto providers measured on this machine: aws-lc-rs (what
+//! Sluice uses, chosen by these figures) against ring.
 //!
 //! ```sh
-//! cargo bench --locked --bench tls_provider                       # ring only
-//! cargo bench --locked --features aws-lc-rs --bench tls_provider  # both
+//! cargo bench --locked --bench tls_provider
 //! ```
 //!
 //! A rustls client and server talk to each other in memory (no sockets):
@@ -58,14 +57,12 @@ fn ring_ticketer() -> Arc<dyn rustls::server::ProducesTickets> {
     rustls::crypto::ring::Ticketer::new().expect("ticketer")
 }
 
-#[cfg(feature = "aws-lc-rs")]
 fn aws() -> CryptoProvider {
     let mut p = rustls::crypto::aws_lc_rs::default_provider();
     p.kx_groups = vec![rustls::crypto::aws_lc_rs::kx_group::X25519];
     p
 }
 
-#[cfg(feature = "aws-lc-rs")]
 fn aws_ticketer() -> Arc<dyn rustls::server::ProducesTickets> {
     rustls::crypto::aws_lc_rs::Ticketer::new().expect("ticketer")
 }
@@ -77,7 +74,6 @@ fn providers() -> Vec<Provider> {
         make: ring,
         ticketer: ring_ticketer,
     }];
-    #[cfg(feature = "aws-lc-rs")]
     v.push(Provider {
         name: "aws-lc-rs",
         make: aws,

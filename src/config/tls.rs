@@ -147,7 +147,7 @@ fn read_pair(
 ) -> Result<(Vec<CertificateDer<'static>>, PrivateKeyDer<'static>), FileError> {
     let chain = read_chain(cert).map_err(|e| ("cert", e))?;
     let k = read_key(key).map_err(|e| ("key", e))?;
-    let provider = rustls::crypto::ring::default_provider();
+    let provider = crate::l7::tls::provider();
     rustls::sign::CertifiedKey::from_der(chain.clone(), k.clone_key(), &provider).map_err(|e| {
         let (key, cert) = (key.display(), cert.display());
         (

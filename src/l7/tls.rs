@@ -50,6 +50,14 @@ use smoltcp::socket::tcp;
 use crate::config::{LoadedCertificate, LoadedClusterTls, TlsVersion};
 use crate::net::counters::Counter;
 
+/// The crypto provider of every TLS configuration Sluice builds:
+/// aws-lc-rs, chosen by measurement (`benches/tls_provider.rs`,
+/// docs/BENCHMARKS.md section 7): 1.6-2.0x ring's RSA-2048 and about 1.14x
+/// its ECDSA P-256 full handshakes on the worker, bulk AES-GCM about even.
+pub fn provider() -> rustls::crypto::CryptoProvider {
+    rustls::crypto::aws_lc_rs::default_provider()
+}
+
 /// Most ciphertext bytes a client may send before its handshake completes.
 pub const MAX_HANDSHAKE_BYTES: usize = 32 * 1024;
 
@@ -732,7 +740,7 @@ pub fn listener_ticketer(name: &str) -> Result<Arc<dyn rustls::server::ProducesT
     if let Some(t) = map.get(name) {
         return Ok(t.clone());
     }
-    let t = rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?;
+    let t = rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?;
     map.insert(name.to_string(), t.clone());
     Ok(t)
 }
@@ -835,7 +843,7 @@ pub fn server_config(
     default: usize,
     opts: &ServerOptions,
 ) -> Result<Arc<ServerConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::l7::tls::provider());
     let mut exact = HashMap::new();
     let mut wildcard = HashMap::new();
     let mut keys = Vec::new();
@@ -887,7 +895,7 @@ pub fn server_config(
     cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
     cfg.ticketer = match &opts.ticketer {
         Some(t) => t.clone(),
-        None => rustls::crypto::ring::Ticketer::new().map_err(|e| e.to_string())?,
+        None => rustls::crypto::aws_lc_rs::Ticketer::new().map_err(|e| e.to_string())?,
     };
     Ok(Arc::new(cfg))
 }
@@ -900,7 +908,7 @@ pub fn server_config(
 /// new connection to a backend usually resumes (the cache takes a lock
 /// once per handshake, not per record).
 pub fn client_config(tls: &LoadedClusterTls) -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::l7::tls::provider());
     let builder = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| e.to_string())?
@@ -921,7 +929,7 @@ pub fn client_config(tls: &LoadedClusterTls) -> Result<Arc<ClientConfig>, String
 /// checked against the certificate's key (a check proves that the backend
 /// holds the key of the certificate it shows, not who issued it).
 pub fn client_config_unverified() -> Result<Arc<ClientConfig>, String> {
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let provider = Arc::new(crate::l7::tls::provider());
     let verifier = Arc::new(AnyServerCert(provider.clone()));
     let mut cfg = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

@@ -22,7 +22,10 @@ pub fn openssl(args: &[&str]) {
 /// of its own, or a stranger no test CA signed.
 pub fn self_signed(dir: &Path, name: &str, cn: &str, san: Option<&str>) {
     let p = |f: &str| dir.join(f).to_str().unwrap().to_string();
-    let (subj, san) = (format!("/CN={cn}"), san.map(|s| format!("subjectAltName={s}")));
+    let (subj, san) = (
+        format!("/CN={cn}"),
+        san.map(|s| format!("subjectAltName={s}")),
+    );
     let (key, crt) = (p(&format!("{name}.key")), p(&format!("{name}.crt")));
     let mut args = vec!["req", "-x509", "-nodes", "-days", "30", "-subj", &subj];
     if let Some(san) = &san {
