@@ -182,6 +182,11 @@ pub struct HeadEdits<'a> {
     pub rewrite_prefix: Option<&'a PrefixRewrite>,
     /// The client's address; an IPv4-mapped IPv6 address is written as IPv4.
     pub client_addr: IpAddr,
+    /// The listener's address and port: the `Host` sent for a request that
+    /// has none (HTTP/1.0 allows that; HTTP/1.1 backends answer 400 to an
+    /// empty one), as the server the client connected to is the target's
+    /// authority then (RFC 9112 §3.3).
+    pub server: (IpAddr, u16),
     pub proto: Proto,
     /// `Some`: write the TLS fields (and drop the client's).
     pub tls: Option<TlsFields<'a>>,
@@ -285,13 +290,30 @@ pub fn rewrite_request_head(
     out.push(b' ');
     write_path(head, buf, edits.rewrite_prefix, out);
     out.extend_from_slice(b" HTTP/1.1\r\n");
-    // RFC 9110 §7.2: Host first; the target's authority if it had one.
+    // RFC 9110 §7.2: Host first; the target's authority if it had one,
+    // else the server the client connected to.
     let host = route
         .set_value(b"host")
         .filter(|host| check_host(host).is_ok())
-        .or(head.host(buf))
-        .unwrap_or(b"");
-    field(out, b"Host", host);
+        .or(head.host(buf));
+    match host {
+        Some(host) => field(out, b"Host", host),
+        None => {
+            let (addr, port) = edits.server;
+            let _ = match addr {
+                IpAddr::V4(a) => write!(out, "Host: {a}"),
+                IpAddr::V6(a) => write!(out, "Host: [{a}]"),
+            };
+            let default_port = match edits.proto {
+                Proto::Http => 80,
+                Proto::Https => 443,
+            };
+            if port != default_port {
+                let _ = write!(out, ":{port}");
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+    }
 
     let mut request_id_present = false;
     for line in head.headers() {

@@ -734,6 +734,7 @@ fn edits<'a>(headers: &'a HeaderEdits, rewrite: Option<&'a PrefixRewrite>) -> He
         headers,
         rewrite_prefix: rewrite,
         client_addr: IpAddr::V4(Ipv4Addr::new(192, 0, 2, 7)),
+        server: (IpAddr::V4(Ipv4Addr::new(198, 51, 100, 1)), 443),
         proto: Proto::Https,
         tls: None,
         request_id: b"rid-1",
@@ -814,7 +815,7 @@ fn request_heads_rewritten() {
         ("HTTP/1.0 is forwarded as 1.1, Via says 1.0, Expect dropped",
             b"POST / HTTP/1.0\r\nExpect: 100-continue\r\nContent-Length: 0\r\n\r\n",
             edits(&NO_EDITS, None),
-            "POST / HTTP/1.1\r\nHost: \r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Request-Id: rid-1\r\nVia: 1.0 sluice\r\n\r\n"),
+            "POST / HTTP/1.1\r\nHost: 198.51.100.1\r\nContent-Length: 0\r\nConnection: keep-alive\r\nX-Forwarded-For: 192.0.2.7\r\nX-Forwarded-Proto: https\r\nX-Request-Id: rid-1\r\nVia: 1.0 sluice\r\n\r\n"),
         ("Connection naming end-to-end fields cannot strip framing or Host",
             b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nConnection: host, content-length, x-forwarded-for\r\nX-Forwarded-For: 1.1.1.1\r\n\r\n",
             edits(&NO_EDITS, None),
@@ -1125,5 +1126,62 @@ fn mutated_chunked_bodies_never_panic_and_split_points_agree() {
             (Err(a), Err(b)) => assert_eq!(a, b, "{}", text(&bytes)),
             _ => panic!("split at {split} changed the verdict on {:?}", text(&bytes)),
         }
+    }
+}
+
+/// A request without `Host` (HTTP/1.0 allows that) goes to the backend as
+/// HTTP/1.1 with the listener's address as its `Host` (the port only when
+/// it is not the scheme's default), never with an empty one, which
+/// HTTP/1.1 servers such as nginx answer with 400. A request with a Host
+/// keeps it.
+#[test]
+fn a_request_without_host_gets_the_listener_as_host() {
+    let cases: &[(&[u8], IpAddr, u16, Proto, &str)] = &[
+        (
+            b"GET / HTTP/1.0\r\n\r\n",
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+            80,
+            Proto::Http,
+            "Host: 10.0.0.100\r\n",
+        ),
+        (
+            b"GET / HTTP/1.0\r\n\r\n",
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+            8080,
+            Proto::Http,
+            "Host: 10.0.0.100:8080\r\n",
+        ),
+        (
+            b"GET / HTTP/1.0\r\n\r\n",
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+            443,
+            Proto::Https,
+            "Host: 10.0.0.100\r\n",
+        ),
+        (
+            b"GET / HTTP/1.0\r\n\r\n",
+            "2001:db8::1".parse().unwrap(),
+            8443,
+            Proto::Https,
+            "Host: [2001:db8::1]:8443\r\n",
+        ),
+        (
+            b"GET / HTTP/1.0\r\nHost: www.example\r\n\r\n",
+            IpAddr::V4(Ipv4Addr::new(10, 0, 0, 100)),
+            80,
+            Proto::Http,
+            "Host: www.example\r\n",
+        ),
+    ];
+    for (request, addr, port, proto, want) in cases {
+        let e = HeadEdits {
+            server: (*addr, *port),
+            proto: *proto,
+            ..edits(&NO_EDITS, None)
+        };
+        let out = rewrite(request, &e);
+        assert!(out.starts_with("GET / HTTP/1.1\r\n"), "{out}");
+        assert!(out.contains(want), "want {want:?} in:\n{out}");
+        assert_eq!(out.matches("Host:").count(), 1, "{out}");
     }
 }

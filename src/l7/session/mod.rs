@@ -612,6 +612,7 @@ impl Session {
                 headers: &action.request_headers,
                 rewrite_prefix: action.rewrite_prefix.as_ref(),
                 client_addr: self.peer,
+                server: (cx.listener.addr, cx.listener.port),
                 proto: if cx.tls.is_some() {
                     Proto::Https
                 } else {
