@@ -21,6 +21,7 @@
 # machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/l4_topology.sh
 SECS=${1:-10}
 FLOWS=${2:-1048576}
 TMP=$(mktemp -d)
@@ -72,8 +73,6 @@ TESTPMD_PPS=$(tx_samples | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) p
 $(tail -20 "$TMP/testpmd.log")"
 
 config() { # MODE
-  local snat="" i
-  for i in $(seq 1 20); do snat="$snat\"10.1.0.$i\", "; done
   cat <<TOML
 [eal]
 args = ["--no-huge", "-m", "6144", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
@@ -91,41 +90,7 @@ expire_budget = 64
 [admin]
 listen = "127.0.0.1:9198"
 
-[[port]]
-name = "p0"
-vdev = "net_null1"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.1/24"]
-
-[[port]]
-name = "p1"
-vdev = "net_null0,no-rx=1"
-mac = "02:00:00:00:01:01"
-addresses = [$(for i in $(seq 1 20); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
-
-[[route]]
-prefix = "198.18.0.0/15"
-via = "10.0.0.254"
-port = "p0"
-
-[[neighbor]]
-ip = "10.0.0.254"
-mac = "02:00:00:00:00:fe"
-port = "p0"
-
-$(for i in 101 102 103; do printf '[[neighbor]]\nip = "10.1.0.%d"\nmac = "02:00:00:00:01:%02x"\nport = "p1"\n\n' "$i" "$i"; done)
-[[cluster]]
-name = "web"
-$(for i in 101 102 103; do printf '[[cluster.backend]]\naddress = "10.1.0.%d"\n' "$i"; done)
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-mode = "$1"
-cluster = "web"
-ingress = "p0"
-$( [ "$1" = nat ] && echo "snat = [${snat%, }]" )
+$(l4_topology "$1")
 TOML
 }
 

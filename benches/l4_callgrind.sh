@@ -21,6 +21,7 @@
 # another build (default: target/release/sluice, built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/l4_topology.sh
 FLOWS=${1:-16384}
 MODES=${2:-nat ipip}
 BIN=${BIN:-target/release/sluice}
@@ -36,8 +37,6 @@ python3 benches/gen_pcap.py syn "$TMP/new.pcap" "$FLOWS" >/dev/null
 python3 benches/gen_pcap.py syn "$TMP/all.pcap" "$FLOWS" 3 >/dev/null
 
 config() { # MODE
-  local snat="" i
-  for i in $(seq 1 20); do snat="$snat\"10.1.0.$i\", "; done
   cat <<TOML
 [eal]
 args = ["--no-huge", "-m", "512", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
@@ -56,41 +55,7 @@ expire_budget = 64
 [admin]
 enabled = false
 
-[[port]]
-name = "p0"
-vdev = "net_null1"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.1/24"]
-
-[[port]]
-name = "p1"
-vdev = "net_null0,no-rx=1"
-mac = "02:00:00:00:01:01"
-addresses = [$(for i in $(seq 1 20); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
-
-[[route]]
-prefix = "198.18.0.0/15"
-via = "10.0.0.254"
-port = "p0"
-
-[[neighbor]]
-ip = "10.0.0.254"
-mac = "02:00:00:00:00:fe"
-port = "p0"
-
-$(for i in 101 102 103; do printf '[[neighbor]]\nip = "10.1.0.%d"\nmac = "02:00:00:00:01:%02x"\nport = "p1"\n\n' "$i" "$i"; done)
-[[cluster]]
-name = "web"
-$(for i in 101 102 103; do printf '[[cluster.backend]]\naddress = "10.1.0.%d"\n' "$i"; done)
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-mode = "$1"
-cluster = "web"
-ingress = "p0"
-$( [ "$1" = nat ] && echo "snat = [${snat%, }]" )
+$(l4_topology "$1")
 TOML
 }
 

@@ -31,6 +31,7 @@
 # otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/l4_topology.sh
 SECS=${1:-10}
 FLOWS=${2:-1048576}
 WORKERS=${WORKERS:-"1 2 4"}
@@ -125,41 +126,7 @@ expire_budget = 64
 [admin]
 listen = "$ADMIN"
 
-[[port]]
-name = "p0"
-vdev = "net_null1"
-mac = "02:00:00:00:00:01"
-addresses = ["10.0.0.1/24"]
-
-[[port]]
-name = "p1"
-vdev = "net_null0,no-rx=1"
-mac = "02:00:00:00:01:01"
-addresses = [$(for i in $(seq 1 20); do printf '"10.1.0.%d/24", ' "$i"; done | sed 's/, $//')]
-
-[[route]]
-prefix = "198.18.0.0/15"
-via = "10.0.0.254"
-port = "p0"
-
-[[neighbor]]
-ip = "10.0.0.254"
-mac = "02:00:00:00:00:fe"
-port = "p0"
-
-$(for i in 101 102 103; do printf '[[neighbor]]\nip = "10.1.0.%d"\nmac = "02:00:00:00:01:%02x"\nport = "p1"\n\n' "$i" "$i"; done)
-[[cluster]]
-name = "web"
-$(for i in 101 102 103; do printf '[[cluster.backend]]\naddress = "10.1.0.%d"\n' "$i"; done)
-
-[[service]]
-name = "web"
-vip = "10.0.0.100"
-port = 80
-mode = "$2"
-cluster = "web"
-ingress = "p0"
-$( [ "$2" = nat ] && echo "snat = [$(for i in $(seq 1 20); do printf '"10.1.0.%d", ' "$i"; done | sed 's/, $//')]" )
+$(l4_topology "$2")
 TOML
 }
 
