@@ -28,17 +28,20 @@
 # back in each round (which goes first alternates); the report gives each
 # round, the range, the Sluice/HAProxy ratio and TLS/plain ratio of each
 # round, the client's own CPU use (user + system of wrk or s_time, % of one
-# CPU) and both CPUs' load. As in benches/http.sh, Sluice's worker polls
-# and is stopped (SIGSTOP) while HAProxy runs; everything but the proxies
-# runs on CLIENT_CPU.
+# CPU), both CPUs' load, and each proxy's own CPU: HAProxy's user +
+# system time, Sluice's worker busy time (its `busy_ns` counter: loop
+# iterations that had work; a polling worker is on its CPU all the time,
+# and polling empty queues is not counted), from which the report gives
+# requests or handshakes per CPU-second of each. As in benches/http.sh,
+# Sluice's worker polls and is stopped (SIGSTOP) while HAProxy runs;
+# everything but the proxies runs on CLIENT_CPU.
 #
 # Environment: ROUNDS (3), WARM (2 s of warm-up per run), HS_CLIENTS (32),
 # RES_CONNS (64), KA_CONNS ("1 64 1000"), BIG_CONNS ("1 64"), POINTS
 # ("full-ecdsa full-rsa resumed ka big"), IDLE_SLEEP_US (0: Sluice's
 # worker busy-polls, as in benches/http.sh; N > 0: it sleeps N µs per
-# loop once idle, so that its CPU time, like HAProxy's, shows what the
-# load cost it: the report's "own CPU" and "per CPU-second" columns for
-# Sluice mean something only then), RESULTS=DIR (keep clients'
+# loop once idle, which leaves the client's CPU more room when both
+# share softirq work), RESULTS=DIR (keep clients'
 # outputs, counters, configs and logs), PAUSE=SECS (keep the set-up up that
 # long before measuring), and those of benches/l7_common.sh (PROXY_CPU,
 # CLIENT_CPU, BACKLOG, MBUFS, DEVICE). Needs wrk, haproxy built with
@@ -289,15 +292,15 @@ for name, rnd, kind, c, target in points:
     try:
         real, user, sys_ = map(float, open(f"{tmp}/{name}.ctime").read().split())
         r["client"] = 100.0 * (user + sys_) / real
+        r["real"] = real
     except (OSError, ValueError):
-        r["client"] = NAN
+        r["client"] = r["real"] = NAN
     try:
         b00, t00, b10, t10, b01, t01, b11, t11, p0, p1 = map(int, open(f"{tmp}/{name}.cpu").read().split())
         wall = (t01 - t00) / HZ
         r["cpu0"] = 100.0 * (b01 - b00) / (t01 - t00)
         r["cpu1"] = 100.0 * (b11 - b10) / (t11 - t10)
         r["own"] = 100.0 * (p1 - p0) / HZ / wall
-        if target == "sluice" and not idle_sleep: r["own"] = NAN
     except (OSError, ValueError, ZeroDivisionError):
         r["cpu0"] = r["cpu1"] = r["own"] = NAN
     r["counters"] = {}
@@ -308,6 +311,10 @@ for name, rnd, kind, c, target in points:
             r["counters"] = {k: b[k] - a.get(k, 0) for k in b if isinstance(b[k], int) and b[k] != a.get(k, 0)}
         except (OSError, ValueError):
             pass
+        # Sluice's own CPU is its worker's busy time (iterations that had
+        # work; polling empty queues is not counted), over the client's run.
+        busy = r["counters"].get("busy_ns", 0)
+        r["own"] = 100.0 * busy / 1e9 / r["real"] if busy and r["real"] == r["real"] else NAN
     r["hap"] = {}
     if target == "haproxy":
         try:

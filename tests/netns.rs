@@ -258,22 +258,40 @@ fn ping_arping_ndp(tag: &str, vdev: &str, mbufs: u32) {
 
     // Counters through the admin endpoint, read with the CLI.
     let lb = t.lb.clone();
-    let o = in_ns(
-        &lb,
-        &[
-            env!("CARGO_BIN_EXE_sluice"),
-            "stats",
-            "--admin",
-            "127.0.0.1:9100",
-            "--json",
-        ],
-    );
-    assert!(o.status.success(), "sluice stats\n{}", output_text(&o));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    let c = &v["counters"];
+    let stats = || {
+        let o = in_ns(
+            &lb,
+            &[
+                env!("CARGO_BIN_EXE_sluice"),
+                "stats",
+                "--admin",
+                "127.0.0.1:9100",
+                "--json",
+            ],
+        );
+        assert!(o.status.success(), "sluice stats\n{}", output_text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        v["counters"].clone()
+    };
+    let c = stats();
     assert!(c["echo_replies"].as_u64().unwrap() >= 11, "{c}");
     assert!(c["arp_replies"].as_u64().unwrap() >= 1, "{c}");
     assert!(c["ndp_adverts"].as_u64().unwrap() >= 1, "{c}");
+
+    // Busy time counts the iterations that had work (the pings above),
+    // not the polling of empty queues: over a quiet second the worker,
+    // which busy-polls, adds far less than a second.
+    let busy = |c: &serde_json::Value| c["busy_ns"].as_u64().unwrap();
+    let before = busy(&c);
+    assert!(before > 0, "busy_ns after 15 answered packets: {c}");
+    let t0 = std::time::Instant::now();
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    let quiet = busy(&stats()) - before;
+    let wall = t0.elapsed().as_nanos() as u64;
+    assert!(
+        quiet < wall / 4,
+        "busy_ns grew by {quiet} ns over {wall} ns with no traffic"
+    );
 
     let err = t.stop_sluice();
     assert!(

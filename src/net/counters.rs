@@ -35,6 +35,13 @@ counters! {
     tx_packets,
     /// Bytes the NIC accepted for transmission.
     tx_bytes,
+    /// Nanoseconds the worker spent in loop iterations that had work
+    /// (packets received or handed over, neighbor news); iterations that
+    /// found every queue empty are not counted. A busy-polling worker
+    /// shows 100% CPU whatever its load: the rate of this counter (ns per
+    /// second) is its real load, and divided by the requests or packets
+    /// in the same interval, its cost per request or packet.
+    busy_ns,
     /// ARP requests for our addresses answered.
     arp_replies,
     /// ARP/NDP requests Sluice sent to resolve a next hop.

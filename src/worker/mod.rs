@@ -487,11 +487,17 @@ pub fn run(setup: WorkerSetup) -> i32 {
         w.out.tx.len()
     );
     w.plan_ahead();
+    // Start of the last iteration that had work: its length is counted as
+    // busy time when the next one starts.
+    let mut busy_since = None;
     #[cfg(debug_assertions)]
     let mut fault = liveness::Fault::from_env(index);
     while !stop.load(Ordering::Relaxed) {
         let now = clock.now_ns();
         w.now = now;
+        if let Some(t) = busy_since.take() {
+            w.out.counters.add(Counter::busy_ns, now.wrapping_sub(t));
+        }
         heartbeat.beat();
         #[cfg(debug_assertions)]
         if let Some(f) = &mut fault {
@@ -590,6 +596,9 @@ pub fn run(setup: WorkerSetup) -> i32 {
         }
         if w.ahead_pending() {
             w.resolve_ahead(now);
+        }
+        if worked {
+            busy_since = Some(now);
         }
         backoff.idle(worked);
     }
