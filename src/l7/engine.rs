@@ -788,11 +788,12 @@ impl Engine {
                     now,
                     tls: live.tls.as_deref().filter(|_| tls),
                 };
-                let step = live.session.poll(&cx, &mut env);
-                env.tls_flush();
-                step
+                live.session.poll(&cx, &mut env)
             }
         };
+        // Whatever the session wrote in this step, encrypted (the small
+        // writes of a step as one record) and handed to the sockets.
+        env.tls_flush();
         live.upstream = env.upstream;
         let upstream = live.upstream;
         // Poll the sockets the session read from or wrote to.
@@ -1490,7 +1491,11 @@ fn upstream_tls(
 /// A TLS upstream connection that may idle in the pool (or be taken out
 /// of it): handshake done, no failure, no close_notify, no plaintext.
 fn tls_idle(t: &Tls) -> bool {
-    !t.handshaking() && t.failed().is_none() && !t.at_eof() && !t.has_plaintext()
+    !t.handshaking()
+        && t.failed().is_none()
+        && !t.at_eof()
+        && !t.has_plaintext()
+        && !t.has_pending()
 }
 
 /// A session's view of the engine during one step (see [`Env`]): its two
@@ -1544,7 +1549,7 @@ impl SessionEnv<'_, '_> {
             return false;
         };
         let _ = t.read_from(&mut SocketIo(&mut *s));
-        t.write_to(&mut SocketIo(&mut *s));
+        t.push_to(&mut SocketIo(&mut *s));
         let done = side == Side::Upstream
             && !t.handshaking()
             && t.failed().is_none()
@@ -1611,7 +1616,7 @@ impl<'a> End<'a> {
     fn room(&mut self) -> usize {
         match &mut self.tls {
             Some(t) => {
-                t.write_to(&mut SocketIo(&mut *self.sock));
+                t.push_to(&mut SocketIo(&mut *self.sock));
                 t.plain_room(send_room(self.sock))
             }
             None => send_room(self.sock),
@@ -1733,9 +1738,11 @@ impl Env for SessionEnv<'_, '_> {
 
     fn send(&mut self, side: Side, bytes: &[u8]) -> usize {
         if let Some((t, s)) = self.side_tls(side) {
-            t.write_to(&mut SocketIo(&mut *s));
+            // What fits joins the next write (a response head and its
+            // body: one record); the step's end sends it (`tls_flush`).
+            t.push_to(&mut SocketIo(&mut *s));
             let n = t.send(bytes, send_room(s));
-            t.write_to(&mut SocketIo(&mut *s));
+            t.push_to(&mut SocketIo(&mut *s));
             return n;
         }
         self.socket(side)

@@ -26,6 +26,12 @@
 //!   send space ([`Tls::plain_room`]). What rustls holds between
 //!   encryption and `write_tls` is therefore at most one socket's worth,
 //!   and normally nothing (a session ticket or an alert may wait a round).
+//! - Small plaintext writes of one engine step (a response head, then a
+//!   short body) wait in [`Tls`]'s `pending` (at most 2 KiB) and are
+//!   encrypted together at the step's end ([`Tls::write_to`]): one record,
+//!   one AEAD seal and one 22-byte header and tag per small response
+//!   instead of two. [`Tls::push_to`] sends only what is already
+//!   encrypted, so a head sent early still joins its body.
 //!
 //! # Limits
 //!
@@ -65,6 +71,10 @@ pub const MAX_HANDSHAKE_BYTES: usize = 32 * 1024;
 /// bytes a record adds to it (header 5, explicit nonce 8 for TLS 1.2 GCM,
 /// content type 1, tag 16), rounded up.
 const RECORD: usize = 16 * 1024;
+/// Plaintext writes of one engine step that fit this together are
+/// encrypted as one record (a response head and a short body: one seal,
+/// one record header and tag, instead of two).
+const COALESCE: usize = 2048;
 const RECORD_OVERHEAD: usize = 40;
 
 /// Why a TLS connection was given up.
@@ -196,6 +206,10 @@ pub struct Tls {
     handshake_bytes: usize,
     /// Plaintext rustls holds for the session.
     plain: usize,
+    /// Plaintext to send, not encrypted yet: small writes wait here until
+    /// [`Tls::write_to`] (the end of the engine's step) or a write that
+    /// does not fit, and go out as one record.
+    pending: Vec<u8>,
     /// The peer's close_notify arrived, or its TCP FIN.
     ended: bool,
     failed: Option<Failure>,
@@ -255,6 +269,7 @@ impl Tls {
             head_len: 0,
             handshake_bytes: 0,
             plain: 0,
+            pending: Vec::new(),
             ended: false,
             failed: None,
             own_alert_sent: false,
@@ -445,9 +460,18 @@ impl Tls {
         }
     }
 
-    /// Write what rustls has to send (handshake, records, alerts) to `tx`
-    /// until it would block; returns the bytes written.
+    /// Encrypt the pending plaintext, then write what rustls has to send
+    /// (handshake, records, alerts) to `tx` until it would block; returns
+    /// the bytes written.
     pub fn write_to(&mut self, tx: &mut impl Write) -> usize {
+        self.seal();
+        self.push_to(tx)
+    }
+
+    /// Write what rustls has already encrypted (and its handshake
+    /// messages and alerts) to `tx`, leaving pending plaintext to join
+    /// the next write in one record.
+    pub fn push_to(&mut self, tx: &mut impl Write) -> usize {
         // Our alert instead of rustls' access_denied or handshake_failure,
         // once: both go before any ServerHello.
         let own = match self.failed {
@@ -486,7 +510,9 @@ impl Tls {
         if self.conn.wants_write() || self.conn.is_handshaking() || self.failed.is_some() {
             return 0;
         }
-        cipher_room.saturating_sub((cipher_room / RECORD + 1) * RECORD_OVERHEAD)
+        cipher_room
+            .saturating_sub((cipher_room / RECORD + 1) * RECORD_OVERHEAD)
+            .saturating_sub(self.pending.len())
     }
 
     /// Encrypt at most [`Tls::plain_room`]`(cipher_room)` bytes of `bytes`;
@@ -501,8 +527,48 @@ impl Tls {
     }
 
     /// Encrypt all of `bytes`: the caller has checked [`Tls::plain_room`].
+    /// Small writes wait (see `pending`); a write that does not fit
+    /// with them goes out in the same record or records.
     pub fn write_plain(&mut self, bytes: &[u8]) {
-        let _ = self.conn.writer().write_all(bytes);
+        if self.pending.len() + bytes.len() <= COALESCE {
+            self.pending.extend_from_slice(bytes);
+            return;
+        }
+        if self.pending.is_empty() {
+            let _ = self.conn.writer().write_all(bytes);
+            return;
+        }
+        let both = [io::IoSlice::new(&self.pending), io::IoSlice::new(bytes)];
+        // rustls takes all of it: its buffer limit is off (`Tls::of`),
+        // and Sluice writes only after the handshake.
+        let n = self.conn.writer().write_vectored(&both).unwrap_or(0);
+        let total = self.pending.len() + bytes.len();
+        if n < total {
+            let rest = n.saturating_sub(self.pending.len());
+            let mut w = self.conn.writer();
+            if n < self.pending.len() {
+                let _ = w.write_all(&self.pending[n..]);
+            }
+            let _ = w.write_all(&bytes[rest..]);
+        }
+        self.pending.clear();
+    }
+
+    /// Encrypt the pending plaintext (none after a failure: nothing
+    /// follows a fatal alert).
+    fn seal(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        if self.failed.is_none() {
+            let _ = self.conn.writer().write_all(&self.pending);
+        }
+        self.pending.clear();
+    }
+
+    /// Plaintext written and not encrypted yet.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
     }
 
     /// Offer received plaintext to `f`, which returns how many bytes it
@@ -532,6 +598,7 @@ impl Tls {
 
     /// Queue a close_notify alert (RFC 8446 §6.1).
     pub fn close_notify(&mut self) {
+        self.seal();
         self.conn.send_close_notify();
     }
 }

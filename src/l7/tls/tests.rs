@@ -264,6 +264,90 @@ fn bytes_both_ways_and_close_notify() {
     }
 }
 
+/// The TLS records in `wire`: (content type, length) each.
+fn records(wire: &[u8]) -> Vec<(u8, usize)> {
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i + 5 <= wire.len() {
+        let len = u16::from_be_bytes([wire[i + 3], wire[i + 4]]) as usize;
+        out.push((wire[i], len));
+        i += 5 + len;
+    }
+    assert_eq!(i, wire.len(), "whole records");
+    out
+}
+
+#[test]
+fn small_writes_of_a_step_go_out_as_one_record() {
+    for versions in [
+        &[&rustls::version::TLS13][..],
+        &[&rustls::version::TLS12][..],
+    ] {
+        let s = setup(TlsVersion::Tls12);
+        let cfg = client_config(&s, versions);
+        let mut c = client(&cfg, "a.example");
+        let mut t = handshake(&s, &mut c).unwrap();
+        // Whatever the handshake left (TLS 1.3 tickets) goes first.
+        let mut down = Pipe::default();
+        t.write_to(&mut down);
+        while !down.0.is_empty() {
+            c.read_tls(&mut down).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        let read_all = |c: &mut ClientConnection, down: &mut Pipe| {
+            let mut plain = Vec::new();
+            while !down.0.is_empty() {
+                c.read_tls(down).unwrap();
+                c.process_new_packets().unwrap();
+                let _ = c.reader().read_to_end(&mut plain);
+            }
+            plain
+        };
+
+        // A head and a short body: nothing leaves before the step's end
+        // (`push_to` sends only what is encrypted), then one record.
+        let head = b"HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n";
+        assert_eq!(t.send(head, 65_536), head.len());
+        assert_eq!(t.push_to(&mut down), 0);
+        assert!(t.has_pending());
+        assert_eq!(
+            t.plain_room(65_536),
+            65_536 - 5 * RECORD_OVERHEAD - head.len()
+        );
+        t.write_plain(b"hello, world\n");
+        assert!(t.write_to(&mut down) > 0);
+        assert!(!t.has_pending());
+        let recs = records(&down.0);
+        assert_eq!(recs.len(), 1, "{recs:?}");
+        let mut want = head.to_vec();
+        want.extend_from_slice(b"hello, world\n");
+        assert_eq!(read_all(&mut c, &mut down), want);
+
+        // A small write, then one too big to wait: the same bytes, in
+        // order, the small one in the big one's first record.
+        t.write_plain(head);
+        let body: Vec<u8> = (0..40_000u32).map(|i| (i % 251) as u8).collect();
+        t.write_plain(&body);
+        assert!(!t.has_pending());
+        t.write_to(&mut down);
+        let recs = records(&down.0);
+        assert_eq!(
+            recs.len(),
+            3,
+            "40 KiB and a head in 16 KiB records: {recs:?}"
+        );
+        let mut want = head.to_vec();
+        want.extend_from_slice(&body);
+        assert_eq!(read_all(&mut c, &mut down), want);
+
+        // close_notify comes after the pending bytes, not before.
+        t.write_plain(b"bye");
+        t.close_notify();
+        t.write_to(&mut down);
+        assert_eq!(read_all(&mut c, &mut down), b"bye");
+    }
+}
+
 #[test]
 fn resumption_is_counted_as_resumed() {
     let s = setup(TlsVersion::Tls12);
