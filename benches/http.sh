@@ -25,7 +25,8 @@
 # 10.50.2.11-13). wrk runs min(3, connections) threads in every run; in the
 # router and direct runs thread i talks to backend i (benches/wrk_spread.lua).
 # Then, unless skipped: memory per idle keep-alive connection (VmRSS delta /
-# N, each proxy freshly started) and wrk -c 64 with N idle connections held.
+# N, each proxy freshly started, then a second wave on the same process
+# once the first has closed) and wrk -c 64 with N idle connections held.
 #
 # CPUs: Sluice's worker (lcore 1) and HAProxy on PROXY_CPU; wrk, the three
 # nginx, Sluice's main lcore and the idle-connection client on CLIENT_CPU.
@@ -223,6 +224,7 @@ fi
 
 # --- 2. memory per idle connection, each proxy freshly started
 : >"$TMP/mem"
+: >"$TMP/mem2"
 if [ -z "${SKIP_MEM:-}" ]; then
   for n in $IDLE_COUNTS; do
     for variant in sluice-65536 sluice-16384 haproxy-16384; do
@@ -251,6 +253,20 @@ if [ -z "${SKIP_MEM:-}" ]; then
         gauge=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])).get("counters",{}); print(c.get("l7_client_conns","?"))' "$TMP/mem.json")
       fi
       echo "$variant $n $r0 $r1 $(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m") gauge $gauge" >>"$TMP/mem"
+      kill -TERM "$HOLDER" 2>/dev/null || true
+      wait "$HOLDER" 2>/dev/null || true
+      # A second wave on the same process, once the first has closed:
+      # what a connection costs where memory has been used and freed
+      # before (a proxy that has run for a while), not in a fresh heap.
+      sleep 4
+      r2=$(rss_kib "$pid")
+      rm -f "$TMP/ready"
+      ip netns exec "$P-client" taskset -c "$CLIENT_CPU" python3 benches/http_idle.py "$host" 80 "$m" "$TMP/ready" &
+      HOLDER=$!
+      for _ in $(seq 600); do [ -s "$TMP/ready" ] && break; sleep 0.2; done
+      sleep 2
+      r3=$(rss_kib "$pid")
+      echo "$variant $n $r2 $r3 $(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m")" >>"$TMP/mem2"
       kill -TERM "$HOLDER" 2>/dev/null || true
       wait "$HOLDER" 2>/dev/null || true
       sleep 2
@@ -403,6 +419,14 @@ if mem:
     for v, n, r0, r1, _, opened, _, failed, _, *g in mem:
         per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
         print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) | {g[0] if g else ''} |")
+    mem2 = [l.split() for l in open(f"{tmp}/mem2")]
+    if mem2:
+        print("\nThe same, a second wave on the same process after the first closed (memory used and freed before):\n")
+        print("| proxy, buffers | N asked | RSS before | RSS after | per connection | opened (failed) |")
+        print("|---|---|---|---|---|---|")
+        for v, n, r0, r1, _, opened, _, failed in mem2:
+            per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
+            print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) |")
 
 print("\n### Errors and Sluice counters\n")
 print("\n".join(notes) if notes else "none: no socket error, no non-2xx response, no Sluice error counter moved")
