@@ -3,6 +3,7 @@
 //! the control thread at start-up and on every reload, never on a worker.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use anyhow::{anyhow, bail, Result};
 use hashbrown::HashMap;
@@ -45,6 +46,12 @@ pub struct Registry {
     /// (listener, certificate file, notAfter in seconds since the epoch)
     /// of every certificate of an https listener, as last loaded.
     pub certificates: Vec<(String, String, i64)>,
+    /// The upstream TLS client configurations of the last compile, by
+    /// cluster and settings digest: a reload that leaves a cluster's
+    /// `[cluster.tls]` files as they were keeps its configuration, and
+    /// with it the TLS sessions its backends gave (resumed handshakes
+    /// after a reload, not full ones).
+    upstream_tls: HashMap<(String, [u8; 32]), Arc<rustls::ClientConfig>>,
 }
 
 impl Registry {
@@ -169,7 +176,7 @@ pub fn build_plane_with_health(
     let mut plane = Plane::new(ports, &gateways, &routes, neighbors);
     plane.workers = workers;
     plane.services = compile_services(cfg, &plane, reg, health)?;
-    plane.l7 = compile_l7(cfg)?;
+    plane.l7 = compile_l7(cfg, reg)?;
     reg.certificates = cfg
         .listeners
         .iter()
@@ -192,9 +199,13 @@ pub fn build_plane_with_health(
     Ok(plane)
 }
 
-/// The upstream TLS of cluster `c` (`[cluster.tls]`), files read again.
+/// The upstream TLS of cluster `c` (`[cluster.tls]`), files read again;
+/// the client configuration of the last compile (`last`) when the files
+/// are the same, and noted in `kept` for the next.
 fn upstream_tls(
     c: &crate::config::Cluster,
+    last: &HashMap<(String, [u8; 32]), Arc<rustls::ClientConfig>>,
+    kept: &mut HashMap<(String, [u8; 32]), Arc<rustls::ClientConfig>>,
 ) -> std::result::Result<Option<std::sync::Arc<crate::l7::plane::UpstreamTls>>, String> {
     use rustls::pki_types::ServerName;
     let Some(t) = &c.tls else {
@@ -213,9 +224,16 @@ fn upstream_tls(
                 .map(|n| Ok((b.address, name(n)?)))
         })
         .collect::<std::result::Result<_, String>>()?;
+    let settings = crate::l7::tls::settings_digest(&loaded);
+    let key = (c.name.clone(), settings);
+    let config = match last.get(&key) {
+        Some(config) => config.clone(),
+        None => crate::l7::tls::client_config(&loaded)?,
+    };
+    kept.insert(key, config.clone());
     Ok(Some(std::sync::Arc::new(crate::l7::plane::UpstreamTls {
-        config: crate::l7::tls::client_config(&loaded)?,
-        settings: crate::l7::tls::settings_digest(&loaded),
+        config,
+        settings,
         name: t.server_name.as_deref().map(name).transpose()?,
         by_backend,
     })))
@@ -260,7 +278,7 @@ fn check_tls(
 }
 
 /// Listeners and the per-request policy of every cluster.
-fn compile_l7(cfg: &Config) -> Result<L7Plane> {
+fn compile_l7(cfg: &Config, reg: &mut Registry) -> Result<L7Plane> {
     use crate::config::{Balance as CBalance, HashOn as CHashOn};
     let clusters = cfg
         .clusters
@@ -314,8 +332,10 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
         })
         .collect::<Vec<_>>();
     let mut clusters = clusters;
+    let mut kept = HashMap::new();
     for (lc, c) in clusters.iter_mut().zip(&cfg.clusters) {
-        lc.tls = upstream_tls(c).map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
+        lc.tls = upstream_tls(c, &reg.upstream_tls, &mut kept)
+            .map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
         lc.health_tls = check_tls(c).map_err(|e| anyhow!("cluster {}: {e}", c.name))?;
     }
     let cluster_index = |name: &str| {
@@ -357,6 +377,7 @@ fn compile_l7(cfg: &Config) -> Result<L7Plane> {
             tls_headers: l.tls_headers,
         });
     }
+    reg.upstream_tls = kept;
     Ok(L7Plane::new(listeners, clusters))
 }
 
@@ -820,6 +841,81 @@ mod tests {
             mtu_set: true,
             tx_offloads: 0,
         }
+    }
+
+    /// A reload that leaves a cluster's `[cluster.tls]` files as they
+    /// were keeps its client configuration (and so the sessions its
+    /// backends gave, for resumed handshakes); another CA gets a new one.
+    #[test]
+    fn upstream_tls_sessions_outlive_a_reload_that_changes_nothing() {
+        let dir = std::env::temp_dir().join(format!("sluice-compile-tls-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = |name: &str| {
+            let (crt, key) = (
+                dir.join(format!("{name}.crt")),
+                dir.join(format!("{name}.key")),
+            );
+            let ok = std::process::Command::new("openssl")
+                .args([
+                    "req",
+                    "-x509",
+                    "-nodes",
+                    "-days",
+                    "30",
+                    "-subj",
+                    "/CN=Sluice test CA",
+                ])
+                .args([
+                    "-newkey",
+                    "ec",
+                    "-pkeyopt",
+                    "ec_paramgen_curve:P-256",
+                    "-keyout",
+                ])
+                .arg(&key)
+                .arg("-out")
+                .arg(&crt)
+                .output()
+                .unwrap()
+                .status
+                .success();
+            assert!(ok, "openssl req");
+            crt
+        };
+        let (ca_a, ca_b) = (ca("a"), ca("b"));
+        let with_ca = |ca: &std::path::Path| {
+            let mut cfg = config(&[("web", &[11]), ("api", &[12])], &[("a", "web")]);
+            for c in &mut cfg.clusters {
+                c.tls = Some(crate::config::ClusterTls {
+                    ca: ca.to_path_buf(),
+                    server_name: None,
+                    cert: None,
+                    key: None,
+                });
+            }
+            cfg
+        };
+        let mut reg = Registry::default();
+        let tls = |reg: &mut Registry, cfg: &Config| {
+            let plane = build_plane(cfg, &[port_info()], reg, 1).unwrap();
+            let configs: Vec<_> = (0..2)
+                .map(|i| plane.l7.cluster(i).tls.as_ref().unwrap().config.clone())
+                .collect();
+            configs
+        };
+        let first = tls(&mut reg, &with_ca(&ca_a));
+        assert!(!Arc::ptr_eq(&first[0], &first[1]), "one per cluster");
+        let again = tls(&mut reg, &with_ca(&ca_a));
+        assert!(Arc::ptr_eq(&first[0], &again[0]) && Arc::ptr_eq(&first[1], &again[1]));
+        let other = tls(&mut reg, &with_ca(&ca_b));
+        assert!(
+            !Arc::ptr_eq(&first[0], &other[0]),
+            "another CA: a new configuration"
+        );
+        // Only the last compile's configurations are kept.
+        let back = tls(&mut reg, &with_ca(&ca_a));
+        assert!(!Arc::ptr_eq(&first[0], &back[0]));
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     /// Only a device that may move a flow between queues (af_packet's
