@@ -379,6 +379,17 @@ for name, p in tp:
     for t, r in (("sluice", s), ("haproxy", h), ("router", rt), ("direct", di)):
         if r is not None: describe(base + t, t, r)
 
+print(f"\n### Tail latency (p99.9 / max, ms)\n")
+print("| point | Sluice | HAProxy | kernel router | direct |")
+print("|---|---|---|---|---|")
+for name, p in tp:
+    base = name[: -len("sluice")]
+    cols = []
+    for t in ("sluice", "haproxy", "router", "direct"):
+        r = get(base + t)
+        cols.append("–" if r is None else f"{r['p999']:.2f} / {r['max']:.2f}")
+    print(f"| {label(p[2], p[3])} | {' | '.join(cols)} |")
+
 print(f"\n### Where the CPUs went (busy % of client CPU / proxy CPU during each run)\n")
 print("| point | Sluice | HAProxy (its own share) | kernel router | direct | bytes/response | TCP retrans S/H/R/D |")
 print("|---|---|---|---|---|---|---|")

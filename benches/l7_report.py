@@ -13,19 +13,22 @@ def ms(v):
 
 
 def parse_wrk(path):
-    """rps, p50/p99 (ms), requests, bytes read, socket errors (total and
+    """rps, p50/p99 (ms), p99.9/max (ms, when the script printed them:
+    benches/wrk_spread.lua), requests, bytes read, socket errors (total and
     which), non-2xx responses, and `bad` when any of those went wrong."""
     try:
         text = open(path).read()
     except OSError:
         text = "wrk failed: no output"
-    r = {"rps": 0.0, "p50": NAN, "p99": NAN, "req": 0, "bytes": 0,
+    r = {"rps": 0.0, "p50": NAN, "p99": NAN, "p999": NAN, "max": NAN, "req": 0, "bytes": 0,
          "sock": 0, "sockd": "", "non2xx": 0, "failed": "wrk failed" in text}
     m = re.search(r"Requests/sec:\s+([\d.]+)", text)
     if m: r["rps"] = float(m.group(1))
     for p, key in (("50", "p50"), ("99", "p99")):
         m = re.search(rf"^\s+{p}%\s+(\S+)", text, re.M)
         if m: r[key] = ms(m.group(1))
+    m = re.search(r"Tail latency: p99.9 (\d+) us, max (\d+) us", text)
+    if m: r["p999"], r["max"] = int(m.group(1)) / 1000, int(m.group(2)) / 1000
     m = re.search(r"(\d+) requests in [\d.]+\w+, ([\d.]+)(B|KB|MB|GB) read", text)
     if m:
         r["req"] = int(m.group(1))

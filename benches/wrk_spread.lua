@@ -20,3 +20,10 @@ function setup(thread)
   n = n + 1
   thread.addr = wrk.lookup(hosts[(n - 1) % #hosts + 1], port)[1]
 end
+
+-- The tail of the latency distribution, which wrk's --latency report
+-- stops short of (it prints up to p99): parsed by benches/l7_report.py.
+function done(summary, latency, requests)
+  io.write(string.format("Tail latency: p99.9 %d us, max %d us\n",
+    latency:percentile(99.9), latency.max))
+end
