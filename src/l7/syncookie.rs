@@ -32,12 +32,17 @@
 //! that generator (sPCG32) can be run backwards: [`seed_for_isn`] gives the
 //! seed whose draw is the cookie. The listening socket is then fed a
 //! synthetic SYN ([`write_segment`], rebuilt from the ACK and the cookie's
-//! MSS, no other options) followed by the client's ACK in the same poll, so
-//! it goes LISTEN → SYN-RECEIVED → ESTABLISHED before it transmits anything
-//! (smoltcp processes all received packets of a poll before egress): no
-//! second SYN-ACK leaves. The test `cookie_isn_drives_smoltcp_to_established`
-//! pins this to smoltcp's behaviour; the engine also checks the state after
-//! the poll and aborts a socket that did not establish.
+//! MSS, no other options) in a poll whose SYN-ACK is thrown away (the
+//! cookie's twin: same ISN and acknowledgment, no window scale, the same
+//! window), and the client's segment in a second poll, which takes it from
+//! SYN-RECEIVED to ESTABLISHED. smoltcp's receive window stays empty until
+//! it has sent a SYN-ACK, so without the first poll's SYN-ACK an ACK
+//! carrying data (the client's handshake ACK lost, its request first) is
+//! refused and leaves the socket in SYN-RECEIVED, and an established
+//! socket refuses the first request until the client retransmits it. The
+//! test `cookie_isn_drives_smoltcp_to_established` pins this to smoltcp's
+//! behaviour; the engine also checks the state after the second poll and
+//! aborts a socket that did not establish.
 
 use std::hash::Hasher;
 use std::net::IpAddr;
