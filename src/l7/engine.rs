@@ -205,7 +205,8 @@ impl Engine {
                 && self.cookies_recent(eg.plane, &key, Some(eg.now_ns)) =>
             {
                 if let Some(slot) = self.accept_cookie(eg, key, pkt) {
-                    // The ACK went in with the synthetic SYN.
+                    // The client's segment (an ACK, perhaps with data)
+                    // went in after the synthetic SYN.
                     self.counters.inc(Counter::l7_rx_segments);
                     self.touch(slot);
                 } else if eg.reset(pkt) {
@@ -341,6 +342,9 @@ impl Engine {
 
     /// An ACK of no connection on a listener that sent cookies: if it
     /// carries a valid cookie, the connection it stands for, established.
+    /// The ACK may carry data (the client's handshake ACK lost, its
+    /// request the first segment to arrive, or retransmitted): its
+    /// sequence number is still the client's ISN + 1.
     fn accept_cookie(&mut self, eg: &mut Egress<'_>, key: Key, pkt: &[u8]) -> Option<u32> {
         let li = eg.plane.l7.listener(key.local, key.lport)?;
         let Some((cookie, mss)) = cookie_of(&key, pkt, Some(eg.now_ns)) else {

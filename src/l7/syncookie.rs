@@ -32,12 +32,17 @@
 //! that generator (sPCG32) can be run backwards: [`seed_for_isn`] gives the
 //! seed whose draw is the cookie. The listening socket is then fed a
 //! synthetic SYN ([`write_segment`], rebuilt from the ACK and the cookie's
-//! MSS, no other options) followed by the client's ACK in the same poll, so
-//! it goes LISTEN → SYN-RECEIVED → ESTABLISHED before it transmits anything
-//! (smoltcp processes all received packets of a poll before egress): no
-//! second SYN-ACK leaves. The test `cookie_isn_drives_smoltcp_to_established`
-//! pins this to smoltcp's behaviour; the engine also checks the state after
-//! the poll and aborts a socket that did not establish.
+//! MSS, no other options) in a poll whose SYN-ACK is thrown away (the
+//! cookie's twin: same ISN and acknowledgment, no window scale, the same
+//! window), and the client's segment in a second poll, which takes it from
+//! SYN-RECEIVED to ESTABLISHED. smoltcp's receive window stays empty until
+//! it has sent a SYN-ACK, so without the first poll's SYN-ACK an ACK
+//! carrying data (the client's handshake ACK lost, its request first) is
+//! refused and leaves the socket in SYN-RECEIVED, and an established
+//! socket refuses the first request until the client retransmits it. The
+//! test `cookie_isn_drives_smoltcp_to_established` pins this to smoltcp's
+//! behaviour; the engine also checks the state after the second poll and
+//! aborts a socket that did not establish.
 
 use std::hash::Hasher;
 use std::net::IpAddr;
@@ -450,22 +455,59 @@ mod tests {
         }
     }
 
-    /// The mechanism the engine relies on, against smoltcp itself: a
-    /// listening socket on an interface seeded by `seed_for_isn`, fed the
-    /// synthetic SYN and the client's ACK in one poll, is established and
-    /// sent nothing; data it sends then starts at the cookie + 1.
+    /// `seg` with `payload` after its header, lengths and checksums fixed.
+    fn with_payload(seg: &Segment, payload: &[u8]) -> Vec<u8> {
+        let mut b = [0u8; 80];
+        let n = write_segment(seg, &mut b).unwrap();
+        let mut p = b[..n].to_vec();
+        p.extend_from_slice(payload);
+        let ip_len = if seg.src.is_ipv6() { 40 } else { 20 };
+        let total = p.len();
+        let tcp_len = total - ip_len;
+        p[ip_len + 16..ip_len + 18].fill(0);
+        let pseudo = match (seg.src, seg.dst) {
+            (IpAddr::V4(src), IpAddr::V4(dst)) => {
+                p[2..4].copy_from_slice(&(total as u16).to_be_bytes());
+                p[10..12].fill(0);
+                let c = checksum(&p[..20]);
+                p[10..12].copy_from_slice(&c.to_be_bytes());
+                pseudo_header_v4(&src, &dst, IpProtocol::Tcp, tcp_len as u16)
+            }
+            (IpAddr::V6(src), IpAddr::V6(dst)) => {
+                p[4..6].copy_from_slice(&(tcp_len as u16).to_be_bytes());
+                pseudo_header_v6(&src, &dst, IpProtocol::Tcp, tcp_len as u32)
+            }
+            _ => unreachable!(),
+        };
+        let c = !fold(pseudo + sum(&p[ip_len..]));
+        p[ip_len + 16..ip_len + 18].copy_from_slice(&c.to_be_bytes());
+        p
+    }
+
+    /// The mechanism the engine relies on (`Conns::accept_cookie`),
+    /// against smoltcp itself: a listening socket on an interface seeded
+    /// by `seed_for_isn`, fed the synthetic SYN in one poll (its SYN-ACK,
+    /// the cookie's twin, thrown away) and the client's segment in the
+    /// next, is established and takes the client's data, whether the
+    /// data comes after a bare ACK or (the ACK lost) is the first segment
+    /// to arrive; data it sends starts at the cookie + 1.
     #[test]
     fn cookie_isn_drives_smoltcp_to_established() {
         use smoltcp::iface::{Config, Interface, SocketSet};
         use smoltcp::socket::tcp;
         use smoltcp::wire::{HardwareAddress, IpAddress, IpCidr};
-        for (local, remote) in [
+        const REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+        for ((local, remote), ack_lost) in [
             (IpAddr::from([10, 0, 0, 1]), IpAddr::from([10, 0, 0, 2])),
             (
                 "2001:db8::1".parse().unwrap(),
                 "2001:db8::2".parse().unwrap(),
             ),
-        ] {
+        ]
+        .into_iter()
+        .flat_map(|a| [(a, false), (a, true)])
+        {
+            let what = format!("{local}, handshake ACK lost: {ack_lost}");
             let key = Key {
                 local,
                 lport: 80,
@@ -492,14 +534,9 @@ mod tests {
                 mss: None,
                 ..syn
             };
-            let mut b = [0u8; 80];
-            let n = write_segment(&syn, &mut b).unwrap();
-            let syn_bytes = b[..n].to_vec();
-            let n = write_segment(&ack, &mut b).unwrap();
-            let ack_bytes = b[..n].to_vec();
-
+            let data = Segment { flags: 0x18, ..ack };
             let mut dev = Loop {
-                rx: [syn_bytes, ack_bytes].into_iter().collect(),
+                rx: [with_payload(&syn, &[])].into_iter().collect(),
                 tx: Vec::new(),
             };
             let mut cfg = Config::new(HardwareAddress::Ip);
@@ -517,16 +554,37 @@ mod tests {
             let mut set = SocketSet::new(Vec::new());
             let h = set.add(s);
             iface.poll(t0, &mut dev, &mut set);
+            // The SYN-ACK thrown away: the cookie's twin.
+            assert_eq!(dev.tx.len(), 1, "{what}");
+            let (seq, ackn, window, opts) = parse(&dev.tx[0]).unwrap();
+            assert_eq!(
+                (seq, ackn, window),
+                (cookie, client_isn + 1, 4096),
+                "{what}"
+            );
+            assert!(!opts.contains(&3), "{what}: no window scale: {opts:?}");
+            dev.tx.clear();
+            if !ack_lost {
+                dev.rx.push_back(with_payload(&ack, &[]));
+                iface.poll(t0, &mut dev, &mut set);
+                let s = set.get_mut::<tcp::Socket>(h);
+                assert_eq!(s.state(), tcp::State::Established, "{what}");
+                assert!(dev.tx.is_empty(), "{what}: sent {:?}", dev.tx);
+            }
+            dev.rx.push_back(with_payload(&data, REQUEST));
+            iface.poll(t0, &mut dev, &mut set);
             let s = set.get_mut::<tcp::Socket>(h);
-            assert_eq!(s.state(), tcp::State::Established, "{local}");
-            assert!(dev.tx.is_empty(), "{local}: sent {:?}", dev.tx);
+            assert_eq!(s.state(), tcp::State::Established, "{what}");
+            let mut got = [0u8; 64];
+            let n = s.recv_slice(&mut got).unwrap();
+            assert_eq!(&got[..n], REQUEST, "{what}");
+            dev.tx.clear();
             s.send_slice(b"hi").unwrap();
             iface.poll(t0, &mut dev, &mut set);
-            assert_eq!(dev.tx.len(), 1);
-            let p = &dev.tx[0];
-            let (seq, ackn, _, _) = parse(p).unwrap();
-            assert_eq!(seq, cookie.wrapping_add(1), "{local}");
-            assert_eq!(ackn, client_isn.wrapping_add(1));
+            assert_eq!(dev.tx.len(), 1, "{what}");
+            let (seq, ackn, _, _) = parse(&dev.tx[0]).unwrap();
+            assert_eq!(seq, cookie.wrapping_add(1), "{what}");
+            assert_eq!(ackn, client_isn + 1 + REQUEST.len() as u32, "{what}");
         }
     }
 }

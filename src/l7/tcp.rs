@@ -134,9 +134,10 @@ impl Egress<'_> {
 /// egress path.
 struct Dev<'a, 'e> {
     rx: Option<&'a [u8]>,
-    /// A second packet, after `rx` in the same poll (a SYN cookie's
-    /// synthetic SYN, then the client's ACK).
-    rx2: Option<&'a [u8]>,
+    /// Whatever smoltcp transmits in this poll is thrown away (the
+    /// SYN-ACK a SYN cookie's synthetic SYN draws: the client has had the
+    /// cookie's own).
+    discard: bool,
     eg: &'a mut Egress<'e>,
     mtu: usize,
 }
@@ -144,6 +145,8 @@ struct Dev<'a, 'e> {
 struct Rx<'a>(&'a [u8]);
 struct Tx<'a, 'e> {
     eg: &'a mut Egress<'e>,
+    /// Write into a scratch buffer and send nothing ([`Dev::discard`]).
+    discard: bool,
     /// Taken in `Device::transmit` (so that an empty pool makes smoltcp
     /// keep the data); `None` for the token that comes with a received
     /// packet, which allocates in `consume`.
@@ -158,6 +161,13 @@ impl phy::RxToken for Rx<'_> {
 
 impl phy::TxToken for Tx<'_, '_> {
     fn consume<R, F: FnOnce(&mut [u8]) -> R>(self, len: usize, f: F) -> R {
+        if self.discard {
+            let mut scratch = [0u8; 128];
+            return match scratch.get_mut(..len) {
+                Some(b) => f(b),
+                None => f(&mut vec![0u8; len]),
+            };
+        }
         // A token frees what it took: the mbuf goes to the tx buffer or is
         // dropped (freed) here. If there is none (or the packet does not
         // fit), smoltcp's bytes go to a scratch buffer and the segment is
@@ -198,20 +208,29 @@ impl<'e> Device for Dev<'_, 'e> {
         Self: 'b;
 
     fn receive(&mut self, _t: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let p = self.rx.take().or_else(|| self.rx2.take())?;
+        let p = self.rx.take()?;
         Some((
             Rx(p),
             Tx {
                 eg: self.eg,
+                discard: self.discard,
                 m: None,
             },
         ))
     }
 
     fn transmit(&mut self, _t: Instant) -> Option<Self::TxToken<'_>> {
+        if self.discard {
+            return Some(Tx {
+                eg: self.eg,
+                discard: true,
+                m: None,
+            });
+        }
         let m = self.eg.pool.alloc()?;
         Some(Tx {
             eg: self.eg,
+            discard: false,
             m: Some(m),
         })
     }
@@ -336,7 +355,7 @@ impl Conns {
         cfg.random_seed = seed;
         let mut dev = Dev {
             rx: None,
-            rx2: None,
+            discard: false,
             eg,
             mtu: self.mtu,
         };
@@ -404,8 +423,20 @@ impl Conns {
 
     /// A connection opened by a valid SYN cookie `cookie`
     /// (super::syncookie): a listening socket whose ISN will be the cookie
-    /// is fed `syn` (rebuilt from the cookie) and then `ack` (the client's
-    /// segment) in one poll. The caller checks that it is established.
+    /// is fed `syn` (rebuilt from the cookie) in one poll, whose SYN-ACK
+    /// is thrown away, and then `ack` (the client's segment, with or
+    /// without data) in a second poll. The caller checks that it is
+    /// established.
+    ///
+    /// The SYN-ACK smoltcp sends (and believes the client got) is what
+    /// makes it take data: until it has advertised a window, smoltcp's
+    /// receive window is empty, and a segment with data in SYN-RECEIVED
+    /// (the client's handshake ACK lost, its request the first segment
+    /// to arrive) is answered with a bare ACK and leaves the socket in
+    /// SYN-RECEIVED; an established one refuses the first request the
+    /// same way until the client retransmits it. The SYN-ACK thrown away
+    /// matches the cookie's (same ISN and acknowledgment, no window
+    /// scale, the same receive buffer as window).
     #[allow(clippy::too_many_arguments)]
     pub fn accept_cookie(
         &mut self,
@@ -425,16 +456,15 @@ impl Conns {
         let slot = self.insert(c);
         let mtu = self.mtu;
         let c = self.slots[slot as usize].as_deref_mut()?;
-        let now = instant(now_ns);
         let mut dev = Dev {
             rx: Some(syn),
-            rx2: Some(ack),
+            discard: true,
             eg,
             mtu,
         };
-        c.iface.poll(now, &mut dev, &mut c.sockets);
-        // Re-arm the timer as any poll does.
-        self.poll(slot, None, now_ns, eg);
+        c.iface.poll(instant(now_ns), &mut dev, &mut c.sockets);
+        // The client's segment, in a poll that also re-arms the timer.
+        self.poll(slot, Some(ack), now_ns, eg);
         Some(slot)
     }
 
@@ -481,7 +511,7 @@ impl Conns {
         let now = instant(now_ns);
         let mut dev = Dev {
             rx,
-            rx2: None,
+            discard: false,
             eg,
             mtu,
         };
