@@ -545,6 +545,12 @@ impl Engine {
                 // sees its window open and can read the answer), and an
                 // orphan kept alive by bare ACKs is reset in the end.
                 let orphaned = c.orphaned_ns;
+                if let Some(t) = c.tls.as_deref_mut() {
+                    if t.fin_owed() {
+                        let s = c.sockets.get_mut::<tcp::Socket>(c.handle);
+                        send_owed_fin(t, s);
+                    }
+                }
                 let s = c.socket();
                 while s.can_recv() {
                     if s.recv(|d| (d.len(), d.len())).unwrap_or(0) == 0 {
@@ -1494,6 +1500,15 @@ fn upstream_tls(
 
 /// A TLS upstream connection that may idle in the pool (or be taken out
 /// of it): handshake done, no failure, no close_notify, no plaintext.
+/// Write what rustls holds; a FIN owed since `Env::close` goes once it
+/// is all out.
+fn send_owed_fin(t: &mut Tls, s: &mut tcp::Socket<'static>) {
+    t.write_to(&mut SocketIo(&mut *s));
+    if t.fin_owed() && t.drained_for_fin() {
+        s.close();
+    }
+}
+
 fn tls_idle(t: &Tls) -> bool {
     !t.handshaking()
         && t.failed().is_none()
@@ -1582,11 +1597,12 @@ impl SessionEnv<'_, '_> {
         true
     }
 
-    /// Send what rustls has for either side.
+    /// Send what rustls has for either side (and a FIN owed once it is
+    /// all written).
     fn tls_flush(&mut self) {
         for side in [Side::Client, Side::Upstream] {
             if let Some((t, s)) = self.side_tls(side) {
-                t.write_to(&mut SocketIo(s));
+                send_owed_fin(t, s);
             }
         }
     }
@@ -1594,9 +1610,10 @@ impl SessionEnv<'_, '_> {
 
 /// One end of [`Env::forward`]: a socket, with or without TLS. Bytes go
 /// from the source's receive buffer (or rustls' plaintext) straight into
-/// the destination's send buffer (or into rustls, which encrypts them at
-/// once into at most the socket's free space, see `tls.rs`); nothing is
-/// copied on the way but by the encryption itself.
+/// the destination's send buffer (or into rustls, which encrypts them
+/// into about the socket's free space, see `tls.rs`; pieces under 2 KiB
+/// wait in the `Tls` to share one record); nothing else is copied on
+/// the way but by the encryption itself.
 struct End<'a> {
     tls: Option<&'a mut Tls>,
     sock: &'a mut tcp::Socket<'static>,
@@ -1805,6 +1822,11 @@ impl Env for SessionEnv<'_, '_> {
             if t.failed().is_none() && !t.handshaking() {
                 t.close_notify();
                 t.write_to(&mut SocketIo(&mut *s));
+                if !t.drained_for_fin() {
+                    // The response's tail is still in rustls (the socket
+                    // was full): the FIN follows it (`send_owed_fin`).
+                    return;
+                }
             }
             s.close();
             return;
@@ -1892,6 +1914,13 @@ impl Env for SessionEnv<'_, '_> {
         let up = std::mem::replace(&mut self.upstream, NONE);
         if up == NONE {
             return;
+        }
+        // What the session wrote to the upstream in this step is encrypted
+        // and sent before the connection is pooled or closed.
+        if let Some(c) = self.e.conns.get(up) {
+            if let Some(t) = c.tls.as_deref_mut() {
+                t.write_to(&mut SocketIo(c.sockets.get_mut::<tcp::Socket>(c.handle)));
+            }
         }
         match how {
             Release::Pool { max_idle } => {

@@ -6,7 +6,7 @@
 //!
 //! ```text
 //!   smoltcp rx ──read_from──▶ read_tls → process_new_packets ──recv──▶ session
-//!   session ──send──▶ writer() (encrypts) ──write_to──▶ write_tls → smoltcp tx
+//!   session ──send──▶ pending / writer() (encrypts) ──write_to──▶ write_tls → smoltcp tx
 //! ```
 //!
 //! [`Tls`] owns only the rustls state and a few facts about it; the
@@ -24,8 +24,13 @@
 //! - Plaintext is taken from the session only when rustls has nothing left
 //!   to write and only as much as, once encrypted, fits the socket's free
 //!   send space ([`Tls::plain_room`]). What rustls holds between
-//!   encryption and `write_tls` is therefore at most one socket's worth,
-//!   and normally nothing (a session ticket or an alert may wait a round).
+//!   encryption and `write_tls` is therefore about one socket's worth
+//!   (the room allows for one record header and tag per 16 KiB; a
+//!   response written in many pieces may take a few dozen bytes more,
+//!   which wait for the next room), and normally nothing (a session
+//!   ticket or an alert may wait a round). A close waits for it: the FIN
+//!   goes only once rustls has written everything
+//!   ([`Tls::drained_for_fin`]), or the response's tail would be cut.
 //! - Small plaintext writes of one engine step (a response head, then a
 //!   short body) wait in [`Tls`]'s `pending` (at most 2 KiB) and are
 //!   encrypted together at the step's end ([`Tls::write_to`]): one record,
@@ -225,6 +230,10 @@ pub struct Tls {
     /// Where the peer's bytes are in the TLS record layer, and its TLS 1.2
     /// renegotiation attempts not yet taken.
     frames: Frames,
+    /// The connection is to end (close_notify queued) but rustls still
+    /// held ciphertext the socket had no room for: the FIN waits until it
+    /// is written ([`Tls::drained_for_fin`]), or the tail would be cut.
+    fin_after_drain: bool,
     /// Upstream only: the digest of the cluster's TLS settings
     /// ([`settings_digest`]) and the backend's name this connection was
     /// made with, so that a pooled connection is reused only under the
@@ -276,6 +285,7 @@ impl Tls {
             in_progress: false,
             reported: false,
             frames: Frames::default(),
+            fin_after_drain: false,
             made_with: None,
         }
     }
@@ -515,8 +525,8 @@ impl Tls {
             .saturating_sub(self.pending.len())
     }
 
-    /// Encrypt at most [`Tls::plain_room`]`(cipher_room)` bytes of `bytes`;
-    /// returns how many were taken.
+    /// Take at most [`Tls::plain_room`]`(cipher_room)` bytes of `bytes`
+    /// to encrypt ([`Tls::write_plain`]); returns how many were taken.
     pub fn send(&mut self, bytes: &[u8], cipher_room: usize) -> usize {
         let n = bytes.len().min(self.plain_room(cipher_room));
         if n == 0 {
@@ -526,11 +536,16 @@ impl Tls {
         n
     }
 
-    /// Encrypt all of `bytes`: the caller has checked [`Tls::plain_room`].
+    /// Take all of `bytes` to encrypt: the caller has checked
+    /// [`Tls::plain_room`].
     /// Small writes wait (see `pending`); a write that does not fit
     /// with them goes out in the same record or records.
     pub fn write_plain(&mut self, bytes: &[u8]) {
         if self.pending.len() + bytes.len() <= COALESCE {
+            if self.pending.capacity() == 0 {
+                // Once, and never more: at most COALESCE per connection.
+                self.pending.reserve_exact(COALESCE);
+            }
             self.pending.extend_from_slice(bytes);
             return;
         }
@@ -594,6 +609,25 @@ impl Tls {
         }
         self.plain = self.plain.saturating_sub(total);
         total
+    }
+
+    /// Ciphertext (or an alert) is waiting in rustls for room in the
+    /// socket.
+    pub fn wants_write(&self) -> bool {
+        self.conn.wants_write() || !self.pending.is_empty()
+    }
+
+    /// After [`Tls::close_notify`] and a write: whether the FIN may go now
+    /// (rustls has written everything); if not, remembers that the FIN
+    /// is owed, and a later call (after more writes) says when.
+    pub fn drained_for_fin(&mut self) -> bool {
+        self.fin_after_drain = self.wants_write() && self.failed.is_none();
+        !self.fin_after_drain
+    }
+
+    /// A FIN is owed once rustls has written what it holds.
+    pub fn fin_owed(&self) -> bool {
+        self.fin_after_drain
     }
 
     /// Queue a close_notify alert (RFC 8446 §6.1).

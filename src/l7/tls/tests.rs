@@ -348,6 +348,88 @@ fn small_writes_of_a_step_go_out_as_one_record() {
     }
 }
 
+/// A socket with room for `room` more bytes, then `WouldBlock`.
+struct Full<'a> {
+    to: &'a mut Pipe,
+    room: usize,
+}
+
+impl Write for Full<'_> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.room == 0 {
+            return Err(io::ErrorKind::WouldBlock.into());
+        }
+        let n = buf.len().min(self.room);
+        self.room -= n;
+        self.to.write(&buf[..n])
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A close whose response does not fit the socket owes its FIN until
+/// rustls has written everything: the client gets the whole response,
+/// then close_notify.
+#[test]
+fn the_fin_waits_until_the_response_is_written() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    let mut c = client(&cfg, "a.example");
+    let mut t = handshake(&s, &mut c).unwrap();
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    let body: Vec<u8> = (0..30_000u32).map(|i| (i % 253) as u8).collect();
+    t.write_plain(&body);
+    t.close_notify();
+    t.write_to(&mut Full {
+        to: &mut down,
+        room: 10_000,
+    });
+    assert!(t.wants_write());
+    assert!(!t.drained_for_fin(), "FIN owed while rustls holds the tail");
+    assert!(t.fin_owed());
+    // Room again: the rest goes, then the FIN may.
+    t.write_to(&mut down);
+    assert!(t.fin_owed() && t.drained_for_fin());
+    let mut plain = Vec::new();
+    while !down.0.is_empty() {
+        c.read_tls(&mut down).unwrap();
+        let io = c.process_new_packets().unwrap();
+        let _ = c.reader().read_to_end(&mut plain);
+        if down.0.is_empty() {
+            assert!(io.peer_has_closed(), "close_notify last");
+        }
+    }
+    assert_eq!(plain, body);
+}
+
+/// Nothing written after a fatal alert: pending plaintext is dropped.
+#[test]
+fn pending_plaintext_is_dropped_after_a_failure() {
+    let s = setup(TlsVersion::Tls12);
+    let cfg = client_config(&s, &[&rustls::version::TLS13]);
+    let mut c = client(&cfg, "a.example");
+    let mut t = handshake(&s, &mut c).unwrap();
+    let mut down = Pipe::default();
+    t.write_to(&mut down);
+    down.0.clear();
+    t.write_plain(b"HTTP/1.1 200 OK\r\n\r\n");
+    // A record of garbage from the client: a fatal error.
+    let mut up = Pipe(vec![23, 3, 3, 0, 20]);
+    up.0.extend_from_slice(&[0xAA; 20]);
+    assert!(t.read_from(&mut up).is_err());
+    t.write_to(&mut down);
+    assert!(!t.has_pending());
+    // Only the alert went out: one record, of type alert (21).
+    let recs = records(&down.0);
+    assert!(
+        recs.iter().all(|&(ty, _)| ty == 21 || ty == 23) && recs.len() == 1,
+        "{recs:?}"
+    );
+    assert!(t.drained_for_fin(), "after a failure the FIN is never held");
+}
+
 #[test]
 fn resumption_is_counted_as_resumed() {
     let s = setup(TlsVersion::Tls12);
