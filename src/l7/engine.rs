@@ -408,12 +408,15 @@ impl Engine {
     }
 
     /// End of a burst: timers, then every touched connection's owner.
-    pub fn run(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts) {
+    /// Returns whether there was anything to do (a timer or a touched
+    /// connection).
+    pub fn run(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> bool {
         let now = eg.now_ns;
         while let Some(slot) = self.conns.due(now) {
             self.conns.poll(slot, None, now, eg);
             self.touch(slot);
         }
+        let worked = !self.touched.is_empty();
         if self.prober {
             self.probe_tick(eg, snat);
         }
@@ -427,6 +430,7 @@ impl Engine {
             i += 1;
         }
         self.touched.clear();
+        worked
     }
 
     /// Something happened on connection `slot` (a packet, a timer).

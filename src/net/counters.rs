@@ -36,11 +36,13 @@ counters! {
     /// Bytes the NIC accepted for transmission.
     tx_bytes,
     /// Nanoseconds the worker spent in loop iterations that had work
-    /// (packets received or handed over, neighbor news); iterations that
-    /// found every queue empty are not counted. A busy-polling worker
-    /// shows 100% CPU whatever its load: the rate of this counter (ns per
-    /// second) is its real load, and divided by the requests or packets
-    /// in the same interval, its cost per request or packet.
+    /// (packets received or handed over, neighbor news, L7 timers);
+    /// iterations that found nothing to do are not counted. A
+    /// busy-polling worker shows 100% CPU whatever its load: the rate of
+    /// this counter (ns per second) is its real load, and divided by the
+    /// requests or packets in the same interval, its cost per request or
+    /// packet. It is wall time: a worker that shares its CPU also counts
+    /// the time it was preempted in such an iteration.
     busy_ns,
     /// ARP requests for our addresses answered.
     arp_replies,

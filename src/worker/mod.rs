@@ -158,9 +158,10 @@ struct Worker {
 }
 
 impl Worker {
-    fn l7_run(&mut self) {
+    /// L7 timers and events; whether there were any.
+    fn l7_run(&mut self) -> bool {
         self.l7
-            .run(&mut self.out.egress(self.now), &mut self.l4.snat);
+            .run(&mut self.out.egress(self.now), &mut self.l4.snat)
     }
 
     /// Hand `m` to worker `to`'s redirect ring, counting `counter`.
@@ -557,7 +558,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
 
         w.l4.expire_paced(now, expire_budget);
         if !w.out.plane.l7.is_empty() || w.out.plane.services.probing || w.l7_busy() {
-            w.l7_run();
+            worked |= w.l7_run();
             // What the userspace TCP stack sent in this iteration leaves
             // now: each proxied request crosses Sluice twice each way, and
             // waiting for the drain timer would add up to four drain
