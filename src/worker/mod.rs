@@ -507,6 +507,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
         if planes.update(&mut w.out.plane) {
+            w.out.neighbors.plane_changed();
             w.plan_ahead();
         }
         let mut worked = false;

@@ -43,7 +43,7 @@ use crate::net::counters::{
     SVC_PACKETS,
 };
 use crate::net::neighbor::NeighborTable;
-use crate::net::output::emit_l2;
+use crate::net::output::{emit_l2, emit_l2_backend};
 use crate::net::plane::Plane;
 use crate::net::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
 use crate::net::Verdict;
@@ -421,8 +421,8 @@ pub fn from_client(
                     now,
                 );
                 if svc.mode == Mode::Nat {
-                    let conn = *st.conntrack.conn(id);
-                    return nat_forward(plane, neighbors, st, buf, pkt, &conn, now);
+                    let conn = st.conntrack.conn(id);
+                    return nat_forward(plane, neighbors, st, buf, pkt, conn, now);
                 }
                 Some(b)
             } else {
@@ -582,8 +582,7 @@ fn nat_open(
     match r {
         Ok(id) => {
             st.open(be.id, svc.id);
-            let conn = *st.conntrack.conn(id);
-            nat_forward(plane, neighbors, st, buf, pkt, &conn, now)
+            nat_forward(plane, neighbors, st, buf, pkt, st.conntrack.conn(id), now)
         }
         Err(e) => {
             st.snat.free(snat_ip, snat_port);
@@ -720,7 +719,7 @@ fn rewrite_l4_v6(
 fn nat_forward(
     plane: &Plane,
     neighbors: &mut NeighborTable,
-    st: &mut L4State,
+    st: &L4State,
     buf: &mut [u8],
     pkt: Ip,
     conn: &Conn,
@@ -730,60 +729,50 @@ fn nat_forward(
         return Drop(Counter::drop_no_conn);
     };
     // Towards the backend: as the reverse of the backend's own packets.
-    nat_send(
-        plane,
-        neighbors,
-        st,
-        buf,
-        &pkt,
-        conn.backend,
-        rev,
-        Counter::l4_forwarded,
-        now,
-    )
+    let dst = match nat_rewrite(buf, &pkt, rev) {
+        Ok(dst) => dst,
+        Err(v) => return v,
+    };
+    st.count_backend(conn.backend, &pkt);
+    let out = emit_l2_backend(plane, neighbors, buf, pkt.l3, conn.backend, dst, now);
+    transmit(out, pkt.end, Counter::l4_forwarded)
 }
 
 /// Rewrite a NAT packet so that it travels opposite to packets with key
-/// `opposite` (from its destination to its source), count it for
-/// `backend`, and send it towards its new destination.
-#[allow(clippy::too_many_arguments)]
-fn nat_send(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    st: &L4State,
-    buf: &mut [u8],
-    pkt: &Ip,
-    backend: u32,
-    opposite: &FlowKey,
-    counter: Counter,
-    now: u64,
-) -> Verdict {
+/// `opposite` (from its destination to its source); its new destination.
+#[inline]
+fn nat_rewrite(buf: &mut [u8], pkt: &Ip, opposite: &FlowKey) -> Result<IpAddr, Verdict> {
     // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
     // bytes to the one-fold rewrite, without building and matching IpAddrs.
-    let dst = match (pkt.src, pkt.dst) {
+    match (pkt.src, pkt.dst) {
         (IpAddr::V4(os), IpAddr::V4(od)) if opposite.is_ipv4() => {
             let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[12], a[13], a[14], a[15]);
             let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
             let (sp, dp) = (opposite.dst_port, opposite.src_port);
             if !rewrite_v4(buf, pkt, (os, od), (ns, nd), sp, dp) {
-                return Drop(Counter::drop_ttl_expired);
+                return Err(Drop(Counter::drop_ttl_expired));
             }
-            IpAddr::V4(nd)
+            Ok(IpAddr::V4(nd))
         }
         _ => {
             let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
             if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
-                return Drop(Counter::drop_ttl_expired);
+                return Err(Drop(Counter::drop_ttl_expired));
             }
-            dst
+            Ok(dst)
         }
-    };
-    st.count_backend(backend, pkt);
-    match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
+    }
+}
+
+/// The verdict for a packet ending at `end` whose L2 header was written
+/// (`out`: egress port and start) or could not be (`out`: the verdict).
+#[inline]
+fn transmit(out: Result<(usize, usize), Verdict>, end: usize, counter: Counter) -> Verdict {
+    match out {
         Ok((port, start)) => Verdict::Transmit {
             port,
             start,
-            len: pkt.end - start,
+            len: end - start,
             counter,
         },
         Err(v) => v,
@@ -833,20 +822,16 @@ pub fn nat_return(
         Direction::Reply,
         now,
     );
-    let conn = *st.conntrack.conn(id);
+    let conn = st.conntrack.conn(id);
     // Back to the client: as the reverse of the client's own packets (from
     // the VIP and service port).
-    Some(nat_send(
-        plane,
-        neighbors,
-        st,
-        buf,
-        &pkt,
-        conn.backend,
-        conn.fwd(),
-        Counter::l4_returned,
-        now,
-    ))
+    let dst = match nat_rewrite(buf, &pkt, conn.fwd()) {
+        Ok(dst) => dst,
+        Err(v) => return Some(v),
+    };
+    st.count_backend(conn.backend, &pkt);
+    let out = emit_l2(plane, neighbors, buf, pkt.l3, dst, now);
+    Some(transmit(out, pkt.end, Counter::l4_returned))
 }
 
 /// Passive marking: the backend's first answer to a new NAT connection
@@ -998,15 +983,10 @@ fn dsr_forward(
     };
     st.count_backend(backend, &pkt);
     match svc.mode {
-        Mode::L2Dsr => match emit_l2(plane, neighbors, buf, pkt.l3, be.addr, now) {
-            Ok((port, start)) => Verdict::Transmit {
-                port,
-                start,
-                len: pkt.end - start,
-                counter,
-            },
-            Err(v) => v,
-        },
+        Mode::L2Dsr => {
+            let out = emit_l2_backend(plane, neighbors, buf, pkt.l3, backend, be.addr, now);
+            transmit(out, pkt.end, counter)
+        }
         Mode::Ipip | Mode::Gre => {
             let Some(src) = be.src else {
                 return Drop(Counter::drop_no_route);
@@ -1014,7 +994,7 @@ fn dsr_forward(
             let Some(outer) = encapsulate(buf, &pkt, svc.mode, src, be.addr) else {
                 return Drop(Counter::drop_no_headroom);
             };
-            match emit_l2(plane, neighbors, buf, outer, be.addr, now) {
+            match emit_l2_backend(plane, neighbors, buf, outer, backend, be.addr, now) {
                 Ok((port, start)) => {
                     let mtu = plane.ports[port].mtu as usize;
                     if pkt.end - outer > mtu {
