@@ -184,6 +184,22 @@ pub fn emit_l2_backend(
         }
         return Ok((h.port as usize, start));
     }
+    emit_l2_backend_miss(plane, neighbors, buf, l3, backend, dst, now)
+}
+
+/// [`emit_l2_backend`] without a valid memo: resolve and write as
+/// [`emit_l2`] does, and remember the result.
+#[cold]
+#[inline(never)]
+fn emit_l2_backend_miss(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    l3: usize,
+    backend: u32,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, usize), Verdict> {
     let (out, start, until) = emit_l2_until(plane, neighbors, buf, l3, dst, now)?;
     let mut hdr = L2Header {
         port: out as u8,

@@ -137,7 +137,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(self.protocol_number())
+    }
+
+    /// The protocol field as a number (no conversion to [`IpProtocol`]).
+    #[inline]
+    pub fn protocol_number(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
     }
 
     pub fn checksum(&self) -> u16 {

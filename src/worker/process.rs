@@ -132,7 +132,7 @@ fn ipv4_in(
         (
             ip.src_addr(),
             ip.dst_addr(),
-            ip.protocol(),
+            ip.protocol_number(),
             ip.total_len() as usize,
         )
     };
@@ -155,18 +155,18 @@ fn ipv4_in(
     if dkind & (OWN | VIP) == 0 {
         return Drop(Counter::drop_ip_not_ours);
     }
-    if matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
+    if proto == 6 || proto == 17 {
         let pkt = balancer::Ip {
             l3,
             l4,
             end,
             src: IpAddr::V4(src),
             dst: IpAddr::V4(dst),
-            proto: u8::from(proto),
+            proto,
         };
         return tcp_udp(plane, neighbors, l4st, buf, pkt, vip, now);
     }
-    match proto {
+    match IpProtocol::from(proto) {
         IpProtocol::Icmp => {
             let icmp = match Icmpv4Packet::new_checked(&buf[l4..end]) {
                 Ok(i) => i,

@@ -397,7 +397,8 @@ pub fn from_client(
                     .services
                     .backend(b)
                     .is_some_and(|be| be.cluster == svc.cluster);
-            if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
+            let reset = in_cluster && plane.services.reset_now(b);
+            if reset && pkt.proto == 6 {
                 return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, false, now);
             }
             // A client's new SYN on a finished connection (the client reused
@@ -413,7 +414,7 @@ pub fn from_client(
                     .services
                     .backend(b)
                     .is_some_and(|be| be.weight > 0 && be.up);
-            if in_cluster && !plane.services.reset_now(b) && !reopened_elsewhere {
+            if in_cluster && !reset && !reopened_elsewhere {
                 conntrack::observe_tcp(
                     st.conntrack.conn_mut(id),
                     tcp_flags,
@@ -647,29 +648,33 @@ fn rewrite_v4(
     sport: u16,
     dport: u16,
 ) -> bool {
-    let h = pkt.l3;
-    let ttl = buf[h + 8];
+    // Fixed-size views: one bounds check each instead of one per byte.
+    let (head, seg) = buf.split_at_mut(pkt.l4);
+    let h: &mut [u8; 20] = (&mut head[pkt.l3..pkt.l3 + 20]).try_into().unwrap();
+    let ttl = h[8];
     if ttl <= 1 {
         return false;
     }
     let addrs = checksum::delta32(u32::from(old.0), u32::from(new.0))
         + checksum::delta32(u32::from(old.1), u32::from(new.1));
-    let proto = buf[h + 9];
+    let proto = h[9];
     let ttl_word = checksum::delta16(
         u16::from_be_bytes([ttl, proto]),
         u16::from_be_bytes([ttl - 1, proto]),
     );
-    let c = u16::from_be_bytes([buf[h + 10], buf[h + 11]]);
+    let c = u16::from_be_bytes([h[10], h[11]]);
     let c = checksum::apply_delta(c, addrs + ttl_word);
-    buf[h + 8] = ttl - 1;
-    buf[h + 10..h + 12].copy_from_slice(&c.to_be_bytes());
-    buf[h + 12..h + 16].copy_from_slice(&new.0.octets());
-    buf[h + 16..h + 20].copy_from_slice(&new.1.octets());
-    let l4 = pkt.l4;
-    let osport = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
-    let odport = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
-    let at = if pkt.proto == 6 { l4 + 16 } else { l4 + 6 };
-    let old_c = u16::from_be_bytes([buf[at], buf[at + 1]]);
+    h[8] = ttl - 1;
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h[12..16].copy_from_slice(&new.0.octets());
+    h[16..20].copy_from_slice(&new.1.octets());
+    // TCP's checksum is at 16, UDP's at 6; both have the ports first.
+    let at = if pkt.proto == 6 { 16 } else { 6 };
+    let t: &mut [u8; 2] = (&mut seg[at..at + 2]).try_into().unwrap();
+    let old_c = u16::from_be_bytes(*t);
+    let p: &mut [u8; 4] = (&mut seg[..4]).try_into().unwrap();
+    let osport = u16::from_be_bytes([p[0], p[1]]);
+    let odport = u16::from_be_bytes([p[2], p[3]]);
     // A UDP checksum of 0 means none was computed (RFC 768); a computed
     // one of 0 is sent as 0xffff.
     if pkt.proto == 6 || old_c != 0 {
@@ -678,10 +683,10 @@ fn rewrite_v4(
         if pkt.proto != 6 && c == 0 {
             c = 0xffff;
         }
-        buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
     }
-    buf[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
-    buf[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
     true
 }
 
