@@ -105,11 +105,7 @@ pub fn solicit(plane: &Plane, u: Unresolved, buf: &mut [u8], at: usize) -> Verdi
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
         Unresolved::Solicit(port, target) => {
             match build_solicit(plane, port, target, &mut buf[at..]) {
-                Some(len) => Verdict::Solicited {
-                    port,
-                    start: at,
-                    len,
-                },
+                Some(len) => Verdict::solicited(port, at, len),
                 None => Drop(Counter::drop_neighbor_miss),
             }
         }
@@ -410,7 +406,9 @@ impl Egress<'_> {
                     }
                 };
                 match v {
-                    Verdict::Solicited { port, start, len } => self.solicited(port, m, start, len),
+                    Verdict::Solicited { port, start, len } => {
+                        self.solicited(port as usize, m, start as usize, len as usize)
+                    }
                     Verdict::Drop(c) => self.counters.inc(c),
                     _ => self.counters.inc(Counter::drop_neighbor_miss),
                 }

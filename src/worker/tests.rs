@@ -303,7 +303,7 @@ impl World {
         );
         let out = match v {
             Verdict::Transmit { start, len, .. } | Verdict::Solicited { start, len, .. } => {
-                buf[start..start + len].to_vec()
+                buf[start as usize..(start + len) as usize].to_vec()
             }
             _ => Vec::new(),
         };
@@ -583,7 +583,7 @@ fn verdict_kind(v: Verdict) -> Expect {
         Verdict::Solicited { .. } => Expect::Solicited,
         Verdict::Drop(c) => Expect::Drop(c),
         Verdict::Consumed(c) => Expect::Consumed(c),
-        Verdict::Redirect { worker } => Expect::Redirect(worker),
+        Verdict::Redirect { worker } => Expect::Redirect(worker as usize),
         Verdict::L7 { .. } => Expect::L7,
         Verdict::PassOn => Expect::PassOn,
     }

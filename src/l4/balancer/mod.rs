@@ -774,12 +774,7 @@ fn nat_rewrite(buf: &mut [u8], pkt: &Ip, opposite: &FlowKey) -> Result<IpAddr, V
 #[inline]
 fn transmit(out: Result<(usize, usize), Verdict>, end: usize, counter: Counter) -> Verdict {
     match out {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: end - start,
-            counter,
-        },
+        Ok((port, start)) => Verdict::transmit(port, start, end - start, counter),
         Err(v) => v,
     }
 }
@@ -960,12 +955,7 @@ fn backend_down_reset(
         pkt.src
     };
     match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: end - start,
-            counter: Counter::l4_backend_down_resets,
-        },
+        Ok((port, start)) => Verdict::transmit(port, start, end - start, Counter::l4_backend_down_resets),
         Err(v) => v,
     }
 }
@@ -1005,12 +995,7 @@ fn dsr_forward(
                     if pkt.end - outer > mtu {
                         return Drop(Counter::drop_too_big);
                     }
-                    Verdict::Transmit {
-                        port,
-                        start,
-                        len: pkt.end - start,
-                        counter,
-                    }
+                    Verdict::transmit(port, start, pkt.end - start, counter)
                 }
                 Err(v) => v,
             }
