@@ -42,10 +42,16 @@ pub enum Verdict {
     /// The frame's answer could not go out because the next hop is
     /// unresolved; `buf[start..start + len]` now holds a solicitation for it,
     /// for `port`. Counted as `drop_neighbor_miss` + `neighbor_solicits`.
-    Solicited { port: u32, start: u32, len: u32 },
+    Solicited {
+        port: u32,
+        start: u32,
+        len: u32,
+    },
     /// The packet belongs to a connection another worker owns (NAT return
     /// traffic whose SNAT port is in that worker's range): hand it over.
-    Redirect { worker: u32 },
+    Redirect {
+        worker: u32,
+    },
     /// A client's packet for an L4 service that is not a connection's
     /// first and that this worker has no state for: with several workers it
     /// may be a packet of another worker's connection that the device put
@@ -57,7 +63,10 @@ pub enum Verdict {
     PassOn,
     /// A TCP segment for the L7 engine (a listener or one of its
     /// connections): the IP packet is `buf[l3..end]`.
-    L7 { l3: u32, end: u32 },
+    L7 {
+        l3: u32,
+        end: u32,
+    },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),

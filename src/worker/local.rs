@@ -56,7 +56,12 @@ pub fn arp_in(
             reply.emit(&mut ArpPacket::new_unchecked(
                 &mut buf[l3..l3 + arp::PACKET_LEN],
             ));
-            Verdict::transmit(port, start, l3 + arp::PACKET_LEN - start, Counter::arp_replies)
+            Verdict::transmit(
+                port,
+                start,
+                l3 + arp::PACKET_LEN - start,
+                Counter::arp_replies,
+            )
         }
         ArpOperation::Reply if for_us => Verdict::Consumed(Counter::neighbor_replies),
         ArpOperation::Request | ArpOperation::Reply => Drop(Counter::drop_arp_not_ours),

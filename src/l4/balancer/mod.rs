@@ -955,7 +955,9 @@ fn backend_down_reset(
         pkt.src
     };
     match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
-        Ok((port, start)) => Verdict::transmit(port, start, end - start, Counter::l4_backend_down_resets),
+        Ok((port, start)) => {
+            Verdict::transmit(port, start, end - start, Counter::l4_backend_down_resets)
+        }
         Err(v) => v,
     }
 }
