@@ -614,8 +614,8 @@ fn snat_mix(key: &FlowKey) -> u64 {
 /// and decrementing the TTL / hop limit. False if the TTL ran out.
 fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
     match (pkt.src, pkt.dst, src, dst) {
-        (IpAddr::V4(os), IpAddr::V4(od), IpAddr::V4(ns), IpAddr::V4(nd)) => {
-            return rewrite_v4(buf, pkt, (os, od), (ns, nd), sport, dport);
+        (IpAddr::V4(_), IpAddr::V4(_), IpAddr::V4(ns), IpAddr::V4(nd)) => {
+            return rewrite_v4(buf, pkt, (ns.octets(), nd.octets()), sport, dport);
         }
         (IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) => {
             let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
@@ -638,16 +638,11 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
 /// and folded into the IP header checksum and the TCP/UDP checksum (whose
 /// pseudo-header holds the addresses) in one step each, rather than one
 /// fold per changed field. The classification has checked the header (20
-/// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header.
+/// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header. The
+/// old addresses are read from the header; the new ones are given as bytes
+/// (`new`: source, destination).
 #[inline]
-fn rewrite_v4(
-    buf: &mut [u8],
-    pkt: &Ip,
-    old: (Ipv4Addr, Ipv4Addr),
-    new: (Ipv4Addr, Ipv4Addr),
-    sport: u16,
-    dport: u16,
-) -> bool {
+fn rewrite_v4(buf: &mut [u8], pkt: &Ip, new: ([u8; 4], [u8; 4]), sport: u16, dport: u16) -> bool {
     // Fixed-size views: one bounds check each instead of one per byte.
     let (head, seg) = buf.split_at_mut(pkt.l4);
     let h: &mut [u8; 20] = (&mut head[pkt.l3..pkt.l3 + 20]).try_into().unwrap();
@@ -655,8 +650,9 @@ fn rewrite_v4(
     if ttl <= 1 {
         return false;
     }
-    let addrs = checksum::delta32(u32::from(old.0), u32::from(new.0))
-        + checksum::delta32(u32::from(old.1), u32::from(new.1));
+    let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let addrs = checksum::delta32(word(&h[12..16]), u32::from_be_bytes(new.0))
+        + checksum::delta32(word(&h[16..20]), u32::from_be_bytes(new.1));
     let proto = h[9];
     let ttl_word = checksum::delta16(
         u16::from_be_bytes([ttl, proto]),
@@ -666,8 +662,8 @@ fn rewrite_v4(
     let c = checksum::apply_delta(c, addrs + ttl_word);
     h[8] = ttl - 1;
     h[10..12].copy_from_slice(&c.to_be_bytes());
-    h[12..16].copy_from_slice(&new.0.octets());
-    h[16..20].copy_from_slice(&new.1.octets());
+    h[12..16].copy_from_slice(&new.0);
+    h[16..20].copy_from_slice(&new.1);
     // TCP's checksum is at 16, UDP's at 6; both have the ports first.
     let at = if pkt.proto == 6 { 16 } else { 6 };
     let t: &mut [u8; 2] = (&mut seg[at..at + 2]).try_into().unwrap();
@@ -748,25 +744,22 @@ fn nat_forward(
 #[inline]
 fn nat_rewrite(buf: &mut [u8], pkt: &Ip, opposite: &FlowKey) -> Result<IpAddr, Verdict> {
     // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
-    // bytes to the one-fold rewrite, without building and matching IpAddrs.
-    match (pkt.src, pkt.dst) {
-        (IpAddr::V4(os), IpAddr::V4(od)) if opposite.is_ipv4() => {
-            let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[12], a[13], a[14], a[15]);
-            let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
-            let (sp, dp) = (opposite.dst_port, opposite.src_port);
-            if !rewrite_v4(buf, pkt, (os, od), (ns, nd), sp, dp) {
-                return Err(Drop(Counter::drop_ttl_expired));
-            }
-            Ok(IpAddr::V4(nd))
+    // bytes to the one-fold rewrite (which reads the old addresses from
+    // the header), without building and matching IpAddrs.
+    if pkt.src.is_ipv4() && opposite.is_ipv4() {
+        let v4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
+        let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
+        let (sp, dp) = (opposite.dst_port, opposite.src_port);
+        if !rewrite_v4(buf, pkt, (ns, nd), sp, dp) {
+            return Err(Drop(Counter::drop_ttl_expired));
         }
-        _ => {
-            let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
-            if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
-                return Err(Drop(Counter::drop_ttl_expired));
-            }
-            Ok(dst)
-        }
+        return Ok(IpAddr::V4(Ipv4Addr::from(nd)));
     }
+    let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
+    if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
+        return Err(Drop(Counter::drop_ttl_expired));
+    }
+    Ok(dst)
 }
 
 /// The verdict for a packet ending at `end` whose L2 header was written
