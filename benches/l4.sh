@@ -27,8 +27,9 @@ FLOWS=${2:-1048576}
 TMP=$(mktemp -d)
 TP=""
 SL=""
+NC=""
 cleanup() {
-  for pid in $TP $SL; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in $TP $SL $NC; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench
 }
@@ -100,12 +101,62 @@ counter() { # NAME
     | python3 -c 'import json,sys; d=json.load(sys.stdin); print(d["counters"]["'"$1"'"] if "'"$1"'" in d["counters"] else d["services"]["web"]["connections"])'
 }
 
-run_mode() { # MODE -> writes "pps new_per_sec" to $TMP/MODE.rate
+# New connections: the service's connection counter, sampled every few
+# milliseconds over HTTP from the start (one process per sample, as
+# `counter` does, takes ~100 ms: longer than a whole first pass of DSR),
+# until every flow has its connection. Prints "PEAK AVERAGE" (connections
+# a second: the best window of at least 50 ms, and the whole first pass
+# from the first sample that saw connections to the first that saw all),
+# or "0 0" and the reason on stderr when the pass was too short to sample.
+new_conn_sampler() { # FLOWS LIMIT_S SLUICE_PID
+  python3 - "$1" "$2" "$3" <<'PY'
+import json, os, sys, time, urllib.request
+flows, limit, pid = int(sys.argv[1]), float(sys.argv[2]), int(sys.argv[3])
+url = "http://127.0.0.1:9198/stats"
+samples, end = [], time.monotonic() + limit
+while time.monotonic() < end:
+    try:
+        os.kill(pid, 0)
+    except OSError:
+        break
+    try:
+        with urllib.request.urlopen(url, timeout=1) as r:
+            c = json.load(r)["services"]["web"]["connections"]
+    except Exception:
+        time.sleep(0.01)
+        continue
+    t = time.monotonic()
+    if c > 0:
+        samples.append((t, c))
+    if c >= flows:
+        break
+    time.sleep(0.003)
+if len(samples) < 2 or samples[-1][1] < flows:
+    print(f"l4.sh: new connections not measured: {len(samples)} sample(s) during the first pass "
+          f"(it took less than the sampling interval, or did not finish)", file=sys.stderr)
+    print("0 0")
+    sys.exit(0)
+peak, j = 0.0, 0
+for i in range(1, len(samples)):
+    while j + 1 < i and samples[i][0] - samples[j + 1][0] >= 0.05:
+        j += 1
+    dt = samples[i][0] - samples[j][0]
+    if dt >= 0.05:
+        peak = max(peak, (samples[i][1] - samples[j][1]) / dt)
+(t0, c0), (t1, c1) = samples[0], samples[-1]
+avg = (c1 - c0) / (t1 - t0)
+print(f"{int(peak)} {int(avg)}")
+PY
+}
+
+run_mode() { # MODE -> writes "pps new_peak new_avg" to $TMP/MODE.rate
   config "$1" >"$TMP/$1.toml"
   "$BIN" run --config "$TMP/$1.toml" --port-device "p0=$SRC" \
     --stats-out "$TMP/$1.json" >"$TMP/$1.log" 2>&1 &
   SL=$!
-  local a b t0 t1 c0 c1 peak=0 i
+  new_conn_sampler "$FLOWS" $((START_LIMIT + 60)) "$SL" >"$TMP/$1.new" &
+  NC=$!
+  local a b i
   # Forwarding has started once the first packet went out.
   for ((i = 0; i < START_LIMIT * 10; i++)); do
     [ "$(counter tx_packets 2>/dev/null || echo 0)" -gt 0 ] && break
@@ -114,37 +165,31 @@ $(tail -20 "$TMP/$1.log")"
     sleep 0.1
   done
   [ "$(counter tx_packets 2>/dev/null || echo 0)" -gt 0 ] || die "sluice ($1) did not forward within ${START_LIMIT} s (START_LIMIT)"
-  # New connections: sample the service's connection counter while the
-  # first pass over the pcap is still opening them.
-  c0=$(counter connections); t0=$(date +%s.%N)
-  for _ in $(seq 40); do
-    sleep 0.05
-    c1=$(counter connections); t1=$(date +%s.%N)
-    peak=$(python3 -c "print(max($peak, ($c1-$c0)/($t1-$t0)))")
-    c0=$c1; t0=$t1
-    [ "$c1" -ge "$FLOWS" ] && break
-  done
+  # The steady state starts once the first pass has opened every
+  # connection (the sampler stops there).
+  wait "$NC" || true
+  NC=""
   sleep 1
   a=$(counter tx_packets); sleep "$SECS"; b=$(counter tx_packets)
   kill -TERM "$SL" 2>/dev/null || true
   wait "$SL" 2>/dev/null || true
   SL=""
   [ "$b" -gt "$a" ] || die "sluice ($1) forwarded nothing in the measured ${SECS} s"
-  echo "$(( (b - a) / SECS )) ${peak%.*}" >"$TMP/$1.rate"
+  echo "$(( (b - a) / SECS )) $(cat "$TMP/$1.new")" >"$TMP/$1.rate"
 }
 
 # Not in a subshell: a failure must stop the script, and the cleanup must
 # know the pid.
 report() { # LABEL
 run_mode nat
-read -r NAT_PPS NAT_NEW <"$TMP/nat.rate"
+read -r NAT_PPS NAT_NEW NAT_AVG <"$TMP/nat.rate"
 run_mode ipip
-read -r DSR_PPS DSR_NEW <"$TMP/ipip.rate"
+read -r DSR_PPS DSR_NEW DSR_AVG <"$TMP/ipip.rate"
 
-python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$FLOWS" "$1" <<'PY'
+python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$NAT_AVG" "$DSR_AVG" "$FLOWS" "$1" <<'PY'
 import sys
-tp, nat, dsr, nat_new, dsr_new, flows = (int(float(x)) for x in sys.argv[1:7])
-print(f"--- {sys.argv[7]}")
+tp, nat, dsr, nat_new, dsr_new, nat_avg, dsr_avg, flows = (int(float(x)) for x in sys.argv[1:9])
+print(f"--- {sys.argv[9]}")
 if tp <= 0 or nat <= 0 or dsr <= 0:
     sys.exit(f"l4.sh: a rate is missing (testpmd {tp}, NAT {nat}, IPIP {dsr} pps): no ratio")
 r = lambda x: x / tp
@@ -152,8 +197,12 @@ print(f"flows                       : {flows}")
 print(f"testpmd macswap             : {tp/1e6:8.2f} Mpps")
 print(f"sluice NAT  (steady state)  : {nat/1e6:8.2f} Mpps   ratio {r(nat):.2f}")
 print(f"sluice IPIP (steady state)  : {dsr/1e6:8.2f} Mpps   ratio {r(dsr):.2f}")
-print(f"new connections, NAT        : {nat_new/1e6:8.2f} M/s (peak 50 ms window, first pass)")
-print(f"new connections, IPIP       : {dsr_new/1e6:8.2f} M/s (peak 50 ms window, first pass)")
+def conns(peak, avg):
+    if peak <= 0 and avg <= 0:
+        return "     n/a   (first pass not sampled, see above)"
+    return f"{peak/1e6:8.2f} M/s peak 50 ms window, {avg/1e6:.2f} M/s over the first pass"
+print(f"new connections, NAT        : {conns(nat_new, nat_avg)}")
+print(f"new connections, IPIP       : {conns(dsr_new, dsr_avg)}")
 PY
 }
 

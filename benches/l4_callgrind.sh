@@ -17,7 +17,11 @@
 #   new connection   = (new - start) / FLOWS
 #   steady state     = (all - new) / (2 * FLOWS)
 # Everything the process executes per packet is counted, the pcap PMD's
-# read of each packet (libpcap) included. BIN=path/to/sluice measures
+# read of each packet (libpcap) included. The idle polls before
+# --exit-on-idle last a fixed time, so on a loaded machine they add up to
+# ~2 % of noise to these differences; the script also prints the steady
+# state of Worker::handle alone (inclusive, from callgrind_annotate),
+# which no polling reaches and which repeats to within one instruction. BIN=path/to/sluice measures
 # another build (default: target/release/sluice, built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,17 +75,30 @@ ir() { # MODE PCAP -> total instructions of the run
   grep -h '^summary:\|^totals:' "$out".* | head -1 | awk '{print $2}'
 }
 
+# Inclusive instructions of Worker::handle in a run's output: the packet
+# path alone (classification, L4, L2 output, up to the tx buffer), which
+# no idle poll reaches.
+handle_ir() { # MODE NAME
+  callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$TMP/cg.$1.$2".[0-9]* 2>/dev/null \
+    | awk '/sluice::worker::Worker::handle/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0} END {print m + 0}'
+}
+
 for mode in $MODES; do
   config "$mode" >"$TMP/$mode.toml"
   echo "$mode:" >&2
   s=$(ir "$mode" "$TMP/one.pcap")
   n=$(ir "$mode" "$TMP/new.pcap")
   a=$(ir "$mode" "$TMP/all.pcap")
-  python3 - "$mode" "$FLOWS" "$s" "$n" "$a" <<'PY'
+  hn=$(handle_ir "$mode" new)
+  ha=$(handle_ir "$mode" all)
+  python3 - "$mode" "$FLOWS" "$s" "$n" "$a" "$hn" "$ha" <<'PY'
 import sys
-mode, flows, s, n, a = sys.argv[1], *map(int, sys.argv[2:])
+mode, flows, s, n, a, hn, ha = sys.argv[1], *map(int, sys.argv[2:])
 print(f"{mode:5} new connection: {(n - s) / flows:8.0f} instructions/packet   "
       f"steady state: {(a - n) / (2 * flows):8.0f} instructions/packet   "
       f"(start {s/1e6:.1f} M, {flows} flows)")
+if hn and ha:
+    print(f"{mode:5} steady state, Worker::handle inclusive: {(ha - hn) / (2 * flows):8.0f} "
+          f"instructions/packet (no PMD, no polling)")
 PY
 done

@@ -95,6 +95,21 @@ unsafe fn exclusive(m: *mut sys::rte_mbuf) -> bool {
         && refcnt.load(std::sync::atomic::Ordering::Relaxed) == 1
 }
 
+/// `rte_pktmbuf_mtod` and `data_len`, read in Rust (the accessors below run
+/// for every packet; a call into the C shim for each costs more than the
+/// loads).
+///
+/// # Safety
+/// `m` must point to a valid mbuf.
+#[inline(always)]
+unsafe fn mtod(m: *mut sys::rte_mbuf) -> (*mut u8, usize) {
+    // SAFETY: m is valid (caller's contract); data_off is within buf_len.
+    unsafe {
+        let base = (*m).buf_addr as *mut u8;
+        (base.add((*m).data_off as usize), (*m).data_len as usize)
+    }
+}
+
 impl Mbuf {
     /// # Safety
     /// `raw` must be a valid mbuf that nothing else owns or will free, and
@@ -148,12 +163,11 @@ impl Mbuf {
     /// The packet bytes of the first (only) segment.
     #[inline]
     pub fn data(&self) -> &[u8] {
-        // SAFETY: mtod points at data_len initialised bytes inside the mbuf's
-        // buffer, which we own; the slice borrows self.
+        // SAFETY: the mbuf is valid and ours; mtod points at data_len
+        // initialised bytes inside its buffer; the slice borrows self.
         unsafe {
-            let p = sys::sluice_pktmbuf_data(self.raw.as_ptr());
-            let n = sys::sluice_pktmbuf_data_len(self.raw.as_ptr());
-            std::slice::from_raw_parts(p, n as usize)
+            let (p, n) = mtod(self.raw.as_ptr());
+            std::slice::from_raw_parts(p, n)
         }
     }
 
@@ -164,16 +178,15 @@ impl Mbuf {
         // value, and the type's invariant that no other mbuf shares the
         // buffer.
         unsafe {
-            let p = sys::sluice_pktmbuf_data(self.raw.as_ptr());
-            let n = sys::sluice_pktmbuf_data_len(self.raw.as_ptr());
-            std::slice::from_raw_parts_mut(p, n as usize)
+            let (p, n) = mtod(self.raw.as_ptr());
+            std::slice::from_raw_parts_mut(p, n)
         }
     }
 
     #[inline]
     pub fn len(&self) -> usize {
         // SAFETY: reads a field of an mbuf we own.
-        unsafe { sys::sluice_pktmbuf_data_len(self.raw.as_ptr()) as usize }
+        unsafe { (*self.raw.as_ptr()).data_len as usize }
     }
 
     #[inline]
@@ -184,7 +197,7 @@ impl Mbuf {
     #[inline]
     pub fn segments(&self) -> u16 {
         // SAFETY: reads a field of an mbuf we own.
-        unsafe { sys::sluice_pktmbuf_nb_segs(self.raw.as_ptr()) }
+        unsafe { (*self.raw.as_ptr()).nb_segs }
     }
 
     /// RSS hash the NIC computed (0 when the device gives none).
@@ -240,18 +253,18 @@ impl Mbuf {
     #[inline]
     pub fn buffer_mut(&mut self) -> (&mut [u8], usize, usize) {
         debug_assert!(self.is_exclusive());
-        let (mut buf_len, mut off, mut len) = (0u16, 0u16, 0u16);
-        // SAFETY: the shim reads three fields and returns buf_addr, which
-        // points at buf_len bytes of this mbuf's buffer; the type's invariant
-        // (direct, refcnt 1) makes the buffer this mbuf's alone, so headroom
-        // and tailroom hold no other packet, and &mut self makes the slice
-        // exclusive for its lifetime.
+        let m = self.raw.as_ptr();
+        // SAFETY: m is a valid mbuf we own (fields read in place, no call
+        // into the C shim); buf_addr points at buf_len bytes of its buffer;
+        // the type's invariant (direct, refcnt 1) makes the buffer this
+        // mbuf's alone, so headroom and tailroom hold no other packet, and
+        // &mut self makes the slice exclusive for its lifetime.
         unsafe {
-            let p = sys::sluice_pktmbuf_buffer(self.raw.as_ptr(), &mut buf_len, &mut off, &mut len);
+            let (p, buf_len) = ((*m).buf_addr as *mut u8, (*m).buf_len as usize);
             (
-                std::slice::from_raw_parts_mut(p, buf_len as usize),
-                off as usize,
-                len as usize,
+                std::slice::from_raw_parts_mut(p, buf_len),
+                (*m).data_off as usize,
+                (*m).data_len as usize,
             )
         }
     }
@@ -259,11 +272,18 @@ impl Mbuf {
     /// Make `buffer[off..off + len]` the packet. False if it does not fit.
     #[inline]
     pub fn set_window(&mut self, off: usize, len: usize) -> bool {
-        if off > u16::MAX as usize || len > u16::MAX as usize {
-            return false;
+        let m = self.raw.as_ptr();
+        // SAFETY: m is a valid mbuf we own; the window is checked against
+        // its buffer (so both fit in u16) before the fields are written.
+        unsafe {
+            if (*m).nb_segs != 1 || off.saturating_add(len) > (*m).buf_len as usize {
+                return false;
+            }
+            (*m).data_off = off as u16;
+            (*m).data_len = len as u16;
+            (*m).pkt_len = len as u32;
         }
-        // SAFETY: the shim bounds-checks off + len against buf_len.
-        unsafe { sys::sluice_pktmbuf_set_window(self.raw.as_ptr(), off as u16, len as u16) == 0 }
+        true
     }
 
     /// Copy `bytes` into a fresh mbuf from `pool`.
@@ -349,9 +369,8 @@ impl RxBurst {
                 // SAFETY: p is an mbuf we own until taken; the slice borrows
                 // self, so it cannot outlive a `take` or `recv`.
                 unsafe {
-                    let d = sys::sluice_pktmbuf_data(p);
-                    let len = sys::sluice_pktmbuf_data_len(p);
-                    std::slice::from_raw_parts(d, len as usize)
+                    let (d, len) = mtod(p);
+                    std::slice::from_raw_parts(d, len)
                 }
             }
             _ => &[],
@@ -487,7 +506,7 @@ impl TxBuffer {
         if dropped > 0 {
             for &p in &self.pkts[sent..self.len] {
                 // SAFETY: unsent mbufs are still ours; reading data_len is safe.
-                sent_bytes -= unsafe { sys::sluice_pktmbuf_data_len(p) } as u64;
+                sent_bytes -= unsafe { (*p).data_len } as u64;
             }
             // SAFETY: entries sent..len are still ours and are freed once here.
             unsafe {

@@ -69,14 +69,6 @@ struct rte_mempool *sluice_pktmbuf_pool_create(const char *name, unsigned n, uns
 	return rte_pktmbuf_pool_create(name, n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
 }
 
-uint8_t *sluice_pktmbuf_buffer(struct rte_mbuf *m, uint16_t *buf_len, uint16_t *data_off, uint16_t *data_len)
-{
-	*buf_len = m->buf_len;
-	*data_off = m->data_off;
-	*data_len = m->data_len;
-	return (uint8_t *)m->buf_addr;
-}
-
 struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m)
 {
 	struct rte_mbuf *c = rte_pktmbuf_copy(m, m->pool, 0, UINT32_MAX);
@@ -86,12 +78,3 @@ struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m)
 	return c;
 }
 
-int sluice_pktmbuf_set_window(struct rte_mbuf *m, uint16_t data_off, uint16_t len)
-{
-	if (m->nb_segs != 1 || (uint32_t)data_off + len > m->buf_len)
-		return -1;
-	m->data_off = data_off;
-	m->data_len = len;
-	m->pkt_len = len;
-	return 0;
-}

@@ -48,15 +48,10 @@ int sluice_pktmbuf_set_len(struct rte_mbuf *m, uint16_t len);
 /* Move the data start by `delta` bytes (negative: prepend). */
 int sluice_pktmbuf_adj_front(struct rte_mbuf *m, int delta);
 uint16_t sluice_pktmbuf_port(const struct rte_mbuf *m);
-/* The whole buffer: returns buf_addr and writes buf_len, data_off and
- * data_len. */
-uint8_t *sluice_pktmbuf_buffer(struct rte_mbuf *m, uint16_t *buf_len, uint16_t *data_off, uint16_t *data_len);
 /* A private copy of a shared or indirect mbuf, in fresh direct mbufs from
  * m's own pool with the default headroom; m's reference is released. NULL
  * (and m untouched) if the pool is empty. */
 struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m);
-/* Set data_off and data_len = pkt_len; single-segment only; 0 or -1. */
-int sluice_pktmbuf_set_window(struct rte_mbuf *m, uint16_t data_off, uint16_t len);
 uint64_t sluice_rdtsc(void);
 uint64_t sluice_tsc_hz(void);
 unsigned sluice_ring_enqueue_burst(struct rte_ring *r, void **objs, unsigned n);

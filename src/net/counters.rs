@@ -12,7 +12,7 @@ macro_rules! counters {
         /// Every counter a worker keeps. Drop reasons start with `Drop`.
         #[derive(Clone, Copy, Debug, PartialEq, Eq)]
         #[allow(non_camel_case_types)]
-        #[repr(usize)]
+        #[repr(u16)]
         pub enum Counter { $( $(#[$doc])* $name ),* }
 
         impl Counter {

@@ -24,27 +24,33 @@ pub mod services;
 use counters::Counter;
 
 /// What to do with a frame.
+///
+/// Offsets, ports and worker indices are `u32` (an mbuf's buffer is at most
+/// 64 KiB) and [`Counter`] is a `u16`, so that a verdict takes 16 bytes and
+/// is returned in two registers through the classification's calls
+/// instead of through memory. Build the variants with fields with the
+/// constructors below, which take `usize`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Verdict {
     /// Send `buf[start..start + len]` out of `port`, counting `counter`.
     Transmit {
-        port: usize,
-        start: usize,
-        len: usize,
+        port: u32,
+        start: u32,
+        len: u32,
         counter: Counter,
     },
     /// The frame's answer could not go out because the next hop is
     /// unresolved; `buf[start..start + len]` now holds a solicitation for it,
     /// for `port`. Counted as `drop_neighbor_miss` + `neighbor_solicits`.
     Solicited {
-        port: usize,
-        start: usize,
-        len: usize,
+        port: u32,
+        start: u32,
+        len: u32,
     },
     /// The packet belongs to a connection another worker owns (NAT return
     /// traffic whose SNAT port is in that worker's range): hand it over.
     Redirect {
-        worker: usize,
+        worker: u32,
     },
     /// A client's packet for an L4 service that is not a connection's
     /// first and that this worker has no state for: with several workers it
@@ -58,10 +64,54 @@ pub enum Verdict {
     /// A TCP segment for the L7 engine (a listener or one of its
     /// connections): the IP packet is `buf[l3..end]`.
     L7 {
-        l3: usize,
-        end: usize,
+        l3: u32,
+        end: u32,
     },
     /// Used up without an answer (an ARP reply, a neighbor advertisement).
     Consumed(Counter),
     Drop(Counter),
+}
+
+impl Verdict {
+    #[inline]
+    pub fn transmit(port: usize, start: usize, len: usize, counter: Counter) -> Verdict {
+        Verdict::Transmit {
+            port: port as u32,
+            start: start as u32,
+            len: len as u32,
+            counter,
+        }
+    }
+
+    #[inline]
+    pub fn solicited(port: usize, start: usize, len: usize) -> Verdict {
+        Verdict::Solicited {
+            port: port as u32,
+            start: start as u32,
+            len: len as u32,
+        }
+    }
+
+    #[inline]
+    pub fn redirect(worker: usize) -> Verdict {
+        Verdict::Redirect {
+            worker: worker as u32,
+        }
+    }
+
+    #[inline]
+    pub fn l7(l3: usize, end: usize) -> Verdict {
+        Verdict::L7 {
+            l3: l3 as u32,
+            end: end as u32,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_verdict_fits_in_two_registers() {
+        assert!(std::mem::size_of::<super::Verdict>() <= 16);
+    }
 }

@@ -62,7 +62,57 @@ pub struct NeighborTable {
     /// cluster) do not evict each other as a single last-hit memo would.
     /// Emptied whenever the table changes.
     memo: [Option<MemoEntry>; MEMO],
+    /// Bumped whenever an entry changes (and by
+    /// [`NeighborTable::plane_changed`]): a [`BackendL2`] memo entry is
+    /// good only while the generation it was made in lasts.
+    generation: u32,
+    /// Per backend, the whole L2 output towards it (see [`BackendL2`]),
+    /// direct mapped by backend id.
+    backend_l2: Box<[BackendL2; BACKEND_L2]>,
 }
+
+/// An Ethernet header (with the egress port's VLAN tag, if any) ready to be
+/// copied in front of an IP packet, and the port it leaves through.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct L2Header {
+    pub port: u8,
+    /// 14, or 18 with a VLAN tag.
+    pub len: u8,
+    pub bytes: [u8; 18],
+}
+
+/// What [`crate::net::output::emit_l2_backend`] resolved for a backend
+/// (route, egress port, neighbor, Ethernet header), so that the packets of
+/// a backend's connections skip the route and neighbor lookups and the
+/// header's assembly: one load and one copy. Valid while the neighbor
+/// entry it used is (`until`), the table has not changed (`generation`),
+/// and the backend still has the address it was made for (the plane
+/// changes that: [`NeighborTable::plane_changed`]).
+#[derive(Clone, Copy, Debug)]
+struct BackendL2 {
+    backend: u32,
+    /// 0: empty (generations start at 1).
+    generation: u32,
+    until: u64,
+    addr: IpAddr,
+    hdr: L2Header,
+}
+
+const BACKEND_L2_EMPTY: BackendL2 = BackendL2 {
+    backend: 0,
+    generation: 0,
+    until: 0,
+    addr: IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED),
+    hdr: L2Header {
+        port: 0,
+        len: 0,
+        bytes: [0; 18],
+    },
+};
+
+/// Entries of the per-backend memo (a power of two): backends beyond it
+/// share slots and take turns.
+const BACKEND_L2: usize = 256;
 
 /// (port, next hop), its MAC, valid until (ns).
 type MemoEntry = ((u8, IpAddr), [u8; 6], u64);
@@ -91,11 +141,48 @@ impl NeighborTable {
             outbox: Vec::with_capacity(OUTBOX),
             learned: 0,
             memo: [None; MEMO],
+            generation: 1,
+            backend_l2: Box::new([BACKEND_L2_EMPTY; BACKEND_L2]),
         }
     }
 
-    pub fn add_static(&mut self, port: u8, ip: IpAddr, mac: [u8; 6]) {
+    /// Forget every memo: an entry changed.
+    #[inline]
+    fn changed(&mut self) {
         self.memo = [None; MEMO];
+        self.generation = self.generation.wrapping_add(1).max(1);
+    }
+
+    /// A new plane is in use: routes, ports and backends' addresses may
+    /// have changed, so what [`BackendL2`] remembers no longer holds.
+    pub fn plane_changed(&mut self) {
+        self.changed();
+    }
+
+    /// The L2 output remembered for `backend` at `addr`, if still valid at
+    /// `now` (see [`BackendL2`]).
+    #[inline]
+    pub fn backend_l2(&self, backend: u32, addr: IpAddr, now: u64) -> Option<&L2Header> {
+        let e = &self.backend_l2[backend as usize % BACKEND_L2];
+        (e.generation == self.generation && e.backend == backend && now < e.until && e.addr == addr)
+            .then_some(&e.hdr)
+    }
+
+    /// Remember the L2 output towards `backend` at `addr`, good until
+    /// `until` (the neighbor entry's expiry).
+    #[inline]
+    pub fn remember_backend_l2(&mut self, backend: u32, addr: IpAddr, until: u64, hdr: L2Header) {
+        self.backend_l2[backend as usize % BACKEND_L2] = BackendL2 {
+            backend,
+            generation: self.generation,
+            until,
+            addr,
+            hdr,
+        };
+    }
+
+    pub fn add_static(&mut self, port: u8, ip: IpAddr, mac: [u8; 6]) {
+        self.changed();
         self.map.insert(
             (port, ip),
             Entry {
@@ -121,21 +208,28 @@ impl NeighborTable {
     /// Resolve `ip` on `port` at time `now` (ns).
     #[inline]
     pub fn resolve(&mut self, port: u8, ip: IpAddr, now: u64) -> Resolve {
+        self.resolve_until(port, ip, now).0
+    }
+
+    /// [`NeighborTable::resolve`], with how long a hit stays good: its
+    /// expiry (`u64::MAX` for a static entry); 0 when not a hit.
+    #[inline]
+    pub fn resolve_until(&mut self, port: u8, ip: IpAddr, now: u64) -> (Resolve, u64) {
         let m = memo_slot(port, ip);
         if let Some((k, mac, until)) = self.memo[m] {
             if k == (port, ip) && now < until {
-                return Resolve::Hit(mac);
+                return (Resolve::Hit(mac), until);
             }
         }
-        match self.map.get_mut(&(port, ip)) {
+        let r = match self.map.get_mut(&(port, ip)) {
             Some(e) => match e.state {
                 State::Static => {
                     self.memo[m] = Some(((port, ip), e.mac, u64::MAX));
-                    Resolve::Hit(e.mac)
+                    return (Resolve::Hit(e.mac), u64::MAX);
                 }
                 State::Reachable { expires } if now < expires => {
                     self.memo[m] = Some(((port, ip), e.mac, expires));
-                    Resolve::Hit(e.mac)
+                    return (Resolve::Hit(e.mac), expires);
                 }
                 State::Reachable { .. } => {
                     // Expired: keep using nothing stale; re-solicit.
@@ -166,7 +260,8 @@ impl NeighborTable {
                 }
                 Resolve::MissSolicit
             }
-        }
+        };
+        (r, 0)
     }
 
     /// Record that `ip` on `port` is at `mac`. With `create` false only an
@@ -174,7 +269,7 @@ impl NeighborTable {
     /// unsolicited advertisements). Static entries are never overwritten.
     /// Returns true if the table changed or was refreshed.
     pub fn learn(&mut self, port: u8, ip: IpAddr, mac: [u8; 6], now: u64, create: bool) -> bool {
-        self.memo = [None; MEMO];
+        self.changed();
         let expires = now + self.timeout_ns;
         let known = match self.map.get_mut(&(port, ip)) {
             Some(e) if e.state == State::Static => return false,
@@ -218,7 +313,7 @@ impl NeighborTable {
 
     /// Drop expired learned entries (called rarely, off the per-packet path).
     pub fn sweep(&mut self, now: u64) {
-        self.memo = [None; MEMO];
+        self.changed();
         let stale = 4 * self.retry_ns;
         self.map.retain(|_, e| match e.state {
             State::Static => true,
@@ -311,6 +406,35 @@ mod tests {
             "applied updates are not re-posted"
         );
         assert_eq!(t.resolve(0, ip("10.0.0.1"), 1), Resolve::Hit([7; 6]));
+    }
+
+    #[test]
+    fn backend_l2_memo_holds_until_anything_changes() {
+        let mut t = NeighborTable::new(8, 10 * S, S);
+        let be = ip("10.0.0.7");
+        let hdr = |mac: u8| L2Header {
+            port: 0,
+            len: 14,
+            bytes: [mac; 18],
+        };
+        assert_eq!(t.backend_l2(3, be, 0), None);
+        t.learn(0, be, [1; 6], 0, true);
+        let (r, until) = t.resolve_until(0, be, 1);
+        assert_eq!((r, until), (Resolve::Hit([1; 6]), 10 * S));
+        t.remember_backend_l2(3, be, until, hdr(1));
+        assert_eq!(t.backend_l2(3, be, 2), Some(&hdr(1)));
+        assert_eq!(t.backend_l2(3 + 256, be, 2), None, "another backend's slot");
+        assert_eq!(t.backend_l2(3, ip("10.0.0.8"), 2), None, "another address");
+        assert_eq!(t.backend_l2(3, be, 10 * S), None, "the neighbor expired");
+        // Any change to the table, and a new plane, forget it.
+        t.learn(0, ip("10.0.0.9"), [9; 6], 3, true);
+        assert_eq!(t.backend_l2(3, be, 4), None, "table changed");
+        t.remember_backend_l2(3, be, until, hdr(1));
+        t.plane_changed();
+        assert_eq!(t.backend_l2(3, be, 4), None, "plane changed");
+        t.remember_backend_l2(3, be, until, hdr(1));
+        t.sweep(5);
+        assert_eq!(t.backend_l2(3, be, 6), None, "swept");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::counters::{Counter, WorkerCounters};
-use super::neighbor::{NeighborTable, Resolve};
+use super::neighbor::{L2Header, NeighborTable, Resolve};
 use super::plane::{Plane, PortPlane};
 use super::Verdict;
 use super::Verdict::Drop;
@@ -69,6 +69,16 @@ pub fn resolve(
     dst: IpAddr,
     now: u64,
 ) -> Result<(usize, [u8; 6]), Unresolved> {
+    resolve_until(plane, neighbors, dst, now).map(|(port, mac, _)| (port, mac))
+}
+
+/// [`resolve`], with the time until which the neighbor entry is good.
+fn resolve_until(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, [u8; 6], u64), Unresolved> {
     let (port, hop) = match dst {
         IpAddr::V4(d) => plane
             .routes
@@ -80,10 +90,10 @@ pub fn resolve(
             .map(|nh| (nh.port, IpAddr::V6(nh.addr))),
     }
     .ok_or(Unresolved::NoRoute)?;
-    match neighbors.resolve(port as u8, hop, now) {
-        Resolve::Hit(mac) => Ok((port, mac)),
-        Resolve::MissSolicit => Err(Unresolved::Solicit(port, hop)),
-        Resolve::Miss => Err(Unresolved::Pending),
+    match neighbors.resolve_until(port as u8, hop, now) {
+        (Resolve::Hit(mac), until) => Ok((port, mac, until)),
+        (Resolve::MissSolicit, _) => Err(Unresolved::Solicit(port, hop)),
+        (Resolve::Miss, _) => Err(Unresolved::Pending),
     }
 }
 
@@ -95,11 +105,7 @@ pub fn solicit(plane: &Plane, u: Unresolved, buf: &mut [u8], at: usize) -> Verdi
         Unresolved::Pending => Drop(Counter::drop_neighbor_miss),
         Unresolved::Solicit(port, target) => {
             match build_solicit(plane, port, target, &mut buf[at..]) {
-                Some(len) => Verdict::Solicited {
-                    port,
-                    start: at,
-                    len,
-                },
+                Some(len) => Verdict::solicited(port, at, len),
                 None => Drop(Counter::drop_neighbor_miss),
             }
         }
@@ -116,7 +122,22 @@ pub fn emit_l2(
     dst: IpAddr,
     now: u64,
 ) -> Result<(usize, usize), Verdict> {
-    let (out, mac) = resolve(plane, neighbors, dst, now).map_err(|u| solicit(plane, u, buf, l3))?;
+    emit_l2_until(plane, neighbors, buf, l3, dst, now).map(|(out, start, _)| (out, start))
+}
+
+/// [`emit_l2`], with the time until which the neighbor entry it used is
+/// good.
+#[inline]
+fn emit_l2_until(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    l3: usize,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, usize, u64), Verdict> {
+    let (out, mac, until) =
+        resolve_until(plane, neighbors, dst, now).map_err(|u| solicit(plane, u, buf, l3))?;
     let et = if dst.is_ipv4() {
         EtherType::Ipv4
     } else {
@@ -127,6 +148,62 @@ pub fn emit_l2(
         return Err(Drop(Counter::drop_no_headroom));
     };
     write_l2(&mut buf[start..], p, mac, et);
+    Ok((out, start, until))
+}
+
+/// [`emit_l2`] for a packet to backend `backend` at `dst`: the neighbor
+/// table remembers, per backend, the egress port and the Ethernet header
+/// it resolved and wrote (see `neighbor::BackendL2`), so that the packets
+/// of a backend's connections cost one copy of the header instead of a
+/// route lookup, a neighbor lookup and the header's assembly each. The
+/// outcome is the same as [`emit_l2`]'s.
+#[inline]
+pub fn emit_l2_backend(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    l3: usize,
+    backend: u32,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, usize), Verdict> {
+    if let Some(h) = neighbors.backend_l2(backend, dst, now) {
+        let Some(start) = l3.checked_sub(h.len as usize) else {
+            return Err(Drop(Counter::drop_no_headroom));
+        };
+        // Fixed-size copies: a few moves, no call to memcpy.
+        const ETH: usize = ethernet::HEADER_LEN;
+        if h.len as usize == ETH {
+            buf[start..start + ETH].copy_from_slice(&h.bytes[..ETH]);
+        } else {
+            buf[start..start + h.bytes.len()].copy_from_slice(&h.bytes);
+        }
+        return Ok((h.port as usize, start));
+    }
+    emit_l2_backend_miss(plane, neighbors, buf, l3, backend, dst, now)
+}
+
+/// [`emit_l2_backend`] without a valid memo: resolve and write as
+/// [`emit_l2`] does, and remember the result.
+#[cold]
+#[inline(never)]
+fn emit_l2_backend_miss(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    buf: &mut [u8],
+    l3: usize,
+    backend: u32,
+    dst: IpAddr,
+    now: u64,
+) -> Result<(usize, usize), Verdict> {
+    let (out, start, until) = emit_l2_until(plane, neighbors, buf, l3, dst, now)?;
+    let mut hdr = L2Header {
+        port: out as u8,
+        len: (l3 - start) as u8,
+        bytes: [0; 18],
+    };
+    hdr.bytes[..l3 - start].copy_from_slice(&buf[start..l3]);
+    neighbors.remember_backend_l2(backend, dst, until, hdr);
     Ok((out, start))
 }
 
@@ -329,7 +406,9 @@ impl Egress<'_> {
                     }
                 };
                 match v {
-                    Verdict::Solicited { port, start, len } => self.solicited(port, m, start, len),
+                    Verdict::Solicited { port, start, len } => {
+                        self.solicited(port as usize, m, start as usize, len as usize)
+                    }
                     Verdict::Drop(c) => self.counters.inc(c),
                     _ => self.counters.inc(Counter::drop_neighbor_miss),
                 }

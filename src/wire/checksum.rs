@@ -21,6 +21,7 @@ use super::ip::IpProtocol;
 /// Ones' complement sum of `data` (RFC 1071 §4.1), folded to at most `0xFFFF`.
 ///
 /// Only all-zero (or empty) data sums to 0.
+#[inline]
 pub fn sum(data: &[u8]) -> u32 {
     // Adding 32-bit words is the same sum modulo 0xFFFF, because
     // 2^16 = 1 (mod 0xFFFF) (RFC 1071 §2(B), "parallel summation").
@@ -57,6 +58,7 @@ pub const fn fold(sum: u32) -> u16 {
 ///
 /// Over data that includes its own correct checksum field the result is 0,
 /// which is how the `verify_checksum` methods check.
+#[inline]
 pub fn checksum(data: &[u8]) -> u16 {
     !fold(sum(data))
 }

@@ -137,7 +137,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
     }
 
     pub fn protocol(&self) -> IpProtocol {
-        IpProtocol::from(self.buffer.as_ref()[field::PROTOCOL])
+        IpProtocol::from(self.protocol_number())
+    }
+
+    /// The protocol field as a number (no conversion to [`IpProtocol`]).
+    #[inline]
+    pub fn protocol_number(&self) -> u8 {
+        self.buffer.as_ref()[field::PROTOCOL]
     }
 
     pub fn checksum(&self) -> u16 {
@@ -154,7 +160,13 @@ impl<T: AsRef<[u8]>> Packet<T> {
 
     /// The header checksum (RFC 791 §3.1) sums to 0xFFFF over the header.
     pub fn verify_checksum(&self) -> bool {
-        checksum::checksum(&self.buffer.as_ref()[..self.header_len()]) == 0
+        let h = &self.buffer.as_ref()[..self.header_len()];
+        // A header without options (nearly all of them): summed as a
+        // fixed-size array, which the compiler unrolls.
+        if let Ok(h) = <&[u8; HEADER_LEN]>::try_from(h) {
+            return checksum::checksum(h) == 0;
+        }
+        checksum::checksum(h) == 0
     }
 
     /// The raw options (RFC 791 §3.1), `header_len() - 20` bytes.

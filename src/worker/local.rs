@@ -56,12 +56,12 @@ pub fn arp_in(
             reply.emit(&mut ArpPacket::new_unchecked(
                 &mut buf[l3..l3 + arp::PACKET_LEN],
             ));
-            Verdict::Transmit {
+            Verdict::transmit(
                 port,
                 start,
-                len: l3 + arp::PACKET_LEN - start,
-                counter: Counter::arp_replies,
-            }
+                l3 + arp::PACKET_LEN - start,
+                Counter::arp_replies,
+            )
         }
         ArpOperation::Reply if for_us => Verdict::Consumed(Counter::neighbor_replies),
         ArpOperation::Request | ArpOperation::Reply => Drop(Counter::drop_arp_not_ours),
@@ -98,12 +98,7 @@ pub fn echo_reply_v4(
     }
     let start = l3 - l2_len(&plane.ports[out]);
     write_l2(&mut buf[start..], &plane.ports[out], mac, EtherType::Ipv4);
-    Verdict::Transmit {
-        port: out,
-        start,
-        len: end - start,
-        counter: Counter::echo_replies,
-    }
+    Verdict::transmit(out, start, end - start, Counter::echo_replies)
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -145,12 +140,7 @@ pub fn ndp_in(
             // into the tailroom.
             let start = l3 - l2_len(p);
             match emit_ndisc(p, &mut buf[start..], &na, target_addr, dst, dst_mac) {
-                Some(len) => Verdict::Transmit {
-                    port,
-                    start,
-                    len,
-                    counter: Counter::ndp_adverts,
-                },
+                Some(len) => Verdict::transmit(port, start, len, Counter::ndp_adverts),
                 None => Drop(Counter::drop_no_mbuf),
             }
         }
@@ -200,10 +190,5 @@ pub fn echo_reply_v6(
     }
     let start = l3 - l2_len(out);
     write_l2(&mut buf[start..], out, mac, EtherType::Ipv6);
-    Verdict::Transmit {
-        port: out_port,
-        start,
-        len: end - start,
-        counter: Counter::echo_replies,
-    }
+    Verdict::transmit(out_port, start, end - start, Counter::echo_replies)
 }

@@ -219,6 +219,7 @@ impl Worker {
         match verdict {
             Verdict::Drop(c) | Verdict::Consumed(c) => self.out.counters.inc(c),
             Verdict::L7 { l3, end } => {
+                let (l3, end) = (l3 as usize, end as usize);
                 let seg = m.buffer_mut().0.get(l3..end).unwrap_or(&[]);
                 if !is_tcp(seg) {
                     // A UDP health check's answer (or an ICMP error about
@@ -245,6 +246,7 @@ impl Worker {
                 counter,
             } => {
                 self.out.counters.inc(counter);
+                let (port, start, len) = (port as usize, start as usize, len as usize);
                 if !self.out.egress(now).transmit(port, m, start, len) {
                     self.out.counters.inc(Counter::drop_no_headroom);
                 }
@@ -252,6 +254,7 @@ impl Worker {
             Verdict::Solicited { port, start, len } => {
                 // The packet that needed the neighbor is lost (no queueing on
                 // the hot path); its buffer carries the solicitation instead.
+                let (port, start, len) = (port as usize, start as usize, len as usize);
                 self.out.egress(now).solicited(port, m, start, len);
             }
             Verdict::Redirect { worker } => {
@@ -259,7 +262,7 @@ impl Worker {
                     // Never bounce a packet twice.
                     self.out.counters.inc(Counter::drop_no_conn);
                 } else {
-                    self.hand_over(worker, port, 1, m, Counter::redirected);
+                    self.hand_over(worker as usize, port, 1, m, Counter::redirected);
                 }
             }
         }
@@ -508,6 +511,7 @@ pub fn run(setup: WorkerSetup) -> i32 {
         // Between bursts: configuration, neighbor news and handed-over
         // packets from other cores.
         if planes.update(&mut w.out.plane) {
+            w.out.neighbors.plane_changed();
             w.plan_ahead();
         }
         let mut worked = false;

@@ -132,7 +132,7 @@ fn ipv4_in(
         (
             ip.src_addr(),
             ip.dst_addr(),
-            ip.protocol(),
+            ip.protocol_number(),
             ip.total_len() as usize,
         )
     };
@@ -155,18 +155,18 @@ fn ipv4_in(
     if dkind & (OWN | VIP) == 0 {
         return Drop(Counter::drop_ip_not_ours);
     }
-    if matches!(proto, IpProtocol::Tcp | IpProtocol::Udp) {
+    if proto == 6 || proto == 17 {
         let pkt = balancer::Ip {
             l3,
             l4,
             end,
             src: IpAddr::V4(src),
             dst: IpAddr::V4(dst),
-            proto: u8::from(proto),
+            proto,
         };
         return tcp_udp(plane, neighbors, l4st, buf, pkt, vip, now);
     }
-    match proto {
+    match IpProtocol::from(proto) {
         IpProtocol::Icmp => {
             let icmp = match Icmpv4Packet::new_checked(&buf[l4..end]) {
                 Ok(i) => i,
@@ -358,10 +358,7 @@ fn tcp_udp(
     }
     if vip {
         if pkt.proto == 6 && plane.l7.listener(pkt.dst, dport).is_some() {
-            return Verdict::L7 {
-                l3: pkt.l3,
-                end: pkt.end,
-            };
+            return Verdict::l7(pkt.l3, pkt.end);
         }
         let Some(svc) = plane.services.lookup(pkt.dst, dport, pkt.proto) else {
             return Drop(Counter::drop_no_service);
@@ -375,15 +372,12 @@ fn tcp_udp(
     // that owns it (see `crate::l4::snat`).
     match l4st.snat.owner(dport) {
         Some(w) if w != l4st.worker && plane.workers > 1 && w < plane.workers => {
-            Verdict::Redirect { worker: w }
+            Verdict::redirect(w)
         }
         // An upstream or health-check connection of the L7 engine (or a
         // segment it will count as unknown); a UDP health check's answer.
         Some(_) if (pkt.proto == 6 && !plane.l7.is_empty()) || plane.services.probing => {
-            Verdict::L7 {
-                l3: pkt.l3,
-                end: pkt.end,
-            }
+            Verdict::l7(pkt.l3, pkt.end)
         }
         Some(_) if !plane.services.is_empty() => Drop(Counter::drop_no_conn),
         _ => Drop(Counter::drop_no_service),

@@ -303,7 +303,7 @@ impl World {
         );
         let out = match v {
             Verdict::Transmit { start, len, .. } | Verdict::Solicited { start, len, .. } => {
-                buf[start..start + len].to_vec()
+                buf[start as usize..(start + len) as usize].to_vec()
             }
             _ => Vec::new(),
         };
@@ -583,7 +583,7 @@ fn verdict_kind(v: Verdict) -> Expect {
         Verdict::Solicited { .. } => Expect::Solicited,
         Verdict::Drop(c) => Expect::Drop(c),
         Verdict::Consumed(c) => Expect::Consumed(c),
-        Verdict::Redirect { worker } => Expect::Redirect(worker),
+        Verdict::Redirect { worker } => Expect::Redirect(worker as usize),
         Verdict::L7 { .. } => Expect::L7,
         Verdict::PassOn => Expect::PassOn,
     }
@@ -1660,6 +1660,7 @@ fn connections_of_a_backend_that_goes_down() {
         // Down: the control thread's new plane, the worker's state kept.
         health.set(w.backend(v4(gone)) as u32, false);
         w.plane = World::plane(&text, &health);
+        w.neighbors.plane_changed();
         let what = |s: &str| format!("{policy}: {s}");
 
         let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, ACK));
@@ -1762,6 +1763,7 @@ fn a_new_syn_on_a_finished_connection_avoids_a_down_backend() {
         w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, end));
         health.set(w.backend(v4(first)) as u32, false);
         w.plane = World::plane(&text, &health);
+        w.neighbors.plane_changed();
         let (v, out) = w.run(&tcp4(CLIENT4, VIP4, CPORT, 80, SYN));
         assert_eq!(verdict_kind(v), Expect::Transmit(Counter::l4_forwarded));
         assert_eq!(nat_dst(&out), other, "flags {end:#x}: backend down");
@@ -1840,6 +1842,7 @@ fn new_flow_rsts_mark_a_backend_down() {
         assert!(health.is_up(w.backend(v4(BE2)) as u32));
         // The control thread's next plane leaves it out.
         w.plane = World::plane(&text, &health);
+        w.neighbors.plane_changed();
         for port in 1..100u16 {
             let (_, out) = w.run(&tcp4(CLIENT4, VIP4, 20000 + port, 80, SYN));
             assert_eq!(nat_dst(&out), BE2, "new flows avoid the suspect");

@@ -200,13 +200,12 @@ fn icmp_error(
         }
         None => {
             return match st.snat.owner(q.sport()) {
-                Some(w) if w != st.worker && w < plane.workers => Verdict::Redirect { worker: w },
+                Some(w) if w != st.worker && w < plane.workers => Verdict::redirect(w),
                 // About a UDP health check's datagram, perhaps: the engine
                 // that sent it decides.
-                Some(_) if q.proto() == 17 && plane.services.probing => Verdict::L7 {
-                    l3: pkt.l3,
-                    end: pkt.end,
-                },
+                Some(_) if q.proto() == 17 && plane.services.probing => {
+                    Verdict::l7(pkt.l3, pkt.end)
+                }
                 _ => Drop(Counter::drop_no_conn),
             };
         }
@@ -283,12 +282,9 @@ fn nat_icmp(
         ip.rewrite_ttl(ttl - 1);
     }
     match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V4(dst), now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: pkt.end - start,
-            counter: Counter::icmp_errors_forwarded,
-        },
+        Ok((port, start)) => {
+            Verdict::transmit(port, start, pkt.end - start, Counter::icmp_errors_forwarded)
+        }
         Err(v) => v,
     }
 }
@@ -400,12 +396,9 @@ fn nat_icmp6(
     }
     Icmpv6Packet::new_unchecked(&mut buf[pkt.l4..pkt.end]).fill_checksum(&src, &dst);
     match emit_l2(plane, neighbors, buf, pkt.l3, IpAddr::V6(dst), now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: pkt.end - start,
-            counter: Counter::icmp_errors_forwarded,
-        },
+        Ok((port, start)) => {
+            Verdict::transmit(port, start, pkt.end - start, Counter::icmp_errors_forwarded)
+        }
         Err(v) => v,
     }
 }

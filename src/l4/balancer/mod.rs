@@ -43,7 +43,7 @@ use crate::net::counters::{
     SVC_PACKETS,
 };
 use crate::net::neighbor::NeighborTable;
-use crate::net::output::emit_l2;
+use crate::net::output::{emit_l2, emit_l2_backend};
 use crate::net::plane::Plane;
 use crate::net::services::{BackendPlane, Mode, Sched, ServicePlane, MAX_BACKENDS, MAX_SERVICES};
 use crate::net::Verdict;
@@ -397,7 +397,8 @@ pub fn from_client(
                     .services
                     .backend(b)
                     .is_some_and(|be| be.cluster == svc.cluster);
-            if in_cluster && plane.services.reset_now(b) && pkt.proto == 6 {
+            let reset = in_cluster && plane.services.reset_now(b);
+            if reset && pkt.proto == 6 {
                 return backend_down_reset(plane, neighbors, st, buf, pkt, id, flags, false, now);
             }
             // A client's new SYN on a finished connection (the client reused
@@ -413,7 +414,7 @@ pub fn from_client(
                     .services
                     .backend(b)
                     .is_some_and(|be| be.weight > 0 && be.up);
-            if in_cluster && !plane.services.reset_now(b) && !reopened_elsewhere {
+            if in_cluster && !reset && !reopened_elsewhere {
                 conntrack::observe_tcp(
                     st.conntrack.conn_mut(id),
                     tcp_flags,
@@ -421,8 +422,8 @@ pub fn from_client(
                     now,
                 );
                 if svc.mode == Mode::Nat {
-                    let conn = *st.conntrack.conn(id);
-                    return nat_forward(plane, neighbors, st, buf, pkt, &conn, now);
+                    let conn = st.conntrack.conn(id);
+                    return nat_forward(plane, neighbors, st, buf, pkt, conn, now);
                 }
                 Some(b)
             } else {
@@ -582,8 +583,7 @@ fn nat_open(
     match r {
         Ok(id) => {
             st.open(be.id, svc.id);
-            let conn = *st.conntrack.conn(id);
-            nat_forward(plane, neighbors, st, buf, pkt, &conn, now)
+            nat_forward(plane, neighbors, st, buf, pkt, st.conntrack.conn(id), now)
         }
         Err(e) => {
             st.snat.free(snat_ip, snat_port);
@@ -614,8 +614,8 @@ fn snat_mix(key: &FlowKey) -> u64 {
 /// and decrementing the TTL / hop limit. False if the TTL ran out.
 fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
     match (pkt.src, pkt.dst, src, dst) {
-        (IpAddr::V4(os), IpAddr::V4(od), IpAddr::V4(ns), IpAddr::V4(nd)) => {
-            return rewrite_v4(buf, pkt, (os, od), (ns, nd), sport, dport);
+        (IpAddr::V4(_), IpAddr::V4(_), IpAddr::V4(ns), IpAddr::V4(nd)) => {
+            return rewrite_v4(buf, pkt, (ns.octets(), nd.octets()), sport, dport);
         }
         (IpAddr::V6(os), IpAddr::V6(od), IpAddr::V6(ns), IpAddr::V6(nd)) => {
             let mut ip = Ipv6Packet::new_unchecked(&mut buf[pkt.l3..pkt.end]);
@@ -638,39 +638,39 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
 /// and folded into the IP header checksum and the TCP/UDP checksum (whose
 /// pseudo-header holds the addresses) in one step each, rather than one
 /// fold per changed field. The classification has checked the header (20
-/// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header.
+/// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header. The
+/// old addresses are read from the header; the new ones are given as bytes
+/// (`new`: source, destination).
 #[inline]
-fn rewrite_v4(
-    buf: &mut [u8],
-    pkt: &Ip,
-    old: (Ipv4Addr, Ipv4Addr),
-    new: (Ipv4Addr, Ipv4Addr),
-    sport: u16,
-    dport: u16,
-) -> bool {
-    let h = pkt.l3;
-    let ttl = buf[h + 8];
+fn rewrite_v4(buf: &mut [u8], pkt: &Ip, new: ([u8; 4], [u8; 4]), sport: u16, dport: u16) -> bool {
+    // Fixed-size views: one bounds check each instead of one per byte.
+    let (head, seg) = buf.split_at_mut(pkt.l4);
+    let h: &mut [u8; 20] = (&mut head[pkt.l3..pkt.l3 + 20]).try_into().unwrap();
+    let ttl = h[8];
     if ttl <= 1 {
         return false;
     }
-    let addrs = checksum::delta32(u32::from(old.0), u32::from(new.0))
-        + checksum::delta32(u32::from(old.1), u32::from(new.1));
-    let proto = buf[h + 9];
+    let word = |b: &[u8]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+    let addrs = checksum::delta32(word(&h[12..16]), u32::from_be_bytes(new.0))
+        + checksum::delta32(word(&h[16..20]), u32::from_be_bytes(new.1));
+    let proto = h[9];
     let ttl_word = checksum::delta16(
         u16::from_be_bytes([ttl, proto]),
         u16::from_be_bytes([ttl - 1, proto]),
     );
-    let c = u16::from_be_bytes([buf[h + 10], buf[h + 11]]);
+    let c = u16::from_be_bytes([h[10], h[11]]);
     let c = checksum::apply_delta(c, addrs + ttl_word);
-    buf[h + 8] = ttl - 1;
-    buf[h + 10..h + 12].copy_from_slice(&c.to_be_bytes());
-    buf[h + 12..h + 16].copy_from_slice(&new.0.octets());
-    buf[h + 16..h + 20].copy_from_slice(&new.1.octets());
-    let l4 = pkt.l4;
-    let osport = u16::from_be_bytes([buf[l4], buf[l4 + 1]]);
-    let odport = u16::from_be_bytes([buf[l4 + 2], buf[l4 + 3]]);
-    let at = if pkt.proto == 6 { l4 + 16 } else { l4 + 6 };
-    let old_c = u16::from_be_bytes([buf[at], buf[at + 1]]);
+    h[8] = ttl - 1;
+    h[10..12].copy_from_slice(&c.to_be_bytes());
+    h[12..16].copy_from_slice(&new.0);
+    h[16..20].copy_from_slice(&new.1);
+    // TCP's checksum is at 16, UDP's at 6; both have the ports first.
+    let at = if pkt.proto == 6 { 16 } else { 6 };
+    let t: &mut [u8; 2] = (&mut seg[at..at + 2]).try_into().unwrap();
+    let old_c = u16::from_be_bytes(*t);
+    let p: &mut [u8; 4] = (&mut seg[..4]).try_into().unwrap();
+    let osport = u16::from_be_bytes([p[0], p[1]]);
+    let odport = u16::from_be_bytes([p[2], p[3]]);
     // A UDP checksum of 0 means none was computed (RFC 768); a computed
     // one of 0 is sent as 0xffff.
     if pkt.proto == 6 || old_c != 0 {
@@ -679,10 +679,10 @@ fn rewrite_v4(
         if pkt.proto != 6 && c == 0 {
             c = 0xffff;
         }
-        buf[at..at + 2].copy_from_slice(&c.to_be_bytes());
+        seg[at..at + 2].copy_from_slice(&c.to_be_bytes());
     }
-    buf[l4..l4 + 2].copy_from_slice(&sport.to_be_bytes());
-    buf[l4 + 2..l4 + 4].copy_from_slice(&dport.to_be_bytes());
+    seg[0..2].copy_from_slice(&sport.to_be_bytes());
+    seg[2..4].copy_from_slice(&dport.to_be_bytes());
     true
 }
 
@@ -720,7 +720,7 @@ fn rewrite_l4_v6(
 fn nat_forward(
     plane: &Plane,
     neighbors: &mut NeighborTable,
-    st: &mut L4State,
+    st: &L4State,
     buf: &mut [u8],
     pkt: Ip,
     conn: &Conn,
@@ -730,62 +730,44 @@ fn nat_forward(
         return Drop(Counter::drop_no_conn);
     };
     // Towards the backend: as the reverse of the backend's own packets.
-    nat_send(
-        plane,
-        neighbors,
-        st,
-        buf,
-        &pkt,
-        conn.backend,
-        rev,
-        Counter::l4_forwarded,
-        now,
-    )
+    let dst = match nat_rewrite(buf, &pkt, rev) {
+        Ok(dst) => dst,
+        Err(v) => return v,
+    };
+    st.count_backend(conn.backend, &pkt);
+    let out = emit_l2_backend(plane, neighbors, buf, pkt.l3, conn.backend, dst, now);
+    transmit(out, pkt.end, Counter::l4_forwarded)
 }
 
 /// Rewrite a NAT packet so that it travels opposite to packets with key
-/// `opposite` (from its destination to its source), count it for
-/// `backend`, and send it towards its new destination.
-#[allow(clippy::too_many_arguments)]
-fn nat_send(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    st: &L4State,
-    buf: &mut [u8],
-    pkt: &Ip,
-    backend: u32,
-    opposite: &FlowKey,
-    counter: Counter,
-    now: u64,
-) -> Verdict {
+/// `opposite` (from its destination to its source); its new destination.
+#[inline]
+fn nat_rewrite(buf: &mut [u8], pkt: &Ip, opposite: &FlowKey) -> Result<IpAddr, Verdict> {
     // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
-    // bytes to the one-fold rewrite, without building and matching IpAddrs.
-    let dst = match (pkt.src, pkt.dst) {
-        (IpAddr::V4(os), IpAddr::V4(od)) if opposite.is_ipv4() => {
-            let v4 = |a: &[u8; 16]| Ipv4Addr::new(a[12], a[13], a[14], a[15]);
-            let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
-            let (sp, dp) = (opposite.dst_port, opposite.src_port);
-            if !rewrite_v4(buf, pkt, (os, od), (ns, nd), sp, dp) {
-                return Drop(Counter::drop_ttl_expired);
-            }
-            IpAddr::V4(nd)
+    // bytes to the one-fold rewrite (which reads the old addresses from
+    // the header), without building and matching IpAddrs.
+    if pkt.src.is_ipv4() && opposite.is_ipv4() {
+        let v4 = |a: &[u8; 16]| [a[12], a[13], a[14], a[15]];
+        let (ns, nd) = (v4(&opposite.dst), v4(&opposite.src));
+        let (sp, dp) = (opposite.dst_port, opposite.src_port);
+        if !rewrite_v4(buf, pkt, (ns, nd), sp, dp) {
+            return Err(Drop(Counter::drop_ttl_expired));
         }
-        _ => {
-            let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
-            if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
-                return Drop(Counter::drop_ttl_expired);
-            }
-            dst
-        }
-    };
-    st.count_backend(backend, pkt);
-    match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: pkt.end - start,
-            counter,
-        },
+        return Ok(IpAddr::V4(Ipv4Addr::from(nd)));
+    }
+    let (src, dst) = (opposite.dst_ip(), opposite.src_ip());
+    if !rewrite(buf, pkt, src, dst, opposite.dst_port, opposite.src_port) {
+        return Err(Drop(Counter::drop_ttl_expired));
+    }
+    Ok(dst)
+}
+
+/// The verdict for a packet ending at `end` whose L2 header was written
+/// (`out`: egress port and start) or could not be (`out`: the verdict).
+#[inline]
+fn transmit(out: Result<(usize, usize), Verdict>, end: usize, counter: Counter) -> Verdict {
+    match out {
+        Ok((port, start)) => Verdict::transmit(port, start, end - start, counter),
         Err(v) => v,
     }
 }
@@ -833,20 +815,16 @@ pub fn nat_return(
         Direction::Reply,
         now,
     );
-    let conn = *st.conntrack.conn(id);
+    let conn = st.conntrack.conn(id);
     // Back to the client: as the reverse of the client's own packets (from
     // the VIP and service port).
-    Some(nat_send(
-        plane,
-        neighbors,
-        st,
-        buf,
-        &pkt,
-        conn.backend,
-        conn.fwd(),
-        Counter::l4_returned,
-        now,
-    ))
+    let dst = match nat_rewrite(buf, &pkt, conn.fwd()) {
+        Ok(dst) => dst,
+        Err(v) => return Some(v),
+    };
+    st.count_backend(conn.backend, &pkt);
+    let out = emit_l2(plane, neighbors, buf, pkt.l3, dst, now);
+    Some(transmit(out, pkt.end, Counter::l4_returned))
 }
 
 /// Passive marking: the backend's first answer to a new NAT connection
@@ -970,12 +948,9 @@ fn backend_down_reset(
         pkt.src
     };
     match emit_l2(plane, neighbors, buf, pkt.l3, dst, now) {
-        Ok((port, start)) => Verdict::Transmit {
-            port,
-            start,
-            len: end - start,
-            counter: Counter::l4_backend_down_resets,
-        },
+        Ok((port, start)) => {
+            Verdict::transmit(port, start, end - start, Counter::l4_backend_down_resets)
+        }
         Err(v) => v,
     }
 }
@@ -998,15 +973,10 @@ fn dsr_forward(
     };
     st.count_backend(backend, &pkt);
     match svc.mode {
-        Mode::L2Dsr => match emit_l2(plane, neighbors, buf, pkt.l3, be.addr, now) {
-            Ok((port, start)) => Verdict::Transmit {
-                port,
-                start,
-                len: pkt.end - start,
-                counter,
-            },
-            Err(v) => v,
-        },
+        Mode::L2Dsr => {
+            let out = emit_l2_backend(plane, neighbors, buf, pkt.l3, backend, be.addr, now);
+            transmit(out, pkt.end, counter)
+        }
         Mode::Ipip | Mode::Gre => {
             let Some(src) = be.src else {
                 return Drop(Counter::drop_no_route);
@@ -1014,18 +984,13 @@ fn dsr_forward(
             let Some(outer) = encapsulate(buf, &pkt, svc.mode, src, be.addr) else {
                 return Drop(Counter::drop_no_headroom);
             };
-            match emit_l2(plane, neighbors, buf, outer, be.addr, now) {
+            match emit_l2_backend(plane, neighbors, buf, outer, backend, be.addr, now) {
                 Ok((port, start)) => {
                     let mtu = plane.ports[port].mtu as usize;
                     if pkt.end - outer > mtu {
                         return Drop(Counter::drop_too_big);
                     }
-                    Verdict::Transmit {
-                        port,
-                        start,
-                        len: pkt.end - start,
-                        counter,
-                    }
+                    Verdict::transmit(port, start, pkt.end - start, counter)
                 }
                 Err(v) => v,
             }
