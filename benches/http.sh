@@ -41,8 +41,8 @@
 # Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k 1m"),
 # CONNS ("1 64 1000"), WARM (2 s of warm-up per run), DEVICE (af_xdp, or
 # af_packet), AFP_ARGS (extra net_af_packet devargs, ",framecnt=4096"),
-# MBUFS (Sluice's mbufs per worker, 8191), RX_DESC (its rx ring, the
-# default of dataplane.rx_desc), IDLE_COUNTS ("2000 10000"),
+# MBUFS (Sluice's mbufs per worker, 8191), RX_DESC (its rx descriptors,
+# 2048), IDLE_COUNTS ("2000 10000"),
 # COST_COUNTS ("100 10000"), SKIP_MEM=1, SKIP_COST=1, SKIP_CEILING=1 (no
 # router or direct runs), BACKLOG (10000), RESULTS=DIR (keep wrk outputs,
 # Sluice counters and logs there), PAUSE=SECS (keep the set-up up that long
