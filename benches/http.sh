@@ -41,11 +41,16 @@
 # Environment: PROXY_CPU (1), CLIENT_CPU (0), SIZES ("small 64k 1m"),
 # CONNS ("1 64 1000"), WARM (2 s of warm-up per run), DEVICE (af_xdp, or
 # af_packet), AFP_ARGS (extra net_af_packet devargs, ",framecnt=4096"),
-# MBUFS (Sluice's mbufs per worker, 8191), IDLE_COUNTS ("2000 10000"),
+# MBUFS (Sluice's mbufs per worker, 8191), RX_DESC (its rx descriptors,
+# 2048), IDLE_COUNTS ("2000 10000"),
 # COST_COUNTS ("100 10000"), SKIP_MEM=1, SKIP_COST=1, SKIP_CEILING=1 (no
 # router or direct runs), BACKLOG (10000), RESULTS=DIR (keep wrk outputs,
 # Sluice counters and logs there), PAUSE=SECS (keep the set-up up that long
-# before measuring, to probe by hand). Run as root on an otherwise idle
+# before measuring, to probe by hand). Every run also keeps, in
+# RESULTS, NAME.before.probe and NAME.after.probe: retransmitted segments
+# per namespace and ethtool -S of l0 and l1 (the veth's XDP counters:
+# rx_queue_0_drops is what XDP could not hand to Sluice's AF_XDP socket).
+# Run as root on an otherwise idle
 # machine. See docs/BENCHMARKS.md section 4.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,7 +76,7 @@ cleanup() {
   if [ -n "${RESULTS:-}" ]; then
     mkdir -p "$RESULTS"
     cp "$TMP"/*.wrk "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.loss \
-      "$TMP"/*.l0 "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/cost "$TMP"/mem "$RESULTS"/ 2>/dev/null || true
+      "$TMP"/*.l0 "$TMP"/*.probe "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/cost "$TMP"/mem "$RESULTS"/ 2>/dev/null || true
     for i in 1 2 3; do cp "$TMP/nginx$i/error.log" "$RESULTS/nginx$i-error.log" 2>/dev/null || true; done
   fi
   rm -rf "$TMP"
@@ -144,6 +149,18 @@ stop_haproxy() {
   wait "$HAPROXY" 2>/dev/null || true
   HAPROXY=""
 }
+# Per-namespace retransmitted segments and the AF_XDP/veth counters of l0
+# and l1 (ethtool -S in the lb namespace), one "key value" a line.
+probe() {
+  local n
+  for n in client lb rt be1 be2 be3; do
+    ns "$n" awk -v n="$n" '/^Tcp: [0-9]/ {print n ".TcpRetransSegs", $13}' /proc/net/snmp
+  done
+  for n in l0 l1; do
+    ns lb ethtool -S "$n" 2>/dev/null | awk -v n="$n" -F: 'NF == 2 {gsub(/ /, "", $1); gsub(/ /, "", $2); print n "." $1, $2}'
+  done
+  python3 -c 'print("softnet.dropped", sum(int(l.split()[1], 16) for l in open("/proc/net/softnet_stat")))'
+}
 l_rx() { echo "$(ns lb cat /sys/class/net/l0/statistics/rx_packets) $(ns lb cat /sys/class/net/l1/statistics/rx_packets)"; }
 
 path_of() { case "$1" in small) echo /small ;; 64k) echo /64k.bin ;; 1m) echo /1m.bin ;; *) echo "/$1" ;; esac; }
@@ -165,9 +182,11 @@ measure() { # NAME TARGET SIZE CONNS SECS
   ns "$from" "${wrk[@]}" -d"${WARM}s" "$url" >/dev/null 2>&1 || true
   [ "$target" = sluice ] && sluice_stats "$TMP/$name.before.json"
   l0a=$(l_rx)
+  probe >"$TMP/$name.before.probe"
   c0=$(cpu_ticks); p0=$(proc_ticks "$pid"); k0=$(kernel_losses)
   ns "$from" "${wrk[@]}" -d"${5}s" --latency "$url" >"$TMP/$name.wrk" 2>&1 || echo "wrk failed: $?" >>"$TMP/$name.wrk"
   c1=$(cpu_ticks); p1=$(proc_ticks "$pid"); k1=$(kernel_losses)
+  probe >"$TMP/$name.after.probe"
   [ "$target" = sluice ] && sluice_stats "$TMP/$name.after.json"
   echo "$l0a $(l_rx)" >"$TMP/$name.l0"
   echo "$c0 $c1 $p0 $p1" >"$TMP/$name.cpu"

@@ -116,7 +116,9 @@ pub use tls::{
     ClusterTls, ListenerCertificate, LoadedCertificate, LoadedClusterTls, TlsVersion,
 };
 pub use types::{Cidr, Mac, PortDevice};
-pub use validate::{MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE};
+pub use validate::{
+    AF_XDP_FILL_MBUFS, MAX_LCORE, MAX_MAGLEV_TABLE_SIZE, MAX_WEIGHT, MIN_MAGLEV_TABLE_SIZE,
+};
 pub use validate_l7::MAX_LISTENER_MEMORY;
 
 /// A whole config file, checked. Every table may be left out (`[[port]]`

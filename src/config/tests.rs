@@ -104,7 +104,7 @@ fn defaults() {
             burst: 32,
             mbufs: 8191,
             mbuf_cache: 256,
-            rx_desc: 1024,
+            rx_desc: 2048,
             tx_desc: 1024,
             tx_drain_us: 100,
             neighbor_timeout_s: 300,

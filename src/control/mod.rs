@@ -56,6 +56,23 @@ fn device_name(dev: &PortDevice) -> String {
     }
 }
 
+/// Packets a worker's rx queue can hold (the L7 receive budget follows
+/// it): `dataplane.rx_desc`, but a `net_af_xdp` queue holds no more than
+/// the buffers its PMD keeps in the fill ring, whatever the size of its rx
+/// ring; with several ports, the smallest.
+fn rx_held(cfg: &Config) -> usize {
+    let desc = cfg.dataplane.rx_desc as usize;
+    if cfg
+        .ports
+        .iter()
+        .any(|p| device_name(&p.device).starts_with("net_af_xdp"))
+    {
+        desc.min(crate::config::AF_XDP_FILL_MBUFS as usize)
+    } else {
+        desc
+    }
+}
+
 /// Bytes of EAL memory one mbuf of a worker's pool takes: the default data
 /// room (2048 + 128 bytes of headroom), the `rte_mbuf` header (two cache
 /// lines) and the mempool's object header, rounded up.
@@ -222,6 +239,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     let health = Arc::new(crate::l7::health::HealthState::default());
     let planes = worker::handoff::Publisher::new(plane);
     let heartbeats: Vec<Arc<Heartbeat>> = (0..nworkers).map(|_| Arc::default()).collect();
+    let rx_held = rx_held(&cfg);
     for (i, &lcore) in dp.workers.iter().enumerate() {
         let (sub, plane) = planes.subscribe();
         let setup = worker::WorkerSetup {
@@ -229,7 +247,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             plane,
             planes: sub,
             burst: dp.burst as usize,
-            rx_desc: dp.rx_desc as usize,
+            rx_desc: rx_held,
             drain_ns: dp.tx_drain_us as u64 * 1000,
             idle_sleep: Duration::from_micros(dp.idle_sleep_us.into()),
             neighbor_capacity: NEIGHBOR_CAPACITY,
@@ -484,4 +502,28 @@ pub fn fmt_mac(m: [u8; 6]) -> String {
         "{:02x}:{:02x}:{:02x}:{:02x}:{:02x}:{:02x}",
         m[0], m[1], m[2], m[3], m[4], m[5]
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::rx_held;
+
+    fn cfg(vdev: &str, rx_desc: Option<u16>) -> crate::config::Config {
+        let desc = rx_desc
+            .map(|d| format!("rx_desc = {d}\n"))
+            .unwrap_or_default();
+        let text = format!(
+            "[dataplane]\nworkers = [1]\n{desc}\n[[port]]\nname = \"p0\"\nvdev = \"{vdev}\"\naddresses = [\"10.0.0.1/24\"]\n"
+        );
+        crate::config::from_str(&text, "t.toml").unwrap_or_else(|e| panic!("{e}\n{text}"))
+    }
+
+    #[test]
+    fn an_af_xdp_queue_holds_at_most_its_fill_ring() {
+        // The default uses every buffer of the fill ring.
+        assert_eq!(rx_held(&cfg("net_af_xdp0,iface=l0", None)), 2048);
+        assert_eq!(rx_held(&cfg("net_af_xdp0,iface=l0", Some(1024))), 1024);
+        assert_eq!(rx_held(&cfg("net_af_xdp0,iface=l0", Some(8192))), 2048);
+        assert_eq!(rx_held(&cfg("net_af_packet0,iface=l0", Some(8192))), 8192);
+    }
 }

@@ -93,7 +93,8 @@ pub struct WorkerSetup {
     /// plane a worker replaces goes back through it to be freed.
     pub planes: handoff::Subscriber<Plane>,
     pub burst: usize,
-    /// Receive descriptors of each port's queue (`dataplane.rx_desc`).
+    /// Packets each port's rx queue holds: `dataplane.rx_desc`, at most
+    /// the fill ring's buffers on a `net_af_xdp` port.
     pub rx_desc: usize,
     pub drain_ns: u64,
     /// Idle back-off: how long to sleep once idle (0: busy-poll forever).
