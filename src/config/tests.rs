@@ -588,6 +588,33 @@ fn af_xdp_needs_mbufs_for_its_fill_rings() {
 }
 
 #[test]
+fn nic_ports_need_mbufs_for_their_rx_rings() {
+    // Each PCI port's rx ring holds rx_desc (2048 by default) mbufs.
+    let nics = |n: usize| {
+        let mut t = BASE.replace(", \"--no-pci\"", "");
+        for i in 0..n {
+            t.push_str(&format!(
+                "\n[[port]]\nname = \"n{i}\"\npci = \"0000:0{i}:00.0\"\naddresses = [\"10.7{i}.0.1/24\"]\n"
+            ));
+        }
+        t
+    };
+    ok(&nics(3));
+    rejects(
+        &nics(4),
+        "\"0000:00:00.0",
+        &[
+            "`dataplane.mbufs` 8191 is too small for the receive rings",
+            "each of the 4 PCI port(s)",
+            "(2048)",
+            "at least 9216",
+        ],
+    );
+    ok(&nics(4).replace("workers = [1, 2]", "workers = [1, 2]\nmbufs = 9216"));
+    ok(&nics(4).replace("workers = [1, 2]", "workers = [1, 2]\nrx_desc = 1024"));
+}
+
+#[test]
 fn port_names() {
     rejects(
         &edit("name = \"lan\"", "name = \"wan\""),

@@ -162,7 +162,7 @@ pub fn validate(cfg: &Config) -> Check {
     dataplane(&cfg.dataplane, &cfg.eal)?;
     conntrack(cfg)?;
     ports(cfg)?;
-    af_xdp_pool(cfg)?;
+    rx_pool(cfg)?;
     routes(cfg)?;
     neighbors(cfg)?;
     clusters(cfg)?;
@@ -336,28 +336,47 @@ pub const AF_XDP_FILL_MBUFS: u32 = 2048;
 /// packets being received, processed and sent.
 pub const AF_XDP_SPARE_MBUFS: u32 = 1024;
 
-/// Each worker's pool serves one rx queue of every port. A `net_af_xdp`
-/// queue takes [`AF_XDP_FILL_MBUFS`] of it at set-up (its UMEM is the pool's
-/// memory); with too few the PMD fails with a bare "Invalid argument".
-fn af_xdp_pool(cfg: &Config) -> Check {
+/// Each worker's pool serves one rx queue of every port, and some queues
+/// keep mbufs of it for good: a `net_af_xdp` queue takes
+/// [`AF_XDP_FILL_MBUFS`] at set-up (its UMEM is the pool's memory; with
+/// too few the PMD fails with a bare "Invalid argument"), and a PCI
+/// (NIC) queue fills its rx ring, `rx_desc` mbufs, when it starts.
+fn rx_pool(cfg: &Config) -> Check {
     let xdp: Vec<usize> = (0..cfg.ports.len())
         .filter(|&i| cfg.ports[i].device.eal_name().starts_with("net_af_xdp"))
         .collect();
-    let Some(&first) = xdp.first() else {
+    let pci: Vec<usize> = (0..cfg.ports.len())
+        .filter(|&i| matches!(cfg.ports[i].device, super::PortDevice::Pci(_)))
+        .collect();
+    let (mbufs, n, rx) = (cfg.dataplane.mbufs, xdp.len(), cfg.dataplane.rx_desc as u32);
+    let need = n as u32 * AF_XDP_FILL_MBUFS + pci.len() as u32 * rx + AF_XDP_SPARE_MBUFS;
+    if mbufs >= need || (xdp.is_empty() && pci.is_empty()) {
         return Ok(());
-    };
-    let (mbufs, n) = (cfg.dataplane.mbufs, xdp.len());
-    let need = n as u32 * AF_XDP_FILL_MBUFS + AF_XDP_SPARE_MBUFS;
-    if mbufs < need {
+    }
+    if let Some(&first) = pci.first() {
+        let xdp_too = if n > 0 {
+            format!(" and each of the {n} net_af_xdp port(s) {AF_XDP_FILL_MBUFS} for its fill ring")
+        } else {
+            String::new()
+        };
         return Err(problem!(
             path("dataplane", "mbufs"),
-            "`dataplane.mbufs` {mbufs} is too small for {n} net_af_xdp port(s): each takes \
-             {AF_XDP_FILL_MBUFS} mbufs of every worker's pool for its fill ring, and \
-             {AF_XDP_SPARE_MBUFS} more must stay free; at least {need} are needed"
+            "`dataplane.mbufs` {mbufs} is too small for the receive rings: each of the {} PCI \
+             port(s) fills its rx ring with `dataplane.rx_desc` ({rx}) mbufs of every worker's \
+             pool{xdp_too}, and {AF_XDP_SPARE_MBUFS} more must stay free; at least {need} are \
+             needed (or a smaller `rx_desc`)",
+            pci.len()
         )
-        .or_at(item("port", first).key("vdev")));
+        .or_at(item("port", first).key("pci")));
     }
-    Ok(())
+    let first = xdp[0];
+    Err(problem!(
+        path("dataplane", "mbufs"),
+        "`dataplane.mbufs` {mbufs} is too small for {n} net_af_xdp port(s): each takes \
+         {AF_XDP_FILL_MBUFS} mbufs of every worker's pool for its fill ring, and \
+         {AF_XDP_SPARE_MBUFS} more must stay free; at least {need} are needed"
+    )
+    .or_at(item("port", first).key("vdev")))
 }
 
 /// A table with a `name` that other tables refer to.

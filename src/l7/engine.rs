@@ -933,7 +933,9 @@ impl Engine {
     /// with; it goes back to the idle pool only while that buffer is at
     /// most twice the share of the moment (see `release`).
     fn rx_share(&self, configured: usize) -> usize {
-        let n = self.conns.len() + 1;
+        // Idle pooled connections receive nothing until a session takes
+        // them (and then `pooled` checks their size): they do not count.
+        let n = self.conns.len().saturating_sub(self.idle_total) + 1;
         // Up to OVERCOMMIT_UNTIL connections the budget is four rings
         // (not every window is in flight at once, and windows too small
         // for the round trip cost more than an occasional loss); from
@@ -1032,12 +1034,17 @@ impl Engine {
         }
     }
 
-    /// An idle pooled connection to `backend`, if one is still good.
+    /// An idle pooled connection to `backend`, if one is still good: also
+    /// not made under a load so much higher than now that its receive
+    /// window is under half of what a new connection would get (`rx`, the
+    /// listener's `upstream_rx_buffer`) - such a connection, kept from a
+    /// busy spell, would carry a large response at a fraction of the rate.
     pub(super) fn pooled(
         &mut self,
         eg: &mut Egress<'_>,
         snat: &mut SnatPorts,
         backend: u32,
+        rx: usize,
     ) -> Option<u32> {
         // A reload may have turned the cluster's TLS on or off, or changed
         // its CA, client certificate or the backend's name: a pooled
@@ -1050,6 +1057,7 @@ impl Engine {
             .and_then(|b| Some((plane.l7.cluster(b.cluster).tls.as_deref()?, b.addr)));
         while let Some(slot) = self.idle.get_mut(backend as usize)?.pop() {
             self.idle_total -= 1;
+            let least = self.rx_share(rx) / 2;
             let good = self.conns.get(slot).is_some_and(|c| {
                 let s = c.sock();
                 let same_tls = match (c.tls.as_deref(), want) {
@@ -1057,7 +1065,11 @@ impl Engine {
                     (Some(t), Some((u, addr))) => tls_idle(t) && u.made(t, addr),
                     _ => false,
                 };
-                s.state() == State::Established && s.may_send() && s.recv_queue() == 0 && same_tls
+                s.state() == State::Established
+                    && s.may_send()
+                    && s.recv_queue() == 0
+                    && s.recv_capacity() >= least
+                    && same_tls
             });
             if good {
                 self.counters.inc(Counter::l7_upstream_reused);
@@ -1872,14 +1884,6 @@ impl Env for SessionEnv<'_, '_> {
             session: self.sid,
             backend,
         };
-        if let Some(slot) = self.e.pooled(self.eg, self.snat, backend) {
-            if let Some(c) = self.e.conns.get(slot) {
-                c.owner = owner;
-                abort_timer(c, false);
-            }
-            self.upstream = slot;
-            return Opened::Pooled;
-        }
         let bufs = self
             .plane
             .l7
@@ -1888,6 +1892,14 @@ impl Env for SessionEnv<'_, '_> {
             .map_or((64 * 1024, 64 * 1024), |l| {
                 (l.buffers.upstream_rx, l.buffers.upstream_tx)
             });
+        if let Some(slot) = self.e.pooled(self.eg, self.snat, backend, bufs.0) {
+            if let Some(c) = self.e.conns.get(slot) {
+                c.owner = owner;
+                abort_timer(c, false);
+            }
+            self.upstream = slot;
+            return Opened::Pooled;
+        }
         match self
             .e
             .connect(self.eg, self.snat, self.listener, backend, owner, bufs)
