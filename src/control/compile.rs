@@ -848,41 +848,10 @@ mod tests {
     /// backends gave, for resumed handshakes); another CA gets a new one.
     #[test]
     fn upstream_tls_sessions_outlive_a_reload_that_changes_nothing() {
-        let dir = std::env::temp_dir().join(format!("sluice-compile-tls-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let ca = |name: &str| {
-            let (crt, key) = (
-                dir.join(format!("{name}.crt")),
-                dir.join(format!("{name}.key")),
-            );
-            let ok = std::process::Command::new("openssl")
-                .args([
-                    "req",
-                    "-x509",
-                    "-nodes",
-                    "-days",
-                    "30",
-                    "-subj",
-                    "/CN=Sluice test CA",
-                ])
-                .args([
-                    "-newkey",
-                    "ec",
-                    "-pkeyopt",
-                    "ec_paramgen_curve:P-256",
-                    "-keyout",
-                ])
-                .arg(&key)
-                .arg("-out")
-                .arg(&crt)
-                .output()
-                .unwrap()
-                .status
-                .success();
-            assert!(ok, "openssl req");
-            crt
-        };
-        let (ca_a, ca_b) = (ca("a"), ca("b"));
+        use crate::l7::tls::tests::{ca, dir};
+        // Two test CAs, in two directories (one CA per directory).
+        let (d1, d2) = (dir(), dir());
+        let (ca_a, ca_b) = (ca(&d1).0, ca(&d2).0);
         let with_ca = |ca: &std::path::Path| {
             let mut cfg = config(&[("web", &[11]), ("api", &[12])], &[("a", "web")]);
             for c in &mut cfg.clusters {
@@ -915,7 +884,8 @@ mod tests {
         // Only the last compile's configurations are kept.
         let back = tls(&mut reg, &with_ca(&ca_a));
         assert!(!Arc::ptr_eq(&first[0], &back[0]));
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = std::fs::remove_dir_all(&d1);
+        let _ = std::fs::remove_dir_all(&d2);
     }
 
     /// Only a device that may move a flow between queues (af_packet's

@@ -1123,4 +1123,4 @@ pub fn settings_digest(tls: &LoadedClusterTls) -> [u8; 32] {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

@@ -38,7 +38,7 @@ impl Write for Pipe {
     }
 }
 
-fn dir() -> PathBuf {
+pub(crate) fn dir() -> PathBuf {
     use std::sync::atomic::{AtomicU32, Ordering};
     static N: AtomicU32 = AtomicU32::new(0);
     let d = std::env::temp_dir().join(format!(
@@ -51,7 +51,7 @@ fn dir() -> PathBuf {
 }
 
 /// A test CA in `dir` (made once per directory).
-fn ca(dir: &Path) -> (PathBuf, PathBuf) {
+pub(crate) fn ca(dir: &Path) -> (PathBuf, PathBuf) {
     let (cert, key) = (dir.join("ca.crt"), dir.join("ca.key"));
     if !cert.exists() {
         run(Command::new("openssl")
@@ -277,6 +277,17 @@ fn records(wire: &[u8]) -> Vec<(u8, usize)> {
     out
 }
 
+/// Everything `down` holds, read by the client: the plaintext.
+fn read_all(c: &mut ClientConnection, down: &mut Pipe) -> Vec<u8> {
+    let mut plain = Vec::new();
+    while !down.0.is_empty() {
+        c.read_tls(down).unwrap();
+        c.process_new_packets().unwrap();
+        let _ = c.reader().read_to_end(&mut plain);
+    }
+    plain
+}
+
 #[test]
 fn small_writes_of_a_step_go_out_as_one_record() {
     for versions in [
@@ -294,15 +305,6 @@ fn small_writes_of_a_step_go_out_as_one_record() {
             c.read_tls(&mut down).unwrap();
             c.process_new_packets().unwrap();
         }
-        let read_all = |c: &mut ClientConnection, down: &mut Pipe| {
-            let mut plain = Vec::new();
-            while !down.0.is_empty() {
-                c.read_tls(down).unwrap();
-                c.process_new_packets().unwrap();
-                let _ = c.reader().read_to_end(&mut plain);
-            }
-            plain
-        };
 
         // A head and a short body: nothing leaves before the step's end
         // (`push_to` sends only what is encrypted), then one record.
