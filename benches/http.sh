@@ -76,7 +76,7 @@ cleanup() {
   if [ -n "${RESULTS:-}" ]; then
     mkdir -p "$RESULTS"
     cp "$TMP"/*.wrk "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.loss \
-      "$TMP"/*.l0 "$TMP"/*.probe "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/cost "$TMP"/mem "$RESULTS"/ 2>/dev/null || true
+      "$TMP"/*.l0 "$TMP"/*.probe "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/cost "$TMP"/mem "$TMP"/mem2 "$RESULTS"/ 2>/dev/null || true
     for i in 1 2 3; do cp "$TMP/nginx$i/error.log" "$RESULTS/nginx$i-error.log" 2>/dev/null || true; done
   fi
   rm -rf "$TMP"
@@ -207,6 +207,20 @@ if [ -n "${PAUSE:-}" ]; then # keep everything up for manual probing
   sleep "$PAUSE"
 fi
 
+# Open M idle keep-alive connections to HOST:80 from the client (each has
+# had one response) and hold them; $TMP/ready says how many opened.
+hold_idle() { # HOST M
+  rm -f "$TMP/ready"
+  ip netns exec "$P-client" taskset -c "$CLIENT_CPU" python3 benches/http_idle.py "$1" 80 "$2" "$TMP/ready" &
+  HOLDER=$!
+  for _ in $(seq 600); do [ -s "$TMP/ready" ] && break; sleep 0.2; done
+}
+release_idle() {
+  kill -TERM "$HOLDER" 2>/dev/null || true
+  wait "$HOLDER" 2>/dev/null || true
+  HOLDER=""
+}
+
 # --- 1. throughput and latency, with the ceiling
 : >"$TMP/points"
 for size in $SIZES; do
@@ -226,16 +240,12 @@ if [ -z "${SKIP_COST:-}" ]; then
       host=$([ "$proxy" = sluice ] && echo 10.50.1.100 || echo 10.50.1.3)
       m=$n
       [ "$proxy" = haproxy ] && [ "$m" -gt "$HAP_IDLE_CAP" ] && m=$HAP_IDLE_CAP
-      rm -f "$TMP/ready"
-      ip netns exec "$P-client" taskset -c "$CLIENT_CPU" python3 benches/http_idle.py "$host" 80 "$m" "$TMP/ready" &
-      HOLDER=$!
-      for _ in $(seq 600); do [ -s "$TMP/ready" ] && break; sleep 0.2; done
+      hold_idle "$host" "$m"
       opened=$(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m")
       [ "$proxy" = sluice ] && sluice_stats "$TMP/cost-$n-gauge.json"
       measure "cost-$n-$proxy" "$proxy" small 64 "$SECS"
       echo "cost-$n-$proxy $proxy $n $opened" >>"$TMP/cost"
-      kill -TERM "$HOLDER" 2>/dev/null || true
-      wait "$HOLDER" 2>/dev/null || true
+      release_idle
       sleep 2
     done
   done
@@ -260,10 +270,7 @@ if [ -z "${SKIP_MEM:-}" ]; then
       r0=$(rss_kib "$pid")
       m=$n
       [ "$proxy" = haproxy ] && [ "$m" -gt "$HAP_IDLE_CAP" ] && m=$HAP_IDLE_CAP
-      rm -f "$TMP/ready"
-      ip netns exec "$P-client" taskset -c "$CLIENT_CPU" python3 benches/http_idle.py "$host" 80 "$m" "$TMP/ready" &
-      HOLDER=$!
-      for _ in $(seq 600); do [ -s "$TMP/ready" ] && break; sleep 0.2; done
+      hold_idle "$host" "$m"
       sleep 2
       r1=$(rss_kib "$pid")
       gauge=""
@@ -272,22 +279,17 @@ if [ -z "${SKIP_MEM:-}" ]; then
         gauge=$(python3 -c 'import json,sys; c=json.load(open(sys.argv[1])).get("counters",{}); print(c.get("l7_client_conns","?"))' "$TMP/mem.json")
       fi
       echo "$variant $n $r0 $r1 $(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m") gauge $gauge" >>"$TMP/mem"
-      kill -TERM "$HOLDER" 2>/dev/null || true
-      wait "$HOLDER" 2>/dev/null || true
+      release_idle
       # A second wave on the same process, once the first has closed:
       # what a connection costs where memory has been used and freed
       # before (a proxy that has run for a while), not in a fresh heap.
       sleep 4
       r2=$(rss_kib "$pid")
-      rm -f "$TMP/ready"
-      ip netns exec "$P-client" taskset -c "$CLIENT_CPU" python3 benches/http_idle.py "$host" 80 "$m" "$TMP/ready" &
-      HOLDER=$!
-      for _ in $(seq 600); do [ -s "$TMP/ready" ] && break; sleep 0.2; done
+      hold_idle "$host" "$m"
       sleep 2
       r3=$(rss_kib "$pid")
       echo "$variant $n $r2 $r3 $(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m")" >>"$TMP/mem2"
-      kill -TERM "$HOLDER" 2>/dev/null || true
-      wait "$HOLDER" 2>/dev/null || true
+      release_idle
       sleep 2
     done
   done
@@ -441,22 +443,22 @@ if cost:
         describe(d["sluice"][0], "sluice", s)
         describe(d["haproxy"][0], "haproxy", h)
 
+def mem_rows(rows, gauge):
+    print("| proxy, buffers | N asked | RSS before | RSS after | per connection | opened (failed) |" + (" Sluice l7_client_conns |" if gauge else ""))
+    print("|---|---|---|---|---|---|" + ("---|" if gauge else ""))
+    for v, n, r0, r1, _, opened, _, failed, *g in rows:
+        per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
+        extra = f" {g[1] if len(g) > 1 else ''} |" if gauge else ""
+        print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) |" + extra)
+
 mem = [l.split() for l in open(f"{tmp}/mem")]
 if mem:
     print("\n### Memory per idle keep-alive connection (VmRSS delta / N)\n")
-    print("| proxy, buffers | N asked | RSS before | RSS after | per connection | opened (failed) | Sluice l7_client_conns |")
-    print("|---|---|---|---|---|---|---|")
-    for v, n, r0, r1, _, opened, _, failed, _, *g in mem:
-        per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
-        print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) | {g[0] if g else ''} |")
+    mem_rows(mem, True)
     mem2 = [l.split() for l in open(f"{tmp}/mem2")]
     if mem2:
         print("\nThe same, a second wave on the same process after the first closed (memory used and freed before):\n")
-        print("| proxy, buffers | N asked | RSS before | RSS after | per connection | opened (failed) |")
-        print("|---|---|---|---|---|---|")
-        for v, n, r0, r1, _, opened, _, failed in mem2:
-            per = (int(r1) - int(r0)) * 1024 / int(opened) if int(opened) else NAN
-            print(f"| {v} | {n} | {int(r0)/1024:.1f} MiB | {int(r1)/1024:.1f} MiB | {per/1024:.1f} KiB | {opened} ({failed}) |")
+        mem_rows(mem2, False)
 
 print("\n### Errors and Sluice counters\n")
 print("\n".join(notes) if notes else "none: no socket error, no non-2xx response, no Sluice error counter moved")
