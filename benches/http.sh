@@ -42,7 +42,9 @@
 # CONNS ("1 64 1000"), WARM (2 s of warm-up per run), DEVICE (af_xdp, or
 # af_packet), AFP_ARGS (extra net_af_packet devargs, ",framecnt=4096"),
 # MBUFS (Sluice's mbufs per worker, 8191), RX_DESC (its rx descriptors,
-# 2048), IDLE_COUNTS ("2000 10000"),
+# 2048), IDLE_COUNTS ("2000 10000"), SETTLE (seconds between opening the
+# idle connections and reading RSS, 3: Sluice gives back the send buffers
+# of connections quiet for one to two seconds), P (namespace prefix, slhb),
 # COST_COUNTS ("100 10000"), SKIP_MEM=1, SKIP_COST=1, SKIP_CEILING=1 (no
 # router or direct runs), BACKLOG (10000), RESULTS=DIR (keep wrk outputs,
 # Sluice counters and logs there), PAUSE=SECS (keep the set-up up that long
@@ -55,15 +57,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECS=${1:-8}
-SIZES=${SIZES:-"small 64k 1m"}
+SIZES=${SIZES-"small 64k 1m"}
 CONNS=${CONNS:-"1 64 1000"}
 WARM=${WARM:-2}
 IDLE_COUNTS=${IDLE_COUNTS:-"2000 10000"}
 COST_COUNTS=${COST_COUNTS:-"100 10000"}
+SETTLE=${SETTLE:-3}
 TARGETS="sluice haproxy"
 [ -z "${SKIP_CEILING:-}" ] && TARGETS="$TARGETS router direct"
 
-P=slhb
+P=${P:-slhb}
 TMP=$(mktemp -d)
 HAPROXY=""
 HOLDER=""
@@ -101,7 +104,7 @@ haproxy_config "  bind 10.50.1.3:80 backlog 65535" >"$TMP/haproxy.cfg"
 # --- Sluice: one worker on lcore PROXY_CPU, main lcore on CLIENT_CPU; one
 # port per leg
 sluice_config() { # BUFFER_BYTES
-  sluice_base_config sluice-httpbench 9197
+  sluice_base_config "sluice-http-$P" 9197
   cat <<EOF2
 
 [[listener]]
@@ -271,7 +274,7 @@ if [ -z "${SKIP_MEM:-}" ]; then
       m=$n
       [ "$proxy" = haproxy ] && [ "$m" -gt "$HAP_IDLE_CAP" ] && m=$HAP_IDLE_CAP
       hold_idle "$host" "$m"
-      sleep 2
+      sleep "$SETTLE"
       r1=$(rss_kib "$pid")
       gauge=""
       if [ "$proxy" = sluice ]; then
@@ -286,7 +289,7 @@ if [ -z "${SKIP_MEM:-}" ]; then
       sleep 4
       r2=$(rss_kib "$pid")
       hold_idle "$host" "$m"
-      sleep 2
+      sleep "$SETTLE"
       r3=$(rss_kib "$pid")
       echo "$variant $n $r2 $r3 $(cat "$TMP/ready" 2>/dev/null || echo "opened 0 failed $m")" >>"$TMP/mem2"
       release_idle

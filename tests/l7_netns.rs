@@ -2323,6 +2323,53 @@ fn ten_thousand_idle_keepalive_connections() {
     eprintln!("[many] took {:?}", started.elapsed());
 }
 
+/// A kept-alive connection that goes quiet gives its send buffer's pages
+/// back to the kernel (`l7_idle_tx_released`; its memory then costs
+/// nothing), and sends whole responses when it wakes: after each pause the
+/// next 200 kB response through the same client connection (and the same
+/// pooled upstream connection) arrives intact.
+#[test]
+fn a_quiet_connection_gives_back_its_send_buffer_and_still_sends() {
+    let _serial = serial();
+    let mut w = World::new("quiet", &[]);
+    w.backend("w1", "b1", 8080);
+    let mut body = w.cluster("web", "", &["w1"]);
+    body += &simple_listener("web", "");
+    w.start(&body);
+    const CLIENT: &str = r#"
+import http.client, sys, time
+n = 200000
+want = (bytes(range(251)) * (n // 251 + 1))[:n]
+c = http.client.HTTPConnection(sys.argv[1], 80, timeout=10)
+for i in range(3):
+    if i:
+        time.sleep(3.5)
+    c.request("GET", "/bytes/%d" % n)
+    r = c.getresponse()
+    b = r.read()
+    print(i, r.status, len(b), b == want, flush=True)
+"#;
+    let accepted0 = w.counter("l7_accepted");
+    let f = w.python(CLIENT, &[VIP], secs(40));
+    let released = w.counter("l7_idle_tx_released");
+    let accepted = w.counter("l7_accepted") - accepted0;
+    eprintln!("[quiet] {} released {released} accepted {accepted}", f.stdout().replace('\n', " | "));
+    assert!(
+        f.success() && f.stdout() == "0 200 200000 True\n1 200 200000 True\n2 200 200000 True\n",
+        "three responses on one connection with pauses between:\n{}\n{}",
+        f.text(),
+        w.diag()
+    );
+    assert_eq!(accepted, 1, "one client connection");
+    // Each pause: the client connection and the pooled upstream one.
+    assert!(
+        released >= 4,
+        "l7_idle_tx_released {released} after two pauses of 3.5 s\n{}",
+        w.diag()
+    );
+    w.stop_sluice();
+}
+
 // ---------------------------------------------------------------- IPv6
 
 #[test]

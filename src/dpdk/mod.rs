@@ -27,6 +27,7 @@ pub mod sys {
 mod eal;
 mod mbuf;
 pub mod mem;
+pub mod pages;
 pub mod port;
 
 pub use eal::{build_version, rdtsc, tsc_hz, version, Eal, EalError, LaunchError};

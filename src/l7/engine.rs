@@ -84,6 +84,8 @@ pub struct Engine {
     pub(super) request_seq: u64,
     /// See [`EngineSetup::rx_budget`].
     rx_budget: usize,
+    /// When the idle sweep (tcp::Conns::sweep_idle) next takes a step.
+    next_idle_sweep: u64,
 }
 
 /// A session and the connections it drives: its client connection and the
@@ -165,6 +167,7 @@ impl Engine {
             backends: setup.backends,
             request_seq: (setup.worker as u64) << 48,
             rx_budget: setup.rx_budget,
+            next_idle_sweep: 0,
         }
     }
 
@@ -430,7 +433,20 @@ impl Engine {
             i += 1;
         }
         self.touched.clear();
-        worked
+        worked | self.sweep_idle(now)
+    }
+
+    /// A step of the idle sweep once a millisecond: enough slots that a
+    /// pass over every connection takes well under a second.
+    fn sweep_idle(&mut self, now: u64) -> bool {
+        if now < self.next_idle_sweep {
+            return false;
+        }
+        self.next_idle_sweep = now + 1_000_000;
+        let budget = (self.conns.len() / 256).max(64);
+        let n = self.conns.sweep_idle(now, budget);
+        self.counters.add(Counter::l7_idle_tx_released, n as u64);
+        n > 0
     }
 
     /// Something happened on connection `slot` (a packet, a timer).

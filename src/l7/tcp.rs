@@ -78,6 +78,12 @@ pub struct Conn {
     /// The TLS layer of a client connection on an `https` listener, from
     /// the end of the TCP handshake on.
     pub tls: Option<Box<super::tls::Tls>>,
+    /// Polls so far, and as many at the idle sweep's last visit: equal
+    /// means nothing happened in between (no packet, no timer, no write).
+    polls: u32,
+    swept_polls: u32,
+    /// The send buffer's pages were given back since the last poll.
+    tx_released: bool,
 }
 
 impl Conn {
@@ -267,7 +273,14 @@ pub struct Conns {
     /// choices; seeded from the OS at start.
     rng: u64,
     mtu: usize,
+    /// The idle sweep: the next slot to visit, and when its pass began.
+    sweep_next: usize,
+    sweep_pass_ns: u64,
 }
+
+/// A pass of the idle sweep starts at most this often: a connection is
+/// released after one to two passes with nothing happening.
+pub const IDLE_SWEEP_PASS_NS: u64 = 1_000_000_000;
 
 /// Milliseconds of a smoltcp instant.
 #[inline]
@@ -284,6 +297,8 @@ impl Conns {
             timers: BinaryHeap::with_capacity(capacity),
             rng: seed | 1,
             mtu,
+            sweep_next: 0,
+            sweep_pass_ns: 0,
         }
     }
 
@@ -386,6 +401,9 @@ impl Conns {
             orphaned_ns: 0,
             armed_ms: u64::MAX,
             tls: None,
+            polls: 0,
+            swept_polls: 0,
+            tx_released: false,
         }
     }
 
@@ -516,6 +534,7 @@ impl Conns {
             mtu,
         };
         c.iface.poll(now, &mut dev, &mut c.sockets);
+        c.polls = c.polls.wrapping_add(1);
         if let Some(at) = c.iface.poll_at(now, &c.sockets) {
             // "Now" (e.g. data that could not go out for want of an mbuf)
             // means the next millisecond: never a deadline that `due` would
@@ -574,6 +593,53 @@ impl Conns {
         self.index.remove(&c.key);
         self.free.push(slot);
         Some(c)
+    }
+
+    /// One step of the idle sweep: visit up to `budget` slots and give
+    /// back the send-buffer pages of every connection that has been quiet
+    /// (not polled) since the previous visit and whose send ring is empty
+    /// (everything sent was acknowledged, so the ring's contents are dead).
+    /// The pages read as zero and cost nothing until the connection sends
+    /// again (dpdk::pages). A keep-alive connection between requests thus
+    /// keeps none of the response it last sent. Returns the number of
+    /// buffers released.
+    ///
+    /// The receive buffer is left alone: smoltcp may hold out-of-order
+    /// segments in it beyond its (empty) ring, and does not say so.
+    pub fn sweep_idle(&mut self, now_ns: u64, budget: usize) -> usize {
+        if self.sweep_next == 0 {
+            if now_ns < self.sweep_pass_ns.saturating_add(IDLE_SWEEP_PASS_NS) {
+                return 0;
+            }
+            self.sweep_pass_ns = now_ns;
+        }
+        let end = (self.sweep_next + budget).min(self.slots.len());
+        let mut released = 0;
+        for c in self.slots[self.sweep_next..end].iter_mut().flatten() {
+            if c.polls != c.swept_polls {
+                c.swept_polls = c.polls;
+                c.tx_released = false;
+                continue;
+            }
+            if c.tx_released {
+                continue;
+            }
+            c.tx_released = true;
+            let s = c.socket();
+            // An empty ring restarts at offset 0, so the callback sees the
+            // whole storage; it enqueues nothing.
+            if s.send_queue() == 0
+                && s.send(|buf| {
+                    crate::dpdk::pages::discard_pages(buf);
+                    (0, ())
+                })
+                .is_ok()
+            {
+                released += 1;
+            }
+        }
+        self.sweep_next = if end >= self.slots.len() { 0 } else { end };
+        released
     }
 
     pub fn timers_len(&self) -> usize {

@@ -96,6 +96,10 @@ counters! {
     l7_syncookies_sent,
     /// L7: ACKs whose SYN cookie was valid: connections opened from one.
     l7_syncookies_validated,
+    /// L7: send buffers of quiet connections (nothing in flight, nothing
+    /// happening for about a second) whose pages were given back to the
+    /// kernel.
+    l7_idle_tx_released,
     /// L7: ACKs of no connection, on a listener that sent cookies in the
     /// last two minutes, whose cookie was invalid or expired (answered
     /// with a RST).

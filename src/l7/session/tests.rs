@@ -1177,22 +1177,27 @@ thread_local! {
 /// be written without it.
 struct Counting;
 
-// SAFETY: forwards to the system allocator unchanged.
+// SAFETY: forwards to the package's allocator (dpdk::pages) unchanged.
 #[allow(unsafe_code)]
 unsafe impl std::alloc::GlobalAlloc for Counting {
     unsafe fn alloc(&self, l: std::alloc::Layout) -> *mut u8 {
         ALLOCS.with(|a| a.set(a.get() + 1));
-        // SAFETY: the caller's contract is the system allocator's.
-        unsafe { std::alloc::System.alloc(l) }
+        // SAFETY: the caller's contract is the allocator's.
+        unsafe { crate::dpdk::pages::Pages.alloc(l) }
+    }
+    unsafe fn alloc_zeroed(&self, l: std::alloc::Layout) -> *mut u8 {
+        ALLOCS.with(|a| a.set(a.get() + 1));
+        // SAFETY: as above.
+        unsafe { crate::dpdk::pages::Pages.alloc_zeroed(l) }
     }
     unsafe fn dealloc(&self, p: *mut u8, l: std::alloc::Layout) {
         // SAFETY: as above.
-        unsafe { std::alloc::System.dealloc(p, l) }
+        unsafe { crate::dpdk::pages::Pages.dealloc(p, l) }
     }
     unsafe fn realloc(&self, p: *mut u8, l: std::alloc::Layout, n: usize) -> *mut u8 {
         ALLOCS.with(|a| a.set(a.get() + 1));
         // SAFETY: as above.
-        unsafe { std::alloc::System.realloc(p, l, n) }
+        unsafe { crate::dpdk::pages::Pages.realloc(p, l, n) }
     }
 }
 
