@@ -93,7 +93,7 @@ HAP_IDLE_CAP=$((HAP_MAXCONN - 400))
 
 cargo build --release --locked -q
 l7_raise_backlog
-SLUICE_BIN=$PWD/target/release/sluice
+SLUICE_BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
 
 l7_topology
 l7_backends
