@@ -412,8 +412,10 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 Err(e) => log::error!("backend health changed, plane not rebuilt: {e}"),
             }
         }
-        // Planes the workers have let go of are freed here, not on them.
+        // Planes the workers have let go of are freed here, not on them;
+        // so are the pages of large blocks they freed (dpdk::pages).
         planes.collect();
+        crate::dpdk::pages::release_pending();
         if let Some(iv) = opts.stats_interval {
             if last_print.elapsed() >= iv {
                 log::info!("stats: {}", source.summary_line());
