@@ -2367,6 +2367,14 @@ for i in range(3):
         "l7_idle_tx_released {released} after two pauses of 3.5 s\n{}",
         w.diag()
     );
+    // The pooled upstream connection's buffers are live blocks of the
+    // page-backed allocator.
+    let live = w
+        .stats()
+        .ok()
+        .and_then(|v| v["memory"]["large_blocks_bytes"].as_u64())
+        .unwrap_or(0);
+    assert!(live >= 2 * 16384, "memory.large_blocks_bytes {live}\n{}", w.diag());
     w.stop_sluice();
 }
 

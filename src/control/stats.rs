@@ -81,6 +81,14 @@ impl StatsSource {
     /// worker; drops as one family labelled by reason.
     pub fn prometheus(&self) -> String {
         let mut out = String::with_capacity(8192);
+        let mem = crate::dpdk::pages::usage();
+        for (name, v) in [
+            ("large_blocks_bytes", mem.live),
+            ("large_blocks_warm_bytes", mem.warm),
+            ("large_blocks_pending_bytes", mem.pending),
+        ] {
+            let _ = writeln!(out, "# TYPE sluice_memory_{name} gauge\nsluice_memory_{name} {v}");
+        }
         let snaps: Vec<_> = self.workers.iter().map(|w| w.snapshot()).collect();
         for &c in Counter::ALL {
             let name = c.name();
@@ -346,8 +354,11 @@ impl StatsSource {
                 )
             })
             .collect::<serde_json::Map<_, _>>();
+        let mem = crate::dpdk::pages::usage();
         serde_json::json!({
             "counters": map(&total),
+            "memory": {"large_blocks_bytes": mem.live, "large_blocks_warm_bytes": mem.warm,
+                "large_blocks_pending_bytes": mem.pending},
             "services": services,
             "backends": backends,
             "workers": self.workers.iter().map(|w| map(&w.snapshot())).collect::<Vec<_>>(),

@@ -401,12 +401,28 @@ unsafe impl GlobalAlloc for Pages {
     }
 }
 
-/// Bytes in live large blocks (block sizes, not what was asked), for the
-/// metrics.
-pub fn in_use_bytes() -> usize {
-    (0..CLASSES)
-        .map(|c| lock(c).live << (MIN_SHIFT as usize + c))
-        .sum()
+/// Bytes of large blocks by state (block sizes, not what was asked), for
+/// the metrics.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Usage {
+    /// In use.
+    pub live: usize,
+    /// Freed, kept resident for reuse.
+    pub warm: usize,
+    /// Freed, pages not yet given back.
+    pub pending: usize,
+}
+
+pub fn usage() -> Usage {
+    (0..CLASSES).fold(Usage::default(), |u, c| {
+        let st = lock(c);
+        let shift = MIN_SHIFT as usize + c;
+        Usage {
+            live: u.live + (st.live << shift),
+            warm: u.warm + (st.warm << shift),
+            pending: u.pending + (st.pending << shift),
+        }
+    })
 }
 
 /// Give the whole pages inside `buf` back to the kernel: they read as zero
