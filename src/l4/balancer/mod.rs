@@ -34,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
+use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup, Tag};
 use super::flow::FlowKey;
 use super::snat::SnatPorts;
 use crate::l7::health::HealthState;
@@ -348,7 +348,9 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
 
 /// A TCP/UDP packet from a client to the L4 service `svc` (the worker has
 /// classified it: not an L7 listener's), with its `ports` (source,
-/// destination, TCP flags) as [`ports`] read them.
+/// destination, TCP flags) as [`ports`] read them, its connection `key`
+/// (`FlowKey::new` of its addresses, ports and protocol) and the key's
+/// `tag` in the connection table ([`Conntrack::tag`]).
 #[allow(clippy::too_many_arguments)]
 pub fn from_client(
     plane: &Plane,
@@ -358,16 +360,17 @@ pub fn from_client(
     buf: &mut [u8],
     pkt: Ip,
     ports: (u16, u16, u8),
+    key: &FlowKey,
+    tag: Tag,
     now: u64,
 ) -> Verdict {
-    let (sport, dport, flags) = ports;
+    let flags = ports.2;
     let len = (pkt.end - pkt.l3) as u64;
-    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
     let tcp_flags = conntrack::TcpFlags(flags);
 
     // Existing connection?
     let mut existing = None;
-    match st.conntrack.lookup(&key, now) {
+    match st.conntrack.lookup_tagged(key, tag, now) {
         Lookup::Hit(id, Direction::Original) => existing = Some(id),
         Lookup::Hit(_, Direction::Reply) => {}
         Lookup::Expired(c) => st.release(&c),
@@ -448,7 +451,7 @@ pub fn from_client(
                 }
                 // DSR: place the flow as every Sluice would, without state
                 // (the connection predates us, or another box).
-                match plane.services.consistent_pick(svc.cluster, &key) {
+                match plane.services.consistent_pick(svc.cluster, key) {
                     Some(b) => {
                         return dsr_forward(
                             plane,
@@ -468,7 +471,7 @@ pub fn from_client(
                     }
                 }
             }
-            let Some(b) = choose(plane, st, svc, &key) else {
+            let Some(b) = choose(plane, st, svc, key) else {
                 svc_drop(st, svc);
                 return Drop(Counter::drop_no_backend);
             };
@@ -476,13 +479,13 @@ pub fn from_client(
                 return Drop(Counter::drop_no_backend);
             };
             if svc.mode == Mode::Nat {
-                return nat_open(plane, neighbors, st, svc, be, buf, pkt, key, tcp_flags, now);
+                return nat_open(plane, neighbors, st, svc, be, buf, pkt, *key, tcp_flags, now);
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
             let reclaimed = &mut st.reclaimed;
             let r = st
                 .conntrack
-                .insert(key, None, b, svc.id, state, 0, now, |_, c| {
+                .insert(*key, None, b, svc.id, state, 0, now, |_, c| {
                     push_bounded(reclaimed, c)
                 });
             st.release_reclaimed();
@@ -493,7 +496,7 @@ pub fn from_client(
                 Err(InsertError::TableFull) => {
                     let b = plane
                         .services
-                        .consistent_pick(svc.cluster, &key)
+                        .consistent_pick(svc.cluster, key)
                         .unwrap_or(b);
                     return dsr_forward(
                         plane,
@@ -510,7 +513,7 @@ pub fn from_client(
                 Err(InsertError::RateLimited) => {
                     let b = plane
                         .services
-                        .consistent_pick(svc.cluster, &key)
+                        .consistent_pick(svc.cluster, key)
                         .unwrap_or(b);
                     return dsr_forward(
                         plane,
@@ -772,8 +775,9 @@ fn transmit(out: Result<(usize, usize), Verdict>, end: usize, counter: Counter) 
     }
 }
 
-/// A TCP/UDP packet to one of our own addresses, with its `ports`: NAT
-/// return traffic if this worker tracks its connection. `None` if it does
+/// A TCP/UDP packet to one of our own addresses, with its `ports`, `key`
+/// and `tag` (as for [`from_client`]): NAT return traffic if this worker
+/// tracks its connection. `None` if it does
 /// not (the worker decides what else the packet may be).
 #[allow(clippy::too_many_arguments)]
 pub fn nat_return(
@@ -783,11 +787,12 @@ pub fn nat_return(
     buf: &mut [u8],
     pkt: Ip,
     ports: (u16, u16, u8),
+    key: &FlowKey,
+    tag: Tag,
     now: u64,
 ) -> Option<Verdict> {
-    let (sport, dport, flags) = ports;
-    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
-    let id: ConnId = match st.conntrack.lookup(&key, now) {
+    let flags = ports.2;
+    let id: ConnId = match st.conntrack.lookup_tagged(key, tag, now) {
         Lookup::Hit(id, Direction::Reply) => id,
         Lookup::Expired(c) => {
             st.release(&c);
