@@ -181,7 +181,7 @@ impl ServiceMemo {
 /// frame and the plane (no neighbor, connection or counter state), so that
 /// a burst can be classified before any of it is acted on. `memo` carries
 /// the last service lookup from one packet of a burst to the next.
-#[inline]
+#[inline(always)]
 pub fn classify(
     plane: &Plane,
     port: usize,
@@ -233,7 +233,7 @@ pub fn classify(
 /// (`Conntrack::tag`), computed once per packet by the caller (ignored
 /// for other classes).
 #[allow(clippy::too_many_arguments)]
-#[inline]
+#[inline(always)]
 pub fn act(
     plane: &Plane,
     neighbors: &mut NeighborTable,
@@ -287,7 +287,7 @@ pub fn act(
 
 /// A classified TCP/UDP packet: to an L4 service, or to one of our
 /// addresses.
-#[inline]
+#[inline(always)]
 fn flow(
     plane: &Plane,
     neighbors: &mut NeighborTable,
