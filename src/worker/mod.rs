@@ -6,10 +6,15 @@
 //! through bounded lock-free mailboxes and new [`Plane`] snapshots through a
 //! channel, both checked between bursts.
 //!
-//! Per packet the worker calls [`process::process`], a pure function over the
-//! frame's bytes that rewrites it in place and returns a [`process::Verdict`];
-//! the worker then transmits, or drops and counts. Partial tx bursts are
-//! flushed every `tx_drain_us` (DPDK's l2fwd pattern).
+//! Each rx burst goes through [`process`] stage by stage (`Worker::burst`):
+//! every packet is classified ([`process::classify`], pure over the frame's
+//! bytes and the plane) and its flow key hashed once, the connection table's
+//! buckets and entries of the whole burst are prefetched, then each packet
+//! is acted on in arrival order ([`process::act`]: rewritten in place, a
+//! [`process::Verdict`] returned) and the worker transmits, hands over, or
+//! drops and counts. Packets handed over by other workers go through
+//! [`process::process`] (the same two steps for one packet). Partial tx
+//! bursts are flushed every `tx_drain_us` (DPDK's l2fwd pattern).
 
 pub mod handoff;
 pub mod liveness;

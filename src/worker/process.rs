@@ -2,7 +2,11 @@
 //!
 //! `process` is pure over the frame's bytes and the worker's state (plane,
 //! neighbor table, time): no DPDK, no allocation, no logging, no error that
-//! bubbles. It rewrites the frame in place when it answers, so a reply costs
+//! bubbles. It is two steps, which the worker's burst path runs one whole
+//! burst at a time: [`classify`] reads only the frame and the plane (header
+//! and address checks, the service, the flow key) and returns a small
+//! [`Class`]; [`act`] does everything that reads or changes state
+//! (connections, neighbor table) for one classified frame. It rewrites the frame in place when it answers, so a reply costs
 //! no allocation and no copy. Each drop names its reason; every received
 //! frame ends in exactly one counter.
 //!

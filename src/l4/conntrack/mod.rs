@@ -130,8 +130,13 @@
 //!
 //! Once the table is much larger than the CPU caches, a hit costs two
 //! dependent cache misses (bucket, then slab entry) and a miss one.
-//! [`Conntrack::warm`] overlaps those misses across a receive burst with
-//! prefetch instructions. Both arrays are advised for transparent huge pages
+//! The worker overlaps those misses across a receive burst with prefetch
+//! instructions: it computes each packet's [`Tag`] once
+//! ([`Conntrack::tag`]), prefetches every home bucket of the burst
+//! ([`Conntrack::prefetch_home`]), then every entry they name
+//! ([`Conntrack::prefetch_conn`]), and looks each packet up with its tag
+//! ([`Conntrack::lookup_tagged`]); [`Conntrack::warm`] does the first three
+//! for a slice of keys. Both arrays are advised for transparent huge pages
 //! (`madvise(MADV_HUGEPAGE)`, in `src/dpdk/mem.rs`) before they are filled,
 //! which removes most of the TLB misses on top: 128 MiB in 4 KiB pages is
 //! 32,768 TLB entries, in 2 MiB pages 64.
