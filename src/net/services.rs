@@ -180,7 +180,8 @@ impl Services {
 
     #[inline]
     pub fn lookup(&self, vip: IpAddr, port: u16, proto: u8) -> Option<&ServicePlane> {
-        self.services.get(self.lookup_index(vip, port, proto)? as usize)
+        self.services
+            .get(self.lookup_index(vip, port, proto)? as usize)
     }
 
     /// [`Services::lookup`] as an index into `services` (always in range).

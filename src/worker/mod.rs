@@ -316,7 +316,15 @@ impl Worker {
     /// Carry out `verdict` for `m`, received on `port` after `hops`
     /// hand-overs.
     #[inline]
-    fn finish(&mut self, port: usize, m: Mbuf, verdict: Verdict, now: u64, hops: u8, pass_on: bool) {
+    fn finish(
+        &mut self,
+        port: usize,
+        m: Mbuf,
+        verdict: Verdict,
+        now: u64,
+        hops: u8,
+        pass_on: bool,
+    ) {
         let redirected = hops > 0;
         let workers = self.out.plane.workers.max(1);
         match verdict {

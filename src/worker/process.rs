@@ -166,9 +166,7 @@ impl ServiceMemo {
         {
             return self.found;
         }
-        let found = plane
-            .services
-            .lookup_index(vip, key.dst_port, key.proto);
+        let found = plane.services.lookup_index(vip, key.dst_port, key.proto);
         *self = ServiceMemo {
             vip: key.dst,
             port: key.dst_port,
@@ -306,7 +304,9 @@ fn flow(
         return own(plane, neighbors, l4st, buf, pkt, ports, &f.key, tag, now);
     }
     let svc = &plane.services.services[f.to as usize];
-    balancer::from_client(plane, neighbors, l4st, svc, buf, pkt, ports, &f.key, tag, now)
+    balancer::from_client(
+        plane, neighbors, l4st, svc, buf, pkt, ports, &f.key, tag, now,
+    )
 }
 
 #[inline]

@@ -429,7 +429,9 @@ pub fn from_client(
                 return Drop(Counter::drop_no_backend);
             };
             if svc.mode == Mode::Nat {
-                return nat_open(plane, neighbors, st, svc, be, buf, pkt, *key, tcp_flags, now);
+                return nat_open(
+                    plane, neighbors, st, svc, be, buf, pkt, *key, tcp_flags, now,
+                );
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
             let reclaimed = &mut st.reclaimed;
