@@ -452,6 +452,7 @@ fn icmp4_in(
 // ---------------------------------------------------------------- IPv6
 
 /// The IPv6 part of [`classify`].
+#[allow(clippy::too_many_arguments)]
 #[inline]
 fn ipv6_class(
     plane: &Plane,
