@@ -20,8 +20,9 @@
 # read of each packet (libpcap) included. The idle polls before
 # --exit-on-idle last a fixed time, so on a loaded machine they add up to
 # ~2 % of noise to these differences; the script also prints the steady
-# state of Worker::handle alone (inclusive, from callgrind_annotate),
-# which no polling reaches and which repeats to within one instruction. BIN=path/to/sluice measures
+# state of Worker::burst (older builds: Worker::handle) alone (inclusive,
+# from callgrind_annotate), which no polling reaches and which repeats to
+# within one instruction. BIN=path/to/sluice measures
 # another build (default: target/release/sluice, built here).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -75,12 +76,20 @@ ir() { # MODE PCAP -> total instructions of the run
   grep -h '^summary:\|^totals:' "$out".* | head -1 | awk '{print $2}'
 }
 
-# Inclusive instructions of Worker::handle in a run's output: the packet
-# path alone (classification, L4, L2 output, up to the tx buffer), which
-# no idle poll reaches.
+# Inclusive instructions of the packet path alone in a run's output, which
+# no idle poll reaches: Worker::burst (since the burst is processed stage
+# by stage: taking the mbufs from the rx burst, classification, L4, L2
+# output, up to the tx buffer); in older builds Worker::handle (the same
+# without taking the mbufs and the burst's pre-parse and prefetch, which
+# ran in the worker loop). FN= picks one.
 handle_ir() { # MODE NAME
-  callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$TMP/cg.$1.$2".[0-9]* 2>/dev/null \
-    | awk '/sluice::worker::Worker::handle/ {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0} END {print m + 0}'
+  local fn=${FN:-} out
+  out=$(callgrind_annotate --inclusive=yes --auto=no --threshold=100 "$TMP/cg.$1.$2".[0-9]* 2>/dev/null)
+  if [ -z "$fn" ]; then
+    case $out in *sluice::worker::Worker::burst*) fn=burst ;; *) fn=handle ;; esac
+  fi
+  echo "$fn" >"$TMP/fn"
+  awk -v f="sluice::worker::Worker::$fn" 'index($0, f) {gsub(",", "", $1); if ($1 + 0 > m) m = $1 + 0} END {print m + 0}' <<<"$out"
 }
 
 for mode in $MODES; do
@@ -91,14 +100,14 @@ for mode in $MODES; do
   a=$(ir "$mode" "$TMP/all.pcap")
   hn=$(handle_ir "$mode" new)
   ha=$(handle_ir "$mode" all)
-  python3 - "$mode" "$FLOWS" "$s" "$n" "$a" "$hn" "$ha" <<'PY'
+  python3 - "$mode" "$(cat "$TMP/fn")" "$FLOWS" "$s" "$n" "$a" "$hn" "$ha" <<'PY'
 import sys
-mode, flows, s, n, a, hn, ha = sys.argv[1], *map(int, sys.argv[2:])
+mode, fn, (flows, s, n, a, hn, ha) = sys.argv[1], sys.argv[2], map(int, sys.argv[3:])
 print(f"{mode:5} new connection: {(n - s) / flows:8.0f} instructions/packet   "
       f"steady state: {(a - n) / (2 * flows):8.0f} instructions/packet   "
       f"(start {s/1e6:.1f} M, {flows} flows)")
 if hn and ha:
-    print(f"{mode:5} steady state, Worker::handle inclusive: {(ha - hn) / (2 * flows):8.0f} "
+    print(f"{mode:5} steady state, Worker::{fn} inclusive: {(ha - hn) / (2 * flows):8.0f} "
           f"instructions/packet (no PMD, no polling)")
 PY
 done

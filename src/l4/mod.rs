@@ -13,10 +13,10 @@
 //! ```text
 //! control thread                         worker (one per lcore)
 //! ──────────────                         ──────────────────────
-//! config → per service:                  per burst: conntrack.warm(&keys)   (optional)
-//!   MaglevTable::build(backends, M)      per packet of an L4 service:
-//!   (validated, off the data path)         key = FlowKey::v4/v6(..)
-//!        │                                 match conntrack.lookup(&key, now)
+//! config → per service:                  per burst: tag = conntrack.tag(&key) per packet,
+//!   MaglevTable::build(backends, M)        prefetch_home(tag) for all, then prefetch_conn(tag)
+//!   (validated, off the data path)       per packet of an L4 service, in order:
+//!        │                                 match conntrack.lookup_tagged(&key, tag, now)
 //!        └─ immutable snapshot ─────────▶    Hit(id, dir) → conn_mut(id).observe_tcp(flags, dir, now)
 //!           (Arc, swapped between bursts)                   use backend / nat of conn(id)
 //!                                            Expired(c)   → release c (SNAT port, counts); as Miss

@@ -300,7 +300,7 @@ impl Egress<'_> {
     /// first).
     #[inline]
     pub fn push(&mut self, port: usize, m: Mbuf) {
-        count_flush(self.counters, self.tx[port].push(m));
+        push(&mut self.tx[port], self.counters, m);
     }
 
     /// Send the frame a packet function wrote at `start..start + len` of
@@ -414,6 +414,17 @@ impl Egress<'_> {
                 }
             }
         }
+    }
+}
+
+/// Queue `m` on `tx` (a full buffer goes to the NIC first, and what that
+/// flush sent or dropped is counted: the tx counters move once per tx
+/// burst, not per packet).
+#[inline]
+pub fn push(tx: &mut TxBuffer, counters: &WorkerCounters, m: Mbuf) {
+    let f = tx.push(m);
+    if f.sent != 0 || f.dropped != 0 {
+        count_flush(counters, f);
     }
 }
 

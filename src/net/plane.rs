@@ -27,7 +27,7 @@ pub struct PortPlane {
     /// over time: `net_af_packet`'s PACKET_FANOUT rollover moves a busy flow
     /// to another socket when a ring is nearly full. Workers then pass a
     /// packet of a flow they do not track on to each other before the last
-    /// one gives up on it (`worker::Worker::handle`). False for RSS, whose
+    /// one gives up on it (`worker::Worker::pass_on`). False for RSS, whose
     /// queue is a pure function of the tuple: there a miss is a miss, and
     /// passing it on would only multiply the cost of a flood of stray
     /// segments by the number of workers.

@@ -180,11 +180,18 @@ impl Services {
 
     #[inline]
     pub fn lookup(&self, vip: IpAddr, port: u16, proto: u8) -> Option<&ServicePlane> {
+        self.services
+            .get(self.lookup_index(vip, port, proto)? as usize)
+    }
+
+    /// [`Services::lookup`] as an index into `services` (always in range).
+    #[inline]
+    pub fn lookup_index(&self, vip: IpAddr, port: u16, proto: u8) -> Option<u16> {
         let i = self
             .index
             .get(vip, port, proto)
             .or_else(|| self.index.get(vip, 0, proto))?;
-        self.services.get(i as usize)
+        ((i as usize) < self.services.len()).then_some(i)
     }
 
     #[inline]

@@ -2,7 +2,11 @@
 //!
 //! `process` is pure over the frame's bytes and the worker's state (plane,
 //! neighbor table, time): no DPDK, no allocation, no logging, no error that
-//! bubbles. It rewrites the frame in place when it answers, so a reply costs
+//! bubbles. It is two steps, which the worker's burst path runs one whole
+//! burst at a time: [`classify`] reads only the frame and the plane (header
+//! and address checks, the service, the flow key) and returns a small
+//! [`Class`]; [`act`] does everything that reads or changes state
+//! (connections, neighbor table) for one classified frame. It rewrites the frame in place when it answers, so a reply costs
 //! no allocation and no copy. Each drop names its reason; every received
 //! frame ends in exactly one counter.
 //!
@@ -17,6 +21,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use super::local;
 use crate::l4::balancer::{self, L4State};
+use crate::l4::conntrack::Tag;
+use crate::l4::flow::FlowKey;
 use crate::net::addrs::{MARTIAN, OWN, VIP};
 use crate::net::counters::Counter;
 use crate::net::neighbor::NeighborTable;
@@ -29,6 +35,9 @@ use crate::wire::{
 };
 
 /// Handle one frame received on `port`: `buf[off..off + len]`.
+///
+/// [`classify`] then [`act`]: the worker's burst path calls the two
+/// separately, classifying a whole burst before acting on any of it.
 #[allow(clippy::too_many_arguments)]
 pub fn process(
     plane: &Plane,
@@ -40,38 +49,264 @@ pub fn process(
     len: usize,
     now: u64,
 ) -> Verdict {
+    let class = classify(plane, port, buf, off, len, &mut ServiceMemo::default());
+    let tag = match &class {
+        Class::Flow(f) => l4.conntrack.tag(&f.key),
+        _ => Tag::default(),
+    };
+    act(plane, neighbors, l4, port, buf, &class, tag, now)
+}
+
+/// A TCP/UDP packet that classification gave to the L4 code, in a few
+/// words (a burst's worth is held between the worker's stages): its
+/// connection key (addresses, ports, protocol as received), the offsets of
+/// its headers, its TCP flags and where it goes.
+#[derive(Clone, Copy, Debug)]
+pub struct Flow {
+    pub key: FlowKey,
+    l3: u32,
+    l4: u32,
+    end: u32,
+    flags: u8,
+    v4: bool,
+    /// The L4 service, as an index into the plane's `services`; [`OWN`]
+    /// for a packet to one of our own addresses (NAT return traffic,
+    /// another worker's, or the L7 engine's: see [`own`]).
+    to: u16,
+}
+
+/// [`Flow::to`] of a packet to one of our own addresses.
+const OWN_FLOW: u16 = u16::MAX;
+
+impl Flow {
+    /// The packet as the L4 code takes it.
+    #[inline]
+    fn ip(&self) -> balancer::Ip {
+        let (src, dst) = if self.v4 {
+            let v4 = |a: &[u8; 16]| IpAddr::V4(Ipv4Addr::new(a[12], a[13], a[14], a[15]));
+            (v4(&self.key.src), v4(&self.key.dst))
+        } else {
+            (
+                IpAddr::V6(Ipv6Addr::from(self.key.src)),
+                IpAddr::V6(Ipv6Addr::from(self.key.dst)),
+            )
+        };
+        balancer::Ip {
+            l3: self.l3 as usize,
+            l4: self.l4 as usize,
+            end: self.end as usize,
+            src,
+            dst,
+            proto: self.key.proto,
+        }
+    }
+
+    /// Source port, destination port, TCP flags.
+    #[inline]
+    fn ports(&self) -> (u16, u16, u8) {
+        (self.key.src_port, self.key.dst_port, self.flags)
+    }
+}
+
+/// What [`classify`] made of a frame: everything decided from the frame's
+/// bytes and the plane alone. Offsets are absolute positions in the
+/// buffer (which is at most 64 KiB).
+#[derive(Clone, Copy, Debug)]
+pub enum Class {
+    /// Decided already: a drop, or a segment for the L7 engine.
+    Done(Verdict),
+    /// TCP/UDP for the L4 code.
+    Flow(Flow),
+    /// ARP, for us or broadcast: `buf[l3..end]`.
+    Arp { l3: u32, end: u32 },
+    /// ICMP to one of our addresses or a VIP, after a valid IPv4 header.
+    Icmp4 {
+        l3: u32,
+        end: u32,
+        src: Ipv4Addr,
+        dst: Ipv4Addr,
+    },
+    /// ICMPv6 for us (unicast or our solicited-node group).
+    Icmp6 {
+        l3: u32,
+        end: u32,
+        src: Ipv6Addr,
+        dst: Ipv6Addr,
+        hop_limit: u8,
+        src_mac: EthernetAddress,
+    },
+}
+
+impl Default for Class {
+    fn default() -> Self {
+        Class::Done(Drop(Counter::drop_truncated))
+    }
+}
+
+/// The last service lookup of a burst: consecutive packets to the same
+/// VIP, port and protocol (the common case) reuse its answer instead of
+/// probing the plane's service index again. Valid for one plane: start a
+/// new one (`default`) for each burst.
+#[derive(Clone, Copy, Default)]
+pub struct ServiceMemo {
+    /// The VIP as a connection key holds it (IPv4-mapped), port, protocol.
+    vip: [u8; 16],
+    port: u16,
+    proto: u8,
+    valid: bool,
+    found: Option<u16>,
+}
+
+impl ServiceMemo {
+    /// The index of the service of `key`'s destination, port and protocol
+    /// (`Services::lookup_index`).
+    #[inline]
+    fn lookup(&mut self, plane: &Plane, key: &FlowKey, vip: IpAddr) -> Option<u16> {
+        if self.valid && self.vip == key.dst && self.port == key.dst_port && self.proto == key.proto
+        {
+            return self.found;
+        }
+        let found = plane.services.lookup_index(vip, key.dst_port, key.proto);
+        *self = ServiceMemo {
+            vip: key.dst,
+            port: key.dst_port,
+            proto: key.proto,
+            valid: true,
+            found,
+        };
+        found
+    }
+}
+
+/// Classify the frame `buf[off..off + len]` received on `port`: the header
+/// checks, address checks and service choice, which read nothing but the
+/// frame and the plane (no neighbor, connection or counter state), so that
+/// a burst can be classified before any of it is acted on. `memo` carries
+/// the last service lookup from one packet of a burst to the next.
+#[inline(always)]
+pub fn classify(
+    plane: &Plane,
+    port: usize,
+    buf: &[u8],
+    off: usize,
+    len: usize,
+    memo: &mut ServiceMemo,
+) -> Class {
     let Some(p) = plane.ports.get(port) else {
-        return Drop(Counter::drop_l2_not_ours);
+        return Class::Done(Drop(Counter::drop_l2_not_ours));
     };
     let end = (off + len).min(buf.len());
     let frame = match EthernetFrame::new_checked(&buf[off..end]) {
         Ok(f) => f,
-        Err(_) => return Drop(Counter::drop_truncated),
+        Err(_) => return Class::Done(Drop(Counter::drop_truncated)),
     };
     let (ethertype, l3) = match frame.inner_ethertype() {
         Ok((t, l)) => (t, off + l),
-        Err(crate::wire::Error::Truncated) => return Drop(Counter::drop_truncated),
-        Err(_) => return Drop(Counter::drop_vlan_mismatch),
+        Err(crate::wire::Error::Truncated) => return Class::Done(Drop(Counter::drop_truncated)),
+        Err(_) => return Class::Done(Drop(Counter::drop_vlan_mismatch)),
     };
     let vid = frame.vlan_tag().map(|t| t.vid());
     if vid != p.vlan {
-        return Drop(Counter::drop_vlan_mismatch);
+        return Class::Done(Drop(Counter::drop_vlan_mismatch));
     }
     let dst_mac = frame.dst_addr();
     let src_mac = frame.src_addr();
     let to_us = dst_mac.0 == p.mac;
     match ethertype {
-        EtherType::Arp if to_us || dst_mac.is_broadcast() => {
-            local::arp_in(plane, neighbors, port, buf, l3, end, now)
+        EtherType::Arp if to_us || dst_mac.is_broadcast() => Class::Arp {
+            l3: l3 as u32,
+            end: end as u32,
+        },
+        EtherType::Ipv4 if to_us => ipv4_class(plane, buf, l3, end, memo),
+        EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => {
+            ipv6_class(plane, port, buf, l3, end, src_mac, to_us, memo)
         }
-        EtherType::Ipv4 if to_us => ipv4_in(plane, neighbors, l4, buf, l3, end, now),
-        EtherType::Ipv6 if to_us || is_ipv6_multicast_mac(dst_mac) => ipv6_in(
-            plane, neighbors, l4, port, buf, l3, end, src_mac, to_us, now,
-        ),
-        EtherType::Arp | EtherType::Ipv4 | EtherType::Ipv6 => Drop(Counter::drop_l2_not_ours),
-        _ if !to_us => Drop(Counter::drop_l2_not_ours),
-        _ => Drop(Counter::drop_ethertype),
+        EtherType::Arp | EtherType::Ipv4 | EtherType::Ipv6 => {
+            Class::Done(Drop(Counter::drop_l2_not_ours))
+        }
+        _ if !to_us => Class::Done(Drop(Counter::drop_l2_not_ours)),
+        _ => Class::Done(Drop(Counter::drop_ethertype)),
     }
+}
+
+/// Act on a frame [`classify`] classified, with the worker's state: the
+/// frame is answered, forwarded or handed on in place. `tag` is the
+/// connection table's tag of a [`Class::Flow`]'s key
+/// (`Conntrack::tag`), computed once per packet by the caller (ignored
+/// for other classes).
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+pub fn act(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    l4: &mut L4State,
+    port: usize,
+    buf: &mut [u8],
+    class: &Class,
+    tag: Tag,
+    now: u64,
+) -> Verdict {
+    match *class {
+        Class::Flow(ref f) => flow(plane, neighbors, l4, buf, f, tag, now),
+        Class::Done(v) => v,
+        Class::Arp { l3, end } => {
+            local::arp_in(plane, neighbors, port, buf, l3 as usize, end as usize, now)
+        }
+        Class::Icmp4 { l3, end, src, dst } => icmp4_in(
+            plane,
+            neighbors,
+            l4,
+            buf,
+            l3 as usize,
+            end as usize,
+            src,
+            dst,
+            now,
+        ),
+        Class::Icmp6 {
+            l3,
+            end,
+            src,
+            dst,
+            hop_limit,
+            src_mac,
+        } => icmp6_in(
+            plane,
+            neighbors,
+            l4,
+            port,
+            buf,
+            l3 as usize,
+            end as usize,
+            src,
+            dst,
+            hop_limit,
+            src_mac,
+            now,
+        ),
+    }
+}
+
+/// A classified TCP/UDP packet: to an L4 service, or to one of our
+/// addresses.
+#[inline(always)]
+fn flow(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
+    buf: &mut [u8],
+    f: &Flow,
+    tag: Tag,
+    now: u64,
+) -> Verdict {
+    let (pkt, ports) = (f.ip(), f.ports());
+    if f.to == OWN_FLOW {
+        return own(plane, neighbors, l4st, buf, pkt, ports, &f.key, tag, now);
+    }
+    let svc = &plane.services.services[f.to as usize];
+    balancer::from_client(
+        plane, neighbors, l4st, svc, buf, pkt, ports, &f.key, tag, now,
+    )
 }
 
 #[inline]
@@ -105,29 +340,22 @@ fn is_link_local_v6(a: Ipv6Addr) -> bool {
     a.segments()[0] & 0xffc0 == 0xfe80
 }
 
-#[allow(clippy::too_many_arguments)]
-fn ipv4_in(
-    plane: &Plane,
-    neighbors: &mut NeighborTable,
-    l4st: &mut L4State,
-    buf: &mut [u8],
-    l3: usize,
-    end: usize,
-    now: u64,
-) -> Verdict {
+/// The IPv4 part of [`classify`].
+#[inline]
+fn ipv4_class(plane: &Plane, buf: &[u8], l3: usize, end: usize, memo: &mut ServiceMemo) -> Class {
     let (src, dst, proto, total) = {
         let ip = match Ipv4Packet::new_checked(&buf[l3..end]) {
             Ok(ip) => ip,
-            Err(_) => return Drop(Counter::drop_ipv4_malformed),
+            Err(_) => return Class::Done(Drop(Counter::drop_ipv4_malformed)),
         };
         if !ip.verify_checksum() {
-            return Drop(Counter::drop_ipv4_checksum);
+            return Class::Done(Drop(Counter::drop_ipv4_checksum));
         }
         if ip.header_len() != crate::wire::ipv4::HEADER_LEN {
-            return Drop(Counter::drop_ipv4_options);
+            return Class::Done(Drop(Counter::drop_ipv4_options));
         }
         if ip.is_fragment() {
-            return Drop(Counter::drop_ipv4_fragment);
+            return Class::Done(Drop(Counter::drop_ipv4_fragment));
         }
         (
             ip.src_addr(),
@@ -141,10 +369,10 @@ fn ipv4_in(
     // broadcast.
     let skind = plane.addrs.v4(src);
     if bad_source_v4(src) || skind & MARTIAN != 0 {
-        return Drop(Counter::drop_bad_source);
+        return Class::Done(Drop(Counter::drop_bad_source));
     }
     if skind != 0 {
-        return Drop(Counter::drop_spoofed_source);
+        return Class::Done(Drop(Counter::drop_spoofed_source));
     }
     let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
     let end = l3 + total;
@@ -153,7 +381,7 @@ fn ipv4_in(
     // Any port's address will do (weak host model): NAT replies come back
     // to the SNAT address, which may sit on another port than the backends.
     if dkind & (OWN | VIP) == 0 {
-        return Drop(Counter::drop_ip_not_ours);
+        return Class::Done(Drop(Counter::drop_ip_not_ours));
     }
     if proto == 6 || proto == 17 {
         let pkt = balancer::Ip {
@@ -164,61 +392,83 @@ fn ipv4_in(
             dst: IpAddr::V4(dst),
             proto,
         };
-        return tcp_udp(plane, neighbors, l4st, buf, pkt, vip, now);
+        let key = FlowKey::v4(src, dst, 0, 0, proto);
+        return tcp_udp_class(plane, buf, pkt, key, vip, memo);
     }
     match IpProtocol::from(proto) {
-        IpProtocol::Icmp => {
-            let icmp = match Icmpv4Packet::new_checked(&buf[l4..end]) {
-                Ok(i) => i,
-                Err(_) => return Drop(Counter::drop_icmp_malformed),
-            };
-            if !icmp.verify_checksum() {
-                return Drop(Counter::drop_icmp_malformed);
-            }
-            if matches!(
-                icmp.msg_type(),
-                Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded
-            ) && !plane.services.is_empty()
-            {
-                let pkt = balancer::Ip {
-                    l3,
-                    l4,
-                    end,
-                    src: IpAddr::V4(src),
-                    dst: IpAddr::V4(dst),
-                    proto: 1,
-                };
-                return balancer::icmp_error_v4(plane, neighbors, l4st, buf, pkt, now);
-            }
-            if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
-                return Drop(Counter::drop_icmp_unhandled);
-            }
-            local::echo_reply_v4(plane, neighbors, buf, l3, end, now)
-        }
-        _ => Drop(Counter::drop_no_service),
+        IpProtocol::Icmp => Class::Icmp4 {
+            l3: l3 as u32,
+            end: end as u32,
+            src,
+            dst,
+        },
+        _ => Class::Done(Drop(Counter::drop_no_service)),
     }
+}
+
+/// ICMP after a valid IPv4 header: an error about a tracked flow, or an
+/// echo request to answer.
+#[allow(clippy::too_many_arguments)]
+fn icmp4_in(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
+    buf: &mut [u8],
+    l3: usize,
+    end: usize,
+    src: Ipv4Addr,
+    dst: Ipv4Addr,
+    now: u64,
+) -> Verdict {
+    let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
+    let icmp = match Icmpv4Packet::new_checked(&buf[l4..end]) {
+        Ok(i) => i,
+        Err(_) => return Drop(Counter::drop_icmp_malformed),
+    };
+    if !icmp.verify_checksum() {
+        return Drop(Counter::drop_icmp_malformed);
+    }
+    if matches!(
+        icmp.msg_type(),
+        Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded
+    ) && !plane.services.is_empty()
+    {
+        let pkt = balancer::Ip {
+            l3,
+            l4,
+            end,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            proto: 1,
+        };
+        return balancer::icmp_error_v4(plane, neighbors, l4st, buf, pkt, now);
+    }
+    if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {
+        return Drop(Counter::drop_icmp_unhandled);
+    }
+    local::echo_reply_v4(plane, neighbors, buf, l3, end, now)
 }
 
 // ---------------------------------------------------------------- IPv6
 
+/// The IPv6 part of [`classify`].
 #[allow(clippy::too_many_arguments)]
-fn ipv6_in(
+#[inline]
+fn ipv6_class(
     plane: &Plane,
-    neighbors: &mut NeighborTable,
-    l4st: &mut L4State,
     port: usize,
-    buf: &mut [u8],
+    buf: &[u8],
     l3: usize,
     end: usize,
     src_mac: EthernetAddress,
     to_us: bool,
-    now: u64,
-) -> Verdict {
+    memo: &mut ServiceMemo,
+) -> Class {
     let p = &plane.ports[port];
     let (src, dst, next, hop_limit, end) = {
         let ip = match Ipv6Packet::new_checked(&buf[l3..end]) {
             Ok(ip) => ip,
-            Err(_) => return Drop(Counter::drop_ipv6_malformed),
+            Err(_) => return Class::Done(Drop(Counter::drop_ipv6_malformed)),
         };
         (
             ip.src_addr(),
@@ -229,10 +479,10 @@ fn ipv6_in(
         )
     };
     if bad_source_v6(src) {
-        return Drop(Counter::drop_bad_source);
+        return Class::Done(Drop(Counter::drop_bad_source));
     }
     if plane.addrs.v6(src) & (OWN | VIP) != 0 {
-        return Drop(Counter::drop_spoofed_source);
+        return Class::Done(Drop(Counter::drop_spoofed_source));
     }
     // Unicast to one of our addresses (with our MAC), or the solicited-node
     // group of one of them (with the group's MAC).
@@ -255,22 +505,22 @@ fn ipv6_in(
         to_us && dkind & (OWN | VIP) != 0
     };
     if !ours {
-        return Drop(Counter::drop_ip_not_ours);
+        return Class::Done(Drop(Counter::drop_ip_not_ours));
     }
     if next.is_ipv6_extension() {
-        return Drop(Counter::drop_ipv6_ext_header);
+        return Class::Done(Drop(Counter::drop_ipv6_ext_header));
     }
     // Only a neighbor solicitation (duplicate address detection) may come
     // from the unspecified address; checked below for ICMPv6.
     if src.is_unspecified() && next != IpProtocol::Icmpv6 {
-        return Drop(Counter::drop_bad_source);
+        return Class::Done(Drop(Counter::drop_bad_source));
     }
     if matches!(next, IpProtocol::Tcp | IpProtocol::Udp) && !dst.is_multicast() {
         // A link-local source cannot be answered beyond the link: no
         // client, backend or peer of ours talks to a routable address
         // from one.
         if is_link_local_v6(src) && !is_link_local_v6(dst) {
-            return Drop(Counter::drop_bad_source);
+            return Class::Done(Drop(Counter::drop_bad_source));
         }
         let pkt = balancer::Ip {
             l3,
@@ -280,11 +530,38 @@ fn ipv6_in(
             dst: IpAddr::V6(dst),
             proto: u8::from(next),
         };
-        return tcp_udp(plane, neighbors, l4st, buf, pkt, vip, now);
+        let key = FlowKey::v6(src, dst, 0, 0, pkt.proto);
+        return tcp_udp_class(plane, buf, pkt, key, vip, memo);
     }
     if next != IpProtocol::Icmpv6 {
-        return Drop(Counter::drop_no_service);
+        return Class::Done(Drop(Counter::drop_no_service));
     }
+    Class::Icmp6 {
+        l3: l3 as u32,
+        end: end as u32,
+        src,
+        dst,
+        hop_limit,
+        src_mac,
+    }
+}
+
+/// ICMPv6 for us: echo, an error about a tracked flow, neighbor discovery.
+#[allow(clippy::too_many_arguments)]
+fn icmp6_in(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
+    port: usize,
+    buf: &mut [u8],
+    l3: usize,
+    end: usize,
+    src: Ipv6Addr,
+    dst: Ipv6Addr,
+    hop_limit: u8,
+    src_mac: EthernetAddress,
+    now: u64,
+) -> Verdict {
     let l4 = l3 + ipv6::HEADER_LEN;
     let msg = {
         let icmp = match Icmpv6Packet::new_checked(&buf[l4..end]) {
@@ -334,38 +611,75 @@ fn ipv6_in(
 
 // ---------------------------------------------------------------- TCP/UDP
 
-/// A TCP or UDP packet to a VIP (`vip`) or to one of our addresses: the
-/// one place that decides between an L7 listener, an L4 service, NAT return
-/// traffic, another worker's connection and the L7 engine's upstream
-/// connections.
-fn tcp_udp(
+/// A TCP or UDP packet to a VIP (`vip`) or to one of our addresses: with
+/// [`own`], the one place that decides between an L7 listener, an L4
+/// service, NAT return traffic, another worker's connection and the L7
+/// engine's upstream connections. This part reads only the packet and the
+/// plane.
+///
+/// `key` is the packet's connection key but for the ports (zero), built by
+/// the caller from the header's address bytes.
+#[inline]
+fn tcp_udp_class(
     plane: &Plane,
-    neighbors: &mut NeighborTable,
-    l4st: &mut L4State,
-    buf: &mut [u8],
+    buf: &[u8],
     pkt: balancer::Ip,
+    key: FlowKey,
     vip: bool,
-    now: u64,
-) -> Verdict {
+    memo: &mut ServiceMemo,
+) -> Class {
     let Some(ports) = balancer::ports(buf, &pkt) else {
-        return Drop(Counter::drop_l4_malformed);
+        return Class::Done(Drop(Counter::drop_l4_malformed));
     };
     let dport = ports.1;
     // Port 0 is reserved (RFC 6335): no client, backend or listener uses
     // it, and a connection entry must never be made for it.
     if ports.0 == 0 || dport == 0 {
-        return Drop(Counter::drop_bad_port);
+        return Class::Done(Drop(Counter::drop_bad_port));
     }
-    if vip {
+    let key = FlowKey {
+        src_port: ports.0,
+        dst_port: dport,
+        ..key
+    };
+    let to = if vip {
         if pkt.proto == 6 && plane.l7.listener(pkt.dst, dport).is_some() {
-            return Verdict::l7(pkt.l3, pkt.end);
+            return Class::Done(Verdict::l7(pkt.l3, pkt.end));
         }
-        let Some(svc) = plane.services.lookup(pkt.dst, dport, pkt.proto) else {
-            return Drop(Counter::drop_no_service);
+        let Some(i) = memo.lookup(plane, &key, pkt.dst) else {
+            return Class::Done(Drop(Counter::drop_no_service));
         };
-        return balancer::from_client(plane, neighbors, l4st, svc, buf, pkt, ports, now);
-    }
-    if let Some(v) = balancer::nat_return(plane, neighbors, l4st, buf, pkt, ports, now) {
+        i
+    } else {
+        OWN_FLOW
+    };
+    Class::Flow(Flow {
+        key,
+        l3: pkt.l3 as u32,
+        l4: pkt.l4 as u32,
+        end: pkt.end as u32,
+        flags: ports.2,
+        v4: pkt.src.is_ipv4(),
+        to,
+    })
+}
+
+/// A TCP/UDP packet to one of our own addresses (see [`tcp_udp_class`]).
+#[allow(clippy::too_many_arguments)]
+#[inline]
+fn own(
+    plane: &Plane,
+    neighbors: &mut NeighborTable,
+    l4st: &mut L4State,
+    buf: &mut [u8],
+    pkt: balancer::Ip,
+    ports: (u16, u16, u8),
+    key: &FlowKey,
+    tag: Tag,
+    now: u64,
+) -> Verdict {
+    let dport = ports.1;
+    if let Some(v) = balancer::nat_return(plane, neighbors, l4st, buf, pkt, ports, key, tag, now) {
         return v;
     }
     // No connection of this worker: the SNAT port slice names the worker

@@ -34,7 +34,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup};
+use super::conntrack::{self, Conn, ConnId, Conntrack, Direction, InsertError, Lookup, Tag};
 use super::flow::FlowKey;
 use super::snat::SnatPorts;
 use crate::l7::health::HealthState;
@@ -259,56 +259,6 @@ pub fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
     }
 }
 
-/// The conntrack key a received frame will be looked up under, if it is
-/// TCP/UDP over IPv4/IPv6 (at most one VLAN tag): a cheap pre-parse used
-/// only to warm the table for a whole burst. `process` parses and checks
-/// the frame properly afterwards; a wrong guess here costs a few loads.
-#[inline]
-pub fn peek_key(frame: &[u8]) -> Option<FlowKey> {
-    let mut l3 = 14;
-    let mut et = u16::from_be_bytes([*frame.get(12)?, *frame.get(13)?]);
-    if et == 0x8100 {
-        et = u16::from_be_bytes([*frame.get(16)?, *frame.get(17)?]);
-        l3 = 18;
-    }
-    match et {
-        0x0800 => {
-            let h = frame.get(l3..l3 + 20)?;
-            let ihl = (h[0] & 0x0f) as usize * 4;
-            let proto = h[9];
-            if proto != 6 && proto != 17 {
-                return None;
-            }
-            let p = frame.get(l3 + ihl..l3 + ihl + 4)?;
-            Some(FlowKey::v4(
-                Ipv4Addr::new(h[12], h[13], h[14], h[15]),
-                Ipv4Addr::new(h[16], h[17], h[18], h[19]),
-                u16::from_be_bytes([p[0], p[1]]),
-                u16::from_be_bytes([p[2], p[3]]),
-                proto,
-            ))
-        }
-        0x86dd => {
-            let h = frame.get(l3..l3 + 40)?;
-            let proto = h[6];
-            if proto != 6 && proto != 17 {
-                return None;
-            }
-            let p = frame.get(l3 + 40..l3 + 44)?;
-            let src: [u8; 16] = h[8..24].try_into().ok()?;
-            let dst: [u8; 16] = h[24..40].try_into().ok()?;
-            Some(FlowKey::v6(
-                Ipv6Addr::from(src),
-                Ipv6Addr::from(dst),
-                u16::from_be_bytes([p[0], p[1]]),
-                u16::from_be_bytes([p[2], p[3]]),
-                proto,
-            ))
-        }
-        _ => None,
-    }
-}
-
 /// Choose a backend for a new connection.
 fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) -> Option<u32> {
     let services = &plane.services;
@@ -348,7 +298,9 @@ fn choose(plane: &Plane, st: &mut L4State, svc: &ServicePlane, key: &FlowKey) ->
 
 /// A TCP/UDP packet from a client to the L4 service `svc` (the worker has
 /// classified it: not an L7 listener's), with its `ports` (source,
-/// destination, TCP flags) as [`ports`] read them.
+/// destination, TCP flags) as [`ports`] read them, its connection `key`
+/// (`FlowKey::new` of its addresses, ports and protocol) and the key's
+/// `tag` in the connection table ([`Conntrack::tag`]).
 #[allow(clippy::too_many_arguments)]
 pub fn from_client(
     plane: &Plane,
@@ -358,16 +310,17 @@ pub fn from_client(
     buf: &mut [u8],
     pkt: Ip,
     ports: (u16, u16, u8),
+    key: &FlowKey,
+    tag: Tag,
     now: u64,
 ) -> Verdict {
-    let (sport, dport, flags) = ports;
+    let flags = ports.2;
     let len = (pkt.end - pkt.l3) as u64;
-    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
     let tcp_flags = conntrack::TcpFlags(flags);
 
     // Existing connection?
     let mut existing = None;
-    match st.conntrack.lookup(&key, now) {
+    match st.conntrack.lookup_tagged(key, tag, now) {
         Lookup::Hit(id, Direction::Original) => existing = Some(id),
         Lookup::Hit(_, Direction::Reply) => {}
         Lookup::Expired(c) => st.release(&c),
@@ -448,7 +401,7 @@ pub fn from_client(
                 }
                 // DSR: place the flow as every Sluice would, without state
                 // (the connection predates us, or another box).
-                match plane.services.consistent_pick(svc.cluster, &key) {
+                match plane.services.consistent_pick(svc.cluster, key) {
                     Some(b) => {
                         return dsr_forward(
                             plane,
@@ -468,7 +421,7 @@ pub fn from_client(
                     }
                 }
             }
-            let Some(b) = choose(plane, st, svc, &key) else {
+            let Some(b) = choose(plane, st, svc, key) else {
                 svc_drop(st, svc);
                 return Drop(Counter::drop_no_backend);
             };
@@ -476,13 +429,15 @@ pub fn from_client(
                 return Drop(Counter::drop_no_backend);
             };
             if svc.mode == Mode::Nat {
-                return nat_open(plane, neighbors, st, svc, be, buf, pkt, key, tcp_flags, now);
+                return nat_open(
+                    plane, neighbors, st, svc, be, buf, pkt, *key, tcp_flags, now,
+                );
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
             let reclaimed = &mut st.reclaimed;
             let r = st
                 .conntrack
-                .insert(key, None, b, svc.id, state, 0, now, |_, c| {
+                .insert(*key, None, b, svc.id, state, 0, now, |_, c| {
                     push_bounded(reclaimed, c)
                 });
             st.release_reclaimed();
@@ -493,7 +448,7 @@ pub fn from_client(
                 Err(InsertError::TableFull) => {
                     let b = plane
                         .services
-                        .consistent_pick(svc.cluster, &key)
+                        .consistent_pick(svc.cluster, key)
                         .unwrap_or(b);
                     return dsr_forward(
                         plane,
@@ -510,7 +465,7 @@ pub fn from_client(
                 Err(InsertError::RateLimited) => {
                     let b = plane
                         .services
-                        .consistent_pick(svc.cluster, &key)
+                        .consistent_pick(svc.cluster, key)
                         .unwrap_or(b);
                     return dsr_forward(
                         plane,
@@ -772,8 +727,9 @@ fn transmit(out: Result<(usize, usize), Verdict>, end: usize, counter: Counter) 
     }
 }
 
-/// A TCP/UDP packet to one of our own addresses, with its `ports`: NAT
-/// return traffic if this worker tracks its connection. `None` if it does
+/// A TCP/UDP packet to one of our own addresses, with its `ports`, `key`
+/// and `tag` (as for [`from_client`]): NAT return traffic if this worker
+/// tracks its connection. `None` if it does
 /// not (the worker decides what else the packet may be).
 #[allow(clippy::too_many_arguments)]
 pub fn nat_return(
@@ -783,11 +739,12 @@ pub fn nat_return(
     buf: &mut [u8],
     pkt: Ip,
     ports: (u16, u16, u8),
+    key: &FlowKey,
+    tag: Tag,
     now: u64,
 ) -> Option<Verdict> {
-    let (sport, dport, flags) = ports;
-    let key = FlowKey::new(pkt.src, pkt.dst, sport, dport, pkt.proto);
-    let id: ConnId = match st.conntrack.lookup(&key, now) {
+    let flags = ports.2;
+    let id: ConnId = match st.conntrack.lookup_tagged(key, tag, now) {
         Lookup::Hit(id, Direction::Reply) => id,
         Lookup::Expired(c) => {
             st.release(&c);
@@ -1127,30 +1084,5 @@ mod tests {
         );
         // An idle table costs nothing: no slot is owed within a few ns.
         st.expire_paced(now, 64);
-    }
-
-    #[test]
-    fn peek_key_reads_the_tuple_of_tcp_and_udp_frames_only() {
-        // Ethernet + VLAN 5 + IPv4 (TCP 40000 -> 80).
-        let mut f = vec![0u8; 18 + 20 + 20];
-        f[12..14].copy_from_slice(&[0x81, 0x00]);
-        f[16..18].copy_from_slice(&[0x08, 0x00]);
-        f[18] = 0x45;
-        f[18 + 9] = 6;
-        f[18 + 12..18 + 16].copy_from_slice(&[198, 51, 100, 7]);
-        f[18 + 16..18 + 20].copy_from_slice(&[10, 0, 0, 100]);
-        f[38..40].copy_from_slice(&40000u16.to_be_bytes());
-        f[40..42].copy_from_slice(&80u16.to_be_bytes());
-        let k = peek_key(&f).unwrap();
-        assert_eq!(
-            k,
-            FlowKey::new(ip("198.51.100.7"), ip("10.0.0.100"), 40000, 80, 6)
-        );
-        f[18 + 9] = 1; // ICMP
-        assert_eq!(peek_key(&f), None);
-        // Every prefix is handled without a panic.
-        for n in 0..f.len() {
-            let _ = peek_key(&f[..n]);
-        }
     }
 }

@@ -130,8 +130,13 @@
 //!
 //! Once the table is much larger than the CPU caches, a hit costs two
 //! dependent cache misses (bucket, then slab entry) and a miss one.
-//! [`Conntrack::warm`] overlaps those misses across a receive burst with
-//! prefetch instructions. Both arrays are advised for transparent huge pages
+//! The worker overlaps those misses across a receive burst with prefetch
+//! instructions: it computes each packet's [`Tag`] once
+//! ([`Conntrack::tag`]), prefetches every home bucket of the burst
+//! ([`Conntrack::prefetch_home`]), then every entry they name
+//! ([`Conntrack::prefetch_conn`]), and looks each packet up with its tag
+//! ([`Conntrack::lookup_tagged`]); [`Conntrack::warm`] does the first three
+//! for a slice of keys. Both arrays are advised for transparent huge pages
 //! (`madvise(MADV_HUGEPAGE)`, in `src/dpdk/mem.rs`) before they are filled,
 //! which removes most of the TLB misses on top: 128 MiB in 4 KiB pages is
 //! 32,768 TLB entries, in 2 MiB pages 64.
@@ -754,6 +759,12 @@ fn tag_of(h: u64) -> u32 {
     ((h >> 32) as u32).max(1)
 }
 
+/// The index tag of a key ([`Conntrack::tag`]): the top 32 bits of its
+/// keyed hash, never 0. The default tag, 0, is no key's and finds
+/// nothing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tag(u32);
+
 /// One index bucket: 8 bytes, loaded as one word.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(C, align(8))]
@@ -954,6 +965,35 @@ impl Conntrack {
         self.find_tagged(key, self.hasher.tag(key))
     }
 
+    /// The index tag of `key` in this table: its keyed hash, computed once
+    /// per packet by a worker that processes a burst stage by stage
+    /// ([`Conntrack::prefetch_home`], [`Conntrack::prefetch_conn`],
+    /// [`Conntrack::lookup_tagged`]). Only meaningful for this table (each
+    /// table has its own secrets).
+    #[inline]
+    pub fn tag(&self, key: &FlowKey) -> Tag {
+        Tag(self.hasher.tag(key))
+    }
+
+    /// Prefetch the home bucket of a key with tag `tag` (the first of a
+    /// lookup's two dependent memory accesses). A hint: it changes nothing.
+    #[inline]
+    pub fn prefetch_home(&self, tag: Tag) {
+        prefetch(&self.index.buckets[self.index.home(tag.0)]);
+    }
+
+    /// Read the home bucket of `tag` (prefetched by
+    /// [`Conntrack::prefetch_home`] a while before) and prefetch the
+    /// connection it names if its tag matches (the second access). A hint:
+    /// it only reads.
+    #[inline]
+    pub fn prefetch_conn(&self, tag: Tag) {
+        let b = self.index.buckets[self.index.home(tag.0)];
+        if b.tag == tag.0 {
+            prefetch(&self.slab[(b.slot >> 1) as usize]);
+        }
+    }
+
     #[inline]
     fn find_tagged(&self, key: &FlowKey, tag: u32) -> Option<u32> {
         let slab = &self.slab;
@@ -970,7 +1010,17 @@ impl Conntrack {
     /// `conntrack.conn_mut(id).observe_tcp(flags, dir, now)`.
     #[inline]
     pub fn lookup(&mut self, key: &FlowKey, now: u64) -> Lookup {
-        let Some(slot) = self.find(key) else {
+        let tag = self.tag(key);
+        self.lookup_tagged(key, tag, now)
+    }
+
+    /// [`Conntrack::lookup`] with the key's tag already computed
+    /// ([`Conntrack::tag`] of the same key, on this table), so that a key
+    /// is hashed once per packet however many stages look at it.
+    #[inline]
+    pub fn lookup_tagged(&mut self, key: &FlowKey, tag: Tag, now: u64) -> Lookup {
+        debug_assert_eq!(tag, self.tag(key), "tag of another key or table");
+        let Some(slot) = self.find_tagged(key, tag.0) else {
             return Lookup::Miss;
         };
         let id = slot >> 1;
@@ -1001,16 +1051,13 @@ impl Conntrack {
     pub fn warm(&self, keys: &[FlowKey]) {
         const CHUNK: usize = 32;
         for chunk in keys.chunks(CHUNK) {
-            let mut tags = [0u32; CHUNK];
+            let mut tags = [Tag(0); CHUNK];
             for (k, t) in chunk.iter().zip(tags.iter_mut()) {
-                *t = self.hasher.tag(k);
-                prefetch(&self.index.buckets[self.index.home(*t)]);
+                *t = self.tag(k);
+                self.prefetch_home(*t);
             }
             for &tag in &tags[..chunk.len()] {
-                let b = self.index.buckets[self.index.home(tag)];
-                if b.tag == tag {
-                    prefetch(&self.slab[(b.slot >> 1) as usize]);
-                }
+                self.prefetch_conn(tag);
             }
         }
     }
