@@ -72,7 +72,7 @@ HOLDER=""
 . benches/l7_common.sh
 cleanup() {
   local pid
-  [ -n "$SLUICE" ] && kill -CONT "$SLUICE" 2>/dev/null
+  [ -n "$SLUICE" ] && { kill -CONT "$SLUICE" 2>/dev/null || true; }
   for pid in $HOLDER $SLUICE $HAPROXY; do kill -TERM "$pid" 2>/dev/null || true; done
   l7_cleanup
   if [ -n "${RESULTS:-}" ]; then
