@@ -3,13 +3,15 @@
 //! health probes (worker 0 only).
 //!
 //! The worker hands every TCP segment for a listener or for one of the L7
-//! connections to [`Engine::input`], which feeds it to that connection's
-//! interface and marks the connection touched. At the end of each burst
-//! [`Engine::run`] polls the connections whose timers are due, then steps
-//! the session of every touched connection once: the session moves bytes
-//! between its client and upstream sockets, and the sockets it wrote to or
-//! read from are polled so that data and window updates leave in the same
-//! loop iteration.
+//! connections to [`Engine::input`], which finds (or, for a SYN, makes) its
+//! connection, keeps the segment and marks the connection touched. At the
+//! end of each burst [`Engine::run`] feeds each touched connection all of
+//! its segments of the burst in one ingress pass, polls the connections
+//! whose timers are due, then steps the session of every touched
+//! connection: the session moves bytes between its client and upstream
+//! sockets, and the sockets it wrote to or read from are polled so that
+//! data, ACKs and window updates leave in the same loop iteration (one ACK
+//! per connection per burst; docs/L7-DESIGN.md section 11).
 
 use std::net::IpAddr;
 use std::sync::Arc;
