@@ -48,7 +48,9 @@
 # COST_COUNTS ("100 10000"), SKIP_MEM=1, SKIP_COST=1, SKIP_CEILING=1 (no
 # router or direct runs), BACKLOG (10000), RESULTS=DIR (keep wrk outputs,
 # Sluice counters and logs there), PAUSE=SECS (keep the set-up up that long
-# before measuring, to probe by hand). Every run also keeps, in
+# before measuring, to probe by hand), SLUICE_BIN (the Sluice binary to run,
+# target/release/sluice; another build's, to compare two in the same
+# set-up). Every run also keeps, in
 # RESULTS, NAME.before.probe and NAME.after.probe: retransmitted segments
 # per namespace and ethtool -S of l0 and l1 (the veth's XDP counters:
 # rx_queue_0_drops is what XDP could not hand to Sluice's AF_XDP socket).
@@ -73,7 +75,7 @@ HOLDER=""
 . benches/l7_common.sh
 cleanup() {
   local pid
-  [ -n "$SLUICE" ] && kill -CONT "$SLUICE" 2>/dev/null
+  [ -n "$SLUICE" ] && { kill -CONT "$SLUICE" 2>/dev/null || true; }
   for pid in $HOLDER $SLUICE $HAPROXY; do kill -TERM "$pid" 2>/dev/null || true; done
   l7_cleanup
   if [ -n "${RESULTS:-}" ]; then
@@ -317,6 +319,14 @@ def cpu(name):
     wall = (t01 - t00) / HZ  # seconds of the client CPU's clock
     return pct(b01 - b00, t01 - t00), pct(b11 - b10, t11 - t10), 100.0 * (p1 - p0) / HZ / wall if wall else NAN
 
+def own_ms_per_mb(name, r):
+    """CPU the proxy process was given during the run (ms) per MB wrk read."""
+    try:
+        p0, p1 = map(int, open(f"{tmp}/{name}.cpu").read().split()[8:10])
+    except (OSError, ValueError):
+        return NAN
+    return 1000.0 * (p1 - p0) / HZ / (r["bytes"] / 1e6) if r and r["bytes"] else NAN
+
 # When wrk stops it resets its connections with responses in flight: Sluice
 # resets their upstream connections, and the segments still in flight both
 # ways find no connection (RST answered). Not errors.
@@ -415,8 +425,8 @@ for name, p in tp:
     print(f"| {label(p[2], p[3])} | {' | '.join(cols)} |")
 
 print(f"\n### Where the CPUs went (busy % of client CPU / proxy CPU during each run)\n")
-print("| point | Sluice | HAProxy (its own share) | kernel router | direct | bytes/response | TCP retrans S/H/R/D |")
-print("|---|---|---|---|---|---|---|")
+print("| point | Sluice | HAProxy (its own share) | kernel router | direct | bytes/response | TCP retrans S/H/R/D | proxy CPU ms per MB S/H |")
+print("|---|---|---|---|---|---|---|---|")
 for name, p in tp:
     base = name[: -len("sluice")]
     cols, rts = [], []
@@ -428,7 +438,8 @@ for name, p in tp:
         rts.append(f"{loss(base + t)[0]:,}")
     s = get(base + "sluice")
     bpr = s["bytes"] / s["req"] if s["req"] else 0
-    print(f"| {label(p[2], p[3])} | {' | '.join(cols)} | {bpr:,.0f} | {' / '.join(rts)} |")
+    per_mb = " / ".join(f"{own_ms_per_mb(base + t, get(base + t)):.2f}" for t in ("sluice", "haproxy"))
+    print(f"| {label(p[2], p[3])} | {' | '.join(cols)} | {bpr:,.0f} | {' / '.join(rts)} | {per_mb} |")
 
 cost = [l.split() for l in open(f"{tmp}/cost")]
 if cost:

@@ -3,13 +3,15 @@
 //! health probes (worker 0 only).
 //!
 //! The worker hands every TCP segment for a listener or for one of the L7
-//! connections to [`Engine::input`], which feeds it to that connection's
-//! interface and marks the connection touched. At the end of each burst
-//! [`Engine::run`] polls the connections whose timers are due, then steps
-//! the session of every touched connection once: the session moves bytes
-//! between its client and upstream sockets, and the sockets it wrote to or
-//! read from are polled so that data and window updates leave in the same
-//! loop iteration.
+//! connections to [`Engine::input`], which finds (or, for a SYN, makes) its
+//! connection, keeps the segment and marks the connection touched. At the
+//! end of each burst [`Engine::run`] feeds each touched connection all of
+//! its segments of the burst in one ingress pass, polls the connections
+//! whose timers are due, then steps the session of every touched
+//! connection: the session moves bytes between its client and upstream
+//! sockets, and the sockets it wrote to or read from are polled so that
+//! data, ACKs and window updates leave in the same loop iteration (one ACK
+//! per connection per burst; docs/L7-DESIGN.md section 11).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -30,7 +32,9 @@ use super::plane::CheckKind;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::syncookie;
-use super::tcp::{key_of, Conns, Key, Owner, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
+use super::tcp::{
+    key_of, Conns, Key, Owner, Pending, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN,
+};
 use super::tls::{send_room, Failure, SocketIo, Tls, TlsFacts, PLAIN_HTTP_ANSWER};
 
 use smoltcp::socket::tcp::{self, State};
@@ -55,6 +59,9 @@ pub struct Engine {
     pub(super) conns: Conns,
     sessions: Vec<Option<Box<Live>>>,
     free_sessions: Vec<u32>,
+    /// Segments received since the last [`Engine::run`], which feeds them
+    /// to their connections (see [`Conns::ingress`]).
+    pending: Vec<Pending>,
     /// Connections touched since the last [`Engine::run`].
     touched: Vec<u32>,
     touched_mark: Vec<bool>,
@@ -149,6 +156,7 @@ impl Engine {
             conns: Conns::new(4096, setup.mtu, seed),
             sessions: Vec::new(),
             free_sessions: Vec::new(),
+            pending: Vec::with_capacity(256),
             touched: Vec::with_capacity(256),
             touched_mark: Vec::new(),
             idle: vec![Vec::new(); MAX_BACKENDS],
@@ -229,7 +237,10 @@ impl Engine {
             }
         };
         self.counters.inc(Counter::l7_rx_segments);
-        self.conns.poll(slot, Some(pkt), eg.now_ns, eg);
+        // Fed to the connection at the end of the burst, with the burst's
+        // other segments of the same connection.
+        let seq = self.pending.len() as u32;
+        self.pending.push(Pending::new(slot, seq, m, l3, end));
         self.touch(slot);
     }
 
@@ -415,6 +426,23 @@ impl Engine {
     /// connection).
     pub fn run(&mut self, eg: &mut Egress<'_>, snat: &mut SnatPorts) -> bool {
         let now = eg.now_ns;
+        // The burst's segments, each connection's together and in order.
+        if !self.pending.is_empty() {
+            self.pending.sort_unstable_by_key(|p| (p.slot, p.seq));
+            let mut i = 0;
+            while i < self.pending.len() {
+                let slot = self.pending[i].slot;
+                let mut j = i + 1;
+                while j < self.pending.len() && self.pending[j].slot == slot {
+                    j += 1;
+                }
+                self.conns
+                    .ingress(slot, &mut self.pending[i..j], now, eg);
+                i = j;
+            }
+            // The mbufs go back to the pool.
+            self.pending.clear();
+        }
         while let Some(slot) = self.conns.due(now) {
             self.conns.poll(slot, None, now, eg);
             self.touch(slot);
@@ -431,6 +459,15 @@ impl Engine {
             }
             self.event(eg, snat, slot);
             i += 1;
+        }
+        // Connections that took segments but whose owner did not poll
+        // them (a handshake in progress, an idle pooled connection, a
+        // session stepped for its other side): their ACKs and timers.
+        for i in 0..self.touched.len() {
+            let slot = self.touched[i];
+            if self.conns.owes_egress(slot) {
+                self.conns.poll(slot, None, now, eg);
+            }
         }
         self.touched.clear();
         worked | self.sweep_idle(now)
@@ -1500,6 +1537,7 @@ impl Engine {
     /// Worker stop: reset every connection (a best effort; the process is
     /// going away).
     pub fn shutdown(&mut self, eg: &mut Egress<'_>) {
+        self.pending.clear();
         let slots: Vec<u32> = self.conns.slots().collect();
         for slot in slots {
             if let Some(c) = self.conns.get(slot) {

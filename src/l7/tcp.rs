@@ -84,6 +84,9 @@ pub struct Conn {
     swept_polls: u32,
     /// The send buffer's pages were given back since the last poll.
     tx_released: bool,
+    /// Segments went in by [`Conns::ingress`] and the interface has not
+    /// been polled for egress since (see [`Conns::owes_egress`]).
+    egress_owed: bool,
 }
 
 impl Conn {
@@ -136,10 +139,40 @@ impl Egress<'_> {
     }
 }
 
-/// The device of one poll: at most one received packet, and the worker's
-/// egress path.
+/// A received segment waiting for the end of the burst: the IP packet is
+/// `m`'s bytes `l3..end`, for connection `slot`, the `seq`-th of the
+/// burst (see [`Conns::ingress`]).
+pub struct Pending {
+    pub slot: u32,
+    pub seq: u32,
+    l3: u32,
+    end: u32,
+    m: crate::dpdk::Mbuf,
+}
+
+impl Pending {
+    pub fn new(slot: u32, seq: u32, m: crate::dpdk::Mbuf, l3: usize, end: usize) -> Pending {
+        Pending {
+            slot,
+            seq,
+            l3: l3 as u32,
+            end: end as u32,
+            m,
+        }
+    }
+}
+
+/// What a poll receives: one packet (or none), or a connection's
+/// segments of one burst.
+enum RxSrc<'a> {
+    One(Option<&'a [u8]>),
+    Queue(std::slice::IterMut<'a, Pending>),
+}
+
+/// The device of one poll: the received packets, and the worker's egress
+/// path.
 struct Dev<'a, 'e> {
-    rx: Option<&'a [u8]>,
+    rx: RxSrc<'a>,
     /// Whatever smoltcp transmits in this poll is thrown away (the
     /// SYN-ACK a SYN cookie's synthetic SYN draws: the client has had the
     /// cookie's own).
@@ -214,7 +247,17 @@ impl<'e> Device for Dev<'_, 'e> {
         Self: 'b;
 
     fn receive(&mut self, _t: Instant) -> Option<(Self::RxToken<'_>, Self::TxToken<'_>)> {
-        let p = self.rx.take()?;
+        let p: &[u8] = match &mut self.rx {
+            RxSrc::One(p) => p.take()?,
+            RxSrc::Queue(it) => loop {
+                let q = it.next()?;
+                let (l3, end) = (q.l3 as usize, q.end as usize);
+                let (buf, _, _) = q.m.buffer_mut();
+                if let Some(p) = buf.get(l3..end) {
+                    break p;
+                }
+            },
+        };
         Some((
             Rx(p),
             Tx {
@@ -369,7 +412,7 @@ impl Conns {
         let mut cfg = Config::new(HardwareAddress::Ip);
         cfg.random_seed = seed;
         let mut dev = Dev {
-            rx: None,
+            rx: RxSrc::One(None),
             discard: false,
             eg,
             mtu: self.mtu,
@@ -404,6 +447,7 @@ impl Conns {
             polls: 0,
             swept_polls: 0,
             tx_released: false,
+            egress_owed: false,
         }
     }
 
@@ -475,7 +519,7 @@ impl Conns {
         let mtu = self.mtu;
         let c = self.slots[slot as usize].as_deref_mut()?;
         let mut dev = Dev {
-            rx: Some(syn),
+            rx: RxSrc::One(Some(syn)),
             discard: true,
             eg,
             mtu,
@@ -528,13 +572,14 @@ impl Conns {
         };
         let now = instant(now_ns);
         let mut dev = Dev {
-            rx,
+            rx: RxSrc::One(rx),
             discard: false,
             eg,
             mtu,
         };
         c.iface.poll(now, &mut dev, &mut c.sockets);
         c.polls = c.polls.wrapping_add(1);
+        c.egress_owed = false;
         if let Some(at) = c.iface.poll_at(now, &c.sockets) {
             // "Now" (e.g. data that could not go out for want of an mbuf)
             // means the next millisecond: never a deadline that `due` would
@@ -548,6 +593,51 @@ impl Conns {
             }
         }
         true
+    }
+
+    /// Feed connection `slot` the segments `pkts` of one burst (all
+    /// its own, in arrival order) without the egress half of a poll:
+    /// whatever the socket has to send (its ACK, data the peer's ACK let
+    /// out) waits for the poll that follows the session's step in the
+    /// same loop iteration (or [`Conns::owes_egress`]). So a burst's
+    /// segments of one connection cost one ACK, sent after the session
+    /// has read them (with the window they free), and one egress pass,
+    /// not one per segment. Returns false if the slot is empty.
+    pub fn ingress(
+        &mut self,
+        slot: u32,
+        pkts: &mut [Pending],
+        now_ns: u64,
+        eg: &mut Egress<'_>,
+    ) -> bool {
+        let mtu = self.mtu;
+        let Some(c) = self
+            .slots
+            .get_mut(slot as usize)
+            .and_then(|c| c.as_deref_mut())
+        else {
+            return false;
+        };
+        let now = instant(now_ns);
+        let mut dev = Dev {
+            rx: RxSrc::Queue(pkts.iter_mut()),
+            discard: false,
+            eg,
+            mtu,
+        };
+        while c.iface.poll_ingress_single(now, &mut dev, &mut c.sockets)
+            != smoltcp::iface::PollIngressSingleResult::None
+        {}
+        c.egress_owed = true;
+        c.polls = c.polls.wrapping_add(1);
+        true
+    }
+
+    /// Whether `slot` took segments by [`Conns::ingress`] and has not been
+    /// polled since: its owner's step did not poll it, so the engine must
+    /// (an ACK, a SYN-ACK, or its timer to re-arm).
+    pub fn owes_egress(&self, slot: u32) -> bool {
+        self.get_ref(slot).is_some_and(|c| c.egress_owed)
     }
 
     /// Ask to be woken at `at_ns` (a session deadline).
