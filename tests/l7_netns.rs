@@ -2378,6 +2378,64 @@ for i in range(3):
     w.stop_sluice();
 }
 
+/// A client that opens a new connection per request (`Connection: close`:
+/// Sluice closes first) and so reuses its ports fast: here 100 ports for
+/// 600 requests, each port coming back within a second. Every request is
+/// answered at once (a SYN for a 4-tuple Sluice still held in TIME-WAIT
+/// would otherwise go unanswered and cost the client a one-second SYN
+/// retransmission, or the TIME-WAIT connections would fill
+/// `max_connections`), and no closed connection lingers afterwards.
+#[test]
+fn a_client_reusing_its_ports_fast_is_answered_at_once() {
+    let _serial = serial();
+    let mut w = World::new("reuse", &[]);
+    w.backend("w1", "b1", 8080);
+    let mut body = w.cluster("web", "", &["w1"]);
+    body += &simple_listener("web", "max_connections = 200\nmax_half_open = 200");
+    w.start(&body);
+    w.client().ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
+    const CLIENT: &str = r#"
+import http.client, sys, time
+worst, bad = 0.0, []
+for i in range(600):
+    t = time.monotonic()
+    try:
+        c = http.client.HTTPConnection(sys.argv[1], 80, timeout=5)
+        c.request("GET", "/", headers={"Connection": "close"})
+        r = c.getresponse()
+        r.read()
+        if r.status != 200:
+            bad.append((i, r.status))
+        c.close()
+    except Exception as e:
+        bad.append((i, repr(e)))
+    worst = max(worst, time.monotonic() - t)
+print(len(bad), round(worst, 3), bad[:5], flush=True)
+"#;
+    let f = w.python(CLIENT, &[VIP], secs(120));
+    let out = f.stdout();
+    eprintln!("[reuse] failed, slowest, first failures: {out}");
+    let mut it = out.split_whitespace();
+    let failed: usize = it.next().and_then(|v| v.parse().ok()).unwrap_or(usize::MAX);
+    let worst: f64 = it.next().and_then(|v| v.parse().ok()).unwrap_or(99.0);
+    assert!(
+        f.success() && failed == 0 && worst < 0.5,
+        "600 connections over 100 client ports: {}\n{}",
+        f.text(),
+        w.diag()
+    );
+    let mut left = u64::MAX;
+    assert!(
+        wait_until(secs(3), || {
+            left = w.counter("l7_client_conns");
+            left == 0
+        }),
+        "closed connections linger: l7_client_conns {left}\n{}",
+        w.diag()
+    );
+    w.stop_sluice();
+}
+
 // ---------------------------------------------------------------- IPv6
 
 #[test]

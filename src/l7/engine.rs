@@ -204,9 +204,14 @@ impl Engine {
             self.counters.inc(Counter::drop_l4_malformed);
             return;
         };
+        let syn = flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN;
         let slot = match self.conns.find(&key) {
+            Some(s) if syn && self.forget_time_wait(s) => match self.accept(eg, key, pkt) {
+                Some(s) => s,
+                None => return,
+            },
             Some(s) => s,
-            None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_SYN => {
+            None if syn => {
                 match self.accept(eg, key, pkt) {
                     Some(s) => s,
                     None => return,
@@ -934,29 +939,78 @@ impl Engine {
         self.reap(snat, slot);
     }
 
-    /// Free an orphaned connection once smoltcp is done with it.
+    /// A SYN came for the 4-tuple of a client connection Sluice closed
+    /// and keeps in TIME-WAIT: the client reuses its port (Linux does so
+    /// as soon as its own side is closed, which for a connection the
+    /// server closed first is at once, so a client opening connections
+    /// fast comes back to a port within seconds). As Linux does for its
+    /// own TIME-WAIT sockets, the old connection is forgotten and the SYN
+    /// opens a new one (RFC 9293 §3.6.1); a SYN dropped instead would
+    /// cost the client a one-second retransmission. Not when the old
+    /// connection has segments waiting in this burst (its slot could be
+    /// reused by the new one): then the SYN goes to the old socket, which
+    /// ignores it, and the client's retransmission gets through.
+    fn forget_time_wait(&mut self, slot: u32) -> bool {
+        if self.touched_mark.get(slot as usize).copied().unwrap_or(false) {
+            return false;
+        }
+        let Some(c) = self.conns.get(slot) else {
+            return false;
+        };
+        let Owner::Orphan { listener: Some(l) } = c.owner else {
+            return false;
+        };
+        if c.sock().state() != State::TimeWait {
+            return false;
+        }
+        if let Some(c) = self.conns.remove(slot) {
+            self.client_gone(l, &c);
+            self.counters.inc(Counter::l7_time_wait_reused);
+        }
+        true
+    }
+
+    /// A client connection of listener `l` left the table.
+    fn client_gone(&mut self, l: u16, c: &super::tcp::Conn) {
+        if c.tls.as_ref().is_some_and(|t| t.in_progress) {
+            if let Some(n) = self.tls_handshaking.get_mut(l as usize) {
+                *n = n.saturating_sub(1);
+            }
+        }
+        if let Some(n) = self.clients.get_mut(l as usize) {
+            *n = n.saturating_sub(1);
+        }
+        if c.half_open {
+            self.dec_half_open(l);
+        }
+    }
+
+    /// Free an orphaned connection once smoltcp is done with it. A client
+    /// connection goes as soon as it reaches TIME-WAIT (Sluice closed
+    /// first and the client's FIN is acknowledged): smoltcp would hold it,
+    /// buffers and all, for 10 s, and a client opening connections at a
+    /// few thousand a second would fill `max_connections` with them. What
+    /// TIME-WAIT guards against (a late segment of the old connection
+    /// landing in a new one on the same ports) is what Linux also accepts
+    /// when its TIME-WAIT table overflows; a retransmitted FIN (the ACK
+    /// lost) is answered with a RST, which ends the client's side too.
     fn reap(&mut self, snat: &mut SnatPorts, slot: u32) {
         let Some(c) = self.conns.get(slot) else {
             return;
         };
-        if c.sock().state() != State::Closed {
+        let done = match c.sock().state() {
+            State::Closed => true,
+            State::TimeWait => matches!(c.owner, Owner::Orphan { listener: Some(_) }),
+            _ => false,
+        };
+        if !done {
             return;
         }
         let owner = c.owner;
         if let Some(c) = self.conns.remove(slot) {
             match owner {
                 Owner::Orphan { listener: Some(l) } | Owner::Client { listener: l, .. } => {
-                    if c.tls.as_ref().is_some_and(|t| t.in_progress) {
-                        if let Some(n) = self.tls_handshaking.get_mut(l as usize) {
-                            *n = n.saturating_sub(1);
-                        }
-                    }
-                    if let Some(n) = self.clients.get_mut(l as usize) {
-                        *n = n.saturating_sub(1);
-                    }
-                    if c.half_open {
-                        self.dec_half_open(l);
-                    }
+                    self.client_gone(l, &c);
                 }
                 _ => {
                     // Upstream and probe connections: their SNAT port goes

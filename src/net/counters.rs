@@ -87,6 +87,9 @@ counters! {
     l7_tx_segments,
     /// L7: RSTs sent for segments of no connection.
     l7_resets_sent,
+    /// L7: SYNs that reopened the 4-tuple of a client connection Sluice
+    /// held in TIME-WAIT (the old one forgotten, as Linux does).
+    l7_time_wait_reused,
     /// L7: client connections accepted (SYN to a listener).
     l7_accepted,
     /// L7: client handshakes that did not complete in time.
