@@ -2353,7 +2353,10 @@ for i in range(3):
     let f = w.python(CLIENT, &[VIP], secs(40));
     let released = w.counter("l7_idle_tx_released");
     let accepted = w.counter("l7_accepted") - accepted0;
-    eprintln!("[quiet] {} released {released} accepted {accepted}", f.stdout().replace('\n', " | "));
+    eprintln!(
+        "[quiet] {} released {released} accepted {accepted}",
+        f.stdout().replace('\n', " | ")
+    );
     assert!(
         f.success() && f.stdout() == "0 200 200000 True\n1 200 200000 True\n2 200 200000 True\n",
         "three responses on one connection with pauses between:\n{}\n{}",
@@ -2374,7 +2377,11 @@ for i in range(3):
         .ok()
         .and_then(|v| v["memory"]["large_blocks_bytes"].as_u64())
         .unwrap_or(0);
-    assert!(live >= 2 * 16384, "memory.large_blocks_bytes {live}\n{}", w.diag());
+    assert!(
+        live >= 2 * 16384,
+        "memory.large_blocks_bytes {live}\n{}",
+        w.diag()
+    );
     w.stop_sluice();
 }
 
@@ -2393,7 +2400,8 @@ fn a_client_reusing_its_ports_fast_is_answered_at_once() {
     let mut body = w.cluster("web", "", &["w1"]);
     body += &simple_listener("web", "max_connections = 200\nmax_half_open = 200");
     w.start(&body);
-    w.client().ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
+    w.client()
+        .ok(&["sysctl", "-qw", "net.ipv4.ip_local_port_range=40000 40099"]);
     const CLIENT: &str = r#"
 import http.client, sys, time
 worst, bad = 0.0, []

@@ -87,7 +87,10 @@ impl StatsSource {
             ("large_blocks_warm_bytes", mem.warm),
             ("large_blocks_pending_bytes", mem.pending),
         ] {
-            let _ = writeln!(out, "# TYPE sluice_memory_{name} gauge\nsluice_memory_{name} {v}");
+            let _ = writeln!(
+                out,
+                "# TYPE sluice_memory_{name} gauge\nsluice_memory_{name} {v}"
+            );
         }
         let snaps: Vec<_> = self.workers.iter().map(|w| w.snapshot()).collect();
         for &c in Counter::ALL {

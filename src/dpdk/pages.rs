@@ -194,7 +194,10 @@ fn block_of(p: *mut u8) -> Option<(usize, usize)> {
         return None;
     }
     let class = (a - b) / SPAN;
-    Some((class, (a - b - class * SPAN) >> (MIN_SHIFT as usize + class)))
+    Some((
+        class,
+        (a - b - class * SPAN) >> (MIN_SHIFT as usize + class),
+    ))
 }
 
 #[inline]
@@ -214,12 +217,18 @@ fn take(class: usize) -> Option<(*mut u8, bool)> {
         // SAFETY: entries [0, warm) of this class's warm stack were
         // written by `give` under this lock; the slot lies inside the
         // stack mapping (warm <= stack_len).
-        (unsafe { stack_slot(class, Stack::Warm, st.warm).read() as usize }, true)
+        (
+            unsafe { stack_slot(class, Stack::Warm, st.warm).read() as usize },
+            true,
+        )
     } else if st.free > 0 {
         st.free -= 1;
         // SAFETY: as above, for the clean stack (written by
         // `release_class`).
-        (unsafe { stack_slot(class, Stack::Clean, st.free).read() as usize }, false)
+        (
+            unsafe { stack_slot(class, Stack::Clean, st.free).read() as usize },
+            false,
+        )
     } else if st.bumped < stack_len(class) {
         st.bumped += 1;
         (st.bumped - 1, false)
@@ -473,7 +482,10 @@ mod tests {
         assert_eq!(class_of(l(65536)), Some(2));
         assert_eq!(class_of(l(1 << 20)), Some(CLASSES - 1));
         assert_eq!(class_of(l((1 << 20) + 1)), None);
-        assert_eq!(class_of(Layout::from_size_align(65536, 8192).unwrap()), None);
+        assert_eq!(
+            class_of(Layout::from_size_align(65536, 8192).unwrap()),
+            None
+        );
         assert_eq!(stack_offset(1), stack_len(0));
     }
 
@@ -497,7 +509,10 @@ mod tests {
     fn a_freed_block_leaves_memory_and_comes_back_zeroed() {
         const N: usize = 1 << 20;
         let mut v = vec![0u8; N];
-        assert!(block_of(v.as_mut_ptr()).is_some(), "1 MiB comes from the region");
+        assert!(
+            block_of(v.as_mut_ptr()).is_some(),
+            "1 MiB comes from the region"
+        );
         assert_eq!(v.as_ptr() as usize % PAGE, 0);
         assert_eq!(resident_pages(&v), 0, "a zeroed block is not resident");
         v[0] = 1;
@@ -539,7 +554,10 @@ mod tests {
         v.reserve(3 << 20); // block -> system
         assert!(block_of(v.as_mut_ptr()).is_none());
         assert!(v[..100].iter().enumerate().all(|(i, &b)| b == i as u8));
-        assert!(v[100..].iter().enumerate().all(|(i, &b)| b == (i % 251) as u8));
+        assert!(v[100..]
+            .iter()
+            .enumerate()
+            .all(|(i, &b)| b == (i % 251) as u8));
         v.truncate(20_000);
         v.shrink_to_fit(); // system -> block
         assert!(block_of(v.as_mut_ptr()).is_some());

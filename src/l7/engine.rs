@@ -32,9 +32,7 @@ use super::plane::CheckKind;
 use super::router::RequestView;
 use super::session::{BackendEvent, Cx, Env, Link, Opened, Release, Session, Side, Step};
 use super::syncookie;
-use super::tcp::{
-    key_of, Conns, Key, Owner, Pending, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN,
-};
+use super::tcp::{key_of, Conns, Key, Owner, Pending, SocketOpts, NONE, TCP_ACK, TCP_RST, TCP_SYN};
 use super::tls::{send_room, Failure, SocketIo, Tls, TlsFacts, PLAIN_HTTP_ANSWER};
 
 use smoltcp::socket::tcp::{self, State};
@@ -211,12 +209,10 @@ impl Engine {
                 None => return,
             },
             Some(s) => s,
-            None if syn => {
-                match self.accept(eg, key, pkt) {
-                    Some(s) => s,
-                    None => return,
-                }
-            }
+            None if syn => match self.accept(eg, key, pkt) {
+                Some(s) => s,
+                None => return,
+            },
             None if flags & (TCP_SYN | TCP_ACK | TCP_RST) == TCP_ACK
                 && self.cookies_recent(eg.plane, &key, Some(eg.now_ns)) =>
             {
@@ -441,8 +437,7 @@ impl Engine {
                 while j < self.pending.len() && self.pending[j].slot == slot {
                     j += 1;
                 }
-                self.conns
-                    .ingress(slot, &mut self.pending[i..j], now, eg);
+                self.conns.ingress(slot, &mut self.pending[i..j], now, eg);
                 i = j;
             }
             // The mbufs go back to the pool.
@@ -951,7 +946,12 @@ impl Engine {
     /// reused by the new one): then the SYN goes to the old socket, which
     /// ignores it, and the client's retransmission gets through.
     fn forget_time_wait(&mut self, slot: u32) -> bool {
-        if self.touched_mark.get(slot as usize).copied().unwrap_or(false) {
+        if self
+            .touched_mark
+            .get(slot as usize)
+            .copied()
+            .unwrap_or(false)
+        {
             return false;
         }
         let Some(c) = self.conns.get(slot) else {

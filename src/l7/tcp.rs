@@ -563,11 +563,7 @@ impl Conns {
     /// and re-arm its timer. Returns false if the slot is empty.
     pub fn poll(&mut self, slot: u32, rx: Option<&[u8]>, now_ns: u64, eg: &mut Egress<'_>) -> bool {
         let mtu = self.mtu;
-        let Some(c) = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = self.get(slot) else {
             return false;
         };
         let now = instant(now_ns);
@@ -611,11 +607,7 @@ impl Conns {
         eg: &mut Egress<'_>,
     ) -> bool {
         let mtu = self.mtu;
-        let Some(c) = self
-            .slots
-            .get_mut(slot as usize)
-            .and_then(|c| c.as_deref_mut())
-        else {
+        let Some(c) = self.get(slot) else {
             return false;
         };
         let now = instant(now_ns);
