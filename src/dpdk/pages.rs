@@ -103,7 +103,7 @@ struct Class {
     pending: usize,
     /// Entries on the warm stack.
     warm: usize,
-    /// Blocks in use (for [`in_use_bytes`]).
+    /// Blocks in use (for [`usage`]).
     live: usize,
 }
 
@@ -151,8 +151,11 @@ fn base() -> Option<usize> {
         b => return Some(b),
     }
     let (Some(region), Some(stacks)) = (reserve(REGION), reserve(STACKS_BYTES)) else {
-        BASE.store(1, Ordering::Release);
-        return None;
+        // Unavailable, unless another thread's reservation got there.
+        return match BASE.compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire) {
+            Ok(_) | Err(1) => None,
+            Err(won) => Some(won),
+        };
     };
     // The stacks are published before the base: whoever sees the base sees
     // them.
@@ -316,17 +319,18 @@ fn release_class(class: usize) -> usize {
             return total;
         }
         for &index in &batch[..n] {
+            let addr = block_addr(base, class, index as usize) as *mut u8;
             // SAFETY: the block lies in the region and was freed by its
             // owner; taken off the pending stack it is on no stack, so no
             // one can be handed it while its pages go. MADV_DONTNEED on
             // private anonymous memory drops the pages: they read as zero
-            // when next touched.
+            // when next touched. Should the kernel refuse (locked
+            // memory), the block is cleared by hand instead: a clean
+            // block must read as zero.
             unsafe {
-                libc::madvise(
-                    block_addr(base, class, index as usize) as *mut libc::c_void,
-                    size,
-                    libc::MADV_DONTNEED,
-                );
+                if libc::madvise(addr.cast(), size, libc::MADV_DONTNEED) != 0 {
+                    core::ptr::write_bytes(addr, 0, size);
+                }
             }
         }
         let mut st = lock(class);
