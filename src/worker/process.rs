@@ -374,7 +374,6 @@ fn ipv4_class(plane: &Plane, buf: &[u8], l3: usize, end: usize, memo: &mut Servi
     if skind != 0 {
         return Class::Done(Drop(Counter::drop_spoofed_source));
     }
-    let l4 = l3 + crate::wire::ipv4::HEADER_LEN;
     let end = l3 + total;
     let dkind = plane.addrs.v4(dst);
     let vip = dkind & VIP != 0;
@@ -384,14 +383,7 @@ fn ipv4_class(plane: &Plane, buf: &[u8], l3: usize, end: usize, memo: &mut Servi
         return Class::Done(Drop(Counter::drop_ip_not_ours));
     }
     if proto == 6 || proto == 17 {
-        let pkt = balancer::Ip {
-            l3,
-            l4,
-            end,
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
-            proto,
-        };
+        let pkt = balancer::Ip::v4(l3, end, src, dst, proto);
         let key = FlowKey::v4(src, dst, 0, 0, proto);
         return tcp_udp_class(plane, buf, pkt, key, vip, memo);
     }
@@ -433,14 +425,7 @@ fn icmp4_in(
         Icmpv4Message::DstUnreachable | Icmpv4Message::TimeExceeded
     ) && !plane.services.is_empty()
     {
-        let pkt = balancer::Ip {
-            l3,
-            l4,
-            end,
-            src: IpAddr::V4(src),
-            dst: IpAddr::V4(dst),
-            proto: 1,
-        };
+        let pkt = balancer::Ip::v4(l3, end, src, dst, 1);
         return balancer::icmp_error_v4(plane, neighbors, l4st, buf, pkt, now);
     }
     if icmp.msg_type() != Icmpv4Message::EchoRequest || icmp.msg_code() != 0 {

@@ -67,6 +67,28 @@ pub struct Ip {
     pub proto: u8,
 }
 
+impl Ip {
+    /// An IPv4 packet at `l3..end` with a header of the fixed 20 bytes
+    /// (options were refused by the classifier).
+    #[inline(always)]
+    pub fn v4(
+        l3: usize,
+        end: usize,
+        src: std::net::Ipv4Addr,
+        dst: std::net::Ipv4Addr,
+        proto: u8,
+    ) -> Ip {
+        Ip {
+            l3,
+            l4: l3 + crate::wire::ipv4::HEADER_LEN,
+            end,
+            src: IpAddr::V4(src),
+            dst: IpAddr::V4(dst),
+            proto,
+        }
+    }
+}
+
 #[inline(always)]
 fn bump(c: &AtomicU64, n: u64) {
     c.store(c.load(Ordering::Relaxed).wrapping_add(n), Ordering::Relaxed);
