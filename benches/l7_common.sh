@@ -10,7 +10,7 @@
 # and of HAProxy; CLIENT_CPU (0), that of the clients, the backends and
 # Sluice's main lcore; BACKLOG (10000), net.core.netdev_max_backlog for
 # the run; MBUFS (8191), Sluice's mbufs per worker; RX_DESC (2048), its
-# descriptors per rx queue; DEVICE (af_xdp, or
+# descriptors per rx queue; BURST (32), its packets per burst; DEVICE (af_xdp, or
 # af_packet with AFP_ARGS, default ",framecnt=4096"), Sluice's ports.
 #
 # and calls l7_cleanup from its EXIT trap (after stopping what it started
@@ -30,6 +30,7 @@ CLIENT_CPU=${CLIENT_CPU:-0}
 BACKLOG=${BACKLOG:-10000}
 MBUFS=${MBUFS:-8191}
 RX_DESC=${RX_DESC:-2048}
+BURST=${BURST:-32}
 DEVICE=${DEVICE:-af_xdp}
 AFP_ARGS=${AFP_ARGS-,framecnt=4096}
 case "$DEVICE" in
@@ -208,6 +209,7 @@ file_prefix = "$1"
 workers = [$PROXY_CPU]
 mbufs = $MBUFS
 rx_desc = $RX_DESC
+burst = $BURST
 
 [admin]
 listen = "127.0.0.1:$2"

@@ -130,7 +130,13 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         }
     }
     // One pool per worker, on the worker's NUMA node, so that rx buffers of a
-    // queue are local to the core that polls it.
+    // queue are local to the core that polls it. Packed (`Mempool::new`)
+    // unless a NIC reads it by physical address.
+    let packed = dpdk::iova_is_va()
+        || cfg
+            .ports
+            .iter()
+            .all(|p| matches!(p.device, PortDevice::Vdev(_)));
     let pools: Vec<&'static Mempool> = dp
         .workers
         .iter()
@@ -141,11 +147,29 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
                 dp.mbufs,
                 dp.mbuf_cache,
                 eal.lcore_socket(l),
+                packed,
             )
             .map(|p| &*Box::leak(Box::new(p)))
             .map_err(|e| anyhow!(pool_error(&e, dp.mbufs, &cfg.eal.args)))
         })
         .collect::<Result<_>>()?;
+    // net_af_xdp registers a pool's memory with the kernel by a formula that
+    // only a packed pool satisfies; an mbuf outside it would be lost the
+    // first time it is handed to the kernel, and the port would starve.
+    let af_xdp = cfg
+        .ports
+        .iter()
+        .any(|p| matches!(&p.device, PortDevice::Vdev(v) if v.starts_with("net_af_xdp")));
+    if af_xdp {
+        if let Some(n) = pools.iter().map(|p| p.outside_af_xdp_umem()).find(|&n| n > 0) {
+            bail!(
+                "net_af_xdp ports need a packed mbuf pool, and {n} of {} mbufs lie outside the \
+                 memory it would register (the EAL runs with IOVA as PA and a PCI port shares \
+                 the pool); run the EAL with --iova-mode=va",
+                dp.mbufs
+            );
+        }
+    }
 
     // Ports that fail to start, and those started before a later step
     // fails, are closed before the error is returned: a device may hold
@@ -293,6 +317,7 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
             .collect(),
         health: health.clone(),
         workers_health: workers_health.clone(),
+        pools: pools.iter().map(|&p| (p, dp.mbufs)).collect(),
     });
     let mut cfg = cfg;
     let admin = if cfg.admin.enabled {

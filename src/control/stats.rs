@@ -24,6 +24,8 @@ pub struct StatsSource {
     pub health: Arc<crate::l7::health::HealthState>,
     /// Failed workers, for `/healthz`.
     pub workers_health: Arc<super::liveness::WorkerHealth>,
+    /// Each worker's mbuf pool, and its size.
+    pub pools: Vec<(&'static crate::dpdk::Mempool, u32)>,
 }
 
 /// One labelled metric family of the text exposition.
@@ -91,6 +93,13 @@ impl StatsSource {
                 out,
                 "# TYPE sluice_memory_{name} gauge\nsluice_memory_{name} {v}"
             );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP sluice_mbufs_available Free mbufs in the worker's pool (of dataplane.mbufs).\n# TYPE sluice_mbufs_available gauge"
+        );
+        for (w, (pool, _)) in self.pools.iter().enumerate() {
+            let _ = writeln!(out, "sluice_mbufs_available{{worker=\"{w}\"}} {}", pool.available());
         }
         let snaps: Vec<_> = self.workers.iter().map(|w| w.snapshot()).collect();
         for &c in Counter::ALL {
@@ -366,6 +375,8 @@ impl StatsSource {
             "backends": backends,
             "workers": self.workers.iter().map(|w| map(&w.snapshot())).collect::<Vec<_>>(),
             "ports": ports,
+            "mbufs": self.pools.iter().map(|(pool, size)| serde_json::json!({
+                "size": size, "available": pool.available()})).collect::<Vec<_>>(),
         })
     }
 
@@ -405,6 +416,7 @@ mod tests {
             ports: Vec::new(),
             health,
             workers_health: Default::default(),
+            pools: Vec::new(),
         };
         let text = src.prometheus();
         let mut seen: Vec<String> = Vec::new();

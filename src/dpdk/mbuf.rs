@@ -25,11 +25,28 @@ unsafe impl Sync for Mempool {}
 impl Mempool {
     /// Create a pool of `n` mbufs with the default data room (2048 bytes +
     /// headroom) and a per-lcore cache of `cache` on NUMA `socket`.
-    pub fn new(name: &str, n: u32, cache: u32, socket: i32) -> Result<Mempool, String> {
+    ///
+    /// `packed` lays the mbufs back to back, across page boundaries, as
+    /// `net_af_xdp` needs: it registers `n` mbufs' worth of memory from the
+    /// pool's start with the kernel (its UMEM), and DPDK otherwise keeps
+    /// each mbuf within one page (one per 4 KiB page without hugepages, so
+    /// that 40 % of the pool lies past the UMEM; the kernel drops what it is
+    /// given there, fill-ring buffers and packets to send alike, and the
+    /// mbufs are never returned). Only for pools no device reads by
+    /// physical address: see [`iova_is_va`].
+    pub fn new(
+        name: &str,
+        n: u32,
+        cache: u32,
+        socket: i32,
+        packed: bool,
+    ) -> Result<Mempool, String> {
         let cname = CString::new(name).map_err(|_| format!("mempool name {name:?} has a NUL"))?;
         // SAFETY: cname is a valid C string for the duration of the call; the
         // EAL is initialised (Mempool is only created after Eal::init).
-        let raw = unsafe { sys::sluice_pktmbuf_pool_create(cname.as_ptr(), n, cache, socket) };
+        let raw = unsafe {
+            sys::sluice_pktmbuf_pool_create(cname.as_ptr(), n, cache, socket, packed.into())
+        };
         NonNull::new(raw)
             .map(|raw| Mempool { raw })
             .ok_or_else(|| format!("mempool {name} ({n} mbufs): {}", errno_str(rte_errno())))
@@ -46,11 +63,29 @@ impl Mempool {
         NonNull::new(m).map(|raw| Mbuf { raw })
     }
 
+    /// How many mbufs lie outside the memory `net_af_xdp` registers with
+    /// the kernel for this pool (its UMEM: `n` mbufs' worth from the pool's
+    /// first page). Any such mbuf is lost the first time it is given to the
+    /// kernel; a [packed](Mempool::new) pool has none.
+    pub fn outside_af_xdp_umem(&self) -> u32 {
+        // SAFETY: the pool pointer is valid; the call only reads the pool's
+        // memory list and object headers.
+        unsafe { sys::sluice_mempool_outside_umem(self.raw.as_ptr()) as u32 }
+    }
+
     /// Mbufs currently available (approximate under concurrency).
     pub fn available(&self) -> u32 {
         // SAFETY: the pool pointer is valid; the call only reads counters.
         unsafe { sys::rte_mempool_avail_count(self.raw.as_ptr()) }
     }
+}
+
+/// Whether the EAL gives devices virtual addresses (IOVA as VA), so that an
+/// mbuf may span pages that are not physically contiguous: then any pool
+/// may be [packed](Mempool::new). Call after the EAL is up.
+pub fn iova_is_va() -> bool {
+    // SAFETY: reads the EAL's configuration, set once at initialisation.
+    unsafe { sys::sluice_iova_is_va() != 0 }
 }
 
 /// One single-segment packet buffer, owned: dropping it returns it to its
@@ -583,6 +618,32 @@ mod tests {
         crate::dpdk::Eal::init(&args).expect("EAL (--no-huge)")
     }
 
+    /// DPDK keeps each mbuf within one page unless told otherwise: without
+    /// hugepages that is one 2.3 KiB mbuf per 4 KiB page, and 40 % of an
+    /// ordinary pool lies past the memory net_af_xdp registers for it. A
+    /// packed pool lies within it, every mbuf.
+    #[test]
+    fn a_packed_pool_lies_within_the_af_xdp_umem() {
+        if !in_child("dpdk::mbuf::tests::a_packed_pool_lies_within_the_af_xdp_umem") {
+            return;
+        }
+        let _eal = start_eal();
+        let plain = Mempool::new("umem_plain", 1023, 0, -1, false).unwrap();
+        let outside = plain.outside_af_xdp_umem();
+        assert!(
+            (300..=500).contains(&outside),
+            "{outside} of 1023 page-bounded mbufs outside"
+        );
+        let packed = Mempool::new("umem_packed", 1023, 32, -1, true).unwrap();
+        assert_eq!(packed.outside_af_xdp_umem(), 0);
+        // Packed mbufs work as any other: written, read back, freed.
+        let free = packed.available();
+        let m = Mbuf::from_bytes(&packed, &[0x5a; 1500]).unwrap();
+        assert_eq!(m.data(), &[0x5a; 1500][..]);
+        drop(m);
+        assert_eq!(packed.available(), free);
+    }
+
     /// Hand `raw` to an rx burst as the NIC would, and take it back.
     fn through_rx(raw: *mut sys::rte_mbuf) -> (Option<Mbuf>, u64) {
         let mut rx = RxBurst::default();
@@ -602,7 +663,7 @@ mod tests {
             return;
         }
         let _eal = start_eal();
-        let pool = Mempool::new("mbuf_test", 63, 0, -1).unwrap();
+        let pool = Mempool::new("mbuf_test", 63, 0, -1, false).unwrap();
         let mut orig = Mbuf::from_bytes(&pool, &[0xaa; 64]).unwrap();
         assert!(orig.is_exclusive());
         let mut free_before = pool.available();
@@ -649,7 +710,7 @@ mod tests {
 
         // A shared mbuf whose pool has nothing left to copy into is freed
         // and reported lost.
-        let small = Mempool::new("mbuf_test_small", 2, 0, -1).unwrap();
+        let small = Mempool::new("mbuf_test_small", 2, 0, -1, true).unwrap();
         let held = small.alloc().unwrap();
         free_before = small.available();
         assert_eq!(free_before, 1);

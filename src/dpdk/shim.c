@@ -2,6 +2,8 @@
  * Rust can call them. Each is a one-line forward: the call costs one jump per
  * burst, not per packet, for the burst functions. */
 #include "shim.h"
+#include <rte_mbuf_pool_ops.h>
+#include <unistd.h>
 
 int sluice_errno(void) { return rte_errno; }
 unsigned sluice_lcore_id(void) { return rte_lcore_id(); }
@@ -64,9 +66,67 @@ unsigned sluice_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n)
 	return rte_ring_dequeue_burst(r, objs, n, NULL);
 }
 
-struct rte_mempool *sluice_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache, int socket)
+struct rte_mempool *sluice_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache, int socket, int packed)
 {
-	return rte_pktmbuf_pool_create(name, n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	if (!packed)
+		return rte_pktmbuf_pool_create(name, n, cache, 0, RTE_MBUF_DEFAULT_BUF_SIZE, socket);
+	/* rte_pktmbuf_pool_create_by_ops, with the one flag it cannot take. */
+	struct rte_pktmbuf_pool_private priv = {
+		.mbuf_data_room_size = RTE_MBUF_DEFAULT_BUF_SIZE,
+		.mbuf_priv_size = 0,
+	};
+	struct rte_mempool *mp = rte_mempool_create_empty(name, n,
+		sizeof(struct rte_mbuf) + RTE_MBUF_DEFAULT_BUF_SIZE, cache, sizeof(priv),
+		socket, RTE_MEMPOOL_F_NO_IOVA_CONTIG);
+	if (mp == NULL)
+		return NULL;
+	int ret = rte_mempool_set_ops_byname(mp, rte_mbuf_best_mempool_ops(), NULL);
+	if (ret == 0) {
+		rte_pktmbuf_pool_init(mp, &priv);
+		ret = rte_mempool_populate_default(mp);
+	}
+	if (ret < 0) {
+		rte_mempool_free(mp);
+		rte_errno = -ret;
+		return NULL;
+	}
+	rte_mempool_obj_iter(mp, rte_pktmbuf_init, NULL);
+	return mp;
+}
+
+int sluice_iova_is_va(void) { return rte_eal_iova_mode() == RTE_IOVA_VA; }
+
+struct umem_span {
+	uintptr_t lo, hi;
+	size_t obj_size;
+	int outside;
+};
+
+static void umem_check_obj(struct rte_mempool *mp, void *arg, void *obj, unsigned idx)
+{
+	struct umem_span *u = arg;
+	uintptr_t start = (uintptr_t)obj - mp->header_size;
+	(void)idx;
+	if (start < u->lo || start + u->obj_size > u->hi)
+		u->outside++;
+}
+
+int sluice_mempool_outside_umem(struct rte_mempool *mp)
+{
+	/* net_af_xdp 22.11 (xdp_umem_configure): the UMEM starts at the page of
+	 * the first memory chunk and spans populated_size objects of
+	 * rte_mempool_calc_obj_size() bytes. */
+	struct rte_mempool_memhdr *first = STAILQ_FIRST(&mp->mem_list);
+	if (first == NULL)
+		return 0;
+	struct umem_span u;
+	uintptr_t addr = (uintptr_t)first->addr;
+	u.lo = addr & ~((uintptr_t)getpagesize() - 1);
+	u.obj_size = rte_mempool_calc_obj_size(mp->elt_size, mp->flags, NULL);
+	u.hi = u.lo + (uintptr_t)mp->populated_size * u.obj_size + (addr - u.lo);
+	u.outside = 0;
+	rte_mempool_obj_iter(mp, umem_check_obj, &u);
+	return u.outside;
 }
 
 struct rte_mbuf *sluice_pktmbuf_unshare(struct rte_mbuf *m)
