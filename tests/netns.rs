@@ -303,7 +303,17 @@ fn ping_arping_ndp(tag: &str, vdev: &str, mbufs: u32) {
     let before = available();
     let o = in_ns(
         &client,
-        &["ping", "-f", "-c", "6000", "-s", "1400", "-w", "30", "10.99.0.1"],
+        &[
+            "ping",
+            "-f",
+            "-c",
+            "6000",
+            "-s",
+            "1400",
+            "-w",
+            "30",
+            "10.99.0.1",
+        ],
     );
     assert!(o.status.success(), "flood ping\n{}", output_text(&o));
     // A sent reply's mbuf returns when the next send collects completions.

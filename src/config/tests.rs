@@ -588,6 +588,29 @@ fn af_xdp_needs_mbufs_for_its_fill_rings() {
 }
 
 #[test]
+fn af_xdp_and_pci_ports_do_not_share_a_pool() {
+    let mixed = |first_pci: bool| {
+        let xdp = "[[port]]\nname = \"x\"\nvdev = \"net_af_xdp0,iface=x\"\naddresses = [\"10.5.0.1/24\"]\n";
+        let nic = "[[port]]\nname = \"n\"\npci = \"0000:03:00.0\"\naddresses = [\"10.6.0.1/24\"]\n";
+        let (a, b) = if first_pci { (nic, xdp) } else { (xdp, nic) };
+        format!("{}\n{a}\n{b}", BASE.replace(", \"--no-pci\"", ""))
+    };
+    for (first_pci, needle) in [(false, "pci = "), (true, "vdev = \"net_af_xdp0")] {
+        rejects(
+            &mixed(first_pci),
+            needle,
+            &[
+                "cannot run together",
+                "net_af_xdp port and a PCI port",
+                "mbuf pool",
+            ],
+        );
+    }
+    // af_packet and PCI ports may.
+    ok(&mixed(false).replace("net_af_xdp0,", "net_af_packet9,"));
+}
+
+#[test]
 fn nic_ports_need_mbufs_for_their_rx_rings() {
     // Each PCI port's rx ring holds rx_desc (2048 by default) mbufs.
     let nics = |n: usize| {

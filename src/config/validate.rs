@@ -493,6 +493,21 @@ fn ports(cfg: &Config) -> Check {
             .see(item("port", first), "first used"));
         }
         devices.insert(device.to_ascii_lowercase(), i);
+        // Every port of a worker shares its mbuf pool; net_af_xdp needs it
+        // packed, a NIC needs it kept within pages (`dpdk::Mempool::new`).
+        let af_xdp = |p: &super::Port| matches!(&p.device, PortDevice::Vdev(v) if v.starts_with("net_af_xdp"));
+        if let Some(first) = cfg.ports[..i].iter().position(|q| {
+            matches!(p.device, PortDevice::Pci(_)) && af_xdp(q)
+                || matches!(q.device, PortDevice::Pci(_)) && af_xdp(p)
+        }) {
+            let other = &cfg.ports[first].name;
+            return Err(problem!(
+                at(device_key),
+                "port {name:?} and port {other:?} cannot run together: a net_af_xdp port and a \
+                 PCI port would share each worker's mbuf pool, which only one of them can use"
+            )
+            .see(item("port", first), "other port"));
+        }
         // --no-pci stops the EAL from probing any PCI device, allow-listed or not.
         if let (PortDevice::Pci(_), Some(k)) = (&p.device, no_pci) {
             return Err(problem!(

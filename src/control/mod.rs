@@ -131,12 +131,11 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
     }
     // One pool per worker, on the worker's NUMA node, so that rx buffers of a
     // queue are local to the core that polls it. Packed (`Mempool::new`)
-    // unless a NIC reads it by physical address.
-    let packed = dpdk::iova_is_va()
-        || cfg
-            .ports
-            .iter()
-            .all(|p| matches!(p.device, PortDevice::Vdev(_)));
+    // unless a NIC reads it by DMA: a packed pool's mbufs have no IO address.
+    let packed = cfg
+        .ports
+        .iter()
+        .all(|p| matches!(p.device, PortDevice::Vdev(_)));
     let pools: Vec<&'static Mempool> = dp
         .workers
         .iter()
@@ -161,11 +160,15 @@ pub fn run(cfg: Config, opts: RunOptions) -> Result<()> {
         .iter()
         .any(|p| matches!(&p.device, PortDevice::Vdev(v) if v.starts_with("net_af_xdp")));
     if af_xdp {
-        if let Some(n) = pools.iter().map(|p| p.outside_af_xdp_umem()).find(|&n| n > 0) {
+        if let Some(n) = pools
+            .iter()
+            .map(|p| p.outside_af_xdp_umem())
+            .find(|&n| n > 0)
+        {
             bail!(
-                "net_af_xdp ports need a packed mbuf pool, and {n} of {} mbufs lie outside the \
-                 memory it would register (the EAL runs with IOVA as PA and a PCI port shares \
-                 the pool); run the EAL with --iova-mode=va",
+                "net_af_xdp ports cannot share a worker's mbuf pool with PCI ports: the pool \
+                 PCI ports need (mbufs kept within pages) leaves {n} of its {} mbufs outside \
+                 the memory net_af_xdp registers with the kernel, where they would be lost",
                 dp.mbufs
             );
         }

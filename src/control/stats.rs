@@ -99,7 +99,11 @@ impl StatsSource {
             "# HELP sluice_mbufs_available Free mbufs in the worker's pool (of dataplane.mbufs).\n# TYPE sluice_mbufs_available gauge"
         );
         for (w, (pool, _)) in self.pools.iter().enumerate() {
-            let _ = writeln!(out, "sluice_mbufs_available{{worker=\"{w}\"}} {}", pool.available());
+            let _ = writeln!(
+                out,
+                "sluice_mbufs_available{{worker=\"{w}\"}} {}",
+                pool.available()
+            );
         }
         let snaps: Vec<_> = self.workers.iter().map(|w| w.snapshot()).collect();
         for &c in Counter::ALL {

@@ -32,8 +32,8 @@ impl Mempool {
     /// each mbuf within one page (one per 4 KiB page without hugepages, so
     /// that 40 % of the pool lies past the UMEM; the kernel drops what it is
     /// given there, fill-ring buffers and packets to send alike, and the
-    /// mbufs are never returned). Only for pools no device reads by
-    /// physical address: see [`iova_is_va`].
+    /// mbufs are never returned). Only for pools no device reaches by DMA:
+    /// a packed pool's mbufs have no IO address (`buf_iova`).
     pub fn new(
         name: &str,
         n: u32,
@@ -78,14 +78,6 @@ impl Mempool {
         // SAFETY: the pool pointer is valid; the call only reads counters.
         unsafe { sys::rte_mempool_avail_count(self.raw.as_ptr()) }
     }
-}
-
-/// Whether the EAL gives devices virtual addresses (IOVA as VA), so that an
-/// mbuf may span pages that are not physically contiguous: then any pool
-/// may be [packed](Mempool::new). Call after the EAL is up.
-pub fn iova_is_va() -> bool {
-    // SAFETY: reads the EAL's configuration, set once at initialisation.
-    unsafe { sys::sluice_iova_is_va() != 0 }
 }
 
 /// One single-segment packet buffer, owned: dropping it returns it to its

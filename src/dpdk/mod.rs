@@ -31,4 +31,4 @@ pub mod pages;
 pub mod port;
 
 pub use eal::{build_version, rdtsc, tsc_hz, version, Eal, EalError, LaunchError};
-pub use mbuf::{iova_is_va, Flushed, Mbuf, Mempool, RxBurst, TxBuffer, MAX_BURST};
+pub use mbuf::{Flushed, Mbuf, Mempool, RxBurst, TxBuffer, MAX_BURST};

@@ -94,8 +94,6 @@ struct rte_mempool *sluice_pktmbuf_pool_create(const char *name, unsigned n, uns
 	return mp;
 }
 
-int sluice_iova_is_va(void) { return rte_eal_iova_mode() == RTE_IOVA_VA; }
-
 struct umem_span {
 	uintptr_t lo, hi;
 	size_t obj_size;

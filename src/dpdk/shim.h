@@ -61,10 +61,9 @@ unsigned sluice_ring_dequeue_burst(struct rte_ring *r, void **objs, unsigned n);
  * (RTE_MEMPOOL_F_NO_IOVA_CONTIG): net_af_xdp registers `n` objects' worth
  * of memory from the pool's start as its UMEM, and objects placed past that
  * (as page-bounded placement puts them: one 2.3 KiB object per 4 KiB page
- * without hugepages) are refused by the kernel and lost. */
+ * without hugepages) are refused by the kernel and lost. A packed pool's
+ * mbufs have no IO address: only for devices that do not DMA. */
 struct rte_mempool *sluice_pktmbuf_pool_create(const char *name, unsigned n, unsigned cache, int socket, int packed);
-/* The EAL addresses DMA by virtual address (RTE_IOVA_VA). */
-int sluice_iova_is_va(void);
 /* How many of the pool's mbufs lie outside the memory net_af_xdp would
  * register for it (its UMEM). */
 int sluice_mempool_outside_umem(struct rte_mempool *mp);
