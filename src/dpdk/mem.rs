@@ -14,19 +14,33 @@ const HUGE_PAGE: usize = 2 << 20;
 /// Ask the CPU to bring every cache line of `*r` into all cache levels,
 /// without waiting for it (unlike a load, a prefetch retires at once, so a
 /// burst's worth of misses overlap instead of filling the reorder buffer).
+///
+/// One prefetch per line the object touches, from the line of its first
+/// byte to the line of its last: an 8-byte index bucket is one line, a
+/// 96-byte connection two.
 #[inline(always)]
 pub fn prefetch<T>(r: &T) {
     let p = (r as *const T).cast::<u8>();
-    let lines = size_of::<T>().div_ceil(64).max(1);
-    // Lines of an object that starts mid-line: the first and last byte
-    // decide which lines it touches.
-    let last = p.wrapping_add(size_of::<T>().saturating_sub(1));
+    let size = size_of::<T>().max(1);
+    // A reference is aligned, so the object starts at most 64 - align
+    // bytes into its first line: when that cannot change how many lines
+    // it touches (a bucket: one; a connection: two), the count is a
+    // constant and p, p + 64, ... fall in exactly those lines.
+    let align = core::mem::align_of::<T>().min(64);
+    let fewest = (size - 1) / 64 + 1;
+    let most = (64 - align + size - 1) / 64 + 1;
+    let lines = if fewest == most {
+        fewest
+    } else {
+        ((p as usize + size - 1) / 64) - (p as usize / 64) + 1
+    };
+    // p + 64 i lies in the i-th line after p's: these are exactly the
+    // lines from the first byte's to the last byte's.
     let mut i = 0;
     while i < lines {
         prefetch_line(p.wrapping_add(i * 64));
         i += 1;
     }
-    prefetch_line(last);
 }
 
 #[inline(always)]

@@ -12,27 +12,84 @@ use std::net::IpAddr;
 /// SNAT source ports of one worker: its slice of 1024..=65535 for every
 /// address it may use as a NAT source, handed out oldest-freed first (so a
 /// port's previous connection has long left TIME_WAIT on the backend).
+///
+/// An address finds its pool through a small open-addressing table (one
+/// multiplication and usually one comparison), not by walking the pools:
+/// a NAT service with twenty SNAT addresses compared ten on average for
+/// every new connection and every freed one.
 pub struct SnatPorts {
     lo: u32,
     per_worker: u32,
     pools: Vec<(IpAddr, std::collections::VecDeque<u16>)>,
+    /// Index + 1 of the pool of the address hashed there (0: empty); a
+    /// power of two, at least twice the pools, so every probe ends.
+    table: Box<[u32]>,
+    /// `64 - log2(table.len())`: an address's first slot is its hash's
+    /// top bits.
+    shift: u32,
 }
 
 const SNAT_FIRST: u32 = 1024;
 const SNAT_PORTS: u32 = 65536 - SNAT_FIRST;
 
+/// Fibonacci hashing of the address's bits (the table's slot is the top
+/// bits of the product).
+#[inline]
+fn addr_hash(a: IpAddr) -> u64 {
+    let x = match a {
+        IpAddr::V4(a) => u64::from(u32::from(a)),
+        IpAddr::V6(a) => {
+            let x = u128::from(a);
+            (x as u64) ^ ((x >> 64) as u64).rotate_left(32)
+        }
+    };
+    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
+}
+
 impl SnatPorts {
     pub fn new(worker: usize, workers: usize, addrs: &[IpAddr]) -> SnatPorts {
         let per_worker = SNAT_PORTS / workers.max(1) as u32;
         let lo = SNAT_FIRST + per_worker * worker as u32;
-        let pools = addrs
-            .iter()
-            .map(|a| (*a, (lo..lo + per_worker).map(|p| p as u16).collect()))
-            .collect();
+        let mut pools: Vec<(IpAddr, std::collections::VecDeque<u16>)> = Vec::new();
+        for a in addrs {
+            // An address listed twice has one pool (the first).
+            if !pools.iter().any(|(p, _)| p == a) {
+                pools.push((*a, (lo..lo + per_worker).map(|p| p as u16).collect()));
+            }
+        }
+        let len = (2 * pools.len()).next_power_of_two().max(2);
+        let mut table = vec![0u32; len].into_boxed_slice();
+        let shift = 64 - len.trailing_zeros();
+        for (i, (a, _)) in pools.iter().enumerate() {
+            let mut j = (addr_hash(*a) >> shift) as usize;
+            while table[j] != 0 {
+                j = (j + 1) & (len - 1);
+            }
+            table[j] = i as u32 + 1;
+        }
         SnatPorts {
             lo,
             per_worker,
             pools,
+            table,
+            shift,
+        }
+    }
+
+    /// The pool of `addr`, if it is one of ours.
+    #[inline]
+    fn pool(&mut self, addr: IpAddr) -> Option<&mut std::collections::VecDeque<u16>> {
+        let mask = self.table.len() - 1;
+        let mut j = (addr_hash(addr) >> self.shift) as usize;
+        loop {
+            let i = *self.table.get(j)? as usize;
+            if i == 0 {
+                return None;
+            }
+            if self.pools[i - 1].0 == addr {
+                return Some(&mut self.pools[i - 1].1);
+            }
+            j = (j + 1) & mask;
         }
     }
 
@@ -50,17 +107,13 @@ impl SnatPorts {
 
     #[inline]
     pub fn alloc(&mut self, addr: IpAddr) -> Option<u16> {
-        self.pools
-            .iter_mut()
-            .find(|(a, _)| *a == addr)?
-            .1
-            .pop_front()
+        self.pool(addr)?.pop_front()
     }
 
     #[inline]
     pub fn free(&mut self, addr: IpAddr, port: u16) {
         if self.is_mine(port) {
-            if let Some((_, q)) = self.pools.iter_mut().find(|(a, _)| *a == addr) {
+            if let Some(q) = self.pool(addr) {
                 q.push_back(port);
             }
         }
@@ -109,6 +162,33 @@ mod tests {
             None,
             "ports below 1024 belong to nobody"
         );
+    }
+
+    #[test]
+    fn every_address_finds_its_own_pool() {
+        let mut addrs: Vec<IpAddr> = (1..=50)
+            .map(|i| ip(&format!("10.1.{}.{i}", i % 3)))
+            .collect();
+        addrs.extend((1..=7).map(|i| ip(&format!("2001:db8::{i:x}"))));
+        addrs.push(addrs[3]); // listed twice: one pool
+        let mut p = SnatPorts::new(0, 1, &addrs);
+        let n = p.available(addrs[0]);
+        for (k, a) in addrs.iter().enumerate().take(57) {
+            // The k-th address gives k + 1 ports; the others keep theirs.
+            for _ in 0..=k {
+                assert!(p.alloc(*a).is_some(), "{a}");
+            }
+        }
+        for (k, a) in addrs.iter().enumerate().take(57) {
+            assert_eq!(p.available(*a), n - k - 1, "{a}");
+        }
+        let port = p.alloc(addrs[10]).unwrap();
+        p.free(addrs[10], port);
+        assert_eq!(p.available(addrs[10]), n - 11);
+        for stranger in ["10.1.0.51", "10.9.9.9", "2001:db8::99", "::ffff:10.1.1.1"] {
+            assert_eq!(p.alloc(ip(stranger)), None, "{stranger}");
+        }
+        assert_eq!(SnatPorts::new(0, 1, &[]).alloc(addrs[0]), None);
     }
 
     #[test]

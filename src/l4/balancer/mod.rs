@@ -342,9 +342,13 @@ pub fn from_client(
 
     // Existing connection?
     let mut existing = None;
+    // Whether the key is in no connection now (so that a new connection
+    // is inserted without probing for it again): not if it is another
+    // connection's reply key.
+    let mut absent = true;
     match st.conntrack.lookup_tagged(key, tag, now) {
         Lookup::Hit(id, Direction::Original) => existing = Some(id),
-        Lookup::Hit(_, Direction::Reply) => {}
+        Lookup::Hit(_, Direction::Reply) => absent = false,
         Lookup::Expired(c) => st.release(&c),
         Lookup::Miss => {}
     }
@@ -451,17 +455,21 @@ pub fn from_client(
                 return Drop(Counter::drop_no_backend);
             };
             if svc.mode == Mode::Nat {
+                let fwd_tag = absent.then_some(tag);
                 return nat_open(
-                    plane, neighbors, st, svc, be, buf, pkt, *key, tcp_flags, now,
+                    plane, neighbors, st, svc, be, buf, pkt, key, fwd_tag, tcp_flags, now,
                 );
             }
             let state = conntrack::initial_state(pkt.proto, tcp_flags);
             let reclaimed = &mut st.reclaimed;
-            let r = st
-                .conntrack
-                .insert(*key, None, b, svc.id, state, 0, now, |_, c| {
-                    push_bounded(reclaimed, c)
-                });
+            let release = |_: ConnId, c: &Conn| push_bounded(reclaimed, c);
+            let r = if absent {
+                st.conntrack
+                    .insert_after_miss(key, tag, None, b, svc.id, state, 0, now, release)
+            } else {
+                st.conntrack
+                    .insert(*key, None, b, svc.id, state, 0, now, release)
+            };
             st.release_reclaimed();
             match r {
                 Ok(_) => st.open(b, svc.id),
@@ -529,7 +537,8 @@ fn nat_open(
     be: &BackendPlane,
     buf: &mut [u8],
     pkt: Ip,
-    key: FlowKey,
+    key: &FlowKey,
+    fwd_tag: Option<Tag>,
     flags: conntrack::TcpFlags,
     now: u64,
 ) -> Verdict {
@@ -538,7 +547,7 @@ fn nat_open(
     } else {
         // Spread over the addresses by a cheap mix of the tuple (nothing
         // outside this worker depends on which address a flow gets).
-        Some(svc.snat[(snat_mix(&key) % svc.snat.len() as u64) as usize])
+        Some(svc.snat[(snat_mix(key) % svc.snat.len() as u64) as usize])
     };
     let Some(snat_ip) = snat_ip else {
         return Drop(Counter::drop_no_route);
@@ -548,14 +557,23 @@ fn nat_open(
         return Drop(Counter::drop_snat_exhausted);
     };
     let bport = be.port.unwrap_or(key.dst_port);
-    let rev = FlowKey::new(be.addr, snat_ip, bport, snat_port, pkt.proto);
+    let rev = match (be.addr, snat_ip) {
+        (IpAddr::V4(b), IpAddr::V4(s)) => FlowKey::v4(b, s, bport, snat_port, pkt.proto),
+        (b, s) => FlowKey::new(b, s, bport, snat_port, pkt.proto),
+    };
     let state = conntrack::initial_state(pkt.proto, flags);
     let reclaimed = &mut st.reclaimed;
-    let r = st
-        .conntrack
-        .insert(key, Some(rev), be.id, svc.id, state, 0, now, |_, c| {
-            push_bounded(reclaimed, c)
-        });
+    let release = |_: ConnId, c: &Conn| push_bounded(reclaimed, c);
+    let (b, id) = (be.id, svc.id);
+    let r = match fwd_tag {
+        Some(tag) => {
+            st.conntrack
+                .insert_after_miss(key, tag, Some(&rev), b, id, state, 0, now, release)
+        }
+        None => st
+            .conntrack
+            .insert(*key, Some(rev), b, id, state, 0, now, release),
+    };
     st.release_reclaimed();
     match r {
         Ok(id) => {

@@ -93,13 +93,17 @@
 //!   expired connection just before freeing it and removing both its keys.
 //!   Every connection is examined once per `high_water / budget` calls; the
 //!   worker paces its calls so that this is about once a second
-//!   (`balancer::L4State::expire_paced`).
+//!   (`balancer::L4State::expire_paced`). The walk prefetches the entry
+//!   16 slots ahead of its cursor: in a table larger than the
+//!   caches each examined entry is otherwise a cache miss.
 //! - [`Conntrack::lookup`] treats an expired connection as absent: it frees it
 //!   at once and returns it as [`Lookup::Expired`] (`#[must_use]`).
 //! - [`Conntrack::insert`] takes the same `on_expire` callback: it frees an
 //!   expired connection that still holds one of the new keys, and when the
 //!   slab is full it runs `expire` over [`RECLAIM_BUDGET`] slots before
-//!   answering [`InsertError::TableFull`].
+//!   answering [`InsertError::TableFull`]. [`Conntrack::insert_after_miss`]
+//!   is `insert` for a key whose lookup has just missed (or freed its
+//!   expired holder): it does not probe for that key again.
 //! - [`Conntrack::remove`] and [`Conntrack::clear`] return or report what they
 //!   free.
 //!
@@ -171,6 +175,9 @@ const MIN_BUCKETS: usize = 8;
 /// How many slab slots `insert` examines for expired connections before
 /// answering [`InsertError::TableFull`].
 pub const RECLAIM_BUDGET: usize = 16;
+
+/// How many slots ahead of its cursor [`Conntrack::expire`] prefetches.
+const SWEEP_AHEAD: usize = 16;
 
 /// End of the free list.
 const NIL: u32 = u32::MAX;
@@ -1101,17 +1108,83 @@ impl Conntrack {
         state: ConnState,
         nat: u64,
         now: u64,
+        on_expire: impl FnMut(ConnId, &Conn),
+    ) -> Result<ConnId, InsertError> {
+        let tag = self.hasher.tag(&fwd);
+        self.insert_with(
+            &fwd,
+            tag,
+            true,
+            rev.as_ref(),
+            backend,
+            service,
+            state,
+            nat,
+            now,
+            on_expire,
+        )
+    }
+
+    /// [`Conntrack::insert`] right after [`Conntrack::lookup_tagged`] of
+    /// `fwd` with `tag` answered [`Lookup::Miss`] or [`Lookup::Expired`]
+    /// (or the connection it found was removed), with no other insert in
+    /// between: `fwd` is known to be in no connection, so it is neither
+    /// hashed nor probed for again. (A hit in the reply direction means
+    /// `fwd` is another connection's `rev`: use `insert`, which answers
+    /// [`InsertError::Exists`].)
+    #[allow(clippy::too_many_arguments)]
+    pub fn insert_after_miss(
+        &mut self,
+        fwd: &FlowKey,
+        tag: Tag,
+        rev: Option<&FlowKey>,
+        backend: u32,
+        service: u16,
+        state: ConnState,
+        nat: u64,
+        now: u64,
+        on_expire: impl FnMut(ConnId, &Conn),
+    ) -> Result<ConnId, InsertError> {
+        debug_assert_eq!(tag, self.tag(fwd), "tag of another key or table");
+        debug_assert!(self.find(fwd).is_none(), "insert_after_miss of a key held");
+        self.insert_with(
+            fwd, tag.0, false, rev, backend, service, state, nat, now, on_expire,
+        )
+    }
+
+    /// `insert` with `fwd`'s tag; `probe_fwd`: whether `fwd` may be held
+    /// (by a live connection, or an expired one to free first).
+    #[allow(clippy::too_many_arguments)]
+    #[inline(always)]
+    fn insert_with(
+        &mut self,
+        fwd: &FlowKey,
+        fwd_tag: u32,
+        probe_fwd: bool,
+        rev: Option<&FlowKey>,
+        backend: u32,
+        service: u16,
+        state: ConnState,
+        nat: u64,
+        now: u64,
         mut on_expire: impl FnMut(ConnId, &Conn),
     ) -> Result<ConnId, InsertError> {
         let t = tick(now);
-        let fwd_tag = self.hasher.tag(&fwd);
-        let rev_tag = match &rev {
-            Some(r) if *r == fwd => return Err(self.refuse(InsertError::Exists)),
-            Some(r) => Some(self.hasher.tag(r)),
+        let rev_tag = match rev {
+            Some(r) => {
+                let tag = self.hasher.tag(r);
+                // Equal keys have equal tags: compare the keys only then.
+                if tag == fwd_tag && r == fwd {
+                    return Err(self.refuse(InsertError::Exists));
+                }
+                Some(tag)
+            }
             None => None,
         };
-        self.make_way(&fwd, fwd_tag, t, &mut on_expire)?;
-        if let (Some(r), Some(tag)) = (&rev, rev_tag) {
+        if probe_fwd {
+            self.make_way(fwd, fwd_tag, t, &mut on_expire)?;
+        }
+        if let (Some(r), Some(tag)) = (rev, rev_tag) {
             self.make_way(r, tag, t, &mut on_expire)?;
         }
 
@@ -1130,7 +1203,7 @@ impl Conntrack {
 
         let id = self.alloc();
         self.slab[id as usize] = Conn {
-            keys: [fwd, rev.unwrap_or(fwd)],
+            keys: [*fwd, *rev.unwrap_or(fwd)],
             last_seen: t,
             nat,
             backend,
@@ -1241,6 +1314,13 @@ impl Conntrack {
         for _ in 0..budget.min(high as usize) {
             let id = self.cursor;
             self.cursor = if id + 1 == high { 0 } else { id + 1 };
+            // The sweep's reads (state and last_seen, in the entry's
+            // last line) miss the cache in a large table; fetch the line
+            // a later step (usually the next call) will read.
+            let ahead = id as usize + SWEEP_AHEAD;
+            if ahead < high as usize {
+                prefetch(&self.slab[ahead].meta);
+            }
             let c = &self.slab[id as usize];
             if c.is_live() && c.expired_at(t, &self.ticks) {
                 on_expire(ConnId(id), c);

@@ -489,6 +489,71 @@ fn insert_refuses_existing_keys() {
 }
 
 #[test]
+fn insert_after_miss_is_insert_without_the_probe() {
+    // The same connections through `insert` and through a lookup that
+    // missed (or freed an expired holder) then `insert_after_miss`: the
+    // same answers, connections and counters.
+    let mut a = table(8);
+    let mut b = table(8);
+    let steps: &[(u64, NewConn)] = &[
+        (0, nat(1)),
+        (0, dsr(2)),
+        // Rev held by a live connection, and rev equal to fwd: refused.
+        (
+            0,
+            NewConn {
+                fwd: key(3),
+                ..nat(1)
+            },
+        ),
+        (
+            0,
+            NewConn {
+                rev: Some(key(4)),
+                ..nat(4)
+            },
+        ),
+        // 40 s on, conn 1 has expired: the lookup frees it, and its rev
+        // key is free for the new connection.
+        (40 * S, nat(1)),
+        (
+            40 * S,
+            NewConn {
+                fwd: key(5),
+                ..nat(6)
+            },
+        ),
+    ];
+    for &(now, c) in steps {
+        // Conn 1's expiry is freed by `insert` here, by the lookup there.
+        let ra = a.add(c, now, |_, _| {});
+        let tag = b.tag(&c.fwd);
+        let _ = b.lookup_tagged(&c.fwd, tag, now);
+        let rb = b.insert_after_miss(
+            &c.fwd,
+            tag,
+            c.rev.as_ref(),
+            c.backend,
+            c.service,
+            c.state,
+            c.nat,
+            now,
+            |_, _| {},
+        );
+        assert_eq!(ra.is_ok(), rb.is_ok(), "{c:?}");
+        assert_eq!(ra.err(), rb.err(), "{c:?}");
+        for k in [c.fwd].into_iter().chain(c.rev) {
+            assert_eq!(a.get(&k, now).map(|x| x.1), b.get(&k, now).map(|x| x.1));
+        }
+    }
+    assert_eq!((a.len(), a.index.len), (b.len(), b.index.len));
+    assert_eq!(a.counters().exists, 2);
+    assert_eq!(b.counters().exists, 2);
+    assert_eq!((a.counters().expired, b.counters().expired), (1, 1));
+    b.index.check();
+}
+
+#[test]
 fn insert_replaces_an_expired_holder_of_its_keys() {
     let mut ct = table(8);
     let old = ct.add(nat(1), 0, none).unwrap();
