@@ -169,6 +169,19 @@ sluice_stats() { # FILE
   ns lb "$SLUICE_BIN" stats --config "$SLUICE_CFG" --json >"$1" 2>/dev/null || echo '{}' >"$1"
 }
 rss_kib() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status"; }
+# "on-CPU ns, run-queue wait ns" of Sluice PID's worker thread (the first
+# rte-worker-*), from /proc/PID/task/TID/schedstat; "0 0" without one.
+# A busy-polling worker is on its CPU whenever it is not waiting behind
+# another task: the wait is the time other load took from it.
+worker_schedstat() {
+  local t
+  for t in /proc/"$1"/task/*; do
+    case "$(cat "$t/comm" 2>/dev/null)" in rte-worker-*)
+      awk '{print $1, $2}' "$t/schedstat"; return ;;
+    esac
+  done
+  echo "0 0"
+}
 cpu_ticks() { # -> "busy total" of the client CPU, then of the proxy CPU
   awk -v c="cpu$CLIENT_CPU" -v p="cpu$PROXY_CPU" '$1 == c || $1 == p {
     t = 0; for (i = 2; i <= NF; i++) t += $i; v[$1] = (t - $5 - $6) " " t

@@ -32,7 +32,16 @@
 # system time, Sluice's worker busy time (its `busy_ns` counter: loop
 # iterations that had work; a polling worker is on its CPU all the time,
 # and polling empty queues is not counted), from which the report gives
-# requests or handshakes per CPU-second of each. As in benches/http.sh,
+# requests or handshakes per CPU-second of each. busy_ns is wall time, so
+# other load preempting the worker inflates it: the keep-alive table also
+# gives the worker's share of the run on its CPU (its thread's schedstat:
+# on CPU against waiting behind other tasks) and busy_ns times that share
+# per request (Sluice's own request counter), the measure that holds on a
+# shared machine, taken over the
+# part of the run after the client's connections are up: wrk opens them
+# (and does its full TLS handshakes) at the start of the measured run,
+# which at 1000 connections adds a few µs to every request's share of the
+# whole run's busy time. As in benches/http.sh,
 # Sluice's worker polls and is stopped (SIGSTOP) while HAProxy runs;
 # everything but the proxies runs on CLIENT_CPU.
 #
@@ -41,7 +50,8 @@
 # ("full-ecdsa full-rsa resumed ka big"), IDLE_SLEEP_US (0: Sluice's
 # worker busy-polls, as in benches/http.sh; N > 0: it sleeps N µs per
 # loop once idle, which leaves the client's CPU more room when both
-# share softirq work), RESULTS=DIR (keep clients'
+# share softirq work), SLUICE_BIN (the Sluice binary to run: two builds
+# compared on the same set-up), RESULTS=DIR (keep clients'
 # outputs, counters, configs and logs), PAUSE=SECS (keep the set-up up that
 # long before measuring), and those of benches/l7_common.sh (PROXY_CPU,
 # CLIENT_CPU, BACKLOG, MBUFS, DEVICE). Needs wrk, haproxy built with
@@ -76,12 +86,13 @@ HAPROXY=""
 . benches/l7_common.sh
 cleanup() {
   local pid
-  [ -n "$SLUICE" ] && kill -CONT "$SLUICE" 2>/dev/null
+  # (A Sluice already gone must not stop the cleanup: set -e.)
+  [ -n "$SLUICE" ] && { kill -CONT "$SLUICE" 2>/dev/null || true; }
   for pid in $SLUICE $HAPROXY; do kill -TERM "$pid" 2>/dev/null || true; done
   l7_cleanup
   if [ -n "${RESULTS:-}" ]; then
     mkdir -p "$RESULTS"
-    cp "$TMP"/*.out "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.ctime \
+    cp "$TMP"/*.out "$TMP"/*.json "$TMP"/*.log "$TMP"/*.toml "$TMP"/*.cpu "$TMP"/*.ctime "$TMP"/*.sched \
       "$TMP"/*.hap "$TMP"/haproxy.cfg "$TMP"/points "$TMP"/params "$RESULTS"/ 2>/dev/null || true
   fi
   rm -rf "$TMP"
@@ -92,7 +103,7 @@ trap 'exit 130' INT TERM
 
 cargo build --release --locked -q
 l7_raise_backlog
-SLUICE_BIN=$PWD/target/release/sluice
+SLUICE_BIN=${SLUICE_BIN:-$PWD/target/release/sluice}
 
 l7_topology
 l7_backends
@@ -203,10 +214,35 @@ client_cmd() { # TARGET KIND CONNS DURATION
   printf '%q ' taskset -c "$CLIENT_CPU" wrk -t"$t" -c"$c" --timeout 10s "${close[@]}" -d"$4"s --latency "$url"
 }
 
+# Keep-alive runs: the client opens its connections (and, over TLS, does
+# its full handshakes) at the start of the measured run; the steady part
+# starts once Sluice has accepted them all (and finished their
+# handshakes: Sluice's counters of both stop moving), at most SECS/2 in:
+# its counters and the worker's schedstat
+# then go to $TMP/NAME.mid.{json,sched} (the end of the run closes it).
+steady_sample() { # NAME
+  local name=$1 prev=-1 now
+  while [ "$SECONDS" -lt "$((t0 + SECS / 2))" ]; do
+    sleep 0.25
+    sluice_stats "$TMP/$name.mid.json"
+    # Connections accepted and TLS handshakes done since the run began:
+    # some, and none since the previous sample.
+    now=$(python3 - "$TMP/$name.before.json" "$TMP/$name.mid.json" <<'PY'
+import json, sys
+a = json.load(open(sys.argv[1])).get("counters", {}); b = json.load(open(sys.argv[2])).get("counters", {})
+print(sum(b.get(k, 0) - a.get(k, 0) for k in ("l7_accepted", "l7_tls_handshakes_full", "l7_tls_handshakes_resumed")))
+PY
+)
+    [ "$now" -gt 0 ] && [ "$now" = "$prev" ] && break
+    prev=$now
+  done
+  worker_schedstat "$SLUICE" >"$TMP/$name.mid.sched"
+}
+
 # One measured run: $TMP/NAME.{out,ctime,cpu} (and Sluice's counters, or
 # HAProxy's `show info` in the middle of the run).
 measure() { # NAME TARGET KIND CONNS
-  local name=$1 target=$2 kind=$3 c=$4 pid c0 c1 p0 p1 cmd sampler=""
+  local name=$1 target=$2 kind=$3 c=$4 pid c0 c1 p0 p1 w0 w1 cmd sampler=""
   [ "$target" = sluice ] && pid=$SLUICE || pid=$HAPROXY
   [ "$target" != sluice ] && kill -STOP "$SLUICE"
   cmd=$(client_cmd "$target" "$kind" "$c" "$WARM")
@@ -216,13 +252,19 @@ measure() { # NAME TARGET KIND CONNS
     (sleep "$((SECS / 2))" && hap_info >"$TMP/$name.hap" 2>&1) &
     sampler=$!
   fi
+  case "$target:$kind" in sluice:ka-* | sluice:big-*)
+    t0=$SECONDS steady_sample "$name" &
+    sampler=$! ;;
+  esac
   cmd=$(client_cmd "$target" "$kind" "$c" "$SECS")
-  c0=$(cpu_ticks); p0=$(proc_ticks "$pid")
+  c0=$(cpu_ticks); p0=$(proc_ticks "$pid"); w0=$(worker_schedstat "$SLUICE")
   local TIMEFORMAT="%R %U %S"
   { time eval "ns client $cmd" >"$TMP/$name.out" 2>&1 || echo "client failed: $?" >>"$TMP/$name.out"; } 2>"$TMP/$name.ctime"
-  c1=$(cpu_ticks); p1=$(proc_ticks "$pid")
+  c1=$(cpu_ticks); p1=$(proc_ticks "$pid"); w1=$(worker_schedstat "$SLUICE")
+  [ "$target" = sluice ] && echo "$w0 $w1" >"$TMP/$name.sched"
   [ "$target" = sluice ] && sluice_stats "$TMP/$name.after.json"
   [ -n "$sampler" ] && { wait "$sampler" 2>/dev/null || true; }
+  [ -f "$TMP/$name.mid.sched" ] && echo "$w1" >>"$TMP/$name.mid.sched"
   echo "$c0 $c1 $p0 $p1" >"$TMP/$name.cpu"
   [ "$target" != sluice ] && kill -CONT "$SLUICE"
   return 0
@@ -315,6 +357,31 @@ for name, rnd, kind, c, target in points:
         # work; polling empty queues is not counted), over the client's run.
         busy = r["counters"].get("busy_ns", 0)
         r["own"] = 100.0 * busy / 1e9 / r["real"] if busy and r["real"] == r["real"] else NAN
+        # busy_ns is wall time: other load that preempts the worker in a
+        # busy iteration inflates it. The worker's schedstat says which
+        # share of the run it was on its CPU (it polls, so it never
+        # sleeps: on CPU or waiting behind another task); busy_ns times
+        # that share is its busy time on CPU, assuming the waits fall
+        # alike on busy and idle iterations.
+        try:
+            c0, d0, c1, d1 = map(int, open(f"{tmp}/{name}.sched").read().split())
+            r["oncpu"] = (c1 - c0) / ((c1 - c0) + (d1 - d0))
+        except (OSError, ValueError, ZeroDivisionError):
+            r["oncpu"] = NAN
+        # The steady part of a keep-alive run (connections up, see
+        # steady_sample): busy time on CPU per request counted by Sluice,
+        # and the handshakes that still fell in it.
+        r["steady"] = r["steady_hs"] = NAN
+        try:
+            m = json.load(open(f"{tmp}/{name}.mid.json")).get("counters", {})
+            e = json.load(open(f"{tmp}/{name}.after.json")).get("counters", {})
+            c0, d0, c1, d1 = map(int, open(f"{tmp}/{name}.mid.sched").read().split())
+            dm = lambda k: e.get(k, 0) - m.get(k, 0)
+            on = (c1 - c0) / ((c1 - c0) + (d1 - d0))
+            r["steady"] = dm("busy_ns") * on / dm("l7_requests") / 1e3
+            r["steady_hs"] = dm("l7_tls_handshakes_full") + dm("l7_tls_handshakes_resumed")
+        except (OSError, ValueError, ZeroDivisionError):
+            pass
     r["hap"] = {}
     if target == "haproxy":
         try:
@@ -345,6 +412,9 @@ def us_per_req(kind, c, target):
     """The proxy's own CPU time per request in µs, mean of rounds."""
     v = [o / 100 / x * 1e6 for x, o in zip(vals(kind, c, target), vals(kind, c, target, "own")) if o == o and x > 0]
     return f"{mean(v):.1f}" if v else "–"
+def steady(kind, c):
+    """Sluice's busy time on CPU per request in the steady part, µs, each round."""
+    return each(vals(kind, c, "sluice", "steady"), "{:.1f}")
 def mean(v):
     v = [x for x in v if x == x]
     return sum(v) / len(v) if v else NAN
@@ -378,8 +448,8 @@ for kind in ("full-ecdsa", "full-rsa", "resumed"):
 
 SIZE = {"ka": "13 B", "big": "64 KiB"}
 print(f"\n### Keep-alive requests per second, TLS (ECDSA cert) and plain HTTP ({secs:g} s per run; each round)\n")
-print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H | proxy's own CPU, TLS S / H, plain S / H | own CPU µs per request, TLS S / H, plain S / H |")
-print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+print("| point | Sluice TLS | range | HAProxy TLS | range | Sluice/HAProxy, TLS | Sluice plain | Sluice TLS/plain | HAProxy plain | HAProxy TLS/plain | Sluice p50 / p99 TLS, ms | client's own CPU, TLS S / H | CPU load client / proxy, TLS S | H | proxy's own CPU, TLS S / H, plain S / H | own CPU µs per request, TLS S / H, plain S / H | Sluice worker on CPU, TLS / plain | Sluice busy on CPU µs per request, connections up, each round: TLS; plain | handshakes in that part, TLS |")
+print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
 for base in ("ka", "big"):
     for c in sorted(kinds.get(f"{base}-tls", ())):
         st, ht = vals(f"{base}-tls", c, "sluice"), vals(f"{base}-tls", c, "haproxy")
@@ -392,7 +462,9 @@ for base in ("ka", "big"):
               f"| {mean(vals(k, c, 'sluice', 'cpu0')):.0f}% / {mean(vals(k, c, 'sluice', 'cpu1')):.0f}% "
               f"| {mean(vals(k, c, 'haproxy', 'cpu0')):.0f}% / {mean(vals(k, c, 'haproxy', 'cpu1')):.0f}% "
               f"| {own(k, c, 'sluice')} / {own(k, c, 'haproxy')}, {own(f'{base}-plain', c, 'sluice')} / {own(f'{base}-plain', c, 'haproxy')} "
-              f"| {us_per_req(k, c, 'sluice')} / {us_per_req(k, c, 'haproxy')}, {us_per_req(f'{base}-plain', c, 'sluice')} / {us_per_req(f'{base}-plain', c, 'haproxy')} |")
+              f"| {us_per_req(k, c, 'sluice')} / {us_per_req(k, c, 'haproxy')}, {us_per_req(f'{base}-plain', c, 'sluice')} / {us_per_req(f'{base}-plain', c, 'haproxy')} "
+              f"| {100 * mean(vals(k, c, 'sluice', 'oncpu')):.0f}% / {100 * mean(vals(f'{base}-plain', c, 'sluice', 'oncpu')):.0f}% "
+              f"| {steady(k, c)}; {steady(f'{base}-plain', c)} | {each(vals(k, c, 'sluice', 'steady_hs'))} |")
 
 # Errors, Sluice's error counters, and runs that measured nothing.
 EXPECTED = {"drop_l7_no_conn", "l7_resets_sent", "drop_ip_not_ours"}

@@ -1691,13 +1691,13 @@ impl SessionEnv<'_, '_> {
         let Some((t, s)) = self.side_tls(side) else {
             return false;
         };
-        let _ = t.read_from(&mut SocketIo(&mut *s));
+        t.pull(s);
         t.push_to(&mut SocketIo(&mut *s));
         let done = side == Side::Upstream
             && !t.handshaking()
             && t.failed().is_none()
             && std::mem::replace(&mut t.in_progress, false);
-        let resumed = t.resumed();
+        let resumed = done && t.resumed();
         let renegotiations = t.take_renegotiations();
         if let Some(f) = t.take_failure() {
             s.close();
@@ -1788,7 +1788,7 @@ impl<'a> End<'a> {
         match &mut self.tls {
             Some(t) => {
                 // An error is counted and reported by the next pull.
-                let _ = t.read_from(&mut SocketIo(&mut *self.sock));
+                t.pull(self.sock);
                 t.recv(f)
             }
             None => {

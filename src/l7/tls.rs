@@ -38,6 +38,17 @@
 //!   instead of two. [`Tls::push_to`] sends only what is already
 //!   encrypted, so a head sent early still joins its body.
 //!
+//! # Quiet steps
+//!
+//! A session's step pulls from and flushes both sides whatever woke it
+//! (an ACK, the other side's data), and with many connections each
+//! one's rustls state is cold by then: looking into it costs cache
+//! misses, not instructions. So [`Tls::pull`] reads only when the socket
+//! has bytes or its end, and [`Tls::push_to`] asks rustls for output only
+//! after a call that can have queued some (`queued`); the handshake's end
+//! is kept as `established`. A step with nothing for TLS touches only the
+//! few fields of [`Tls`] itself. (Measured in docs/BENCHMARKS.md 7.6.)
+//!
 //! # Limits
 //!
 //! A peer's handshake flight may be at most [`MAX_HANDSHAKE_BYTES`]
@@ -230,6 +241,15 @@ pub struct Tls {
     /// Where the peer's bytes are in the TLS record layer, and its TLS 1.2
     /// renegotiation attempts not yet taken.
     frames: Frames,
+    /// rustls may hold bytes to write (handshake messages, records,
+    /// alerts): set by every call that can queue some, cleared by
+    /// [`Tls::push_to`] once rustls has written all it held. While it is
+    /// clear, nothing that only writes or checks for output looks into
+    /// the rustls state (see "Quiet steps" in the module doc).
+    queued: bool,
+    /// The handshake is done (rustls says so after processing the peer's
+    /// last flight; it never goes back).
+    established: bool,
     /// The connection is to end (close_notify queued) but rustls still
     /// held ciphertext the socket had no room for: the FIN waits until it
     /// is written ([`Tls::drained_for_fin`]), or the tail would be cut.
@@ -286,6 +306,9 @@ impl Tls {
             reported: false,
             frames: Frames::default(),
             fin_after_drain: false,
+            // A client's ClientHello is queued from the start.
+            queued: true,
+            established: false,
             made_with: None,
         }
     }
@@ -295,7 +318,7 @@ impl Tls {
     }
 
     pub fn handshaking(&self) -> bool {
-        self.conn.is_handshaking()
+        !self.established
     }
 
     pub fn failed(&self) -> Option<Failure> {
@@ -307,7 +330,7 @@ impl Tls {
     /// reports before the session reads on), that is a
     /// [`Failure::Truncated`].
     pub fn cut_mid_record(&self) -> bool {
-        !self.conn.is_handshaking() && self.failed.is_none() && self.frames.mid_record()
+        self.established && self.failed.is_none() && self.frames.mid_record()
     }
 
     /// TLS 1.2 renegotiation attempts the peer made since the last call:
@@ -378,20 +401,41 @@ impl Tls {
         }
     }
 
+    /// [`Tls::read_from`] a socket, reading only while it has something
+    /// to give (bytes, or the end of its stream): a step with nothing new
+    /// from this side (an ACK, the other side's data) does not look into
+    /// the rustls state, and a read that would be `WouldBlock` is not
+    /// made. The same as `read_from(&mut SocketIo(s))` otherwise; an
+    /// error is reported as there, by [`Tls::take_failure`].
+    pub fn pull(&mut self, s: &mut tcp::Socket<'static>) {
+        fn more(io: &SocketIo<'_>) -> bool {
+            io.0.can_recv() || !io.0.may_recv()
+        }
+        let mut io = SocketIo(s);
+        if more(&io) {
+            let _ = self.read_while(&mut io, more);
+        }
+    }
+
     /// Take ciphertext from `rx` (until it would block, or rustls holds as
     /// much plaintext as it will) and process it. An error is final: the
     /// alert to send waits in rustls for [`Tls::write_to`].
     pub fn read_from(&mut self, rx: &mut impl Read) -> Result<(), Failure> {
+        self.read_while(rx, |_| true)
+    }
+
+    /// [`Tls::read_from`], reading only while `more(rx)`.
+    fn read_while<R: Read>(&mut self, rx: &mut R, more: fn(&R) -> bool) -> Result<(), Failure> {
         if let Some(f) = self.failed {
             return Err(f);
         }
-        while self.conn.wants_read() {
+        while self.conn.wants_read() && more(rx) {
             // A handshake record from a TLS 1.2 peer after the handshake
             // can only be a renegotiation: a ClientHello from a client, a
             // HelloRequest from a server (RFC 5246 §7.4.1). A record read
             // in the same chunk as the peer's last flight is not seen as
             // one (rustls refuses it all the same, uncounted).
-            let tls12_done = !self.conn.is_handshaking()
+            let tls12_done = self.established
                 && self.conn.protocol_version() == Some(rustls::ProtocolVersion::TLSv1_2);
             let mut sniff = Sniff {
                 inner: &mut *rx,
@@ -403,13 +447,13 @@ impl Tls {
             match self.conn.read_tls(&mut sniff) {
                 Ok(0) => {
                     self.ended = true;
-                    if !self.conn.is_handshaking() && self.frames.mid_record() {
+                    if self.established && self.frames.mid_record() {
                         return Err(self.fail(Failure::Truncated));
                     }
                     break;
                 }
                 Ok(n) => {
-                    if self.conn.is_handshaking() {
+                    if !self.established {
                         self.handshake_bytes += n;
                         if self.handshake_bytes > MAX_HANDSHAKE_BYTES {
                             return Err(self.fail(Failure::TooLarge));
@@ -419,7 +463,11 @@ impl Tls {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                 Err(_) => return Err(self.fail(Failure::Protocol)),
             }
-            match self.conn.process_new_packets() {
+            // Processing may queue handshake messages, tickets, alerts.
+            self.queued = true;
+            let result = self.conn.process_new_packets();
+            self.established = !self.conn.is_handshaking();
+            match result {
                 Ok(io) => {
                     self.plain = io.plaintext_bytes_to_read();
                     if io.peer_has_closed() {
@@ -503,6 +551,9 @@ impl Tls {
             }
             return tx.write(&alert).unwrap_or(0);
         }
+        if !self.queued {
+            return 0;
+        }
         let mut total = 0;
         while self.conn.wants_write() {
             match self.conn.write_tls(tx) {
@@ -510,6 +561,7 @@ impl Tls {
                 Ok(n) => total += n,
             }
         }
+        self.queued = self.conn.wants_write();
         total
     }
 
@@ -517,7 +569,7 @@ impl Tls {
     /// bytes free in the socket: none while rustls still has ciphertext to
     /// write or the handshake is not done.
     pub fn plain_room(&self, cipher_room: usize) -> usize {
-        if self.conn.wants_write() || self.conn.is_handshaking() || self.failed.is_some() {
+        if self.rustls_wants_write() || !self.established || self.failed.is_some() {
             return 0;
         }
         cipher_room
@@ -549,6 +601,7 @@ impl Tls {
             self.pending.extend_from_slice(bytes);
             return;
         }
+        self.queued = true;
         if self.pending.is_empty() {
             let _ = self.conn.writer().write_all(bytes);
             return;
@@ -576,6 +629,7 @@ impl Tls {
             return;
         }
         if self.failed.is_none() {
+            self.queued = true;
             let _ = self.conn.writer().write_all(&self.pending);
         }
         self.pending.clear();
@@ -589,7 +643,8 @@ impl Tls {
     /// Offer received plaintext to `f`, which returns how many bytes it
     /// took (fewer than offered: stop); returns the total taken.
     pub fn recv(&mut self, mut f: impl FnMut(&[u8]) -> usize) -> usize {
-        if self.failed.is_some() {
+        // `plain` is what rustls holds: none, nothing to look at.
+        if self.failed.is_some() || self.plain == 0 {
             return 0;
         }
         let mut total = 0;
@@ -614,7 +669,12 @@ impl Tls {
     /// Ciphertext (or an alert) is waiting in rustls for room in the
     /// socket.
     pub fn wants_write(&self) -> bool {
-        self.conn.wants_write() || !self.pending.is_empty()
+        self.rustls_wants_write() || !self.pending.is_empty()
+    }
+
+    /// rustls holds bytes to write (looked at only when it may).
+    fn rustls_wants_write(&self) -> bool {
+        self.queued && self.conn.wants_write()
     }
 
     /// After [`Tls::close_notify`] and a write: whether the FIN may go now
@@ -633,6 +693,7 @@ impl Tls {
     /// Queue a close_notify alert (RFC 8446 §6.1).
     pub fn close_notify(&mut self) {
         self.seal();
+        self.queued = true;
         self.conn.send_close_notify();
     }
 }
