@@ -296,9 +296,10 @@ fn ping_arping_ndp(tag: &str, vdev: &str, mbufs: u32) {
     // Every mbuf comes back. With no per-lcore cache (CONFIG) each mbuf
     // passes through the pool's ring in turn, so a flood of echoes uses
     // every mbuf of the pool, and the pool holds as many free ones after it
-    // as before. (net_af_xdp once lost the 40 % of a pool that DPDK had
-    // placed past the memory registered with the kernel: fill-ring buffers
-    // and replies there were dropped by the kernel, never to come back.)
+    // as before. (The layout net_af_xdp needs, every mbuf inside the memory
+    // it registers with the kernel, is checked directly by the unit test
+    // `a_packed_pool_lies_within_the_af_xdp_umem`; this is the end-to-end
+    // check that nothing on the path keeps an mbuf.)
     let available = || all_stats()["mbufs"][0]["available"].as_u64().unwrap();
     let before = available();
     let o = in_ns(
