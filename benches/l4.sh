@@ -17,8 +17,8 @@
 # pcap in mbufs, so the pools hold FLOWS + 32768 mbufs (-m 6144, no
 # hugepages). Each program is measured once it forwards (preloading a
 # million packets takes seconds), never after a fixed sleep; a reference or
-# a mode that measured nothing fails the script. Run on an otherwise idle
-# machine.
+# a mode that measured nothing fails the script. BURST (32) sets Sluice's
+# dataplane.burst. Run on an otherwise idle machine.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/l4_topology.sh
@@ -39,6 +39,7 @@ die() { echo "l4.sh: $*" >&2; exit 1; }
 # How long a program may take to start forwarding (EAL, pools, the pcap
 # preloaded into mbufs, a connection table touched page by page).
 START_LIMIT=${START_LIMIT:-180}
+BURST=${BURST:-32}
 MBUFS=$((FLOWS + 32768))
 
 cargo build --release --locked -q
@@ -83,6 +84,7 @@ file_prefix = "sluice-l4bench"
 workers = [1]
 mbufs = $MBUFS
 mbuf_cache = 256
+burst = $BURST
 
 [conntrack]
 max_flows = $((FLOWS + FLOWS / 4))
