@@ -575,7 +575,14 @@ mod tests {
             return true;
         }
         let exe = std::env::current_exe().unwrap();
-        let prefix = format!("sluice-test-{}", std::process::id());
+        // One prefix per test: two of them may run at once, and each
+        // removes its runtime directory when done.
+        let short = name.rsplit("::").next().unwrap_or(name);
+        let prefix = format!(
+            "sluice-test-{}-{}",
+            std::process::id(),
+            &short[..short.len().min(24)]
+        );
         let out = std::process::Command::new(exe)
             .args([name, "--exact", "--nocapture", "--test-threads=1"])
             .env(CHILD, &prefix)
