@@ -7,89 +7,40 @@
 //! it over). The L4 balancer takes ports for NAT connections and the L7
 //! engine for its upstream connections, from the same slices.
 
+use std::collections::VecDeque;
 use std::net::IpAddr;
+
+use hashbrown::HashMap;
 
 /// SNAT source ports of one worker: its slice of 1024..=65535 for every
 /// address it may use as a NAT source, handed out oldest-freed first (so a
 /// port's previous connection has long left TIME_WAIT on the backend).
 ///
-/// An address finds its pool through a small open-addressing table (one
-/// multiplication and usually one comparison), not by walking the pools:
-/// a NAT service with twenty SNAT addresses compared ten on average for
-/// every new connection and every freed one.
+/// An address finds its pool by hash, not by walking the pools: a NAT
+/// service with twenty SNAT addresses compared ten on average for every
+/// new connection and every freed one.
 pub struct SnatPorts {
     lo: u32,
     per_worker: u32,
-    pools: Vec<(IpAddr, std::collections::VecDeque<u16>)>,
-    /// Index + 1 of the pool of the address hashed there (0: empty); a
-    /// power of two, at least twice the pools, so every probe ends.
-    table: Box<[u32]>,
-    /// `64 - log2(table.len())`: an address's first slot is its hash's
-    /// top bits.
-    shift: u32,
+    pools: HashMap<IpAddr, VecDeque<u16>>,
 }
 
 const SNAT_FIRST: u32 = 1024;
 const SNAT_PORTS: u32 = 65536 - SNAT_FIRST;
 
-/// Fibonacci hashing of the address's bits (the table's slot is the top
-/// bits of the product).
-#[inline]
-fn addr_hash(a: IpAddr) -> u64 {
-    let x = match a {
-        IpAddr::V4(a) => u64::from(u32::from(a)),
-        IpAddr::V6(a) => {
-            let x = u128::from(a);
-            (x as u64) ^ ((x >> 64) as u64).rotate_left(32)
-        }
-    };
-    x.wrapping_mul(0x9e37_79b9_7f4a_7c15)
-}
-
 impl SnatPorts {
     pub fn new(worker: usize, workers: usize, addrs: &[IpAddr]) -> SnatPorts {
         let per_worker = SNAT_PORTS / workers.max(1) as u32;
         let lo = SNAT_FIRST + per_worker * worker as u32;
-        let mut pools: Vec<(IpAddr, std::collections::VecDeque<u16>)> = Vec::new();
-        for a in addrs {
-            // An address listed twice has one pool (the first).
-            if !pools.iter().any(|(p, _)| p == a) {
-                pools.push((*a, (lo..lo + per_worker).map(|p| p as u16).collect()));
-            }
-        }
-        let len = (2 * pools.len()).next_power_of_two().max(2);
-        let mut table = vec![0u32; len].into_boxed_slice();
-        let shift = 64 - len.trailing_zeros();
-        for (i, (a, _)) in pools.iter().enumerate() {
-            let mut j = (addr_hash(*a) >> shift) as usize;
-            while table[j] != 0 {
-                j = (j + 1) & (len - 1);
-            }
-            table[j] = i as u32 + 1;
-        }
+        // An address listed twice has one pool.
+        let pools = addrs
+            .iter()
+            .map(|a| (*a, (lo..lo + per_worker).map(|p| p as u16).collect()))
+            .collect();
         SnatPorts {
             lo,
             per_worker,
             pools,
-            table,
-            shift,
-        }
-    }
-
-    /// The pool of `addr`, if it is one of ours.
-    #[inline]
-    fn pool(&mut self, addr: IpAddr) -> Option<&mut std::collections::VecDeque<u16>> {
-        let mask = self.table.len() - 1;
-        let mut j = (addr_hash(addr) >> self.shift) as usize;
-        loop {
-            let i = *self.table.get(j)? as usize;
-            if i == 0 {
-                return None;
-            }
-            if self.pools[i - 1].0 == addr {
-                return Some(&mut self.pools[i - 1].1);
-            }
-            j = (j + 1) & mask;
         }
     }
 
@@ -107,23 +58,20 @@ impl SnatPorts {
 
     #[inline]
     pub fn alloc(&mut self, addr: IpAddr) -> Option<u16> {
-        self.pool(addr)?.pop_front()
+        self.pools.get_mut(&addr)?.pop_front()
     }
 
     #[inline]
     pub fn free(&mut self, addr: IpAddr, port: u16) {
         if self.is_mine(port) {
-            if let Some(q) = self.pool(addr) {
+            if let Some(q) = self.pools.get_mut(&addr) {
                 q.push_back(port);
             }
         }
     }
 
     pub fn available(&self, addr: IpAddr) -> usize {
-        self.pools
-            .iter()
-            .find(|(a, _)| *a == addr)
-            .map_or(0, |(_, q)| q.len())
+        self.pools.get(&addr).map_or(0, VecDeque::len)
     }
 }
 
