@@ -152,6 +152,10 @@ impl Outbound {
     }
 }
 
+/// How many packets ahead of the one acted on `Worker::burst` prefetches
+/// connection entries.
+const CONN_AHEAD: usize = 8;
+
 struct Worker {
     out: Outbound,
     l4: L4State,
@@ -296,13 +300,22 @@ impl Worker {
                 self.l4.conntrack.prefetch_home(self.tags[j]);
             }
         }
-        for j in 0..ms.len() {
+        // The entries are prefetched CONN_AHEAD packets ahead of the one
+        // acted on (the first ones before it): by then their buckets have
+        // long arrived, and each entry has that many packets' work to
+        // arrive in.
+        let staged = ms.len();
+        for j in 0..staged.min(CONN_AHEAD) {
             if matches!(self.classes[j], process::Class::Flow(_)) {
                 self.l4.conntrack.prefetch_conn(self.tags[j]);
             }
         }
         // Stage 3: act, in arrival order.
         for (j, mut m) in ms.drain(..).enumerate() {
+            let k = j + CONN_AHEAD;
+            if k < staged && matches!(self.classes[k], process::Class::Flow(_)) {
+                self.l4.conntrack.prefetch_conn(self.tags[k]);
+            }
             let verdict = {
                 let (buf, _, _) = m.buffer_mut();
                 process::act(
