@@ -1024,7 +1024,7 @@ impl Conntrack {
     /// [`Conntrack::lookup`] with the key's tag already computed
     /// ([`Conntrack::tag`] of the same key, on this table), so that a key
     /// is hashed once per packet however many stages look at it.
-    #[inline]
+    #[inline(always)]
     pub fn lookup_tagged(&mut self, key: &FlowKey, tag: Tag, now: u64) -> Lookup {
         debug_assert_eq!(tag, self.tag(key), "tag of another key or table");
         let Some(slot) = self.find_tagged(key, tag.0) else {
