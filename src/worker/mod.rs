@@ -253,7 +253,9 @@ impl Worker {
     /// connection lookup with the tag computed before, the rewrite, the L2
     /// header) and its verdict carried out (tx buffer, L7 engine, redirect
     /// ring, drop). The received packets and bytes are counted once per
-    /// burst. Everything that reads or changes state (connections, neighbor
+    /// burst. The burst is one batch of the connection table
+    /// (`Conntrack::begin_batch`): new NAT connections' reply keys are
+    /// indexed at its end. Everything that reads or changes state (connections, neighbor
     /// table, counters) still runs packet by packet in arrival order, so the
     /// outcome is the one of processing each packet to completion.
     ///
@@ -265,6 +267,7 @@ impl Worker {
         let pass_on = self.pass_on(port, 0);
         self.l4.pass_misses = pass_on;
         let mut ms = std::mem::take(&mut self.staged);
+        self.l4.begin_batch();
         let (mut packets, mut bytes) = (0u64, 0u64);
         let mut memo = process::ServiceMemo::default();
         // Stage 1: take, classify, hash.
@@ -331,6 +334,7 @@ impl Worker {
             };
             self.finish(port, m, verdict, now, 0, pass_on);
         }
+        self.l4.end_batch(now);
         self.staged = ms;
     }
 

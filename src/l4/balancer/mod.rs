@@ -105,6 +105,7 @@ fn drop_one(c: &AtomicU64) {
 /// Most connections one conntrack call may free (expire is called with at
 /// most this budget; insert reclaims at most conntrack's own 16).
 const RECLAIM_MAX: usize = 64;
+const _: () = assert!(conntrack::PENDING_MAX <= RECLAIM_MAX);
 
 /// A worker's L4 state.
 pub struct L4State {
@@ -221,6 +222,25 @@ impl L4State {
             self.swept_to += owed * SWEEP_PERIOD_NS / high;
             self.expire(now, owed as usize);
         }
+    }
+
+    /// Start a burst's batch of connection changes: new NAT connections'
+    /// reply keys go into the index at the batch's end, their cache misses
+    /// overlapped (`Conntrack::begin_batch`).
+    #[inline]
+    pub fn begin_batch(&mut self) {
+        self.conntrack.begin_batch();
+    }
+
+    /// End the batch: index the held reply keys, releasing what that frees
+    /// (`Conntrack::end_batch`: at most `PENDING_MAX`, within the reclaim
+    /// buffer's `RECLAIM_MAX`).
+    #[inline]
+    pub fn end_batch(&mut self, now: u64) {
+        let reclaimed = &mut self.reclaimed;
+        self.conntrack
+            .end_batch(now, |_, c| push_bounded(reclaimed, c));
+        self.release_reclaimed();
     }
 
     fn release_reclaimed(&mut self) {

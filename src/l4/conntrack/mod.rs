@@ -140,7 +140,12 @@
 //! ([`Conntrack::prefetch_home`]), then every entry they name
 //! ([`Conntrack::prefetch_conn`]), and looks each packet up with its tag
 //! ([`Conntrack::lookup_tagged`]); [`Conntrack::warm`] does the first three
-//! for a slice of keys. Both arrays are advised for transparent huge pages
+//! for a slice of keys. A new full-NAT connection's reply key cannot be
+//! prefetched that way (it depends on the backend and SNAT port chosen
+//! for it), and inserting it probes its home bucket: inside a batch
+//! ([`Conntrack::begin_batch`], one per receive burst) the table prefetches
+//! that bucket and indexes the key at the batch's end, by when it has
+//! arrived. Both arrays are advised for transparent huge pages
 //! (`madvise(MADV_HUGEPAGE)`, in `src/dpdk/mem.rs`) before they are filled,
 //! which removes most of the TLB misses on top: 128 MiB in 4 KiB pages is
 //! 32,768 TLB entries, in 2 MiB pages 64.
@@ -181,6 +186,11 @@ const SWEEP_AHEAD: usize = 16;
 
 /// End of the free list.
 const NIL: u32 = u32::MAX;
+
+/// Reply keys a batch may hold back from the index at once (see
+/// [`Conntrack::begin_batch`]); inserts beyond it index their reply key at
+/// once. Settling frees at most one connection per held key.
+pub const PENDING_MAX: usize = 32;
 
 /// The flags byte of a TCP header (RFC 9293 §3.1; ECE/CWR from RFC 3168).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -928,6 +938,53 @@ pub struct Conntrack {
     timeouts: Timeouts,
     limiter: Option<TokenBucket>,
     counters: ConntrackCounters,
+    /// Inside a batch ([`Conntrack::begin_batch`]).
+    batch: bool,
+    /// The batch's reply keys not yet in the index.
+    pending: Pending,
+}
+
+/// Reply keys held back by a batch: their tags and slots, in two fixed
+/// arrays so that a miss compares all the tags at once (a lookup that
+/// misses inside a batch must still find them).
+struct Pending {
+    tags: [u32; PENDING_MAX],
+    ids: [u32; PENDING_MAX],
+    len: usize,
+}
+
+impl Pending {
+    #[inline]
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    #[inline]
+    fn push(&mut self, tag: u32, id: u32) {
+        self.tags[self.len] = tag;
+        self.ids[self.len] = id;
+        self.len += 1;
+    }
+
+    /// Drop entry `i` (the last one takes its place).
+    #[inline]
+    fn swap_remove(&mut self, i: usize) {
+        self.len -= 1;
+        self.tags[i] = self.tags[self.len];
+        self.ids[i] = self.ids[self.len];
+        self.tags[self.len] = 0;
+    }
+
+    /// A bit per entry whose tag is `tag`. Unused entries hold tag 0,
+    /// which no key has.
+    #[inline]
+    fn matching(&self, tag: u32) -> u32 {
+        let mut m = 0u32;
+        for (i, &t) in self.tags.iter().enumerate() {
+            m |= u32::from(t == tag) << i;
+        }
+        m
+    }
 }
 
 impl Conntrack {
@@ -963,6 +1020,12 @@ impl Conntrack {
             timeouts: config.timeouts,
             limiter: config.new_flow_rate.map(TokenBucket::new),
             counters: ConntrackCounters::default(),
+            batch: false,
+            pending: Pending {
+                tags: [0; PENDING_MAX],
+                ids: [0; PENDING_MAX],
+                len: 0,
+            },
         }
     }
 
@@ -1004,9 +1067,80 @@ impl Conntrack {
     #[inline]
     fn find_tagged(&self, key: &FlowKey, tag: u32) -> Option<u32> {
         let slab = &self.slab;
-        self.index.find(tag, |slot| {
+        let found = self.index.find(tag, |slot| {
             slab[(slot >> 1) as usize].keys[(slot & 1) as usize] == *key
-        })
+        });
+        if found.is_some() || self.pending.is_empty() {
+            return found;
+        }
+        self.find_pending(key, tag)
+    }
+
+    /// A reply key held back by the batch (a miss inside a batch that
+    /// opened NAT connections).
+    #[cold]
+    #[inline(never)]
+    fn find_pending(&self, key: &FlowKey, tag: u32) -> Option<u32> {
+        let mut m = self.pending.matching(tag);
+        while m != 0 {
+            let id = self.pending.ids[m.trailing_zeros() as usize];
+            if self.slab[id as usize].keys[1] == *key {
+                return Some(id << 1 | 1);
+            }
+            m &= m - 1;
+        }
+        None
+    }
+
+    /// Start a batch: until [`Conntrack::end_batch`], a new connection's
+    /// reply key is held back from the index (at most [`PENDING_MAX`] of
+    /// them) while its home bucket is prefetched. Inserting a reply key
+    /// probes that bucket, a cache miss in a table larger than the caches
+    /// that nothing before the insert could prefetch (the key depends on
+    /// the backend and SNAT port chosen for the connection): without the
+    /// batch each new NAT connection waits for it in turn.
+    ///
+    /// Inside a batch the table answers as without it: lookups find held
+    /// keys, and removing or expiring a connection drops its held key. Only
+    /// the check that no live connection holds the reply key waits for
+    /// `end_batch`; it cannot fail when reply keys come from one SNAT port
+    /// allocator, as they do.
+    #[inline]
+    pub fn begin_batch(&mut self) {
+        self.batch = true;
+    }
+
+    /// End a batch: index its held reply keys. A key held by an expired
+    /// connection frees that one first (reported to `on_expire`, as in
+    /// [`Conntrack::insert`]); a key held by a live connection makes the
+    /// new connection that wanted it go again, reported to `on_expire` too
+    /// (and counted as refused, `Exists`). At most [`PENDING_MAX`]
+    /// connections are freed.
+    pub fn end_batch(&mut self, now: u64, mut on_expire: impl FnMut(ConnId, &Conn)) {
+        self.batch = false;
+        if self.pending.is_empty() {
+            return;
+        }
+        let t = tick(now);
+        // Last first, each taken off the list before it is probed for, so
+        // that a connection freed along the way finds its own key still
+        // listed (see `release`).
+        while !self.pending.is_empty() {
+            let last = self.pending.len - 1;
+            let (tag, id) = (self.pending.tags[last], self.pending.ids[last]);
+            let rev = self.slab[id as usize].keys[1];
+            self.pending.swap_remove(last);
+            match self.make_way(&rev, tag, t, &mut on_expire) {
+                Ok(()) => self.index.insert(tag, id << 1 | 1),
+                Err(_) => {
+                    // Listed again so that `release` finds it there.
+                    self.pending.push(tag, id);
+                    on_expire(ConnId(id), &self.slab[id as usize]);
+                    self.release(id);
+                    self.counters.removed += 1;
+                }
+            }
+        }
     }
 
     /// The connection of a packet with `key`, refreshing its `last_seen` to
@@ -1184,8 +1318,14 @@ impl Conntrack {
         if probe_fwd {
             self.make_way(fwd, fwd_tag, t, &mut on_expire)?;
         }
+        // Held back by a batch, or probed now.
+        let hold = self.batch && self.pending.len < PENDING_MAX;
         if let (Some(r), Some(tag)) = (rev, rev_tag) {
-            self.make_way(r, tag, t, &mut on_expire)?;
+            if hold {
+                prefetch(&self.index.buckets[self.index.home(tag)]);
+            } else {
+                self.make_way(r, tag, t, &mut on_expire)?;
+            }
         }
 
         let keys = 1 + usize::from(rev.is_some());
@@ -1213,7 +1353,11 @@ impl Conntrack {
         };
         self.index.insert(fwd_tag, id << 1);
         if let Some(tag) = rev_tag {
-            self.index.insert(tag, id << 1 | 1);
+            if hold {
+                self.pending.push(tag, id);
+            } else {
+                self.index.insert(tag, id << 1 | 1);
+            }
         }
         self.len += 1;
         self.counters.inserted += 1;
@@ -1260,7 +1404,7 @@ impl Conntrack {
     #[inline]
     fn has_room(&self, keys: usize) -> bool {
         (self.free_head != NIL || (self.high_water as usize) < self.slab.len())
-            && self.index.len + keys <= self.index.max_len()
+            && self.index.len + self.pending.len + keys <= self.index.max_len()
     }
 
     /// Take a free slot; `has_room` must have said yes.
@@ -1284,8 +1428,21 @@ impl Conntrack {
         let found = self.index.remove(self.hasher.tag(&c.keys[0]), id << 1);
         debug_assert!(found, "fwd key of {id} not indexed");
         if c.has_rev() {
-            let found = self.index.remove(self.hasher.tag(&c.keys[1]), id << 1 | 1);
-            debug_assert!(found, "rev key of {id} not indexed");
+            // Held back by a batch, or in the index.
+            let held = match self.pending.ids[..self.pending.len]
+                .iter()
+                .position(|&p| p == id)
+            {
+                Some(i) => {
+                    self.pending.swap_remove(i);
+                    true
+                }
+                None => false,
+            };
+            if !held {
+                let found = self.index.remove(self.hasher.tag(&c.keys[1]), id << 1 | 1);
+                debug_assert!(found, "rev key of {id} not indexed");
+            }
         }
         let c = &mut self.slab[id as usize];
         c.meta = META_FREE;
@@ -1391,6 +1548,9 @@ impl Conntrack {
             *c = Conn::FREE;
         }
         self.index.clear();
+        while !self.pending.is_empty() {
+            self.pending.swap_remove(self.pending.len - 1);
+        }
         self.free_head = NIL;
         self.high_water = 0;
         self.cursor = 0;

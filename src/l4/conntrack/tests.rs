@@ -1123,3 +1123,172 @@ fn lookup_timing() {
         println!("{n} flows: hit {hit_ns:.1} ns, miss {miss_ns:.1} ns");
     }
 }
+
+/// Keys indexed plus keys held back by a batch: what the model holds.
+fn check_batch_against_model(ct: &Conntrack, model: &Model, universe: &[FlowKey]) {
+    ct.index.check();
+    assert_eq!(ct.index.len + ct.pending.len, model.len());
+    for k in universe {
+        assert_eq!(ct.get(k, 0), model.get(k).copied(), "{k}");
+    }
+    for i in 0..ct.pending.len {
+        let c = &ct.slab[ct.pending.ids[i] as usize];
+        assert!(c.is_live() && c.has_rev());
+        assert_eq!(ct.hasher.tag(&c.keys[1]), ct.pending.tags[i]);
+    }
+    for i in ct.pending.len..PENDING_MAX {
+        assert_eq!(ct.pending.tags[i], 0, "unused entries hold no tag");
+    }
+}
+
+/// Inside and outside batches, with reply keys unique as the SNAT port
+/// allocator makes them: inserts, removals, lookups of both keys and the
+/// expiry sweep answer exactly as the model (as without batches) at every
+/// step, held keys included; ending a batch frees nothing.
+#[test]
+fn batches_answer_as_without_them() {
+    for mask in [u64::MAX, 0xe000_0000_0000_0000] {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut hasher = KeyHasher::from_seed(7);
+        hasher.mask = mask;
+        let cap = 48;
+        let mut ct = Conntrack::with_hasher(&config(cap), hasher);
+        let universe: Vec<FlowKey> = (0..300).flat_map(|n| [key(n), rkey(n)]).collect();
+        let mut model = Model::new();
+        let mut live: Vec<(ConnId, NewConn)> = vec![];
+        let mut held_max = 0;
+        for step in 0..20_000u32 {
+            let r = rng(&mut seed);
+            match r % 16 {
+                0 => ct.begin_batch(),
+                1 => ct.end_batch(0, none),
+                2..=7 => {
+                    let n = (r >> 8) as u32 % 300;
+                    // DSR, or NAT with the client's own reply key (unique).
+                    let new = if r & 0x10 != 0 { nat(n) } else { dsr(n) };
+                    let want = if model.contains_key(&new.fwd) {
+                        Err(InsertError::Exists)
+                    } else if live.len() == cap {
+                        Err(InsertError::TableFull)
+                    } else {
+                        Ok(())
+                    };
+                    let got = ct.add(new, 0, none);
+                    assert_eq!(got.map(|_| ()), want, "step {step}: {new:?}");
+                    if let Ok(id) = got {
+                        model.insert(new.fwd, (id, O));
+                        if let Some(k) = new.rev {
+                            model.insert(k, (id, R));
+                        }
+                        live.push((id, new));
+                    }
+                }
+                8..=10 if !live.is_empty() => {
+                    let (id, new) = live.swap_remove((r >> 8) as usize % live.len());
+                    let c = ct.remove(id);
+                    assert_eq!((*c.fwd(), c.rev().copied()), (new.fwd, new.rev));
+                    model.remove(&new.fwd);
+                    if let Some(k) = new.rev {
+                        model.remove(&k);
+                    }
+                }
+                11 => {
+                    // Everything is idle for an hour: the sweep frees what
+                    // it reaches, held keys or not.
+                    let mut freed = vec![];
+                    ct.expire(3600 * S, 8, |id, c| freed.push((id, *c.fwd())));
+                    for (id, fwd) in freed {
+                        let i = live.iter().position(|(l, _)| *l == id).unwrap();
+                        let (_, new) = live.swap_remove(i);
+                        assert_eq!(new.fwd, fwd);
+                        model.remove(&new.fwd);
+                        if let Some(k) = new.rev {
+                            model.remove(&k);
+                        }
+                    }
+                }
+                _ => {
+                    let k = universe[(r >> 8) as usize % universe.len()];
+                    let got = match ct.lookup(&k, 0) {
+                        Lookup::Hit(id, dir) => Some((id, dir)),
+                        Lookup::Miss => None,
+                        e => panic!("{e:?}"),
+                    };
+                    assert_eq!(got, model.get(&k).copied(), "step {step}: {k}");
+                }
+            }
+            held_max = held_max.max(ct.pending.len);
+            assert_eq!(ct.len(), live.len());
+            check_batch_against_model(&ct, &model, &universe);
+        }
+        ct.end_batch(0, none);
+        assert_eq!(ct.pending.len, 0);
+        check_against_model(&ct, &model, &universe);
+        assert!(held_max >= 8, "batches held {held_max} keys at most");
+    }
+}
+
+/// At a batch's end a held reply key that a live connection holds undoes
+/// the new connection (reported, counted as refused); one that an expired
+/// connection holds frees that one first.
+#[test]
+fn batch_end_settles_clashing_reply_keys() {
+    let mut ct = table(16);
+    let a = ct.add(nat(1), 0, none).unwrap();
+    ct.begin_batch();
+    let clash = NewConn {
+        fwd: key(2),
+        ..nat(1)
+    };
+    let b = ct.add(clash, 0, none).unwrap();
+    assert_eq!(ct.pending.len, 1);
+    assert_eq!(hit(ct.lookup(&rkey(1), 0)), (a, R), "the indexed holder first");
+    let mut undone = vec![];
+    ct.end_batch(0, |id, c| undone.push((id, *c.fwd())));
+    assert_eq!(undone, vec![(b, key(2))]);
+    assert_eq!(ct.counters().exists, 1);
+    assert!(matches!(ct.lookup(&key(2), 0), Lookup::Miss));
+    assert_eq!(hit(ct.lookup(&rkey(1), 0)), (a, R));
+    assert_eq!(ct.len(), 1);
+    ct.index.check();
+
+    // An expired holder (SynSent, 30 s) makes way at the batch's end.
+    let now = 31 * S;
+    ct.begin_batch();
+    let c = ct.add(clash, now, none).unwrap();
+    let mut freed = vec![];
+    ct.end_batch(now, |id, c| freed.push((id, *c.fwd())));
+    assert_eq!(freed, vec![(a, key(1))]);
+    assert_eq!(hit(ct.lookup(&rkey(1), now)), (c, R));
+    assert_eq!(hit(ct.lookup(&key(2), now)), (c, O));
+    assert_eq!(ct.len(), 1);
+    ct.index.check();
+}
+
+/// More new connections in a batch than it holds: the rest index their
+/// reply keys at once; all are found before and after the batch's end;
+/// removing a held one drops its key.
+#[test]
+fn batch_holds_at_most_pending_max_keys() {
+    let n = PENDING_MAX as u32 + 8;
+    let mut ct = table(64);
+    ct.begin_batch();
+    let ids: Vec<ConnId> = (0..n).map(|i| ct.add(nat(i), 0, none).unwrap()).collect();
+    assert_eq!(ct.pending.len, PENDING_MAX);
+    assert_eq!(ct.index.len, n as usize + 8);
+    for (i, &id) in ids.iter().enumerate() {
+        assert_eq!(hit(ct.lookup(&rkey(i as u32), 0)), (id, R));
+    }
+    let gone = ct.remove(ids[3]);
+    assert_eq!(*gone.fwd(), key(3));
+    assert_eq!(ct.pending.len, PENDING_MAX - 1);
+    assert!(matches!(ct.lookup(&rkey(3), 0), Lookup::Miss));
+    ct.end_batch(0, none);
+    assert_eq!(ct.pending.len, 0);
+    assert_eq!(ct.index.len, 2 * (n as usize - 1));
+    for (i, &id) in ids.iter().enumerate().filter(|&(i, _)| i != 3) {
+        assert_eq!(hit(ct.lookup(&rkey(i as u32), 0)), (id, R));
+        assert_eq!(hit(ct.lookup(&key(i as u32), 0)), (id, O));
+    }
+    ct.index.check();
+}
