@@ -951,6 +951,9 @@ struct Pending {
     tags: [u32; PENDING_MAX],
     ids: [u32; PENDING_MAX],
     len: usize,
+    /// A bit per low byte of a tag held since the list was last empty: a
+    /// miss whose bit is clear (most) skips the comparison.
+    filter: [u64; 4],
 }
 
 impl Pending {
@@ -964,6 +967,7 @@ impl Pending {
         self.tags[self.len] = tag;
         self.ids[self.len] = id;
         self.len += 1;
+        self.filter[(tag as usize >> 6) & 3] |= 1 << (tag & 63);
     }
 
     /// Drop entry `i` (the last one takes its place).
@@ -973,10 +977,19 @@ impl Pending {
         self.tags[i] = self.tags[self.len];
         self.ids[i] = self.ids[self.len];
         self.tags[self.len] = 0;
+        if self.len == 0 {
+            self.filter = [0; 4];
+        }
     }
 
     /// A bit per entry whose tag is `tag`. Unused entries hold tag 0,
     /// which no key has.
+    /// False if no entry has `tag` (true may be wrong).
+    #[inline]
+    fn may_hold(&self, tag: u32) -> bool {
+        self.filter[(tag as usize >> 6) & 3] & (1 << (tag & 63)) != 0
+    }
+
     #[inline]
     fn matching(&self, tag: u32) -> u32 {
         let mut m = 0u32;
@@ -1025,6 +1038,7 @@ impl Conntrack {
                 tags: [0; PENDING_MAX],
                 ids: [0; PENDING_MAX],
                 len: 0,
+                filter: [0; 4],
             },
         }
     }
@@ -1064,13 +1078,13 @@ impl Conntrack {
         }
     }
 
-    #[inline]
+    #[inline(always)]
     fn find_tagged(&self, key: &FlowKey, tag: u32) -> Option<u32> {
         let slab = &self.slab;
         let found = self.index.find(tag, |slot| {
             slab[(slot >> 1) as usize].keys[(slot & 1) as usize] == *key
         });
-        if found.is_some() || self.pending.is_empty() {
+        if found.is_some() || !self.pending.may_hold(tag) {
             return found;
         }
         self.find_pending(key, tag)
