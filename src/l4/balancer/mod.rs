@@ -607,6 +607,11 @@ fn snat_mix(key: &FlowKey) -> u64 {
 /// Rewrite addresses and ports of an IP packet in place, fixing the IP
 /// header checksum (IPv4) and the TCP/UDP checksum incrementally (RFC 1624),
 /// and decrementing the TTL / hop limit. False if the TTL ran out.
+///
+/// Out of line: IPv4 NAT goes straight to [`rewrite_v4`] (see
+/// [`nat_rewrite`]), and this function's IPv6 half would otherwise make
+/// the IPv4 path's callers save and restore registers it never uses.
+#[inline(never)]
 fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport: u16) -> bool {
     match (pkt.src, pkt.dst, src, dst) {
         (IpAddr::V4(_), IpAddr::V4(_), IpAddr::V4(ns), IpAddr::V4(nd)) => {
@@ -636,7 +641,7 @@ fn rewrite(buf: &mut [u8], pkt: &Ip, src: IpAddr, dst: IpAddr, sport: u16, dport
 /// bytes, no options) and the TCP (20 bytes) or UDP (8 bytes) header. The
 /// old addresses are read from the header; the new ones are given as bytes
 /// (`new`: source, destination).
-#[inline]
+#[inline(always)]
 fn rewrite_v4(buf: &mut [u8], pkt: &Ip, new: ([u8; 4], [u8; 4]), sport: u16, dport: u16) -> bool {
     // Fixed-size views: one bounds check each instead of one per byte.
     let (head, seg) = buf.split_at_mut(pkt.l4);
@@ -711,7 +716,11 @@ fn rewrite_l4_v6(
     }
 }
 
+/// Forward a client's packet of NAT connection `conn` to its backend.
+/// Inlined into [`from_client`] (every packet of an open connection) and
+/// [`nat_open`].
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn nat_forward(
     plane: &Plane,
     neighbors: &mut NeighborTable,
@@ -736,7 +745,11 @@ fn nat_forward(
 
 /// Rewrite a NAT packet so that it travels opposite to packets with key
 /// `opposite` (from its destination to its source); its new destination.
-#[inline]
+///
+/// Inlined with [`rewrite_v4`] into the NAT paths: a call per level cost a
+/// register save and restore and the marshalling of the arguments each,
+/// about as much as the IPv4 rewrite itself.
+#[inline(always)]
 fn nat_rewrite(buf: &mut [u8], pkt: &Ip, opposite: &FlowKey) -> Result<IpAddr, Verdict> {
     // IPv4 (keys hold IPv4-mapped addresses): straight from the key's
     // bytes to the one-fold rewrite (which reads the old addresses from
