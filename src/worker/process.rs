@@ -160,7 +160,7 @@ pub struct ServiceMemo {
 impl ServiceMemo {
     /// The index of the service of `key`'s destination, port and protocol
     /// (`Services::lookup_index`).
-    #[inline]
+    #[inline(always)]
     fn lookup(&mut self, plane: &Plane, key: &FlowKey, vip: IpAddr) -> Option<u16> {
         if self.valid && self.vip == key.dst && self.port == key.dst_port && self.proto == key.proto
         {
@@ -639,7 +639,11 @@ fn icmp6_in(
 ///
 /// `key` is the packet's connection key but for the ports (zero), built by
 /// the caller from the header's address bytes.
-#[inline]
+///
+/// Inlined (with [`balancer::ports`] and [`ServiceMemo::lookup`]) into
+/// `ipv4_class` and `ipv6_class`, so that the packet and the key are
+/// built where they are used rather than on the stack for a call.
+#[inline(always)]
 fn tcp_udp_class(
     plane: &Plane,
     buf: &[u8],

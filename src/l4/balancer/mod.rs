@@ -265,7 +265,7 @@ fn svc_drop(st: &L4State, svc: &ServicePlane) {
 }
 
 /// Ports and TCP flags of a TCP/UDP packet, or None if its header is cut.
-#[inline]
+#[inline(always)]
 pub fn ports(buf: &[u8], pkt: &Ip) -> Option<(u16, u16, u8)> {
     let seg = &buf[pkt.l4..pkt.end];
     match pkt.proto {
