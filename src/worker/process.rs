@@ -30,8 +30,8 @@ use crate::net::plane::Plane;
 pub use crate::net::Verdict;
 use crate::net::Verdict::Drop;
 use crate::wire::{
-    checksum, ipv4, ipv6, EtherType, EthernetAddress, EthernetFrame, Icmpv4Message, Icmpv4Packet, Icmpv6Message,
-    Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, NdiscRepr,
+    checksum, ipv4, ipv6, EtherType, EthernetAddress, EthernetFrame, Icmpv4Message, Icmpv4Packet,
+    Icmpv6Message, Icmpv6Packet, IpProtocol, Ipv4Packet, Ipv6Packet, NdiscRepr,
 };
 
 /// Handle one frame received on `port`: `buf[off..off + len]`.
