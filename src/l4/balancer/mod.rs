@@ -968,8 +968,10 @@ fn backend_down_reset(
     }
 }
 
-/// Forward a client packet to `backend` in a DSR mode.
+/// Forward a client packet to `backend` in a DSR mode. Inlined into
+/// [`from_client`] (every DSR packet).
 #[allow(clippy::too_many_arguments)]
+#[inline(always)]
 fn dsr_forward(
     plane: &Plane,
     neighbors: &mut NeighborTable,
