@@ -113,6 +113,33 @@ pub const fn delta32(old: u32, new: u32) -> u64 {
     delta16((old >> 16) as u16, (new >> 16) as u16) + delta16(old as u16, new as u16)
 }
 
+/// The RFC 1624 term of a 32-bit field changed from `old` to `new`, both
+/// as loaded from memory in native byte order: summed with other such
+/// terms and applied with [`apply_delta`] to a checksum also loaded and
+/// stored in native order, it gives the same bytes as the big-endian
+/// [`delta32`] (the ones' complement sum is independent of byte order,
+/// RFC 1071 §2(B), and 2^16 = 1 mod 0xFFFF lets the 32 bits count as one
+/// term: RFC 1071 §2(C)).
+#[inline(always)]
+pub const fn delta_ne(old: u32, new: u32) -> u64 {
+    (!old) as u64 + new as u64
+}
+
+/// Whether a 20-byte IPv4 header (no options) carries a correct header
+/// checksum: its ones' complement sum is 0xFFFF. Summed as five 32-bit
+/// words in native byte order (see [`delta_ne`]): the all-ones sum is
+/// the same in either order.
+#[inline(always)]
+pub fn verify_ipv4_header(h: &[u8; 20]) -> bool {
+    let w = |i: usize| u64::from(u32::from_ne_bytes([h[i], h[i + 1], h[i + 2], h[i + 3]]));
+    let s = w(0) + w(4) + w(8) + w(12) + w(16);
+    let s = (s & 0xFFFF_FFFF) + (s >> 32);
+    let s = (s & 0xFFFF) + (s >> 16);
+    let s = (s & 0xFFFF) + (s >> 16);
+    let s = (s & 0xFFFF) + (s >> 16);
+    s == 0xFFFF
+}
+
 /// Apply summed [`delta16`]/[`delta32`] terms to a checksum (RFC 1624
 /// eqn. 3: `HC' = ~(~HC + sum of terms)`).
 #[inline(always)]
@@ -153,6 +180,33 @@ pub fn update_ipv6_addr(old_csum: u16, old: &Ipv6Addr, new: &Ipv6Addr) -> u16 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The native-order header check agrees with `checksum` over headers
+    /// with a right, a wrong, an all-zero and an all-ones checksum field.
+    #[test]
+    fn verify_ipv4_header_agrees_with_checksum() {
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..2000 {
+            let mut h = [0u8; 20];
+            for b in h.iter_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            match i % 4 {
+                0 => {
+                    h[10..12].copy_from_slice(&[0, 0]);
+                    let c = checksum(&h);
+                    h[10..12].copy_from_slice(&c.to_be_bytes());
+                }
+                1 => h = [0; 20],
+                2 => h = [0xff; 20],
+                _ => {}
+            }
+            assert_eq!(verify_ipv4_header(&h), checksum(&h) == 0, "{h:02x?}");
+        }
+    }
 
     /// RFC 1071 §3's example: the bytes 00 01 f2 03 f4 f5 f6 f7 sum to ddf2.
     #[test]

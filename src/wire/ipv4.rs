@@ -34,6 +34,9 @@ pub const HEADER_LEN: usize = field::DST_ADDR.end;
 const FLAG_DF: u16 = 0x4000;
 const FLAG_MF: u16 = 0x2000;
 const OFFSET_MASK: u16 = 0x1FFF;
+/// The bits of the flags-and-offset word that make a packet a fragment
+/// (more fragments, or a non-zero offset): see [`Packet::is_fragment`].
+pub const FRAGMENT_BITS: u16 = FLAG_MF | OFFSET_MASK;
 
 /// A view over an IPv4 packet.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -129,7 +132,7 @@ impl<T: AsRef<[u8]>> Packet<T> {
     /// Part of a fragmented datagram: MF set or a non-zero offset. Only the
     /// first fragment (offset 0) carries the transport header.
     pub fn is_fragment(&self) -> bool {
-        self.flg_off() & (FLAG_MF | OFFSET_MASK) != 0
+        self.flg_off() & FRAGMENT_BITS != 0
     }
 
     pub fn ttl(&self) -> u8 {

@@ -918,6 +918,22 @@ fn drops_name_their_reason() {
         f[0..6].copy_from_slice(&LB_MAC.0);
         f
     };
+    // A SYN with header bytes `at` set to `bytes` and the header checksum
+    // made right again (the 20-byte header's checks, in their order).
+    let patched = |at: usize, bytes: &[u8]| {
+        let mut f = syn.clone();
+        f[14 + at..14 + at + bytes.len()].copy_from_slice(bytes);
+        f[14 + 10..14 + 12].copy_from_slice(&[0, 0]);
+        let c = crate::wire::checksum::checksum(&f[14..34]);
+        f[14 + 10..14 + 12].copy_from_slice(&c.to_be_bytes());
+        f
+    };
+    let short_total = patched(2, &19u16.to_be_bytes());
+    let long_total = patched(2, &((syn.len() - 14 + 1) as u16).to_be_bytes());
+    let version6 = patched(0, &[0x65]);
+    let later_fragment = patched(6, &1u16.to_be_bytes());
+    let mut options_bad_sum = to_lb(testdata::IPV4_OPTIONS.to_vec());
+    options_bad_sum[14 + 10] ^= 0xff;
     let hop_by_hop = {
         let mut p = ip6(
             CLIENT6,
@@ -946,9 +962,34 @@ fn drops_name_their_reason() {
             Expect::Drop(Counter::drop_ipv4_checksum),
         ),
         case(
+            "IPv4 total length shorter than the header",
+            short_total,
+            Expect::Drop(Counter::drop_ipv4_malformed),
+        ),
+        case(
+            "IPv4 total length beyond the frame",
+            long_total,
+            Expect::Drop(Counter::drop_ipv4_malformed),
+        ),
+        case(
+            "version 6 in an IPv4 frame",
+            version6,
+            Expect::Drop(Counter::drop_ipv4_malformed),
+        ),
+        case(
             "IPv4 options",
             to_lb(testdata::IPV4_OPTIONS.to_vec()),
             Expect::Drop(Counter::drop_ipv4_options),
+        ),
+        case(
+            "IPv4 options with a bad checksum: the checksum counts first",
+            options_bad_sum,
+            Expect::Drop(Counter::drop_ipv4_checksum),
+        ),
+        case(
+            "IPv4 fragment, not the first",
+            later_fragment,
+            Expect::Drop(Counter::drop_ipv4_fragment),
         ),
         case(
             "IPv4 fragment",

@@ -1172,6 +1172,10 @@ impl Conntrack {
     /// [`Conntrack::lookup`] with the key's tag already computed
     /// ([`Conntrack::tag`] of the same key, on this table), so that a key
     /// is hashed once per packet however many stages look at it.
+    ///
+    /// Inlined into its callers (once per packet on the L4 path), so that
+    /// the answer need not go through memory; the rare expired hit is
+    /// handled out of line.
     #[inline(always)]
     pub fn lookup_tagged(&mut self, key: &FlowKey, tag: Tag, now: u64) -> Lookup {
         debug_assert_eq!(tag, self.tag(key), "tag of another key or table");
@@ -1182,13 +1186,20 @@ impl Conntrack {
         let t = tick(now);
         let c = &mut self.slab[id as usize];
         if c.expired_at(t, &self.ticks) {
-            let old = *c;
-            self.release(id);
-            self.counters.expired += 1;
-            return Lookup::Expired(old);
+            return self.free_expired(id);
         }
         c.touch(t);
         Lookup::Hit(ConnId(id), direction_of(slot))
+    }
+
+    /// [`Conntrack::lookup_tagged`]'s expired hit: free connection `id`.
+    #[cold]
+    #[inline(never)]
+    fn free_expired(&mut self, id: u32) -> Lookup {
+        let old = self.slab[id as usize];
+        self.release(id);
+        self.counters.expired += 1;
+        Lookup::Expired(old)
     }
 
     /// Bring into cache the index buckets and slab entries that lookups of
