@@ -1080,14 +1080,20 @@ impl Conntrack {
 
     #[inline(always)]
     fn find_tagged(&self, key: &FlowKey, tag: u32) -> Option<u32> {
-        let slab = &self.slab;
-        let found = self.index.find(tag, |slot| {
-            slab[(slot >> 1) as usize].keys[(slot & 1) as usize] == *key
-        });
+        let found = self.find_indexed(key, tag);
         if found.is_some() || !self.pending.may_hold(tag) {
             return found;
         }
         self.find_pending(key, tag)
+    }
+
+    /// [`Conntrack::find_tagged`] in the index alone.
+    #[inline(always)]
+    fn find_indexed(&self, key: &FlowKey, tag: u32) -> Option<u32> {
+        let slab = &self.slab;
+        self.index.find(tag, |slot| {
+            slab[(slot >> 1) as usize].keys[(slot & 1) as usize] == *key
+        })
     }
 
     /// A reply key held back by the batch (a miss inside a batch that
@@ -1144,7 +1150,9 @@ impl Conntrack {
             let (tag, id) = (self.pending.tags[last], self.pending.ids[last]);
             let rev = self.slab[id as usize].keys[1];
             self.pending.swap_remove(last);
-            match self.make_way(&rev, tag, t, &mut on_expire) {
+            // In the index alone: a key held twice in this batch is found
+            // there once its first holder is settled.
+            match self.make_way(&rev, tag, t, false, &mut on_expire) {
                 Ok(()) => self.index.insert(tag, id << 1 | 1),
                 Err(_) => {
                     // Listed again so that `release` finds it there.
@@ -1341,7 +1349,7 @@ impl Conntrack {
             None => None,
         };
         if probe_fwd {
-            self.make_way(fwd, fwd_tag, t, &mut on_expire)?;
+            self.make_way(fwd, fwd_tag, t, true, &mut on_expire)?;
         }
         // Held back by a batch, or probed now.
         let hold = self.batch && self.pending.len < PENDING_MAX;
@@ -1349,7 +1357,7 @@ impl Conntrack {
             if hold {
                 prefetch(&self.index.buckets[self.index.home(tag)]);
             } else {
-                self.make_way(r, tag, t, &mut on_expire)?;
+                self.make_way(r, tag, t, true, &mut on_expire)?;
             }
         }
 
@@ -1390,15 +1398,21 @@ impl Conntrack {
     }
 
     /// Free the expired connection holding `key`, if any; `Exists` if a live
-    /// one holds it.
+    /// one holds it. `held`: look among a batch's held keys too.
     fn make_way(
         &mut self,
         key: &FlowKey,
         tag: u32,
         t: u32,
+        held: bool,
         on_expire: &mut impl FnMut(ConnId, &Conn),
     ) -> Result<(), InsertError> {
-        let Some(slot) = self.find_tagged(key, tag) else {
+        let found = if held {
+            self.find_tagged(key, tag)
+        } else {
+            self.find_indexed(key, tag)
+        };
+        let Some(slot) = found else {
             return Ok(());
         };
         let id = slot >> 1;

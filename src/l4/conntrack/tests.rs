@@ -1252,6 +1252,22 @@ fn batch_end_settles_clashing_reply_keys() {
     assert_eq!(ct.len(), 1);
     ct.index.check();
 
+    // Two held keys alike: one is indexed, the other connection undone.
+    ct.begin_batch();
+    let (x, y) = (
+        ct.add(NewConn { fwd: key(5), ..nat(9) }, 0, none).unwrap(),
+        ct.add(NewConn { fwd: key(6), ..nat(9) }, 0, none).unwrap(),
+    );
+    let mut undone = vec![];
+    ct.end_batch(0, |id, _| undone.push(id));
+    assert_eq!(undone.len(), 1);
+    let kept = if undone[0] == x { y } else { x };
+    assert_eq!(hit(ct.lookup(&rkey(9), 0)), (kept, R));
+    assert_eq!(ct.counters().exists, 2);
+    assert_eq!(ct.len(), 2);
+    ct.index.check();
+    ct.remove(kept);
+
     // An expired holder (SynSent, 30 s) makes way at the batch's end.
     let now = 31 * S;
     ct.begin_batch();
