@@ -1242,7 +1242,11 @@ fn batch_end_settles_clashing_reply_keys() {
     };
     let b = ct.add(clash, 0, none).unwrap();
     assert_eq!(ct.pending.len, 1);
-    assert_eq!(hit(ct.lookup(&rkey(1), 0)), (a, R), "the indexed holder first");
+    assert_eq!(
+        hit(ct.lookup(&rkey(1), 0)),
+        (a, R),
+        "the indexed holder first"
+    );
     let mut undone = vec![];
     ct.end_batch(0, |id, c| undone.push((id, *c.fwd())));
     assert_eq!(undone, vec![(b, key(2))]);
@@ -1255,8 +1259,24 @@ fn batch_end_settles_clashing_reply_keys() {
     // Two held keys alike: one is indexed, the other connection undone.
     ct.begin_batch();
     let (x, y) = (
-        ct.add(NewConn { fwd: key(5), ..nat(9) }, 0, none).unwrap(),
-        ct.add(NewConn { fwd: key(6), ..nat(9) }, 0, none).unwrap(),
+        ct.add(
+            NewConn {
+                fwd: key(5),
+                ..nat(9)
+            },
+            0,
+            none,
+        )
+        .unwrap(),
+        ct.add(
+            NewConn {
+                fwd: key(6),
+                ..nat(9)
+            },
+            0,
+            none,
+        )
+        .unwrap(),
     );
     let mut undone = vec![];
     ct.end_batch(0, |id, _| undone.push(id));
