@@ -893,6 +893,37 @@ fn index_backward_shift_against_model() {
 /// What the model expects for one key.
 type Model = HashMap<FlowKey, (ConnId, Direction)>;
 
+/// A table of `cap` flows for the model tests, its hash seeded with `seed`
+/// and cut to the bits of `mask`.
+fn model_table(cap: usize, seed: u64, mask: u64) -> Conntrack {
+    let mut hasher = KeyHasher::from_seed(seed);
+    hasher.mask = mask;
+    Conntrack::with_hasher(&config(cap), hasher)
+}
+
+/// The client and reply keys of `n` connections.
+fn universe(n: u32) -> Vec<FlowKey> {
+    (0..n).flat_map(|n| [key(n), rkey(n)]).collect()
+}
+
+/// Take a connection's keys out of the model.
+fn forget(model: &mut Model, c: &NewConn) {
+    model.remove(&c.fwd);
+    if let Some(k) = c.rev {
+        model.remove(&k);
+    }
+}
+
+/// A lookup of `k` answers what the model holds (nothing expires here).
+fn lookup_as_model(ct: &mut Conntrack, model: &Model, k: &FlowKey, step: u32) {
+    let got = match ct.lookup(k, 0) {
+        Lookup::Hit(id, dir) => Some((id, dir)),
+        Lookup::Miss => None,
+        e => panic!("{e:?}"),
+    };
+    assert_eq!(got, model.get(k).copied(), "step {step}: {k}");
+}
+
 fn check_against_model(ct: &Conntrack, model: &Model, universe: &[FlowKey]) {
     ct.index.check();
     assert_eq!(ct.index.len, model.len());
@@ -915,11 +946,9 @@ fn check_against_model(ct: &Conntrack, model: &Model, universe: &[FlowKey]) {
 fn conntrack_against_model() {
     for mask in [u64::MAX, 0xe000_0000_0000_0000] {
         let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut hasher = KeyHasher::from_seed(42);
-        hasher.mask = mask;
         let cap = 16;
-        let mut ct = Conntrack::with_hasher(&config(cap), hasher);
-        let universe: Vec<FlowKey> = (0..200).flat_map(|n| [key(n), rkey(n)]).collect();
+        let mut ct = model_table(cap, 42, mask);
+        let universe = universe(200);
         let mut model = Model::new();
         let mut live: Vec<(ConnId, NewConn)> = vec![];
         for step in 0..6000 {
@@ -957,19 +986,11 @@ fn conntrack_against_model() {
                     let (id, new) = live.swap_remove((r >> 8) as usize % live.len());
                     let c = ct.remove(id);
                     assert_eq!((*c.fwd(), c.rev().copied()), (new.fwd, new.rev));
-                    model.remove(&new.fwd);
-                    if let Some(k) = new.rev {
-                        model.remove(&k);
-                    }
+                    forget(&mut model, &new);
                 }
                 _ => {
                     let k = universe[(r >> 8) as usize % universe.len()];
-                    let got = match ct.lookup(&k, 0) {
-                        Lookup::Hit(id, dir) => Some((id, dir)),
-                        Lookup::Miss => None,
-                        e => panic!("{e:?}"),
-                    };
-                    assert_eq!(got, model.get(&k).copied(), "step {step}: {k}");
+                    lookup_as_model(&mut ct, &model, &k, step);
                 }
             }
             assert_eq!(ct.len(), live.len());
@@ -1149,11 +1170,9 @@ fn check_batch_against_model(ct: &Conntrack, model: &Model, universe: &[FlowKey]
 fn batches_answer_as_without_them() {
     for mask in [u64::MAX, 0xe000_0000_0000_0000] {
         let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut hasher = KeyHasher::from_seed(7);
-        hasher.mask = mask;
         let cap = 48;
-        let mut ct = Conntrack::with_hasher(&config(cap), hasher);
-        let universe: Vec<FlowKey> = (0..300).flat_map(|n| [key(n), rkey(n)]).collect();
+        let mut ct = model_table(cap, 7, mask);
+        let universe = universe(300);
         let mut model = Model::new();
         let mut live: Vec<(ConnId, NewConn)> = vec![];
         let mut held_max = 0;
@@ -1187,10 +1206,7 @@ fn batches_answer_as_without_them() {
                     let (id, new) = live.swap_remove((r >> 8) as usize % live.len());
                     let c = ct.remove(id);
                     assert_eq!((*c.fwd(), c.rev().copied()), (new.fwd, new.rev));
-                    model.remove(&new.fwd);
-                    if let Some(k) = new.rev {
-                        model.remove(&k);
-                    }
+                    forget(&mut model, &new);
                 }
                 11 => {
                     // Everything is idle for an hour: the sweep frees what
@@ -1201,20 +1217,12 @@ fn batches_answer_as_without_them() {
                         let i = live.iter().position(|(l, _)| *l == id).unwrap();
                         let (_, new) = live.swap_remove(i);
                         assert_eq!(new.fwd, fwd);
-                        model.remove(&new.fwd);
-                        if let Some(k) = new.rev {
-                            model.remove(&k);
-                        }
+                        forget(&mut model, &new);
                     }
                 }
                 _ => {
                     let k = universe[(r >> 8) as usize % universe.len()];
-                    let got = match ct.lookup(&k, 0) {
-                        Lookup::Hit(id, dir) => Some((id, dir)),
-                        Lookup::Miss => None,
-                        e => panic!("{e:?}"),
-                    };
-                    assert_eq!(got, model.get(&k).copied(), "step {step}: {k}");
+                    lookup_as_model(&mut ct, &model, &k, step);
                 }
             }
             held_max = held_max.max(ct.pending.len);
