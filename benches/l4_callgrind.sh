@@ -32,7 +32,8 @@ MODES=${2:-nat ipip}
 BIN=${BIN:-target/release/sluice}
 TMP=$(mktemp -d)
 # KEEP=DIR keeps the callgrind outputs there (for callgrind_annotate).
-trap '[ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$TMP"/cg.* "$KEEP"/ 2>/dev/null; rm -rf "$TMP"' EXIT
+# Also the EAL's runtime directory of this run's file prefix.
+trap '[ -n "${KEEP:-}" ] && mkdir -p "$KEEP" && cp "$TMP"/cg.* "$KEEP"/ 2>/dev/null; rm -rf "$TMP" /var/run/dpdk/sluice-l4cg-$$' EXIT
 
 if [ "$BIN" = target/release/sluice ]; then
   cargo build --release --locked -q --bin sluice
