@@ -1067,19 +1067,25 @@ fn encapsulate(buf: &mut [u8], pkt: &Ip, mode: Mode, src: IpAddr, dst: IpAddr) -
             if total > u16::MAX as usize {
                 return None;
             }
+            // The header as five 32-bit words, summed in registers and
+            // stored once: written field by field and then read back for
+            // the checksum, the wider loads could not be forwarded from the
+            // narrower stores and waited for them to reach the cache (a
+            // tenth of the IP-in-IP path's time in a profile).
+            let w0 = 0x4500_0000 | u32::from(tos) << 16 | total as u32;
+            let w1: u32 = if df { 0x4000 } else { 0 };
+            let w2: u32 = 64 << 24 | u32::from(u8::from(proto)) << 16;
+            let (s, d) = (s.to_bits(), d.to_bits());
+            let sum = u64::from(w0) + u64::from(w1) + u64::from(w2) + u64::from(s) + u64::from(d);
+            let sum = (sum & 0xFFFF_FFFF) + (sum >> 32);
+            let c = !checksum::fold(((sum & 0xFFFF_FFFF) + (sum >> 32)) as u32);
+            let w2 = w2 | u32::from(c);
             let h = &mut buf[outer..outer + 20];
-            h[0] = 0x45;
-            h[1] = tos;
-            h[2..4].copy_from_slice(&(total as u16).to_be_bytes());
-            h[4..6].copy_from_slice(&[0, 0]);
-            h[6..8].copy_from_slice(&(if df { 0x4000u16 } else { 0 }).to_be_bytes());
-            h[8] = 64;
-            h[9] = u8::from(proto);
-            h[10..12].copy_from_slice(&[0, 0]);
-            h[12..16].copy_from_slice(&s.octets());
-            h[16..20].copy_from_slice(&d.octets());
-            let c = checksum::checksum(h);
-            h[10..12].copy_from_slice(&c.to_be_bytes());
+            h[0..4].copy_from_slice(&w0.to_be_bytes());
+            h[4..8].copy_from_slice(&w1.to_be_bytes());
+            h[8..12].copy_from_slice(&w2.to_be_bytes());
+            h[12..16].copy_from_slice(&s.to_be_bytes());
+            h[16..20].copy_from_slice(&d.to_be_bytes());
             if gre > 0 {
                 buf[outer + 20..outer + 22].copy_from_slice(&[0, 0]);
                 buf[outer + 22..outer + 24].copy_from_slice(&inner_et.to_be_bytes());
@@ -1203,6 +1209,70 @@ mod tests {
         buf[14 + 8] = 1;
         let pkt = Ip::v4(14, 54, Ipv4Addr::LOCALHOST, Ipv4Addr::LOCALHOST, 6);
         assert!(!rewrite_v4(&mut buf, &pkt, ([1; 4], [2; 4]), 1, 2));
+    }
+
+    /// The outer IPv4 header of IP-in-IP and GRE: every field as set, and
+    /// a checksum a full recompute accepts, over addresses, lengths, DSCP,
+    /// ECN and DF values that exercise the carries.
+    #[test]
+    fn encapsulated_outer_v4_header_is_right() {
+        use crate::wire::Ipv4Packet;
+        let mut x = 0x1319_8a2e_0370_7344u64;
+        let mut next = || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for i in 0..3000 {
+            let gre = i % 2 == 1;
+            let room = 20 + if gre { GRE_LEN } else { 0 };
+            let l3 = 14 + room;
+            let inner = 20 + 20 + (next() % 1400) as usize;
+            let end = l3 + inner;
+            let mut buf = vec![0u8; end];
+            for b in buf.iter_mut() {
+                *b = next() as u8;
+            }
+            let r = next();
+            let (os, od) = (Ipv4Addr::from(r as u32), Ipv4Addr::from((r >> 32) as u32));
+            let (tos, df) = (next() as u8, i % 3 == 0);
+            {
+                let mut ip = Ipv4Packet::new_unchecked(&mut buf[l3..end]);
+                ip.set_version(4);
+                ip.set_header_len(20);
+                ip.set_dscp(tos >> 2);
+                ip.set_ecn(tos & 3);
+                ip.set_dont_frag(df);
+                ip.set_total_len(inner as u16);
+            }
+            let pkt = Ip::v4(l3, end, os, od, 6);
+            let r = next();
+            let (s, d) = (Ipv4Addr::from(r as u32), Ipv4Addr::from((r >> 32) as u32));
+            let mode = if gre { Mode::Gre } else { Mode::Ipip };
+            let outer = encapsulate(&mut buf, &pkt, mode, IpAddr::V4(s), IpAddr::V4(d));
+            assert_eq!(outer, Some(14), "case {i}");
+            let ip = Ipv4Packet::new_unchecked(&buf[14..end]);
+            assert!(ip.verify_checksum(), "outer checksum, case {i}");
+            assert_eq!((ip.version(), ip.header_len()), (4, 20));
+            assert_eq!((ip.dscp() << 2 | ip.ecn(), ip.dont_frag()), (tos, df));
+            assert_eq!(ip.total_len() as usize, end - 14);
+            assert_eq!(
+                (ip.ident(), ip.frag_offset(), ip.more_frags()),
+                (0, 0, false)
+            );
+            assert_eq!(ip.ttl(), 64);
+            let proto = if gre {
+                IpProtocol::Gre
+            } else {
+                IpProtocol::IpIp
+            };
+            assert_eq!(ip.protocol(), proto);
+            assert_eq!((ip.src_addr(), ip.dst_addr()), (s, d));
+            if gre {
+                assert_eq!(&buf[34..38], &[0, 0, 0x08, 0x00]);
+            }
+        }
     }
 
     /// Paced expiry visits the whole table once per sweep period, whatever
