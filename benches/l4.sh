@@ -19,6 +19,17 @@
 # million packets takes seconds), never after a fixed sleep; a reference or
 # a mode that measured nothing fails the script. BURST (32) sets Sluice's
 # dataplane.burst. Run on an otherwise idle machine.
+#
+# HUGE=1 runs both programs on 2 MiB huge pages instead of --no-huge (the
+# mbuf pools and the preloaded pcap; Sluice's connection table is on
+# transparent huge pages either way), as a deployment would: the script
+# raises vm.nr_hugepages as far as it needs (3,072 pages, 6 GiB, one
+# program at a time) and puts the old value back when it ends; EAL maps
+# them with --in-memory, so no hugetlbfs mount is needed. Without huge
+# pages, every packet testpmd forwards costs it a TLB miss on the cold
+# mbuf (a million mbufs over 4 KiB pages), which hides how little else it
+# does: its reference rate nearly doubles on huge pages, Sluice's does not
+# move (docs/BENCHMARKS.md section 2.6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/l4_topology.sh
@@ -32,7 +43,11 @@ cleanup() {
   for pid in $TP $SL $NC; do kill -TERM "$pid" 2>/dev/null || true; done
   wait 2>/dev/null || true
   rm -rf "$TMP" /var/run/dpdk/tp$$ /var/run/dpdk/sluice-bench /var/run/dpdk/sluice-l4bench
+  if [ -n "$OLD_HUGEPAGES" ]; then
+    echo "$OLD_HUGEPAGES" >/proc/sys/vm/nr_hugepages 2>/dev/null || true
+  fi
 }
+OLD_HUGEPAGES=""
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 die() { echo "l4.sh: $*" >&2; exit 1; }
@@ -46,7 +61,23 @@ cargo build --release --locked -q
 python3 benches/gen_pcap.py syn "$TMP/syn.pcap" "$FLOWS" >/dev/null
 SRC="net_pcap0,rx_pcap=$TMP/syn.pcap,infinite_rx=1"
 SINK="net_null0,no-rx=1"
-EAL_MEM=(--no-huge -m 6144 --no-pci --no-shconf)
+HUGE=${HUGE:-0}
+if [ "$HUGE" = 1 ]; then
+  # 6 GiB of 2 MiB pages free for one program at a time.
+  need=3072
+  free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+  if [ "${free:-0}" -lt "$need" ]; then
+    OLD_HUGEPAGES=$(cat /proc/sys/vm/nr_hugepages)
+    echo $((OLD_HUGEPAGES + need - free)) >/proc/sys/vm/nr_hugepages
+    free=$(awk '/^HugePages_Free:/ {print $2}' /proc/meminfo)
+    [ "${free:-0}" -ge "$need" ] || die "HUGE=1: only ${free:-0} free 2 MiB huge pages of $need needed (memory too fragmented?)"
+  fi
+  EAL_MEM=(-m 6144 --in-memory --no-pci --no-shconf)
+  MEM_TOML='"-m", "6144", "--in-memory"'
+else
+  EAL_MEM=(--no-huge -m 6144 --no-pci --no-shconf)
+  MEM_TOML='"--no-huge", "-m", "6144"'
+fi
 
 # --- reference: testpmd macswap p0 -> p1
 dpdk-testpmd -l 0,1 "${EAL_MEM[@]}" --file-prefix "tp$$" --vdev "$SRC" --vdev "$SINK" -- \
@@ -77,7 +108,7 @@ $(tail -20 "$TMP/testpmd.log")"
 config() { # MODE
   cat <<TOML
 [eal]
-args = ["--no-huge", "-m", "6144", "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
+args = [$MEM_TOML, "--no-pci", "--no-shconf", "--log-level=lib.eal:warning"]
 file_prefix = "sluice-l4bench"
 
 [dataplane]
@@ -188,14 +219,16 @@ read -r NAT_PPS NAT_NEW NAT_AVG <"$TMP/nat.rate"
 run_mode ipip
 read -r DSR_PPS DSR_NEW DSR_AVG <"$TMP/ipip.rate"
 
-python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$NAT_AVG" "$DSR_AVG" "$FLOWS" "$1" <<'PY'
+python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$NAT_AVG" "$DSR_AVG" "$FLOWS" "$1" "$HUGE" <<'PY'
 import sys
 tp, nat, dsr, nat_new, dsr_new, nat_avg, dsr_avg, flows = (int(float(x)) for x in sys.argv[1:9])
 print(f"--- {sys.argv[9]}")
+huge = sys.argv[10]
 if tp <= 0 or nat <= 0 or dsr <= 0:
     sys.exit(f"l4.sh: a rate is missing (testpmd {tp}, NAT {nat}, IPIP {dsr} pps): no ratio")
 r = lambda x: x / tp
 print(f"flows                       : {flows}")
+print(f"memory                      : {'2 MiB huge pages' if huge == '1' else '4 KiB pages (--no-huge)'}")
 print(f"testpmd macswap             : {tp/1e6:8.2f} Mpps")
 print(f"sluice NAT  (steady state)  : {nat/1e6:8.2f} Mpps   ratio {r(nat):.2f}")
 print(f"sluice IPIP (steady state)  : {dsr/1e6:8.2f} Mpps   ratio {r(dsr):.2f}")
