@@ -85,7 +85,8 @@ cleanup() {
     for i in 1 2 3; do cp "$TMP/nginx$i/error.log" "$RESULTS/nginx$i-error.log" 2>/dev/null || true; done
   fi
   rm -rf "$TMP"
-  rm -rf /var/run/dpdk/sluice-httpbench
+  # Each Sluice run of this script has its own file prefix (sluice-http-P).
+  rm -rf /var/run/dpdk/sluice-http-*
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
