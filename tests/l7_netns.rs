@@ -754,7 +754,8 @@ cluster = "web"
     w.start(&body);
 
     // (description, curl arguments, port, expected backends, expected body)
-    let cases: &[(&str, &[&str], &str, &[&str], &str)] = &[
+    type Case<'a> = (&'a str, &'a [&'a str], &'a str, &'a [&'a str], &'a str);
+    let cases: &[Case] = &[
         (
             "no route: default cluster",
             &[],
@@ -2519,9 +2520,7 @@ default_cluster = "mixed"
     // per request over an IPv4 and an IPv6 backend.
     let u = "http://[fd00:40::100]/v6";
     let mut args = vec!["-g", "-w", CURL_W];
-    for _ in 0..6 {
-        args.push(u);
-    }
+    args.extend(std::iter::repeat_n(u, 6));
     let f = w.curl(&args);
     let replies = curl_replies(&f.stdout());
     let connects: u32 = replies.iter().map(|r| r.1).sum();

@@ -289,7 +289,7 @@ impl Worker {
             }
             self.classes[j] = class;
             ms.push(m);
-            if ms.len() % CONN_AHEAD == 0 {
+            if ms.len().is_multiple_of(CONN_AHEAD) {
                 self.prefetch_homes(ms.len() - CONN_AHEAD, ms.len());
             }
         }
