@@ -283,11 +283,13 @@ impl Worker {
             }
             let j = ms.len();
             let (buf, off, len) = m.buffer_mut();
-            let class = process::classify(&self.out.plane, port, buf, off, len, &mut memo);
-            if let process::Class::Flow(f) = &class {
+            // Written in place: classified into a temporary and then moved,
+            // each packet's class was copied once more.
+            let class = &mut self.classes[j];
+            *class = process::classify(&self.out.plane, port, buf, off, len, &mut memo);
+            if let process::Class::Flow(f) = class {
                 self.tags[j] = self.l4.conntrack.tag(&f.key);
             }
-            self.classes[j] = class;
             ms.push(m);
             if ms.len().is_multiple_of(CONN_AHEAD) {
                 self.prefetch_homes(ms.len() - CONN_AHEAD, ms.len());
