@@ -28,8 +28,8 @@
 # them with --in-memory, so no hugetlbfs mount is needed. Without huge
 # pages, every packet testpmd forwards costs it a TLB miss on the cold
 # mbuf (a million mbufs over 4 KiB pages), which hides how little else it
-# does: its reference rate nearly doubles on huge pages, Sluice's does not
-# move (docs/BENCHMARKS.md section 2.6).
+# does: its reference rate nearly doubles on huge pages, while Sluice's
+# changes by a few percent (docs/BENCHMARKS.md section 2.6).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . benches/l4_topology.sh
