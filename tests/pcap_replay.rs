@@ -23,9 +23,22 @@ fn replay(case: &str) {
         dir.join("in.pcap").display(),
         out.display()
     );
+    // The case's config with a file prefix of its own, so that the cases
+    // (which run at once) do not share the EAL's runtime directory, and
+    // that directory, which the EAL leaves behind, is removed after.
+    let prefix = format!("sluice-pcap-{case}-{}", std::process::id());
+    let _runtime = lan::RemoveOnDrop(Path::new("/var/run/dpdk").join(&prefix));
+    let toml = std::fs::read_to_string(dir.join("sluice.toml")).expect("read the case's config");
+    assert!(toml.contains("\n[eal]\n"), "{case}: the config has an [eal] table");
+    let config = tmp.path().join("sluice.toml");
+    std::fs::write(
+        &config,
+        toml.replacen("\n[eal]\n", &format!("\n[eal]\nfile_prefix = \"{prefix}\"\n"), 1),
+    )
+    .expect("write the config");
     let o = sluice()
         .args(["run", "--config"])
-        .arg(dir.join("sluice.toml"))
+        .arg(&config)
         .args([
             "--port-device",
             &dev,
