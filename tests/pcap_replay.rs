@@ -29,11 +29,18 @@ fn replay(case: &str) {
     let prefix = format!("sluice-pcap-{case}-{}", std::process::id());
     let _runtime = lan::RemoveOnDrop(Path::new("/var/run/dpdk").join(&prefix));
     let toml = std::fs::read_to_string(dir.join("sluice.toml")).expect("read the case's config");
-    assert!(toml.contains("\n[eal]\n"), "{case}: the config has an [eal] table");
+    assert!(
+        toml.contains("\n[eal]\n"),
+        "{case}: the config has an [eal] table"
+    );
     let config = tmp.path().join("sluice.toml");
     std::fs::write(
         &config,
-        toml.replacen("\n[eal]\n", &format!("\n[eal]\nfile_prefix = \"{prefix}\"\n"), 1),
+        toml.replacen(
+            "\n[eal]\n",
+            &format!("\n[eal]\nfile_prefix = \"{prefix}\"\n"),
+            1,
+        ),
     )
     .expect("write the config");
     let o = sluice()
