@@ -20,6 +20,11 @@
 # a mode that measured nothing fails the script. BURST (32) sets Sluice's
 # dataplane.burst. Run on an otherwise idle machine.
 #
+# ROUNDS=N repeats the whole measurement N times (testpmd, then this tree
+# and BASE if given, in turns first) and ends with each build's median
+# ratios: the same binary moves by 10-25 % from one start to the next on
+# the virtual machines this project measures on.
+#
 # HUGE=1 runs both programs on 2 MiB huge pages instead of --no-huge (the
 # mbuf pools and the preloaded pcap; Sluice's connection table is on
 # transparent huge pages either way), as a deployment would: the script
@@ -55,6 +60,7 @@ die() { echo "l4.sh: $*" >&2; exit 1; }
 # preloaded into mbufs, a connection table touched page by page).
 START_LIMIT=${START_LIMIT:-180}
 BURST=${BURST:-32}
+ROUNDS=${ROUNDS:-1}
 MBUFS=$((FLOWS + 32768))
 
 cargo build --release --locked -q
@@ -79,31 +85,34 @@ else
   MEM_TOML='"--no-huge", "-m", "6144"'
 fi
 
-# --- reference: testpmd macswap p0 -> p1
-dpdk-testpmd -l 0,1 "${EAL_MEM[@]}" --file-prefix "tp$$" --vdev "$SRC" --vdev "$SINK" -- \
-  --forward-mode=macswap --total-num-mbufs="$MBUFS" --stats-period 1 --auto-start \
-  >"$TMP/testpmd.log" 2>&1 &
-TP=$!
-# Port 1's Tx-pps samples (one a second) once forwarding has started.
-tx_samples() {
-  awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" | awk '$1 > 0'
+# --- reference: testpmd macswap p0 -> p1, measured into TESTPMD_PPS
+# (again in every round).
+reference() {
+  dpdk-testpmd -l 0,1 "${EAL_MEM[@]}" --file-prefix "tp$$" --vdev "$SRC" --vdev "$SINK" -- \
+    --forward-mode=macswap --total-num-mbufs="$MBUFS" --stats-period 1 --auto-start \
+    >"$TMP/testpmd.log" 2>&1 &
+  TP=$!
+  # Port 1's Tx-pps samples (one a second) once forwarding has started.
+  tx_samples() {
+    awk '/statistics for port 1/ {p1=1} /statistics for port 0/ {p1=0} p1 && /Tx-pps:/ {print $2}' "$TMP/testpmd.log" | awk '$1 > 0'
+  }
+  for ((i = 0; i < START_LIMIT * 10; i++)); do
+    [ -n "$(tx_samples)" ] && break
+    kill -0 "$TP" 2>/dev/null || die "testpmd exited before forwarding; its log:
+  $(tail -20 "$TMP/testpmd.log")"
+    sleep 0.1
+  done
+  [ -n "$(tx_samples)" ] || die "testpmd did not forward within ${START_LIMIT} s (START_LIMIT); its log:
+  $(tail -20 "$TMP/testpmd.log")"
+  # The first sample may cover the start; SECS more after it.
+  sleep $((SECS + 2))
+  kill -INT "$TP" 2>/dev/null || true
+  wait "$TP" 2>/dev/null || true
+  TP=""
+  TESTPMD_PPS=$(tx_samples | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
+  [ "${TESTPMD_PPS:-0}" -gt 0 ] || die "testpmd's reference rate is missing (fewer than two Tx-pps samples); its log:
+  $(tail -20 "$TMP/testpmd.log")"
 }
-for ((i = 0; i < START_LIMIT * 10; i++)); do
-  [ -n "$(tx_samples)" ] && break
-  kill -0 "$TP" 2>/dev/null || die "testpmd exited before forwarding; its log:
-$(tail -20 "$TMP/testpmd.log")"
-  sleep 0.1
-done
-[ -n "$(tx_samples)" ] || die "testpmd did not forward within ${START_LIMIT} s (START_LIMIT); its log:
-$(tail -20 "$TMP/testpmd.log")"
-# The first sample may cover the start; SECS more after it.
-sleep $((SECS + 2))
-kill -INT "$TP" 2>/dev/null || true
-wait "$TP" 2>/dev/null || true
-TP=""
-TESTPMD_PPS=$(tx_samples | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
-[ "${TESTPMD_PPS:-0}" -gt 0 ] || die "testpmd's reference rate is missing (fewer than two Tx-pps samples); its log:
-$(tail -20 "$TMP/testpmd.log")"
 
 config() { # MODE
   cat <<TOML
@@ -219,7 +228,7 @@ read -r NAT_PPS NAT_NEW NAT_AVG <"$TMP/nat.rate"
 run_mode ipip
 read -r DSR_PPS DSR_NEW DSR_AVG <"$TMP/ipip.rate"
 
-python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$NAT_AVG" "$DSR_AVG" "$FLOWS" "$1" "$HUGE" <<'PY'
+python3 - "$TESTPMD_PPS" "$NAT_PPS" "$DSR_PPS" "$NAT_NEW" "$DSR_NEW" "$NAT_AVG" "$DSR_AVG" "$FLOWS" "$1" "$HUGE" "$TMP/rounds" <<'PY'
 import sys
 tp, nat, dsr, nat_new, dsr_new, nat_avg, dsr_avg, flows = (int(float(x)) for x in sys.argv[1:9])
 print(f"--- {sys.argv[9]}")
@@ -238,12 +247,50 @@ def conns(peak, avg):
     return f"{peak/1e6:8.2f} M/s peak 50 ms window, {avg/1e6:.2f} M/s over the first pass"
 print(f"new connections, NAT        : {conns(nat_new, nat_avg)}")
 print(f"new connections, IPIP       : {conns(dsr_new, dsr_avg)}")
+with open(sys.argv[11], "a") as f:
+    f.write(f"{sys.argv[9]}\t{tp}\t{nat}\t{dsr}\t{nat_avg}\n")
 PY
 }
 
-report "this tree ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
 if [ -n "${BASE:-}" ]; then
   [ -x "$BASE" ] || die "BASE=$BASE is not an executable"
-  BIN=$BASE
-  report "BASE=$BASE"
+fi
+HERE="this tree ($(git rev-parse --short HEAD 2>/dev/null || echo unknown))"
+for ((round = 1; round <= ROUNDS; round++)); do
+  [ "$ROUNDS" -gt 1 ] && echo "=== round $round of $ROUNDS"
+  reference
+  # With BASE, the order alternates from round to round (a build measured
+  # second may find the machine in another state: page cache, free huge
+  # pages for the tables).
+  if [ -n "${BASE:-}" ] && [ $((round % 2)) -eq 0 ]; then
+    BIN=$BASE
+    report "BASE=$BASE"
+    BIN=target/release/sluice
+    report "$HERE"
+  else
+    BIN=target/release/sluice
+    report "$HERE"
+    if [ -n "${BASE:-}" ]; then
+      BIN=$BASE
+      report "BASE=$BASE"
+    fi
+  fi
+done
+if [ "$ROUNDS" -gt 1 ]; then
+  python3 - "$TMP/rounds" <<'PY'
+import statistics, sys
+rows = {}
+for line in open(sys.argv[1]):
+    label, tp, nat, dsr, nat_avg = line.rstrip("\n").split("\t")
+    rows.setdefault(label, []).append((int(tp), int(nat), int(dsr), int(nat_avg)))
+print(f"=== medians over {len(next(iter(rows.values())))} rounds (each ratio against its own round's testpmd)")
+for label, rs in rows.items():
+    med = lambda xs: statistics.median(xs)
+    nat = [n / t for t, n, _, _ in rs]
+    dsr = [d / t for t, _, d, _ in rs]
+    print(f"--- {label}")
+    print(f"NAT  ratio: median {med(nat):.2f}  (rounds: {', '.join(f'{x:.2f}' for x in nat)})")
+    print(f"IPIP ratio: median {med(dsr):.2f}  (rounds: {', '.join(f'{x:.2f}' for x in dsr)})")
+    print(f"new NAT connections over the first pass: median {med([a for *_, a in rs]) / 1e6:.2f} M/s")
+PY
 fi
