@@ -291,6 +291,8 @@ for label, rs in rows.items():
     print(f"--- {label}")
     print(f"NAT  ratio: median {med(nat):.2f}  (rounds: {', '.join(f'{x:.2f}' for x in nat)})")
     print(f"IPIP ratio: median {med(dsr):.2f}  (rounds: {', '.join(f'{x:.2f}' for x in dsr)})")
-    print(f"new NAT connections over the first pass: median {med([a for *_, a in rs]) / 1e6:.2f} M/s")
+    conns = [a for *_, a in rs if a > 0]
+    print("new NAT connections over the first pass: "
+          + (f"median {med(conns) / 1e6:.2f} M/s over {len(conns)} round(s)" if conns else "n/a (not sampled)"))
 PY
 fi
