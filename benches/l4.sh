@@ -99,11 +99,11 @@ reference() {
   for ((i = 0; i < START_LIMIT * 10; i++)); do
     [ -n "$(tx_samples)" ] && break
     kill -0 "$TP" 2>/dev/null || die "testpmd exited before forwarding; its log:
-  $(tail -20 "$TMP/testpmd.log")"
+$(tail -20 "$TMP/testpmd.log")"
     sleep 0.1
   done
   [ -n "$(tx_samples)" ] || die "testpmd did not forward within ${START_LIMIT} s (START_LIMIT); its log:
-  $(tail -20 "$TMP/testpmd.log")"
+$(tail -20 "$TMP/testpmd.log")"
   # The first sample may cover the start; SECS more after it.
   sleep $((SECS + 2))
   kill -INT "$TP" 2>/dev/null || true
@@ -111,7 +111,7 @@ reference() {
   TP=""
   TESTPMD_PPS=$(tx_samples | tail -n +2 | sort -n | awk '{a[NR]=$1} END {if (NR) print a[int((NR+1)/2)]; else print 0}')
   [ "${TESTPMD_PPS:-0}" -gt 0 ] || die "testpmd's reference rate is missing (fewer than two Tx-pps samples); its log:
-  $(tail -20 "$TMP/testpmd.log")"
+$(tail -20 "$TMP/testpmd.log")"
 }
 
 config() { # MODE
